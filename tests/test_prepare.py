@@ -378,3 +378,13 @@ def test_command_line_prepares_and_reports_bad_source(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "alexnet", "prepare", str(tmp_path / "nowhere"), str(tmp_path / "o2")],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "alexnet prepare: error: SOURCE" in bad.stderr
+
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_writes(tmp_path):
+    import fcntl
+
+    (tmp_path / "out" / ".partial").mkdir(parents=True)
+    with open(tmp_path / "out" / ".partial" / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # what a running prepare holds
+        with pytest.raises(UserError, match="being written by another"):
+            run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")

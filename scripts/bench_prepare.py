@@ -1,0 +1,82 @@
+"""Speed of `alexnet prepare` on real ImageNet JPEGs, against a plain PIL loop in the same run.
+
+Usage: python scripts/bench_prepare.py [IMAGES_DIR] [--workers N]
+
+IMAGES_DIR (default ../shared/data/imagenet-samples) holds ``<wnid>_<name>.JPEG`` files. They are
+linked into an image-folder tree (every image in train/<wnid>/, every tenth also in val/<wnid>/)
+and prepared with the default options. Reported: wall-clock images/s, and images per CPU-second
+of the worker processes (= images/s per core, the figure the issue sets at >= 250). The baseline
+does the same work the obvious way, in one process: full-size decode, resize of the whole image,
+crop, JPEG encode, and the statistics with numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from alexnet.data.prepare import prepare  # noqa: E402
+
+
+def link_tree(images: list[Path], root: Path) -> int:
+    count = 0
+    for i, image in enumerate(images):
+        wnid = image.name.split("_", 1)[0]
+        for split in ("train", "val") if i % 10 == 0 else ("train",):
+            (root / split / wnid).mkdir(parents=True, exist_ok=True)
+            (root / split / wnid / image.name).symlink_to(image.resolve())
+            count += 1
+    return count
+
+
+def plain_pil(images: list[Path], size: int = 256) -> float:
+    """Images per CPU-second of the obvious loop (no draft mode, whole-image resize)."""
+    start = time.process_time()
+    total = np.zeros((size, size, 3))
+    for path in images:
+        image = Image.open(path).convert("RGB")
+        scale = size / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
+        left, top = (image.width - size) // 2, (image.height - size) // 2
+        patch = np.asarray(image.crop((left, top, left + size, top + size)))
+        Image.fromarray(patch).save(io.BytesIO(), "JPEG", quality=90)
+        total += patch
+        pixels = patch.reshape(-1, 3).astype(np.float64)
+        pixels.T @ pixels
+    return len(images) / (time.process_time() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("images", nargs="?", default=Path(__file__).resolve().parents[2] / "shared/data/imagenet-samples")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    images = sorted(Path(args.images).glob("*.JPEG"))
+    with tempfile.TemporaryDirectory() as tmp:
+        count = link_tree(images, Path(tmp) / "src")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = time.perf_counter()
+        prepare(Path(tmp) / "src", Path(tmp) / "out", workers=args.workers, progress=False)
+        wall = time.perf_counter() - wall
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    ours = count / cpu
+    baseline = plain_pil(images[:300])
+    print(f"alexnet prepare: {count} images, {args.workers} workers: {count / wall:.0f} images/s wall-clock, "
+          f"{ours:.0f} images per worker CPU-second (per core)")
+    print(f"plain PIL loop (one process, 300 images): {baseline:.0f} images per CPU-second")
+    print(f"ratio per core: {ours / baseline:.2f}x; load average during the run: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
