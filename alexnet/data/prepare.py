@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from alexnet.data import download
 from alexnet.data.images import ENCODINGS, BadImage, center_patch, encode, open_image
 from alexnet.data.shards import shard_name, write_atomically, write_shard
 from alexnet.data.sources import Source, open_source, read_item
@@ -78,6 +77,8 @@ def ensure_prepared(data, cache_dir=None) -> Path:
     path = Path(data)
     if (path / "meta.json").is_file():
         return path
+    from alexnet.data import download
+
     if str(data) in download.DATASETS and not path.exists():
         out = download.cache_root(cache_dir) / str(data)
         return out if (out / "meta.json").is_file() else prepare(str(data), out, cache_dir=cache_dir)
@@ -156,6 +157,8 @@ def _check_same_job(path: Path, job: dict) -> None:
 
 
 def _open(source, partial: Path, cache_dir) -> Source:
+    from alexnet.data import download  # only for named datasets: keeps worker start-up light
+
     name = str(source)
     if name in download.DATASETS and not Path(name).exists():
         source = download.fetch(name, cache_dir)

@@ -1,10 +1,10 @@
 """Speed of `alexnet prepare` on real ImageNet JPEGs, against a plain PIL loop in the same run.
 
-Usage: python scripts/bench_prepare.py [IMAGES_DIR] [--workers N]
+Usage: PYTHONPATH=. python benchmarks/prepare.py [IMAGES_DIR] [--workers N]
 
 IMAGES_DIR (default ../shared/data/imagenet-samples) holds ``<wnid>_<name>.JPEG`` files. They are
-linked into an image-folder tree (every image in train/<wnid>/, every tenth also in val/<wnid>/)
-and prepared with the default options. Reported: wall-clock images/s, and images per CPU-second
+linked into an image-folder tree (every image --repeat times in train/<wnid>/, every tenth also
+in val/<wnid>/) and prepared with the default options. Reported: wall-clock images/s, and images per CPU-second
 of the worker processes (= images/s per core, the figure the issue sets at >= 250). The baseline
 does the same work the obvious way, in one process: full-size decode, resize of the whole image,
 crop, JPEG encode, and the statistics with numpy.
@@ -16,25 +16,27 @@ import argparse
 import io
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: the baseline computes on one core
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
 from alexnet.data.prepare import prepare  # noqa: E402
 
 
-def link_tree(images: list[Path], root: Path) -> int:
+def link_tree(images: list[Path], root: Path, repeat: int) -> int:
+    """Link each image ``repeat`` times into train/<wnid>/ and every tenth once into val/<wnid>/."""
     count = 0
     for i, image in enumerate(images):
         wnid = image.name.split("_", 1)[0]
-        for split in ("train", "val") if i % 10 == 0 else ("train",):
+        links = [("train", f"{k}_{image.name}") for k in range(repeat)] + ([("val", image.name)] if i % 10 == 0 else [])
+        for split, name in links:
             (root / split / wnid).mkdir(parents=True, exist_ok=True)
-            (root / split / wnid / image.name).symlink_to(image.resolve())
+            (root / split / wnid / name).symlink_to(image.resolve())
             count += 1
     return count
 
@@ -60,10 +62,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("images", nargs="?", default=Path(__file__).resolve().parents[2] / "shared/data/imagenet-samples")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="times each image enters the training split (amortises worker start-up)")
     args = parser.parse_args()
     images = sorted(Path(args.images).glob("*.JPEG"))
     with tempfile.TemporaryDirectory() as tmp:
-        count = link_tree(images, Path(tmp) / "src")
+        count = link_tree(images, Path(tmp) / "src", args.repeat)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall = time.perf_counter()
         prepare(Path(tmp) / "src", Path(tmp) / "out", workers=args.workers, progress=False)
