@@ -367,17 +367,16 @@ def test_rerun_with_other_options_is_refused(tmp_path):
 # ---------------------------------------------------------------- command line
 
 
-def test_command_line_prepares_and_reports_bad_source(tmp_path):
+def test_command_line_prepares_and_reports_bad_source(tmp_path, capsys):
+    from alexnet.cli import main
+
     source = kit.image_folder(tmp_path / "src", per_class=1, val_per_class=0)
-    done = subprocess.run([sys.executable, "-m", "alexnet", "prepare", str(source), str(tmp_path / "out"),
-                           "--size", "8", "--format", "raw", "--workers", "1"],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "img/s" in done.stderr and "prepared 3 train images" in done.stdout
+    assert main(["prepare", str(source), str(tmp_path / "out"), "--size", "8", "--format", "raw"]) == 0
+    said = capsys.readouterr()
+    assert "img/s" in said.err and "prepared 3 train images" in said.out
     assert PreparedDataset(tmp_path / "out", "train")[0][0].shape == (8, 8, 3)
-    bad = subprocess.run([sys.executable, "-m", "alexnet", "prepare", str(tmp_path / "nowhere"), str(tmp_path / "o2")],
-                         cwd=ROOT, capture_output=True, text=True)
-    assert bad.returncode == 2 and "alexnet prepare: error: SOURCE" in bad.stderr
+    assert main(["prepare", str(tmp_path / "nowhere"), str(tmp_path / "o2")]) == 2
+    assert "alexnet prepare: error: SOURCE" in capsys.readouterr().err
 
 
 def test_a_second_run_on_the_same_out_is_refused_while_the_first_writes(tmp_path):

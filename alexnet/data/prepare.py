@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -234,13 +235,24 @@ def _write_shards(out, plan, in_stats, options, strict, workers, progress) -> No
 
 
 def _worker_pool(workers: int):
-    """``workers`` fresh processes, each with single-threaded BLAS (one busy process per core; a
-    multi-threaded BLAS in each of them would fight the others for the cores)."""
+    """``workers`` processes, each with single-threaded BLAS (one busy process per core; a
+    multi-threaded BLAS in each of them would fight the others for the cores).
+
+    They are forked from a fork server that started clean (no threads, this module imported
+    once), so a pool costs milliseconds, and the server inherits the BLAS settings made here.
+    """
     saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
     os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+    # Started with Ctrl-C ignored, the server and its children leave Ctrl-C to this process.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
     try:
-        return multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_interrupts)
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context.Pool(workers, initializer=_ignore_interrupts)
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, handler)
         for name, value in saved.items():
             if value is None:
                 del os.environ[name]
