@@ -202,8 +202,8 @@ def _tasks(out: Path, plan: dict, in_stats: np.ndarray, options: dict) -> tuple[
             else:
                 for start in range(0, len(items), CHUNK):
                     chunk = items[start:start + CHUNK]
-                    counted = in_stats[first + start:][:len(chunk)] if split == "train" else np.zeros(len(chunk), bool)
-                    task = (chunk, counted.tolist(), options["size"], options["encoding"], options["quality"])
+                    counted = in_stats[first + start:][:len(chunk)] if split == "train" else [False] * len(chunk)
+                    task = (chunk, list(counted), options["size"], options["encoding"], options["quality"])
                     tasks.append((split, number, start + CHUNK >= len(items), task))
             first += len(items)
     return tasks, done_images
@@ -424,7 +424,8 @@ def _finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> N
     shutil.rmtree(out / ".partial", ignore_errors=True)
     n_skipped = sum(len(s["skipped"]) for s in splits.values())
     counts = ", ".join(f"{s['samples']} {name}" for name, s in splits.items())
-    print(f"prepared {counts} images into {out}" + (f"; {n_skipped} files skipped (listed in meta.json)" if n_skipped else ""))
+    skipped = f"; {n_skipped} files skipped (listed in meta.json)" if n_skipped else ""
+    print(f"prepared {counts} images into {out}{skipped}")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
