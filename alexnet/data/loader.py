@@ -45,19 +45,25 @@ def decode(data: bytes) -> np.ndarray:
 
 
 class CropBatches(torch.utils.data.Dataset):
-    """A view of ``dataset`` whose items are whole batches: ``self[sample numbers]`` returns
-    ``(images, labels, windows)`` as described in this module's docstring.
+    """A view of ``dataset`` whose items are whole batches (see this module's docstring).
 
     ``windows`` is ``"random"`` (training, section 4.1; ``random_crop``/``flip`` switch its parts
-    off), ``"centre"`` or ``"ten"`` (testing).
+    off), ``"centre"`` or ``"ten"`` (testing). ``self[sample numbers]`` returns
+    ``(images, labels, windows)``. With a ``ring`` of shared-memory batch slots
+    ``[slots, batch, views, S, S, 3]`` (made before the workers start), ``self[(slot, sample
+    numbers)]`` fills that slot and returns ``(slot, labels, windows)``: workers then write into
+    memory that is already mapped instead of new shared memory for every batch, whose first
+    touch costs as much as decoding on some machines.
     """
 
     def __init__(self, dataset, crop_size: int, windows: str = "random", *, seed: int = 0,
-                 epoch: int = 0, random_crop: bool = True, flip: bool = True):
+                 epoch: int = 0, random_crop: bool = True, flip: bool = True,
+                 ring: torch.Tensor | None = None):
         if windows not in ("random", "centre", "ten"):
             raise ValueError(f"windows must be 'random', 'centre' or 'ten', got {windows!r}")
         self.dataset, self.crop_size, self.windows = dataset, crop_size, windows
         self.seed, self.epoch, self.random_crop, self.flip = seed, epoch, random_crop, flip
+        self.ring = ring
         self.image_size = tuple(np.shape(dataset.mean)[:2])
         self.labels = np.asarray(dataset.labels, dtype=np.int64)
         self.views = 10 if windows == "ten" else 1
@@ -65,6 +71,10 @@ class CropBatches(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def batch_shape(self, count: int) -> tuple[int, ...]:
+        """The storage shape of ``count`` images: NHWC, with the ten crops as a second axis."""
+        return (count, self.views, self.crop_size, self.crop_size, 3)
 
     def sample_windows(self, indices: np.ndarray) -> np.ndarray:
         """``[len(indices), views, 3]`` windows of these samples."""
@@ -76,14 +86,9 @@ class CropBatches(torch.utils.data.Dataset):
                                                                                 self.crop_size)
         return np.tile(fixed.reshape(1, self.views, 3), (len(indices), 1, 1))
 
-    def __getitem__(self, indices: np.ndarray):
-        indices = np.asarray(indices, np.int64)
+    def fill(self, out: np.ndarray, indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Decode samples ``indices`` and write their crops into ``out``; their labels and windows."""
         windows = self.sample_windows(indices)
-        size = self.crop_size
-        storage = torch.empty((len(indices), self.views, size, size, 3), dtype=torch.uint8)
-        if torch.utils.data.get_worker_info() is not None:
-            storage.share_memory_()  # before filling: handing it over then costs no copy
-        out = storage.numpy()
         for k, index in enumerate(indices):
             image = decode(self.dataset.read(int(index))[0])
             if image.shape != (*self.image_size, 3):
@@ -92,11 +97,62 @@ class CropBatches(torch.utils.data.Dataset):
                                 f"{self.image_size[0]}x{self.image_size[1]}x3 like its mean image")
             for view in range(self.views):
                 crop_into(out[k, view], image, windows[k, view])
-        images = storage.permute(0, 1, 4, 2, 3)
-        windows = torch.from_numpy(windows)
+        return torch.from_numpy(self.labels[indices]), windows
+
+    def __getitem__(self, item):
+        if self.ring is None:
+            indices = np.asarray(item, np.int64)
+            images = torch.empty(self.batch_shape(len(indices)), dtype=torch.uint8)
+            labels, windows = self.fill(images.numpy(), indices)
+            return self.as_batch(images, labels, windows)
+        slot, indices = item
+        labels, windows = self.fill(self.ring[slot, :len(indices)].numpy(), indices)
+        return slot, labels, windows
+
+    def as_batch(self, images: torch.Tensor, labels: torch.Tensor, windows: np.ndarray):
+        """The loader's ``(images [N, 3, S, S], labels, windows [N, 3])`` (ten crops: an axis of 10
+        after N) from NHWC storage."""
+        images, windows = images.permute(0, 1, 4, 2, 3), torch.from_numpy(windows)
         if self.views == 1:
             images, windows = images[:, 0], windows[:, 0]
-        return images, torch.from_numpy(self.labels[indices]), windows
+        return images, labels, windows
+
+
+class _SlottedBatches(torch.utils.data.Sampler):
+    """Batches of sample numbers with the ring slot each is to be written into, in turn."""
+
+    def __init__(self, batches: BatchSampler, slots: int):
+        self.batches, self.slots = batches, slots
+
+    def __iter__(self):
+        for number, indices in enumerate(self.batches):
+            yield number % self.slots, indices
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class BatchLoader(torch.utils.data.DataLoader):
+    """A ``DataLoader`` of :class:`CropBatches` whose workers write into a ring of shared slots.
+
+    Why a slot is never overwritten while it is read: a ``DataLoader`` keeps at most
+    ``workers * prefetch_factor`` batches requested and not yet returned, and requests the next
+    one when it returns one. The ring has one slot more than that, and this iterator copies each
+    batch out of its slot (into page-locked memory when pinning, ready for the GPU) before the
+    caller can ask for the batch after it, which is the first that may reuse the slot.
+    """
+
+    def __iter__(self):
+        batches: CropBatches = self.dataset
+        if batches.ring is None:
+            yield from super().__iter__()
+            return
+        for slot, labels, windows in super().__iter__():
+            images = torch.empty(batches.batch_shape(len(labels)), dtype=torch.uint8,
+                                 pin_memory=self.pin_memory)
+            np.copyto(images.numpy(), batches.ring[slot, :len(labels)].numpy())  # one thread: the
+            # workers have the cores, and torch's parallel copy would wait for them
+            yield batches.as_batch(images, labels, windows)
 
 
 def _as_is(batch):
@@ -112,7 +168,7 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
                 epoch: int = 0, rank: int = 0, world_size: int = 1, workers: int | None = None,
                 start: int = 0, ten_crop: bool = False, pin_memory: bool | None = None,
                 limit: int | None = None, random_crop: bool = True, flip: bool = True,
-                drop_last: bool = False, prefetch_factor: int = 2) -> torch.utils.data.DataLoader:
+                drop_last: bool = False, prefetch_factor: int = 2) -> BatchLoader:
     """One epoch of uint8 batches of ``dataset`` (a ``PreparedDataset`` or anything with its
     ``read``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``.
 
@@ -137,8 +193,13 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
     batches = CropBatches(dataset, crop_size, windows, seed=seed, epoch=epoch,
                           random_crop=random_crop, flip=flip)
     workers = default_workers() if workers is None else workers
-    return torch.utils.data.DataLoader(
-        batches, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None,
-        collate_fn=_as_is, num_workers=workers,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        prefetch_factor=prefetch_factor if workers > 0 else None)
+    batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+    if workers > 0:
+        slots = workers * prefetch_factor + 1
+        batches.ring = torch.empty((slots, *batches.batch_shape(batch_size)),
+                                   dtype=torch.uint8).share_memory_()
+        batch_sampler = _SlottedBatches(batch_sampler, slots)
+    return BatchLoader(batches, sampler=batch_sampler, batch_size=None, collate_fn=_as_is,
+                       num_workers=workers,
+                       pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+                       prefetch_factor=prefetch_factor if workers > 0 else None)
