@@ -8,7 +8,7 @@ from PIL import Image
 
 class StandInPreparedDataset:
     """A tiny in-memory stand-in for ``alexnet.data.dataset.PreparedDataset`` (same interface:
-    ``read``, ``[i]``, ``labels``, ``classes``, ``mean``, ``pca_eigvals``, ``pca_eigvecs``, ``len``),
+    ``read``, ``extension``, ``[i]``, ``labels``, ``classes``, ``mean``, ``pca_eigvals``, ``pca_eigvecs``, ``len``),
     so that loading tests need no prepared folder on disk."""
 
     def __init__(self, count=24, size=48, num_classes=3, encoding="npy", seed=0):
@@ -20,6 +20,7 @@ class StandInPreparedDataset:
         pixels = self.images.reshape(-1, 3).astype(np.float64)
         self.pca_eigvals, self.pca_eigvecs = np.linalg.eigh(np.cov(pixels, rowvar=False))
         self.root = "stand-in"
+        self.extension = "npy" if encoding == "npy" else "jpg"
         self.blobs = [self._encode(image, encoding) for image in self.images]
 
     @staticmethod

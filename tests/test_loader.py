@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.data.loader import CropBatches, decode, make_loader
+from alexnet.data.images import decode
+from alexnet.data.loader import CropBatches, make_loader
 from alexnet.data.sampler import rank_indices
 from alexnet.data.transforms import random_windows, ten_crop_windows
 from alexnet.errors import UserError
@@ -52,7 +53,7 @@ def test_jpeg_samples_are_decoded_then_cropped():
     images, labels, windows = collect(make_loader(jpeg, 4, train=False, crop_size=40, workers=0))
     assert torch.equal(labels, torch.from_numpy(jpeg.labels))
     for i in range(6):
-        decoded = decode(jpeg.read(i)[0])
+        decoded = decode(jpeg.read(i)[0], "jpg")
         assert np.array_equal(images[i].numpy(), decoded[4:44, 4:44].transpose(2, 0, 1))
 
 

@@ -64,7 +64,7 @@ class Repeated:
     def __init__(self, dataset, length: int):
         self.dataset, self.length = dataset, length
         self.labels = np.resize(np.asarray(dataset.labels, np.int64), length)
-        self.mean = dataset.mean
+        self.mean, self.extension = dataset.mean, dataset.extension
 
     def __len__(self) -> int:
         return self.length

@@ -19,30 +19,16 @@ many workers run.
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 import torch
 import torch.utils.data
-from PIL import Image
 
+from alexnet.data.images import decode
 from alexnet.data.sampler import BatchSampler, EpochSampler
 from alexnet.data.transforms import centre_window, crop_into, random_windows, ten_crop_windows
 from alexnet.errors import UserError
-
-_NPY_MAGIC = b"\x93NUMPY"
-
-
-def decode(data: bytes) -> np.ndarray:
-    """A stored sample as a uint8 HxWx3 array: raw ``.npy`` bytes, or an encoded image (JPEG...)."""
-    if data[:6] == _NPY_MAGIC:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    image = Image.open(io.BytesIO(data))
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image)
-
 
 class CropBatches(torch.utils.data.Dataset):
     """A view of ``dataset`` whose items are whole batches (see this module's docstring).
@@ -90,7 +76,7 @@ class CropBatches(torch.utils.data.Dataset):
         """Decode samples ``indices`` and write their crops into ``out``; their labels and windows."""
         windows = self.sample_windows(indices)
         for k, index in enumerate(indices):
-            image = decode(self.dataset.read(int(index))[0])
+            image = decode(self.dataset.read(int(index))[0], self.dataset.extension)
             if image.shape != (*self.image_size, 3):
                 raise UserError(f"sample {index} of {getattr(self.dataset, 'root', 'the dataset')} is "
                                 f"{'x'.join(map(str, image.shape))}, expected "
@@ -170,7 +156,7 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
                 limit: int | None = None, random_crop: bool = True, flip: bool = True,
                 drop_last: bool = False, prefetch_factor: int = 2) -> BatchLoader:
     """One epoch of uint8 batches of ``dataset`` (a ``PreparedDataset`` or anything with its
-    ``read``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``.
+    ``read``, ``extension``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``.
 
     - ``train=True``: samples reshuffled from ``(seed, epoch)``, dealt to ranks with every rank
       the same number (see :mod:`alexnet.data.sampler`), random crops of ``crop_size`` mirrored
