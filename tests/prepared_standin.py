@@ -1,4 +1,4 @@
-"""A stand-in for PreparedDataset, for loading tests that need no prepared folder on disk."""
+"""Test data for loading: an in-memory stand-in for PreparedDataset, and tiny image folders."""
 
 import io
 
@@ -40,3 +40,17 @@ class StandInPreparedDataset:
 
     def __getitem__(self, i):
         return self.images[i], int(self.labels[i])
+
+
+def make_image_folder(root, classes=("n01440764", "n01443537"), per_class=3, seed=0):
+    """``root/{train,val}/<wnid>/<wnid>_<k>.JPEG``: a tiny source for ``alexnet prepare``, of
+    random images of three sizes."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for wnid in classes:
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                pixels = rng.integers(0, 256, (260 + 10 * k, 300, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{k}.JPEG", quality=90)
+    return root

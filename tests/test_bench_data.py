@@ -3,11 +3,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from alexnet.data.prepare import prepare
+from prepared_standin import make_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,15 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_prepared(tmp_path_factory):
     base = tmp_path_factory.mktemp("bench")
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for wnid in ("n01440764", "n01443537"):
-            folder = base / "source" / split / wnid
-            folder.mkdir(parents=True)
-            for k in range(3):
-                pixels = rng.integers(0, 256, (260 + 10 * k, 300, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{wnid}_{k}.JPEG", quality=90)
-    return prepare(base / "source", base / "out", workers=1, progress=False), base / "source"
+    source = make_image_folder(base / "source")
+    return prepare(source, base / "out", workers=1, progress=False), source
 
 
 def bench(*options, cwd=ROOT):
