@@ -133,9 +133,9 @@ class BatchLoader(torch.utils.data.DataLoader):
         if batches.ring is None:
             yield from super().__iter__()
             return
+        pin = self.pin_memory and torch.cuda.is_available()  # as DataLoader: no CUDA, no pinning
         for slot, labels, windows in super().__iter__():
-            images = torch.empty(batches.batch_shape(len(labels)), dtype=torch.uint8,
-                                 pin_memory=self.pin_memory)
+            images = torch.empty(batches.batch_shape(len(labels)), dtype=torch.uint8, pin_memory=pin)
             np.copyto(images.numpy(), batches.ring[slot, :len(labels)].numpy())  # one thread: the
             # workers have the cores, and torch's parallel copy would wait for them
             yield batches.as_batch(images, labels, windows)
