@@ -2,8 +2,8 @@
 
 :func:`make_loader` returns a ``torch.utils.data.DataLoader`` over one epoch. Each item is a whole
 batch, made inside one worker process: it reads the stored samples (``dataset.read``), decodes them
-(a 256x256 JPEG with PIL, or a raw ``.npy`` array), copies out the crop window of each into one
-preallocated shared-memory uint8 tensor, and hands over
+(a 256x256 JPEG with PIL, or a raw ``.npy`` array) and copies the crop window of each into one
+slot of a ring of shared-memory uint8 batches made once per loader; the loader hands over
 
 - ``images``: uint8 ``[N, 3, S, S]``, channels-last in memory (NHWC storage, so a crop is a row
   copy; ``.contiguous()`` gives NCHW storage if ever needed). With ``ten_crop=True``:
@@ -29,6 +29,7 @@ from alexnet.data.images import decode
 from alexnet.data.sampler import BatchSampler, EpochSampler
 from alexnet.data.transforms import centre_window, crop_into, random_windows, ten_crop_windows
 from alexnet.errors import UserError
+
 
 class CropBatches(torch.utils.data.Dataset):
     """A view of ``dataset`` whose items are whole batches (see this module's docstring).
@@ -169,7 +170,8 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
     - ``pin_memory``: page-locked batches for fast copies to the GPU (default: when CUDA exists).
 
     The result is deterministic given ``(seed, epoch, rank, world_size, start)``, whatever the
-    number of workers. Build a new loader for every epoch.
+    number of workers. Build a new loader for every epoch and iterate it once. With several ranks
+    on one machine, give each ``workers = cores // ranks``.
     """
     if ten_crop and train:
         raise ValueError("ten_crop is a test transform: use it with train=False")
