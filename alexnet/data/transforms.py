@@ -143,7 +143,8 @@ class DeviceTransform(torch.nn.Module):
       0-255 values that is ``eigvals / 255``. (Taken literally on the 0-255 scale, the eigenvalues
       of a variance there would give colour shifts of hundreds of levels.)
     - ``"stdev"`` (the authors' cuda-convnet2 data provider, whose PCA constants are standard
-      deviations): ``sqrt(eigvals)``, roughly twice as strong on the first component.
+      deviations): ``sqrt(eigvals)``; on ImageNet about twice as strong on the first component and
+      far stronger on the other two.
 
     The noise comes from a ``torch.Generator`` on the images' device, seeded for each batch from
     ``(seed, epoch, rank, position)``, where ``position`` counts this rank's images so far in the
