@@ -39,8 +39,7 @@ def load_image(path: str | Path, resample: int = Image.Resampling.BILINEAR) -> n
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f"{path}: not an image PIL can read ({err})") from None
     w, h = img.size
-    scale = IMAGE_SIZE / min(w, h)
-    size = (IMAGE_SIZE, int(h * scale)) if w <= h else (int(w * scale), IMAGE_SIZE)
+    size = (IMAGE_SIZE, int(IMAGE_SIZE * h / w)) if w <= h else (int(IMAGE_SIZE * w / h), IMAGE_SIZE)
     img = img.resize(size, resample)
     left, top = round((size[0] - IMAGE_SIZE) / 2), round((size[1] - IMAGE_SIZE) / 2)
     return np.asarray(img.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)))
