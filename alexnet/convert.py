@@ -24,15 +24,14 @@ TORCHVISION_ARCH = "alexnet-owt"
 
 
 def imagenet_class_names() -> list[str] | None:
-    """The 1000 ILSVRC-2012 classes in the standard (sorted wnid) order, from the package data.
-
-    None when the package data is absent; the model file then holds no class names.
-    """
+    """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids), as a prepared
+    ImageNet lists them; None when the package data (``imagenet_classes.json``) is absent."""
     try:
         text = resources.files("alexnet.data").joinpath("imagenet_classes.json").read_text()
     except FileNotFoundError:
         return None
-    return json.loads(text)
+    names = json.loads(text)  # wnid -> name
+    return [names[wnid] for wnid in sorted(names)]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -74,12 +73,12 @@ def convert_torchvision(weights: str | Path, out: str | Path) -> torch.nn.Module
 
     state = read_state_dict(weights)
     classes = imagenet_class_names()
-    num_classes = len(classes) if classes else 1000
-    model = build_model(TORCHVISION_ARCH, num_classes=num_classes)
+    with torch.device("meta"):  # shapes only: the weights come from the file, no initialisation
+        model = build_model(TORCHVISION_ARCH, num_classes=1000)
     check_state_dict(state, model.state_dict(), weights)
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=True)
     model.class_names = classes
-    save_model(model, out)
+    save_model(model, out, class_names=classes)
     return model
 
 

@@ -18,8 +18,17 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from alexnet.data.transforms import centre_window, crop_into, ten_crop_windows
 from alexnet.errors import UserError
-from alexnet.evaluate import CROPS, class_probabilities, default_device, load_checkpoint, model_mean
+from alexnet.evaluate import (
+    CROPS,
+    check_crops,
+    class_probabilities,
+    default_device,
+    input_transform,
+    load_checkpoint,
+    model_mean,
+)
 
 IMAGE_SIZE = 256  # section 2: shorter side to 256, then the central 256x256 patch
 BATCH = 32  # images per forward pass (x10 with ten crops)
@@ -43,6 +52,19 @@ def load_image(path: str | Path, resample: int = Image.Resampling.BILINEAR) -> n
     img = img.resize(size, resample)
     left, top = round((size[0] - IMAGE_SIZE) / 2), round((size[1] - IMAGE_SIZE) / 2)
     return np.asarray(img.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)))
+
+
+def crop_images(images: np.ndarray, size: int, crops: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images ``[N, H, W, 3]`` -> their test crops ``[N, V, 3, size, size]`` and windows
+    ``[N, V, 3]``: the centre crop (V = 1) or the ten crops of section 4.1, as the loader cuts them."""
+    image_size = images.shape[1:3]
+    windows = ten_crop_windows(image_size, size) if crops == "ten" else centre_window(image_size, size)[None]
+    out = np.empty((len(images), len(windows), size, size, 3), np.uint8)
+    for k, image in enumerate(images):
+        for v, window in enumerate(windows):
+            crop_into(out[k, v], image, window)
+    windows = np.broadcast_to(windows, (len(images), *windows.shape))
+    return torch.from_numpy(out).permute(0, 1, 4, 2, 3), torch.from_numpy(windows.copy())
 
 
 def load_mean(path: str | Path) -> torch.Tensor:
@@ -72,15 +94,16 @@ def predict(
     """The ``top`` most probable classes of each image: ``[{"image", "predictions": [{"class",
     "index", "probability"}, ...]}]``, most probable first. ``mean`` is used when the model file
     holds no mean image of its own."""
+    check_crops(crops)
     device = torch.device(device) if device is not None else default_device()
     model.to(device).eval()
-    mean = model_mean(model, mean)
+    transform = input_transform(model, model_mean(model, mean), (IMAGE_SIZE, IMAGE_SIZE)).to(device)
     names = getattr(model, "class_names", None)
     results = []
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
-        images = torch.from_numpy(np.stack([load_image(p) for p in chunk])).permute(0, 3, 1, 2)
-        probs = class_probabilities([model], images, crops, [mean]).cpu()
+        images, windows = crop_images(np.stack([load_image(p) for p in chunk]), model.input_size, crops)
+        probs = class_probabilities([model], [transform], images, windows).cpu()
         values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
         for path, p, i in zip(chunk, values.tolist(), indices.tolist()):
             predictions = [
