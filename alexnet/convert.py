@@ -12,25 +12,20 @@ The weights are read with ``torch.load(weights_only=True)``: a downloaded file c
 from __future__ import annotations
 
 import argparse
-import json
-from importlib import resources
 from pathlib import Path
 
 import torch
 
+from alexnet.data.sources import imagenet_classes
 from alexnet.errors import UserError
 
 TORCHVISION_ARCH = "alexnet-owt"
 
 
-def imagenet_class_names() -> list[str] | None:
+def imagenet_class_names() -> list[str]:
     """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids), as a prepared
-    ImageNet lists them; None when the package data (``imagenet_classes.json``) is absent."""
-    try:
-        text = resources.files("alexnet.data").joinpath("imagenet_classes.json").read_text()
-    except FileNotFoundError:
-        return None
-    names = json.loads(text)  # wnid -> name
+    ImageNet names them (``PreparedDataset.class_names``)."""
+    names = imagenet_classes()  # wnid -> name
     return [names[wnid] for wnid in sorted(names)]
 
 
@@ -93,6 +88,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = convert_torchvision(args.weights, args.out)
-    classes = "the 1000 ILSVRC-2012 class names" if model.class_names else "no class names (package data missing)"
-    print(f"wrote {args.out}: {TORCHVISION_ARCH}, {sum(p.numel() for p in model.parameters()):,} parameters, {classes}")
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.out}: {TORCHVISION_ARCH}, {parameters:,} parameters, the 1000 ILSVRC-2012 classes")
     return 0

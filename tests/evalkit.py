@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from alexnet import build_model
@@ -46,3 +48,19 @@ class TinyData:
 
     def __getitem__(self, i):
         return self.images[i], int(self.labels[i])
+
+
+def make_prepared(root: Path, classes=("ant", "bee", "cat"), per_class=(3, 2)) -> Path:
+    """An image folder of random pictures of varied sizes, prepared by ``alexnet prepare`` at 80x80
+    (raw pixels, so that nothing is lost to JPEG) into ``root/prepared``."""
+    from alexnet.data.prepare import prepare
+
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", "val"), per_class):
+        for c in classes:
+            folder = root / "images" / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                h, w = rng.integers(80, 130, 2)
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{c}{i}.png")
+    return prepare(root / "images", root / "prepared", size=80, encoding="raw", workers=1, progress=False)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 import torch
-from evalkit import TinyData, tiny_alexnet
+from evalkit import TinyData, make_prepared, tiny_alexnet
 
 from alexnet.errors import UserError
 from alexnet.evaluate import ErrorCounter, evaluate, predictions, topk_correct
@@ -118,3 +121,74 @@ def test_a_model_whose_classes_differ_from_the_datasets_is_a_clear_error():
         evaluate(model, data, device="cpu", workers=0, progress=False, names=["run1/best.pt"])
     with pytest.raises(UserError, match="knows 4 classes but the data has 3"):
         evaluate(tiny_alexnet(4), data, device="cpu", workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A dataset made by `alexnet prepare`, and two model files trained (here: initialised) on it,
+    holding its class names and mean image as training checkpoints do."""
+    from alexnet import save_model
+    from alexnet.data.dataset import PreparedDataset
+
+    root = tmp_path_factory.mktemp("evaluate")
+    out = make_prepared(root)
+    train = PreparedDataset(out, "train")
+    for seed in (1, 2):
+        save_model(tiny_alexnet(3, seed=seed), root / f"cnn{seed}.pt", class_names=train.class_names,
+                   mean=torch.from_numpy(train.mean))
+    return root
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    from alexnet.cli import main
+
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_command_evaluates_an_ensemble_of_checkpoints_on_a_prepared_split(prepared, capsys):
+    from alexnet import load_model
+    from alexnet.data.dataset import PreparedDataset
+
+    files = [prepared / "cnn1.pt", prepared / "cnn2.pt"]
+    status, out, _ = run_cli(capsys, "evaluate", *files, "--data", prepared / "prepared", "--json", "--device", "cpu", "--workers", "0")
+    assert status == 0
+    found = json.loads(out)
+    expected = evaluate([load_model(f) for f in files], PreparedDataset(prepared / "prepared", "val"),
+                        crops="ten", device="cpu", workers=0, progress=False)
+    assert found["images"] == 6 and found["crops"] == "ten" and found["models"] == 2
+    assert found["top1_error"] == pytest.approx(expected["top1_error"])
+    assert found["top5_error"] == pytest.approx(expected["top5_error"])
+    assert found["per_class_accuracy"] == pytest.approx(expected["per_class_accuracy"])
+    assert set(found["per_class_accuracy"]) == {"ant", "bee", "cat"}
+
+    status, out, _ = run_cli(capsys, "evaluate", files[0], "--data", prepared / "prepared", "--crops", "center", "--device", "cpu", "--workers", "0")
+    assert status == 0
+    assert re.fullmatch(r"top-1 error \d+\.\d\d%  top-5 error 0\.00%  on 6 images \(1 model, centre crop\)\n", out)
+
+
+def test_predict_prepares_an_image_file_exactly_as_prepare_did(prepared, capsys):
+    from alexnet import load_model
+    from alexnet.data.dataset import PreparedDataset
+
+    data = PreparedDataset(prepared / "prepared", "val")
+    status, out, _ = run_cli(capsys, "predict", prepared / "cnn1.pt", *sorted((prepared / "images" / "val").glob("*/*.png")),
+                             "--json", "--top", "3", "--device", "cpu")
+    assert status == 0
+    model = load_model(prepared / "cnn1.pt")
+    probs = all_predictions([model], data, "ten", device="cpu", workers=0)  # in the prepared order: class, file
+    results = json.loads(out)
+    assert len(results) == len(probs) == 6
+    for result, p in zip(results, probs):
+        by_index = sorted(result["predictions"], key=lambda q: q["index"])
+        assert [q["probability"] for q in by_index] == pytest.approx(p.tolist(), rel=1e-4)
+
+
+def test_evaluating_a_checkpoint_of_other_classes_names_it(prepared, capsys, tmp_path):
+    from alexnet import save_model
+
+    save_model(tiny_alexnet(3), tmp_path / "dogs.pt", class_names=["beagle", "collie", "pug"])
+    status, _, err = run_cli(capsys, "evaluate", tmp_path / "dogs.pt", "--data", prepared / "prepared", "--device", "cpu")
+    assert status == 2
+    assert "dogs.pt: the model's classes differ from the data's: class 0 is 'beagle' in the model, 'ant' in the data" in err

@@ -110,7 +110,7 @@ def test_the_mean_image_is_read_from_mean_npy_or_the_prepared_folder(tmp_path):
     np.save(tmp_path / "mean.npy", mean)
     assert np.array_equal(load_mean(tmp_path).numpy(), mean)
     np.save(tmp_path / "bad.npy", np.zeros((4, 4)))
-    with pytest.raises(UserError, match="bad.npy: expected a 256x256x3 mean image"):
+    with pytest.raises(UserError, match="bad.npy: expected a square HxWx3 mean image"):
         load_mean(tmp_path / "bad.npy")
 
 
