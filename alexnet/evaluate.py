@@ -132,13 +132,14 @@ class ErrorCounter:
         self.class_images += torch.bincount(labels, minlength=len(self.class_images))
         self.class_top1 += torch.bincount(labels[hit1], minlength=len(self.class_images))
 
-    def result(self, class_names: Sequence[str]) -> dict:
-        """Errors in percent; per-class top-1 accuracy in percent (None for a class without images)."""
+    def result(self, class_ids: Sequence[str]) -> dict:
+        """Errors in percent; per-class top-1 accuracy in percent keyed by class id (None for a class
+        without images)."""
         if self.images == 0:
             raise UserError("the split holds no images")
         per_class = {
             name: (100.0 * int(hits) / int(n) if n else None)
-            for name, hits, n in zip(class_names, self.class_top1, self.class_images, strict=True)
+            for name, hits, n in zip(class_ids, self.class_top1, self.class_images, strict=True)
         }
         return {
             "top1_error": 100.0 * (1 - self.top1 / self.images),
@@ -151,13 +152,15 @@ class ErrorCounter:
 # --- evaluating on a prepared dataset ---------------------------------------------------------------
 
 
-def class_lists(dataset) -> list[list[str]]:
-    """The dataset's class names, and its class ids where they differ (a prepared dataset's
-    ``classes`` may be ``{"index", "id", "name"}`` records): a model may know its classes by either."""
+def class_lists(dataset) -> tuple[list[str], list[str]]:
+    """The dataset's class names and class ids (a prepared dataset's ``classes`` are
+    ``{"index", "id", "name"}`` records; ImageNet's ids are its wnids, unique where names are not:
+    there are two classes named "crane"). Without ids, the names serve as both."""
     classes = list(dataset.classes)
     if classes and isinstance(classes[0], dict):
-        return [[c["name"] for c in classes], [c["id"] for c in classes]]
-    return [[str(c) for c in classes]]
+        return [c["name"] for c in classes], [c["id"] for c in classes]
+    names = [str(c) for c in classes]
+    return names, names
 
 
 def check_classes(models: Sequence[nn.Module], dataset, names: Sequence[str]) -> None:
@@ -166,15 +169,15 @@ def check_classes(models: Sequence[nn.Module], dataset, names: Sequence[str]) ->
     ``names[i]`` names ``models[i]`` in the message (its file). A model without class names must at
     least have as many outputs as the dataset has classes.
     """
-    accepted = class_lists(dataset)
+    data_names, data_ids = class_lists(dataset)
     for model, name in zip(models, names, strict=True):
         model_classes = getattr(model, "class_names", None)
         if model_classes is None:
             outputs = num_outputs(model)
-            if outputs != len(accepted[0]):
-                raise UserError(f"{name} has {outputs} outputs but the data has {len(accepted[0])} classes")
-        elif list(model_classes) not in accepted:
-            raise UserError(f"{name}: {class_list_difference(list(model_classes), accepted[0])}")
+            if outputs != len(data_names):
+                raise UserError(f"{name} has {outputs} outputs but the data has {len(data_names)} classes")
+        elif list(model_classes) not in (data_names, data_ids):
+            raise UserError(f"{name}: {class_list_difference(list(model_classes), data_names)}")
 
 
 def class_list_difference(model: list[str], data: list[str]) -> str:
@@ -255,18 +258,18 @@ def evaluate(
     cpu); those of an ensemble must take the same input size. ``workers``: decoding processes
     (default: one per core). ``names`` name the models in error messages (default: their
     architecture). Returns ``top1_error``, ``top5_error``, ``images``, ``crops``, ``models`` and
-    ``per_class_accuracy``.
+    ``per_class_accuracy`` (top-1, percent, keyed by class id: the wnid for ImageNet).
     """
     models = [models] if isinstance(models, nn.Module) else list(models)
-    class_names = class_lists(dataset)[0]
-    counter = ErrorCounter(len(class_names))
+    class_ids = class_lists(dataset)[1]
+    counter = ErrorCounter(len(class_ids))
     bar = tqdm(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress)
     for probs, labels in predictions(models, dataset, crops, batch_size, device, workers, names):
         counter.update(probs, labels)
         bar.update(len(labels))
         bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%")
     bar.close()
-    return {**counter.result(class_names), "crops": crops, "models": len(models)}
+    return {**counter.result(class_ids), "crops": crops, "models": len(models)}
 
 
 # --- the command line -------------------------------------------------------------------------------
@@ -278,7 +281,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model file(s) or training checkpoint(s); several are an ensemble that averages their "
         "softmax outputs (Table 2's '5 CNNs')",
     )
-    parser.add_argument("--data", required=True, metavar="PREPARED", help="a dataset made by `alexnet prepare`")
+    parser.add_argument(
+        "--data", required=True, metavar="PREPARED",
+        help="a dataset made by `alexnet prepare`, or a name (imagenette, cifar10) prepared on first use",
+    )
     parser.add_argument("--split", default="val", help="the split to evaluate on (default: val)")
     parser.add_argument(
         "--crops", choices=CROPS, default="ten",
@@ -293,9 +299,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.data.dataset import PreparedDataset
+    from alexnet.data.prepare import ensure_prepared
 
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
     models = [load_checkpoint(path) for path in args.checkpoints]
-    dataset = PreparedDataset(args.data, args.split)
+    dataset = PreparedDataset(ensure_prepared(args.data), args.split)
     result = evaluate(
         models, dataset, crops=args.crops, batch_size=args.batch_size, device=args.device,
         workers=args.workers, progress=sys.stderr.isatty(), names=args.checkpoints,
@@ -309,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_result(result: dict) -> str:
-    what = "ensemble of %d models" % result["models"] if result["models"] > 1 else "1 model"
+    what = f"ensemble of {result['models']} models" if result["models"] > 1 else "1 model"
     crops = "ten crops" if result["crops"] == "ten" else "centre crop"
     return (
         f"top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  "

@@ -192,3 +192,13 @@ def test_evaluating_a_checkpoint_of_other_classes_names_it(prepared, capsys, tmp
     status, _, err = run_cli(capsys, "evaluate", tmp_path / "dogs.pt", "--data", prepared / "prepared", "--device", "cpu")
     assert status == 2
     assert "dogs.pt: the model's classes differ from the data's: class 0 is 'beagle' in the model, 'ant' in the data" in err
+
+
+def test_a_model_may_know_its_classes_by_id_or_by_name_and_results_are_keyed_by_id():
+    data = TinyData(6, num_classes=3)
+    data.classes = [{"index": i, "id": f"n0{i}", "name": "crane"} for i in range(3)]  # names need not be unique
+    by_id, by_name = tiny_alexnet(3), tiny_alexnet(3)
+    by_id.class_names, by_name.class_names = ["n00", "n01", "n02"], ["crane"] * 3
+    for model in (by_id, by_name):
+        result = evaluate(model, data, crops="center", device="cpu", workers=0, progress=False)
+        assert list(result["per_class_accuracy"]) == ["n00", "n01", "n02"]
