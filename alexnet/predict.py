@@ -107,7 +107,7 @@ def predict(
     check_crops(crops)
     device = torch.device(device) if device is not None else default_device()
     model.to(device).eval()
-    mean = model_mean(model, mean)
+    mean = model_mean(model, mean) if getattr(model, "normalization", None) == "mean_image" else None
     size = mean.shape[0] if mean is not None and len(mean.shape) == 3 else IMAGE_SIZE  # the training images' size
     transform = input_transform(model, mean, (size, size)).to(device)
     names = getattr(model, "class_names", None)

@@ -169,3 +169,13 @@ def test_a_model_file_without_a_mean_image_takes_one_with_mean(tmp_path, capsys)
     np.save(tmp_path / "mean.npy", np.full((256, 256, 3), 100, np.float32))
     status, out, _ = run_cli(capsys, "predict", str(tmp_path / "bare.pt"), image, "--mean", str(tmp_path), "--json")
     assert status == 0 and len(json.loads(out)[0]["predictions"]) == 3
+
+
+def test_per_channel_means_act_as_a_mean_image_of_those_values(tmp_path):
+    paths, model = images_in(tmp_path, 2), tiny_alexnet(5)
+    channels = torch.tensor([120.0, 110.0, 100.0])
+    by_channel = predict(model, paths, mean=channels, device="cpu")
+    by_image = predict(model, paths, mean=channels.expand(256, 256, 3).clone(), device="cpu")
+    for a, b in zip(by_channel, by_image):
+        assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
+        assert [p["probability"] for p in a["predictions"]] == pytest.approx([p["probability"] for p in b["predictions"]])
