@@ -55,8 +55,8 @@ def input_transform(model: nn.Module, mean, image_size: tuple[int, int]) -> Devi
     if normalization == "mean_image":
         if mean is None:
             raise UserError(
-                "the model subtracts the training set's mean image (section 2), but neither the model file "
-                "nor the data holds one: pass the mean.npy of the prepared training data (--mean)"
+                "the model subtracts its training set's mean image (section 2) and its file holds none: "
+                "pass --mean with the mean.npy of the prepared training data"
             )
         mean = torch.as_tensor(mean, dtype=torch.float32)
         if mean.shape == (3,):

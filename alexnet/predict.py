@@ -60,8 +60,10 @@ def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMA
         return center_patch(image, size)
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file") from None
-    except (BadImage, OSError) as err:
-        raise UserError(f"{path}: not an image that can be read ({err})") from None
+    except BadImage as err:
+        raise UserError(f"{path}: {err}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err})") from None
 
 
 def crop_images(images: np.ndarray, size: int, crops: str) -> tuple[torch.Tensor, torch.Tensor]:
