@@ -179,3 +179,17 @@ def test_per_channel_means_act_as_a_mean_image_of_those_values(tmp_path):
     for a, b in zip(by_channel, by_image):
         assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
         assert [p["probability"] for p in a["predictions"]] == pytest.approx([p["probability"] for p in b["predictions"]])
+
+
+def test_a_checkpoint_without_a_mean_uses_the_mean_of_the_data_its_run_trained_on(tmp_path, capsys, checkpoint):
+    from alexnet import save_model
+
+    path, model, mean = checkpoint
+    (tmp_path / "prepared").mkdir()
+    np.save(tmp_path / "prepared" / "mean.npy", mean.numpy())
+    save_model(model, tmp_path / "last.pt", class_names=model.class_names, config={"data": str(tmp_path / "prepared")})
+    image = images_in(tmp_path, 1)
+    outputs = [run_cli(capsys, "predict", str(p), *image, "--json", "--device", "cpu") for p in (path, tmp_path / "last.pt")]
+    assert [status for status, _, _ in outputs] == [0, 0]
+    with_mean, from_config = (json.loads(out)[0]["predictions"] for _, out, _ in outputs)
+    assert [p["probability"] for p in from_config] == pytest.approx([p["probability"] for p in with_mean])
