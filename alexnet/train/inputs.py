@@ -67,14 +67,16 @@ class TrainingData:
 class SyntheticImages:
     """A fixed pool of random uint8 images, kept on the training device; sample i is pool[i % P].
 
-    Each class gets its own random mean colour plus per-pixel noise, so the classes are learnable.
+    Each class has its own random mean colour (the same in both splits) plus per-pixel noise, so the
+    classes are learnable and a trained network generalises to the validation split.
     """
 
-    def __init__(self, n: int, num_classes: int, size: int, seed: int, device: torch.device, pool: int = 256):
-        g = torch.Generator().manual_seed(seed)
+    def __init__(self, n: int, num_classes: int, size: int, seed: int, split: str, device: torch.device,
+                 pool: int = 256):
+        colours = torch.randint(40, 216, (num_classes, 3, 1, 1), generator=torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed + (1 if split == "val" else 2))
         pool = min(n, pool)
         self.labels = torch.arange(pool) % num_classes
-        colours = torch.randint(40, 216, (num_classes, 3, 1, 1), generator=g)
         noise = torch.randint(-40, 41, (pool, 3, size, size), generator=g)
         self.images = (colours[self.labels] + noise).clamp(0, 255).to(torch.uint8).to(device)
         self.labels = self.labels.to(device)
@@ -92,8 +94,8 @@ class SyntheticImages:
 def synthetic(num_classes: int, size: int, seed: int, batch_size: int, rank: int, world: int,
               device: torch.device, train_size: int = 2560, val_size: int = 512) -> TrainingData:
     """Random learnable images of the network's input size (no crop, no augmentation)."""
-    train = SyntheticImages(train_size, num_classes, size, seed, device)
-    val = SyntheticImages(val_size, num_classes, size, seed + 1, device)
+    train, val = (SyntheticImages(n, num_classes, size, seed, split, device)
+                  for n, split in ((train_size, "train"), (val_size, "val")))
 
     def to_input(split: str, batch: Batch) -> torch.Tensor:
         return batch[0].float() - 127.5  # raw 0-255 values, centred (the paper's preprocessing)
