@@ -1,8 +1,6 @@
 """`alexnet train`: one epoch end to end, what a run folder holds, configuration, failures."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ import torch.nn.functional as F
 import yaml
 
 import alexnet.train.loop as loop
+from alexnet import load_model
 from alexnet.cli import build_parser
 from alexnet.errors import UserError
 from alexnet.train import inputs
@@ -18,20 +17,14 @@ from alexnet.train.cli import config_from_args
 from alexnet.train.config import TrainConfig
 from tests import tinynet
 
-ROOT = Path(__file__).resolve().parents[1]
 METRIC_KEYS = {"epoch", "train_loss", "train_top1_error", "train_top5_error", "val_loss", "val_top1_error",
                "val_top5_error", "lr", "images_per_s", "seconds"}
 CHECKPOINT_KEYS = {"model", "arch", "options", "class_names", "optimizer", "scheduler", "scaler", "epoch",
                    "position", "rng", "config"}
 
 
-@pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setattr(loop, "build_network", tinynet.build_tiny)
-
-
 def tiny_config(tmp_path, **changes) -> TrainConfig:
-    values = dict(data="synthetic", out=str(tmp_path / "run"), epochs=1, batch_size=8, limit=64, val_limit=37,
+    values = dict(data="synthetic", arch="tiny-test", out=str(tmp_path / "run"), epochs=1, batch_size=8, limit=64, val_limit=37,
                   device="cpu", log_every=2, model_options={"num_classes": 7})
     values.update(changes)
     return TrainConfig(**values)
@@ -41,7 +34,7 @@ def parse(argv):
     return build_parser("train").parse_args(["train", *argv])
 
 
-def test_one_epoch_writes_config_metrics_tensorboard_and_checkpoints(tmp_path, tiny):
+def test_one_epoch_writes_config_metrics_tensorboard_and_checkpoints(tmp_path):
     config = tiny_config(tmp_path)
     assert loop.train(config) == 0
     run = tmp_path / "run"
@@ -63,7 +56,7 @@ def test_one_epoch_writes_config_metrics_tensorboard_and_checkpoints(tmp_path, t
         assert set(ck["rng"]) == {"torch", "cuda", "numpy", "python"}
 
 
-def test_validation_metrics_are_the_trained_weights_errors_on_every_validation_image(tmp_path, tiny):
+def test_validation_metrics_are_the_trained_weights_errors_on_every_validation_image(tmp_path):
     config = tiny_config(tmp_path)
     loop.train(config)
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
@@ -79,14 +72,14 @@ def test_validation_metrics_are_the_trained_weights_errors_on_every_validation_i
     assert record["val_top5_error"] == pytest.approx(100 * (~(top5 == labels[:, None]).any(1)).sum().item() / 37)
 
 
-def test_training_on_synthetic_classes_lowers_the_loss(tmp_path, tiny):
+def test_training_on_synthetic_classes_lowers_the_loss(tmp_path):
     loop.train(tiny_config(tmp_path, epochs=3, model_options={"num_classes": 4, "dropout": 0.0}))
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] < 0.8 * records[0]["train_loss"]
     assert records[-1]["val_top1_error"] < 25  # chance: 75%
 
 
-def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny):
+def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_config(tmp_path, epochs=2, checkpoint_minutes=0,
                          model_options={"num_classes": 7, "nan_after": 11})
     with pytest.raises(loop.NonFiniteLoss, match=r"step 4 of epoch 2 \(global step 12\)"):
@@ -136,11 +129,34 @@ def test_unknown_file_settings_are_named(tmp_path):
         config_from_args(parse(["--config", str(tmp_path / "b.yaml")]))
 
 
-def test_help_marks_every_departure_from_the_paper():
-    out = subprocess.run([sys.executable, "-m", "alexnet", "train", "--help"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
-    flat = " ".join(out.split())
+def test_help_marks_every_departure_from_the_paper(capsys):
+    with pytest.raises(SystemExit):
+        parse(["--help"])
+    flat = " ".join(capsys.readouterr().out.split())
     for option in ("--optimizer", "--amp", "--limit", "--bias-no-decay", "--bias-lr-mult", "--preset"):
         section = flat.split(option + " ", 2)[-1][:400]
         assert "[departs" in section, option
     assert "the paper gives no number" in flat
+
+
+SMALL_ALEXNET = {"num_classes": 5, "input_size": 67, "channels": [8, 16, 16, 16, 16], "fc_width": 32, "dropout": 0.0}
+
+
+def test_the_papers_network_trains_and_its_checkpoint_loads_with_load_model(tmp_path):
+    loop.train(tiny_config(tmp_path, arch="alexnet", model_options=SMALL_ALEXNET))
+    path = tmp_path / "run" / "checkpoints" / "best.pt"
+    model = load_model(path)
+    assert model.class_names == [f"class{i}" for i in range(5)] and model.options["input_size"] == 67
+    saved = torch.load(path, weights_only=True)["model"]
+    assert all(torch.equal(model.state_dict()[k], saved[k]) for k in saved)
+
+
+def test_model_parallel_towers_train_like_the_one_device_network(tmp_path):
+    """Section 3.2's two-device layout (here both 'devices' are the CPU) follows the same path."""
+    loop.train(tiny_config(tmp_path / "one", arch="alexnet", model_options=SMALL_ALEXNET))
+    loop.train(tiny_config(tmp_path / "two", arch="alexnet", model_options=SMALL_ALEXNET, model_parallel=True))
+    one, two = (torch.load(tmp_path / d / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
+                for d in ("one", "two"))
+    assert one.keys() == two.keys()  # checkpoints hold the one-device layout
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-6)

@@ -1,7 +1,7 @@
-"""A network small enough for training tests, and a command line that trains it.
+"""A network small enough for training tests, registered as ``tiny-test``, and a command line.
 
-``python -m tests.tinynet train ...`` is ``alexnet train ...`` with this network in place of
-the registry's: the same loop, data, checkpoints and signals, at a fraction of the cost.
+``python -m tests.tinynet train --arch tiny-test ...`` is ``alexnet train`` with this network
+registered: the same loop, data, checkpoints and signals, at a fraction of the cost.
 Environment knobs for the tests: TINY_SLEEP (seconds per training forward, so that a test
 can kill a run mid-way), TINY_FINAL (a folder where every process saves its final weights).
 """
@@ -15,7 +15,10 @@ import time
 import torch
 from torch import nn
 
-import alexnet.train.loop as loop
+from alexnet.registry import list_models, register_model
+
+
+built: list[nn.Module] = []  # every network built, so that main() can save the final weights
 
 
 class TinyNet(nn.Module):
@@ -24,12 +27,13 @@ class TinyNet(nn.Module):
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.5, nan_after: int = -1):
         super().__init__()
-        self.arch, self.input_size, self.normalization = "tiny-test", 16, "mean_image"
+        self.input_size, self.normalization = 16, "mean_image"
         self.options = dict(num_classes=num_classes, dropout=dropout, nan_after=nan_after)
         self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(8 * 4 * 4, num_classes)
         self.forwards = 0
+        built.append(self)
 
     def forward(self, x):
         if self.training:
@@ -41,17 +45,11 @@ class TinyNet(nn.Module):
         return y
 
 
-built: list[TinyNet] = []
-
-
-def build_tiny(config, num_classes: int) -> TinyNet:
-    options = {k: v for k, v in config.model_options.items() if k != "num_classes"}
-    built.append(TinyNet(num_classes, **options))
-    return built[-1]
+if "tiny-test" not in list_models():
+    register_model("tiny-test", TinyNet, "conv-ReLU-pool-dropout-linear on 16x16 inputs (tests only)")
 
 
 def main(argv: list[str]) -> int:
-    loop.build_network = build_tiny
     from alexnet.cli import main as cli_main
 
     status = cli_main(argv)

@@ -1,17 +1,16 @@
-"""Checkpoints: atomic writes, and the random-number states that make a resumed run exact.
+"""Checkpoints, and the random-number states that make a resumed run exact.
 
 A checkpoint is a plain dict of tensors and Python values, so it loads with
-``torch.load(path, weights_only=True)``: ``model`` (state dict), ``arch``, ``options``,
-``class_names``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (the epoch in
+``torch.load(path, weights_only=True)``: the keys of a model file (``model``, the state
+dict in the one-device layout; ``arch``, ``options``, ``class_names``; so that
+``alexnet.load_model`` reads it), then ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (the epoch in
 progress, from 0), ``position`` (training samples done in it), ``rng``, ``config``, and
 ``progress`` (the epoch's running sums, so its metrics line comes out the same).
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,38 +18,12 @@ import numpy as np
 import torch
 
 from alexnet.errors import UserError
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
-
-    A kill at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+from alexnet.io import atomic_torch_save
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: torch.save(checkpoint, f))
+    """Write atomically: a kill at any moment leaves the previous checkpoint whole."""
+    atomic_torch_save(checkpoint, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from alexnet.errors import UserError
+from alexnet.io import atomic_write_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -134,6 +135,4 @@ def check(config: TrainConfig) -> None:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    from alexnet.train.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
+    atomic_write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), path)

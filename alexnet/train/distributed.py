@@ -55,15 +55,18 @@ def pick_device(name: str | None) -> torch.device:
     return device
 
 
-def setup(device_name: str | None) -> Context:
-    """Join the process group when started by torchrun, else run alone."""
+def setup(device_name: str | None, model_parallel: bool = False) -> Context:
+    """Join the process group when started by torchrun, else run alone.
+
+    With ``model_parallel`` each process owns two GPUs (local rank r: cuda:2r and cuda:2r+1).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(device_name)
     if world == 1:
         return Context(device=device)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", local_rank * (2 if model_parallel else 1))
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
@@ -96,3 +99,14 @@ def any_rank(ctx: Context, flag: bool) -> bool:
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         dist.barrier(group=ctx.control)
+
+
+def model_parallel_devices(ctx: Context) -> tuple[torch.device, torch.device]:
+    """The two devices of this process's towers: its GPU and the next one (on the CPU: the CPU twice)."""
+    if ctx.device.type != "cuda":
+        return ctx.device, ctx.device
+    first = ctx.device.index or 0
+    if torch.cuda.device_count() < first + 2:
+        raise UserError(f"--model-parallel needs two GPUs per process: cuda:{first} and cuda:{first + 1}, "
+                        f"but {torch.cuda.device_count()} are visible")
+    return torch.device("cuda", first), torch.device("cuda", first + 1)

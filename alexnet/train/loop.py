@@ -27,9 +27,12 @@ from torch import nn
 from tqdm import tqdm
 
 from alexnet.errors import UserError
+from alexnet.registry import build_model
 from alexnet.train import distributed, inputs
-from alexnet.train.checkpoint import (atomic_write_bytes, load_checkpoint, rng_states, save_checkpoint,
-                                      set_rng_states)
+from alexnet.io import atomic_write_text
+from alexnet.model import one_to_two_device_state
+from alexnet.modelfile import model_record
+from alexnet.train.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from alexnet.train.config import TrainConfig, save_config
 from alexnet.train.optim import make_optimizer, set_learning_rate
 from alexnet.train.schedule import make_schedule
@@ -39,11 +42,12 @@ class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
 
 
-def build_network(config: TrainConfig, num_classes: int) -> nn.Module:
-    """The network to train, from the registry of the model layer."""
-    from alexnet import build_model
-
-    return build_model(config.arch, **{**config.model_options, "num_classes": num_classes})
+def build_network(config: TrainConfig, num_classes: int, ctx: distributed.Context) -> nn.Module:
+    """The network to train, from the registry; with ``--model-parallel`` its two towers on this
+    process's two devices (section 3.2)."""
+    options = {**config.model_options, "num_classes": num_classes}
+    return build_model(config.arch, devices=distributed.model_parallel_devices(ctx), **options) \
+        if config.model_parallel else build_model(config.arch, **options)
 
 
 def open_data(config: TrainConfig, ctx: distributed.Context, input_size: int,
@@ -138,10 +142,8 @@ class Run:
         return getattr(m, "_orig_mod", m)
 
     def checkpoint(self) -> dict:
-        m = self.plain_model
-        return {
-            "model": m.state_dict(), "arch": m.arch, "options": dict(m.options),
-            "class_names": self.class_names, "optimizer": self.optimizer.state_dict(),
+        return model_record(self.plain_model, self.class_names) | {
+            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "position": self.position, "rng": rng_states(),
             "config": self.config.to_dict(), "best_error": self.best_error,
@@ -149,7 +151,9 @@ class Run:
         }
 
     def restore(self, ck: dict) -> None:
-        self.plain_model.load_state_dict(ck["model"])
+        model = self.plain_model
+        two_devices = hasattr(model, "one_device_state_dict")
+        model.load_state_dict(one_to_two_device_state(ck["model"]) if two_devices else ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
@@ -205,7 +209,7 @@ class Logger:
         if self.path.exists():
             kept = [line for line in self.path.read_text().splitlines()
                     if line.strip() and json.loads(line)["epoch"] <= resume_epoch]
-            atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
+            atomic_write_text("".join(line + "\n" for line in kept), self.path)
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_epoch + 1)
@@ -260,7 +264,7 @@ def check_finite(first_bad: torch.Tensor, run: Run, steps: int) -> None:
 
 def train(config: TrainConfig, resume: bool = False) -> int:
     """Train as ``config`` says; returns the process exit status. ``resume``: continue RUN_DIR's run."""
-    ctx = distributed.setup(config.device)
+    ctx = distributed.setup(config.device, config.model_parallel)
     try:
         return _train(config, resume, ctx)
     finally:
@@ -275,7 +279,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     configure_backends(config, ctx.device)
     seed_everything(config.seed)
     class_names = dataset_classes(config)
-    model = build_network(config, len(class_names))
+    model = build_network(config, len(class_names), ctx)
     data = open_data(config, ctx, model.input_size, len(class_names))
     seed_everything(config.seed + 7919 * ctx.rank)  # dropout differs between processes
     run = Run(config, ctx, prepare_model(model, config, ctx), None, make_schedule(config),
