@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,7 +65,7 @@ def test_validation_metrics_are_the_trained_weights_errors_on_every_validation_i
     net.load_state_dict(torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"])
     net.eval()
     val = inputs.SyntheticImages(37, 7, 16, config.seed, "val", torch.device("cpu"))
-    images, labels, _ = val.batch(torch.arange(37))
+    images, labels, _ = val.batch(np.arange(37))
     logits = net(images.float() - 127.5)
     top5 = logits.topk(5, dim=1).indices
     assert record["val_loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
@@ -160,3 +161,49 @@ def test_model_parallel_towers_train_like_the_one_device_network(tmp_path):
     assert one.keys() == two.keys()  # checkpoints hold the one-device layout
     for key in one:
         torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A prepared dataset of 3 classes of coloured 90x90 images, 16 per class for training, 4 for validation."""
+    from PIL import Image
+
+    from alexnet.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 16), ("val", 4)):
+        for c, colour in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
+            folder = root / split / f"c{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(np.array(colour) + rng.integers(-40, 40, (90, 90, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return prepare(root, tmp_path_factory.mktemp("prepared") / "out", size=80, workers=0, progress=False)
+
+
+def test_training_on_a_prepared_dataset_uses_its_class_names_crops_and_mean(tmp_path, prepared):
+    config = tiny_config(tmp_path, data=str(prepared), arch="alexnet", limit=None, val_limit=None, workers=0,
+                         epochs=1, model_options={k: v for k, v in SMALL_ALEXNET.items() if k != "num_classes"})
+    assert loop.train(config) == 0
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert record["val_top1_error"] in {100 * k / 12 for k in range(13)}  # 12 validation images, each once
+    model = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert model.class_names == ["c0", "c1", "c2"] and model.options["num_classes"] == 3
+
+
+def test_a_named_dataset_offline_fails_at_once_offering_synthetic_and_a_path(tmp_path, monkeypatch, capsys):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    from alexnet.cli import main
+
+    assert main(["train", "--data", "imagenette", "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--data imagenette" in err and "--data synthetic" in err and "--data PATH" in err
+    assert not (tmp_path / "run").exists()

@@ -50,17 +50,17 @@ def build_network(config: TrainConfig, num_classes: int, ctx: distributed.Contex
         if config.model_parallel else build_model(config.arch, **options)
 
 
-def open_data(config: TrainConfig, ctx: distributed.Context, input_size: int,
+def open_data(config: TrainConfig, ctx: distributed.Context, model: nn.Module,
               num_classes: int) -> inputs.TrainingData:
-    """The training and validation batches named by ``--data``."""
+    """The training and validation batches named by ``--data``, at the network's input size."""
+    size, normalization = model.input_size, model.normalization
     if config.data == "synthetic":
-        return inputs.synthetic(num_classes, input_size, config.seed, config.batch_size,
-                                ctx.rank, ctx.world, ctx.device,
-                                **{k: v for k, v in (("train_size", config.limit),
-                                                     ("val_size", config.val_limit)) if v})
+        sizes = {k: v for k, v in (("train_size", config.limit), ("val_size", config.val_limit)) if v}
+        return inputs.synthetic(num_classes, size, normalization, config.seed, config.batch_size,
+                                ctx.rank, ctx.world, ctx.device, **sizes)
     from alexnet.train.prepared import prepared_data
 
-    return prepared_data(config, ctx, input_size)
+    return prepared_data(config, ctx, size, normalization)
 
 
 def dataset_classes(config: TrainConfig) -> list[str]:
@@ -238,7 +238,7 @@ def validate(run: Run, data: inputs.TrainingData) -> dict[str, float]:
     totals = Totals.zeros(run.ctx.device)
     with torch.no_grad(), autocast(run.config, run.ctx.device):
         for batch in data.val_batches():
-            x = data.to_input("val", batch)
+            x = data.to_input(batch, train=False)
             if run.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x).float()
@@ -280,7 +280,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     seed_everything(config.seed)
     class_names = dataset_classes(config)
     model = build_network(config, len(class_names), ctx)
-    data = open_data(config, ctx, model.input_size, len(class_names))
+    data = open_data(config, ctx, model, len(class_names))
     seed_everything(config.seed + 7919 * ctx.rank)  # dropout differs between processes
     run = Run(config, ctx, prepare_model(model, config, ctx), None, make_schedule(config),
               torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16"), class_names)
@@ -288,7 +288,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     run.totals = Totals.zeros(ctx.device)
     if resume:
         run.restore(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
-    steps = inputs.steps_per_epoch(data.train_size, config.batch_size)
+    steps = inputs.steps_per_epoch(data.train_size, config.batch_size, ctx.world)
     if steps == 0:
         raise UserError(f"--batch-size {config.batch_size} is larger than the {data.train_size} "
                         "training images per epoch; lower it or raise --limit")
@@ -323,10 +323,10 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
                    dynamic_ncols=True)
         began = time.monotonic()
         lr = run.schedule.lr(run.epoch, 0.0)
-        for step, batch in enumerate(data.train_batches(run.epoch, start_step), start=start_step):
+        for step, batch in enumerate(data.train_batches(run.epoch, start_step * per_step), start=start_step):
             lr = run.schedule.lr(run.epoch, (step + 1) / steps)
             set_learning_rate(run.optimizer, lr)
-            x = data.to_input("train", batch)
+            x = data.to_input(batch, train=True)
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             labels = batch[1]
