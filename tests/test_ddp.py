@@ -11,7 +11,7 @@ import torch
 
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["train", "--data", "synthetic", "--arch", "tiny-test", "--epochs", "2", "--limit", "64", "--val-limit", "37", "--batch-size", "8",
+ARGS = ["train", "--data", "synthetic", "--arch", "tiny-test", "--preset", "full", "--epochs", "2", "--limit", "64", "--val-limit", "37", "--batch-size", "8",
         "--device", "cpu", "--seed", "5", "--model-option", "num_classes=6", "--model-option", "dropout=0"]
 
 

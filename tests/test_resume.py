@@ -15,7 +15,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 # 3 epochs of 8 steps (64 images, batch 8), dropout on (so the RNG state matters), a
 # checkpoint after every step, and 30 ms per training forward so that a kill lands mid-run.
-ARGS = ["--data", "synthetic", "--arch", "tiny-test", "--epochs", "3", "--limit", "64", "--val-limit", "24", "--batch-size", "8",
+ARGS = ["--data", "synthetic", "--arch", "tiny-test", "--preset", "full", "--epochs", "3", "--limit", "64", "--val-limit", "24", "--batch-size", "8",
         "--device", "cpu", "--seed", "3", "--checkpoint-minutes", "0", "--log-every", "3",
         "--model-option", "num_classes=5"]
 ENV = {**os.environ, "TINY_SLEEP": "0.03", "OMP_NUM_THREADS": "1"}

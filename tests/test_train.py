@@ -1,7 +1,6 @@
 """`alexnet train`: one epoch end to end, what a run folder holds, configuration, failures."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from alexnet.cli import build_parser
 from alexnet.errors import UserError
 from alexnet.train import inputs
 from alexnet.train.cli import config_from_args
-from alexnet.train.config import TrainConfig
+from alexnet.train.config import PRESETS, TrainConfig
 from tests import tinynet
 
 METRIC_KEYS = {"epoch", "train_loss", "train_top1_error", "train_top5_error", "val_loss", "val_top1_error",
@@ -94,15 +93,15 @@ def test_settings_come_from_defaults_then_file_then_command_line(tmp_path):
     (tmp_path / "a.yaml").write_text("lr: 0.02\nepochs: 5\nmodel_options: {dropout: 0.1}\n")
     (tmp_path / "a.toml").write_text('lr = 0.03\nschedule = "cosine"\n')
     c = config_from_args(parse(["--config", str(tmp_path / "a.yaml"), "--epochs", "7",
-                                "--model-option", "lrn=false"]))
+                                "--model-option", "lrn=false", "--preset", "full"]))
     assert (c.lr, c.epochs, c.batch_size, c.momentum) == (0.02, 7, 128, 0.9)
     assert c.model_options == {"dropout": 0.1, "lrn": False}
-    c = config_from_args(parse(["--config", str(tmp_path / "a.toml")]))
+    c = config_from_args(parse(["--config", str(tmp_path / "a.toml"), "--preset", "full"]))
     assert (c.lr, c.schedule, c.weight_decay) == (0.03, "cosine", 0.0005)
 
 
 def test_paper_defaults():
-    c = config_from_args(parse([]))
+    c = config_from_args(parse(["--preset", "full"]))
     assert (c.batch_size, c.lr, c.momentum, c.weight_decay, c.epochs, c.max_reductions) == \
         (128, 0.01, 0.9, 0.0005, 90, 3)
     assert (c.optimizer, c.schedule, c.amp, c.bias_lr_mult, c.bias_no_decay) == \
@@ -111,7 +110,14 @@ def test_paper_defaults():
 
 def test_the_quick_preset_is_overridden_by_the_command_line():
     c = config_from_args(parse(["--preset", "quick", "--epochs", "2"]))
-    assert c.epochs == 2 and c.limit is not None and c.limit < 1000
+    assert c.epochs == 2 and c.limit == PRESETS["quick"]["limit"] and c.preset == "quick"
+
+
+def test_the_default_preset_is_quick_on_the_cpu_and_the_papers_recipe_on_a_gpu(monkeypatch):
+    assert config_from_args(parse(["--device", "cpu"])).preset == "quick"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    c = config_from_args(parse([]))
+    assert (c.preset, c.epochs, c.batch_size, c.limit) == ("full", 90, 128, None)
 
 
 @pytest.mark.parametrize("argv,message", [

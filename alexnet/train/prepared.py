@@ -7,13 +7,14 @@ PCA colour noise added (sections 2 and 4.1).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from alexnet.data.dataset import PreparedDataset
 from alexnet.data.download import DownloadError
-from alexnet.data.loader import make_loader
+from alexnet.data.loader import default_workers, make_loader
 from alexnet.data.prepare import ensure_prepared
 from alexnet.data.transforms import DeviceTransform
 from alexnet.errors import UserError
@@ -46,7 +47,10 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, size: int, norm
     root = prepared_dir(config.data)
     train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
     per_rank = config.batch_size // ctx.world
-    common = dict(crop_size=size, rank=ctx.rank, world_size=ctx.world, workers=config.workers)
+    workers = config.workers
+    if workers is None:  # the cores, shared among this machine's training processes
+        workers = max(1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    common = dict(crop_size=size, rank=ctx.rank, world_size=ctx.world, workers=workers)
     transform = DeviceTransform.for_dataset(train, size, normalization=normalization, seed=config.seed,
                                             rank=ctx.rank, world_size=ctx.world).to(ctx.device)
 
