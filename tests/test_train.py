@@ -171,21 +171,7 @@ def test_model_parallel_towers_train_like_the_one_device_network(tmp_path):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """A prepared dataset of 3 classes of coloured 90x90 images, 16 per class for training, 4 for validation."""
-    from PIL import Image
-
-    from alexnet.data.prepare import prepare
-
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 16), ("val", 4)):
-        for c, colour in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
-            folder = root / split / f"c{c}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = np.clip(np.array(colour) + rng.integers(-40, 40, (90, 90, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    return prepare(root, tmp_path_factory.mktemp("prepared") / "out", size=80, workers=0, progress=False)
+    return tinynet.make_prepared(tmp_path_factory.mktemp("data"))
 
 
 def test_training_on_a_prepared_dataset_uses_its_class_names_crops_and_mean(tmp_path, prepared):

@@ -406,8 +406,9 @@ def what_it_learned(run_dir: Path, num_classes: int, data: str) -> str:
     first, last = records[0], records[-1]
     best = min(records, key=lambda r: r["val_top1_error"])
     chance = 100 * (1 - 1 / num_classes)
-    return (f"\ndone. Validation top-1 error {first['val_top1_error']:.1f}% after epoch {first['epoch']}, "
-            f"{last['val_top1_error']:.1f}% after epoch {last['epoch']} (guessing: {chance:.1f}%); best "
+    course = f"{first['val_top1_error']:.1f}% after epoch {first['epoch']}, " if len(records) > 1 else ""
+    return (f"\ndone. Validation top-1 error {course}{last['val_top1_error']:.1f}% after epoch "
+            f"{last['epoch']} (guessing: {chance:.1f}%); best "
             f"{best['val_top1_error']:.1f}% (top-5 {best['val_top5_error']:.1f}%) at epoch {best['epoch']}.\n"
             f"  checkpoints: {run_dir}/checkpoints/best.pt, last.pt\n"
             f"  per-epoch metrics: {run_dir}/metrics.jsonl; curves: tensorboard --logdir {run_dir}/tensorboard\n"

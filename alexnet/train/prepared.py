@@ -8,6 +8,7 @@ PCA colour noise added (sections 2 and 4.1).
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import torch
@@ -37,8 +38,20 @@ def prepared_classes(config: TrainConfig) -> list[str]:
     return list(PreparedDataset(prepared_dir(config.data), "train").class_names)
 
 
-def _on_device(batches, device: torch.device):
-    for images, labels, windows in batches:
+def ignore_stop_signals(worker_id: int) -> None:
+    """In loader workers: leave SIGINT and SIGTERM to the training process.
+
+    Ctrl-C and schedulers (SLURM) signal every process of a job; PyTorch's workers die of SIGTERM
+    from anyone but their parent, and the trainer would then fail mid-step instead of finishing
+    the step and saving. The workers still exit when the trainer does.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _on_device(loader, device: torch.device):
+    loader.worker_init_fn = ignore_stop_signals
+    for images, labels, windows in loader:
         yield (images.to(device, non_blocking=True), labels.to(device, non_blocking=True),
                windows.to(device, non_blocking=True))
 
