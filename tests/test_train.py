@@ -199,3 +199,9 @@ def test_a_named_dataset_offline_fails_at_once_offering_synthetic_and_a_path(tmp
     err = capsys.readouterr().err
     assert "--data imagenette" in err and "--data synthetic" in err and "--data PATH" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one_and_offers_resume(tmp_path):
+    loop.train(tiny_config(tmp_path))
+    with pytest.raises(UserError, match="holds a run already.*alexnet train --resume"):
+        loop.train(tiny_config(tmp_path))

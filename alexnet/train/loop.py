@@ -264,9 +264,11 @@ def check_finite(first_bad: torch.Tensor, run: Run, steps: int) -> None:
     bad = distributed.max_over_ranks(run.ctx, int(first_bad.item()))[0]
     if bad >= 0:
         epoch, step = divmod(bad, steps)
+        last = Path(run.config.out) / "checkpoints" / "last.pt"
+        kept = f"the last good checkpoint stays: {last}" if last.exists() else "no checkpoint was written yet"
         raise NonFiniteLoss(f"the training loss became NaN or infinite at step {step + 1} of epoch "
-                            f"{epoch + 1} (global step {bad + 1}); stopping. The last good checkpoint "
-                            f"stays in {run.config.out}/checkpoints/last.pt; try a lower --lr or no --amp.")
+                            f"{epoch + 1} (global step {bad + 1}); stopping ({kept}). Try a lower --lr, "
+                            "or no --amp.")
 
 
 def train(config: TrainConfig, resume: bool = False) -> int:
@@ -280,6 +282,9 @@ def train(config: TrainConfig, resume: bool = False) -> int:
 
 def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     run_dir = Path(config.out)
+    if not resume and (run_dir / "checkpoints" / "last.pt").exists():
+        raise UserError(f"--out {run_dir} holds a run already: continue it with `alexnet train --resume "
+                        f"{run_dir}`, or choose another --out")
     if config.batch_size % ctx.world:
         raise UserError(f"--batch-size {config.batch_size} (the global batch) must divide evenly "
                         f"across the {ctx.world} processes")
