@@ -135,6 +135,7 @@ class Run:
     schedule: object
     scaler: torch.amp.GradScaler
     class_names: list[str] | None
+    mean: np.ndarray | None = None  # the training set's mean image, so that a checkpoint predicts alone
     epoch: int = 0
     position: int = 0
     seconds: float = 0.0  # training time spent in the current epoch before this process
@@ -150,6 +151,7 @@ class Run:
 
     def checkpoint(self) -> dict:
         return model_record(self.plain_model, self.class_names) | {
+            "mean": None if self.mean is None else torch.from_numpy(self.mean),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "position": self.position, "rng": rng_states(),
@@ -295,7 +297,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     data = open_data(config, ctx, model, len(class_names))
     seed_everything(config.seed + 7919 * ctx.rank)  # dropout differs between processes
     run = Run(config, ctx, prepare_model(model, config, ctx), None, make_schedule(config),
-              torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16"), class_names)
+              torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16"), class_names, data.mean)
     run.optimizer = make_optimizer(run.plain_model, config)
     run.totals = Totals.zeros(ctx.device)
     if resume:
