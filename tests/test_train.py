@@ -184,6 +184,7 @@ def test_training_on_a_prepared_dataset_uses_its_class_names_crops_and_mean(tmp_
     assert model.class_names == ["c0", "c1", "c2"] and model.options["num_classes"] == 3
     ck = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert torch.equal(ck["mean"], torch.from_numpy(np.load(prepared / "mean.npy")))  # predicts on its own
+    assert torch.equal(model.mean, ck["mean"])
 
 
 def test_a_named_dataset_offline_fails_at_once_offering_synthetic_and_a_path(tmp_path, monkeypatch, capsys):
