@@ -1,0 +1,98 @@
+"""`alexnet summary`: one row per layer with output shape, neurons, parameters and multiply-adds.
+
+For the paper's network this reproduces section 3.5's feature maps (55x55x96, 27x27x256,
+13x13x384, 13x13x384, 13x13x256, 6x6x256) and neurons per layer, and its 60,965,224 parameters.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+from alexnet.lrn import LocalResponseNorm
+from alexnet.registry import build_model, list_models
+
+SHOWN = (nn.Conv2d, nn.Linear, LocalResponseNorm, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
+# Section 3.5 prints 253,440 neurons for conv1; its own 55x55x96 feature maps make 290,400.
+ERRATA = {("alexnet", "conv1"): "the paper prints 253,440 neurons: an erratum for 55x55x96 = 290,400"}
+
+
+def _multiply_adds(module: nn.Module, out: torch.Tensor) -> int:
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return out.numel() * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features
+    return 0
+
+
+def summarize(model: nn.Module, input_size: int | None = None) -> dict:
+    """Rows for the layers of ``model`` on one ``input_size`` image, and the totals."""
+    size = input_size or model.input_size
+    rows, hooks = [], []
+
+    def record(name):
+        def hook(module, inputs, out):
+            shape = list(out.shape[1:])
+            is_layer = isinstance(module, (nn.Conv2d, nn.Linear))
+            rows.append({
+                "layer": name, "type": type(module).__name__,
+                # the paper's notation: height x width x maps
+                "output": "x".join(map(str, shape[1:] + shape[:1])) if len(shape) == 3 else str(shape[0]),
+                "neurons": out[0].numel() if is_layer else 0,
+                "parameters": sum(p.numel() for p in module.parameters()),
+                "multiply_adds": _multiply_adds(module, out[0]),
+                "note": ERRATA.get((getattr(model, "arch", None), name), ""),
+            })
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, SHOWN):
+            short = name.rsplit(".", 1)[-1]
+            hooks.append(module.register_forward_hook(record(name if short.isdigit() else short)))
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    totals = {key: sum(r[key] for r in rows) for key in ("neurons", "parameters", "multiply_adds")}
+    totals["parameters"] = sum(p.numel() for p in model.parameters())
+    return {"arch": getattr(model, "arch", type(model).__name__), "input": f"{size}x{size}x3",
+            "layers": rows, "totals": totals}
+
+
+def format_table(summary: dict) -> str:
+    head = f"{'layer':12s} {'type':18s} {'output':>12s} {'neurons':>10s} {'parameters':>12s} {'mult-adds':>15s}"
+    lines = [f"{summary['arch']} on a {summary['input']} input", head, "-" * len(head)]
+    for r in summary["layers"]:
+        neurons = f"{r['neurons']:,}" if r["neurons"] else ""
+        line = (f"{r['layer']:12s} {r['type']:18s} {r['output']:>12s} {neurons:>10s} "
+                f"{r['parameters']:>12,} {r['multiply_adds']:>15,}")
+        lines.append(line + (f"  * {r['note']}" if r["note"] else ""))
+    t = summary["totals"]
+    lines += ["-" * len(head),
+              f"{'total':12s} {'':18s} {'':>12s} {t['neurons']:>10,} {t['parameters']:>12,} {t['multiply_adds']:>15,}"]
+    return "\n".join(lines)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--arch", default="alexnet", help="architecture name (default: alexnet)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="input side in pixels (default: the architecture's own, 227 for alexnet)")
+    parser.add_argument("--list", action="store_true", help="list the architectures and exit")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args) -> int:
+    if args.list:
+        print("\n".join(list_models()))
+        return 0
+    options = {} if args.input_size is None or args.arch == "alexnet-owt" else {"input_size": args.input_size}
+    summary = summarize(build_model(args.arch, **options), args.input_size)
+    print(json.dumps(summary, indent=2) if args.json else format_table(summary))
+    return 0
