@@ -2,15 +2,22 @@
 training curves (paper section 6.1)."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from alexnet.analysis import drawing
+import alexnet
+from alexnet.analysis import drawing, figures
 from alexnet.analysis.colour import colour_specificity, tower_specificity
-from alexnet.analysis.neighbours import nearest
+from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics
+from evalkit import TinyData
 
 
 def random_kernels(rng, n, colour: bool):
@@ -131,3 +138,67 @@ def test_saved_kernels_png_is_a_real_image(tmp_path):
         width, height = image.size
     assert width > height > 0
     assert [p.name for p in tmp_path.iterdir()] == ["kernels.png"]  # no temporary file left
+
+
+# --- the command on a tiny paper-shaped network ---------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_alexnet(num_classes=3):
+    """The paper's layout (96 conv1 kernels, two towers) with few kernels above conv1: fast on a CPU."""
+    torch.manual_seed(0)
+    return alexnet.build_model("alexnet", num_classes=num_classes, input_size=67,
+                               channels=(96, 16, 16, 16, 16), fc_width=32)
+
+
+def test_conv1_kernels_are_96_in_two_towers_read_from_conv2_groups():
+    kernels, towers = figures.conv1_kernels(tiny_alexnet())
+    assert kernels.shape == (96, 3, 11, 11) and towers == 2
+    one_tower = alexnet.build_model("alexnet", num_classes=3, input_size=67, towers=1,
+                                    channels=(48, 16, 16, 16, 16), fc_width=32)
+    assert figures.conv1_kernels(one_tower)[1] == 1
+
+
+def test_fc7_features_of_the_centre_patch_match_the_model_on_the_normalised_crop(tmp_path):
+    model, data = tiny_alexnet(), TinyData(10, 3, size=72, seed=1)
+    features = extract_features(model, data, [4, 7, 2], batch_size=2, out=tmp_path / "f.npy")
+    image = torch.from_numpy(data.images[7].transpose(2, 0, 1)).float()
+    crop = (image - torch.from_numpy(data.mean).permute(2, 0, 1))[:, 2:69, 2:69]
+    with torch.no_grad():
+        expected = model.eval().fc7_features(crop[None])[0].numpy()
+    assert features.shape == (3, 32)
+    assert np.allclose(features[1], expected, atol=1e-5)
+    assert np.array_equal(np.load(tmp_path / "f.npy"), features)
+
+
+def test_figure4_pictures_from_a_model_and_data(tmp_path):
+    model, train, val = tiny_alexnet(), TinyData(30, 3, size=72, seed=2), TinyData(8, 3, size=72, seed=3)
+    layout = figures.figure_predictions(model, val, [0, 1, 2], val.classes, "cpu", tmp_path)
+    assert layout.items_per_panel == [3, 3, 3]  # three classes: all of them are the "top five"
+    args = SimpleNamespace(device="cpu", batch_size=8, workers=0)
+    layout = figures.figure_neighbours(model, train, val, [5, 6], np.arange(0, 30, 2), 6, args, tmp_path)
+    assert layout.panels == 2 and layout.items_per_panel == [6, 6]
+    assert {p.name for p in tmp_path.iterdir()} == {"predictions.png", "neighbours.png", "fc7-train.npy"}
+    assert np.load(tmp_path / "fc7-train.npy").shape == (15, 32)
+
+
+def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_folder(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    alexnet.save_model(tiny_alexnet(), run / "checkpoints" / "best.pt")
+    write_metrics(run, [0.01, 0.001])
+    proc = subprocess.run([sys.executable, "-m", "alexnet", "figures", str(run)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = run / "figures"
+    assert {p.name for p in out.iterdir()} == {"kernels.png", "colour.json", "curves.png"}
+    colour = json.loads((out / "colour.json").read_text())
+    assert [t["kernels"] for t in colour["towers"]] == [[0, 47], [48, 95]]
+    assert "tower 2 (kernels 48-95): colour specificity" in proc.stdout
+
+
+def test_figures_command_names_a_missing_run_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "alexnet", "figures", str(tmp_path / "nope")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "nope: no such run folder or checkpoint" in proc.stderr

@@ -119,7 +119,7 @@ class SmallRun:
                                         "seconds": self.seconds})
                     wrong = seen = 0
             self.epochs_done += 1
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(loss.item()):
                 self.diverged = True
                 break
         return self.points

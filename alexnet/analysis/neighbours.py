@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alexnet.analysis.inputs import CentreCrops, Normalise
+from alexnet.analysis.inputs import WholeImages, centre_input
 from alexnet.errors import UserError
 
 
@@ -39,13 +39,12 @@ def extract_features(model, dataset, indices, batch_size: int = 128, device="cpu
     (written as batches finish), otherwise an array in memory.
     """
     model = model.to(device).eval()
-    normalise = Normalise(model, getattr(dataset, "mean", None), device)
-    loader = torch.utils.data.DataLoader(CentreCrops(dataset, indices, model.input_size),
-                                         batch_size=batch_size, num_workers=workers)
+    loader = torch.utils.data.DataLoader(WholeImages(dataset, indices), batch_size=batch_size,
+                                         num_workers=workers)
     features = None
     start = 0
     for images, _ in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True):
-        batch = model.fc7_features(normalise(images)).float().cpu().numpy()
+        batch = model.fc7_features(centre_input(images, model, dataset)).float().cpu().numpy()
         if features is None:
             shape = (len(indices), batch.shape[1])
             features = (np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
