@@ -205,7 +205,8 @@ def draw_figure1(result: dict):
     ax.axhline(result["threshold"] / 100, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("Epochs")
     ax.set_ylabel("Training error rate")
-    ax.set_ylim(0, 0.8)
+    highest = max(p["train_error"] for run in result["runs"].values() for p in run["points"]) / 100
+    ax.set_ylim(0, max(0.75, highest + 0.05))  # the paper's axis runs to 0.75
     ax.legend()
     speed = result["speedup"]
     if speed.get("epochs"):
