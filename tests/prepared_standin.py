@@ -1,7 +1,8 @@
+"""A stand-in for PreparedDataset, for loading tests that need no prepared folder on disk."""
+
 import io
 
 import numpy as np
-import pytest
 from PIL import Image
 
 
@@ -38,8 +39,3 @@ class StandInPreparedDataset:
 
     def __getitem__(self, i):
         return self.images[i], int(self.labels[i])
-
-
-@pytest.fixture
-def stand_in():
-    return StandInPreparedDataset()
