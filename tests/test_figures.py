@@ -17,6 +17,7 @@ from alexnet.analysis import drawing, figures
 from alexnet.analysis.colour import colour_specificity, tower_specificity
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics
+from analysiskit import prepared_dataset, save_run, tiny_alexnet
 from evalkit import TinyData
 
 
@@ -145,13 +146,6 @@ def test_saved_kernels_png_is_a_real_image(tmp_path):
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_alexnet(num_classes=3):
-    """The paper's layout (96 conv1 kernels, two towers) with few kernels above conv1: fast on a CPU."""
-    torch.manual_seed(0)
-    return alexnet.build_model("alexnet", num_classes=num_classes, input_size=67,
-                               channels=(96, 16, 16, 16, 16), fc_width=32)
-
-
 def test_conv1_kernels_are_96_in_two_towers_read_from_conv2_groups():
     kernels, towers = figures.conv1_kernels(tiny_alexnet())
     assert kernels.shape == (96, 3, 11, 11) and towers == 2
@@ -183,19 +177,35 @@ def test_figure4_pictures_from_a_model_and_data(tmp_path):
     assert np.load(tmp_path / "fc7-train.npy").shape == (15, 32)
 
 
-def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_folder(tmp_path):
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    alexnet.save_model(tiny_alexnet(), run / "checkpoints" / "best.pt")
-    write_metrics(run, [0.01, 0.001])
-    proc = subprocess.run([sys.executable, "-m", "alexnet", "figures", str(run)], cwd=ROOT,
+def figures_command(*args):
+    return subprocess.run([sys.executable, "-m", "alexnet", "figures", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_folder(tmp_path):
+    run = save_run(tmp_path / "run")
+    write_metrics(run, [0.01, 0.001])
+    proc = figures_command(run)
     assert proc.returncode == 0, proc.stderr
     out = run / "figures"
     assert {p.name for p in out.iterdir()} == {"kernels.png", "colour.json", "curves.png"}
     colour = json.loads((out / "colour.json").read_text())
     assert [t["kernels"] for t in colour["towers"]] == [[0, 47], [48, 95]]
     assert "tower 2 (kernels 48-95): colour specificity" in proc.stdout
+
+
+def test_figures_command_with_a_prepared_dataset_draws_figure4(tmp_path):
+    data = prepared_dataset(tmp_path / "data")
+    checkpoint = save_run(tmp_path / "run") / "checkpoints" / "best.pt"
+    proc = figures_command(checkpoint, "--data", data, "--out", tmp_path / "out", "--images", 3, "--queries", 2,
+                           "--workers", 0, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert names == {"kernels.png", "colour.json", "predictions.png", "neighbours.png", "fc7-train.npy"}
+    assert np.load(tmp_path / "out" / "fc7-train.npy").shape == (18, 32)  # every training image searched
+    with Image.open(tmp_path / "out" / "neighbours.png") as image:
+        width, height = image.size
+    assert width > 2 * height  # two rows of a query and six neighbours: wide
 
 
 def test_figures_command_names_a_missing_run_folder(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysiskit import prepared_dataset, save_run
 from alexnet.analysis.codes import BinaryAutoencoder, encode, hamming_search, precision_at_k, train_autoencoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +90,18 @@ def test_retrieval_command_without_features_or_a_network_says_what_is_missing(tm
     proc = subprocess.run([sys.executable, "-m", "alexnet", "retrieval", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "fc7-train.npy" in proc.stderr and "RUN_DIR_OR_CHECKPOINT" in proc.stderr
+
+
+def test_retrieval_command_extracts_fc7_features_of_a_network_on_a_prepared_dataset(tmp_path):
+    data = prepared_dataset(tmp_path / "data")
+    run = save_run(tmp_path / "run")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "alexnet", "retrieval", str(run), "--data", str(data), "--out",
+                           str(out), "--bits", "8", "--hidden", "16", "--k", "3", "--epochs", "1", "--queries", "4",
+                           "--workers", "0", "--device", "cpu"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(out / "fc7-train.npy").shape == (18, 32) and np.load(out / "fc7-val.npy").shape == (4, 32)
+    assert np.array_equal(np.load(out / "labels-train.npy"), np.repeat([0, 1, 2], 6))
+    result = json.loads((out / "retrieval.json").read_text())
+    assert result["base_images"] == 18 and result["queries"] == 4 and result["binary_codes"]["bits"] == 8

@@ -90,12 +90,12 @@ def top5(model, dataset, indices, device) -> tuple[np.ndarray, np.ndarray]:
     return p.cpu().numpy(), c.cpu().numpy()
 
 
-def figure_predictions(model, val, indices, class_names, device, out: Path):
-    """Figure 4 (left)."""
+def figure_predictions(model, val, indices, names, device, out: Path):
+    """Figure 4 (left); ``names[c]`` labels class ``c``."""
     probs, classes = top5(model, val, indices, device)
     images = [centre_crop(val[int(i)][0], model.input_size) for i in indices]
-    truths = [class_names[int(val[int(i)][1])] for i in indices]
-    top = [[(class_names[c], float(p)) for c, p in zip(cs, ps)] for cs, ps in zip(classes, probs)]
+    truths = [names[int(val[int(i)][1])] for i in indices]
+    top = [[(names[c], float(p)) for c, p in zip(cs, ps)] for cs, ps in zip(classes, probs)]
     fig, layout = drawing.draw_predictions(images, top, truths)
     save_figure(fig, out / "predictions.png")
     return layout
@@ -112,15 +112,17 @@ def figure_neighbours(model, train, val, queries, train_indices, k, args, out: P
     fig, layout = drawing.draw_neighbours(
         [centre_crop(val[int(q)][0], size) for q in queries],
         [[centre_crop(train[int(train_indices[j])][0], size) for j in row] for row in found],
-        [_class_name(model, val, int(val[int(q)][1])) for q in queries],
+        [class_names(model, val)[int(val[int(q)][1])] for q in queries],
     )
     save_figure(fig, out / "neighbours.png")
     return layout
 
 
-def _class_name(model, dataset, index: int) -> str:
-    names = getattr(model, "class_names", None) or getattr(dataset, "classes", None)
-    return names[index] if names else str(index)
+def class_names(model, dataset) -> list[str]:
+    """Readable class names: the dataset's (``class_names``), else the model's, else ``classes``."""
+    names = (getattr(dataset, "class_names", None) or getattr(model, "class_names", None)
+             or dataset.classes)
+    return [str(n) for n in names]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
         train, val = PreparedDataset(args.data, "train"), PreparedDataset(args.data, "val")
         rng = np.random.default_rng(args.seed)
-        names = [_class_name(model, val, c) for c in range(len(val.classes))]
+        names = class_names(model, val)
         picks = rng.choice(len(val), size=min(args.images + args.queries, len(val)), replace=False)
         figure_predictions(model, val, picks[: args.images], names, pick_device(args.device), out)
         train_indices = np.arange(len(train))

@@ -71,7 +71,7 @@ def load_images(data: str, size: int = 32, limit: int | None = None, seed: int =
         from alexnet.data.dataset import PreparedDataset
 
         ds = PreparedDataset(path, "train")
-        count, read, classes = len(ds), ds.__getitem__, list(ds.classes)
+        count, read, classes = len(ds), ds.__getitem__, list(ds.class_names)
     else:
         found = _image_folder(path) if path.is_dir() else None
         if found is None:

@@ -9,6 +9,7 @@ at one chunk, and the answer is exactly that of a brute-force search.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from alexnet.analysis.inputs import WholeImages, centre_input
 from alexnet.errors import UserError
+from alexnet.io import atomic_path
 
 
 def import_faiss():
@@ -35,26 +37,26 @@ def extract_features(model, dataset, indices, batch_size: int = 128, device="cpu
                      desc: str = "fc7 features") -> np.ndarray:
     """fc7 features (after ReLU, without dropout) of ``dataset[indices]``'s centre patches.
 
-    Returns float32 ``[len(indices), D]``; with ``out`` a memory-mapped .npy file there
-    (written as batches finish), otherwise an array in memory.
+    Returns float32 ``[len(indices), D]``; with ``out`` a memory-mapped .npy file there, filled
+    as batches finish and renamed into place only when complete (never a half-filled file).
     """
+    if len(indices) == 0:
+        raise UserError("no images to extract features from")
     model = model.to(device).eval()
     loader = torch.utils.data.DataLoader(WholeImages(dataset, indices), batch_size=batch_size,
                                          num_workers=workers)
-    features = None
-    start = 0
-    for images, _ in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True):
-        batch = model.fc7_features(centre_input(images, model, dataset)).float().cpu().numpy()
-        if features is None:
-            shape = (len(indices), batch.shape[1])
-            features = (np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
-                        if out is not None else np.empty(shape, np.float32))
-        features[start : start + len(batch)] = batch
-        start += len(batch)
-    if features is None:
-        raise UserError("no images to extract features from")
-    if out is not None:
-        features.flush()
+    with atomic_path(out) if out is not None else contextlib.nullcontext() as tmp:
+        features, start = None, 0
+        for images, _ in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True):
+            batch = model.fc7_features(centre_input(images, model, dataset)).float().cpu().numpy()
+            if features is None:
+                shape = (len(indices), batch.shape[1])
+                features = (np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+                            if tmp is not None else np.empty(shape, np.float32))
+            features[start : start + len(batch)] = batch
+            start += len(batch)
+        if tmp is not None:
+            features.flush()
     return features
 
 
