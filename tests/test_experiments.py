@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
+from alexnet.analysis.ablations import table, variant_changes
 from alexnet.analysis.figure1 import SmallRun, Standardise, crossing
 from alexnet.analysis.imageset import load_images
 from alexnet.analysis.smallcnn import FourLayerCNN
@@ -103,3 +105,58 @@ def test_relu_vs_tanh_rejects_a_folder_without_images(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "alexnet", "experiment", "relu-vs-tanh", "--data", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and str(tmp_path) in proc.stderr and "image folder" in proc.stderr
+
+
+# --- ablations: the paper's network against its variants, through the trainer ------------------------
+
+SMALL = ["--model-option", "num_classes=5", "--model-option", "input_size=67", "--model-option",
+         "channels=[8,16,16,16,16]", "--model-option", "fc_width=32"]
+
+
+def test_each_variant_changes_one_thing_of_the_paper_network():
+    fields = {"pca_std"}
+    assert variant_changes("no-lrn", {}, fields) == {"model_options": {"lrn": False}}
+    assert variant_changes("non-overlapping-pooling", {}, fields)["model_options"] == {"pooling": "non-overlapping"}
+    assert variant_changes("no-dropout", {"fc_width": 32}, fields)["model_options"] == {"fc_width": 32, "dropout": 0.0}
+    assert variant_changes("no-pca", {}, fields)["pca_std"] == 0.0
+    assert variant_changes("no-middle-conv", {}, fields, "conv3")["model_options"] == {"drop_layer": "conv3"}
+    # section 3.2 with footnote 3: half the kernels of conv1..conv4, conv5 as it is (registry's alexnet-onetower)
+    assert variant_changes("one-tower", {}, fields)["model_options"] == {"towers": 1, "channels": [48, 128, 192, 192, 256]}
+    assert variant_changes("one-tower", {"channels": [8, 16, 16, 16, 16]}, fields)["model_options"]["channels"] == [4, 8, 8, 8, 16]
+
+
+def test_ablation_differences_are_variant_minus_paper_from_the_last_epoch(tmp_path):
+    for name, errors in (("paper", [(50.0, 20.0), (40.0, 15.0)]), ("no-lrn", [(55.0, 22.0), (43.0, 16.5)])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(
+            json.dumps({"epoch": e, "val_top1_error": t1, "val_top5_error": t5}) + "\n"
+            for e, (t1, t5) in enumerate(errors, start=1)))
+    rows = {r["variant"]: r for r in table(["paper", "no-lrn"], tmp_path)["rows"]}
+    assert rows["no-lrn"]["top1_difference"] == pytest.approx(3.0)
+    assert rows["no-lrn"]["top5_difference"] == pytest.approx(1.5)
+    assert rows["no-lrn"]["paper"] == "+1.4 / +1.2" and rows["paper"]["top1_difference"] == 0
+
+
+def ablations(out, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "alexnet", "experiment", "ablations", "--data", "synthetic", "--out", str(out),
+         "--batch-size", "8", "--limit", "16", "--val-limit", "8", "--device", "cpu", "--workers", "0",
+         "--variants", "no-lrn", *SMALL, *extra], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_ablations_train_each_variant_in_its_folder_and_resume_when_run_again(tmp_path):
+    proc = ablations(tmp_path, "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr
+    options = {name: yaml.safe_load((tmp_path / name / "config.yaml").read_text())["model_options"]
+               for name in ("paper", "no-lrn")}
+    assert options["no-lrn"] == options["paper"] | {"lrn": False}
+    result = json.loads((tmp_path / "ablations.json").read_text())
+    assert [r["variant"] for r in result["rows"]] == ["paper", "no-lrn"]
+    assert "| no-lrn |" in (tmp_path / "ablations.md").read_text()
+    proc = ablations(tmp_path, "--epochs", "2")  # a longer budget continues both runs from their checkpoints
+    assert proc.returncode == 0, proc.stderr
+    assert "paper: resuming" in proc.stdout
+    for name in ("paper", "no-lrn"):
+        assert [json.loads(line)["epoch"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    proc = ablations(tmp_path, "--epochs", "2")
+    assert "finished earlier (2 epochs), kept" in proc.stdout

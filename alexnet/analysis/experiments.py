@@ -5,6 +5,13 @@
         with tanh, and their ratio (the paper: about 6); figure1.png. With --lrn, section 3.3's
         CIFAR-10 result as well (test error without/with response normalisation; paper 13%/11%).
         See alexnet.analysis.figure1 for the protocol.
+
+    alexnet experiment ablations --data PREPARED [--out DIR] [--variants ...] [any alexnet train option]
+        Trains the paper's network and its variants (no LRN, non-overlapping pooling, no dropout,
+        no PCA colour noise, one tower with half the kernels, a middle conv layer removed) for the
+        same budget, each in DIR/<variant> (resumed when run again), and writes the table of their
+        errors beside the paper's differences (ablations.json, ablations.md). See
+        alexnet.analysis.ablations.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import torch
 from alexnet.analysis.files import save_figure, write_json
 from alexnet.analysis.inputs import pick_device
 from alexnet.errors import UserError
+from alexnet.io import atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/relu-vs-tanh", metavar="DIR",
                    help="where figure1.png and relu-vs-tanh.json go (default runs/relu-vs-tanh)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE ('-': standard output)")
+
+    from alexnet.analysis.ablations import VARIANTS
+    from alexnet.train.cli import add_arguments as add_train_arguments
+
+    p = sub.add_parser("ablations", help="the paper's network against its variants, same budget, beside the "
+                       "paper's differences; takes every option of alexnet train")
+    add_train_arguments(p)
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
+                   help=f"which runs (default: all): {', '.join(VARIANTS)}")
+    p.add_argument("--drop-layer", choices=("conv3", "conv4", "conv5"), default="conv4",
+                   help="the middle layer no-middle-conv removes (default conv4)")
 
 
 def run_relu_vs_tanh(args: argparse.Namespace) -> int:
@@ -99,5 +118,27 @@ def relu_vs_tanh_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def run_ablations(args: argparse.Namespace) -> int:
+    from alexnet.analysis.ablations import format_table, run_variants
+    from alexnet.train.cli import config_from_args
+
+    if args.resume:
+        raise UserError("--resume: ablations resume on their own; run the same command again")
+    out = Path(args.out or "runs/ablations")
+    train_args = argparse.Namespace(**{k: v for k, v in vars(args).items()
+                                       if k not in ("experiment", "variants", "drop_layer")})
+    train_args.out = str(out / "paper")
+    base = config_from_args(train_args)
+    if "paper" not in args.variants:
+        args.variants.insert(0, "paper")  # the reference every difference is measured from
+    result = run_variants(base, args.variants, out, args.drop_layer)
+    write_json(out / "ablations.json", result)
+    table = format_table(result)
+    atomic_write_text(table + "\n\n" + result["note"] + "\n", out / "ablations.md")
+    print(table)
+    print(f"written: {out / 'ablations.json'}, {out / 'ablations.md'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    return {"relu-vs-tanh": run_relu_vs_tanh}[args.experiment](args)
+    return {"relu-vs-tanh": run_relu_vs_tanh, "ablations": run_ablations}[args.experiment](args)
