@@ -39,3 +39,15 @@ def prepared_dataset(root: Path, train_per_class: int = 6, val_per_class: int = 
                 pixels = np.clip(np.array(colours[name]) + rng.normal(0, 25, (size + 8, size + 8, 3)), 0, 255)
                 Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
     return prepare(root / "source", root / "prepared", size=size, workers=1, progress=False)
+
+
+def alexnet_command(capsys, *args):
+    """Run ``alexnet ARGS...`` in this process (no interpreter start-up): returncode, stdout, stderr."""
+    from types import SimpleNamespace
+
+    from alexnet.cli import main
+
+    capsys.readouterr()
+    status = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=status, stdout=captured.out, stderr=captured.err)

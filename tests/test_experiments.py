@@ -1,8 +1,6 @@
 """`alexnet experiment relu-vs-tanh`: Figure 1's 25% crossing and section 3.3's LRN comparison."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +9,12 @@ import torch
 import yaml
 from PIL import Image
 
+from analysiskit import alexnet_command, prepared_dataset
 from alexnet.analysis.ablations import table, variant_changes
 from alexnet.analysis.figure1 import SmallRun, Standardise, crossing
 from alexnet.analysis.imageset import load_images
 from alexnet.analysis.smallcnn import FourLayerCNN
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def curve(errors, seconds_per_point=2.0):
@@ -79,14 +77,12 @@ def test_training_error_points_are_recorded_per_segment_with_growing_seconds(tmp
     assert 0 <= run.test_error(data) <= 100
 
 
-def test_relu_vs_tanh_command_writes_figure_json_and_lrn_result(tmp_path):
+def test_relu_vs_tanh_command_writes_figure_json_and_lrn_result(tmp_path, capsys):
     data = make_image_folder(tmp_path / "imgs")
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "alexnet", "experiment", "relu-vs-tanh", "--data", str(data), "--epochs", "2",
-         "--lrs", "0.01", "0.05", "--batch-size", "8", "--lrn", "--holdout", "0.25", "--out", str(out),
-         "--json", str(tmp_path / "numbers.json"), "--device", "cpu"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = alexnet_command(
+        capsys, "experiment", "relu-vs-tanh", "--data", data, "--epochs", 2, "--lrs", 0.01, 0.05, "--batch-size", 8,
+        "--lrn", "--holdout", 0.25, "--out", out, "--json", tmp_path / "numbers.json", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "numbers.json").read_text())
     assert json.loads((out / "relu-vs-tanh.json").read_text()) == result
@@ -101,9 +97,8 @@ def test_relu_vs_tanh_command_writes_figure_json_and_lrn_result(tmp_path):
     assert "held-out test error" in proc.stdout
 
 
-def test_relu_vs_tanh_rejects_a_folder_without_images(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "alexnet", "experiment", "relu-vs-tanh", "--data", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+def test_relu_vs_tanh_rejects_a_folder_without_images(tmp_path, capsys):
+    proc = alexnet_command(capsys, "experiment", "relu-vs-tanh", "--data", tmp_path)
     assert proc.returncode == 2 and str(tmp_path) in proc.stderr and "image folder" in proc.stderr
 
 
@@ -137,15 +132,14 @@ def test_ablation_differences_are_variant_minus_paper_from_the_last_epoch(tmp_pa
     assert rows["no-lrn"]["paper"] == "+1.4 / +1.2" and rows["paper"]["top1_difference"] == 0
 
 
-def ablations(out, *extra):
-    return subprocess.run(
-        [sys.executable, "-m", "alexnet", "experiment", "ablations", "--data", "synthetic", "--out", str(out),
-         "--batch-size", "8", "--limit", "16", "--val-limit", "8", "--device", "cpu", "--workers", "0",
-         "--variants", "no-lrn", *SMALL, *extra], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def ablations(capsys, out, *extra):
+    return alexnet_command(capsys, "experiment", "ablations", "--data", "synthetic", "--out", out, "--batch-size", 8,
+                           "--limit", 16, "--val-limit", 8, "--device", "cpu", "--workers", 0, "--variants", "no-lrn",
+                           *SMALL, *extra)
 
 
-def test_ablations_train_each_variant_in_its_folder_and_resume_when_run_again(tmp_path):
-    proc = ablations(tmp_path, "--epochs", "1")
+def test_ablations_train_each_variant_in_its_folder_and_resume_when_run_again(tmp_path, capsys):
+    proc = ablations(capsys, tmp_path, "--epochs", 1)
     assert proc.returncode == 0, proc.stderr
     options = {name: yaml.safe_load((tmp_path / name / "config.yaml").read_text())["model_options"]
                for name in ("paper", "no-lrn")}
@@ -153,10 +147,18 @@ def test_ablations_train_each_variant_in_its_folder_and_resume_when_run_again(tm
     result = json.loads((tmp_path / "ablations.json").read_text())
     assert [r["variant"] for r in result["rows"]] == ["paper", "no-lrn"]
     assert "| no-lrn |" in (tmp_path / "ablations.md").read_text()
-    proc = ablations(tmp_path, "--epochs", "2")  # a longer budget continues both runs from their checkpoints
+    proc = ablations(capsys, tmp_path, "--epochs", 2)  # a longer budget continues both runs from their checkpoints
     assert proc.returncode == 0, proc.stderr
     assert "paper: resuming" in proc.stdout
     for name in ("paper", "no-lrn"):
         assert [json.loads(line)["epoch"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()] == [1, 2]
-    proc = ablations(tmp_path, "--epochs", "2")
+    proc = ablations(capsys, tmp_path, "--epochs", 2)
     assert "finished earlier (2 epochs), kept" in proc.stdout
+
+
+def test_a_prepared_dataset_loads_its_train_split_scaled_to_32x32(tmp_path):
+    data = load_images(str(prepared_dataset(tmp_path)))
+    assert data.images.shape == (18, 3, 32, 32)
+    assert data.classes == ["bright", "dark", "red"] and data.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    red = data.images[data.labels == 2].float().mean(dim=(0, 2, 3))
+    assert red[0] > 150 and red[1] < 80  # the red class stays red after scaling

@@ -2,9 +2,6 @@
 training curves (paper section 6.1)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,7 +14,7 @@ from alexnet.analysis import drawing, figures
 from alexnet.analysis.colour import colour_specificity, tower_specificity
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics
-from analysiskit import prepared_dataset, save_run, tiny_alexnet
+from analysiskit import alexnet_command, prepared_dataset, save_run, tiny_alexnet
 from evalkit import TinyData
 
 
@@ -143,7 +140,6 @@ def test_saved_kernels_png_is_a_real_image(tmp_path):
 
 # --- the command on a tiny paper-shaped network ---------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_conv1_kernels_are_96_in_two_towers_read_from_conv2_groups():
@@ -177,15 +173,14 @@ def test_figure4_pictures_from_a_model_and_data(tmp_path):
     assert np.load(tmp_path / "fc7-train.npy").shape == (15, 32)
 
 
-def figures_command(*args):
-    return subprocess.run([sys.executable, "-m", "alexnet", "figures", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def figures_command(capsys, *args):
+    return alexnet_command(capsys, "figures", *args)
 
 
-def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_folder(tmp_path):
+def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_folder(tmp_path, capsys):
     run = save_run(tmp_path / "run")
     write_metrics(run, [0.01, 0.001])
-    proc = figures_command(run)
+    proc = figures_command(capsys, run)
     assert proc.returncode == 0, proc.stderr
     out = run / "figures"
     assert {p.name for p in out.iterdir()} == {"kernels.png", "colour.json", "curves.png"}
@@ -194,10 +189,10 @@ def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_fold
     assert "tower 2 (kernels 48-95): colour specificity" in proc.stdout
 
 
-def test_figures_command_with_a_prepared_dataset_draws_figure4(tmp_path):
+def test_figures_command_with_a_prepared_dataset_draws_figure4(tmp_path, capsys):
     data = prepared_dataset(tmp_path / "data")
     checkpoint = save_run(tmp_path / "run") / "checkpoints" / "best.pt"
-    proc = figures_command(checkpoint, "--data", data, "--out", tmp_path / "out", "--images", 3, "--queries", 2,
+    proc = figures_command(capsys, checkpoint, "--data", data, "--out", tmp_path / "out", "--images", 3, "--queries", 2,
                            "--workers", 0, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in (tmp_path / "out").iterdir()}
@@ -208,7 +203,6 @@ def test_figures_command_with_a_prepared_dataset_draws_figure4(tmp_path):
     assert width > 2 * height  # two rows of a query and six neighbours: wide
 
 
-def test_figures_command_names_a_missing_run_folder(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "alexnet", "figures", str(tmp_path / "nope")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+def test_figures_command_names_a_missing_run_folder(tmp_path, capsys):
+    proc = figures_command(capsys, tmp_path / "nope")
     assert proc.returncode == 2 and "nope: no such run folder or checkpoint" in proc.stderr

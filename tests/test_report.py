@@ -3,15 +3,13 @@
 import base64
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from alexnet.analysis import report
 from alexnet.analysis.drawing import draw_curves, pyplot
 from alexnet.analysis.files import save_figure, write_json
+from analysiskit import alexnet_command
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_run(folder: Path, top1=(80.0, 60.0, 50.0), lrs=(0.01, 0.01, 0.001)) -> Path:
@@ -76,15 +74,13 @@ def test_experiment_results_are_shown_beside_the_paper(tmp_path):
     assert "<td>30.0%</td><td>13%</td>" in html and "<td>28.5%</td><td>11%</td>" in html
 
 
-def test_report_command_writes_the_page_and_names_a_missing_folder(tmp_path):
+def test_report_command_writes_the_page_and_names_a_missing_folder(tmp_path, capsys):
     run = make_run(tmp_path / "run1")
     out = tmp_path / "report.html"
-    proc = subprocess.run([sys.executable, "-m", "alexnet", "report", str(run), "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = alexnet_command(capsys, "report", run, "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().startswith("<!DOCTYPE html>") and "run1" in out.read_text()
-    proc = subprocess.run([sys.executable, "-m", "alexnet", "report", str(tmp_path / "gone"), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = alexnet_command(capsys, "report", tmp_path / "gone", "--out", out)
     assert proc.returncode == 2 and "gone: no such folder" in proc.stderr
 
 

@@ -1,18 +1,14 @@
 """`alexnet retrieval`: section 6.1's short binary codes of fc7 features against full Euclidean search."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from analysiskit import prepared_dataset, save_run
+from analysiskit import alexnet_command, prepared_dataset, save_run
 from alexnet.analysis.codes import BinaryAutoencoder, encode, hamming_search, precision_at_k, train_autoencoder
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def brute_hamming(base, queries):
@@ -67,15 +63,14 @@ def test_codes_keep_classes_apart_on_clustered_features():
     assert precision_at_k(labels[found], query_labels) > 0.9  # chance is about 0.25
 
 
-def test_retrieval_command_on_features_in_the_folder(tmp_path):
+def test_retrieval_command_on_features_in_the_folder(tmp_path, capsys):
     base, labels = clustered_features(300)
     queries, query_labels = clustered_features(30, seed=2)
     for name, array in (("fc7-train", base), ("labels-train", labels), ("fc7-val", queries),
                         ("labels-val", query_labels)):
         np.save(tmp_path / f"{name}.npy", array)
-    proc = subprocess.run([sys.executable, "-m", "alexnet", "retrieval", "--out", str(tmp_path), "--bits", "16",
-                           "--hidden", "32", "--k", "5", "--epochs", "3", "--device", "cpu"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = alexnet_command(capsys, "retrieval", "--out", tmp_path, "--bits", 16, "--hidden", 32, "--k", 5,
+                           "--epochs", 3, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "retrieval.json").read_text())
     brute = np.argsort(((queries[:, None] - base[None]) ** 2).sum(2), axis=1)[:, :5]
@@ -86,20 +81,17 @@ def test_retrieval_command_on_features_in_the_folder(tmp_path):
     assert "16-bit codes" in proc.stdout
 
 
-def test_retrieval_command_without_features_or_a_network_says_what_is_missing(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "alexnet", "retrieval", "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+def test_retrieval_command_without_features_or_a_network_says_what_is_missing(tmp_path, capsys):
+    proc = alexnet_command(capsys, "retrieval", "--out", tmp_path)
     assert proc.returncode == 2 and "fc7-train.npy" in proc.stderr and "RUN_DIR_OR_CHECKPOINT" in proc.stderr
 
 
-def test_retrieval_command_extracts_fc7_features_of_a_network_on_a_prepared_dataset(tmp_path):
+def test_retrieval_command_extracts_fc7_features_of_a_network_on_a_prepared_dataset(tmp_path, capsys):
     data = prepared_dataset(tmp_path / "data")
     run = save_run(tmp_path / "run")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "alexnet", "retrieval", str(run), "--data", str(data), "--out",
-                           str(out), "--bits", "8", "--hidden", "16", "--k", "3", "--epochs", "1", "--queries", "4",
-                           "--workers", "0", "--device", "cpu"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = alexnet_command(capsys, "retrieval", run, "--data", data, "--out", out, "--bits", 8, "--hidden", 16,
+                           "--k", 3, "--epochs", 1, "--queries", 4, "--workers", 0, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert np.load(out / "fc7-train.npy").shape == (18, 32) and np.load(out / "fc7-val.npy").shape == (4, 32)
     assert np.array_equal(np.load(out / "labels-train.npy"), np.repeat([0, 1, 2], 6))

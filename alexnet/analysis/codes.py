@@ -25,6 +25,11 @@ from tqdm import tqdm
 from alexnet.analysis.neighbours import import_faiss
 
 
+def _tensor(rows: np.ndarray) -> torch.Tensor:
+    """float32 tensor of feature rows (copied: the features may be a read-only memory map)."""
+    return torch.from_numpy(np.array(rows, dtype=np.float32))
+
+
 class BinaryAutoencoder(nn.Module):
     """dim -> hidden -> bits (binary) -> hidden -> dim, on features standardised per dimension."""
 
@@ -42,7 +47,7 @@ class BinaryAutoencoder(nn.Module):
         """Per-dimension mean and standard deviation from (a sample of) the base features."""
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(len(features), size=min(sample, len(features)), replace=False))
-        x = torch.from_numpy(np.asarray(features[rows], dtype=np.float32))
+        x = _tensor(features[rows])
         self.shift.copy_(x.mean(0))
         self.scale.copy_(1.0 / x.std(0).clamp_min(1e-3))
 
@@ -71,7 +76,7 @@ def train_autoencoder(features: np.ndarray, bits: int = 256, hidden: int = 1024,
         order = rng.permutation(len(features))
         for s in range(steps):
             rows = np.sort(order[s * batch_size : (s + 1) * batch_size])
-            x = torch.from_numpy(np.asarray(features[rows], dtype=np.float32)).to(device)
+            x = _tensor(features[rows]).to(device)
             reconstruction, _ = model(x)
             loss = nn.functional.mse_loss(reconstruction, (x - model.shift) * model.scale)
             optimizer.zero_grad(set_to_none=True)
@@ -89,7 +94,7 @@ def encode(model: BinaryAutoencoder, features: np.ndarray, batch_size: int = 409
     device = model.shift.device
     out = np.empty((len(features), model.bits // 8), np.uint8)
     for start in range(0, len(features), batch_size):
-        x = torch.from_numpy(np.asarray(features[start : start + batch_size], dtype=np.float32)).to(device)
+        x = _tensor(features[start : start + batch_size]).to(device)
         out[start : start + len(x)] = np.packbits((model.logits(x) > 0).cpu().numpy(), axis=1)
     return out
 
