@@ -2,6 +2,7 @@
 training curves (paper section 6.1)."""
 
 import json
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -206,3 +207,11 @@ def test_figures_command_with_a_prepared_dataset_draws_figure4(tmp_path, capsys)
 def test_figures_command_names_a_missing_run_folder(tmp_path, capsys):
     proc = figures_command(capsys, tmp_path / "nope")
     assert proc.returncode == 2 and "nope: no such run folder or checkpoint" in proc.stderr
+
+
+def test_missing_faiss_is_reported_with_the_install_command(monkeypatch):
+    from alexnet.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    with pytest.raises(UserError, match="pip install faiss-cpu"):
+        nearest(np.zeros((3, 2), np.float32), np.zeros((1, 2), np.float32), k=1)

@@ -89,3 +89,12 @@ def test_pictures_drawn_for_the_page_are_closed(tmp_path):
     before = len(pyplot().get_fignums())
     assert "Training curves" in report.render([run], "t")  # drawn from metrics.jsonl
     assert len(pyplot().get_fignums()) == before
+
+
+def test_results_in_direct_subfolders_are_found_but_not_checkpoints(tmp_path):
+    run = make_run(tmp_path / "run")
+    write_json(run / "retrieval" / "retrieval.json", {"k": 10})
+    write_json(run / "checkpoints" / "eval.json", {"top1_error": 1.0, "top5_error": 1.0})
+    found = report.collect(run)
+    assert found["experiments"] == {"retrieval": {"k": 10}}
+    assert [e["file"] for e in found["evaluations"]] == ["eval-ten.json"]

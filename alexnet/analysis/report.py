@@ -3,11 +3,12 @@
     alexnet report RUN_DIR... --out report.html
 
 For each folder (a training run folder, or the output folder of ``alexnet figures``,
-``alexnet experiment`` or ``alexnet retrieval``) the page shows what it finds there:
+``alexnet experiment`` or ``alexnet retrieval``) the page shows what it finds there and in its
+direct subfolders (``figures/``, ``retrieval/``, ...; not ``checkpoints/`` or ``tensorboard/``):
 - ``config.yaml``: the configuration the run used;
 - ``metrics.jsonl``: the training curves (drawn here) and the final and best errors;
 - evaluation results (``*.json`` written by ``alexnet evaluate --json``): centre and ten-crop errors;
-- pictures (``*.png``, also in ``figures/``) and ``colour.json`` (Figure 3's number);
+- pictures (``*.png``) and ``colour.json`` (Figure 3's number);
 - ``relu-vs-tanh.json`` (Figure 1), ``ablations.json`` (the paper's ablations) and
   ``retrieval.json`` (section 6.1's binary codes).
 A Table 2-style table puts every run's errors under the paper's. Pictures are embedded as
@@ -39,6 +40,7 @@ PAPER_TABLE2 = [
     ("1 CNN*", 39.0, 16.6, None),
     ("7 CNNs*", 36.7, 15.4, 15.3),
 ]
+SKIPPED_FOLDERS = {"checkpoints", "tensorboard"}
 PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png"]
 
 STYLE = """
@@ -79,7 +81,7 @@ def collect(folder: str | Path) -> dict:
         raise UserError(f"{folder}: no such folder")
     found = {"name": folder.name or str(folder), "path": str(folder), "config": read_config(folder),
              "metrics": read_metrics(folder), "evaluations": [], "pictures": {}, "experiments": {}}
-    places = [folder, folder / "figures"]
+    places = [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIPPED_FOLDERS)
     for place in places:
         for png in sorted(place.glob("*.png")):
             found["pictures"].setdefault(png.name, png)
