@@ -1,4 +1,4 @@
-"""A stand-in for PreparedDataset, for loading tests that need no prepared folder on disk."""
+"""Test data for loading: an in-memory stand-in for PreparedDataset, and tiny image folders."""
 
 import io
 
@@ -8,7 +8,7 @@ from PIL import Image
 
 class StandInPreparedDataset:
     """A tiny in-memory stand-in for ``alexnet.data.dataset.PreparedDataset`` (same interface:
-    ``read``, ``[i]``, ``labels``, ``classes``, ``mean``, ``pca_eigvals``, ``pca_eigvecs``, ``len``),
+    ``read``, ``extension``, ``[i]``, ``labels``, ``classes``, ``mean``, ``pca_eigvals``, ``pca_eigvecs``, ``len``),
     so that loading tests need no prepared folder on disk."""
 
     def __init__(self, count=24, size=48, num_classes=3, encoding="npy", seed=0):
@@ -20,6 +20,7 @@ class StandInPreparedDataset:
         pixels = self.images.reshape(-1, 3).astype(np.float64)
         self.pca_eigvals, self.pca_eigvecs = np.linalg.eigh(np.cov(pixels, rowvar=False))
         self.root = "stand-in"
+        self.extension = "npy" if encoding == "npy" else "jpg"
         self.blobs = [self._encode(image, encoding) for image in self.images]
 
     @staticmethod
@@ -39,3 +40,17 @@ class StandInPreparedDataset:
 
     def __getitem__(self, i):
         return self.images[i], int(self.labels[i])
+
+
+def make_image_folder(root, classes=("n01440764", "n01443537"), per_class=3, seed=0):
+    """``root/{train,val}/<wnid>/<wnid>_<k>.JPEG``: a tiny source for ``alexnet prepare``, of
+    random images of three sizes."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for wnid in classes:
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                pixels = rng.integers(0, 256, (260 + 10 * k, 300, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{k}.JPEG", quality=90)
+    return root

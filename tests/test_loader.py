@@ -2,11 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.data.loader import CropBatches, decode, make_loader
+from alexnet.data.dataset import PreparedDataset
+from alexnet.data.images import decode
+from alexnet.data.loader import CropBatches, make_loader
+from alexnet.data.prepare import prepare
 from alexnet.data.sampler import rank_indices
 from alexnet.data.transforms import random_windows, ten_crop_windows
 from alexnet.errors import UserError
-from prepared_standin import StandInPreparedDataset
+from prepared_standin import StandInPreparedDataset, make_image_folder
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ def test_jpeg_samples_are_decoded_then_cropped():
     images, labels, windows = collect(make_loader(jpeg, 4, train=False, crop_size=40, workers=0))
     assert torch.equal(labels, torch.from_numpy(jpeg.labels))
     for i in range(6):
-        decoded = decode(jpeg.read(i)[0])
+        decoded = decode(jpeg.read(i)[0], "jpg")
         assert np.array_equal(images[i].numpy(), decoded[4:44, 4:44].transpose(2, 0, 1))
 
 
@@ -114,3 +117,15 @@ def test_a_sample_of_the_wrong_size_is_named():
 def test_ten_crop_is_refused_for_training(stand_in):
     with pytest.raises(ValueError, match="ten_crop"):
         make_loader(stand_in, 4, train=True, crop_size=40, ten_crop=True)
+
+
+def test_a_prepared_dataset_loads_through_workers_with_crops_of_its_samples(tmp_path):
+    out = prepare(make_image_folder(tmp_path / "source"), tmp_path / "out", encoding="raw",
+                  workers=1, progress=False)
+    train = PreparedDataset(out, "train")
+    loader = make_loader(train, 4, train=True, crop_size=227, seed=0, epoch=1, workers=2)
+    images, labels, windows = collect(loader)
+    assert images.shape == (6, 3, 227, 227) and sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    for k, i in enumerate(rank_indices(6, seed=0, epoch=1)):
+        expected = crop_numpy(train[i][0], windows[k].tolist(), 227).transpose(2, 0, 1)
+        assert np.array_equal(images[k].numpy(), expected) and labels[k] == train[i][1]

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from alexnet.data.transforms import (TEN_CROP_ORDER, DeviceTransform, centre_window, crop_into,
-                                     cut_at_windows, random_windows, ten_crop_windows)
+                                     cut_at_windows, mirrored_pair, random_windows,
+                                     ten_crop_windows)
 
 
 def crop_numpy(image, window, size):
@@ -63,7 +64,7 @@ def test_crop_into_equals_slicing_the_image_at_the_window():
 def test_mean_image_is_cut_at_each_window_and_mirrored_when_flipped():
     mean = np.random.default_rng(1).random((40, 50, 3)).astype(np.float32)
     windows = np.array([[0, 0, 0], [8, 18, 1], [5, 2, 0], [8, 0, 1]])
-    cut = cut_at_windows(torch.from_numpy(mean), torch.from_numpy(windows), 32)
+    cut = cut_at_windows(mirrored_pair(torch.from_numpy(mean)), torch.from_numpy(windows), 32)
     assert cut.shape == (4, 3, 32, 32)
     for k, window in enumerate(windows):
         assert np.array_equal(cut[k].numpy(), crop_numpy(mean, window, 32).transpose(2, 0, 1))

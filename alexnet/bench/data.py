@@ -11,9 +11,9 @@ tensor on the 0-1 scale and normalise with torchvision's mean and std.
 
 Both read the same source images (the prepared split's source, from meta.json or ``--source``),
 repeated to the requested number of images in one epoch, with the same workers and batch size.
-Two rates for each: ``images_per_s`` (wall clock, from the first batch on, so that starting the
-workers is not counted) and ``images_per_worker_cpu_s`` (all images over the CPU seconds the
-workers used, which other processes on a busy machine disturb much less).
+Two rates for each: ``images_per_s`` (wall clock over the whole run, starting the workers
+included) and ``images_per_worker_cpu_s`` (images over the CPU seconds the worker processes used:
+the rate one worker core sustains, which other processes on a busy machine disturb much less).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Repeated:
     def __init__(self, dataset, length: int):
         self.dataset, self.length = dataset, length
         self.labels = np.resize(np.asarray(dataset.labels, np.int64), length)
-        self.mean = dataset.mean
+        self.mean, self.extension = dataset.mean, dataset.extension
 
     def __len__(self) -> int:
         return self.length
@@ -121,23 +121,20 @@ def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
 
 
 def measure(loader) -> dict:
-    """Run ``loader`` to its end; wall-clock rate after the first batch, and worker CPU time."""
+    """Run ``loader`` to its end: images/s over the whole run (starting the workers included), and
+    the CPU seconds its worker processes used."""
     workers_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    batches = iter(loader)
-    first = next(batches)
     started, count = time.perf_counter(), 0
-    for batch in batches:
+    for batch in loader:  # the loop's end joins the workers, so that their CPU time counts below
         count += len(batch[1])
     seconds = time.perf_counter() - started
-    del batches  # joins the workers, so that their CPU time is counted below
     workers_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (workers_after.ru_utime + workers_after.ru_stime
            - workers_before.ru_utime - workers_before.ru_stime)
-    total = count + len(first[1])
-    return {"images": total, "seconds": round(seconds, 3),
-            "images_per_s": round(count / seconds, 1) if seconds > 0 else None,
+    return {"images": count, "seconds": round(seconds, 3),
+            "images_per_s": round(count / seconds, 1),
             "worker_cpu_s": round(cpu, 3),
-            "images_per_worker_cpu_s": round(total / cpu, 1) if cpu > 0 else None}
+            "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
 
 
 def run_bench(data: Path, *, workers: int, source: str | None, images: int, baseline_images: int,
@@ -146,8 +143,8 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
 
     if workers < 1:
         raise UserError("--workers must be at least 1: the pipelines are measured in workers")
-    if min(images, baseline_images) <= batch_size:
-        raise UserError("--images and --baseline-images must exceed --batch-size")
+    if min(images, baseline_images, batch_size) < 1:
+        raise UserError("--images, --baseline-images and --batch-size must be positive")
     dataset = PreparedDataset(data, "train")
     folder, files = source_images(data, source)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731

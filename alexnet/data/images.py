@@ -31,7 +31,7 @@ def open_image(data: bytes) -> Image.Image:
     except Image.UnidentifiedImageError:
         raise BadImage("not an image (no known image format)") from None
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise BadImage(f"unreadable image: {err}") from None
+        raise BadImage(f"truncated or corrupt image: {err}") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

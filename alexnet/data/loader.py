@@ -2,8 +2,8 @@
 
 :func:`make_loader` returns a ``torch.utils.data.DataLoader`` over one epoch. Each item is a whole
 batch, made inside one worker process: it reads the stored samples (``dataset.read``), decodes them
-(a 256x256 JPEG with PIL, or a raw ``.npy`` array), copies out the crop window of each into one
-preallocated shared-memory uint8 tensor, and hands over
+(a 256x256 JPEG with PIL, or a raw ``.npy`` array) and copies the crop window of each into one
+slot of a ring of shared-memory uint8 batches made once per loader; the loader hands over
 
 - ``images``: uint8 ``[N, 3, S, S]``, channels-last in memory (NHWC storage, so a crop is a row
   copy; ``.contiguous()`` gives NCHW storage if ever needed). With ``ten_crop=True``:
@@ -19,29 +19,16 @@ many workers run.
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 import torch
 import torch.utils.data
-from PIL import Image
 
+from alexnet.data.images import decode
 from alexnet.data.sampler import BatchSampler, EpochSampler
 from alexnet.data.transforms import centre_window, crop_into, random_windows, ten_crop_windows
 from alexnet.errors import UserError
-
-_NPY_MAGIC = b"\x93NUMPY"
-
-
-def decode(data: bytes) -> np.ndarray:
-    """A stored sample as a uint8 HxWx3 array: raw ``.npy`` bytes, or an encoded image (JPEG...)."""
-    if data[:6] == _NPY_MAGIC:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    image = Image.open(io.BytesIO(data))
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return np.asarray(image)
 
 
 class CropBatches(torch.utils.data.Dataset):
@@ -90,7 +77,7 @@ class CropBatches(torch.utils.data.Dataset):
         """Decode samples ``indices`` and write their crops into ``out``; their labels and windows."""
         windows = self.sample_windows(indices)
         for k, index in enumerate(indices):
-            image = decode(self.dataset.read(int(index))[0])
+            image = decode(self.dataset.read(int(index))[0], self.dataset.extension)
             if image.shape != (*self.image_size, 3):
                 raise UserError(f"sample {index} of {getattr(self.dataset, 'root', 'the dataset')} is "
                                 f"{'x'.join(map(str, image.shape))}, expected "
@@ -147,9 +134,9 @@ class BatchLoader(torch.utils.data.DataLoader):
         if batches.ring is None:
             yield from super().__iter__()
             return
+        pin = self.pin_memory and torch.cuda.is_available()  # as DataLoader: no CUDA, no pinning
         for slot, labels, windows in super().__iter__():
-            images = torch.empty(batches.batch_shape(len(labels)), dtype=torch.uint8,
-                                 pin_memory=self.pin_memory)
+            images = torch.empty(batches.batch_shape(len(labels)), dtype=torch.uint8, pin_memory=pin)
             np.copyto(images.numpy(), batches.ring[slot, :len(labels)].numpy())  # one thread: the
             # workers have the cores, and torch's parallel copy would wait for them
             yield batches.as_batch(images, labels, windows)
@@ -170,7 +157,7 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
                 limit: int | None = None, random_crop: bool = True, flip: bool = True,
                 drop_last: bool = False, prefetch_factor: int = 2) -> BatchLoader:
     """One epoch of uint8 batches of ``dataset`` (a ``PreparedDataset`` or anything with its
-    ``read``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``.
+    ``read``, ``extension``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``.
 
     - ``train=True``: samples reshuffled from ``(seed, epoch)``, dealt to ranks with every rank
       the same number (see :mod:`alexnet.data.sampler`), random crops of ``crop_size`` mirrored
@@ -183,7 +170,8 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
     - ``pin_memory``: page-locked batches for fast copies to the GPU (default: when CUDA exists).
 
     The result is deterministic given ``(seed, epoch, rank, world_size, start)``, whatever the
-    number of workers. Build a new loader for every epoch.
+    number of workers. Build a new loader for every epoch and iterate it once. With several ranks
+    on one machine, give each ``workers = cores // ranks``.
     """
     if ten_crop and train:
         raise ValueError("ten_crop is a test transform: use it with train=False")

@@ -14,16 +14,19 @@ and statistics), so that a killed run resumes without redoing finished shards.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from alexnet.data import download
 from alexnet.data.images import ENCODINGS, BadImage, center_patch, encode, open_image
 from alexnet.data.shards import shard_name, write_atomically, write_shard
 from alexnet.data.sources import Source, open_source, read_item
@@ -46,7 +49,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--format", dest="encoding", choices=sorted(ENCODINGS), default="jpeg",
                         help="how images are stored: jpeg (default) or raw uint8 arrays (.npy)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default: 90)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+    parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: all cores)")
     parser.add_argument("--shard-size", type=int, default=SHARD_SIZE,
                         help=f"images per shard (default: {SHARD_SIZE})")
@@ -75,6 +78,8 @@ def ensure_prepared(data, cache_dir=None) -> Path:
     path = Path(data)
     if (path / "meta.json").is_file():
         return path
+    from alexnet.data import download
+
     if str(data) in download.DATASETS and not path.exists():
         out = download.cache_root(cache_dir) / str(data)
         return out if (out / "meta.json").is_file() else prepare(str(data), out, cache_dir=cache_dir)
@@ -101,16 +106,29 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
         return out
     partial = out / ".partial"
     partial.mkdir(parents=True, exist_ok=True)
-    _check_same_job(partial / "options.json", {"source": str(source), **options})
-    src = _open(source, partial, cache_dir)
-    if not src.splits.get("train"):
-        raise UserError(f"SOURCE {source}: found no training images")
-    plan = {split: [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
-            for split, items in src.splits.items()}
-    in_stats = _stats_selection(len(src.splits["train"]), stats_sample)
-    _write_shards(out, plan, in_stats, options, strict, workers or os.cpu_count() or 1, progress)
-    _finish(out, src, plan, options, str(source))
+    with _only_writer(partial / "lock"):
+        _check_same_job(partial / "options.json", {"source": str(source), **options})
+        src = _open(source, partial, cache_dir)
+        if not src.splits.get("train"):
+            raise UserError(f"SOURCE {source}: found no training images")
+        plan = {split: [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
+                for split, items in src.splits.items()}
+        in_stats = _stats_selection(len(src.splits["train"]), stats_sample)
+        _write_shards(out, plan, in_stats, options, strict, workers or len(os.sched_getaffinity(0)), progress)
+        _finish(out, src, plan, options, str(source))
     return out
+
+
+@contextlib.contextmanager
+def _only_writer(lock_file: Path):
+    """Hold an exclusive lock on OUT for this run: two runs writing the same shards would spoil them."""
+    with open(lock_file, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{lock_file.parent.parent} is being written by another `alexnet prepare`; "
+                            "wait for it to finish") from None
+        yield
 
 
 def _finished(out: Path, options: dict) -> bool:
@@ -140,6 +158,8 @@ def _check_same_job(path: Path, job: dict) -> None:
 
 
 def _open(source, partial: Path, cache_dir) -> Source:
+    from alexnet.data import download  # only for named datasets: keeps worker start-up light
+
     name = str(source)
     if name in download.DATASETS and not Path(name).exists():
         source = download.fetch(name, cache_dir)
@@ -205,6 +225,9 @@ def _write_shards(out, plan, in_stats, options, strict, workers, progress) -> No
             if last:
                 shard.save(out, split, number, ENCODINGS[options["encoding"]])
                 shard = _ShardBuffer(options["size"])
+    except KeyboardInterrupt:
+        bar.write("stopped; run the same command again to resume (finished shards are kept)")
+        raise
     finally:
         bar.close()
         pool.terminate()
@@ -212,13 +235,24 @@ def _write_shards(out, plan, in_stats, options, strict, workers, progress) -> No
 
 
 def _worker_pool(workers: int):
-    """``workers`` fresh processes, each with single-threaded BLAS (one busy process per core; a
-    multi-threaded BLAS in each of them would fight the others for the cores)."""
+    """``workers`` processes, each with single-threaded BLAS (one busy process per core; a
+    multi-threaded BLAS in each of them would fight the others for the cores).
+
+    They are forked from a fork server that started clean (no threads, this module imported
+    once), so a pool costs milliseconds, and the server inherits the BLAS settings made here.
+    """
     saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
     os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+    # Started with Ctrl-C ignored, the server and its children leave Ctrl-C to this process.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
     try:
-        return multiprocessing.get_context("spawn").Pool(workers)
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context.Pool(workers, initializer=_ignore_interrupts)
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, handler)
         for name, value in saved.items():
             if value is None:
                 del os.environ[name]
@@ -252,6 +286,11 @@ class _ShardBuffer:
             "count": np.int64(self.count), "skipped": np.array(json.dumps(self.skipped)),
         }
         write_atomically(_partial_file(out, split, number), lambda f: np.savez(f, **arrays))
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group: only the main process handles it (and stops the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _prepare_chunk(task):

@@ -196,8 +196,11 @@ def _image_folder(path: Path) -> Source:
 
 
 def _is_flat(folder: Path) -> bool:
-    """Whether ``folder`` holds images directly (ILSVRC's flat validation folder)."""
-    return folder.is_dir() and any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir())
+    """Whether ``folder`` holds files and no class folders (ILSVRC's flat validation folder)."""
+    if not folder.is_dir():
+        return False
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return bool(entries) and not any(p.is_dir() for p in entries)
 
 
 # ---------------------------------------------------------------- ILSVRC-2012

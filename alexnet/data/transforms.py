@@ -89,21 +89,34 @@ def crop_into(out: np.ndarray, image: np.ndarray, window) -> None:
     """Copy ``image`` (HxWx3) cut at ``window`` into ``out`` (SxSx3), mirrored when flipped."""
     top, left, flipped = (int(v) for v in window)
     size = out.shape[0]
-    patch = image[top:top + size, left:left + size]
-    out[...] = patch[:, ::-1] if flipped else patch
+    out[...] = image[top:top + size, left:left + size]
+    if flipped:  # torch mirrors 3-byte pixels ten times faster than numpy's negative-stride copy
+        mirrored = torch.from_numpy(out)
+        mirrored.copy_(mirrored.flip(1))
 
 
-def cut_at_windows(image: torch.Tensor, windows: torch.Tensor, crop_size: int) -> torch.Tensor:
-    """``image`` (HxWxC, one image such as the mean) cut at each window, mirrored where flipped:
-    ``[N, C, S, S]`` (channels-last in memory), by one batched gather on ``image``'s device."""
-    height, width, channels = image.shape
-    windows = windows.to(image.device)
-    steps = torch.arange(crop_size, device=image.device)
-    rows = windows[:, 0:1] + steps
-    cols = torch.where(windows[:, 2:3].bool(), windows[:, 1:2] + crop_size - 1 - steps,
-                       windows[:, 1:2] + steps)
-    flat = rows[:, :, None] * width + cols[:, None, :]
-    return image.reshape(height * width, channels)[flat].permute(0, 3, 1, 2)
+def mirrored_pair(image: torch.Tensor) -> torch.Tensor:
+    """``image`` (HxWxC) and its mirror image, stacked: ``[2, H, W, C]``, the input of
+    :func:`cut_at_windows`."""
+    return torch.stack([image, image.flip(1)]).contiguous()
+
+
+def cut_at_windows(pair: torch.Tensor, windows: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """One image (such as the mean), given as its :func:`mirrored_pair`, cut at each window and
+    mirrored where flipped: ``[N, C, S, S]`` (channels-last in memory), in one batched gather on
+    the pair's device.
+
+    Every window of the image and of its mirror is a strided view of the pair; indexing those
+    views by (flipped, top, left) copies the N crops at once. A mirrored crop at ``left`` is the
+    mirror's crop at ``W - S - left``.
+    """
+    _, height, width, channels = pair.shape
+    views = pair.as_strided(
+        (2, height - crop_size + 1, width - crop_size + 1, crop_size, crop_size, channels),
+        (height * width * channels, width * channels, channels, width * channels, channels, 1))
+    top, left, flipped = windows.to(pair.device).unbind(1)
+    left = torch.where(flipped.bool(), width - crop_size - left, left)
+    return views[flipped, top, left].permute(0, 3, 1, 2)
 
 
 class DeviceTransform(torch.nn.Module):
@@ -130,7 +143,8 @@ class DeviceTransform(torch.nn.Module):
       0-255 values that is ``eigvals / 255``. (Taken literally on the 0-255 scale, the eigenvalues
       of a variance there would give colour shifts of hundreds of levels.)
     - ``"stdev"`` (the authors' cuda-convnet2 data provider, whose PCA constants are standard
-      deviations): ``sqrt(eigvals)``, roughly twice as strong on the first component.
+      deviations): ``sqrt(eigvals)``; on ImageNet about twice as strong on the first component and
+      far stronger on the other two.
 
     The noise comes from a ``torch.Generator`` on the images' device, seeded for each batch from
     ``(seed, epoch, rank, position)``, where ``position`` counts this rank's images so far in the
@@ -152,8 +166,9 @@ class DeviceTransform(torch.nn.Module):
         self.epoch, self.position = 0, 0
         self._generator: torch.Generator | None = None
         if self.subtract_mean:
-            self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32))
-            _check_sizes(tuple(self.mean.shape[:2]), crop_size)
+            mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+            _check_sizes(tuple(mean.shape[:2]), crop_size)
+            self.register_buffer("mean_pair", mirrored_pair(mean))
         if self.pca_std > 0:
             eigvals = torch.as_tensor(np.asarray(eigvals), dtype=torch.float32)
             magnitude = eigvals / 255 if pca_scale == "eigenvalue" else eigvals.clamp(min=0).sqrt()
@@ -191,7 +206,7 @@ class DeviceTransform(torch.nn.Module):
         images = images.reshape(-1, *shape[-3:])
         x = images.float()
         if self.subtract_mean:
-            x = x - cut_at_windows(self.mean, windows.reshape(-1, 3), self.crop_size)
+            x = x - cut_at_windows(self.mean_pair, windows.reshape(-1, 3), self.crop_size)
         if self.training and self.pca_std > 0:
             x = x + self._colour_noise(len(x), x.device)[:, :, None, None]
         if self.normalization == "imagenet":
