@@ -9,24 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.train.inputs import train_indices, val_indices
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["train", "--data", "synthetic", "--arch", "tiny-test", "--epochs", "2", "--limit", "64", "--val-limit", "37", "--batch-size", "8",
+ARGS = ["train", "--data", "synthetic", "--arch", "tiny-test", "--preset", "full", "--epochs", "2", "--limit", "64", "--val-limit", "37", "--batch-size", "8",
         "--device", "cpu", "--seed", "5", "--model-option", "num_classes=6", "--model-option", "dropout=0"]
-
-
-def test_every_validation_image_is_on_exactly_one_process():
-    shares = [torch.cat(list(val_indices(37, 8, rank, 3))) for rank in range(3)]
-    assert sorted(torch.cat(shares).tolist()) == list(range(37))
-
-
-def test_the_processes_together_see_one_process_global_batches():
-    alone = list(train_indices(64, 8, 1, 0, 0, 0, 1))
-    split = [list(train_indices(64, 8, 1, 0, 0, rank, 2)) for rank in range(2)]
-    for step, batch in enumerate(alone):
-        together = torch.cat([split[0][step], split[1][step]])
-        assert sorted(together.tolist()) == sorted(batch.tolist())
 
 
 def _train(out: Path, launcher: list[str]) -> list[dict]:

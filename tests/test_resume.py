@@ -15,7 +15,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 # 3 epochs of 8 steps (64 images, batch 8), dropout on (so the RNG state matters), a
 # checkpoint after every step, and 30 ms per training forward so that a kill lands mid-run.
-ARGS = ["--data", "synthetic", "--arch", "tiny-test", "--epochs", "3", "--limit", "64", "--val-limit", "24", "--batch-size", "8",
+ARGS = ["--data", "synthetic", "--arch", "tiny-test", "--preset", "full", "--epochs", "3", "--limit", "64", "--val-limit", "24", "--batch-size", "8",
         "--device", "cpu", "--seed", "3", "--checkpoint-minutes", "0", "--log-every", "3",
         "--model-option", "num_classes=5"]
 ENV = {**os.environ, "TINY_SLEEP": "0.03", "OMP_NUM_THREADS": "1"}
@@ -93,3 +93,25 @@ def test_a_run_killed_at_several_points_and_resumed_ends_with_the_same_weights_b
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert_same_run(uninterrupted, run_dir)
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers_still_saves(tmp_path):
+    """Schedulers such as SLURM signal every process of a job, the loader's workers included."""
+    from tests.tinynet import make_prepared
+
+    data = make_prepared(tmp_path)
+    run_dir = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--arch", "tiny-test", "--preset", "full", "--epochs", "3",
+            "--batch-size", "4", "--workers", "2", "--device", "cpu", "--checkpoint-minutes", "0",
+            "--out", str(run_dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.tinynet", *argv], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "checkpoints" / "last.pt").exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert f"alexnet train --resume {run_dir}" in err

@@ -1,8 +1,8 @@
 """`alexnet train`: one epoch end to end, what a run folder holds, configuration, failures."""
 
 import json
-from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from alexnet.cli import build_parser
 from alexnet.errors import UserError
 from alexnet.train import inputs
 from alexnet.train.cli import config_from_args
-from alexnet.train.config import TrainConfig
+from alexnet.train.config import PRESETS, TrainConfig
 from tests import tinynet
 
 METRIC_KEYS = {"epoch", "train_loss", "train_top1_error", "train_top5_error", "val_loss", "val_top1_error",
@@ -64,7 +64,7 @@ def test_validation_metrics_are_the_trained_weights_errors_on_every_validation_i
     net.load_state_dict(torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"])
     net.eval()
     val = inputs.SyntheticImages(37, 7, 16, config.seed, "val", torch.device("cpu"))
-    images, labels, _ = val.batch(torch.arange(37))
+    images, labels, _ = val.batch(np.arange(37))
     logits = net(images.float() - 127.5)
     top5 = logits.topk(5, dim=1).indices
     assert record["val_loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
@@ -93,15 +93,15 @@ def test_settings_come_from_defaults_then_file_then_command_line(tmp_path):
     (tmp_path / "a.yaml").write_text("lr: 0.02\nepochs: 5\nmodel_options: {dropout: 0.1}\n")
     (tmp_path / "a.toml").write_text('lr = 0.03\nschedule = "cosine"\n')
     c = config_from_args(parse(["--config", str(tmp_path / "a.yaml"), "--epochs", "7",
-                                "--model-option", "lrn=false"]))
+                                "--model-option", "lrn=false", "--preset", "full"]))
     assert (c.lr, c.epochs, c.batch_size, c.momentum) == (0.02, 7, 128, 0.9)
     assert c.model_options == {"dropout": 0.1, "lrn": False}
-    c = config_from_args(parse(["--config", str(tmp_path / "a.toml")]))
+    c = config_from_args(parse(["--config", str(tmp_path / "a.toml"), "--preset", "full"]))
     assert (c.lr, c.schedule, c.weight_decay) == (0.03, "cosine", 0.0005)
 
 
 def test_paper_defaults():
-    c = config_from_args(parse([]))
+    c = config_from_args(parse(["--preset", "full"]))
     assert (c.batch_size, c.lr, c.momentum, c.weight_decay, c.epochs, c.max_reductions) == \
         (128, 0.01, 0.9, 0.0005, 90, 3)
     assert (c.optimizer, c.schedule, c.amp, c.bias_lr_mult, c.bias_no_decay) == \
@@ -110,7 +110,14 @@ def test_paper_defaults():
 
 def test_the_quick_preset_is_overridden_by_the_command_line():
     c = config_from_args(parse(["--preset", "quick", "--epochs", "2"]))
-    assert c.epochs == 2 and c.limit is not None and c.limit < 1000
+    assert c.epochs == 2 and c.limit == PRESETS["quick"]["limit"] and c.preset == "quick"
+
+
+def test_the_default_preset_is_quick_on_the_cpu_and_the_papers_recipe_on_a_gpu(monkeypatch):
+    assert config_from_args(parse(["--device", "cpu"])).preset == "quick"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    c = config_from_args(parse([]))
+    assert (c.preset, c.epochs, c.batch_size, c.limit) == ("full", 90, 128, None)
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -160,3 +167,35 @@ def test_model_parallel_towers_train_like_the_one_device_network(tmp_path):
     assert one.keys() == two.keys()  # checkpoints hold the one-device layout
     for key in one:
         torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return tinynet.make_prepared(tmp_path_factory.mktemp("data"))
+
+
+def test_training_on_a_prepared_dataset_uses_its_class_names_crops_and_mean(tmp_path, prepared):
+    config = tiny_config(tmp_path, data=str(prepared), arch="alexnet", limit=None, val_limit=None, workers=0,
+                         epochs=1, model_options={k: v for k, v in SMALL_ALEXNET.items() if k != "num_classes"})
+    assert loop.train(config) == 0
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert record["val_top1_error"] in {100 * k / 12 for k in range(13)}  # 12 validation images, each once
+    model = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert model.class_names == ["c0", "c1", "c2"] and model.options["num_classes"] == 3
+
+
+def test_a_named_dataset_offline_fails_at_once_offering_synthetic_and_a_path(tmp_path, monkeypatch, capsys):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("ALEXNET_CACHE", str(tmp_path / "cache"))
+    from alexnet.cli import main
+
+    assert main(["train", "--data", "imagenette", "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--data imagenette" in err and "--data synthetic" in err and "--data PATH" in err
+    assert not (tmp_path / "run").exists()

@@ -1,4 +1,5 @@
-"""A network small enough for training tests, registered as ``tiny-test``, and a command line.
+"""Tiny things for training tests: a network registered as ``tiny-test``, a prepared dataset, and
+a command line.
 
 ``python -m tests.tinynet train --arch tiny-test ...`` is ``alexnet train`` with this network
 registered: the same loop, data, checkpoints and signals, at a fraction of the cost.
@@ -47,6 +48,27 @@ class TinyNet(nn.Module):
 
 if "tiny-test" not in list_models():
     register_model("tiny-test", TinyNet, "conv-ReLU-pool-dropout-linear on 16x16 inputs (tests only)")
+
+
+def make_prepared(folder) -> "Path":
+    """A prepared dataset of 3 classes of coloured 90x90 images (16 per class for training, 4 for
+    validation), stored as 80x80 patches; returns its folder."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from alexnet.data.prepare import prepare
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 16), ("val", 4)):
+        for c, colour in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
+            images = Path(folder) / "images" / split / f"c{c}"
+            images.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(np.array(colour) + rng.integers(-40, 40, (90, 90, 3)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(images / f"{i}.png")
+    return prepare(Path(folder) / "images", Path(folder) / "prepared", size=80, workers=0, progress=False)
 
 
 def main(argv: list[str]) -> int:

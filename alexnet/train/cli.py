@@ -24,8 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "See docs/training.md.")
     a = parser.add_argument
     a("--config", metavar="FILE", help="settings from a YAML or TOML file; options given here override it")
-    a("--preset", choices=sorted(PRESETS), help="quick: a laptop-CPU run that shows learning in about ten "
-      f"minutes ({', '.join(f'{k}={v}' for k, v in PRESETS['quick'].items())}) [departs]")
+    a("--preset", choices=["auto", *PRESETS], help="full: the paper's recipe; quick: a "
+      "laptop-CPU run that shows learning in about ten minutes "
+      f"({', '.join(f'{k}={v}' for k, v in PRESETS['quick'].items())}) [departs]; auto: quick when the "
+      "device is the CPU, else full (default: auto)")
     a("--data", help="a prepared folder (alexnet prepare), imagenette or cifar10 (downloaded and prepared "
       f"on first use), or synthetic (random images, offline) (default: {D.data})")
     a("--arch", help=f"named architecture (alexnet models) (default: {D.arch}, the paper's)")
@@ -37,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "included), with its saved configuration; options given here override it")
     a("--seed", type=int, help=f"seed of initialisation, data order and dropout (default: {D.seed})")
     a("--device", help="cpu, cuda, cuda:N or mps (default: cuda, else mps, else cpu)")
-    a("--workers", type=int, help=f"loader processes per training process (default: {D.workers})")
+    a("--workers", type=int, help="loader processes per training process (default: the cores shared "
+      "among the processes on this machine)")
     a("--epochs", type=int, help=f"passes over the training set (default: {D.epochs}, the paper's)")
     a("--batch-size", type=int, help=f"global batch, split across data-parallel processes "
       f"(default: {D.batch_size}, the paper's)")

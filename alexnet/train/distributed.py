@@ -10,6 +10,7 @@ requests) so that they never wait for the GPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class Context:
 
     rank: int = 0
     world: int = 1
+    local_rank: int = 0  # rank among the processes on this machine
     device: torch.device = torch.device("cpu")
     control: object = None  # gloo process group for stop requests (None when alone)
 
@@ -72,7 +74,7 @@ def setup(device_name: str | None, model_parallel: bool = False) -> Context:
     if not dist.is_initialized():
         dist.init_process_group(backend, device_id=device if backend == "nccl" else None)
     control = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
-    return Context(rank=rank, world=world, device=device, control=control)
+    return Context(rank=rank, world=world, local_rank=local_rank, device=device, control=control)
 
 
 def teardown(ctx: Context) -> None:
@@ -87,17 +89,24 @@ def all_sum(ctx: Context, tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def any_rank(ctx: Context, flag: bool) -> bool:
-    """True when ``flag`` is true on any process: all agree, over the CPU control group."""
+def max_over_ranks(ctx: Context, *values: int) -> list[int]:
+    """The element-wise maximum of small integers over all processes, so that all take the same
+    decision (stop, save, a non-finite loss); over the CPU control group, never waiting for a GPU."""
     if not ctx.distributed:
-        return flag
-    t = torch.tensor([int(flag)])
+        return list(values)
+    t = torch.tensor(values, dtype=torch.int64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=ctx.control)
-    return bool(t.item())
+    return t.tolist()
 
 
-def barrier(ctx: Context) -> None:
-    if ctx.distributed:
+@contextlib.contextmanager
+def local_leader_first(ctx: Context):
+    """Run the block on each machine's first process before the others (a download into the
+    machine's cache, say), so that they find its result instead of racing to make it."""
+    if ctx.distributed and ctx.local_rank != 0:
+        dist.barrier(group=ctx.control)
+    yield
+    if ctx.distributed and ctx.local_rank == 0:
         dist.barrier(group=ctx.control)
 
 

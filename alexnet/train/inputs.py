@@ -1,67 +1,51 @@
 """What the training loop reads: batches in a reproducible order, split across processes.
 
-The order of an epoch is a permutation drawn from ``(seed, epoch)`` alone, so a run
-resumed at sample ``position`` of an epoch sees exactly the batches it would have seen.
-Every global batch of ``batch_size`` samples is dealt out to the data-parallel processes
-(rank r takes positions r, r + world, ...), so N processes see the same global batches as
-one. Validation splits its images across processes without padding: each image counts
-exactly once.
+The order of an epoch and each process's share of it come from :mod:`alexnet.data.sampler`
+(a pure function of seed, epoch, rank and position), so a run resumed at sample ``position``
+of an epoch sees exactly the batches it would have seen, and N data-parallel processes
+together see the global batches one process would. Validation is split without padding:
+every image counts exactly once. On the device, :class:`alexnet.data.transforms.DeviceTransform`
+turns uint8 batches into the network's input (mean image, PCA colour noise in training).
 
 ``--data synthetic`` gives random uint8 images that follow the same batch contract as
 prepared data (uint8 ``[N, 3, S, S]``, int64 labels, int64 crop windows ``[N, 3]``); each
 class has its own mean colour, so a network can learn them: an offline check that
-training works, and a measure of the network's speed without any decoding.
+training works, and a measure of the network's speed without decoding.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
+import numpy as np
 import torch
+
+from alexnet.data.sampler import padded_length, rank_indices
+from alexnet.data.transforms import DeviceTransform
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images, labels, windows
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The training order of ``epoch``: a permutation of range(n) that depends on nothing else."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """Full global batches per epoch (the last, partial batch is dropped, as is usual)."""
-    return n // batch_size
-
-
-def rank_share(indices: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    return indices[rank::world]
-
-
-def train_indices(n: int, batch_size: int, seed: int, epoch: int, start_step: int,
-                  rank: int, world: int) -> Iterator[torch.Tensor]:
-    """This process's sample indices, global batch by global batch, from ``start_step`` on."""
-    order = epoch_order(n, seed, epoch)
-    for step in range(start_step, steps_per_epoch(n, batch_size)):
-        yield rank_share(order[step * batch_size:(step + 1) * batch_size], rank, world)
-
-
-def val_indices(n: int, batch_size: int, rank: int, world: int) -> Iterator[torch.Tensor]:
-    """This process's validation indices: every image on exactly one process, none twice."""
-    mine = torch.arange(rank, n, world)
-    per_rank = max(batch_size // world, 1)
-    yield from mine.split(per_rank)
+def steps_per_epoch(images: int, batch_size: int, world: int) -> int:
+    """Optimiser steps per epoch: full global batches of the (padded) epoch, the same on every rank."""
+    return padded_length(images, world, pad=True) // world // (batch_size // world)
 
 
 @dataclass
 class TrainingData:
-    """The two splits as batch iterators, and the float conversion done on the training device."""
+    """The two splits as batch iterators on the training device, and the device transform."""
 
-    train_size: int
+    train_size: int  # training images per epoch
     val_size: int
-    train_batches: Callable[[int, int], Iterable[Batch]]  # (epoch, start step) -> batches on the device
+    train_batches: Callable[[int, int], Iterable[Batch]]  # (epoch, global position to start at)
     val_batches: Callable[[], Iterable[Batch]]
-    to_input: Callable[[str, Batch], torch.Tensor]  # (split, batch) -> float network input
+    transform: DeviceTransform
+
+    def to_input(self, batch: Batch, train: bool) -> torch.Tensor:
+        """The float network input of a batch (PCA colour noise only in training)."""
+        self.transform.train(train)
+        return self.transform(batch[0], batch[2])
 
 
 class SyntheticImages:
@@ -86,22 +70,31 @@ class SyntheticImages:
     def __len__(self) -> int:
         return self.n
 
-    def batch(self, indices: torch.Tensor) -> Batch:
-        i = (indices % len(self.labels)).to(self.images.device)
+    def batch(self, indices: np.ndarray) -> Batch:
+        i = torch.from_numpy(indices % len(self.labels)).to(self.images.device)
         return self.images[i], self.labels[i], self.windows[i]
 
 
-def synthetic(num_classes: int, size: int, seed: int, batch_size: int, rank: int, world: int,
-              device: torch.device, train_size: int = 2560, val_size: int = 512) -> TrainingData:
-    """Random learnable images of the network's input size (no crop, no augmentation)."""
+def in_batches(indices: np.ndarray, size: int, drop_last: bool) -> Iterable[np.ndarray]:
+    stop = len(indices) - len(indices) % size if drop_last else len(indices)
+    return (indices[i:i + size] for i in range(0, stop, size))
+
+
+def synthetic(num_classes: int, size: int, normalization: str, seed: int, batch_size: int, rank: int,
+              world: int, device: torch.device, train_size: int = 2560, val_size: int = 512) -> TrainingData:
+    """Random learnable images of the network's input size; the mean image is a flat 127.5."""
     train, val = (SyntheticImages(n, num_classes, size, seed, split, device)
                   for n, split in ((train_size, "train"), (val_size, "val")))
+    per_rank = batch_size // world
+    transform = DeviceTransform(np.full((size, size, 3), 127.5, np.float32), None, None, size, pca_std=0.0,
+                                normalization=normalization).to(device)
 
-    def to_input(split: str, batch: Batch) -> torch.Tensor:
-        return batch[0].float() - 127.5  # raw 0-255 values, centred (the paper's preprocessing)
+    def train_batches(epoch: int, start: int):
+        order = rank_indices(train_size, seed=seed, epoch=epoch, rank=rank, world_size=world, start=start)
+        return map(train.batch, in_batches(order, per_rank, drop_last=True))
 
-    return TrainingData(train_size=train_size,
-                        val_size=val_size, to_input=to_input,
-                        train_batches=lambda epoch, start: map(train.batch, train_indices(
-                            train_size, batch_size, seed, epoch, start, rank, world)),
-                        val_batches=lambda: map(val.batch, val_indices(val_size, batch_size, rank, world)))
+    def val_batches():
+        order = rank_indices(val_size, rank=rank, world_size=world, shuffle=False, pad=False)
+        return map(val.batch, in_batches(order, per_rank, drop_last=False))
+
+    return TrainingData(train_size, val_size, train_batches, val_batches, transform)

@@ -16,8 +16,9 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,26 +51,28 @@ def build_network(config: TrainConfig, num_classes: int, ctx: distributed.Contex
         if config.model_parallel else build_model(config.arch, **options)
 
 
-def open_data(config: TrainConfig, ctx: distributed.Context, input_size: int,
+def open_data(config: TrainConfig, ctx: distributed.Context, model: nn.Module,
               num_classes: int) -> inputs.TrainingData:
-    """The training and validation batches named by ``--data``."""
+    """The training and validation batches named by ``--data``, at the network's input size."""
+    size, normalization = model.input_size, model.normalization
     if config.data == "synthetic":
-        return inputs.synthetic(num_classes, input_size, config.seed, config.batch_size,
-                                ctx.rank, ctx.world, ctx.device,
-                                **{k: v for k, v in (("train_size", config.limit),
-                                                     ("val_size", config.val_limit)) if v})
+        sizes = {k: v for k, v in (("train_size", config.limit), ("val_size", config.val_limit)) if v}
+        return inputs.synthetic(num_classes, size, normalization, config.seed, config.batch_size,
+                                ctx.rank, ctx.world, ctx.device, **sizes)
     from alexnet.train.prepared import prepared_data
 
-    return prepared_data(config, ctx, input_size)
+    return prepared_data(config, ctx, size, normalization)
 
 
-def dataset_classes(config: TrainConfig) -> list[str]:
-    """The class names of ``--data``; synthetic data has ``num_classes`` (a model option, default 10)."""
+def dataset_classes(config: TrainConfig, ctx: distributed.Context) -> list[str]:
+    """The class names of ``--data`` (prepared on first use, once per machine); synthetic data has
+    ``num_classes`` (a model option, default 10)."""
     if config.data == "synthetic":
         return [f"class{i}" for i in range(config.model_options.get("num_classes", 10))]
     from alexnet.train.prepared import prepared_classes
 
-    return prepared_classes(config)
+    with distributed.local_leader_first(ctx):
+        return prepared_classes(config)
 
 
 @dataclass
@@ -87,8 +90,8 @@ class Totals:
         hits = logits.topk(k, dim=1).indices == labels[:, None]
         n = labels.shape[0]
         self.sums += torch.stack([loss.detach().double() * n, n - hits[:, 0].sum().double(),
-                                  n - hits.any(dim=1).sum().double(), torch.tensor(n, dtype=torch.float64,
-                                                                                   device=loss.device)])
+                                  n - hits.any(dim=1).sum().double(),
+                                  torch.full((), n, dtype=torch.float64, device=loss.device)])
 
     def summary(self, ctx: distributed.Context) -> dict[str, float]:
         loss, miss1, miss5, n = distributed.all_sum(ctx, self.sums.clone()).tolist()
@@ -97,18 +100,23 @@ class Totals:
 
 
 class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop finishes its step, saves and exits."""
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, saves and exits. A second SIGINT
+    interrupts at once (the last checkpoint stays). Signals reach only the main thread: elsewhere
+    (a notebook's worker thread) nothing is installed."""
 
     def __init__(self):
         self.signal: int | None = None
         self._previous = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         self.signal = signum
 
     def __exit__(self, *exc):
@@ -132,7 +140,6 @@ class Run:
     seconds: float = 0.0  # training time spent in the current epoch before this process
     best_error: float = math.inf
     totals: Totals = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def plain_model(self) -> nn.Module:
@@ -238,7 +245,7 @@ def validate(run: Run, data: inputs.TrainingData) -> dict[str, float]:
     totals = Totals.zeros(run.ctx.device)
     with torch.no_grad(), autocast(run.config, run.ctx.device):
         for batch in data.val_batches():
-            x = data.to_input("val", batch)
+            x = data.to_input(batch, train=False)
             if run.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x).float()
@@ -253,8 +260,8 @@ def save(run: Run, run_dir: Path, name: str = "last.pt") -> None:
 
 
 def check_finite(first_bad: torch.Tensor, run: Run, steps: int) -> None:
-    """Stop when a loss was NaN or infinite, naming the step (read only at log points)."""
-    bad = int(first_bad.item())
+    """Stop when a loss was NaN or infinite on any process, naming the step (read only at log points)."""
+    bad = distributed.max_over_ranks(run.ctx, int(first_bad.item()))[0]
     if bad >= 0:
         epoch, step = divmod(bad, steps)
         raise NonFiniteLoss(f"the training loss became NaN or infinite at step {step + 1} of epoch "
@@ -278,9 +285,9 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
                         f"across the {ctx.world} processes")
     configure_backends(config, ctx.device)
     seed_everything(config.seed)
-    class_names = dataset_classes(config)
+    class_names = dataset_classes(config, ctx)
     model = build_network(config, len(class_names), ctx)
-    data = open_data(config, ctx, model.input_size, len(class_names))
+    data = open_data(config, ctx, model, len(class_names))
     seed_everything(config.seed + 7919 * ctx.rank)  # dropout differs between processes
     run = Run(config, ctx, prepare_model(model, config, ctx), None, make_schedule(config),
               torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16"), class_names)
@@ -288,7 +295,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     run.totals = Totals.zeros(ctx.device)
     if resume:
         run.restore(load_checkpoint(run_dir / "checkpoints" / "last.pt"))
-    steps = inputs.steps_per_epoch(data.train_size, config.batch_size)
+    steps = inputs.steps_per_epoch(data.train_size, config.batch_size, ctx.world)
     if steps == 0:
         raise UserError(f"--batch-size {config.batch_size} is larger than the {data.train_size} "
                         "training images per epoch; lower it or raise --limit")
@@ -301,6 +308,9 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
               f"{data.val_size} validation images, {len(run.class_names)} classes, {config.epochs} epochs "
               f"of {steps} steps at global batch {config.batch_size} on {ctx.world} x {ctx.device}; "
               f"results in {run_dir}", file=sys.stderr)
+        if config.preset == "quick":
+            print("quick preset (no GPU, or --preset quick): fewer images and epochs than the paper, to show "
+                  "learning within minutes; --preset full runs the paper's recipe", file=sys.stderr)
     try:
         with StopRequest() as stop:
             status = _epochs(run, data, steps, stop, run_dir, logger)
@@ -323,10 +333,10 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
                    dynamic_ncols=True)
         began = time.monotonic()
         lr = run.schedule.lr(run.epoch, 0.0)
-        for step, batch in enumerate(data.train_batches(run.epoch, start_step), start=start_step):
+        for step, batch in enumerate(data.train_batches(run.epoch, start_step * per_step), start=start_step):
             lr = run.schedule.lr(run.epoch, (step + 1) / steps)
             set_learning_rate(run.optimizer, lr)
-            x = data.to_input("train", batch)
+            x = data.to_input(batch, train=True)
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             labels = batch[1]
@@ -338,8 +348,7 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
             run.scaler.step(run.optimizer)
             run.scaler.update()
             global_step = run.epoch * steps + step
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
-                                    torch.tensor(global_step, device=ctx.device), first_bad)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), global_step, first_bad)
             run.totals.add(loss, logits, labels)
             run.position = (step + 1) * per_step
             bar.update(per_step)
@@ -347,8 +356,8 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
                 check_finite(first_bad, run, steps)
                 bar.set_postfix(loss=f"{run.totals.sums[0].item() / max(run.totals.sums[3].item(), 1):.4f}",
                                 lr=f"{lr:.2g}")
-            stopping = distributed.any_rank(ctx, stop.signal is not None)
-            due = (time.monotonic() - last_save) >= 60 * config.checkpoint_minutes
+            stopping, due = map(bool, distributed.max_over_ranks(
+                ctx, stop.signal is not None, time.monotonic() - last_save >= 60 * config.checkpoint_minutes))
             if stopping or (due and step + 1 < steps):
                 check_finite(first_bad, run, steps)
                 run.seconds += time.monotonic() - began
@@ -366,12 +375,14 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
         bar.close()
         check_finite(first_bad, run, steps)
         train_stats = run.totals.summary(ctx)
-        seconds = run.seconds + time.monotonic() - began
+        train_seconds = run.seconds + time.monotonic() - began
+        val_began = time.monotonic()
         val_stats = validate(run, data)
         record = {"epoch": run.epoch + 1,
                   **{f"train_{k}": v for k, v in train_stats.items()},
                   **{f"val_{k}": v for k, v in val_stats.items()},
-                  "lr": lr, "images_per_s": steps * per_step / max(seconds, 1e-9), "seconds": seconds}
+                  "lr": lr, "images_per_s": steps * per_step / max(train_seconds, 1e-9),
+                  "seconds": train_seconds + time.monotonic() - val_began}
         run.schedule.end_epoch(val_stats["top1_error"])
         improved = val_stats["top1_error"] < run.best_error
         run.best_error = min(run.best_error, val_stats["top1_error"])
@@ -385,10 +396,25 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
             save(run, run_dir, "best.pt")
         last_save = time.monotonic()
     if ctx.main:
-        print(f"done: best validation top-1 error {run.best_error:.2f}% ; checkpoints in "
-              f"{run_dir}/checkpoints (best.pt, last.pt), metrics in {run_dir}/metrics.jsonl, "
-              f"TensorBoard: tensorboard --logdir {run_dir}/tensorboard", file=sys.stderr)
+        print(what_it_learned(run_dir, len(run.class_names), config.data), file=sys.stderr)
     return 0
+
+
+def what_it_learned(run_dir: Path, num_classes: int, data: str) -> str:
+    """The closing summary: validation error first and last against chance, and where results are."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    first, last = records[0], records[-1]
+    best = min(records, key=lambda r: r["val_top1_error"])
+    chance = 100 * (1 - 1 / num_classes)
+    course = f"{first['val_top1_error']:.1f}% after epoch {first['epoch']}, " if len(records) > 1 else ""
+    return (f"\ndone. Validation top-1 error {course}{last['val_top1_error']:.1f}% after epoch "
+            f"{last['epoch']} (guessing: {chance:.1f}%); best "
+            f"{best['val_top1_error']:.1f}% (top-5 {best['val_top5_error']:.1f}%) at epoch {best['epoch']}.\n"
+            f"  checkpoints: {run_dir}/checkpoints/best.pt, last.pt\n"
+            f"  per-epoch metrics: {run_dir}/metrics.jsonl; curves: tensorboard --logdir {run_dir}/tensorboard\n"
+            + (f"  the paper's ten-crop test: alexnet evaluate {run_dir}/checkpoints/best.pt --data {data}\n"
+               if data != "synthetic" else "")
+            + f"  predictions: alexnet predict {run_dir}/checkpoints/best.pt IMAGE...")
 
 
 def format_record(r: dict, epochs: int) -> str:
