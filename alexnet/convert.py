@@ -12,27 +12,21 @@ The weights are read with ``torch.load(weights_only=True)``: a downloaded file c
 from __future__ import annotations
 
 import argparse
-import json
-from importlib import resources
 from pathlib import Path
 
 import torch
 
+from alexnet.data.sources import imagenet_classes
 from alexnet.errors import UserError
 
 TORCHVISION_ARCH = "alexnet-owt"
 
 
-def imagenet_class_names() -> list[str] | None:
-    """The 1000 ILSVRC-2012 classes in the standard (sorted wnid) order, from the package data.
-
-    None when the package data is absent; the model file then holds no class names.
-    """
-    try:
-        text = resources.files("alexnet.data").joinpath("imagenet_classes.json").read_text()
-    except FileNotFoundError:
-        return None
-    return json.loads(text)
+def imagenet_class_names() -> list[str]:
+    """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids), as a prepared
+    ImageNet names them (``PreparedDataset.class_names``)."""
+    names = imagenet_classes()  # wnid -> name
+    return [names[wnid] for wnid in sorted(names)]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -74,12 +68,12 @@ def convert_torchvision(weights: str | Path, out: str | Path) -> torch.nn.Module
 
     state = read_state_dict(weights)
     classes = imagenet_class_names()
-    num_classes = len(classes) if classes else 1000
-    model = build_model(TORCHVISION_ARCH, num_classes=num_classes)
+    with torch.device("meta"):  # shapes only: the weights come from the file, no initialisation
+        model = build_model(TORCHVISION_ARCH, num_classes=1000)
     check_state_dict(state, model.state_dict(), weights)
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=True)
     model.class_names = classes
-    save_model(model, out)
+    save_model(model, out, class_names=classes)
     return model
 
 
@@ -94,6 +88,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = convert_torchvision(args.weights, args.out)
-    classes = "the 1000 ILSVRC-2012 class names" if model.class_names else "no class names (package data missing)"
-    print(f"wrote {args.out}: {TORCHVISION_ARCH}, {sum(p.numel() for p in model.parameters()):,} parameters, {classes}")
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.out}: {TORCHVISION_ARCH}, {parameters:,} parameters, the 1000 ILSVRC-2012 classes")
     return 0

@@ -1,14 +1,15 @@
 """`alexnet evaluate`: top-1 and top-5 error with the paper's test protocol (sections 4.1 and 6).
 
-At test time the network "makes a prediction by extracting five 224x224 patches (the four corner
-patches and the center patch) as well as their horizontal reflections, and averaging the
-predictions made by the softmax layer on the ten patches" (section 4.1). Several networks are
-combined the same way, by averaging their softmax outputs (section 6, Table 2's "5 CNNs").
+At test time the paper's network predicts from ten patches of each 256x256 image, the four corner
+patches and the centre patch and their horizontal reflections, by averaging its softmax outputs over
+the ten (section 4.1). Several networks are combined the same way, by averaging their softmax
+outputs (section 6, Table 2's "5 CNNs").
 
-The dataset hands over whole 256x256 uint8 images (section 2); the crops, the reflections and the
-subtraction of the mean image are batch operations on the device. Subtracting the mean image before
-cropping equals cutting the mean at each crop's window, so every crop is centred exactly as in
-training.
+The input pipeline is training's own: loader workers cut the crops out of the stored images
+(:func:`alexnet.data.loader.make_loader`, ten crops in the order of
+:data:`alexnet.data.transforms.TEN_CROP_ORDER`), and on the device
+:class:`alexnet.data.transforms.DeviceTransform` subtracts the mean image cut at each crop's window
+(mirrored with the crop), so that a crop is centred exactly as in training.
 
 From a notebook::
 
@@ -22,93 +23,58 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from alexnet.data.transforms import DeviceTransform
 from alexnet.errors import UserError
 
 CROPS = ("center", "ten")
 
-# torchvision's preprocessing for its published weights (normalization="imagenet"): 0-1 scale, then
-# per-channel mean and standard deviation of ImageNet's training pixels.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# --- the ten patches (section 4.1) and the inputs of each model -------------------------------------
 
 
-# --- the ten patches (section 4.1) ----------------------------------------------------------------
+def input_transform(model: nn.Module, mean, image_size: tuple[int, int]) -> DeviceTransform:
+    """The float half of ``model``'s test-time input pipeline: no colour noise, and
 
-
-def crop_windows(height: int, width: int, size: int, crops: str) -> list[tuple[int, int, bool]]:
-    """The (top, left, flipped) windows of the test-time crops of a ``height`` x ``width`` image.
-
-    ``"center"``: the central ``size`` x ``size`` patch. ``"ten"``: the centre patch and the four
-    corner patches (top-left, top-right, bottom-left, bottom-right), then the same five mirrored.
+    - ``model.normalization == "mean_image"`` (the paper, section 2): raw 0-255 RGB minus ``mean``,
+      the training set's mean image (``[H, W, 3]``, cut at each crop's window) or per-channel mean
+      (``[3]``), on the 0-255 scale;
+    - ``"imagenet"`` (torchvision's weights): 0-1 scale, then ImageNet's per-channel mean and std.
     """
-    if crops not in CROPS:
-        raise UserError(f"--crops must be one of {', '.join(CROPS)}, not {crops!r}")
-    if size > min(height, width):
-        raise UserError(f"the model takes {size}x{size} inputs but the images are {height}x{width}")
-    bottom, right = height - size, width - size
-    center = (bottom // 2, right // 2)
-    if crops == "center":
-        return [(*center, False)]
-    five = [center, (0, 0), (0, right), (bottom, 0), (bottom, right)]
-    return [(top, left, flipped) for flipped in (False, True) for top, left in five]
+    size = model.input_size
+    if size > min(image_size):
+        raise UserError(f"{model_name(model)} takes {size}x{size} inputs but the images are "
+                        f"{image_size[0]}x{image_size[1]}")
+    normalization = getattr(model, "normalization", "mean_image")
+    if normalization == "mean_image":
+        if mean is None:
+            raise UserError(
+                "the model subtracts the training set's mean image (section 2), but neither the model file "
+                "nor the data holds one: pass the mean.npy of the prepared training data (--mean)"
+            )
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        if mean.shape == (3,):
+            mean = mean.expand(*image_size, 3)
+        if tuple(mean.shape) != (*image_size, 3):
+            raise UserError(f"the mean image is {'x'.join(map(str, mean.shape))} but the images are "
+                            f"{image_size[0]}x{image_size[1]}x3")
+    return DeviceTransform(mean, None, None, size, pca_std=0.0, normalization=normalization).eval()
 
 
-def take_crops(images: torch.Tensor, size: int, crops: str) -> torch.Tensor:
-    """``[N, C, H, W]`` images -> ``[N * crops, C, size, size]``; the crops of one image are adjacent."""
-    windows = crop_windows(images.shape[-2], images.shape[-1], size, crops)
-    patches = []
-    for top, left, flipped in windows:
-        patch = images[..., top : top + size, left : left + size]
-        patches.append(patch.flip(-1) if flipped else patch)
-    return torch.stack(patches, dim=1).flatten(0, 1)
+def model_name(model: nn.Module) -> str:
+    return getattr(model, "arch", type(model).__name__)
 
 
-# --- what each model expects as input ---------------------------------------------------------------
-
-
-def normalize(images: torch.Tensor, model: nn.Module, mean: torch.Tensor | None) -> torch.Tensor:
-    """uint8 ``[N, 3, H, W]`` images -> the float input ``model`` was trained on.
-
-    ``model.normalization == "mean_image"`` (the paper, section 2): raw 0-255 RGB minus ``mean``, the
-    training set's mean image (``[H, W, 3]``) or per-channel mean (``[3]``), on the 0-255 scale.
-    ``"imagenet"`` (torchvision's weights): 0-1 scale, then ImageNet's per-channel mean and std.
-    """
-    x = images.float()
-    kind = getattr(model, "normalization", "mean_image")
-    if kind == "imagenet":
-        m = torch.tensor(IMAGENET_MEAN, device=x.device).view(3, 1, 1)
-        s = torch.tensor(IMAGENET_STD, device=x.device).view(3, 1, 1)
-        return (x / 255 - m) / s
-    if kind != "mean_image":
-        raise UserError(f"unknown normalization {kind!r} of model {getattr(model, 'arch', '?')}")
-    if mean is None:
-        raise UserError(
-            "the model subtracts the training set's mean image (section 2), but neither the model file "
-            "nor the data holds one: pass the mean.npy of the prepared training data (--mean)"
-        )
-    mean = mean.to(x.device, torch.float32)
-    if mean.dim() == 1:
-        return x - mean.view(3, 1, 1)
-    if tuple(mean.shape[:2]) != tuple(x.shape[-2:]):
-        raise UserError(
-            f"the mean image is {mean.shape[0]}x{mean.shape[1]} but the images are {x.shape[-2]}x{x.shape[-1]}"
-        )
-    return x - mean.permute(2, 0, 1)
-
-
-def model_mean(model: nn.Module, fallback: torch.Tensor | np.ndarray | None) -> torch.Tensor | None:
+def model_mean(model: nn.Module, fallback) -> torch.Tensor | np.ndarray | None:
     """The mean image a model subtracts: its own (``model.mean``, from its file), else ``fallback``."""
     mean = getattr(model, "mean", None)
-    if mean is None:
-        mean = fallback
-    return None if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+    return fallback if mean is None else mean
 
 
 # --- averaging softmax outputs over crops and networks ----------------------------------------------
@@ -117,24 +83,23 @@ def model_mean(model: nn.Module, fallback: torch.Tensor | np.ndarray | None) -> 
 @torch.inference_mode()
 def class_probabilities(
     models: Sequence[nn.Module],
+    transforms: Sequence[DeviceTransform],
     images: torch.Tensor,
-    crops: str = "ten",
-    means: Sequence[torch.Tensor | None] | None = None,
+    windows: torch.Tensor,
 ) -> torch.Tensor:
-    """Softmax outputs ``[N, classes]`` for uint8 ``[N, 3, H, W]`` images, averaged over the crops
-    (section 4.1) and over the models (an ensemble, section 6).
+    """Softmax outputs ``[N, classes]``, averaged over the crops of each image (section 4.1) and
+    over the models (an ensemble, section 6).
 
-    ``means[i]`` is what ``models[i]`` subtracts (see :func:`normalize`). Each model gets the crops
-    of its own ``input_size`` on the device its parameters live on.
+    ``images``: the loader's uint8 crops, ``[N, 3, S, S]`` or ``[N, V, 3, S, S]`` (V crops of each
+    image), with their ``windows`` (``[N, 3]`` or ``[N, V, 3]``); ``transforms[i]`` turns them into
+    the input of ``models[i]`` (see :func:`input_transform`) on the device its parameters live on.
     """
-    means = list(means) if means is not None else [None] * len(models)
     total = None
-    for model, mean in zip(models, means, strict=True):
+    for model, transform in zip(models, transforms, strict=True):
         device = next(model.parameters()).device
-        x = normalize(images.to(device, non_blocking=True), model, mean)
-        x = take_crops(x, model.input_size, crops)
-        probs = torch.softmax(model(x).float(), dim=1)
-        probs = probs.view(images.shape[0], -1, probs.shape[1]).mean(dim=1)
+        x = transform.to(device)(images.to(device, non_blocking=True), windows.to(device))
+        logits = model(x.reshape(-1, *x.shape[-3:])).float()
+        probs = torch.softmax(logits, dim=1).view(len(images), -1, logits.shape[1]).mean(dim=1)
         total = probs if total is None else total + probs.to(total.device)
     return total / len(models)
 
@@ -167,13 +132,14 @@ class ErrorCounter:
         self.class_images += torch.bincount(labels, minlength=len(self.class_images))
         self.class_top1 += torch.bincount(labels[hit1], minlength=len(self.class_images))
 
-    def result(self, class_names: Sequence[str]) -> dict:
-        """Errors in percent; per-class top-1 accuracy in percent (None for a class without images)."""
+    def result(self, class_ids: Sequence[str]) -> dict:
+        """Errors in percent; per-class top-1 accuracy in percent keyed by class id (None for a class
+        without images)."""
         if self.images == 0:
             raise UserError("the split holds no images")
         per_class = {
             name: (100.0 * int(hits) / int(n) if n else None)
-            for name, hits, n in zip(class_names, self.class_top1, self.class_images, strict=True)
+            for name, hits, n in zip(class_ids, self.class_top1, self.class_images, strict=True)
         }
         return {
             "top1_error": 100.0 * (1 - self.top1 / self.images),
@@ -186,21 +152,32 @@ class ErrorCounter:
 # --- evaluating on a prepared dataset ---------------------------------------------------------------
 
 
-def check_classes(models: Sequence[nn.Module], classes: Sequence[str], names: Sequence[str]) -> None:
+def class_lists(dataset) -> tuple[list[str], list[str]]:
+    """The dataset's class names and class ids (a prepared dataset's ``classes`` are
+    ``{"index", "id", "name"}`` records; ImageNet's ids are its wnids, unique where names are not:
+    there are two classes named "crane"). Without ids, the names serve as both."""
+    classes = list(dataset.classes)
+    if classes and isinstance(classes[0], dict):
+        return [c["name"] for c in classes], [c["id"] for c in classes]
+    names = [str(c) for c in classes]
+    return names, names
+
+
+def check_classes(models: Sequence[nn.Module], dataset, names: Sequence[str]) -> None:
     """Every model must predict exactly the dataset's classes, in the same order.
 
     ``names[i]`` names ``models[i]`` in the message (its file). A model without class names must at
     least have as many outputs as the dataset has classes.
     """
+    data_names, data_ids = class_lists(dataset)
     for model, name in zip(models, names, strict=True):
         model_classes = getattr(model, "class_names", None)
         if model_classes is None:
             outputs = num_outputs(model)
-            if outputs != len(classes):
-                raise UserError(f"{name} has {outputs} outputs but the data has {len(classes)} classes")
-            continue
-        if list(model_classes) != list(classes):
-            raise UserError(f"{name}: {class_list_difference(list(model_classes), list(classes))}")
+            if outputs != len(data_names):
+                raise UserError(f"{name} has {outputs} outputs but the data has {len(data_names)} classes")
+        elif list(model_classes) not in (data_names, data_ids):
+            raise UserError(f"{name}: {class_list_difference(list(model_classes), data_names)}")
 
 
 def class_list_difference(model: list[str], data: list[str]) -> str:
@@ -224,49 +201,75 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def check_crops(crops: str) -> None:
+    if crops not in CROPS:
+        raise UserError(f"crops must be one of {', '.join(CROPS)}, not {crops!r}")
+
+
+def predictions(
+    models: Sequence[nn.Module],
+    dataset,
+    crops: str = "ten",
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    workers: int | None = None,
+    names: Sequence[str] | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches ``(probabilities [N, classes], labels [N])`` over every image of ``dataset`` once, in
+    order: the softmax outputs averaged over the crops and the models. Arguments as :func:`evaluate`.
+    """
+    from alexnet.data.loader import make_loader
+
+    if not models:
+        raise UserError("no model to evaluate")
+    check_crops(crops)
+    names = list(names) if names is not None else [model_name(m) for m in models]
+    check_classes(models, dataset, names)
+    sizes = {model.input_size for model in models}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{n} {m.input_size}" for n, m in zip(names, models))
+        raise UserError(f"the models of an ensemble must take the same input size, not {listed}")
+    device = torch.device(device) if device is not None else default_device()
+    image_size = tuple(np.shape(dataset.mean)[:2])
+    transforms = [input_transform(m, model_mean(m, dataset.mean), image_size).to(device) for m in models]
+    for model in models:
+        model.to(device).eval()
+    loader = make_loader(dataset, batch_size, train=False, crop_size=sizes.pop(), ten_crop=crops == "ten",
+                         workers=workers, pin_memory=device.type == "cuda")
+    for images, labels, windows in loader:
+        yield class_probabilities(models, transforms, images, windows).cpu(), labels
+
+
 def evaluate(
     models: nn.Module | Sequence[nn.Module],
     dataset,
     crops: str = "ten",
     batch_size: int = 128,
     device: str | torch.device | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     progress: bool = True,
     names: Sequence[str] | None = None,
 ) -> dict:
-    """Top-1/top-5 error (percent) of one model or an ensemble on every image of ``dataset`` once.
+    """Top-1/top-5 error (percent) of one model or an ensemble, every image of ``dataset`` once.
 
-    ``dataset``: a :class:`alexnet.data.dataset.PreparedDataset` (or anything with ``ds[i] ->
-    (uint8 HxWx3, class index)``, ``len``, ``classes`` and ``mean``). The models are put in
-    evaluation mode on ``device`` (default: cuda, else mps, else cpu). Returns ``top1_error``,
-    ``top5_error``, ``images``, ``crops``, ``models`` and ``per_class_accuracy``. ``names`` name
-    the models in error messages (default: their architecture).
+    ``dataset``: a :class:`alexnet.data.dataset.PreparedDataset` (or anything with its ``read``,
+    ``labels``, ``classes``, ``mean`` and ``len``). ``crops``: ``"ten"`` (section 4.1) or
+    ``"center"``. The models are put in evaluation mode on ``device`` (default: cuda, else mps, else
+    cpu); those of an ensemble must take the same input size. ``workers``: decoding processes
+    (default: one per core). ``names`` name the models in error messages (default: their
+    architecture). Returns ``top1_error``, ``top5_error``, ``images``, ``crops``, ``models`` and
+    ``per_class_accuracy`` (top-1, percent, keyed by class id: the wnid for ImageNet).
     """
     models = [models] if isinstance(models, nn.Module) else list(models)
-    if not models:
-        raise UserError("no model to evaluate")
-    names = names or [getattr(m, "arch", f"model {i}") for i, m in enumerate(models)]
-    check_classes(models, dataset.classes, names)
-    device = torch.device(device) if device is not None else default_device()
-    for model in models:
-        model.to(device).eval()
-    means = [model_mean(model, getattr(dataset, "mean", None)) for model in models]
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
-    counter = ErrorCounter(len(dataset.classes))
+    class_ids = class_lists(dataset)[1]
+    counter = ErrorCounter(len(class_ids))
     bar = tqdm(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress)
-    for images, labels in loader:
-        images = torch.as_tensor(images).permute(0, 3, 1, 2)  # [N, H, W, 3] -> [N, 3, H, W]
-        counter.update(class_probabilities(models, images, crops, means), torch.as_tensor(labels))
+    for probs, labels in predictions(models, dataset, crops, batch_size, device, workers, names):
+        counter.update(probs, labels)
         bar.update(len(labels))
         bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%")
     bar.close()
-    return {**counter.result(dataset.classes), "crops": crops, "models": len(models)}
+    return {**counter.result(class_ids), "crops": crops, "models": len(models)}
 
 
 # --- the command line -------------------------------------------------------------------------------
@@ -278,7 +281,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model file(s) or training checkpoint(s); several are an ensemble that averages their "
         "softmax outputs (Table 2's '5 CNNs')",
     )
-    parser.add_argument("--data", required=True, metavar="PREPARED", help="a dataset made by `alexnet prepare`")
+    parser.add_argument(
+        "--data", required=True, metavar="PREPARED",
+        help="a dataset made by `alexnet prepare`, or a name (imagenette, cifar10) prepared on first use",
+    )
     parser.add_argument("--split", default="val", help="the split to evaluate on (default: val)")
     parser.add_argument(
         "--crops", choices=CROPS, default="ten",
@@ -287,15 +293,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128; x10 crops)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: cuda, else mps, else cpu)")
-    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.data.dataset import PreparedDataset
+    from alexnet.data.prepare import ensure_prepared
 
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
     models = [load_checkpoint(path) for path in args.checkpoints]
-    dataset = PreparedDataset(args.data, args.split)
+    dataset = PreparedDataset(ensure_prepared(args.data), args.split)
     result = evaluate(
         models, dataset, crops=args.crops, batch_size=args.batch_size, device=args.device,
         workers=args.workers, progress=sys.stderr.isatty(), names=args.checkpoints,
@@ -309,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_result(result: dict) -> str:
-    what = "ensemble of %d models" % result["models"] if result["models"] > 1 else "1 model"
+    what = f"ensemble of {result['models']} models" if result["models"] > 1 else "1 model"
     crops = "ten crops" if result["crops"] == "ten" else "centre crop"
     return (
         f"top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  "
@@ -318,10 +327,11 @@ def format_result(result: dict) -> str:
 
 
 def load_checkpoint(path: str) -> nn.Module:
-    """:func:`alexnet.load_model` with a clear message for a missing or unreadable file."""
+    """:func:`alexnet.load_model`, with the training set's mean image the file holds (key ``mean``,
+    a float32 ``[256, 256, 3]`` tensor on the 0-255 scale) as ``model.mean`` (None without one)."""
     from alexnet import load_model
 
-    try:
-        return load_model(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such model file") from None
+    model = load_model(path)
+    if not hasattr(model, "mean"):  # until load_model reads it: a second, memory-mapped read
+        model.mean = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("mean")
+    return model

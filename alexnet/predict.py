@@ -1,10 +1,11 @@
 """`alexnet predict`: the most probable classes of images, as in the paper's Figure 4 (left).
 
-Each image gets the paper's preprocessing (section 2): its shorter side rescaled to 256, the
-central 256x256 patch cut out, the training set's mean image subtracted; then the centre crop or
-the ten crops of section 4.1, whose softmax outputs are averaged. Models converted from torchvision's
-weights (``normalization="imagenet"``) get torchvision's preprocessing instead: the same resize and
-centre crop (bilinear, as torchvision), then ImageNet's per-channel mean and standard deviation.
+Each image is prepared as the training images were (section 2, :func:`alexnet.data.images.center_patch`):
+its shorter side rescaled to 256, the central 256x256 patch cut out; then the centre crop or the ten
+crops of section 4.1 with the training set's mean image subtracted, and the softmax outputs of the
+ten averaged. Models converted from torchvision's weights (``normalization="imagenet"``) get
+torchvision's preprocessing instead, to the pixel: ``Resize(256)`` (bilinear), ``CenterCrop(224)``
+(whose rounding the central 256x256 patch reproduces), then ImageNet's mean and std.
 """
 
 from __future__ import annotations
@@ -16,33 +17,64 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+from torch import nn
 
+from alexnet.data.images import BadImage, center_patch, open_image, to_rgb
+from alexnet.data.transforms import centre_window, crop_into, ten_crop_windows
 from alexnet.errors import UserError
-from alexnet.evaluate import CROPS, class_probabilities, default_device, load_checkpoint, model_mean
+from alexnet.evaluate import (
+    CROPS,
+    check_crops,
+    class_probabilities,
+    default_device,
+    input_transform,
+    load_checkpoint,
+    model_mean,
+)
 
 IMAGE_SIZE = 256  # section 2: shorter side to 256, then the central 256x256 patch
 BATCH = 32  # images per forward pass (x10 with ten crops)
 
 
-def load_image(path: str | Path, resample: int = Image.Resampling.BILINEAR) -> np.ndarray:
-    """The central 256x256 patch of an image file, after rescaling its shorter side to 256 (section 2).
+def torchvision_patch(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The central ``size`` x ``size`` patch as torchvision's ``Resize(size)`` and ``CenterCrop`` cut it:
+    bilinear resize of the whole image, the longer side truncated, the offset rounded half to even."""
+    w, h = image.size
+    new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+    image = to_rgb(image).resize(new, Image.Resampling.BILINEAR)
+    left, top = round((new[0] - size) / 2), round((new[1] - size) / 2)
+    return np.asarray(image.crop((left, top, left + size, top + size)))
 
-    Any format and mode PIL reads (CMYK, greyscale, PNG under a .JPEG name) becomes RGB. Returns a
-    uint8 array ``[256, 256, 3]``. The centre is rounded as torchvision's ``CenterCrop`` rounds it.
+
+def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The central ``size`` x ``size`` patch (uint8 ``[size, size, 3]``) of an image file, prepared
+    for ``model``: as the training data (default) or as torchvision (``normalization="imagenet"``).
+
+    Any format and mode PIL reads (CMYK, greyscale, PNG under a .JPEG name) becomes RGB.
     """
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
+        image = open_image(Path(path).read_bytes())
+        if getattr(model, "normalization", None) == "imagenet":
+            return torchvision_patch(image, size)
+        return center_patch(image, size)
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"{path}: not an image PIL can read ({err})") from None
-    w, h = img.size
-    size = (IMAGE_SIZE, int(IMAGE_SIZE * h / w)) if w <= h else (int(IMAGE_SIZE * w / h), IMAGE_SIZE)
-    img = img.resize(size, resample)
-    left, top = round((size[0] - IMAGE_SIZE) / 2), round((size[1] - IMAGE_SIZE) / 2)
-    return np.asarray(img.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)))
+    except (BadImage, OSError) as err:
+        raise UserError(f"{path}: not an image that can be read ({err})") from None
+
+
+def crop_images(images: np.ndarray, size: int, crops: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images ``[N, H, W, 3]`` -> their test crops ``[N, V, 3, size, size]`` and windows
+    ``[N, V, 3]``: the centre crop (V = 1) or the ten crops of section 4.1, as the loader cuts them."""
+    image_size = images.shape[1:3]
+    windows = ten_crop_windows(image_size, size) if crops == "ten" else centre_window(image_size, size)[None]
+    out = np.empty((len(images), len(windows), size, size, 3), np.uint8)
+    for k, image in enumerate(images):
+        for v, window in enumerate(windows):
+            crop_into(out[k, v], image, window)
+    windows = np.broadcast_to(windows, (len(images), *windows.shape))
+    return torch.from_numpy(out).permute(0, 1, 4, 2, 3), torch.from_numpy(windows.copy())
 
 
 def load_mean(path: str | Path) -> torch.Tensor:
@@ -56,8 +88,8 @@ def load_mean(path: str | Path) -> torch.Tensor:
         raise UserError(f"--mean {path}: no such file") from None
     except ValueError as err:
         raise UserError(f"--mean {path}: not a .npy array ({err})") from None
-    if mean.shape not in ((IMAGE_SIZE, IMAGE_SIZE, 3), (3,)):
-        raise UserError(f"--mean {path}: expected a 256x256x3 mean image or 3 channel means, got shape {mean.shape}")
+    if not (mean.shape == (3,) or (mean.ndim == 3 and mean.shape[2] == 3 and mean.shape[0] == mean.shape[1])):
+        raise UserError(f"--mean {path}: expected a square HxWx3 mean image or 3 channel means, got shape {mean.shape}")
     return torch.from_numpy(mean.astype(np.float32))
 
 
@@ -72,15 +104,19 @@ def predict(
     """The ``top`` most probable classes of each image: ``[{"image", "predictions": [{"class",
     "index", "probability"}, ...]}]``, most probable first. ``mean`` is used when the model file
     holds no mean image of its own."""
+    check_crops(crops)
     device = torch.device(device) if device is not None else default_device()
     model.to(device).eval()
     mean = model_mean(model, mean)
+    size = mean.shape[0] if mean is not None and len(mean.shape) == 3 else IMAGE_SIZE  # the training images' size
+    transform = input_transform(model, mean, (size, size)).to(device)
     names = getattr(model, "class_names", None)
     results = []
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
-        images = torch.from_numpy(np.stack([load_image(p) for p in chunk])).permute(0, 3, 1, 2)
-        probs = class_probabilities([model], images, crops, [mean]).cpu()
+        patches = np.stack([load_image(p, model, size) for p in chunk])
+        images, windows = crop_images(patches, model.input_size, crops)
+        probs = class_probabilities([model], [transform], images, windows).cpu()
         values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
         for path, p, i in zip(chunk, values.tolist(), indices.tolist()):
             predictions = [

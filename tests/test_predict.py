@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from evalkit import TinyNet
+from evalkit import tiny_alexnet
 from PIL import Image
 
 from alexnet.errors import UserError
-from alexnet.evaluate import class_probabilities
 from alexnet.predict import format_predictions, load_image, load_mean, predict
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -63,20 +64,25 @@ def images_in(tmp_path, n: int) -> list[str]:
     return paths
 
 
-def test_predict_lists_the_most_probable_classes_with_their_softmax_probabilities(tmp_path):
+def test_predict_lists_the_most_probable_classes_with_their_ten_crop_softmax_probabilities(tmp_path):
     paths = images_in(tmp_path, 3)
-    model = TinyNet(7, input_size=32)
-    mean = torch.full((256, 256, 3), 120.0)
-    results = predict(model, paths, crops="ten", top=5, mean=mean, device="cpu")
+    model = tiny_alexnet(7)
+    mean = np.random.default_rng(1).uniform(0, 255, (256, 256, 3)).astype(np.float32)
+    results = predict(model, paths, crops="ten", top=5, mean=torch.from_numpy(mean), device="cpu")
 
-    images = torch.from_numpy(np.stack([load_image(p) for p in paths])).permute(0, 3, 1, 2)
-    probs = class_probabilities([model], images, "ten", [mean]).numpy()
+    s, last, mid = 67, 256 - 67, (256 - 67) // 2
+    centred = np.stack([load_image(p) for p in paths]).astype(np.float32) - mean
+    crops = [centred[:, t : t + s, l : l + s] for t, l in [(0, 0), (0, last), (last, 0), (last, last), (mid, mid)]]
+    crops += [c[:, :, ::-1] for c in crops]
+    with torch.no_grad():
+        probs = np.mean([torch.softmax(model(torch.from_numpy(c.transpose(0, 3, 1, 2).copy())), 1).numpy()
+                         for c in crops], axis=0)
     assert [r["image"] for r in results] == paths
     for result, p in zip(results, probs):
         ranked = np.argsort(-p)[:5]
         assert [q["index"] for q in result["predictions"]] == ranked.tolist()
         assert [q["class"] for q in result["predictions"]] == [f"c{i}" for i in ranked]
-        assert [q["probability"] for q in result["predictions"]] == pytest.approx(p[ranked].tolist())
+        assert [q["probability"] for q in result["predictions"]] == pytest.approx(p[ranked].tolist(), rel=1e-4)
 
 
 def test_the_text_output_shows_each_image_then_its_classes_in_percent():
@@ -96,7 +102,7 @@ def test_the_text_output_shows_each_image_then_its_classes_in_percent():
 
 def test_a_mean_image_model_without_a_mean_asks_for_one(tmp_path):
     with pytest.raises(UserError, match="--mean"):
-        predict(TinyNet(3, input_size=32), images_in(tmp_path, 1), device="cpu")
+        predict(tiny_alexnet(3), images_in(tmp_path, 1), device="cpu")
 
 
 def test_the_mean_image_is_read_from_mean_npy_or_the_prepared_folder(tmp_path):
@@ -104,5 +110,62 @@ def test_the_mean_image_is_read_from_mean_npy_or_the_prepared_folder(tmp_path):
     np.save(tmp_path / "mean.npy", mean)
     assert np.array_equal(load_mean(tmp_path).numpy(), mean)
     np.save(tmp_path / "bad.npy", np.zeros((4, 4)))
-    with pytest.raises(UserError, match="bad.npy: expected a 256x256x3 mean image"):
+    with pytest.raises(UserError, match="bad.npy: expected a square HxWx3 mean image"):
         load_mean(tmp_path / "bad.npy")
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    from alexnet.cli import main
+
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A model file as training writes it: weights, class names and the training set's mean image."""
+    from alexnet import save_model
+
+    model = tiny_alexnet(7)
+    mean = torch.from_numpy(np.random.default_rng(2).uniform(0, 255, (256, 256, 3)).astype(np.float32))
+    save_model(model, tmp_path / "model.pt", class_names=[f"class {i}" for i in range(7)], mean=mean)
+    return tmp_path / "model.pt", model, mean
+
+
+def test_the_command_prints_the_top_classes_of_each_image_as_text_or_json(tmp_path, capsys, checkpoint):
+    path, model, mean = checkpoint
+    images = images_in(tmp_path, 2)
+    model.class_names = [f"class {i}" for i in range(7)]
+    expected = predict(model, images, crops="center", top=3, mean=mean, device="cpu")
+
+    status, out, _ = run_cli(capsys, "predict", str(path), *images, "--crops", "center", "--top", "3", "--json", "--device", "cpu")
+    assert status == 0
+    found = json.loads(out)
+    assert [r["image"] for r in found] == images
+    for mine, theirs in zip(found, expected):
+        assert [p["class"] for p in mine["predictions"]] == [p["class"] for p in theirs["predictions"]]
+        assert [p["probability"] for p in mine["predictions"]] == pytest.approx([p["probability"] for p in theirs["predictions"]])
+
+    status, out, _ = run_cli(capsys, "predict", str(path), *images, "--crops", "center", "--top", "3", "--device", "cpu")
+    assert status == 0 and out.strip() == format_predictions(found)
+
+
+def test_the_command_names_a_missing_image_or_model_file(tmp_path, capsys, checkpoint):
+    path, _, _ = checkpoint
+    status, _, err = run_cli(capsys, "predict", str(path), str(tmp_path / "nowhere.jpg"))
+    assert status == 2 and "alexnet predict: error:" in err and "nowhere.jpg: no such image file" in err
+    status, _, err = run_cli(capsys, "predict", str(tmp_path / "missing.pt"), *images_in(tmp_path, 1))
+    assert status == 2 and "missing.pt" in err
+
+
+def test_a_model_file_without_a_mean_image_takes_one_with_mean(tmp_path, capsys):
+    from alexnet import save_model
+
+    save_model(tiny_alexnet(3), tmp_path / "bare.pt")
+    image = images_in(tmp_path, 1)[0]
+    status, _, err = run_cli(capsys, "predict", str(tmp_path / "bare.pt"), image)
+    assert status == 2 and "--mean" in err
+    np.save(tmp_path / "mean.npy", np.full((256, 256, 3), 100, np.float32))
+    status, out, _ = run_cli(capsys, "predict", str(tmp_path / "bare.pt"), image, "--mean", str(tmp_path), "--json")
+    assert status == 0 and len(json.loads(out)[0]["predictions"]) == 3
