@@ -16,7 +16,7 @@ from alexnet.analysis.colour import colour_specificity, tower_specificity
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics
 from analysiskit import alexnet_command, prepared_dataset, save_run, tiny_alexnet
-from evalkit import TinyData
+from prepared_standin import StandInPreparedDataset
 
 
 def random_kernels(rng, n, colour: bool):
@@ -152,7 +152,7 @@ def test_conv1_kernels_are_96_in_two_towers_read_from_conv2_groups():
 
 
 def test_fc7_features_of_the_centre_patch_match_the_model_on_the_normalised_crop(tmp_path):
-    model, data = tiny_alexnet(), TinyData(10, 3, size=72, seed=1)
+    model, data = tiny_alexnet(), StandInPreparedDataset(10, size=72, num_classes=3, seed=1)
     features = extract_features(model, data, [4, 7, 2], batch_size=2, out=tmp_path / "f.npy")
     image = torch.from_numpy(data.images[7].transpose(2, 0, 1)).float()
     crop = (image - torch.from_numpy(data.mean).permute(2, 0, 1))[:, 2:69, 2:69]
@@ -164,7 +164,9 @@ def test_fc7_features_of_the_centre_patch_match_the_model_on_the_normalised_crop
 
 
 def test_figure4_pictures_from_a_model_and_data(tmp_path):
-    model, train, val = tiny_alexnet(), TinyData(30, 3, size=72, seed=2), TinyData(8, 3, size=72, seed=3)
+    model = tiny_alexnet()
+    train = StandInPreparedDataset(30, size=72, num_classes=3, seed=2)
+    val = StandInPreparedDataset(8, size=72, num_classes=3, seed=3)
     layout = figures.figure_predictions(model, val, [0, 1, 2], val.classes, "cpu", tmp_path)
     assert layout.items_per_panel == [3, 3, 3]  # three classes: all of them are the "top five"
     args = SimpleNamespace(device="cpu", batch_size=8, workers=0)

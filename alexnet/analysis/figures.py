@@ -23,7 +23,7 @@ import torch
 from alexnet.analysis import drawing
 from alexnet.analysis.colour import tower_specificity
 from alexnet.analysis.files import save_figure, write_json
-from alexnet.analysis.inputs import WholeImages, centre_crop, centre_input, pick_device
+from alexnet.analysis.inputs import CentreInput, centre_batches, centre_crop, pick_device
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics, resolve_checkpoint
 from alexnet.errors import UserError
@@ -83,9 +83,8 @@ def figure_kernels(model, out: Path) -> list[dict]:
 def top5(model, dataset, indices, device) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities [N, 5], classes [N, 5]) of the centre patches of ``dataset[indices]``."""
     model = model.to(device).eval()
-    whole = WholeImages(dataset, indices)
-    images = torch.stack([whole[i][0] for i in range(len(whole))])
-    probs = torch.softmax(model(centre_input(images, model, dataset)).float(), dim=1)
+    images, _, windows = next(iter(centre_batches(dataset, indices, model.input_size, len(indices))))
+    probs = torch.softmax(model(CentreInput(model, dataset, device)(images, windows)).float(), dim=1)
     p, c = probs.topk(min(5, probs.shape[1]), dim=1)
     return p.cpu().numpy(), c.cpu().numpy()
 

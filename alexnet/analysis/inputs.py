@@ -1,9 +1,10 @@
-"""Whole prepared images for the analysis commands, and the centre patch the network sees.
+"""The centre patches of prepared images as the network sees them, for the analysis commands.
 
-Analysis looks at one view of each image, the central ``input_size`` patch of the stored
-256x256 image (sections 2 and 4.1), normalised as the model expects. Normalising and cropping
-are ``alexnet.evaluate``'s own (``normalize``, ``take_crops``), so a figure sees exactly what
-``alexnet evaluate --crops center`` sees.
+Analysis looks at one view of each image, the central ``input_size`` patch of the stored image
+(sections 2 and 4.1), normalised as the model expects. The pipeline is evaluation's own: loader
+workers cut the crops (``alexnet.data.loader.CropBatches``), and ``alexnet.evaluate``'s
+``input_transform`` subtracts the mean image at the crop's window on the device. So a figure
+sees exactly what ``alexnet evaluate --crops center`` sees, for any chosen subset of images.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from alexnet.evaluate import default_device, model_mean, normalize, take_crops
+from alexnet.data.loader import CropBatches
+from alexnet.evaluate import default_device, input_transform, model_mean
 
 
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -21,25 +23,30 @@ def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
-class WholeImages(torch.utils.data.Dataset):
-    """``dataset[indices[i]]`` as (uint8 tensor [3, H, W], class index)."""
-
-    def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, np.asarray(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        image, label = self.dataset[int(self.indices[i])]
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), int(label)
+def _as_is(batch):
+    return batch
 
 
-def centre_input(images: torch.Tensor, model, dataset) -> torch.Tensor:
-    """uint8 [N, 3, H, W] images -> the model's normalised centre patches, on the model's device."""
-    device = next(model.parameters()).device
-    mean = model_mean(model, getattr(dataset, "mean", None))
-    return take_crops(normalize(images.to(device, non_blocking=True), model, mean), model.input_size, "center")
+def centre_batches(dataset, indices, crop_size: int, batch_size: int, workers: int = 0):
+    """``(uint8 images [N, 3, S, S], labels, windows)`` of ``dataset[indices]``'s centre patches,
+    ``batch_size`` at a time, in the order of ``indices``, decoded by ``workers`` processes."""
+    indices = np.asarray(indices, np.int64)
+    batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    return torch.utils.data.DataLoader(CropBatches(dataset, crop_size, "centre"), sampler=batches,
+                                       batch_size=None, collate_fn=_as_is, num_workers=workers)
+
+
+class CentreInput:
+    """Turns ``centre_batches`` output into ``model``'s float input on ``device``."""
+
+    def __init__(self, model, dataset, device):
+        image_size = tuple(np.shape(dataset.mean)[:2])
+        mean = model_mean(model, dataset.mean)
+        self.transform = input_transform(model, mean, image_size).to(device)
+        self.device = device
+
+    def __call__(self, images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        return self.transform(images.to(self.device, non_blocking=True), windows.to(self.device))
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from alexnet.analysis.inputs import WholeImages, centre_input
+from alexnet.analysis.inputs import CentreInput, centre_batches
 from alexnet.errors import UserError
 from alexnet.io import atomic_path
 
@@ -43,12 +43,12 @@ def extract_features(model, dataset, indices, batch_size: int = 128, device="cpu
     if len(indices) == 0:
         raise UserError("no images to extract features from")
     model = model.to(device).eval()
-    loader = torch.utils.data.DataLoader(WholeImages(dataset, indices), batch_size=batch_size,
-                                         num_workers=workers)
+    to_input = CentreInput(model, dataset, device)
+    loader = centre_batches(dataset, indices, model.input_size, batch_size, workers)
     with atomic_path(out) if out is not None else contextlib.nullcontext() as tmp:
         features, start = None, 0
-        for images, _ in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True):
-            batch = model.fc7_features(centre_input(images, model, dataset)).float().cpu().numpy()
+        for images, _, windows in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True):
+            batch = model.fc7_features(to_input(images, windows)).float().cpu().numpy()
             if features is None:
                 shape = (len(indices), batch.shape[1])
                 features = (np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
