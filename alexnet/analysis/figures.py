@@ -23,7 +23,7 @@ import torch
 from alexnet.analysis import drawing
 from alexnet.analysis.colour import tower_specificity
 from alexnet.analysis.files import save_figure, write_json
-from alexnet.analysis.inputs import CentreInput, centre_batches, centre_crop, pick_device
+from alexnet.analysis.inputs import CentreInput, centre_batches, centre_crop, pick_device, sample_indices
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics, resolve_checkpoint
 from alexnet.errors import UserError
@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a run folder (its checkpoints/best.pt is used) or a model/checkpoint file")
     parser.add_argument("--data", metavar="PREPARED",
-                        help="prepared dataset (alexnet prepare) for Figure 4; without it only "
+                        help="prepared dataset (alexnet prepare) or a dataset name (imagenette, cifar10) for "
+                        "Figure 4; without it only "
                         "kernels.png and curves.png are drawn")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default: RUN_DIR/figures, or figures/ beside the checkpoint)")
@@ -125,26 +126,26 @@ def class_names(model, dataset) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet import load_model
+    from alexnet.evaluate import load_checkpoint
 
     checkpoint, run_dir = resolve_checkpoint(args.source)
     out = Path(args.out) if args.out else (run_dir or checkpoint.parent) / "figures"
-    model = load_model(checkpoint)
+    model = load_checkpoint(checkpoint)
     figure_kernels(model, out)
     if run_dir is not None and (metrics := read_metrics(run_dir)):
         fig, _ = drawing.draw_curves(metrics)
         save_figure(fig, out / "curves.png")
     if args.data:
         from alexnet.data.dataset import PreparedDataset
+        from alexnet.data.prepare import ensure_prepared
 
-        train, val = PreparedDataset(args.data, "train"), PreparedDataset(args.data, "val")
+        root = ensure_prepared(args.data)
+        train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
         rng = np.random.default_rng(args.seed)
         names = class_names(model, val)
         picks = rng.choice(len(val), size=min(args.images + args.queries, len(val)), replace=False)
         figure_predictions(model, val, picks[: args.images], names, pick_device(args.device), out)
-        train_indices = np.arange(len(train))
-        if args.train_limit is not None and args.train_limit < len(train):
-            train_indices = np.sort(rng.choice(len(train), size=args.train_limit, replace=False))
+        train_indices = sample_indices(len(train), args.train_limit, rng)
         queries = picks[args.images :] if len(picks) > args.images else picks[: args.queries]
         figure_neighbours(model, train, val, queries, train_indices, args.neighbours, args, out)
     print(f"figures written to {out}")

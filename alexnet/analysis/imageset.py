@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from alexnet.analysis.inputs import sample_indices
 from alexnet.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
@@ -53,13 +54,6 @@ def _image_folder(root: Path) -> list[tuple[Path, int]] | None:
     return (files, classes) if files else None
 
 
-def _pick(n: int, limit: int | None, seed: int) -> np.ndarray:
-    """All of ``range(n)``, or a random sample of ``limit`` of them (sorted), the same for a seed."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
-
-
 def load_images(data: str, size: int = 32, limit: int | None = None, seed: int = 0) -> ImageSet:
     """The training images of ``data`` (see the module doc); ``limit`` draws a random subset."""
     path = Path(data)
@@ -85,7 +79,8 @@ def load_images(data: str, size: int = 32, limit: int | None = None, seed: int =
                 return image.convert("RGB"), files[i][1]
 
     arrays, labels = [], []
-    for i in tqdm(_pick(count, limit, seed), desc=f"reading {path.name}", unit="img", dynamic_ncols=True):
+    picks = sample_indices(count, limit, np.random.default_rng(seed))
+    for i in tqdm(picks, desc=f"reading {path.name}", unit="img", dynamic_ncols=True):
         image, label = read(int(i))
         arrays.append(_to_array(image, size))
         labels.append(label)

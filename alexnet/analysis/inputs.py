@@ -23,6 +23,13 @@ def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
+def sample_indices(n: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    """All of ``range(n)``, or ``limit`` of them drawn at random without repeats, in order."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
 def _as_is(batch):
     return batch
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from alexnet.analysis.codes import encode, hamming_search, precision_at_k, train_autoencoder
 from alexnet.analysis.files import write_json
-from alexnet.analysis.inputs import pick_device
+from alexnet.analysis.inputs import pick_device, sample_indices
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.errors import UserError
 
@@ -50,20 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def extract_split_features(args, out: Path) -> None:
     """fc7 features and labels of the sampled train (base) and val (query) images, into ``out``."""
-    from alexnet import load_model
     from alexnet.analysis.runs import resolve_checkpoint
     from alexnet.data.dataset import PreparedDataset
+    from alexnet.data.prepare import ensure_prepared
+    from alexnet.evaluate import load_checkpoint
 
     if not args.data:
         raise UserError("--data is needed to extract features (give the prepared dataset)")
-    model = load_model(resolve_checkpoint(args.source)[0])
+    model = load_checkpoint(resolve_checkpoint(args.source)[0])
+    root = ensure_prepared(args.data)
     device = pick_device(args.device)
     rng = np.random.default_rng(args.seed)
     for split, limit in zip(SPLITS, (args.train_limit, args.queries)):
-        ds = PreparedDataset(args.data, split)
-        picks = np.arange(len(ds))
-        if limit is not None and limit < len(ds):
-            picks = np.sort(rng.choice(len(ds), size=limit, replace=False))
+        ds = PreparedDataset(root, split)
+        picks = sample_indices(len(ds), limit, rng)
         extract_features(model, ds, picks, args.batch_size, device, args.workers,
                          out=out / f"fc7-{split}.npy", desc=f"fc7 of {split} images")
         np.save(out / f"labels-{split}.npy", np.asarray(ds.labels)[picks])
