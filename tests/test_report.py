@@ -98,3 +98,23 @@ def test_results_in_direct_subfolders_are_found_but_not_checkpoints(tmp_path):
     found = report.collect(run)
     assert found["experiments"] == {"retrieval": {"k": 10}}
     assert [e["file"] for e in found["evaluations"]] == ["eval-ten.json"]
+
+
+def test_colour_ablation_and_retrieval_tables_are_rendered(tmp_path):
+    from alexnet.analysis.ablations import table
+
+    folder = tmp_path / "study"
+    for name, top1 in (("paper", 40.0), ("one-tower", 42.5)):
+        make_run(folder / name, top1=(top1,), lrs=(0.01,))
+    write_json(folder / "ablations.json", table(["paper", "one-tower"], folder))
+    write_json(folder / "colour.json", {"towers": [
+        {"tower": 1, "kernels": [0, 47], "mean_specificity": 0.12, "median_specificity": 0.1},
+        {"tower": 2, "kernels": [48, 95], "mean_specificity": 0.61, "median_specificity": 0.6}]})
+    write_json(folder / "retrieval.json", {
+        "queries": 10, "base_images": 100, "k": 5, "feature_dim": 4096, "chance_precision": 0.1,
+        "euclidean_fc7": {"precision_at_k": 0.5, "bytes_per_image": 16384, "queries_per_s": 100.0},
+        "binary_codes": {"bits": 256, "precision_at_k": 0.45, "bytes_per_image": 32, "queries_per_s": 5000.0}})
+    html = report.render([report.collect(folder)], "t")
+    assert "<td>one-tower</td><td>42.5%</td><td>27.5%</td><td>+2.5</td><td>+2.5</td><td>+1.7 / +1.2</td>" in html
+    assert "<td>tower 2 (kernels 48-95)</td><td>0.610</td>" in html
+    assert "<td>256-bit codes, Hamming</td><td>0.450</td><td>32 B</td><td>5,000</td>" in html
