@@ -95,8 +95,9 @@ class SmallRun:
         batches = math.ceil(n / self.batch_size)
         bounds = np.linspace(0, batches, self.segments + 1).round().astype(int)[1:]
         self.model.train()
-        for _ in tqdm(range(epochs), desc=desc or f"{self.activation} lr={self.lr:g}", unit="epoch",
-                      dynamic_ncols=True, leave=False):
+        progress = tqdm(total=epochs * batches, desc=desc or f"{self.activation} lr={self.lr:g}", unit="batch",
+                        dynamic_ncols=True, leave=False)
+        for _ in range(epochs):
             perm = torch.randperm(n, generator=self.order)
             wrong = seen = 0
             start = time.perf_counter()
@@ -111,17 +112,21 @@ class SmallRun:
                 self.optimizer.step()
                 wrong += int((logits.argmax(1) != y).sum())
                 seen += len(y)
+                progress.update()
                 if b + 1 in bounds:
                     self.seconds += time.perf_counter() - start
                     start = time.perf_counter()
                     self.points.append({"epoch": self.epochs_done + (b + 1) / batches,
                                         "train_error": 100.0 * wrong / seen,
                                         "seconds": self.seconds})
+                    progress.set_postfix(epoch=f"{self.points[-1]['epoch']:.2f}",
+                                         train_error=f"{self.points[-1]['train_error']:.1f}%")
                     wrong = seen = 0
             self.epochs_done += 1
             if not math.isfinite(loss.item()):
                 self.diverged = True
                 break
+        progress.close()
         return self.points
 
     @torch.no_grad()
