@@ -229,7 +229,8 @@ def render_relu_vs_tanh(result: dict) -> str:
 
 def render_ablations(result: dict) -> str:
     rows = [[r["variant"], _pct(r.get("top1_error")), _pct(r.get("top5_error")),
-             _signed(r.get("top1_difference")), _signed(r.get("top5_difference")), r.get("paper", "–")]
+             _signed(r.get("top1_difference")), _signed(r.get("top5_difference")),
+             r.get("skipped") or r.get("paper", "–")]
             for r in result["rows"]]
     return ("<h3>Ablations: the paper's network and its variants, same budget</h3>" +
             _table(["variant", "top-1", "top-5", "Δ top-1", "Δ top-5", "paper's Δ"], rows))
