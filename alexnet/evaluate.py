@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -55,8 +56,8 @@ def input_transform(model: nn.Module, mean, image_size: tuple[int, int]) -> Devi
     if normalization == "mean_image":
         if mean is None:
             raise UserError(
-                "the model subtracts the training set's mean image (section 2), but neither the model file "
-                "nor the data holds one: pass the mean.npy of the prepared training data (--mean)"
+                "the model subtracts its training set's mean image (section 2) and its file holds none: "
+                "pass --mean with the mean.npy of the prepared training data"
             )
         mean = torch.as_tensor(mean, dtype=torch.float32)
         if mean.shape == (3,):
@@ -327,11 +328,30 @@ def format_result(result: dict) -> str:
 
 
 def load_checkpoint(path: str) -> nn.Module:
-    """:func:`alexnet.load_model`, with the training set's mean image the file holds (key ``mean``,
-    a float32 ``[256, 256, 3]`` tensor on the 0-255 scale) as ``model.mean`` (None without one)."""
+    """:func:`alexnet.load_model`, with the mean image of the network's training set as ``model.mean``
+    (see :func:`training_mean`; None when unknown)."""
     from alexnet import load_model
 
     model = load_model(path)
-    if not hasattr(model, "mean"):  # until load_model reads it: a second, memory-mapped read
-        model.mean = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("mean")
+    if getattr(model, "mean", None) is None and getattr(model, "normalization", None) == "mean_image":
+        # a second read of the file, memory-mapped: only the small entries are read
+        model.mean = training_mean(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
     return model
+
+
+def training_mean(record: dict) -> torch.Tensor | None:
+    """The training set's mean image of a model file or checkpoint: its ``mean`` entry (a float32
+    ``[256, 256, 3]`` tensor on the 0-255 scale), else the ``mean.npy`` of the prepared data its run
+    trained on (``config["data"]``: a folder, or a named dataset in the default cache) when that is
+    still on this machine."""
+    if record.get("mean") is not None:
+        return record["mean"]
+    data = (record.get("config") or {}).get("data")
+    if not data:
+        return None
+    from alexnet.data.download import DATASETS, cache_root
+
+    for folder in [Path(data)] + ([cache_root() / data] if data in DATASETS else []):
+        if (folder / "mean.npy").is_file():
+            return torch.from_numpy(np.load(folder / "mean.npy", allow_pickle=False))
+    return None

@@ -60,8 +60,10 @@ def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMA
         return center_patch(image, size)
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file") from None
-    except (BadImage, OSError) as err:
-        raise UserError(f"{path}: not an image that can be read ({err})") from None
+    except BadImage as err:
+        raise UserError(f"{path}: {err}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err})") from None
 
 
 def crop_images(images: np.ndarray, size: int, crops: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +109,7 @@ def predict(
     check_crops(crops)
     device = torch.device(device) if device is not None else default_device()
     model.to(device).eval()
-    mean = model_mean(model, mean)
+    mean = model_mean(model, mean) if getattr(model, "normalization", None) == "mean_image" else None
     size = mean.shape[0] if mean is not None and len(mean.shape) == 3 else IMAGE_SIZE  # the training images' size
     transform = input_transform(model, mean, (size, size)).to(device)
     names = getattr(model, "class_names", None)

@@ -28,8 +28,10 @@ def tiny_alexnet(num_classes: int, seed: int = 0, **options) -> nn.Module:
 
 
 class TinyData:
-    """The PreparedDataset interface over random images: ``read``, ``[i]``, ``labels``, ``classes``,
-    ``mean`` (per pixel, not the images' own mean, so that a wrong window would show)."""
+    """The PreparedDataset interface over random images: ``read``, ``extension``, ``[i]``, ``labels``,
+    ``classes``, ``mean`` (per pixel, not the images' own mean, so that a wrong window would show)."""
+
+    extension = "npy"
 
     def __init__(self, n: int, num_classes: int, size: int = 80, seed: int = 0):
         rng = np.random.default_rng(seed)

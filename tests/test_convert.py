@@ -12,24 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from test_registry_and_files import TORCHVISION_ALEXNET  # torchvision's keys and shapes
 
 from alexnet import load_model
 from alexnet.cli import main
 from alexnet.convert import convert_torchvision, imagenet_class_names
 from alexnet.errors import UserError
-
-# torchvision.models.alexnet's state dict, written out from its definition: (key, shape).
-TORCHVISION_SHAPES = {
-    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
-    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
-    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
-    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
-    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
-    "classifier.1.weight": (4096, 9216), "classifier.1.bias": (4096,),
-    "classifier.4.weight": (4096, 4096), "classifier.4.bias": (4096,),
-    "classifier.6.weight": (1000, 4096), "classifier.6.bias": (1000,),
-}
-
 
 def torchvision_forward(w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """torchvision's AlexNet.forward in eval mode, written with torch.nn.functional."""
@@ -49,7 +37,7 @@ def converted(tmp_path_factory):
     """Random weights in torchvision's layout, saved as torchvision publishes them, and converted."""
     folder = tmp_path_factory.mktemp("convert")
     generator = torch.Generator().manual_seed(0)
-    weights = {k: torch.randn(shape, generator=generator) * 0.02 for k, shape in TORCHVISION_SHAPES.items()}
+    weights = {k: torch.randn(shape, generator=generator) * 0.02 for k, shape in TORCHVISION_ALEXNET.items()}
     torch.save(weights, folder / "alexnet-owt.pth")
     with contextlib.redirect_stdout(io.StringIO()) as out:
         status = main(["convert", "torchvision", str(folder / "alexnet-owt.pth"), str(folder / "alexnet-torchvision.pt")])
@@ -93,7 +81,7 @@ def test_predict_reads_a_converted_model_with_torchvisions_preprocessing(convert
 
 def test_a_file_that_is_not_torchvisions_alexnet_is_refused_with_what_differs(tmp_path):
     # expanded from one stored number: the right shapes at no cost
-    weights = {k: torch.zeros(1).expand(shape) for k, shape in TORCHVISION_SHAPES.items() if k != "classifier.6.bias"}
+    weights = {k: torch.zeros(1).expand(shape) for k, shape in TORCHVISION_ALEXNET.items() if k != "classifier.6.bias"}
     weights["classifier.6.weight"] = torch.zeros(10, 4096)
     weights["fc9.weight"] = torch.zeros(1)
     torch.save(weights, tmp_path / "other.pth")

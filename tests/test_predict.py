@@ -50,7 +50,7 @@ def test_a_missing_file_and_a_file_that_is_no_image_are_clear_errors(tmp_path):
     with pytest.raises(UserError, match="nowhere.jpg: no such image file"):
         load_image(tmp_path / "nowhere.jpg")
     (tmp_path / "notes.jpg").write_text("not an image")
-    with pytest.raises(UserError, match="notes.jpg: not an image"):
+    with pytest.raises(UserError, match=r"notes.jpg: not an image \(no known image format\)"):
         load_image(tmp_path / "notes.jpg")
 
 
@@ -169,3 +169,27 @@ def test_a_model_file_without_a_mean_image_takes_one_with_mean(tmp_path, capsys)
     np.save(tmp_path / "mean.npy", np.full((256, 256, 3), 100, np.float32))
     status, out, _ = run_cli(capsys, "predict", str(tmp_path / "bare.pt"), image, "--mean", str(tmp_path), "--json")
     assert status == 0 and len(json.loads(out)[0]["predictions"]) == 3
+
+
+def test_per_channel_means_act_as_a_mean_image_of_those_values(tmp_path):
+    paths, model = images_in(tmp_path, 2), tiny_alexnet(5)
+    channels = torch.tensor([120.0, 110.0, 100.0])
+    by_channel = predict(model, paths, mean=channels, device="cpu")
+    by_image = predict(model, paths, mean=channels.expand(256, 256, 3).clone(), device="cpu")
+    for a, b in zip(by_channel, by_image):
+        assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
+        assert [p["probability"] for p in a["predictions"]] == pytest.approx([p["probability"] for p in b["predictions"]])
+
+
+def test_a_checkpoint_without_a_mean_uses_the_mean_of_the_data_its_run_trained_on(tmp_path, capsys, checkpoint):
+    from alexnet import save_model
+
+    path, model, mean = checkpoint
+    (tmp_path / "prepared").mkdir()
+    np.save(tmp_path / "prepared" / "mean.npy", mean.numpy())
+    save_model(model, tmp_path / "last.pt", class_names=model.class_names, config={"data": str(tmp_path / "prepared")})
+    image = images_in(tmp_path, 1)
+    outputs = [run_cli(capsys, "predict", str(p), *image, "--json", "--device", "cpu") for p in (path, tmp_path / "last.pt")]
+    assert [status for status, _, _ in outputs] == [0, 0]
+    with_mean, from_config = (json.loads(out)[0]["predictions"] for _, out, _ in outputs)
+    assert [p["probability"] for p in from_config] == pytest.approx([p["probability"] for p in with_mean])
