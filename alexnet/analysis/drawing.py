@@ -62,6 +62,7 @@ def draw_kernels(kernels: np.ndarray, towers: int, specificity: list[dict] | Non
     """
     plt = pyplot()
     per_tower = len(kernels) // towers
+    cols = min(cols, per_tower)
     rows = -(-per_tower // cols)
     fig, axes = plt.subplots(towers, 1, figsize=(cols * 0.55, towers * rows * 0.75 + 0.6),
                              squeeze=False)
