@@ -208,3 +208,20 @@ def test_a_new_run_refuses_a_folder_that_holds_one_and_offers_resume(tmp_path):
     loop.train(tiny_config(tmp_path))
     with pytest.raises(UserError, match="holds a run already.*alexnet train --resume"):
         loop.train(tiny_config(tmp_path))
+
+
+@pytest.mark.parametrize("switches, centred, mirrored, noisy", [
+    ({}, False, True, True),
+    ({"random_crop": False, "flip": False, "pca_std": 0.0}, True, False, False),
+])
+def test_section_4_1_augmentations_can_each_be_switched_off(tmp_path, prepared, switches, centred, mirrored, noisy):
+    from alexnet.train.distributed import Context
+    from alexnet.train.prepared import prepared_data
+
+    config = tiny_config(tmp_path, data=str(prepared), workers=0, batch_size=16, **switches)
+    data = prepared_data(config, Context(), 64, "mean_image")
+    _, _, windows = next(iter(data.train_batches(0, 0)))
+    centre = (80 - 64) // 2
+    assert bool((windows[:, :2] == centre).all()) == centred
+    assert bool(windows[:, 2].any()) == mirrored
+    assert (data.transform.pca_std > 0) == noisy

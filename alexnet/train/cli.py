@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       f"(default: {D.bias_lr_mult}, the paper's one rate) [departs unless 1]")
     a("--bias-no-decay", action="store_true", default=None, help="no weight decay on biases, as the "
       "authors' code [departs]")
+    a("--pca-std", type=float, help=f"PCA colour augmentation: alpha ~ N(0, PCA_STD); 0 switches it off "
+      f"(default: {D.pca_std}, the paper's section 4.1) [departs unless 0.1]")
+    a("--no-random-crop", dest="random_crop", action="store_false", default=None,
+      help="train on the centre crop instead of random crops (section 4.1 ablation) [departs]")
+    a("--no-flip", dest="flip", action="store_false", default=None,
+      help="no horizontal reflections (section 4.1 ablation) [departs]")
     a("--limit", type=int, help="training images per epoch (default: all) [departs]")
     a("--val-limit", type=int, help="validation images (default: all) [departs]")
     a("--amp", choices=AMP_MODES, help="mixed precision; fp16 uses loss scaling; LRN stays float32 "

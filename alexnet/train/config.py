@@ -49,6 +49,9 @@ class TrainConfig:
     warmup_epochs: float = 5.0  # cosine schedule: linear warm-up
     bias_lr_mult: float = 1.0  # authors' code: 2 (epsB = 2 epsW); the paper: one rate
     bias_no_decay: bool = False  # authors' code: no weight decay on biases
+    pca_std: float = 0.1  # PCA colour augmentation: alpha ~ N(0, pca_std) (section 4.1); 0: off
+    random_crop: bool = True  # random crops of the 256x256 images (section 4.1); False: the centre
+    flip: bool = True  # horizontal reflections with probability 0.5 (section 4.1)
     limit: int | None = None  # training images per epoch (None: all)
     val_limit: int | None = None  # validation images (None: all)
     amp: str | None = None  # None (float32, as the paper) | bf16 | fp16

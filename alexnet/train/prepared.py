@@ -66,12 +66,14 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, size: int, norm
         workers = max(1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     common = dict(crop_size=size, rank=ctx.rank, world_size=ctx.world, workers=workers)
     transform = DeviceTransform.for_dataset(train, size, normalization=normalization, seed=config.seed,
-                                            rank=ctx.rank, world_size=ctx.world).to(ctx.device)
+                                            rank=ctx.rank, world_size=ctx.world,
+                                            pca_std=config.pca_std).to(ctx.device)
 
     def train_batches(epoch: int, start: int):
         transform.set_epoch(epoch, start)
         return _on_device(make_loader(train, per_rank, train=True, seed=config.seed, epoch=epoch, start=start,
-                                      limit=config.limit, drop_last=True, **common), ctx.device)
+                                      limit=config.limit, drop_last=True, random_crop=config.random_crop,
+                                      flip=config.flip, **common), ctx.device)
 
     def val_batches():
         return _on_device(make_loader(val, per_rank, train=False, limit=config.val_limit, **common), ctx.device)
