@@ -8,7 +8,8 @@ plain path), so a trainer may switch any of them on without changing what it lea
 - :func:`apply_speed_options`: channels-last memory (convolutions and pooling read each pixel's
   channels contiguously; pays on GPUs and with oneDNN on CPUs), in-place ReLUs (one full-size
   activation less to allocate and write per layer), ``torch.compile`` (fuses LRN, ReLU and pooling
-  with their neighbours on the GPU), and the LRN implementation (ours or ``nn.LocalResponseNorm``).
+  with their neighbours on the GPU), the LRN implementation (ours or ``nn.LocalResponseNorm``),
+  and conv1's weight gradient as a stride-1 convolution (alexnet.strided_conv; pays on CPUs).
 - :func:`set_threads`: one intra-op thread per core this process may use.
 - :func:`fast_sgd`: ``torch.optim.SGD`` with its fused (or foreach) kernel instead of one small
   kernel per tensor and per operation; :func:`paper_sgd_step_` is the paper's update rule
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from alexnet.lrn import LocalResponseNorm
+from alexnet.strided_conv import SpaceToDepthGradConv2d
 
 LRN_IMPLEMENTATIONS = ("ours", "torch")
 
@@ -46,21 +48,19 @@ class TorchLRN(nn.Module):
         return self.norm(x.reshape(n * self.groups, c // self.groups, h, w)).reshape(n, c, h, w)
 
 
-def _replace_modules(model: nn.Module, kind: type, make) -> int:
-    """Replace every submodule of type ``kind`` by ``make(module)``; returns how many."""
-    count = 0
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, kind):
+def _replace_modules(model: nn.Module, applies, make) -> nn.Module:
+    """``model`` (changed in place) with every submodule for which ``applies(module)`` replaced
+    by ``make(module)``."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if applies(child):
                 setattr(parent, name, make(child))
-                count += 1
-    return count
+    return model
 
 
 def torch_lrn(model: nn.Module) -> nn.Module:
     """``model`` (changed in place) with every LRN computed by ``nn.LocalResponseNorm``."""
-    _replace_modules(model, LocalResponseNorm, TorchLRN)
-    return model
+    return _replace_modules(model, lambda m: isinstance(m, LocalResponseNorm), TorchLRN)
 
 
 def inplace_relu(model: nn.Module) -> nn.Module:
@@ -72,8 +72,14 @@ def inplace_relu(model: nn.Module) -> nn.Module:
     return model
 
 
+def strided_conv_grad(model: nn.Module) -> nn.Module:
+    """``model`` (changed in place) with every plain strided convolution (conv1) computing its
+    weight gradient as a stride-1 convolution; parameters and state_dict keys stay the same."""
+    return _replace_modules(model, SpaceToDepthGradConv2d.applies_to, SpaceToDepthGradConv2d.from_conv)
+
+
 def apply_speed_options(model: nn.Module, *, channels_last: bool = False, compile: bool = False,
-                        lrn: str = "ours", relu_inplace: bool = True,
+                        lrn: str = "ours", relu_inplace: bool = True, conv1_stride1_grad: bool = False,
                         compile_mode: str | None = None) -> nn.Module:
     """``model`` with the given speed options; the function it computes is unchanged.
 
@@ -88,6 +94,8 @@ def apply_speed_options(model: nn.Module, *, channels_last: bool = False, compil
         torch_lrn(model)
     if relu_inplace:
         inplace_relu(model)
+    if conv1_stride1_grad:
+        strided_conv_grad(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if compile:

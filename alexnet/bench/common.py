@@ -1,0 +1,104 @@
+"""What the benchmarks share: the device, the clock, the record of the machine, the output."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+import time
+
+import torch
+import yaml
+
+from alexnet import speed
+from alexnet.errors import UserError
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``name`` as a device (default: cuda when present, else cpu); an absent device is an error."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device name (cpu, cuda, cuda:1 ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this machine has no CUDA device")
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read afterwards includes it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, fn, repeats: int) -> float:
+    """Seconds per call of ``fn`` over ``repeats`` calls, with one device sync at each end only."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def machine(device: torch.device, threads: int) -> dict:
+    """The facts a benchmark record needs: what ran, where, when."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor()
+                                                                           or platform.machine())
+    return {"device": str(device), "device_name": name, "threads": threads,
+            "cores": speed.available_cores(), "torch": torch.__version__,
+            "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def add_common_arguments(parser) -> None:
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when present)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (128, section 5)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads (default: one per core this process may use)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def add_model_options(parser) -> None:
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a build_model option, value in YAML (repeatable), e.g. --option input_size=67 "
+                        "--option num_classes=10 --option fc_width=64 --option channels=[8,16,16,16,16]")
+
+
+def parse_model_options(items: list[str]) -> dict:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option {item}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise UserError(f"--option {item}: cannot read the value: {err}") from None
+    return options
+
+
+def check_positive(args, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def print_table(header: list[str], rows: list[list[str]], out=sys.stdout) -> None:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                        for i, (v, w) in enumerate(zip(row, widths))), file=out)
+
+
+def emit_json(record: dict) -> None:
+    print(json.dumps(record, indent=2))
+
+
+def progress(message: str) -> None:
+    """One line of progress on stderr (stdout stays the table or the JSON)."""
+    print(message, file=sys.stderr, flush=True)
