@@ -141,7 +141,7 @@ def _same_except(a, b, changed):
     ({"lrn_scaling": "code"}, {"norm1", "norm2"}),
 ])
 def test_each_ablation_option_changes_what_it_says_and_nothing_else(option, changed):
-    paper, variant = AlexNet(), AlexNet(**option)
+    paper, variant = AlexNet(fc_width=64), AlexNet(fc_width=64, **option)
     _same_except(paper, variant, changed)
     for name in changed:
         la = _layers(paper).get(f"features.{name}") or _layers(paper).get(f"classifier.{name}")
@@ -160,14 +160,14 @@ def test_tanh_and_non_overlapping_pooling_do_what_they_say():
 @pytest.mark.parametrize("layer, in_next", [("conv3", ("conv4", 256)), ("conv4", ("conv5", 384)),
                                             ("conv5", ("fc6", 384 * 36))])
 def test_dropping_a_middle_layer_removes_it_and_feeds_the_next_the_layer_before(layer, in_next):
-    net = AlexNet(drop_layer=layer)
+    net = AlexNet(drop_layer=layer, fc_width=64)
     layers = _layers(net)
     assert f"features.{layer}" not in layers
     nxt = layers.get(f"features.{in_next[0]}") or layers.get(f"classifier.{in_next[0]}")
     assert getattr(nxt, "in_channels", getattr(nxt, "in_features", None)) == in_next[1]
     kept = {"conv1", "conv2", "conv3", "conv4", "conv5"} - {layer, in_next[0]}
     for name in kept:
-        assert repr(layers[f"features.{name}"]) == repr(_layers(AlexNet())[f"features.{name}"])
+        assert repr(layers[f"features.{name}"]) == repr(_layers(AlexNet(fc_width=64))[f"features.{name}"])
     assert net(torch.zeros(1, 3, 227, 227)).shape == (1, 1000)
 
 
@@ -189,7 +189,7 @@ def test_one_tower_net_has_half_the_kernels_in_conv1_to_conv4():
 
 def test_two_device_layout_computes_the_same_function_and_gradients():
     torch.manual_seed(0)
-    one = AlexNet(num_classes=20).eval()
+    one = AlexNet(num_classes=20, fc_width=256).eval()  # narrow fc layers: the wiring is the point
     two = TwoDeviceAlexNet.from_one_device(one, ("cpu", "cpu")).eval()
     x = torch.randn(2, 3, 227, 227) * 40
     torch.testing.assert_close(two(x), one(x), rtol=1e-5, atol=1e-5)
@@ -202,11 +202,11 @@ def test_two_device_layout_computes_the_same_function_and_gradients():
 
 
 def test_weights_convert_losslessly_between_the_layouts():
-    state = AlexNet(num_classes=7).state_dict()
+    state = AlexNet(num_classes=7, fc_width=64).state_dict()
     back = two_to_one_device_state(one_to_two_device_state(state))
     assert back.keys() == state.keys()
     assert all(torch.equal(back[k], v) for k, v in state.items())
-    two = TwoDeviceAlexNet.from_one_device(AlexNet(num_classes=7), ("cpu", "cpu"))
+    two = TwoDeviceAlexNet.from_one_device(AlexNet(num_classes=7, fc_width=64), ("cpu", "cpu"))
     two.load_state_dict(one_to_two_device_state(state))
     assert all(torch.equal(two.one_device_state_dict()[k], v) for k, v in state.items())
 

@@ -10,6 +10,7 @@ import torch
 
 import alexnet
 from alexnet import build_model, list_models, load_model, save_model
+from alexnet.cli import main
 from alexnet.errors import UserError
 from alexnet.summary import summarize
 
@@ -50,7 +51,7 @@ def test_unknown_architecture_or_option_is_a_clear_error():
 
 
 def test_a_saved_model_round_trips_with_its_architecture_options_and_classes(tmp_path):
-    net = build_model("alexnet", num_classes=5, lrn=False, activation="tanh", drop_layer="conv4")
+    net = build_model("alexnet", num_classes=5, lrn=False, activation="tanh", drop_layer="conv4", fc_width=64)
     save_model(net, tmp_path / "m.pt", class_names=["a", "b", "c", "d", "e"])
     raw = torch.load(tmp_path / "m.pt", weights_only=True)
     assert raw["arch"] == "alexnet" and raw["options"]["drop_layer"] == "conv4"
@@ -64,7 +65,7 @@ def test_a_saved_model_round_trips_with_its_architecture_options_and_classes(tmp
 
 
 def test_a_two_device_model_is_saved_in_the_one_device_layout(tmp_path):
-    two = build_model("alexnet", num_classes=3, devices=("cpu", "cpu"))
+    two = build_model("alexnet", num_classes=3, fc_width=64, devices=("cpu", "cpu"))
     save_model(two, tmp_path / "two.pt")
     one = load_model(tmp_path / "two.pt")
     x = torch.randn(1, 3, 227, 227)
@@ -85,7 +86,7 @@ def test_loading_never_executes_pickled_code_and_names_the_file(tmp_path):
     with pytest.raises(UserError, match="evil.pt: not a readable model file"):
         load_model(path)
     trunc = tmp_path / "trunc.pt"
-    save_model(build_model("alexnet", num_classes=2), trunc)
+    save_model(build_model("alexnet", num_classes=2, fc_width=16), trunc)
     trunc.write_bytes(trunc.read_bytes()[:1000])
     with pytest.raises(UserError, match="trunc.pt: not a readable model file"):
         load_model(trunc)
@@ -109,23 +110,25 @@ def test_summary_shows_the_papers_maps_neurons_and_parameter_total():
     assert layers["conv2"]["multiply_adds"] == 27 * 27 * 256 * 48 * 25
 
 
-def test_summary_command_prints_json_for_owt_with_torchvisions_parameter_count():
-    out = subprocess.run([sys.executable, "-m", "alexnet", "summary", "--arch", "alexnet-owt", "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    assert json.loads(out)["totals"]["parameters"] == 61_100_840
+def test_summary_command_prints_json_for_owt_with_torchvisions_parameter_count(capsys):
+    assert main(["summary", "--arch", "alexnet-owt", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["parameters"] == 61_100_840
 
 
-def test_the_command_lists_its_subcommands_and_version():
-    out = subprocess.run([sys.executable, "-m", "alexnet", "--help"], capture_output=True, text=True,
-                         check=True).stdout
+def test_the_command_lists_its_subcommands_and_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
     for command in ("summary", "models"):
         assert command in out
+    assert main(["models"]) == 0
+    models = capsys.readouterr().out
+    assert "alexnet-onetower" in models and "footnote" in models
+    assert main(["summary", "--arch", "nope"]) == 2
+    assert "unknown architecture 'nope'" in capsys.readouterr().err
+
+
+def test_python_dash_m_alexnet_runs_the_command():
     version = subprocess.run([sys.executable, "-m", "alexnet", "--version"], capture_output=True,
                              text=True, check=True).stdout
     assert version.strip() == f"alexnet {alexnet.__version__}"
-    models = subprocess.run([sys.executable, "-m", "alexnet", "models"], capture_output=True, text=True,
-                            check=True).stdout
-    assert "alexnet-onetower" in models and "footnote" in models
-    bad = subprocess.run([sys.executable, "-m", "alexnet", "summary", "--arch", "nope"], capture_output=True,
-                         text=True)
-    assert bad.returncode == 2 and "unknown architecture 'nope'" in bad.stderr

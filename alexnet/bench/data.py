@@ -1,0 +1,189 @@
+"""`alexnet bench data`: images/s of the training input pipeline against the usual way, same run.
+
+The training pipeline (:func:`alexnet.data.loader.make_loader`): workers read 256x256 samples
+prepared once, decode, crop 227x227 at a random window, mirror half, and hand over uint8 batches;
+the float work is left to the training device (:class:`alexnet.data.transforms.DeviceTransform`).
+
+The usual way (pytorch/examples' ImageNet ``main.py``, written here with PIL/numpy/torch since
+torchvision is not required): every epoch, per image in DataLoader workers, decode the ORIGINAL
+JPEG, resize its shorter side to 256, crop 224x224 at random, mirror half, convert to a float
+tensor on the 0-1 scale and normalise with torchvision's mean and std.
+
+Both read the same source images (the prepared split's source, from meta.json or ``--source``),
+repeated to the requested number of images in one epoch, with the same workers and batch size.
+Two rates for each: ``images_per_s`` (wall clock over the whole run, starting the workers
+included) and ``images_per_worker_cpu_s`` (images over the CPU seconds the worker processes used:
+the rate one worker core sustains, which other processes on a busy machine disturb much less).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.utils.data
+from PIL import Image
+
+from alexnet.data.loader import default_workers, make_loader
+from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from alexnet.errors import UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+USUAL_CROP = 224  # pytorch/examples' RandomResizedCrop/CenterCrop size
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", required=True, metavar="OUT", help="a prepared dataset folder")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="loader worker processes for both pipelines (default: one per core)")
+    parser.add_argument("--source", metavar="DIR", help="the original images, for the usual way "
+                        "(default: the source recorded in OUT/meta.json)")
+    parser.add_argument("--images", type=int, default=4096,
+                        help="images through the training pipeline (default: %(default)s)")
+    parser.add_argument("--baseline-images", type=int, default=1024,
+                        help="images through the usual way (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
+    parser.add_argument("--crop-size", type=int, default=227,
+                        help="the training pipeline's crop (default: %(default)s, the paper's net)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+class Repeated:
+    """``dataset`` repeated to ``length`` samples (sample ``i`` is ``i % len(dataset)``), so that a
+    small set makes one long epoch."""
+
+    def __init__(self, dataset, length: int):
+        self.dataset, self.length = dataset, length
+        self.labels = np.resize(np.asarray(dataset.labels, np.int64), length)
+        self.mean, self.extension = dataset.mean, dataset.extension
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, i: int):
+        return self.dataset.read(i % len(self.dataset))
+
+
+class UsualWay(torch.utils.data.Dataset):
+    """pytorch/examples' per-image training transform on the original files (see module docstring)."""
+
+    def __init__(self, files: list[str], length: int):
+        self.files, self.length = files, length
+        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        image = Image.open(self.files[i % len(self.files)]).convert("RGB")
+        width, height = image.size
+        scale = 256 / min(width, height)
+        image = image.resize((max(256, round(width * scale)), max(256, round(height * scale))),
+                             Image.Resampling.BILINEAR)
+        left = random.randint(0, image.width - USUAL_CROP)
+        top = random.randint(0, image.height - USUAL_CROP)
+        image = image.crop((left, top, left + USUAL_CROP, top + USUAL_CROP))
+        if random.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float().div(255)
+        return (tensor - self.mean) / self.std, 0
+
+
+def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
+    """The original image files the prepared training split came from."""
+    if source is None:
+        try:
+            recorded = json.loads((data / "meta.json").read_text()).get("source")
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {data / 'meta.json'} ({err}); give --source DIR") from err
+        source = recorded.get("path") if isinstance(recorded, dict) else recorded
+        if not source:
+            raise UserError(f"{data / 'meta.json'} records no source folder; give --source DIR")
+    root = Path(source)
+    if not root.is_dir():
+        raise UserError(f"source {root} is not a folder of images; give --source DIR with the "
+                        f"original JPEG files")
+    folder = root / "train" if (root / "train").is_dir() else root
+    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no .jpg/.jpeg/.png images under {folder}")
+    return folder, files
+
+
+def measure(loader) -> dict:
+    """Run ``loader`` to its end: images/s over the whole run (starting the workers included), and
+    the CPU seconds its worker processes used."""
+    workers_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started, count = time.perf_counter(), 0
+    for batch in loader:  # the loop's end joins the workers, so that their CPU time counts below
+        count += len(batch[1])
+    seconds = time.perf_counter() - started
+    workers_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (workers_after.ru_utime + workers_after.ru_stime
+           - workers_before.ru_utime - workers_before.ru_stime)
+    return {"images": count, "seconds": round(seconds, 3),
+            "images_per_s": round(count / seconds, 1),
+            "worker_cpu_s": round(cpu, 3),
+            "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
+
+
+def run_bench(data: Path, *, workers: int, source: str | None, images: int, baseline_images: int,
+              batch_size: int, crop_size: int) -> dict:
+    from alexnet.data.dataset import PreparedDataset
+
+    if workers < 1:
+        raise UserError("--workers must be at least 1: the pipelines are measured in workers")
+    if min(images, baseline_images, batch_size) < 1:
+        raise UserError("--images, --baseline-images and --batch-size must be positive")
+    dataset = PreparedDataset(data, "train")
+    folder, files = source_images(data, source)
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    say(f"training pipeline: {images} images from {data} with {workers} workers ...")
+    ours = measure(make_loader(Repeated(dataset, images), batch_size, train=True,
+                               crop_size=crop_size, workers=workers, pin_memory=False))
+    say(f"usual way: {baseline_images} images from {folder} with {workers} workers ...")
+    usual = measure(torch.utils.data.DataLoader(
+        UsualWay(files, baseline_images), batch_size=batch_size, shuffle=True,
+        num_workers=workers))
+    ratio = {key: round(ours[key] / usual[key], 2) if ours[key] and usual[key] else None
+             for key in ("images_per_s", "images_per_worker_cpu_s")}
+    return {
+        "benchmark": "data", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "torch": torch.__version__},
+        "data": str(data), "source": str(folder), "source_images": len(files),
+        "workers": workers, "batch_size": batch_size,
+        "pipeline": {"crop_size": crop_size, **ours,
+                     "images_per_s_per_worker": round(ours["images_per_s"] / workers, 1)},
+        "usual_way": {"crop_size": USUAL_CROP, **usual,
+                      "images_per_s_per_worker": round(usual["images_per_s"] / workers, 1)},
+        "ratio": ratio,
+    }
+
+
+def run(args) -> int:
+    result = run_bench(Path(args.data), workers=args.workers, source=args.source,
+                       images=args.images, baseline_images=args.baseline_images,
+                       batch_size=args.batch_size, crop_size=args.crop_size)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{'':22}{'images/s':>10}{'per worker':>12}{'per worker CPU s':>18}")
+    for name, key in (("training pipeline", "pipeline"), ("usual way", "usual_way")):
+        r = result[key]
+        print(f"{name:22}{r['images_per_s']:>10}{r['images_per_s_per_worker']:>12}"
+              f"{r['images_per_worker_cpu_s']:>18}")
+    print(f"{'ratio':22}{result['ratio']['images_per_s']:>10}{'':>12}"
+          f"{result['ratio']['images_per_worker_cpu_s']:>18}")
+    return 0

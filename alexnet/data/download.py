@@ -1,0 +1,107 @@
+"""Named datasets downloaded on request: checksum-verified, resumable, with a clear message offline.
+
+A download goes to ``<file>.part`` and continues from where it stopped (HTTP Range) when run
+again; only a file whose checksum matches the published one is renamed to its final name, so a
+file present under that name is whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http.client import HTTPException
+from pathlib import Path
+
+from tqdm import tqdm
+
+from alexnet.errors import UserError
+
+CACHE_ENV = "ALEXNET_CACHE"
+BLOCK = 1 << 20
+
+
+class DownloadError(UserError):
+    """A dataset could not be downloaded (offline, server error, checksum mismatch)."""
+
+
+@dataclass(frozen=True)
+class Remote:
+    url: str
+    md5: str  # as published (torchvision's dataset classes check the same sums)
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+DATASETS = {
+    # fast.ai's 10-class ImageNet subset, shorter side 320: train/<wnid>/, val/<wnid>/.
+    "imagenette": Remote("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",
+                         "3df6f0d01a2c9592104656642f5e78a3"),
+    # The python version: pickled batches data_batch_1..5 (train) and test_batch (val).
+    "cifar10": Remote("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                      "c58f30108f718f92721af3b95e74349a"),
+}
+
+
+def cache_root(cache_dir=None) -> Path:
+    """``cache_dir``, else ``$ALEXNET_CACHE``, else ``~/.cache/alexnet``."""
+    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "alexnet")
+
+
+def fetch(name: str, cache_dir=None, progress: bool = True) -> Path:
+    """The archive of the named dataset in the cache, downloaded first if it is not there yet."""
+    remote = DATASETS[name]
+    dest = cache_root(cache_dir) / "downloads" / remote.filename
+    if not dest.is_file():
+        download(remote.url, dest, remote.md5, progress=progress)
+    return dest
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` if an earlier try left one; check its md5."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            if response.status != 206:  # the server sends the whole file: start over
+                have = 0
+            size = response.length
+            total = have + size if size is not None else None
+            with open(part, "ab" if have else "wb") as f, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+            ) as bar:
+                for block in iter(lambda: response.read(BLOCK), b""):
+                    f.write(block)
+                    bar.update(len(block))
+                f.flush()
+                os.fsync(f.fileno())
+    except urllib.error.HTTPError as err:
+        if not (err.code == 416 and have):  # 416 after a full .part: nothing left to fetch
+            raise DownloadError(f"cannot download {url}: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError, HTTPException) as err:
+        reason = getattr(err, "reason", err)
+        raise DownloadError(
+            f"cannot download {url} ({reason}). Without network, fetch it by other means and put it at "
+            f"{dest}; run again to resume what was downloaded so far") from None
+    got = md5sum(part)
+    if got != md5:
+        part.unlink()
+        raise DownloadError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); the download was "
+                            "deleted, run again to fetch it afresh")
+    os.replace(part, dest)
+    return dest

@@ -1,0 +1,95 @@
+"""Decoding any source image to the paper's 256x256 RGB patch, and encoding it for storage.
+
+Section 2 of the paper: "we down-sampled the images to a fixed resolution of 256x256. Given a
+rectangular image, we first rescaled the image such that the shorter side was of length 256, and
+then cropped out the central 256x256 patch from the resulting image."
+
+ImageNet holds every kind of file a camera or a web page produces: greyscale, CMYK, palette and
+RGBA images, 16-bit PNGs, PNGs named .JPEG. All of them end here as uint8 RGB.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+ENCODINGS = {"jpeg": "jpg", "raw": "npy"}  # --format -> file extension inside the shards
+
+
+class BadImage(Exception):
+    """A source file that is not a decodable image; the message is the reason shown to the user."""
+
+
+def open_image(data: bytes) -> Image.Image:
+    """The image in ``data``, identified by its content (not its name), or BadImage."""
+    if not data:
+        raise BadImage("empty file")
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError:
+        raise BadImage("not an image (no known image format)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise BadImage(f"truncated or corrupt image: {err}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, whatever its mode.
+
+    Transparent pixels are shown over white (what a browser shows); 16-bit and 32-bit integer
+    greyscale is scaled from its full range to 0-255 rather than clipped.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.getchannel("A"))
+        return white
+    return image.convert("RGB")
+
+
+def center_patch(image: Image.Image, size: int = 256) -> np.ndarray:
+    """The central ``size`` x ``size`` patch after rescaling the shorter side to ``size`` (section 2).
+
+    Only the kept square is resampled (``resize(box=...)``), so the discarded margins cost nothing;
+    JPEGs are first decoded at the smallest DCT scale that still covers ``size`` (draft mode), so
+    that a 4000-pixel photograph costs little more than a small one.
+    """
+    if image.format == "JPEG":
+        image.draft("RGB", (size, size))  # keeps both sides >= size
+    width, height = image.size
+    short = min(width, height)
+    # Offsets of the central patch in the rescaled image, mapped back to source pixels.
+    left = (round(width * size / short) - size) // 2 * short / size
+    top = (round(height * size / short) - size) // 2 * short / size
+    try:  # the pixels are read here: truncated or corrupt data shows up now
+        rgb = to_rgb(image)
+        patch = rgb.resize((size, size), Image.BILINEAR, box=(left, top, left + short, top + short))
+    except (OSError, ValueError, SyntaxError) as err:
+        raise BadImage(f"truncated or corrupt image: {err}") from None
+    return np.asarray(patch)
+
+
+def encode(patch: np.ndarray, encoding: str, quality: int = 90) -> bytes:
+    """``patch`` (HxWx3 uint8) as stored in a shard: a JPEG file or a ``.npy`` file."""
+    buffer = io.BytesIO()
+    if encoding == "jpeg":
+        Image.fromarray(patch).save(buffer, "JPEG", quality=quality)
+    else:
+        np.save(buffer, patch, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def decode(data: bytes, extension: str) -> np.ndarray:
+    """A stored sample (``.jpg`` or ``.npy`` bytes) as an HxWx3 uint8 array."""
+    if extension == "npy":
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))

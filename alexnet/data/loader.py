@@ -1,0 +1,193 @@
+"""Batches of uint8 crops from a prepared dataset, for training and testing (paper section 4.1).
+
+:func:`make_loader` returns a ``torch.utils.data.DataLoader`` over one epoch. Each item is a whole
+batch, made inside one worker process: it reads the stored samples (``dataset.read``), decodes them
+(a 256x256 JPEG with PIL, or a raw ``.npy`` array) and copies the crop window of each into one
+slot of a ring of shared-memory uint8 batches made once per loader; the loader hands over
+
+- ``images``: uint8 ``[N, 3, S, S]``, channels-last in memory (NHWC storage, so a crop is a row
+  copy; ``.contiguous()`` gives NCHW storage if ever needed). With ``ten_crop=True``:
+  ``[N, 10, 3, S, S]`` in the order of :data:`alexnet.data.transforms.TEN_CROP_ORDER`.
+- ``labels``: int64 ``[N]``.
+- ``windows``: int64 ``[N, 3]`` (``[N, 10, 3]`` for ten crops): top, left, flipped; the input of
+  :class:`alexnet.data.transforms.DeviceTransform`, which does the float work on the device.
+
+No per-sample Python objects are shared with workers: the sampler deals int64 numpy arrays, one per
+batch, and the dataset keeps its index in numpy, so host memory stays flat over an epoch however
+many workers run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.utils.data
+
+from alexnet.data.images import decode
+from alexnet.data.sampler import BatchSampler, EpochSampler
+from alexnet.data.transforms import centre_window, crop_into, random_windows, ten_crop_windows
+from alexnet.errors import UserError
+
+
+class CropBatches(torch.utils.data.Dataset):
+    """A view of ``dataset`` whose items are whole batches (see this module's docstring).
+
+    ``windows`` is ``"random"`` (training, section 4.1; ``random_crop``/``flip`` switch its parts
+    off), ``"centre"`` or ``"ten"`` (testing). ``self[sample numbers]`` returns
+    ``(images, labels, windows)``. With a ``ring`` of shared-memory batch slots
+    ``[slots, batch, views, S, S, 3]`` (made before the workers start), ``self[(slot, sample
+    numbers)]`` fills that slot and returns ``(slot, labels, windows)``: workers then write into
+    memory that is already mapped instead of new shared memory for every batch, whose first
+    touch costs as much as decoding on some machines.
+    """
+
+    def __init__(self, dataset, crop_size: int, windows: str = "random", *, seed: int = 0,
+                 epoch: int = 0, random_crop: bool = True, flip: bool = True,
+                 ring: torch.Tensor | None = None):
+        if windows not in ("random", "centre", "ten"):
+            raise ValueError(f"windows must be 'random', 'centre' or 'ten', got {windows!r}")
+        self.dataset, self.crop_size, self.windows = dataset, crop_size, windows
+        self.seed, self.epoch, self.random_crop, self.flip = seed, epoch, random_crop, flip
+        self.ring = ring
+        self.image_size = tuple(np.shape(dataset.mean)[:2])
+        self.labels = np.asarray(dataset.labels, dtype=np.int64)
+        self.views = 10 if windows == "ten" else 1
+        self.sample_windows(np.zeros(0, np.int64))  # a crop that does not fit fails here, not in a worker
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch_shape(self, count: int) -> tuple[int, ...]:
+        """The storage shape of ``count`` images: NHWC, with the ten crops as a second axis."""
+        return (count, self.views, self.crop_size, self.crop_size, 3)
+
+    def sample_windows(self, indices: np.ndarray) -> np.ndarray:
+        """``[len(indices), views, 3]`` windows of these samples."""
+        if self.windows == "random":
+            found = random_windows(indices, self.image_size, self.crop_size, seed=self.seed,
+                                   epoch=self.epoch, random_crop=self.random_crop, flip=self.flip)
+            return found[:, None]
+        fixed = (ten_crop_windows if self.windows == "ten" else centre_window)(self.image_size,
+                                                                                self.crop_size)
+        return np.tile(fixed.reshape(1, self.views, 3), (len(indices), 1, 1))
+
+    def fill(self, out: np.ndarray, indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Decode samples ``indices`` and write their crops into ``out``; their labels and windows."""
+        windows = self.sample_windows(indices)
+        for k, index in enumerate(indices):
+            image = decode(self.dataset.read(int(index))[0], self.dataset.extension)
+            if image.shape != (*self.image_size, 3):
+                raise UserError(f"sample {index} of {getattr(self.dataset, 'root', 'the dataset')} is "
+                                f"{'x'.join(map(str, image.shape))}, expected "
+                                f"{self.image_size[0]}x{self.image_size[1]}x3 like its mean image")
+            for view in range(self.views):
+                crop_into(out[k, view], image, windows[k, view])
+        return torch.from_numpy(self.labels[indices]), windows
+
+    def __getitem__(self, item):
+        if self.ring is None:
+            indices = np.asarray(item, np.int64)
+            images = torch.empty(self.batch_shape(len(indices)), dtype=torch.uint8)
+            labels, windows = self.fill(images.numpy(), indices)
+            return self.as_batch(images, labels, windows)
+        slot, indices = item
+        labels, windows = self.fill(self.ring[slot, :len(indices)].numpy(), indices)
+        return slot, labels, windows
+
+    def as_batch(self, images: torch.Tensor, labels: torch.Tensor, windows: np.ndarray):
+        """The loader's ``(images [N, 3, S, S], labels, windows [N, 3])`` (ten crops: an axis of 10
+        after N) from NHWC storage."""
+        images, windows = images.permute(0, 1, 4, 2, 3), torch.from_numpy(windows)
+        if self.views == 1:
+            images, windows = images[:, 0], windows[:, 0]
+        return images, labels, windows
+
+
+class _SlottedBatches(torch.utils.data.Sampler):
+    """Batches of sample numbers with the ring slot each is to be written into, in turn."""
+
+    def __init__(self, batches: BatchSampler, slots: int):
+        self.batches, self.slots = batches, slots
+
+    def __iter__(self):
+        for number, indices in enumerate(self.batches):
+            yield number % self.slots, indices
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class BatchLoader(torch.utils.data.DataLoader):
+    """A ``DataLoader`` of :class:`CropBatches` whose workers write into a ring of shared slots.
+
+    Why a slot is never overwritten while it is read: a ``DataLoader`` keeps at most
+    ``workers * prefetch_factor`` batches requested and not yet returned, and requests the next
+    one when it returns one. The ring has one slot more than that, and this iterator copies each
+    batch out of its slot (into page-locked memory when pinning, ready for the GPU) before the
+    caller can ask for the batch after it, which is the first that may reuse the slot.
+    """
+
+    def __iter__(self):
+        batches: CropBatches = self.dataset
+        if batches.ring is None:
+            yield from super().__iter__()
+            return
+        pin = self.pin_memory and torch.cuda.is_available()  # as DataLoader: no CUDA, no pinning
+        for slot, labels, windows in super().__iter__():
+            images = torch.empty(batches.batch_shape(len(labels)), dtype=torch.uint8, pin_memory=pin)
+            np.copyto(images.numpy(), batches.ring[slot, :len(labels)].numpy())  # one thread: the
+            # workers have the cores, and torch's parallel copy would wait for them
+            yield batches.as_batch(images, labels, windows)
+
+
+def _as_is(batch):
+    return batch
+
+
+def default_workers() -> int:
+    """One loader worker per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: int = 0,
+                epoch: int = 0, rank: int = 0, world_size: int = 1, workers: int | None = None,
+                start: int = 0, ten_crop: bool = False, pin_memory: bool | None = None,
+                limit: int | None = None, random_crop: bool = True, flip: bool = True,
+                drop_last: bool = False, prefetch_factor: int = 2) -> BatchLoader:
+    """One epoch of uint8 batches of ``dataset`` (a ``PreparedDataset`` or anything with its
+    ``read``, ``extension``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``.
+
+    - ``train=True``: samples reshuffled from ``(seed, epoch)``, dealt to ranks with every rank
+      the same number (see :mod:`alexnet.data.sampler`), random crops of ``crop_size`` mirrored
+      with probability 0.5 (section 4.1; ``random_crop=False`` / ``flip=False`` for ablations).
+    - ``train=False``: samples in order, each exactly once over all ranks (no padding), the centre
+      crop, or with ``ten_crop=True`` the paper's ten crops.
+    - ``start``: global position in the epoch already done (a checkpoint's ``position``); the
+      loader yields the rest of the same epoch. ``limit``: read only that many images this epoch.
+    - ``workers``: decoding processes (default: one per core; 0 decodes in this process).
+    - ``pin_memory``: page-locked batches for fast copies to the GPU (default: when CUDA exists).
+
+    The result is deterministic given ``(seed, epoch, rank, world_size, start)``, whatever the
+    number of workers. Build a new loader for every epoch and iterate it once. With several ranks
+    on one machine, give each ``workers = cores // ranks``.
+    """
+    if ten_crop and train:
+        raise ValueError("ten_crop is a test transform: use it with train=False")
+    sampler = EpochSampler(len(dataset), seed=seed, epoch=epoch, rank=rank, world_size=world_size,
+                           start=start, shuffle=train, pad=train, limit=limit)
+    windows = "random" if train else ("ten" if ten_crop else "centre")
+    batches = CropBatches(dataset, crop_size, windows, seed=seed, epoch=epoch,
+                          random_crop=random_crop, flip=flip)
+    workers = default_workers() if workers is None else workers
+    batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+    if workers > 0:
+        slots = workers * prefetch_factor + 1
+        batches.ring = torch.empty((slots, *batches.batch_shape(batch_size)),
+                                   dtype=torch.uint8).share_memory_()
+        batch_sampler = _SlottedBatches(batch_sampler, slots)
+    return BatchLoader(batches, sampler=batch_sampler, batch_size=None, collate_fn=_as_is,
+                       num_workers=workers,
+                       pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+                       prefetch_factor=prefetch_factor if workers > 0 else None)

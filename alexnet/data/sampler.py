@@ -1,0 +1,133 @@
+"""Which samples each rank reads, in which order: a fresh shuffle every epoch (paper section 5, SGD
+over shuffled data), split across distributed ranks, resumable at any position.
+
+Everything is a pure function of ``(seed, epoch, rank, world_size, start)``: two processes that agree
+on these numbers read the same samples in the same order, and a run resumed at ``start`` reads the
+rest of the epoch exactly as the interrupted run would have. Indices live in numpy int64 arrays (8
+bytes a sample), never in per-sample Python objects.
+
+The epoch's global order is dealt to ranks like cards: position ``p`` of the order goes to rank
+``p % world_size``. ``start`` counts positions of the global order already done (over all ranks),
+which is what a checkpoint stores as its ``position``; a trainer that runs ``k`` steps of batch ``b``
+per rank on ``w`` ranks has done ``k * b * w`` positions.
+
+Two ways to split an order whose length is not a multiple of the world size:
+
+- ``pad=True`` (training): the order is extended with its own first few positions so that every
+  rank gets the same number of samples (ranks must take the same number of optimiser steps).
+  At most ``world_size - 1`` samples are read twice in an epoch; every sample is read at least once.
+- ``pad=False`` (evaluation): no sample is repeated, so distributed evaluation counts every
+  validation image exactly once; ranks then differ by at most one sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch.utils.data
+
+
+def epoch_order(num_samples: int, seed: int, epoch: int, *, shuffle: bool = True,
+                limit: int | None = None) -> np.ndarray:
+    """The epoch's global order of sample numbers (int64), the same on every rank.
+
+    With ``shuffle`` it is a permutation drawn from ``(seed, epoch)`` alone; without it, ``0..n-1``.
+    ``limit`` keeps the first ``limit`` positions (a different random subset each epoch when
+    shuffling, the first ``limit`` samples otherwise).
+    """
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    if shuffle:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, epoch]))
+        order = rng.permutation(num_samples).astype(np.int64, copy=False)
+    else:
+        order = np.arange(num_samples, dtype=np.int64)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be a positive number of images, got {limit}")
+        order = order[:limit]
+    return order
+
+
+def positions_before(start: int, rank: int, world_size: int) -> int:
+    """How many of the first ``start`` global positions belong to ``rank`` (dealt round-robin)."""
+    return max(0, -(-(start - rank) // world_size))
+
+
+def rank_indices(num_samples: int, *, seed: int = 0, epoch: int = 0, rank: int = 0,
+                 world_size: int = 1, start: int = 0, shuffle: bool = True, pad: bool = True,
+                 limit: int | None = None) -> np.ndarray:
+    """The sample numbers ``rank`` reads in ``epoch``, from global position ``start`` on (int64)."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in 0..world_size-1, got rank={rank}, world_size={world_size}")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    order = epoch_order(num_samples, seed, epoch, shuffle=shuffle, limit=limit)
+    extra = padded_length(len(order), world_size, pad) - len(order)
+    if extra:
+        order = np.concatenate([order, np.resize(order, extra)])
+    mine = order[rank::world_size]
+    return mine[positions_before(start, rank, world_size):]
+
+
+def padded_length(num_samples: int, world_size: int, pad: bool) -> int:
+    """Global positions in an epoch: ``num_samples``, rounded up to a multiple of the world size
+    when padding."""
+    return -(-num_samples // world_size) * world_size if pad else num_samples
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A torch ``Sampler`` over :func:`rank_indices`; it holds only its arguments (stateless).
+
+    Iterating it twice gives the same indices; a new epoch is a new sampler (or ``set_epoch``).
+    """
+
+    def __init__(self, num_samples: int, *, seed: int = 0, epoch: int = 0, rank: int = 0,
+                 world_size: int = 1, start: int = 0, shuffle: bool = True, pad: bool = True,
+                 limit: int | None = None):
+        self.num_samples = num_samples
+        self.seed, self.epoch, self.start = seed, epoch, start
+        self.rank, self.world_size = rank, world_size
+        self.shuffle, self.pad, self.limit = shuffle, pad, limit
+        rank_indices(0, rank=rank, world_size=world_size, start=start)  # validate now, not later
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def indices(self) -> np.ndarray:
+        return rank_indices(self.num_samples, seed=self.seed, epoch=self.epoch, rank=self.rank,
+                            world_size=self.world_size, start=self.start, shuffle=self.shuffle,
+                            pad=self.pad, limit=self.limit)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        n = self.num_samples if self.limit is None else min(self.limit, self.num_samples)
+        total = padded_length(n, self.world_size, self.pad)
+        done = positions_before(self.start, self.rank, self.world_size)
+        return max(0, positions_before(total, self.rank, self.world_size) - done)
+
+
+class BatchSampler(torch.utils.data.Sampler):
+    """Yields this rank's samples as int64 numpy arrays of ``batch_size`` sample numbers, so that a
+    loader worker receives one small array per batch rather than a list of Python ints.
+
+    ``drop_last`` drops a final short batch (training keeps every step the same size).
+    """
+
+    def __init__(self, sampler: EpochSampler, batch_size: int, drop_last: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        indices = self.sampler.indices()
+        stop = len(indices) - len(indices) % self.batch_size if self.drop_last else len(indices)
+        for begin in range(0, stop, self.batch_size):
+            yield indices[begin:begin + self.batch_size]
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

@@ -1,0 +1,214 @@
+"""Data augmentation of paper section 4.1, split between loader workers and the training device.
+
+Loader workers do only what needs the encoded image: decode it and copy out a crop window, mirrored
+when flipped, as uint8. A window is three int64 numbers ``(top, left, flipped)``; workers hand them
+over beside the images (``windows [N, 3]``). The float work runs batched on the training device in
+:class:`DeviceTransform`: conversion, subtraction of the mean image cut at each sample's window
+(paper section 2), and PCA colour noise (section 4.1, "Augmentation 2"). So a quarter of the bytes
+cross the bus, and the CPU does no per-pixel arithmetic.
+
+Windows (all deterministic):
+
+- training (:func:`random_windows`): a crop of the model's input size (227 for the paper's network)
+  at a uniformly random position of the 256x256 image, mirrored with probability 0.5. The draw is a
+  hash of ``(seed, epoch, sample number)``: the same whichever worker, rank or batch reads the
+  sample, so a resumed or re-sharded epoch sees the same crops.
+- test, one crop (:func:`centre_window`): the central window, not mirrored.
+- test, ten crops (:func:`ten_crop_windows`), in this fixed order: 0 top-left, 1 top-right,
+  2 bottom-left, 3 bottom-right, 4 centre, then 5..9 the same five mirrored. The paper averages the
+  softmax outputs of the ten.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from alexnet.data.sampler import positions_before
+
+TEN_CROP_ORDER = ("top-left", "top-right", "bottom-left", "bottom-right", "centre",
+                  "top-left flipped", "top-right flipped", "bottom-left flipped",
+                  "bottom-right flipped", "centre flipped")
+
+# torchvision's per-channel statistics (0-1 scale), for weights trained with them (`alexnet-owt`).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: 64 well-mixed bits from each uint64 (vectorised, wraps on overflow)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _check_sizes(image_size: tuple[int, int], crop_size: int) -> tuple[int, int]:
+    height, width = image_size
+    if not 0 < crop_size <= min(height, width):
+        raise ValueError(f"crop size {crop_size} does not fit in {height}x{width} images")
+    return height - crop_size, width - crop_size
+
+
+def random_windows(indices: np.ndarray, image_size: tuple[int, int], crop_size: int, *, seed: int,
+                   epoch: int, random_crop: bool = True, flip: bool = True) -> np.ndarray:
+    """Training windows ``[N, 3]`` (top, left, flipped) for samples ``indices`` (section 4.1).
+
+    ``random_crop=False`` keeps the centre window and ``flip=False`` never mirrors (ablations).
+    """
+    max_top, max_left = _check_sizes(image_size, crop_size)
+    key = np.random.SeedSequence([seed, epoch, 0x63726F70]).generate_state(1, np.uint64)
+    with np.errstate(over="ignore"):
+        bits = _splitmix64(key + (np.asarray(indices, np.uint64) + np.uint64(1)) * _GOLDEN)
+    windows = np.empty((len(bits), 3), np.int64)
+    if random_crop:
+        windows[:, 0] = (bits & np.uint64(0xFFFFFF)) % np.uint64(max_top + 1)
+        windows[:, 1] = ((bits >> np.uint64(24)) & np.uint64(0xFFFFFF)) % np.uint64(max_left + 1)
+    else:
+        windows[:, :2] = (max_top // 2, max_left // 2)
+    windows[:, 2] = (bits >> np.uint64(63)) if flip else 0
+    return windows
+
+
+def centre_window(image_size: tuple[int, int], crop_size: int) -> np.ndarray:
+    """The central window ``[3]``, not mirrored (single-crop testing)."""
+    max_top, max_left = _check_sizes(image_size, crop_size)
+    return np.array([max_top // 2, max_left // 2, 0], np.int64)
+
+
+def ten_crop_windows(image_size: tuple[int, int], crop_size: int) -> np.ndarray:
+    """The paper's ten test windows ``[10, 3]`` in the order of :data:`TEN_CROP_ORDER`."""
+    max_top, max_left = _check_sizes(image_size, crop_size)
+    corners = [(0, 0), (0, max_left), (max_top, 0), (max_top, max_left),
+               (max_top // 2, max_left // 2)]
+    return np.array([(t, l, f) for f in (0, 1) for t, l in corners], np.int64)
+
+
+def crop_into(out: np.ndarray, image: np.ndarray, window) -> None:
+    """Copy ``image`` (HxWx3) cut at ``window`` into ``out`` (SxSx3), mirrored when flipped."""
+    top, left, flipped = (int(v) for v in window)
+    size = out.shape[0]
+    out[...] = image[top:top + size, left:left + size]
+    if flipped:  # torch mirrors 3-byte pixels ten times faster than numpy's negative-stride copy
+        mirrored = torch.from_numpy(out)
+        mirrored.copy_(mirrored.flip(1))
+
+
+def mirrored_pair(image: torch.Tensor) -> torch.Tensor:
+    """``image`` (HxWxC) and its mirror image, stacked: ``[2, H, W, C]``, the input of
+    :func:`cut_at_windows`."""
+    return torch.stack([image, image.flip(1)]).contiguous()
+
+
+def cut_at_windows(pair: torch.Tensor, windows: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """One image (such as the mean), given as its :func:`mirrored_pair`, cut at each window and
+    mirrored where flipped: ``[N, C, S, S]`` (channels-last in memory), in one batched gather on
+    the pair's device.
+
+    Every window of the image and of its mirror is a strided view of the pair; indexing those
+    views by (flipped, top, left) copies the N crops at once. A mirrored crop at ``left`` is the
+    mirror's crop at ``W - S - left``.
+    """
+    _, height, width, channels = pair.shape
+    views = pair.as_strided(
+        (2, height - crop_size + 1, width - crop_size + 1, crop_size, crop_size, channels),
+        (height * width * channels, width * channels, channels, width * channels, channels, 1))
+    top, left, flipped = windows.to(pair.device).unbind(1)
+    left = torch.where(flipped.bool(), width - crop_size - left, left)
+    return views[flipped, top, left].permute(0, 3, 1, 2)
+
+
+class DeviceTransform(torch.nn.Module):
+    """The float half of the input pipeline, batched on the training device (sections 2 and 4.1).
+
+    ``forward(images, windows)`` takes the loader's uint8 ``images [N, 3, S, S]`` (or ten crops,
+    ``[N, 10, 3, S, S]``) and ``windows [N, 3]`` (``[N, 10, 3]``) and returns float32 inputs of
+    the same shape:
+
+    - ``normalization="mean_image"`` (the paper): raw 0-255 RGB minus the training set's mean
+      image ``mean`` (HxWx3) cut at the sample's window, mirrored when the crop was;
+      ``subtract_mean=False`` leaves the raw values (ablation).
+    - ``normalization="imagenet"``: 0-1 scale minus torchvision's per-channel mean, over its std,
+      for weights trained that way; ``mean`` is then unused and may be None.
+
+    PCA colour augmentation (section 4.1) in training mode (``.train()``, the default) when
+    ``pca_std > 0``: to every pixel of an image add ``eigvecs @ (alpha * magnitude)`` with
+    ``alpha ~ N(0, pca_std)`` drawn once per image per use, the same for all its pixels; added on
+    the 0-255 scale before normalising. ``eigvals``/``eigvecs`` (columns) are those of the
+    training set's 3x3 RGB covariance on the 0-255 scale. ``pca_scale`` says what ``magnitude`` is:
+
+    - ``"eigenvalue"`` (default, the paper's printed formula as the common reimplementations apply
+      it): the eigenvalues on the 0-1 scale, the scale the formula's magnitudes were given for; on
+      0-255 values that is ``eigvals / 255``. (Taken literally on the 0-255 scale, the eigenvalues
+      of a variance there would give colour shifts of hundreds of levels.)
+    - ``"stdev"`` (the authors' cuda-convnet2 data provider, whose PCA constants are standard
+      deviations): ``sqrt(eigvals)``; on ImageNet about twice as strong on the first component and
+      far stronger on the other two.
+
+    The noise comes from a ``torch.Generator`` on the images' device, seeded for each batch from
+    ``(seed, epoch, rank, position)``, where ``position`` counts this rank's images so far in the
+    epoch: call :meth:`set_epoch` at the start of every epoch with the same ``start`` as the
+    loader, and a resumed epoch draws the same noise as the interrupted one (batch for batch).
+    """
+
+    def __init__(self, mean, eigvals, eigvecs, crop_size: int, pca_std: float = 0.1,
+                 subtract_mean: bool = True, normalization: str = "mean_image", *,
+                 pca_scale: str = "eigenvalue", seed: int = 0, rank: int = 0, world_size: int = 1):
+        super().__init__()
+        if normalization not in ("mean_image", "imagenet"):
+            raise ValueError(f"normalization must be 'mean_image' or 'imagenet', got {normalization!r}")
+        if pca_scale not in ("eigenvalue", "stdev"):
+            raise ValueError(f"pca_scale must be 'eigenvalue' or 'stdev', got {pca_scale!r}")
+        self.crop_size, self.pca_std, self.normalization = crop_size, float(pca_std), normalization
+        self.subtract_mean = subtract_mean and normalization == "mean_image"
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch, self.position = 0, 0
+        self._generator: torch.Generator | None = None
+        if self.subtract_mean:
+            mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+            _check_sizes(tuple(mean.shape[:2]), crop_size)
+            self.register_buffer("mean_pair", mirrored_pair(mean))
+        if self.pca_std > 0:
+            eigvals = torch.as_tensor(np.asarray(eigvals), dtype=torch.float32)
+            magnitude = eigvals / 255 if pca_scale == "eigenvalue" else eigvals.clamp(min=0).sqrt()
+            eigvecs = torch.as_tensor(np.asarray(eigvecs), dtype=torch.float32)
+            self.register_buffer("pca_basis", eigvecs * magnitude)  # column j: p_j * magnitude_j
+        self.register_buffer("channel_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255)
+        self.register_buffer("channel_std", torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255)
+
+    @classmethod
+    def for_dataset(cls, dataset, crop_size: int, **options) -> DeviceTransform:
+        """The transform with ``dataset``'s mean image and PCA (a ``PreparedDataset``)."""
+        return cls(dataset.mean, dataset.pca_eigvals, dataset.pca_eigvecs, crop_size, **options)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Start drawing the noise of ``epoch`` at global position ``start`` (as the sampler)."""
+        self.epoch = epoch
+        self.position = positions_before(start, self.rank, self.world_size)
+
+    def _colour_noise(self, count: int, device: torch.device) -> torch.Tensor:
+        """PCA colour shifts ``[count, 3]`` on the 0-255 scale, one per image (section 4.1)."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+        key = [self.seed, self.epoch, self.rank, self.position]
+        self._generator.manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
+                                        >> np.uint64(1)))
+        self.position += count
+        alpha = torch.randn(count, 3, generator=self._generator, device=device) * self.pca_std
+        return alpha @ self.pca_basis.T
+
+    def forward(self, images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        shape = images.shape
+        if shape[-3:] != (3, self.crop_size, self.crop_size):
+            raise ValueError(f"expected images [..., 3, {self.crop_size}, {self.crop_size}], "
+                             f"got {list(shape)}")
+        images = images.reshape(-1, *shape[-3:])
+        x = images.float()
+        if self.subtract_mean:
+            x = x - cut_at_windows(self.mean_pair, windows.reshape(-1, 3), self.crop_size)
+        if self.training and self.pca_std > 0:
+            x = x + self._colour_noise(len(x), x.device)[:, :, None, None]
+        if self.normalization == "imagenet":
+            x = (x - self.channel_mean) / self.channel_std
+        return x.reshape(shape)

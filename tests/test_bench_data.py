@@ -1,0 +1,46 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alexnet.data.prepare import prepare
+from prepared_standin import make_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_prepared(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bench")
+    source = make_image_folder(base / "source")
+    return prepare(source, base / "out", workers=1, progress=False), source
+
+
+def bench(*options, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "alexnet", "bench", "data", *options],
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_bench_data_prints_both_pipelines_and_their_ratio_as_json(tiny_prepared):
+    out, source = tiny_prepared
+    done = bench("--data", str(out), "--workers", "1", "--images", "20", "--baseline-images",
+                 "12", "--batch-size", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    ours, usual = result["pipeline"], result["usual_way"]
+    assert (ours["images"], usual["images"]) == (20, 12)
+    assert (ours["crop_size"], usual["crop_size"]) == (227, 224)
+    assert result["source"] == str(source / "train") and result["source_images"] == 6
+    for run in (ours, usual):
+        assert run["images_per_s"] > 0 and run["worker_cpu_s"] > 0
+    assert result["ratio"]["images_per_s"] == pytest.approx(
+        ours["images_per_s"] / usual["images_per_s"], abs=0.01)
+
+
+def test_bench_data_without_a_source_says_how_to_give_one(tiny_prepared, tmp_path):
+    out, _ = tiny_prepared
+    done = bench("--data", str(out), "--source", str(tmp_path / "missing"), "--workers", "1")
+    assert done.returncode == 2
+    assert "--source DIR" in done.stderr and "missing" in done.stderr
