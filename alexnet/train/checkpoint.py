@@ -1,0 +1,57 @@
+"""Checkpoints, and the random-number states that make a resumed run exact.
+
+A checkpoint is a plain dict of tensors and Python values, so it loads with
+``torch.load(path, weights_only=True)``: the keys of a model file (``model``, the state
+dict in the one-device layout; ``arch``, ``options``, ``class_names``; so that
+``alexnet.load_model`` reads it), then ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (the epoch in
+progress, from 0), ``position`` (training samples done in it), ``rng``, ``config``, and
+``progress`` (the epoch's running sums, so its metrics line comes out the same).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from alexnet.errors import UserError
+from alexnet.io import atomic_torch_save
+
+
+def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+    """Write atomically: a kill at any moment leaves the previous checkpoint whole."""
+    atomic_torch_save(checkpoint, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no checkpoint there (a run writes checkpoints/last.pt after its first "
+                        "epoch or --checkpoint-minutes)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def rng_states() -> dict[str, Any]:
+    """Every random-number state the run draws from, as weights_only-loadable values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "gauss": gauss},
+        "python": {"version": version, "internal": list(internal), "gauss": py_gauss},
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    n = states["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))

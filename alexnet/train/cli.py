@@ -1,0 +1,116 @@
+"""``alexnet train``: the paper's recipe (section 5) from the command line.
+
+Every default is the paper's; every option that departs from it says so in its help.
+Settings come from the defaults, then ``--preset``, then ``--config FILE``, then the
+options given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from alexnet.errors import UserError
+from alexnet.train.config import AMP_MODES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, read_config_file, resolve
+
+D = TrainConfig()  # the defaults, quoted in the help
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("Options marked [departs] change the paper's recipe. Single machine, several GPUs: "
+                     "torchrun --nproc_per_node=N -m alexnet train ... (--batch-size is the global batch). "
+                     "See docs/training.md.")
+    a = parser.add_argument
+    a("--config", metavar="FILE", help="settings from a YAML or TOML file; options given here override it")
+    a("--preset", choices=["auto", *PRESETS], help="full: the paper's recipe; quick: a "
+      "laptop-CPU run that shows learning in about ten minutes "
+      f"({', '.join(f'{k}={v}' for k, v in PRESETS['quick'].items())}) [departs]; auto: quick when the "
+      "device is the CPU, else full (default: auto)")
+    a("--data", help="a prepared folder (alexnet prepare), imagenette or cifar10 (downloaded and prepared "
+      f"on first use), or synthetic (random images, offline) (default: {D.data})")
+    a("--arch", help=f"named architecture (alexnet models) (default: {D.arch}, the paper's)")
+    a("--model-option", action="append", default=[], metavar="KEY=VALUE", dest="model_option",
+      help="an option of the network, e.g. lrn=false or dropout=0.3 (repeatable; values read as YAML)")
+    a("--out", metavar="RUN_DIR", help=f"where the run writes config.yaml, metrics.jsonl, tensorboard/ and "
+      f"checkpoints/ (default: {D.out})")
+    a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped (mid-epoch "
+      "included), with its saved configuration; options given here override it")
+    a("--seed", type=int, help=f"seed of initialisation, data order and dropout (default: {D.seed})")
+    a("--device", help="cpu, cuda, cuda:N or mps (default: cuda, else mps, else cpu)")
+    a("--workers", type=int, help="loader processes per training process (default: the cores shared "
+      "among the processes on this machine)")
+    a("--epochs", type=int, help=f"passes over the training set (default: {D.epochs}, the paper's)")
+    a("--batch-size", type=int, help=f"global batch, split across data-parallel processes "
+      f"(default: {D.batch_size}, the paper's)")
+    a("--lr", type=float, help=f"initial learning rate (default: {D.lr}, the paper's)")
+    a("--momentum", type=float, help=f"(default: {D.momentum}, the paper's)")
+    a("--weight-decay", type=float, help=f"(default: {D.weight_decay}, the paper's)")
+    a("--optimizer", choices=OPTIMIZERS, help="paper: section 5's update rule (default); torch-sgd: "
+      "torch.optim.SGD, velocity in gradient units, differs just after a rate change [departs]")
+    a("--schedule", choices=SCHEDULES, help="plateau: divide by 10 when validation error stalls, at most "
+      "--max-reductions times (the paper's, default); step: divide by 10 every --step-epochs [departs]; "
+      "cosine: linear warm-up for --warmup-epochs then cosine to 0 [departs]; krizhevsky2012: the authors' "
+      "recorded 2012 run, 0.01 to epoch 23, 0.001 to 49, 0.0001 after [departs from the text, not the run]")
+    a("--patience", type=int, help=f"plateau: epochs without a better validation top-1 error before a "
+      f"reduction (default: {D.patience}; the paper gives no number)")
+    a("--max-reductions", type=int, help=f"plateau: at most this many divisions by 10 "
+      f"(default: {D.max_reductions}, the paper's)")
+    a("--step-epochs", type=int, help=f"step: epochs between divisions (default: {D.step_epochs})")
+    a("--warmup-epochs", type=float, help=f"cosine: warm-up epochs (default: {D.warmup_epochs})")
+    a("--bias-lr-mult", type=float, help="learning-rate multiplier for biases; the authors' code used 2 "
+      f"(default: {D.bias_lr_mult}, the paper's one rate) [departs unless 1]")
+    a("--bias-no-decay", action="store_true", default=None, help="no weight decay on biases, as the "
+      "authors' code [departs]")
+    a("--limit", type=int, help="training images per epoch (default: all) [departs]")
+    a("--val-limit", type=int, help="validation images (default: all) [departs]")
+    a("--amp", choices=AMP_MODES, help="mixed precision; fp16 uses loss scaling; LRN stays float32 "
+      "(default: float32, as the paper) [departs]")
+    a("--channels-last", action="store_true", default=None, help="channels-last memory layout (speed only)")
+    a("--compile", action="store_true", default=None, help="torch.compile the network (speed only)")
+    a("--deterministic", action="store_true", default=None, help="deterministic GPU kernels, no cudnn "
+      "autotuning, no TF32: reproducible GPU runs (slower)")
+    a("--checkpoint-minutes", type=float, help=f"also save checkpoints/last.pt this often; 0: after every "
+      f"step (default: {D.checkpoint_minutes}; always after every epoch)")
+    a("--model-parallel", action="store_true", default=None, help="the two towers on two GPUs, as "
+      "section 3.2 (needs two devices per process; combines with DDP across machines)")
+    a("--log-every", type=int, help=f"steps between progress-bar loss readings (default: {D.log_every})")
+
+
+def _model_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--model-option {pair}: expected KEY=VALUE")
+        options[key.replace("-", "_")] = yaml.safe_load(value)
+    return options
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The configuration that ``args`` ask for (defaults < preset < file < command line)."""
+    skip = {"config", "resume", "model_option", "command"}
+    overrides = {k: v for k, v in vars(args).items() if k not in skip}
+    file_values: dict = {}
+    source = "command line"
+    if args.resume:
+        saved = Path(args.resume) / "config.yaml"
+        if not saved.is_file():
+            raise UserError(f"--resume {args.resume}: no config.yaml there; is it a run folder?")
+        file_values, source = read_config_file(saved), str(saved)
+        overrides["out"] = args.resume
+    if args.config:
+        file_values = {**file_values, **read_config_file(args.config)}
+        source = args.config
+    if args.model_option:
+        options = dict(file_values.get("model_options") or {})
+        options.update(_model_options(args.model_option))
+        file_values["model_options"] = options
+    return resolve(file_values, overrides, source)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexnet.train.loop import train
+
+    return train(config_from_args(args), resume=bool(args.resume))

@@ -1,0 +1,121 @@
+"""Data-parallel training with PyTorch's own engine (DDP), started by ``torchrun``.
+
+``torchrun --nproc_per_node=N -m alexnet train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK;
+each process then trains on its share of every global batch. ``--batch-size`` is the
+global batch (the paper's 128), split evenly across the processes, so the learning rate
+and the schedule mean the same whatever the number of GPUs. NCCL carries gradients on
+CUDA, gloo on the CPU; a second, gloo group carries the tiny control messages (stop
+requests) so that they never wait for the GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from alexnet.errors import UserError
+
+
+@dataclass
+class Context:
+    """Where this process sits: its rank among ``world`` processes and its device."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0  # rank among the processes on this machine
+    device: torch.device = torch.device("cpu")
+    control: object = None  # gloo process group for stop requests (None when alone)
+
+    @property
+    def main(self) -> bool:
+        """The one process that prints, logs and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``name``, or the best device present: cuda, else mps, else cpu."""
+    if name is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device name (examples: cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this PyTorch sees no CUDA device; use --device cpu")
+    return device
+
+
+def setup(device_name: str | None, model_parallel: bool = False) -> Context:
+    """Join the process group when started by torchrun, else run alone.
+
+    With ``model_parallel`` each process owns two GPUs (local rank r: cuda:2r and cuda:2r+1).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(device_name)
+    if world == 1:
+        return Context(device=device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank * (2 if model_parallel else 1))
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, device_id=device if backend == "nccl" else None)
+    control = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
+    return Context(rank=rank, world=world, local_rank=local_rank, device=device, control=control)
+
+
+def teardown(ctx: Context) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_sum(ctx: Context, tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum over all processes (the tensor itself when alone)."""
+    if ctx.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def max_over_ranks(ctx: Context, *values: int) -> list[int]:
+    """The element-wise maximum of small integers over all processes, so that all take the same
+    decision (stop, save, a non-finite loss); over the CPU control group, never waiting for a GPU."""
+    if not ctx.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=ctx.control)
+    return t.tolist()
+
+
+@contextlib.contextmanager
+def local_leader_first(ctx: Context):
+    """Run the block on each machine's first process before the others (a download into the
+    machine's cache, say), so that they find its result instead of racing to make it."""
+    if ctx.distributed and ctx.local_rank != 0:
+        dist.barrier(group=ctx.control)
+    yield
+    if ctx.distributed and ctx.local_rank == 0:
+        dist.barrier(group=ctx.control)
+
+
+def model_parallel_devices(ctx: Context) -> tuple[torch.device, torch.device]:
+    """The two devices of this process's towers: its GPU and the next one (on the CPU: the CPU twice)."""
+    if ctx.device.type != "cuda":
+        return ctx.device, ctx.device
+    first = ctx.device.index or 0
+    if torch.cuda.device_count() < first + 2:
+        raise UserError(f"--model-parallel needs two GPUs per process: cuda:{first} and cuda:{first + 1}, "
+                        f"but {torch.cuda.device_count()} are visible")
+    return torch.device("cuda", first), torch.device("cuda", first + 1)

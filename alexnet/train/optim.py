@@ -1,0 +1,77 @@
+"""The paper's update rule (section 5) as an optimizer, and the parameter groups for biases.
+
+Section 5, with epsilon the learning rate and <dL/dw> the batch gradient:
+
+    v <- 0.9 * v - 0.0005 * epsilon * w - epsilon * <dL/dw>
+    w <- w + v
+
+The velocity is kept in weight units, so a change of learning rate acts only on new
+gradients. ``torch.optim.SGD`` keeps it in gradient units (v <- 0.9 v + g + wd w;
+w <- w - lr v), which rescales the whole accumulated velocity the moment the rate
+changes. The two agree while the rate is constant.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from alexnet.train.config import TrainConfig
+
+
+class PaperSGD(torch.optim.Optimizer):
+    """Momentum SGD with weight decay exactly as paper section 5 writes it."""
+
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0005):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                state = self.state[w]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(w, memory_format=torch.preserve_format)
+                v = state["velocity"]
+                v.mul_(momentum).add_(w, alpha=-decay * lr).add_(w.grad, alpha=-lr)
+                w.add_(v)
+        return loss
+
+
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
+    """Weights, and biases with the authors' code's own rate and decay when asked for.
+
+    Each group carries ``lr_mult``: the schedule sets ``lr = base rate x lr_mult``.
+    """
+    weights, biases = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (biases if name.endswith("bias") else weights).append(p)
+    bias_decay = 0.0 if config.bias_no_decay else config.weight_decay
+    if config.bias_lr_mult == 1.0 and bias_decay == config.weight_decay:
+        return [dict(params=weights + biases, lr_mult=1.0, weight_decay=config.weight_decay)]
+    return [dict(params=weights, lr_mult=1.0, weight_decay=config.weight_decay),
+            dict(params=biases, lr_mult=config.bias_lr_mult, weight_decay=bias_decay)]
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config)
+    for g in groups:
+        g["lr"] = config.lr * g["lr_mult"]
+    if config.optimizer == "paper":
+        return PaperSGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)

@@ -1,0 +1,82 @@
+"""Prepared datasets (``alexnet prepare``) and named ones (imagenette, cifar10) for training.
+
+Loader workers decode and crop (random windows and mirrors for training, the centre for
+validation, section 4.1); on the device, the mean image is subtracted at the same window and
+PCA colour noise added (sections 2 and 4.1).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import torch
+
+from alexnet.data.dataset import PreparedDataset
+from alexnet.data.download import DownloadError
+from alexnet.data.loader import default_workers, make_loader
+from alexnet.data.prepare import ensure_prepared
+from alexnet.data.transforms import DeviceTransform
+from alexnet.errors import UserError
+from alexnet.train import distributed
+from alexnet.train.config import TrainConfig
+from alexnet.train.inputs import TrainingData
+
+
+def prepared_dir(data: str) -> Path:
+    """The prepared folder ``--data`` names; offline, a message that offers the alternatives."""
+    try:
+        return ensure_prepared(data)
+    except DownloadError as err:
+        raise UserError(f"--data {data}: {err}\nWithout network: train on random images with --data synthetic, "
+                        "or on a dataset you have with --data PATH (a folder made by `alexnet prepare SOURCE "
+                        "PATH`).") from None
+
+
+def prepared_classes(config: TrainConfig) -> list[str]:
+    return list(PreparedDataset(prepared_dir(config.data), "train").class_names)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In loader workers: leave SIGINT and SIGTERM to the training process.
+
+    Ctrl-C and schedulers (SLURM) signal every process of a job; PyTorch's workers die of SIGTERM
+    from anyone but their parent, and the trainer would then fail mid-step instead of finishing
+    the step and saving. The workers still exit when the trainer does.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _on_device(loader, device: torch.device):
+    loader.worker_init_fn = ignore_stop_signals
+    for images, labels, windows in loader:
+        yield (images.to(device, non_blocking=True), labels.to(device, non_blocking=True),
+               windows.to(device, non_blocking=True))
+
+
+def prepared_data(config: TrainConfig, ctx: distributed.Context, size: int, normalization: str) -> TrainingData:
+    root = prepared_dir(config.data)
+    train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
+    per_rank = config.batch_size // ctx.world
+    workers = config.workers
+    if workers is None:  # the cores, shared among this machine's training processes
+        workers = max(1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    common = dict(crop_size=size, rank=ctx.rank, world_size=ctx.world, workers=workers)
+    transform = DeviceTransform.for_dataset(train, size, normalization=normalization, seed=config.seed,
+                                            rank=ctx.rank, world_size=ctx.world).to(ctx.device)
+
+    def train_batches(epoch: int, start: int):
+        transform.set_epoch(epoch, start)
+        return _on_device(make_loader(train, per_rank, train=True, seed=config.seed, epoch=epoch, start=start,
+                                      limit=config.limit, drop_last=True, **common), ctx.device)
+
+    def val_batches():
+        return _on_device(make_loader(val, per_rank, train=False, limit=config.val_limit, **common), ctx.device)
+
+    def count(n, limit):
+        return min(n, limit) if limit else n
+
+    return TrainingData(count(len(train), config.limit), count(len(val), config.val_limit), train_batches,
+                        val_batches, transform)

@@ -1,0 +1,92 @@
+"""Paper section 5's update rule: v <- 0.9 v - 0.0005 eps w - eps g; w <- w + v."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from alexnet.train.config import TrainConfig
+from alexnet.train.optim import PaperSGD, make_optimizer, parameter_groups, set_learning_rate
+
+
+def _quadratic_grads(w: np.ndarray) -> np.ndarray:
+    return 2 * w - 1  # gradient of sum(w^2 - w)
+
+
+def test_paper_sgd_follows_the_formula_step_by_step_across_a_rate_change():
+    rng = np.random.default_rng(0)
+    w_ref = rng.normal(size=5)
+    v_ref = np.zeros(5)
+    w = torch.tensor(w_ref.copy(), requires_grad=True)
+    opt = PaperSGD([w], lr=0.01, momentum=0.9, weight_decay=0.0005)
+    for step in range(12):
+        eps = 0.01 if step < 6 else 0.001
+        set_learning_rate(opt, eps)
+        opt.zero_grad()
+        (w ** 2 - w).sum().backward()
+        opt.step()
+        v_ref = 0.9 * v_ref - 0.0005 * eps * w_ref - eps * _quadratic_grads(w_ref)
+        w_ref = w_ref + v_ref
+        np.testing.assert_allclose(w.detach().numpy(), w_ref, rtol=0, atol=1e-15)
+
+
+def _run(optimizer_cls, lrs):
+    torch.manual_seed(0)
+    w = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    opt = optimizer_cls([w], lr=lrs[0], momentum=0.9, weight_decay=0.0005)
+    out = []
+    for lr in lrs:
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad()
+        (w ** 2 - w).sum().backward()
+        opt.step()
+        out.append(w.detach().clone())
+    return out
+
+
+def test_paper_sgd_equals_torch_sgd_at_constant_rate_and_differs_right_after_a_change():
+    lrs = [0.01] * 5 + [0.001] * 3
+    paper, torch_sgd = _run(PaperSGD, lrs), _run(torch.optim.SGD, lrs)
+    for a, b in zip(paper[:5], torch_sgd[:5]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    # torch's velocity (gradient units) is rescaled by the new rate at once; the paper's is not.
+    step_paper, step_torch = paper[5] - paper[4], torch_sgd[5] - torch_sgd[4]
+    assert not torch.allclose(step_paper, step_torch, rtol=1e-3)
+    assert step_paper.abs().sum() > 5 * step_torch.abs().sum()
+
+
+def test_bias_groups_carry_the_authors_rate_multiplier_and_no_decay():
+    net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    groups = parameter_groups(net, TrainConfig(bias_lr_mult=2.0, bias_no_decay=True))
+    weights, biases = groups
+    assert [p.shape for p in weights["params"]] == [(4, 3), (2, 4)]
+    assert [p.shape for p in biases["params"]] == [(4,), (2,)]
+    assert biases["weight_decay"] == 0.0 and weights["weight_decay"] == 0.0005
+    opt = make_optimizer(net, TrainConfig(bias_lr_mult=2.0, bias_no_decay=True))
+    set_learning_rate(opt, 0.003)
+    assert [g["lr"] for g in opt.param_groups] == [0.003, 0.006]
+
+
+def test_paper_defaults_make_one_group_of_the_paper_optimizer():
+    net = nn.Linear(3, 4)
+    opt = make_optimizer(net, TrainConfig())
+    assert isinstance(opt, PaperSGD) and len(opt.param_groups) == 1
+    g = opt.param_groups[0]
+    assert (g["lr"], g["momentum"], g["weight_decay"]) == (0.01, 0.9, 0.0005)
+    assert isinstance(make_optimizer(net, TrainConfig(optimizer="torch-sgd")), torch.optim.SGD)
+
+
+def test_paper_sgd_state_round_trips():
+    w = torch.ones(3, requires_grad=True)
+    opt = PaperSGD([w])
+    w.sum().backward()
+    opt.step()
+    fresh = PaperSGD([w])
+    fresh.load_state_dict(opt.state_dict())
+    assert torch.equal(fresh.state[w]["velocity"], opt.state[w]["velocity"])
+
+
+def test_negative_settings_are_refused():
+    with pytest.raises(ValueError, match="lr"):
+        PaperSGD([torch.ones(1, requires_grad=True)], lr=-1)

@@ -1,0 +1,117 @@
+"""Resumption: a run killed (kill -9 or SIGTERM) and resumed ends bit for bit where an
+uninterrupted run ends, on the CPU with the same seed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+# 3 epochs of 8 steps (64 images, batch 8), dropout on (so the RNG state matters), a
+# checkpoint after every step, and 30 ms per training forward so that a kill lands mid-run.
+ARGS = ["--data", "synthetic", "--arch", "tiny-test", "--preset", "full", "--epochs", "3", "--limit", "64", "--val-limit", "24", "--batch-size", "8",
+        "--device", "cpu", "--seed", "3", "--checkpoint-minutes", "0", "--log-every", "3",
+        "--model-option", "num_classes=5"]
+ENV = {**os.environ, "TINY_SLEEP": "0.03", "OMP_NUM_THREADS": "1"}
+
+
+def launch(run_dir: Path, *extra: str) -> subprocess.Popen:
+    argv = ["train", "--resume", str(run_dir)] if extra == ("resume",) else ["train", *ARGS, "--out", str(run_dir)]
+    return subprocess.Popen([sys.executable, "-m", "tests.tinynet", *argv], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def progress(run_dir: Path) -> int:
+    """Training samples done according to last.pt (0 when there is none yet)."""
+    path = run_dir / "checkpoints" / "last.pt"
+    try:
+        ck = torch.load(path, weights_only=True)
+    except (FileNotFoundError, RuntimeError, EOFError):
+        return 0
+    return ck["epoch"] * 64 + ck["position"]
+
+
+def wait_for(run_dir: Path, proc: subprocess.Popen, samples: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while progress(run_dir) < samples:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.01)
+
+
+def final(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    drop = ("images_per_s", "seconds")
+    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    proc = launch(run_dir)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    return run_dir
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    wa, wb = final(a)["model"], final(b)["model"]
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    assert metrics(a) == metrics(b)
+
+
+def test_a_run_killed_at_several_points_and_resumed_ends_with_the_same_weights_bit_for_bit(tmp_path, uninterrupted):
+    """kill -9 mid first epoch and at the start of the second, SIGTERM mid third; resumed each time."""
+    run_dir = tmp_path / "run"
+    proc = launch(run_dir)
+    for target in (20, 70):  # samples done, 64 per epoch
+        wait_for(run_dir, proc, target)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc = launch(run_dir, "resume")
+    wait_for(run_dir, proc, 150)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    # SIGTERM: the current step finishes, last.pt is saved there, and the message says how to resume.
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM" in err and f"alexnet train --resume {run_dir}" in err
+    ck = final(run_dir)
+    assert ck["position"] % 8 == 0 and 150 <= ck["epoch"] * 64 + ck["position"] < 192
+    proc = launch(run_dir, "resume")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert_same_run(uninterrupted, run_dir)
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers_still_saves(tmp_path):
+    """Schedulers such as SLURM signal every process of a job, the loader's workers included."""
+    from tests.tinynet import make_prepared
+
+    data = make_prepared(tmp_path)
+    run_dir = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--arch", "tiny-test", "--preset", "full", "--epochs", "3",
+            "--batch-size", "4", "--workers", "2", "--device", "cpu", "--checkpoint-minutes", "0",
+            "--out", str(run_dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.tinynet", *argv], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "checkpoints" / "last.pt").exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert f"alexnet train --resume {run_dir}" in err
