@@ -47,8 +47,12 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def test_image_folder_with_wnid_classes_records_imagenet_names(tmp_path):
-    out = run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")
+    source = kit.image_folder(tmp_path / "src")
+    kit.write(source / "val" / "n99999999" / "stray.JPEG", kit.jpeg(0))  # a class train lacks
+    out = run_prepare(source, tmp_path / "out")
     meta = json.loads((out / "meta.json").read_text())
+    assert meta["splits"]["val"]["skipped"] == [
+        {"path": str(source / "val" / "n99999999" / "stray.JPEG"), "reason": "its class has no training images"}]
     assert [c["id"] for c in meta["classes"]] == kit.WNIDS
     assert [c["index"] for c in meta["classes"]] == [0, 1, 2]
     assert meta["classes"][0]["name"] == "tench, Tinca tinca" == imagenet_classes()["n01440764"]
@@ -358,10 +362,12 @@ def test_rerun_on_a_finished_dataset_changes_nothing_and_says_so(tmp_path, capsy
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*")}
 
 
-def test_rerun_with_other_options_is_refused(tmp_path):
+def test_rerun_with_other_options_or_source_is_refused(tmp_path):
     out = run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")
     with pytest.raises(UserError, match="other options"):
         run_prepare(tmp_path / "src", out, quality=50)
+    with pytest.raises(UserError, match="another source"):
+        run_prepare(kit.image_folder(tmp_path / "src2"), out)
 
 
 # ---------------------------------------------------------------- command line

@@ -102,7 +102,7 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
         raise UserError("--size and --shard-size must be positive and --quality between 1 and 100")
     options = {"size": size, "encoding": encoding, "quality": quality if encoding == "jpeg" else None,
                "shard_size": shard_size, "stats_sample": stats_sample}
-    if _finished(out, options):
+    if _finished(out, str(source), options):
         return out
     partial = out / ".partial"
     partial.mkdir(parents=True, exist_ok=True)
@@ -131,15 +131,15 @@ def _only_writer(lock_file: Path):
         yield
 
 
-def _finished(out: Path, options: dict) -> bool:
+def _finished(out: Path, source: str, options: dict) -> bool:
     """Whether ``out`` already holds this prepared dataset (said on screen); an error if made otherwise."""
     meta_file = out / "meta.json"
     if not meta_file.is_file():
         return False
     meta = json.loads(meta_file.read_text())
-    if meta.get("options") != options:
-        raise UserError(f"{out} already holds a dataset prepared with other options "
-                        f"({meta.get('options')}); choose another OUT or delete it")
+    if meta.get("options") != options or meta["source"]["given"] != source:
+        raise UserError(f"{out} already holds a dataset prepared from {meta['source']['given']} with other "
+                        f"options or from another source ({meta.get('options')}); choose another OUT or delete it")
     shutil.rmtree(out / ".partial", ignore_errors=True)
     counts = ", ".join(f"{s['samples']} {name}" for name, s in meta["splits"].items())
     print(f"{out} is already prepared ({counts} images); nothing to do")
