@@ -63,6 +63,7 @@ def add_common_arguments(parser) -> None:
 
 
 def add_model_options(parser) -> None:
+    parser.add_argument("--arch", default="alexnet", help="registered architecture (alexnet models)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a build_model option, value in YAML (repeatable), e.g. --option input_size=67 "
                         "--option num_classes=10 --option fc_width=64 --option channels=[8,16,16,16,16]")

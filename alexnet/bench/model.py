@@ -109,7 +109,6 @@ class Runner:
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--arch", default="alexnet", help="registered architecture (alexnet models)")
     add_model_options(parser)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per setting and round "
                         "(default: 3 on cpu, 20 on cuda)")
