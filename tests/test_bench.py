@@ -15,7 +15,8 @@ from alexnet.cli import main
 from alexnet.bench import train as bench_train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_OPTIONS = ["--option", "input_size=67", "--option", "fc_width=16", "--option", "channels=[8,16,16,16,16]"]
+TINY_OPTIONS = ["--model-option", "input_size=67", "--model-option", "fc_width=16",
+                "--model-option", "channels=[8,16,16,16,16]"]
 TINY = dict(input_size=67, fc_width=16, channels=[8, 16, 16, 16, 16])
 SETTING_KEYS = {"name", "about", "lrn", "channels_last", "amp", "compile", "fused", "skipped",
                 "images_per_s", "step_ms", "ratio"}
@@ -27,8 +28,8 @@ def quiet(message):
 
 def test_bench_model_prints_json_with_every_setting_and_plain_as_the_baseline():
     command = [sys.executable, "-m", "alexnet", "bench", "model", "--device", "cpu", "--batch-size", "2",
-               "--steps", "1", "--warmup", "0", "--optimizer-step", "--json", "--option", "num_classes=5",
-               *TINY_OPTIONS, "--settings", "fast-fp32", "fp16"]
+               "--steps", "1", "--warmup", "0", "--optimizer-step", "--json",
+               "--model-option", "num_classes=5", *TINY_OPTIONS, "--settings", "fast-fp32", "fp16"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)

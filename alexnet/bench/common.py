@@ -9,23 +9,16 @@ import sys
 import time
 
 import torch
-import yaml
 
 from alexnet import speed
 from alexnet.errors import UserError
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``name`` as a device (default: cuda when present, else cpu); an absent device is an error."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name}: not a device name (cpu, cuda, cuda:1 ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: this machine has no CUDA device")
-    return device
+    """``name`` as a device (default: the best present); an absent device is a UserError."""
+    from alexnet.train.distributed import pick_device
+
+    return pick_device(name)
 
 
 def synchronize(device: torch.device) -> None:
@@ -64,22 +57,16 @@ def add_common_arguments(parser) -> None:
 
 def add_model_options(parser) -> None:
     parser.add_argument("--arch", default="alexnet", help="registered architecture (alexnet models)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a build_model option, value in YAML (repeatable), e.g. --option input_size=67 "
-                        "--option num_classes=10 --option fc_width=64 --option channels=[8,16,16,16,16]")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a build_model option, value in YAML (repeatable; as alexnet train), e.g. "
+                        "--model-option input_size=67 --model-option num_classes=10 "
+                        "--model-option fc_width=64 --model-option channels=[8,16,16,16,16]")
 
 
-def parse_model_options(items: list[str]) -> dict:
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--option {item}: expected KEY=VALUE")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            raise UserError(f"--option {item}: cannot read the value: {err}") from None
-    return options
+def parse_model_options(pairs: list[str]) -> dict:
+    from alexnet.train.cli import _model_options
+
+    return _model_options(pairs)
 
 
 def check_positive(args, *names: str) -> None:

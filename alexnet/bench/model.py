@@ -154,12 +154,18 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
         if results[name]["skipped"] is None:
             runners[name] = Runner(setting, base, x, labels, device, optimizer_step)
     for round_ in range(rounds):
-        for name, runner in runners.items():
+        for name, runner in list(runners.items()):
             first = round_ == 0
-            for _ in range((warmup if warmup is not None else 3 if runner.setting.compile else 1)
-                           if first else 0):
-                runner.step()
-            seconds = timed(device, runner.step, steps)
+            try:
+                for _ in range((warmup if warmup is not None else 3 if runner.setting.compile else 1)
+                               if first else 0):
+                    runner.step()
+                seconds = timed(device, runner.step, steps)
+            except Exception as err:  # noqa: BLE001 - one setting failing (compile) must not hide the rest
+                results[name]["skipped"] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
+                report(f"{name}: {results[name]['skipped']}")
+                del runners[name]
+                continue
             best = results[name]["step_ms"]
             if best is None or seconds * 1000 < best:
                 results[name]["step_ms"] = seconds * 1000
@@ -197,7 +203,7 @@ def run(args) -> int:
     if args.warmup is not None and args.warmup < 0:
         raise UserError(f"--warmup must be >= 0, got {args.warmup}")
     record = benchmark(args.arch, args.batch_size, args.device, args.settings, args.steps, args.warmup,
-                       args.rounds, args.optimizer_step, args.threads, parse_model_options(args.option))
+                       args.rounds, args.optimizer_step, args.threads, parse_model_options(args.model_option))
     if args.json:
         emit_json(record)
     else:

@@ -285,7 +285,7 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
     record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps, args.warmup,
-                       args.workers, args.threads, parse_model_options(args.option), args.repeat)
+                       args.workers, args.threads, parse_model_options(args.model_option), args.repeat)
     if args.json:
         emit_json(record)
     else:
