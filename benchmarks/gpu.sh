@@ -27,8 +27,12 @@ say() { echo "[gpu.sh $(( $(date +%s) - started ))s] $*" >&2; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$RESULTS/gpu.txt" 2>/dev/null || true
 
 # 1. Source images as an image folder: train/<class>/<file> (and a val split, which prepare wants).
-SAMPLES=${SAMPLES:-../shared/data/imagenet-samples}
-if [ -d "$SAMPLES" ]; then
+if [ -z "${SAMPLES:-}" ]; then
+    for candidate in ../shared/data/imagenet-samples shared/data/imagenet-samples; do
+        [ -d "$candidate" ] && SAMPLES=$candidate && break
+    done
+fi
+if [ -n "${SAMPLES:-}" ] && [ -d "$SAMPLES" ]; then
     say "source: $SAMPLES"
     python - "$SAMPLES" "$WORK/source" <<'EOF'
 import sys
@@ -42,7 +46,7 @@ for i, f in enumerate(files):
         (out / split / wnid / f.name).symlink_to(f.resolve())
 EOF
 else
-    say "source: 1000 synthetic JPEGs (no $SAMPLES)"
+    say "source: 1000 synthetic JPEGs (no imagenet-samples folder found)"
     python - "$WORK/source" <<'EOF'
 import sys
 from pathlib import Path
@@ -66,7 +70,8 @@ timeout 120 python -m alexnet prepare "$WORK/source" "$WORK/prepared" --workers 
 # 3. The network per setting (fp32/bf16/fp16, channels-last, compile, LRN) against plain PyTorch.
 say "alexnet bench model"
 timeout 240 python -m alexnet bench model --device "$DEVICE" --batch-size "$BATCH" --optimizer-step \
-    --steps "${MODEL_STEPS:-20}" --json "${EXTRA[@]}" > "$RESULTS/model.json"
+    --steps "${MODEL_STEPS:-20}" --json "${EXTRA[@]}" > "$RESULTS/model.json" \
+    || { say "bench model failed or ran out of time"; rm -f "$RESULTS/model.json"; }
 
 # 4. End to end (loader + step) against the pytorch/examples way.
 say "alexnet bench train"
@@ -75,27 +80,8 @@ bench_train() {
         --steps "${TRAIN_STEPS:-100}" --warmup 10 --workers "$WORKERS" --setting "$1" \
         --json "${EXTRA[@]}" > "$RESULTS/train.json"
 }
-bench_train "${TRAIN_SETTING:-compile}" || { say "that failed; again with the bf16 setting (no compile)"; bench_train bf16; }
+bench_train "${TRAIN_SETTING:-compile}" || { say "that failed; again with the bf16 setting (no compile)"; bench_train bf16; } \
+    || { say "bench train failed"; rm -f "$RESULTS/train.json"; }
 
 say "done"
-python - "$RESULTS" <<'EOF'
-import json, sys
-from pathlib import Path
-results = Path(sys.argv[1])
-model, train = (json.loads((results / f"{k}.json").read_text()) for k in ("model", "train"))
-print(f"\nalexnet GPU benchmarks: {model['device_name']}, torch {model['torch']}, {model['date']}, "
-      f"batch {model['batch_size']}, {model['arch']}")
-print(f"{'measurement':42s} {'images/s':>10s} {'vs baseline':>12s}  baseline")
-for s in model["settings"]:
-    name = f"model step: {s['name']}"
-    if s["skipped"]:
-        print(f"{name:42s} {'skipped':>10s} {'':>12s}  {s['skipped']}")
-    else:
-        print(f"{name:42s} {s['images_per_s']:10.0f} {s['ratio']:11.2f}x  plain PyTorch, same run")
-for key, label in (("ours", f"end to end: ours ({train['ours']['setting']})"),
-                   ("examples", "end to end: pytorch/examples way")):
-    r = train[key]
-    ratio = f"{train['ratio']:11.2f}x" if key == "ours" else f"{1:11.2f}x"
-    print(f"{label:42s} {r['images_per_s']:10.0f} {ratio}  pytorch/examples way, same run; "
-          f"device waits for data {100 * r['data_wait_share']:.0f}% of the time")
-EOF
+python benchmarks/gpu_table.py "$RESULTS"
