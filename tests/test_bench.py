@@ -19,7 +19,7 @@ TINY_OPTIONS = ["--model-option", "input_size=67", "--model-option", "fc_width=1
                 "--model-option", "channels=[8,16,16,16,16]"]
 TINY = dict(input_size=67, fc_width=16, channels=[8, 16, 16, 16, 16])
 SETTING_KEYS = {"name", "about", "lrn", "channels_last", "amp", "compile", "fused", "skipped",
-                "images_per_s", "step_ms", "ratio"}
+                "images_per_s", "step_ms", "cpu_ms", "ratio", "cpu_ratio"}
 
 
 def quiet(message):
@@ -44,6 +44,7 @@ def test_bench_model_prints_json_with_every_setting_and_plain_as_the_baseline():
     fast = by_name["fast-fp32"]
     assert fast["ratio"] == pytest.approx(fast["images_per_s"] / by_name["plain"]["images_per_s"])
     assert fast["images_per_s"] == pytest.approx(2 / (fast["step_ms"] / 1000))
+    assert fast["cpu_ratio"] == pytest.approx(by_name["plain"]["cpu_ms"] / fast["cpu_ms"])
     assert "float16" in by_name["fp16"]["skipped"] and by_name["fp16"]["images_per_s"] is None
 
 

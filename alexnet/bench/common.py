@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import sys
 import time
@@ -27,22 +28,36 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(device: torch.device, fn, repeats: int) -> float:
-    """Seconds per call of ``fn`` over ``repeats`` calls, with one device sync at each end only."""
+def timed(device: torch.device, fn, repeats: int) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds per call of ``fn`` over ``repeats`` calls, with one device
+    sync at each end only. On a busy machine the CPU seconds (all threads of this process) vary
+    less than the wall clock, which includes the time other jobs held the cores."""
     synchronize(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         fn()
     synchronize(device)
-    return (time.perf_counter() - start) / repeats
+    return (time.perf_counter() - start) / repeats, (time.process_time() - cpu_start) / repeats
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine(device: torch.device, threads: int) -> dict:
     """The facts a benchmark record needs: what ran, where, when."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor()
-                                                                           or platform.machine())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "device_name": name, "threads": threads,
-            "cores": speed.available_cores(), "torch": torch.__version__,
+            "cores": speed.available_cores(), "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg")
+            else None, "torch": torch.__version__,
             "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 

@@ -15,6 +15,7 @@ Settings that cannot run on the device are listed as skipped, with the reason.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -150,7 +151,8 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     for name in names:
         setting = SETTINGS[name]
         results[name] = {**asdict(setting), "skipped": skip_reason(setting, device),
-                         "images_per_s": None, "step_ms": None, "ratio": None}
+                         "images_per_s": None, "step_ms": None, "cpu_ms": None, "ratio": None,
+                         "cpu_ratio": None}
         if results[name]["skipped"] is None:
             runners[name] = Runner(setting, base, x, labels, device, optimizer_step)
     for round_ in range(rounds):
@@ -160,7 +162,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
                 for _ in range((warmup if warmup is not None else 3 if runner.setting.compile else 1)
                                if first else 0):
                     runner.step()
-                seconds = timed(device, runner.step, steps)
+                seconds, cpu_seconds = timed(device, runner.step, steps)
             except Exception as err:  # noqa: BLE001 - one setting failing (compile) must not hide the rest
                 results[name]["skipped"] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
                 report(f"{name}: {results[name]['skipped']}")
@@ -170,11 +172,15 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
             if best is None or seconds * 1000 < best:
                 results[name]["step_ms"] = seconds * 1000
                 results[name]["images_per_s"] = batch_size / seconds
+            if device.type == "cpu":  # the process's CPU time is the device's time only here
+                best_cpu = results[name]["cpu_ms"]
+                results[name]["cpu_ms"] = min(best_cpu or math.inf, cpu_seconds * 1000)
             report(f"round {round_ + 1}/{rounds} {name}: {batch_size / seconds:.1f} images/s")
-    baseline = results["plain"]["images_per_s"]
+    plain = results["plain"]
     for r in results.values():
         if r["images_per_s"] is not None:
-            r["ratio"] = r["images_per_s"] / baseline
+            r["ratio"] = r["images_per_s"] / plain["images_per_s"]
+            r["cpu_ratio"] = plain["cpu_ms"] / r["cpu_ms"] if r["cpu_ms"] else None
     return {"kind": "model", "arch": arch, "batch_size": batch_size, "input_size": base.input_size,
             "model_options": base.options, "optimizer_step": optimizer_step, "steps": steps,
             "rounds": rounds, **machine(device, threads), "baseline": "plain",
@@ -185,15 +191,17 @@ def print_record(record: dict) -> None:
     what = "forward+backward+SGD step" if record["optimizer_step"] else "forward+backward"
     print(f"alexnet bench model: {record['arch']} at batch {record['batch_size']}, {what}, "
           f"{record['device']} ({record['device_name']}, {record['threads']} threads), "
-          f"best of {record['rounds']} round(s) of {record['steps']} steps, {record['date']}")
+          f"best of {record['rounds']} round(s) of {record['steps']} steps, {record['date']}, "
+          f"load average {record['load_average']:.1f} at the end")
     rows, skipped = [], []
     for r in record["settings"]:
         if r["skipped"]:
             skipped.append(f"  {r['name']}: skipped: {r['skipped']}")
             continue
-        rows.append([r["name"], f"{r['images_per_s']:.1f}", f"{r['step_ms']:.1f}", f"{r['ratio']:.2f}x",
+        cpu = (f"{r['cpu_ms']:.0f}", f"{r['cpu_ratio']:.2f}x") if r["cpu_ratio"] else ("-", "-")
+        rows.append([r["name"], f"{r['images_per_s']:.1f}", f"{r['step_ms']:.1f}", f"{r['ratio']:.2f}x", *cpu,
                      r["about"]])
-    print_table(["setting", "images/s", "ms/step", "vs plain", "what"], rows)
+    print_table(["setting", "images/s", "ms/step", "vs plain", "cpu ms/step", "cpu vs plain", "what"], rows)
     for line in skipped:
         print(line)
 
