@@ -178,7 +178,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
             report(f"round {round_ + 1}/{rounds} {name}: {batch_size / seconds:.1f} images/s")
     plain = results["plain"]
     for r in results.values():
-        if r["images_per_s"] is not None:
+        if r["images_per_s"] is not None and plain["images_per_s"] is not None:
             r["ratio"] = r["images_per_s"] / plain["images_per_s"]
             r["cpu_ratio"] = plain["cpu_ms"] / r["cpu_ms"] if r["cpu_ms"] else None
     return {"kind": "model", "arch": arch, "batch_size": batch_size, "input_size": base.input_size,
@@ -192,14 +192,15 @@ def print_record(record: dict) -> None:
     print(f"alexnet bench model: {record['arch']} at batch {record['batch_size']}, {what}, "
           f"{record['device']} ({record['device_name']}, {record['threads']} threads), "
           f"best of {record['rounds']} round(s) of {record['steps']} steps, {record['date']}, "
-          f"load average {record['load_average']:.1f} at the end")
+          f"load average {record['load_average']} at the end")
     rows, skipped = [], []
     for r in record["settings"]:
         if r["skipped"]:
             skipped.append(f"  {r['name']}: skipped: {r['skipped']}")
             continue
         cpu = (f"{r['cpu_ms']:.0f}", f"{r['cpu_ratio']:.2f}x") if r["cpu_ratio"] else ("-", "-")
-        rows.append([r["name"], f"{r['images_per_s']:.1f}", f"{r['step_ms']:.1f}", f"{r['ratio']:.2f}x", *cpu,
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
+        rows.append([r["name"], f"{r['images_per_s']:.1f}", f"{r['step_ms']:.1f}", ratio, *cpu,
                      r["about"]])
     print_table(["setting", "images/s", "ms/step", "vs plain", "cpu ms/step", "cpu vs plain", "what"], rows)
     for line in skipped:
