@@ -1,12 +1,28 @@
 """AlexNet: the network of Krizhevsky, Sutskever and Hinton, "ImageNet Classification with Deep
-Convolutional Neural Networks" (NIPS 2012), as faithful, fast, tested PyTorch software."""
+Convolutional Neural Networks" (NIPS 2012), as faithful, fast, tested PyTorch software.
+
+The public names are imported on first use (PEP 562), so that ``alexnet --help`` and the data
+preparation workers do not pay for importing PyTorch.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-from alexnet.lrn import LocalResponseNorm  # noqa: E402
-from alexnet.model import AlexNet, AlexNetOWT, TwoDeviceAlexNet  # noqa: E402
-from alexnet.modelfile import load_model, save_model  # noqa: E402
-from alexnet.registry import build_model, list_models, register_model  # noqa: E402
+_EXPORTS = {
+    "AlexNet": "alexnet.model", "AlexNetOWT": "alexnet.model", "TwoDeviceAlexNet": "alexnet.model",
+    "LocalResponseNorm": "alexnet.lrn",
+    "build_model": "alexnet.registry", "list_models": "alexnet.registry", "register_model": "alexnet.registry",
+    "load_model": "alexnet.modelfile", "save_model": "alexnet.modelfile",
+}
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = ["AlexNet", "AlexNetOWT", "TwoDeviceAlexNet", "LocalResponseNorm", "build_model",
-           "list_models", "register_model", "load_model", "save_model", "__version__"]
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'alexnet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

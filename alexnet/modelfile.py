@@ -43,7 +43,10 @@ def read_model_file(path: str | os.PathLike) -> dict:
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a torch file, or pickled code we refuse to run
-        raise UserError(f"{path}: not a readable model file ({type(err).__name__}: {err})") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in str(err):
+            reason = "it holds pickled objects other than tensors, which are never unpickled here"
+        raise UserError(f"{path}: not a readable model file ({reason})") from None
     if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
         missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
         raise UserError(f"{path}: not an alexnet model file or checkpoint (missing {', '.join(missing)})")
@@ -53,7 +56,8 @@ def read_model_file(path: str | os.PathLike) -> dict:
 def load_model(path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
     """Rebuild the network saved in ``path`` (a model file or a training checkpoint).
 
-    The result has ``class_names`` (list or None) and is on ``map_location`` (or on two devices
+    The result has ``class_names`` (list or None), ``mean`` (the training set's mean image, or
+    None) and is on ``map_location`` (or on two devices
     with ``devices=(a, b)``), in eval mode.
     """
     record = read_model_file(path)
@@ -68,4 +72,5 @@ def load_model(path: str | os.PathLike, map_location="cpu", devices=None) -> nn.
     else:
         model.to(map_location)
     model.class_names = record.get("class_names")
+    model.mean = record.get("mean")  # the training set's mean image, where the file holds it
     return model.eval()

@@ -71,7 +71,8 @@ def worker_rate(source: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("images", nargs="?", default=Path(__file__).resolve().parents[2] / "shared/data/imagenet-samples")
+    samples = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+    parser.add_argument("images", nargs="?", default=samples)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--repeat", type=int, default=3,
                         help="times each image enters the training split (amortises worker start-up)")

@@ -119,7 +119,7 @@ def test_wrong_source_names_what_was_expected(tmp_path):
 def test_incomplete_ilsvrc_names_what_is_missing(tmp_path):
     source = kit.ilsvrc_tars(tmp_path / "src")
     (source / "ILSVRC2012_devkit_t12.tar.gz").unlink()
-    with pytest.raises(UserError, match="lacks validation labels.*ILSVRC2012_devkit_t12.tar.gz.*LOC_val_solution.csv"):
+    with pytest.raises(UserError, match="lacks validation labels.*ILSVRC2012_devkit_t12.tar.gz.*LOC_val_solution"):
         run_prepare(source, tmp_path / "out")
 
 

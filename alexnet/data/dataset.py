@@ -105,4 +105,5 @@ class PreparedDataset:
                 pass
 
     def __repr__(self) -> str:
-        return f"PreparedDataset({str(self.root)!r}, {self.split!r}): {len(self)} samples, {len(self.classes)} classes"
+        classes = len(self.classes)
+        return f"PreparedDataset({str(self.root)!r}, {self.split!r}): {len(self)} samples, {classes} classes"

@@ -112,7 +112,7 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
         if not src.splits.get("train"):
             raise UserError(f"SOURCE {source}: found no training images")
         plan = {split: [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
-                for split, items in src.splits.items()}
+                for split, items in src.splits.items() if items}
         in_stats = _stats_selection(len(src.splits["train"]), stats_sample)
         _write_shards(out, plan, in_stats, options, strict, workers or len(os.sched_getaffinity(0)), progress)
         _finish(out, src, plan, options, str(source))
@@ -189,22 +189,28 @@ def _done(out: Path, split: str, number: int) -> bool:
     return (out / split / shard_name(number)).is_file() and _partial_file(out, split, number).is_file()
 
 
-def _write_shards(out, plan, in_stats, options, strict, workers, progress) -> None:
+def _tasks(out: Path, plan: dict, in_stats: np.ndarray, options: dict) -> tuple[list, int]:
+    """The chunks of the shards still to do, as ``(split, shard, last chunk?, worker task)``, and
+    the number of images in the shards already done."""
     tasks, done_images = [], 0
     for split, shards in plan.items():
         (out / split).mkdir(exist_ok=True)
-        first = 0
+        first = 0  # position of the shard's first item in the split
         for number, items in enumerate(shards):
             if _done(out, split, number):
                 done_images += len(items)
             else:
-                chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
-                for c, chunk in enumerate(chunks):
-                    start = first + c * CHUNK
-                    stats = in_stats[start:start + len(chunk)] if split == "train" else np.zeros(len(chunk), bool)
-                    tasks.append((split, number, c == len(chunks) - 1,
-                                  (chunk, stats.tolist(), options["size"], options["encoding"], options["quality"])))
+                for start in range(0, len(items), CHUNK):
+                    chunk = items[start:start + CHUNK]
+                    counted = in_stats[first + start:][:len(chunk)] if split == "train" else [False] * len(chunk)
+                    task = (chunk, list(counted), options["size"], options["encoding"], options["quality"])
+                    tasks.append((split, number, start + CHUNK >= len(items), task))
             first += len(items)
+    return tasks, done_images
+
+
+def _write_shards(out, plan, in_stats, options, strict, workers, progress) -> None:
+    tasks, done_images = _tasks(out, plan, in_stats, options)
     total = sum(len(items) for shards in plan.values() for items in shards)
     if not tasks:
         return
@@ -358,36 +364,51 @@ def pca(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, vectors
 
 
-def _finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> None:
-    """Gather the shards' indexes and statistics into index files, mean.npy and meta.json."""
+def _gather_split(out: Path, split: str, shards: list) -> tuple[dict, dict]:
+    """Write the split's index and labels from its shards' partial files; its meta.json entry and
+    its summed statistics."""
+    positions, labels, shard_of, skipped = [], [], [], []
     totals = {"sum_image": 0, "products": 0, "count": 0}
-    splits = {}
-    for split, shards in plan.items():
-        positions, labels, shard_of, skipped = [], [], [], []
-        for number in range(len(shards)):
-            with np.load(_partial_file(out, split, number)) as part:
-                positions.append(part["positions"])
-                labels.append(part["labels"])
-                shard_of.append(np.full(len(part["labels"]), number, np.int64))
-                skipped += [{"path": p, "reason": r} for p, r in json.loads(str(part["skipped"]))]
-                if split == "train":
-                    for name in totals:
-                        totals[name] = totals[name] + part[name]
-        index = np.column_stack([np.concatenate(shard_of), np.concatenate(positions)])
-        _save_npy(out / split / "index.npy", index)
-        _save_npy(out / split / "labels.npy", np.concatenate(labels))
-        splits[split] = {"samples": len(index), "shards": [f"{split}/{shard_name(n)}" for n in range(len(shards))],
-                         "index": f"{split}/index.npy", "labels": f"{split}/labels.npy", "skipped": skipped}
-        if split in src.notes:
-            splits[split]["note"] = src.notes[split]
+    for number in range(len(shards)):
+        with np.load(_partial_file(out, split, number)) as part:
+            positions.append(part["positions"])
+            labels.append(part["labels"])
+            shard_of.append(np.full(len(part["labels"]), number, np.int64))
+            skipped += [{"path": p, "reason": r} for p, r in json.loads(str(part["skipped"]))]
+            totals = {name: totals[name] + part[name] for name in totals}
+    index = np.column_stack([np.concatenate(shard_of), np.concatenate(positions)])
+    _save_npy(out / split / "index.npy", index)
+    _save_npy(out / split / "labels.npy", np.concatenate(labels))
+    info = {"samples": len(index), "shards": [f"{split}/{shard_name(n)}" for n in range(len(shards))],
+            "index": f"{split}/index.npy", "labels": f"{split}/labels.npy", "skipped": skipped}
+    return info, totals
+
+
+def _statistics(totals: dict, size: int, source: str) -> dict:
+    """Mean image (saved by the caller), mean colour and RGB PCA from the exact training sums."""
     count = int(totals["count"])
     if count == 0:
         raise UserError(f"SOURCE {source}: none of the training files is a usable image")
-    pixels = count * options["size"] ** 2
+    pixels = count * size**2
     mean_rgb = totals["sum_image"].sum(axis=(0, 1)) / pixels
     covariance = totals["products"] / pixels - np.outer(mean_rgb, mean_rgb)
     eigvals, eigvecs = pca(covariance)
-    _save_npy(out / "mean.npy", (totals["sum_image"] / count).astype(np.float32))
+    return {"images": count, "scale": "0-255", "mean_image": "mean.npy", "mean_rgb": mean_rgb.tolist(),
+            "pca_eigvals": eigvals.tolist(), "pca_eigvecs": eigvecs.tolist(),
+            "pca_eigvecs_layout": "3x3, row = R,G,B component, column = eigenvector"}
+
+
+def _finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> None:
+    """Gather the shards' indexes and statistics into index files, mean.npy and meta.json (written last)."""
+    splits = {}
+    for split, shards in plan.items():
+        splits[split], totals = _gather_split(out, split, shards)
+        if split in src.notes:
+            splits[split]["note"] = src.notes[split]
+        if split == "train":
+            stats = _statistics(totals, options["size"], source)
+            stats["exact"] = options["stats_sample"] is None or options["stats_sample"] >= len(src.splits["train"])
+            _save_npy(out / "mean.npy", (totals["sum_image"] / totals["count"]).astype(np.float32))
     meta = {
         "format": "alexnet-prepared-dataset", "version": FORMAT_VERSION,
         "source": {"kind": src.kind, "given": source, "path": str(src.path)},
@@ -397,16 +418,14 @@ def _finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> N
         "options": options,
         "classes": [{"index": i, "id": cid, "name": name} for i, (cid, name) in enumerate(src.classes)],
         "splits": splits,
-        "stats": {"images": count, "exact": options["stats_sample"] is None or options["stats_sample"] >= len(src.splits["train"]),
-                  "scale": "0-255", "mean_image": "mean.npy", "mean_rgb": mean_rgb.tolist(),
-                  "pca_eigvals": eigvals.tolist(), "pca_eigvecs": eigvecs.tolist(),
-                  "pca_eigvecs_layout": "3x3, row = R,G,B component, column = eigenvector"},
+        "stats": stats,
     }
     write_atomically(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     shutil.rmtree(out / ".partial", ignore_errors=True)
     n_skipped = sum(len(s["skipped"]) for s in splits.values())
     counts = ", ".join(f"{s['samples']} {name}" for name, s in splits.items())
-    print(f"prepared {counts} images into {out}" + (f"; {n_skipped} files skipped (listed in meta.json)" if n_skipped else ""))
+    skipped = f"; {n_skipped} files skipped (listed in meta.json)" if n_skipped else ""
+    print(f"prepared {counts} images into {out}{skipped}")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -101,7 +101,7 @@ class EpochSampler(torch.utils.data.Sampler):
                             pad=self.pad, limit=self.limit)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices().tolist())
+        return map(int, self.indices())  # lazily: no list of a million Python ints
 
     def __len__(self) -> int:
         n = self.num_samples if self.limit is None else min(self.limit, self.num_samples)

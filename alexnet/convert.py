@@ -1,0 +1,93 @@
+"""`alexnet convert torchvision WEIGHTS.pth OUT.pt`: torchvision's published AlexNet as our model file.
+
+torchvision's ``alexnet`` weights (``alexnet-owt-7be5be79.pth``) are those of the "one weird trick"
+variant (Krizhevsky 2014: 64-192-384-256-256 kernels, one tower, no LRN, 224x224 inputs), whose
+layers our ``alexnet-owt`` architecture names exactly as torchvision does (``features.0.weight`` ...
+``classifier.6.bias``). The conversion checks every key and shape, and writes a model file with
+the 1000 ILSVRC-2012 class names that ``alexnet evaluate`` and ``alexnet predict`` read.
+
+The weights are read with ``torch.load(weights_only=True)``: a downloaded file cannot run code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from alexnet.data.sources import imagenet_classes
+from alexnet.errors import UserError
+
+TORCHVISION_ARCH = "alexnet-owt"
+
+
+def imagenet_class_names() -> list[str]:
+    """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids), as a prepared
+    ImageNet names them (``PreparedDataset.class_names``)."""
+    names = imagenet_classes()  # wnid -> name
+    return [names[wnid] for wnid in sorted(names)]
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.pth`` file, never running pickled code (``weights_only=True``)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except Exception as err:  # unpickling refused, truncated zip, not a torch file at all
+        raise UserError(f"{path}: not a PyTorch weights file that loads safely ({type(err).__name__}: {err})") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise UserError(f"{path}: expected a state dict (names -> tensors)")
+    return data
+
+
+def check_state_dict(found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Same keys and shapes as ``expected``; the message lists what is missing, extra or misshapen."""
+    missing = sorted(expected.keys() - found.keys())
+    extra = sorted(found.keys() - expected.keys())
+    shapes = [
+        f"{k}: {tuple(found[k].shape)} instead of {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    problems = (
+        ([f"missing {', '.join(missing)}"] if missing else [])
+        + ([f"unexpected {', '.join(extra)}"] if extra else [])
+        + shapes
+    )
+    if problems:
+        raise UserError(f"{path}: not torchvision's alexnet weights: " + "; ".join(problems))
+
+
+def convert_torchvision(weights: str | Path, out: str | Path) -> torch.nn.Module:
+    """Write torchvision's alexnet ``weights`` to ``out`` as an ``alexnet-owt`` model file."""
+    from alexnet import build_model, save_model
+
+    state = read_state_dict(weights)
+    classes = imagenet_class_names()
+    with torch.device("meta"):  # shapes only: the weights come from the file, no initialisation
+        model = build_model(TORCHVISION_ARCH, num_classes=1000)
+    check_state_dict(state, model.state_dict(), weights)
+    model.load_state_dict(state, assign=True)
+    model.class_names = classes
+    save_model(model, out, class_names=classes)
+    return model
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source", choices=["torchvision"],
+        help="torchvision: the state dict torchvision publishes for models.alexnet (IMAGENET1K_V1)",
+    )
+    parser.add_argument("weights", metavar="WEIGHTS", help="the downloaded weights, e.g. alexnet-owt-7be5be79.pth")
+    parser.add_argument("out", metavar="OUT", help="the model file to write (.pt)")
+
+
+def run(args: argparse.Namespace) -> int:
+    model = convert_torchvision(args.weights, args.out)
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.out}: {TORCHVISION_ARCH}, {parameters:,} parameters, the 1000 ILSVRC-2012 classes")
+    return 0

@@ -1,0 +1,113 @@
+"""`alexnet convert torchvision`: torchvision's published AlexNet weights as our model file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from test_registry_and_files import TORCHVISION_ALEXNET  # torchvision's keys and shapes
+
+from alexnet import load_model
+from alexnet.cli import main
+from alexnet.convert import convert_torchvision, imagenet_class_names
+from alexnet.errors import UserError
+
+def torchvision_forward(w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """torchvision's AlexNet.forward in eval mode, written with torch.nn.functional."""
+    x = F.max_pool2d(F.relu(F.conv2d(x, w["features.0.weight"], w["features.0.bias"], stride=4, padding=2)), 3, 2)
+    x = F.max_pool2d(F.relu(F.conv2d(x, w["features.3.weight"], w["features.3.bias"], padding=2)), 3, 2)
+    x = F.relu(F.conv2d(x, w["features.6.weight"], w["features.6.bias"], padding=1))
+    x = F.relu(F.conv2d(x, w["features.8.weight"], w["features.8.bias"], padding=1))
+    x = F.max_pool2d(F.relu(F.conv2d(x, w["features.10.weight"], w["features.10.bias"], padding=1)), 3, 2)
+    x = F.adaptive_avg_pool2d(x, (6, 6)).flatten(1)
+    x = F.relu(F.linear(x, w["classifier.1.weight"], w["classifier.1.bias"]))
+    x = F.relu(F.linear(x, w["classifier.4.weight"], w["classifier.4.bias"]))
+    return F.linear(x, w["classifier.6.weight"], w["classifier.6.bias"])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """Random weights in torchvision's layout, saved as torchvision publishes them, and converted."""
+    folder = tmp_path_factory.mktemp("convert")
+    generator = torch.Generator().manual_seed(0)
+    weights = {k: torch.randn(shape, generator=generator) * 0.02 for k, shape in TORCHVISION_ALEXNET.items()}
+    torch.save(weights, folder / "alexnet-owt.pth")
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        status = main(["convert", "torchvision", str(folder / "alexnet-owt.pth"), str(folder / "alexnet-torchvision.pt")])
+    assert status == 0 and "alexnet-torchvision.pt: alexnet-owt, 61,100,840 parameters" in out.getvalue()
+    return folder, weights
+
+
+def test_the_converted_network_computes_torchvisions_function(converted):
+    folder, weights = converted
+    model = load_model(folder / "alexnet-torchvision.pt")
+    assert model.arch == "alexnet-owt" and model.input_size == 224 and model.normalization == "imagenet"
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), torchvision_forward(weights, x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_converted_file_names_the_1000_ilsvrc_classes_in_the_standard_order(converted):
+    names = imagenet_class_names()
+    model = load_model(converted[0] / "alexnet-torchvision.pt")
+    assert model.class_names == names and len(names) == 1000
+    assert names[0].startswith("tench") and names[-1].startswith("toilet tissue")
+
+
+def test_predict_reads_a_converted_model_with_torchvisions_preprocessing(converted, capsys):
+    folder, weights = converted
+    image = np.random.default_rng(0).integers(0, 256, (300, 256, 3), dtype=np.uint8)  # 256 wide: no resampling
+    Image.fromarray(image).save(folder / "photo.png")
+    assert main(["predict", str(folder / "alexnet-torchvision.pt"), str(folder / "photo.png"),
+                 "--crops", "center", "--json", "--device", "cpu"]) == 0
+    found = json.loads(capsys.readouterr().out)[0]["predictions"]
+
+    crop = image[22 + 16 : 22 + 16 + 224, 16 : 16 + 224]  # torchvision: Resize(256), CenterCrop(224)
+    x = (torch.from_numpy(crop).permute(2, 0, 1).float() / 255 - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) \
+        / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    with torch.no_grad():
+        probs = torch.softmax(torchvision_forward(weights, x[None]), 1)[0]
+    top = probs.topk(5)
+    assert [p["index"] for p in found] == top.indices.tolist()
+    assert [p["probability"] for p in found] == pytest.approx(top.values.tolist(), rel=1e-4)
+
+
+def test_a_file_that_is_not_torchvisions_alexnet_is_refused_with_what_differs(tmp_path):
+    # expanded from one stored number: the right shapes at no cost
+    weights = {k: torch.zeros(1).expand(shape) for k, shape in TORCHVISION_ALEXNET.items() if k != "classifier.6.bias"}
+    weights["classifier.6.weight"] = torch.zeros(10, 4096)
+    weights["fc9.weight"] = torch.zeros(1)
+    torch.save(weights, tmp_path / "other.pth")
+    with pytest.raises(UserError) as err:
+        convert_torchvision(tmp_path / "other.pth", tmp_path / "out.pt")
+    message = str(err.value)
+    assert "other.pth" in message and "missing classifier.6.bias" in message and "unexpected fc9.weight" in message
+    assert "classifier.6.weight: (10, 4096) instead of (1000, 4096)" in message
+    assert not (tmp_path / "out.pt").exists()
+
+
+class Payload:
+    """A pickle that would create a file if unpickling ran its code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def test_reading_the_weights_never_runs_pickled_code(tmp_path):
+    marker = tmp_path / "code-ran"
+    torch.save({"features.0.weight": Payload(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(UserError, match="evil.pth: not a PyTorch weights file that loads safely"):
+        convert_torchvision(tmp_path / "evil.pth", tmp_path / "out.pt")
+    assert not marker.exists()
+    with pytest.raises(UserError, match="nowhere.pth: no such file"):
+        convert_torchvision(tmp_path / "nowhere.pth", tmp_path / "out.pt")

@@ -1,0 +1,195 @@
+"""`alexnet predict`: the paper's preprocessing (section 2) and the five most probable classes."""
+
+from __future__ import annotations
+
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from evalkit import tiny_alexnet
+from PIL import Image
+
+from alexnet.errors import UserError
+from alexnet.predict import format_predictions, load_image, load_mean, predict
+
+RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+
+
+def striped(size: tuple[int, int], colours, vertical: bool) -> Image.Image:
+    """Three equal stripes, side by side (vertical) or stacked."""
+    w, h = size
+    img = Image.new("RGB", size)
+    for i, colour in enumerate(colours):
+        box = (i * w // 3, 0, (i + 1) * w // 3, h) if vertical else (0, i * h // 3, w, (i + 1) * h // 3)
+        img.paste(colour, box)
+    return img
+
+
+@pytest.mark.parametrize(("size", "vertical"), [((768, 256), True), ((300, 900), False), ((1536, 512), True)])
+def test_an_image_becomes_the_central_256_patch_after_its_shorter_side_is_rescaled_to_256(tmp_path, size, vertical):
+    path = tmp_path / "stripes.png"
+    striped(size, [RED, GREEN, BLUE], vertical).save(path)
+    patch = load_image(path)
+    assert patch.shape == (256, 256, 3) and patch.dtype == np.uint8
+    inner = patch[4:-4, 4:-4].reshape(-1, 3)  # away from the stripes' resampled edges
+    assert (inner == GREEN).all()
+
+
+def test_greyscale_cmyk_and_mislabelled_png_images_are_read_as_rgb(tmp_path):
+    Image.new("L", (300, 256), 77).save(tmp_path / "grey.jpg")
+    Image.new("CMYK", (256, 256), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    Image.new("RGB", (256, 256), BLUE).save(tmp_path / "n02105855_2933.JPEG", format="PNG")
+    assert (load_image(tmp_path / "grey.jpg") == 77).all()
+    assert np.abs(load_image(tmp_path / "cmyk.jpg").astype(int) - RED).max() <= 2
+    assert (load_image(tmp_path / "n02105855_2933.JPEG") == BLUE).all()
+
+
+def test_a_missing_file_and_a_file_that_is_no_image_are_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="nowhere.jpg: no such image file"):
+        load_image(tmp_path / "nowhere.jpg")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(UserError, match=r"notes.jpg: not an image \(no known image format\)"):
+        load_image(tmp_path / "notes.jpg")
+
+
+def images_in(tmp_path, n: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (256 + 40 * i, 256, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_predict_lists_the_most_probable_classes_with_their_ten_crop_softmax_probabilities(tmp_path):
+    paths = images_in(tmp_path, 3)
+    model = tiny_alexnet(7)
+    mean = np.random.default_rng(1).uniform(0, 255, (256, 256, 3)).astype(np.float32)
+    results = predict(model, paths, crops="ten", top=5, mean=torch.from_numpy(mean), device="cpu")
+
+    s, last, mid = 67, 256 - 67, (256 - 67) // 2
+    centred = np.stack([load_image(p) for p in paths]).astype(np.float32) - mean
+    crops = [centred[:, t : t + s, l : l + s] for t, l in [(0, 0), (0, last), (last, 0), (last, last), (mid, mid)]]
+    crops += [c[:, :, ::-1] for c in crops]
+    with torch.no_grad():
+        probs = np.mean([torch.softmax(model(torch.from_numpy(c.transpose(0, 3, 1, 2).copy())), 1).numpy()
+                         for c in crops], axis=0)
+    assert [r["image"] for r in results] == paths
+    for result, p in zip(results, probs):
+        ranked = np.argsort(-p)[:5]
+        assert [q["index"] for q in result["predictions"]] == ranked.tolist()
+        assert [q["class"] for q in result["predictions"]] == [f"c{i}" for i in ranked]
+        assert [q["probability"] for q in result["predictions"]] == pytest.approx(p[ranked].tolist(), rel=1e-4)
+
+
+def test_the_text_output_shows_each_image_then_its_classes_in_percent():
+    results = [
+        {"image": "cat.jpg", "predictions": [{"class": "tabby", "index": 1, "probability": 0.8125},
+                                             {"class": "tiger cat", "index": 0, "probability": 0.0625}]},
+        {"image": "dog.jpg", "predictions": [{"class": "beagle", "index": 2, "probability": 1.0}]},
+    ]
+    assert format_predictions(results).splitlines() == [
+        "cat.jpg",
+        "  1.  81.25%  tabby",
+        "  2.   6.25%  tiger cat",
+        "dog.jpg",
+        "  1. 100.00%  beagle",
+    ]
+
+
+def test_a_mean_image_model_without_a_mean_asks_for_one(tmp_path):
+    with pytest.raises(UserError, match="--mean"):
+        predict(tiny_alexnet(3), images_in(tmp_path, 1), device="cpu")
+
+
+def test_the_mean_image_is_read_from_mean_npy_or_the_prepared_folder(tmp_path):
+    mean = np.random.default_rng(0).uniform(0, 255, (256, 256, 3)).astype(np.float32)
+    np.save(tmp_path / "mean.npy", mean)
+    assert np.array_equal(load_mean(tmp_path).numpy(), mean)
+    np.save(tmp_path / "bad.npy", np.zeros((4, 4)))
+    with pytest.raises(UserError, match="bad.npy: expected a square HxWx3 mean image"):
+        load_mean(tmp_path / "bad.npy")
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    from alexnet.cli import main
+
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A model file as training writes it: weights, class names and the training set's mean image."""
+    from alexnet import save_model
+
+    model = tiny_alexnet(7)
+    mean = torch.from_numpy(np.random.default_rng(2).uniform(0, 255, (256, 256, 3)).astype(np.float32))
+    save_model(model, tmp_path / "model.pt", class_names=[f"class {i}" for i in range(7)], mean=mean)
+    return tmp_path / "model.pt", model, mean
+
+
+def test_the_command_prints_the_top_classes_of_each_image_as_text_or_json(tmp_path, capsys, checkpoint):
+    path, model, mean = checkpoint
+    images = images_in(tmp_path, 2)
+    model.class_names = [f"class {i}" for i in range(7)]
+    expected = predict(model, images, crops="center", top=3, mean=mean, device="cpu")
+
+    status, out, _ = run_cli(capsys, "predict", str(path), *images, "--crops", "center", "--top", "3", "--json", "--device", "cpu")
+    assert status == 0
+    found = json.loads(out)
+    assert [r["image"] for r in found] == images
+    for mine, theirs in zip(found, expected):
+        assert [p["class"] for p in mine["predictions"]] == [p["class"] for p in theirs["predictions"]]
+        assert [p["probability"] for p in mine["predictions"]] == pytest.approx([p["probability"] for p in theirs["predictions"]])
+
+    status, out, _ = run_cli(capsys, "predict", str(path), *images, "--crops", "center", "--top", "3", "--device", "cpu")
+    assert status == 0 and out.strip() == format_predictions(found)
+
+
+def test_the_command_names_a_missing_image_or_model_file(tmp_path, capsys, checkpoint):
+    path, _, _ = checkpoint
+    status, _, err = run_cli(capsys, "predict", str(path), str(tmp_path / "nowhere.jpg"))
+    assert status == 2 and "alexnet predict: error:" in err and "nowhere.jpg: no such image file" in err
+    status, _, err = run_cli(capsys, "predict", str(tmp_path / "missing.pt"), *images_in(tmp_path, 1))
+    assert status == 2 and "missing.pt" in err
+
+
+def test_a_model_file_without_a_mean_image_takes_one_with_mean(tmp_path, capsys):
+    from alexnet import save_model
+
+    save_model(tiny_alexnet(3), tmp_path / "bare.pt")
+    image = images_in(tmp_path, 1)[0]
+    status, _, err = run_cli(capsys, "predict", str(tmp_path / "bare.pt"), image)
+    assert status == 2 and "--mean" in err
+    np.save(tmp_path / "mean.npy", np.full((256, 256, 3), 100, np.float32))
+    status, out, _ = run_cli(capsys, "predict", str(tmp_path / "bare.pt"), image, "--mean", str(tmp_path), "--json")
+    assert status == 0 and len(json.loads(out)[0]["predictions"]) == 3
+
+
+def test_per_channel_means_act_as_a_mean_image_of_those_values(tmp_path):
+    paths, model = images_in(tmp_path, 2), tiny_alexnet(5)
+    channels = torch.tensor([120.0, 110.0, 100.0])
+    by_channel = predict(model, paths, mean=channels, device="cpu")
+    by_image = predict(model, paths, mean=channels.expand(256, 256, 3).clone(), device="cpu")
+    for a, b in zip(by_channel, by_image):
+        assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
+        assert [p["probability"] for p in a["predictions"]] == pytest.approx([p["probability"] for p in b["predictions"]])
+
+
+def test_a_checkpoint_without_a_mean_uses_the_mean_of_the_data_its_run_trained_on(tmp_path, capsys, checkpoint):
+    from alexnet import save_model
+
+    path, model, mean = checkpoint
+    (tmp_path / "prepared").mkdir()
+    np.save(tmp_path / "prepared" / "mean.npy", mean.numpy())
+    save_model(model, tmp_path / "last.pt", class_names=model.class_names, config={"data": str(tmp_path / "prepared")})
+    image = images_in(tmp_path, 1)
+    outputs = [run_cli(capsys, "predict", str(p), *image, "--json", "--device", "cpu") for p in (path, tmp_path / "last.pt")]
+    assert [status for status, _, _ in outputs] == [0, 0]
+    with_mean, from_config = (json.loads(out)[0]["predictions"] for _, out, _ in outputs)
+    assert [p["probability"] for p in from_config] == pytest.approx([p["probability"] for p in with_mean])
