@@ -39,6 +39,7 @@ from alexnet import speed
 from alexnet.bench.common import (add_common_arguments, add_model_options, check_positive, emit_json,
                                   machine, parse_model_options, print_table, progress, resolve_device,
                                   synchronize)
+from alexnet.bench.data import Repeated
 from alexnet.bench.model import SETTINGS, Runner, skip_reason
 from alexnet.data.dataset import PreparedDataset
 from alexnet.data.loader import default_workers, make_loader
@@ -48,22 +49,6 @@ from alexnet.registry import build_model
 
 DEFAULT_SETTING = {"cpu": "fast-fp32", "cuda": "compile"}
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-
-
-class Repeated:
-    """A prepared dataset read ``times`` over as one long epoch: sample i is sample i mod n (its
-    crop window is drawn from i, so the repeats are cropped differently)."""
-
-    def __init__(self, dataset: PreparedDataset, times: int):
-        self.dataset, self.times = dataset, times
-        self.extension, self.mean = dataset.extension, dataset.mean
-        self.labels = np.tile(np.asarray(dataset.labels), times)
-
-    def __len__(self) -> int:
-        return len(self.dataset) * self.times
-
-    def read(self, i):
-        return self.dataset.read(int(i) % len(self.dataset))
 
 
 # --- the pytorch/examples way ---------------------------------------------------------------
@@ -213,8 +198,8 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     # Ours.
     ours = Runner(SETTINGS[name], base, dummy, labels0, device, optimizer_step=True)
     transform = DeviceTransform.for_dataset(dataset, size, normalization=base.normalization).to(device)
-    loader = make_loader(Repeated(dataset, times), batch_size, train=True, crop_size=size, workers=workers,
-                         drop_last=True, pin_memory=device.type == "cuda")
+    loader = make_loader(Repeated(dataset, times * len(dataset)), batch_size, train=True, crop_size=size,
+                         workers=workers, drop_last=True, pin_memory=device.type == "cuda")
     channels_last = SETTINGS[name].channels_last
 
     def our_step(batch):
