@@ -67,13 +67,18 @@ fi
 say "alexnet prepare"
 timeout 120 python -m alexnet prepare "$WORK/source" "$WORK/prepared" --workers "$WORKERS" > /dev/null
 
-# 3. The network per setting (fp32/bf16/fp16, channels-last, compile, LRN) against plain PyTorch.
+# 3. The input pipeline alone on this machine's cores (the end-to-end ceiling).
+say "alexnet bench data"
+timeout 90 python -m alexnet bench data --data "$WORK/prepared" --workers "$WORKERS" --images 16384 \
+    --json > "$RESULTS/data.json" || { say "bench data failed or ran out of time"; rm -f "$RESULTS/data.json"; }
+
+# 4. The network per setting (fp32/bf16/fp16, channels-last, compile, LRN) against plain PyTorch.
 say "alexnet bench model"
 timeout 240 python -m alexnet bench model --device "$DEVICE" --batch-size "$BATCH" --optimizer-step \
     --steps "${MODEL_STEPS:-20}" --json "${EXTRA[@]}" > "$RESULTS/model.json" \
     || { say "bench model failed or ran out of time"; rm -f "$RESULTS/model.json"; }
 
-# 4. End to end (loader + step) against the pytorch/examples way.
+# 5. End to end (loader + step) against the pytorch/examples way.
 say "alexnet bench train"
 bench_train() {
     timeout 150 python -m alexnet bench train --device "$DEVICE" --data "$WORK/prepared" --batch-size "$BATCH" \

@@ -1,4 +1,4 @@
-"""The one table benchmarks/gpu.sh prints: RESULTS_DIR/model.json and train.json side by side.
+"""The one table benchmarks/gpu.sh prints: RESULTS_DIR/data.json, model.json and train.json.
 
     python benchmarks/gpu_table.py RESULTS_DIR
 """
@@ -12,7 +12,11 @@ def load(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def rows(model, train):
+def rows(data, model, train):
+    if data:
+        yield ("input pipeline: ours (loader workers)", f"{data['pipeline']['images_per_s']:.0f}",
+               f"{data['ratio']['images_per_s']:.2f}x", "the usual per-image way, same run")
+        yield "input pipeline: the usual way", f"{data['usual_way']['images_per_s']:.0f}", "1.00x", ""
     for s in model["settings"] if model else []:
         name = f"model step: {s['name']}"
         if s["skipped"]:
@@ -28,7 +32,7 @@ def rows(model, train):
 
 
 def main(results: Path) -> int:
-    model, train = load(results / "model.json"), load(results / "train.json")
+    data, model, train = (load(results / f"{name}.json") for name in ("data", "model", "train"))
     head = model or train
     if head is None:
         print("gpu.sh: no measurement finished", file=sys.stderr)
@@ -36,9 +40,9 @@ def main(results: Path) -> int:
     print(f"\nalexnet GPU benchmarks: {head['device_name']}, torch {head['torch']}, {head['date']}, "
           f"batch {head['batch_size']}, {head['arch']}")
     print(f"{'measurement':44s} {'images/s':>9s} {'vs base':>8s}  baseline")
-    for name, rate, ratio, base in rows(model, train):
+    for name, rate, ratio, base in rows(data, model, train):
         print(f"{name:44s} {rate:>9s} {ratio:>8s}  {base}")
-    for name, record in (("bench model", model), ("bench train", train)):
+    for name, record in (("bench data", data), ("bench model", model), ("bench train", train)):
         if record is None:
             print(f"{name}: no result (see the log above)")
     return 0
