@@ -203,7 +203,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     channels_last = SETTINGS[name].channels_last
 
     def our_step(batch):
-        images, labels, windows = (t.to(device, non_blocking=True) for t in batch)
+        images, labels, windows = (speed.to_device(t, device) for t in batch)
         x = transform(images, windows)
         ours.x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
         ours.labels = labels
@@ -220,7 +220,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
         num_workers=workers, pin_memory=device.type == "cuda")
 
     def examples_step(batch):
-        images, labels = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        images, labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
         logits = plain.model(images)
         loss = F.cross_entropy(logits, labels)
         plain.optimizer.zero_grad()
