@@ -18,7 +18,7 @@ def outputs_and_grads(model, x, labels):
     model.zero_grad(set_to_none=True)
     logits = model(x)
     F.cross_entropy(logits.float(), labels).backward()
-    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    grads = {name.removeprefix("_orig_mod."): p.grad.clone() for name, p in model.named_parameters()}
     return logits.detach(), grads
 
 
@@ -163,3 +163,15 @@ def test_to_device_gives_channels_last_images_with_the_same_values():
 def test_apply_speed_options_rejects_an_unknown_lrn():
     with pytest.raises(ValueError, match="lrn must be one of"):
         speed.apply_speed_options(nn.Linear(2, 2), lrn="caffe")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lrn", ["ours", "torch"])
+def test_compiled_network_computes_the_same_function(tiny_net_and_batch, lrn):
+    net, x, labels = tiny_net_and_batch
+    logits, grads = outputs_and_grads(copy.deepcopy(net), x, labels)
+    fast = speed.apply_speed_options(copy.deepcopy(net), lrn=lrn, channels_last=True, compile=True)
+    fast_logits, fast_grads = outputs_and_grads(fast, x.contiguous(memory_format=torch.channels_last), labels)
+    torch.testing.assert_close(fast_logits, logits, rtol=1e-4, atol=1e-5)
+    for name in grads:
+        torch.testing.assert_close(fast_grads[name], grads[name], rtol=1e-3, atol=1e-6, msg=name)
