@@ -83,8 +83,9 @@ def apply_speed_options(model: nn.Module, *, channels_last: bool = False, compil
                         compile_mode: str | None = None) -> nn.Module:
     """``model`` with the given speed options; the function it computes is unchanged.
 
-    Call after moving the model to its device and before building the optimizer (the parameters
-    stay the same objects unless ``lrn`` swaps modules, which have none). With ``compile=True``
+    Changes ``model`` in place. Call after moving the model to its device and before building the
+    optimizer: the parameters stay the same tensors (the modules swapped in for LRN have none, and
+    conv1's replacement shares conv1's), and the state_dict keys stay the same. With ``compile=True``
     the result is the ``torch.compile`` wrapper (the module itself is ``result._orig_mod``);
     feed it channels-last inputs when ``channels_last`` is set (:func:`to_device` does).
     """

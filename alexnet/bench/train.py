@@ -46,6 +46,7 @@ from alexnet.data.loader import default_workers, make_loader
 from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, DeviceTransform
 from alexnet.errors import UserError
 from alexnet.registry import build_model
+from alexnet.train.prepared import prepared_dir
 
 DEFAULT_SETTING = {"cpu": "fast-fp32", "cuda": "compile"}
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -185,7 +186,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     threads = speed.set_threads(threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    dataset = PreparedDataset(data, "train")
+    dataset = PreparedDataset(prepared_dir(data), "train")
     files = source_images(dataset)
     torch.manual_seed(0)
     base = build_model(arch, **{"num_classes": len(dataset.classes), **(model_options or {})})
@@ -242,7 +243,8 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--data", required=True, help="a prepared dataset folder (alexnet prepare)")
+    parser.add_argument("--data", required=True, help="a prepared dataset folder (alexnet prepare), or a "
+                        "dataset name as alexnet train takes (imagenette; prepared on first use)")
     parser.add_argument("--setting", default=None, help="our bench-model setting (default: "
                         f"{DEFAULT_SETTING['cpu']} on cpu, {DEFAULT_SETTING['cuda']} on cuda)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 cpu, 50 cuda)")
