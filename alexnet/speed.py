@@ -10,7 +10,8 @@ plain path), so a trainer may switch any of them on without changing what it lea
   activation less to allocate and write per layer), ``torch.compile`` (fuses LRN, ReLU and pooling
   with their neighbours on the GPU), the LRN implementation (ours or ``nn.LocalResponseNorm``),
   and conv1's weight gradient as a stride-1 convolution (alexnet.strided_conv; pays on CPUs).
-- :func:`set_threads`: one intra-op thread per core this process may use.
+- :func:`set_threads`: one intra-op thread per core this process may use; :func:`keep_freed_memory`:
+  glibc keeps freed activations for the next step instead of unmapping them (CPU).
 - :func:`fast_sgd`: ``torch.optim.SGD`` with its fused (or foreach) kernel instead of one small
   kernel per tensor and per operation; :func:`paper_sgd_step_` is the paper's update rule
   (section 5) over all tensors at once with ``torch._foreach`` kernels.
@@ -118,6 +119,30 @@ def set_threads(threads: int | None = None) -> int:
     threads = threads or available_cores()
     torch.set_num_threads(threads)
     return threads
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse in this process (and in processes it
+    forks); returns whether it could (False where the C library is not glibc).
+
+    Every training step allocates and frees the same large activations. By default glibc serves
+    blocks over 32 MiB by mmap and unmaps them when freed, so the next step takes a page fault on
+    every 4 KiB of them again; on the CPU that costs about a sixth of the step (BENCHMARKS.md).
+    With mmap off and trimming off, freed blocks stay in the heap and are reused. The price: the
+    process keeps its peak memory until it exits. Process-wide; call once, early.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0005,

@@ -52,10 +52,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine(device: torch.device, threads: int) -> dict:
+def machine(device: torch.device, threads: int, keep_freed_memory: bool = False) -> dict:
     """The facts a benchmark record needs: what ran, where, when."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "device_name": name, "threads": threads,
+            "keep_freed_memory": keep_freed_memory,
             "cores": speed.available_cores(), "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg")
             else None, "torch": torch.__version__,
             "python": platform.python_version(),
@@ -68,6 +69,9 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads (default: one per core this process may use)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc malloc keeps freed memory for reuse (speed.keep_freed_memory); "
+                        "process-wide, so it applies to the baseline too")
 
 
 def add_model_options(parser) -> None:

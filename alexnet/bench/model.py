@@ -129,7 +129,8 @@ def add_arguments(parser) -> None:
 def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None = None,
               settings: list[str] | None = None, steps: int | None = None, warmup: int | None = None,
               rounds: int = 1, optimizer_step: bool = False, threads: int | None = None,
-              model_options: dict | None = None, report=progress) -> dict:
+              model_options: dict | None = None, keep_freed_memory: bool = False,
+              report=progress) -> dict:
     """Measure ``settings`` (and ``plain``) on ``device``; returns the record printed as JSON."""
     device = resolve_device(device)
     names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn", "channels-last"]))
@@ -139,6 +140,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     names = ["plain"] + [n for n in dict.fromkeys(names) if n != "plain"]
     steps = steps or (20 if device.type == "cuda" else 3)
     threads = speed.set_threads(threads)
+    kept = keep_freed_memory and speed.keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
@@ -183,7 +185,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
             r["cpu_ratio"] = plain["cpu_ms"] / r["cpu_ms"] if r["cpu_ms"] else None
     return {"kind": "model", "arch": arch, "batch_size": batch_size, "input_size": base.input_size,
             "model_options": base.options, "optimizer_step": optimizer_step, "steps": steps,
-            "rounds": rounds, **machine(device, threads), "baseline": "plain",
+            "rounds": rounds, **machine(device, threads, kept), "baseline": "plain",
             "settings": list(results.values())}
 
 
@@ -212,7 +214,8 @@ def run(args) -> int:
     if args.warmup is not None and args.warmup < 0:
         raise UserError(f"--warmup must be >= 0, got {args.warmup}")
     record = benchmark(args.arch, args.batch_size, args.device, args.settings, args.steps, args.warmup,
-                       args.rounds, args.optimizer_step, args.threads, parse_model_options(args.model_option))
+                       args.rounds, args.optimizer_step, args.threads, parse_model_options(args.model_option),
+                       keep_freed_memory=args.keep_freed_memory)
     if args.json:
         emit_json(record)
     else:

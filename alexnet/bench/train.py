@@ -171,7 +171,7 @@ def measure(batches, step, device: torch.device, warmup: int, steps: int, batch_
 def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: str | None = None, setting: str | None = None,
               steps: int | None = None, warmup: int | None = None, workers: int | None = None,
               threads: int | None = None, model_options: dict | None = None, repeat: int | None = None,
-              report=progress) -> dict:
+              keep_freed_memory: bool = False, report=progress) -> dict:
     """Ours and the pytorch/examples way on ``data`` (a prepared folder); the record printed as JSON."""
     device = resolve_device(device)
     name = setting or DEFAULT_SETTING.get(device.type, "channels-last")
@@ -184,6 +184,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     warmup = warmup if warmup is not None else (5 if device.type == "cuda" else 1)
     workers = default_workers() if workers is None else workers
     threads = speed.set_threads(threads)
+    kept = keep_freed_memory and speed.keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     dataset = PreparedDataset(prepared_dir(data), "train")
@@ -234,7 +235,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     record_examples = measure(examples, examples_step, device, warmup, steps, batch_size)
     return {"kind": "train", "data": str(data), "train_images": len(dataset), "source_images": len(files),
             "batch_size": batch_size, "input_size": size, "arch": base.arch, "workers": workers,
-            "warmup": warmup, **machine(device, threads),
+            "warmup": warmup, **machine(device, threads, kept),
             "ours": {"setting": name, "about": SETTINGS[name].about, **record_ours},
             "examples": {"about": "pytorch/examples imagenet/main.py: per-image PIL transforms in "
                          "DataLoader workers, plain network, fp32, eager", **record_examples},
@@ -272,7 +273,8 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
     record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps, args.warmup,
-                       args.workers, args.threads, parse_model_options(args.model_option), args.repeat)
+                       args.workers, args.threads, parse_model_options(args.model_option), args.repeat,
+                       keep_freed_memory=args.keep_freed_memory)
     if args.json:
         emit_json(record)
     else:
