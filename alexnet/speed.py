@@ -129,10 +129,12 @@ def keep_freed_memory() -> bool:
     forks); returns whether it could (False where the C library is not glibc).
 
     Every training step allocates and frees the same large activations. By default glibc serves
-    blocks over 32 MiB by mmap and unmaps them when freed, so the next step takes a page fault on
-    every 4 KiB of them again; on the CPU that costs about a sixth of the step (BENCHMARKS.md).
-    With mmap off and trimming off, freed blocks stay in the heap and are reused. The price: the
-    process keeps its peak memory until it exits. Process-wide; call once, early.
+    blocks above its mmap threshold (128 KiB, adapting up to 32 MiB) by mmap and unmaps them when
+    freed, so the next step faults in every 4 KiB page of them again, and trims freed heap memory
+    back to the system. With mmap and trimming off, freed blocks stay in the heap and are reused:
+    about a sixth less CPU time for our step, near a third less for plain PyTorch's
+    (BENCHMARKS.md). The price: the process keeps its peak memory until it exits. Process-wide;
+    call once, early.
     """
     import ctypes
     import ctypes.util
