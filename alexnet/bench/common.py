@@ -88,11 +88,22 @@ def parse_model_options(pairs: list[str]) -> dict:
     return _model_options(pairs)
 
 
-def check_positive(args, *names: str) -> None:
-    for name in names:
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+def check_counts(args, positive: tuple[str, ...], non_negative: tuple[str, ...] = ()) -> None:
+    """Reject counts out of range, naming the option."""
+    for names, low, what in ((positive, 1, "positive"), (non_negative, 0, ">= 0")):
+        for name in names:
+            value = getattr(args, name)
+            if value is not None and value < low:
+                raise UserError(f"--{name.replace('_', '-')} must be {what}, got {value}")
+
+
+def output(record: dict, as_json: bool, print_record) -> int:
+    """The record as JSON or as ``print_record`` shows it; the exit status."""
+    if as_json:
+        emit_json(record)
+    else:
+        print_record(record)
+    return 0
 
 
 def print_table(header: list[str], rows: list[list[str]], out=sys.stdout) -> None:

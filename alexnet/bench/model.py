@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from alexnet import speed
-from alexnet.bench.common import (add_common_arguments, add_model_options, check_positive, emit_json,
-                                  machine, parse_model_options, print_table, progress, resolve_device,
-                                  timed)
+from alexnet.bench.common import (add_common_arguments, add_model_options, check_counts, machine, output,
+                                  parse_model_options, print_table, progress, resolve_device, timed)
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 
@@ -210,14 +209,8 @@ def print_record(record: dict) -> None:
 
 
 def run(args) -> int:
-    check_positive(args, "batch_size", "steps", "rounds", "threads")
-    if args.warmup is not None and args.warmup < 0:
-        raise UserError(f"--warmup must be >= 0, got {args.warmup}")
+    check_counts(args, ("batch_size", "steps", "rounds", "threads"), ("warmup",))
     record = benchmark(args.arch, args.batch_size, args.device, args.settings, args.steps, args.warmup,
                        args.rounds, args.optimizer_step, args.threads, parse_model_options(args.model_option),
                        keep_freed_memory=args.keep_freed_memory)
-    if args.json:
-        emit_json(record)
-    else:
-        print_record(record)
-    return 0
+    return output(record, args.json, print_record)

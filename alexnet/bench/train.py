@@ -25,7 +25,6 @@ to the last one's end.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -36,9 +35,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from alexnet import speed
-from alexnet.bench.common import (add_common_arguments, add_model_options, check_positive, emit_json,
-                                  machine, parse_model_options, print_table, progress, resolve_device,
-                                  synchronize)
+from alexnet.bench.common import (add_common_arguments, add_model_options, check_counts, machine, output,
+                                  parse_model_options, print_table, progress, resolve_device, synchronize)
 from alexnet.bench.data import Repeated
 from alexnet.bench.model import SETTINGS, Runner, skip_reason
 from alexnet.data.dataset import PreparedDataset
@@ -168,10 +166,53 @@ def measure(batches, step, device: torch.device, warmup: int, steps: int, batch_
     return clock.result(steps * batch_size)
 
 
-def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: str | None = None, setting: str | None = None,
-              steps: int | None = None, warmup: int | None = None, workers: int | None = None,
-              threads: int | None = None, model_options: dict | None = None, repeat: int | None = None,
-              keep_freed_memory: bool = False, report=progress) -> dict:
+def measure_ours(setting: str, base, dataset, times: int, batch_size: int, workers: int,
+                 device: torch.device, warmup: int, steps: int) -> dict:
+    """Our pipeline: prepared shards, uint8 crops from loader workers, DeviceTransform, the
+    ``setting`` step of ``bench model``."""
+    size = base.input_size
+    runner = Runner(SETTINGS[setting], base, torch.zeros(batch_size, 3, size, size, device=device),
+                    torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
+    transform = DeviceTransform.for_dataset(dataset, size, normalization=base.normalization).to(device)
+    loader = make_loader(Repeated(dataset, times * len(dataset)), batch_size, train=True, crop_size=size,
+                         workers=workers, drop_last=True, pin_memory=device.type == "cuda")
+
+    def step(batch):
+        images, labels, windows = (speed.to_device(t, device) for t in batch)
+        runner.x = speed.to_device(transform(images, windows), device, SETTINGS[setting].channels_last)
+        runner.labels = labels
+        runner.step()
+
+    return measure(loader, step, device, warmup, steps, batch_size)
+
+
+def measure_examples(base, files: list[tuple[str, int]], times: int, batch_size: int, workers: int,
+                     device: torch.device, warmup: int, steps: int) -> dict:
+    """The pytorch/examples imagenet/main.py loop (module docstring) with the plain network."""
+    size = base.input_size
+    plain = Runner(SETTINGS["plain"], base, torch.zeros(batch_size, 3, size, size, device=device),
+                   torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
+    loader = torch.utils.data.DataLoader(
+        ExamplesImageFolder(files, size, times), batch_size=batch_size, shuffle=True, drop_last=True,
+        num_workers=workers, pin_memory=device.type == "cuda")
+
+    def step(batch):
+        images, labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
+        logits = plain.model(images)
+        loss = F.cross_entropy(logits, labels)
+        plain.optimizer.zero_grad()
+        loss.backward()
+        plain.optimizer.step()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+        loss.item(), top5[:, 0].float().mean().item(), top5.any(1).float().mean().item()  # main.py's meters
+
+    return measure(loader, step, device, warmup, steps, batch_size)
+
+
+def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: str | None = None,
+              setting: str | None = None, steps: int | None = None, warmup: int | None = None,
+              workers: int | None = None, threads: int | None = None, model_options: dict | None = None,
+              repeat: int | None = None, keep_freed_memory: bool = False, report=progress) -> dict:
     """Ours and the pytorch/examples way on ``data`` (a prepared folder); the record printed as JSON."""
     device = resolve_device(device)
     name = setting or DEFAULT_SETTING.get(device.type, "channels-last")
@@ -191,55 +232,20 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     files = source_images(dataset)
     torch.manual_seed(0)
     base = build_model(arch, **{"num_classes": len(dataset.classes), **(model_options or {})})
-    size = base.input_size
     needed = (warmup + steps + 2 * max(workers, 1)) * batch_size  # with what the workers prefetch
     times = repeat or max(1, math.ceil(needed / len(dataset)))
-    dummy = torch.zeros(batch_size, 3, size, size, device=device)
-    labels0 = torch.zeros(batch_size, dtype=torch.int64, device=device)
-
-    # Ours.
-    ours = Runner(SETTINGS[name], base, dummy, labels0, device, optimizer_step=True)
-    transform = DeviceTransform.for_dataset(dataset, size, normalization=base.normalization).to(device)
-    loader = make_loader(Repeated(dataset, times * len(dataset)), batch_size, train=True, crop_size=size,
-                         workers=workers, drop_last=True, pin_memory=device.type == "cuda")
-    channels_last = SETTINGS[name].channels_last
-
-    def our_step(batch):
-        images, labels, windows = (speed.to_device(t, device) for t in batch)
-        x = transform(images, windows)
-        ours.x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-        ours.labels = labels
-        ours.step()
-
+    common = dict(batch_size=batch_size, workers=workers, device=device, warmup=warmup, steps=steps)
     report(f"ours ({name}): {warmup} warm-up and {steps} timed steps of {batch_size} ...")
-    record_ours = measure(loader, our_step, device, warmup, steps, batch_size)
-    del ours, loader
-
-    # The pytorch/examples way.
-    plain = Runner(SETTINGS["plain"], copy.deepcopy(base), dummy, labels0, device, optimizer_step=True)
-    examples = torch.utils.data.DataLoader(
-        ExamplesImageFolder(files, size, times), batch_size=batch_size, shuffle=True, drop_last=True,
-        num_workers=workers, pin_memory=device.type == "cuda")
-
-    def examples_step(batch):
-        images, labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
-        logits = plain.model(images)
-        loss = F.cross_entropy(logits, labels)
-        plain.optimizer.zero_grad()
-        loss.backward()
-        plain.optimizer.step()
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
-        loss.item(), top5[:, 0].float().mean().item(), top5.any(1).float().mean().item()  # main.py's meters
-
+    ours = measure_ours(name, base, dataset, times, **common)
     report(f"pytorch/examples way: {warmup} warm-up and {steps} timed steps of {batch_size} ...")
-    record_examples = measure(examples, examples_step, device, warmup, steps, batch_size)
+    examples = measure_examples(base, files, times, **common)
     return {"kind": "train", "data": str(data), "train_images": len(dataset), "source_images": len(files),
-            "batch_size": batch_size, "input_size": size, "arch": base.arch, "workers": workers,
+            "batch_size": batch_size, "input_size": base.input_size, "arch": base.arch, "workers": workers,
             "warmup": warmup, **machine(device, threads, kept),
-            "ours": {"setting": name, "about": SETTINGS[name].about, **record_ours},
+            "ours": {"setting": name, "about": SETTINGS[name].about, **ours},
             "examples": {"about": "pytorch/examples imagenet/main.py: per-image PIL transforms in "
-                         "DataLoader workers, plain network, fp32, eager", **record_examples},
-            "ratio": record_ours["images_per_s"] / record_examples["images_per_s"]}
+                         "DataLoader workers, plain network, fp32, eager", **examples},
+            "ratio": ours["images_per_s"] / examples["images_per_s"]}
 
 
 def add_arguments(parser) -> None:
@@ -267,16 +273,8 @@ def print_record(r: dict) -> None:
 
 
 def run(args) -> int:
-    check_positive(args, "batch_size", "steps", "threads", "repeat")
-    if args.warmup is not None and args.warmup < 0:
-        raise UserError(f"--warmup must be >= 0, got {args.warmup}")
-    if args.workers is not None and args.workers < 0:
-        raise UserError(f"--workers must be >= 0, got {args.workers}")
-    record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps, args.warmup,
-                       args.workers, args.threads, parse_model_options(args.model_option), args.repeat,
-                       keep_freed_memory=args.keep_freed_memory)
-    if args.json:
-        emit_json(record)
-    else:
-        print_record(record)
-    return 0
+    check_counts(args, ("batch_size", "steps", "threads", "repeat"), ("warmup", "workers"))
+    record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps,
+                       args.warmup, args.workers, args.threads, parse_model_options(args.model_option),
+                       args.repeat, keep_freed_memory=args.keep_freed_memory)
+    return output(record, args.json, print_record)
