@@ -3,7 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from alexnet.data.sampler import BatchSampler, EpochSampler, rank_indices
+from alexnet.data.sampler import BatchSampler, EpochSampler, epoch_order, rank_indices
 
 
 def all_ranks(n, world_size, **options):
@@ -57,10 +57,10 @@ def test_sampler_length_matches_what_it_yields():
             assert len(s) == len(list(s))
 
 
-def test_limit_reads_a_prefix_of_the_epoch_order():
+def test_limit_reads_a_prefix_of_the_shuffled_epoch_order():
     full = rank_indices(50, seed=9, epoch=1)
     assert np.array_equal(rank_indices(50, seed=9, epoch=1, limit=8), full[:8])
-    assert np.array_equal(rank_indices(50, shuffle=False, limit=8), np.arange(8))
+    assert np.array_equal(rank_indices(50, shuffle=False, limit=8), np.arange(8) * 50 // 8)
 
 
 def test_batches_are_numpy_arrays_in_sampler_order():
@@ -75,3 +75,11 @@ def test_batches_are_numpy_arrays_in_sampler_order():
 def test_bad_rank_is_refused():
     with pytest.raises(ValueError, match="rank"):
         EpochSampler(10, rank=2, world_size=2)
+
+
+def test_a_limited_unshuffled_epoch_spreads_over_the_whole_dataset():
+    # prepared datasets are stored class by class: the first 200 of 500 would cover 4 classes of 10
+    order = epoch_order(500, 0, 0, shuffle=False, limit=200)
+    assert len(order) == 200 and len(set(order.tolist())) == 200
+    assert set((order // 50).tolist()) == set(range(10))
+    assert order.tolist() == sorted(order.tolist())

@@ -182,6 +182,9 @@ def test_training_on_a_prepared_dataset_uses_its_class_names_crops_and_mean(tmp_
     assert record["val_top1_error"] in {100 * k / 12 for k in range(13)}  # 12 validation images, each once
     model = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
     assert model.class_names == ["c0", "c1", "c2"] and model.options["num_classes"] == 3
+    ck = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert torch.equal(ck["mean"], torch.from_numpy(np.load(prepared / "mean.npy")))  # predicts on its own
+    assert torch.equal(model.mean, ck["mean"])
 
 
 def test_a_named_dataset_offline_fails_at_once_offering_synthetic_and_a_path(tmp_path, monkeypatch, capsys):
@@ -199,3 +202,9 @@ def test_a_named_dataset_offline_fails_at_once_offering_synthetic_and_a_path(tmp
     err = capsys.readouterr().err
     assert "--data imagenette" in err and "--data synthetic" in err and "--data PATH" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one_and_offers_resume(tmp_path):
+    loop.train(tiny_config(tmp_path))
+    with pytest.raises(UserError, match="holds a run already.*alexnet train --resume"):
+        loop.train(tiny_config(tmp_path))

@@ -33,8 +33,9 @@ def epoch_order(num_samples: int, seed: int, epoch: int, *, shuffle: bool = True
     """The epoch's global order of sample numbers (int64), the same on every rank.
 
     With ``shuffle`` it is a permutation drawn from ``(seed, epoch)`` alone; without it, ``0..n-1``.
-    ``limit`` keeps the first ``limit`` positions (a different random subset each epoch when
-    shuffling, the first ``limit`` samples otherwise).
+    ``limit`` keeps ``limit`` positions: the first of the permutation when shuffling (a different
+    random subset each epoch), else ``limit`` samples evenly spaced over ``0..n-1``, so that a
+    limited validation set of a dataset stored class by class still covers every class.
     """
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
@@ -46,7 +47,10 @@ def epoch_order(num_samples: int, seed: int, epoch: int, *, shuffle: bool = True
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be a positive number of images, got {limit}")
-        order = order[:limit]
+        if shuffle or limit >= num_samples:
+            order = order[:limit]
+        else:
+            order = np.arange(limit, dtype=np.int64) * num_samples // limit
     return order
 
 

@@ -72,7 +72,7 @@ def setup(device_name: str | None, model_parallel: bool = False) -> Context:
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, device_id=device if backend == "nccl" else None)
+        dist.init_process_group(backend)
     control = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
     return Context(rank=rank, world=world, local_rank=local_rank, device=device, control=control)
 

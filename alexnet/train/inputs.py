@@ -41,6 +41,7 @@ class TrainingData:
     train_batches: Callable[[int, int], Iterable[Batch]]  # (epoch, global position to start at)
     val_batches: Callable[[], Iterable[Batch]]
     transform: DeviceTransform
+    mean: np.ndarray | None = None  # the training set's mean image (HxWx3, 0-255), kept in checkpoints
 
     def to_input(self, batch: Batch, train: bool) -> torch.Tensor:
         """The float network input of a batch (PCA colour noise only in training)."""

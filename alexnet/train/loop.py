@@ -135,6 +135,7 @@ class Run:
     schedule: object
     scaler: torch.amp.GradScaler
     class_names: list[str] | None
+    mean: np.ndarray | None = None  # the training set's mean image, so that a checkpoint predicts alone
     epoch: int = 0
     position: int = 0
     seconds: float = 0.0  # training time spent in the current epoch before this process
@@ -150,6 +151,7 @@ class Run:
 
     def checkpoint(self) -> dict:
         return model_record(self.plain_model, self.class_names) | {
+            "mean": None if self.mean is None else torch.from_numpy(self.mean),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "position": self.position, "rng": rng_states(),
@@ -177,6 +179,9 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_backends(config: TrainConfig, device: torch.device) -> None:
+    # Denormal floats (below 1e-38, common with the paper's small initial weights) run many times
+    # slower on CPUs; flushing them to zero changes nothing measurable and speeds a CPU step ~1.8x.
+    torch.set_flush_denormal(True)
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -264,9 +269,11 @@ def check_finite(first_bad: torch.Tensor, run: Run, steps: int) -> None:
     bad = distributed.max_over_ranks(run.ctx, int(first_bad.item()))[0]
     if bad >= 0:
         epoch, step = divmod(bad, steps)
+        last = Path(run.config.out) / "checkpoints" / "last.pt"
+        kept = f"the last good checkpoint stays: {last}" if last.exists() else "no checkpoint was written yet"
         raise NonFiniteLoss(f"the training loss became NaN or infinite at step {step + 1} of epoch "
-                            f"{epoch + 1} (global step {bad + 1}); stopping. The last good checkpoint "
-                            f"stays in {run.config.out}/checkpoints/last.pt; try a lower --lr or no --amp.")
+                            f"{epoch + 1} (global step {bad + 1}); stopping ({kept}). Try a lower --lr, "
+                            "or no --amp.")
 
 
 def train(config: TrainConfig, resume: bool = False) -> int:
@@ -280,6 +287,9 @@ def train(config: TrainConfig, resume: bool = False) -> int:
 
 def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     run_dir = Path(config.out)
+    if not resume and (run_dir / "checkpoints" / "last.pt").exists():
+        raise UserError(f"--out {run_dir} holds a run already: continue it with `alexnet train --resume "
+                        f"{run_dir}`, or choose another --out")
     if config.batch_size % ctx.world:
         raise UserError(f"--batch-size {config.batch_size} (the global batch) must divide evenly "
                         f"across the {ctx.world} processes")
@@ -290,7 +300,7 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     data = open_data(config, ctx, model, len(class_names))
     seed_everything(config.seed + 7919 * ctx.rank)  # dropout differs between processes
     run = Run(config, ctx, prepare_model(model, config, ctx), None, make_schedule(config),
-              torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16"), class_names)
+              torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16"), class_names, data.mean)
     run.optimizer = make_optimizer(run.plain_model, config)
     run.totals = Totals.zeros(ctx.device)
     if resume:

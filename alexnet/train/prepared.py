@@ -11,6 +11,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from alexnet.data.dataset import PreparedDataset
@@ -79,4 +80,4 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, size: int, norm
         return min(n, limit) if limit else n
 
     return TrainingData(count(len(train), config.limit), count(len(val), config.val_limit), train_batches,
-                        val_batches, transform)
+                        val_batches, transform, mean=np.asarray(train.mean, dtype=np.float32))

@@ -1,0 +1,135 @@
+"""The paper's ablations, trained for the same budget and set beside the paper's differences.
+
+Each variant changes one thing of the paper's network or recipe; every variant is an ordinary
+training run (``alexnet.train.loop.train``) in its own folder ``OUT/<variant>``, so an
+interrupted study resumes where it stopped (finished runs are kept, unfinished ones resume
+from ``checkpoints/last.pt``). The measured difference is the variant's final validation
+error minus the paper network's, both after the same number of epochs on the same data.
+
+| variant | change | paper's difference (top-1 / top-5) |
+| --- | --- | --- |
+| no-lrn | no response normalisation (3.3) | +1.4 / +1.2 |
+| non-overlapping-pooling | pooling z = s = 2 instead of z = 3, s = 2 (3.4) | +0.4 / +0.3 |
+| no-dropout | no dropout in fc6/fc7 (4.2) | "substantial overfitting", no number |
+| no-pca | no PCA colour augmentation (4.1) | "over 1%" top-1 |
+| one-tower | one tower with half the kernels of conv1-conv4 (3.2, footnote 3) | +1.7 / +1.2 |
+| no-<layer> | one middle convolutional layer removed (7), conv4 by default | about +2 top-1 |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from alexnet.analysis.runs import read_metrics
+from alexnet.errors import UserError
+
+PAPER_CHANNELS = (96, 256, 384, 384, 256)
+
+# name -> (what changes, paper's (top-1, top-5) difference or None, its words)
+PAPER_DIFFERENCES = {
+    "paper": ("the paper's network and recipe", (0.0, 0.0), "reference"),
+    "no-lrn": ("no local response normalisation (section 3.3)", (1.4, 1.2), "+1.4 / +1.2"),
+    "non-overlapping-pooling": ("pooling z=s=2 (section 3.4)", (0.4, 0.3), "+0.4 / +0.3"),
+    "no-dropout": ("no dropout (section 4.2)", None, "overfits substantially (no number)"),
+    "no-pca": ("no PCA colour augmentation (section 4.1)", (1.0, None), "over +1 top-1"),
+    "one-tower": ("one tower, half the kernels in conv1-conv4 (section 3.2)", (1.7, 1.2), "+1.7 / +1.2"),
+    "no-middle-conv": ("one middle convolutional layer removed (section 7)", (2.0, None), "about +2 top-1"),
+}
+VARIANTS = tuple(PAPER_DIFFERENCES)
+
+
+def variant_changes(name: str, model_options: dict, config_fields: set[str], drop_layer: str = "conv4") -> dict:
+    """The configuration settings that turn the paper's run into variant ``name``.
+
+    ``model_options`` are the base run's (a scaled-down network stays scaled down in every
+    variant: the one-tower variant halves whatever conv1-conv4 widths the base has).
+    """
+    options = dict(model_options)
+    if name == "paper":
+        pass
+    elif name == "no-lrn":
+        options["lrn"] = False
+    elif name == "non-overlapping-pooling":
+        options["pooling"] = "non-overlapping"
+    elif name == "no-dropout":
+        options["dropout"] = 0.0
+    elif name == "no-pca":
+        if "pca_std" not in config_fields:
+            raise UserError("variant no-pca: this trainer has no pca_std setting to switch colour noise off")
+        return {"model_options": options, "pca_std": 0.0}
+    elif name == "one-tower":
+        channels = list(options.get("channels") or PAPER_CHANNELS)
+        options["towers"], options["channels"] = 1, [c // 2 for c in channels[:4]] + channels[4:]
+    elif name == "no-middle-conv":
+        options["drop_layer"] = drop_layer
+    else:
+        raise UserError(f"unknown ablation {name!r}; known: {', '.join(VARIANTS)}")
+    return {"model_options": options}
+
+
+def finished_epochs(run_dir: Path) -> int:
+    rows = read_metrics(run_dir)
+    return rows[-1]["epoch"] if rows else 0
+
+
+def run_variants(base, names, out: Path, drop_layer: str = "conv4") -> dict:
+    """Train (or resume, or keep) every variant of ``base`` (a TrainConfig); the table as a dict."""
+    from alexnet.train.config import TrainConfig, check
+    from alexnet.train.loop import train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    skipped = {}
+    for name in names:
+        try:
+            changes = variant_changes(name, base.model_options or {}, fields, drop_layer)
+        except UserError as err:
+            skipped[name] = str(err)
+            continue
+        config = dataclasses.replace(base, out=str(out / name), **changes)
+        check(config)
+        done = finished_epochs(out / name)
+        if done >= config.epochs:
+            print(f"{name}: finished earlier ({done} epochs), kept")
+            continue
+        resume = (out / name / "checkpoints" / "last.pt").exists()
+        print(f"{name}: {'resuming' if resume else 'training'} ({PAPER_DIFFERENCES[name][0]})")
+        status = train(config, resume=resume)
+        if status:
+            raise UserError(f"ablation {name} stopped (exit status {status}); run the command again to resume")
+    return table(names, out, skipped)
+
+
+def table(names, out: Path, skipped: dict | None = None) -> dict:
+    """Final validation errors of each variant folder, and their difference to the paper's network."""
+    rows, reference = [], None
+    for name in names:
+        metrics = [m for m in read_metrics(out / name) if m.get("val_top1_error") is not None]
+        last = metrics[-1] if metrics else {}
+        row = {"variant": name, "change": PAPER_DIFFERENCES[name][0], "epochs": last.get("epoch"),
+               "top1_error": last.get("val_top1_error"), "top5_error": last.get("val_top5_error"),
+               "paper": PAPER_DIFFERENCES[name][2]}
+        if skipped and name in skipped:
+            row["skipped"] = skipped[name]
+        if name == "paper":
+            reference = row
+        rows.append(row)
+    for row in rows:
+        for k in ("top1", "top5"):
+            both = reference is not None and row[f"{k}_error"] is not None and reference[f"{k}_error"] is not None
+            row[f"{k}_difference"] = row[f"{k}_error"] - reference[f"{k}_error"] if both else None
+    return {"rows": rows, "note": "differences: variant minus the paper's network, in percentage points, "
+            "final validation errors after the same number of epochs"}
+
+
+def format_table(result: dict) -> str:
+    """The ablation table as Markdown."""
+    def cell(value, signed=False):
+        return "–" if value is None else (f"{value:+.1f}" if signed else f"{value:.1f}%")
+
+    lines = ["| variant | top-1 | top-5 | Δ top-1 | Δ top-5 | paper's Δ |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in result["rows"]:
+        lines.append(f"| {r['variant']} | {cell(r['top1_error'])} | {cell(r['top5_error'])} | "
+                     f"{cell(r['top1_difference'], True)} | {cell(r['top5_difference'], True)} | "
+                     f"{r.get('skipped') or r['paper']} |")
+    return "\n".join(lines)

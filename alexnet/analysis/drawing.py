@@ -1,0 +1,192 @@
+"""The paper's pictures, drawn with matplotlib's Agg backend (no display needed).
+
+Each function draws one figure and returns it with its layout (what was drawn, counted from
+the axes), so that tests and callers can check the picture without looking at pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported only when a picture is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@dataclass
+class Layout:
+    """What a figure holds: panels (blocks, images or rows) and the items in each."""
+
+    panels: int
+    items_per_panel: list[int] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
+
+
+# --- Figure 3: the first-layer kernels -------------------------------------------------------
+
+
+def kernel_mosaic(kernels: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
+    """Tile kernels ``[K, 3, h, w]`` into one RGB image, row by row, each scaled for display.
+
+    Each kernel is scaled on its own, symmetrically around zero: 0 maps to mid-grey and the
+    largest absolute weight to black or full colour, so a grey kernel stays grey and a colour
+    kernel keeps its hue. Cells are separated by ``pad`` white pixels.
+    """
+    k, _, h, w = kernels.shape
+    if k > rows * cols:
+        raise ValueError(f"{k} kernels do not fit in {rows}x{cols} cells")
+    mosaic = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, 3))
+    for i, kernel in enumerate(kernels):
+        scale = np.abs(kernel).max()
+        image = 0.5 + 0.5 * kernel / scale if scale > 0 else np.full_like(kernel, 0.5)
+        r, c = divmod(i, cols)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        mosaic[top : top + h, left : left + w] = image.transpose(1, 2, 0)
+    return mosaic
+
+
+def draw_kernels(kernels: np.ndarray, towers: int, specificity: list[dict] | None = None,
+                 cols: int = 16):
+    """Figure 3: one block of kernels per tower, each block titled with its colour specificity.
+
+    With 96 kernels and two towers this is the paper's picture: two blocks of 48 kernels
+    (3 rows of 16), tower 1 above tower 2.
+    """
+    plt = pyplot()
+    per_tower = len(kernels) // towers
+    cols = min(cols, per_tower)
+    rows = -(-per_tower // cols)
+    fig, axes = plt.subplots(towers, 1, figsize=(cols * 0.55, towers * rows * 0.75 + 0.6),
+                             squeeze=False)
+    for t, ax in enumerate(axes[:, 0]):
+        block = kernels[t * per_tower : (t + 1) * per_tower]
+        ax.imshow(kernel_mosaic(block, rows, cols), interpolation="nearest")
+        title = f"tower {t + 1}: kernels {t * per_tower}-{(t + 1) * per_tower - 1}"
+        if specificity is not None:
+            title += f", colour specificity {specificity[t]['mean_specificity']:.2f}"
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    layout = Layout(panels=towers, items_per_panel=[per_tower] * towers,
+                    notes={"rows": rows, "cols": cols})
+    return fig, layout
+
+
+# --- Figure 4, left: the five most probable labels --------------------------------------------
+
+
+def draw_predictions(images: list[np.ndarray], top5: list[list[tuple[str, float]]],
+                     truths: list[str], cols: int = 4):
+    """Figure 4 (left): each image above a bar chart of its five most probable labels.
+
+    ``top5[i]`` lists (label, probability) from the most probable down; the bar of the correct
+    label is drawn red (as in the paper), the others blue, and the correct label is written
+    under the image.
+    """
+    plt = pyplot()
+    n = len(images)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 2.6, rows * 4.0),
+                             gridspec_kw={"height_ratios": [2.0, 1.3] * rows}, squeeze=False)
+    bars = []
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        image_ax, bar_ax = axes[2 * r, c], axes[2 * r + 1, c]
+        image_ax.axis("off")
+        if i >= n:
+            bar_ax.axis("off")
+            continue
+        image_ax.imshow(images[i])
+        image_ax.set_title(_short(truths[i]), fontsize=8)
+        labels = [label for label, _ in top5[i]][::-1]
+        probs = [p for _, p in top5[i]][::-1]
+        colours = ["tab:red" if label == truths[i] else "tab:blue" for label in labels]
+        bar_ax.barh(range(len(labels)), probs, color=colours)
+        bar_ax.set_yticks(range(len(labels)), [_short(label) for label in labels], fontsize=7)
+        bar_ax.set_xlim(0, 1)
+        bar_ax.tick_params(axis="x", labelsize=6)
+        bars.append(len(bar_ax.patches))
+    fig.tight_layout()
+    return fig, Layout(panels=n, items_per_panel=bars)
+
+
+def _short(label: str, width: int = 22) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
+# --- Figure 4, right: nearest neighbours in fc7 space -----------------------------------------
+
+
+def draw_neighbours(queries: list[np.ndarray], neighbours: list[list[np.ndarray]],
+                    query_labels: list[str] | None = None):
+    """Figure 4 (right): each row is a query image followed by its nearest training images."""
+    plt = pyplot()
+    rows = len(queries)
+    cols = 1 + max(len(row) for row in neighbours)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.4), squeeze=False)
+    shown = []
+    for r in range(rows):
+        axes[r, 0].imshow(queries[r])
+        axes[r, 0].set_title(_short(query_labels[r], 14) if query_labels else "query", fontsize=7)
+        for c, image in enumerate(neighbours[r], start=1):
+            axes[r, c].imshow(image)
+        shown.append(len(neighbours[r]))
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for spine in axes[r, 0].spines.values():
+            spine.set_edgecolor("tab:red")
+            spine.set_linewidth(2)
+        for ax in axes[r, 1 + len(neighbours[r]):]:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig, Layout(panels=rows, items_per_panel=shown)
+
+
+# --- Training curves -----------------------------------------------------------------------------
+
+
+def draw_curves(metrics: list[dict]):
+    """Training and validation top-1 and top-5 error per epoch, learning-rate reductions marked.
+
+    ``metrics`` are the rows of a run's metrics.jsonl. A dotted vertical line marks each epoch
+    whose learning rate is lower than the epoch before (section 5: divided by 10 whenever the
+    validation error stops improving).
+    """
+    plt = pyplot()
+    epochs = [m["epoch"] for m in metrics]
+    reductions = lr_reductions(metrics)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    lines = []
+    for ax, k in zip(axes, ("top1", "top5")):
+        for split, style in (("train", "-"), ("val", "--")):
+            key = f"{split}_{k}_error"
+            points = [(e, m[key]) for e, m in zip(epochs, metrics) if m.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), style, marker=".", label=f"{split}")
+                lines.append(key)
+        for epoch in reductions:
+            ax.axvline(epoch, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{k.replace('top', 'top-')} error (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if reductions:
+        axes[0].set_title("dotted: learning rate divided", fontsize=8)
+    fig.tight_layout()
+    return fig, Layout(panels=2, items_per_panel=[len(lines) // 2] * 2,
+                       notes={"lr_reductions": reductions})
+
+
+def lr_reductions(metrics: list[dict]) -> list[int]:
+    """The epochs whose learning rate is lower than the previous epoch's."""
+    return [b["epoch"] for a, b in zip(metrics, metrics[1:])
+            if a.get("lr") is not None and b.get("lr") is not None and b["lr"] < a["lr"]]

@@ -1,0 +1,152 @@
+"""``alexnet figures``: the paper's Figures 3 and 4 and the training curves of a run (section 6.1).
+
+    alexnet figures RUN_DIR_OR_CHECKPOINT --data PREPARED --out DIR
+
+writes into DIR:
+- ``kernels.png`` and ``colour.json`` (Figure 3): the conv1 kernels, one block per tower, and
+  how colour-specific each tower's kernels are (see ``alexnet.analysis.colour``);
+- ``predictions.png`` (Figure 4, left): validation images with their five most probable labels;
+- ``neighbours.png`` (Figure 4, right): validation images and the six training images nearest
+  to them in fc7 feature space (``alexnet.analysis.neighbours``);
+- ``curves.png``: the run's top-1/top-5 error per epoch with learning-rate reductions marked.
+Without ``--data`` only the kernels and curves are drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alexnet.analysis import drawing
+from alexnet.analysis.colour import tower_specificity
+from alexnet.analysis.files import save_figure, write_json
+from alexnet.analysis.inputs import CentreInput, centre_batches, centre_crop, pick_device, sample_indices
+from alexnet.analysis.neighbours import extract_features, nearest
+from alexnet.analysis.runs import read_metrics, resolve_checkpoint
+from alexnet.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run folder (its checkpoints/best.pt is used) or a model/checkpoint file")
+    parser.add_argument("--data", metavar="PREPARED",
+                        help="prepared dataset (alexnet prepare) or a dataset name (imagenette, cifar10) for "
+                        "Figure 4; without it only "
+                        "kernels.png and curves.png are drawn")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output folder (default: RUN_DIR/figures, or figures/ beside the checkpoint)")
+    parser.add_argument("--images", type=int, default=8, help="validation images in predictions.png (default 8)")
+    parser.add_argument("--queries", type=int, default=5, help="query images in neighbours.png (default 5)")
+    parser.add_argument("--neighbours", type=int, default=6,
+                        help="training images shown per query (default 6, as the paper)")
+    parser.add_argument("--train-limit", type=int, default=None, metavar="N",
+                        help="search a random sample of N training images instead of all of them")
+    parser.add_argument("--batch-size", type=int, default=128, help="feature extraction batch (default 128)")
+    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="which validation images are drawn (default 0)")
+
+
+def conv1_kernels(model) -> tuple[np.ndarray, int]:
+    """The first convolution's weights [K, 3, h, w] and the number of towers of the network.
+
+    Towers are read from the second convolution's groups (2 in the paper's network, where
+    conv2 sees only its own tower's half of conv1's maps; 1 in one-tower variants).
+    """
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        raise UserError(f"model {getattr(model, 'arch', '?')} has no convolution")
+    towers = convs[1].groups if len(convs) > 1 else 1
+    return convs[0].weight.detach().float().cpu().numpy(), towers
+
+
+def figure_kernels(model, out: Path) -> list[dict]:
+    """Figure 3 and its colour-specificity numbers (printed and in colour.json)."""
+    kernels, towers = conv1_kernels(model)
+    specificity = tower_specificity(kernels, towers)
+    fig, _ = drawing.draw_kernels(kernels, towers, specificity)
+    save_figure(fig, out / "kernels.png")
+    write_json(out / "colour.json", {
+        "measure": "share of each kernel's energy outside its grey component (0 grey .. 1), mean per tower",
+        "paper": "tower 1 largely colour-agnostic, tower 2 largely colour-specific (Figure 3)",
+        "towers": specificity,
+    })
+    for t in specificity:
+        print(f"tower {t['tower']} (kernels {t['kernels'][0]}-{t['kernels'][1]}): colour specificity "
+              f"{t['mean_specificity']:.3f} mean, {t['median_specificity']:.3f} median")
+    return specificity
+
+
+@torch.no_grad()
+def top5(model, dataset, indices, device) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities [N, 5], classes [N, 5]) of the centre patches of ``dataset[indices]``."""
+    model = model.to(device).eval()
+    images, _, windows = next(iter(centre_batches(dataset, indices, model.input_size, len(indices))))
+    probs = torch.softmax(model(CentreInput(model, dataset, device)(images, windows)).float(), dim=1)
+    p, c = probs.topk(min(5, probs.shape[1]), dim=1)
+    return p.cpu().numpy(), c.cpu().numpy()
+
+
+def figure_predictions(model, val, indices, names, device, out: Path):
+    """Figure 4 (left); ``names[c]`` labels class ``c``."""
+    probs, classes = top5(model, val, indices, device)
+    images = [centre_crop(val[int(i)][0], model.input_size) for i in indices]
+    truths = [names[int(val[int(i)][1])] for i in indices]
+    top = [[(names[c], float(p)) for c, p in zip(cs, ps)] for cs, ps in zip(classes, probs)]
+    fig, layout = drawing.draw_predictions(images, top, truths)
+    save_figure(fig, out / "predictions.png")
+    return layout
+
+
+def figure_neighbours(model, train, val, queries, train_indices, k, args, out: Path):
+    """Figure 4 (right): fc7 features of the training images, searched for each query."""
+    device = pick_device(args.device)
+    base = extract_features(model, train, train_indices, args.batch_size, device, args.workers,
+                            out=out / "fc7-train.npy", desc="fc7 of training images")
+    query = extract_features(model, val, queries, args.batch_size, device, 0, desc="fc7 of queries")
+    _, found = nearest(base, query, k)
+    size = model.input_size
+    fig, layout = drawing.draw_neighbours(
+        [centre_crop(val[int(q)][0], size) for q in queries],
+        [[centre_crop(train[int(train_indices[j])][0], size) for j in row] for row in found],
+        [class_names(model, val)[int(val[int(q)][1])] for q in queries],
+    )
+    save_figure(fig, out / "neighbours.png")
+    return layout
+
+
+def class_names(model, dataset) -> list[str]:
+    """Readable class names: the dataset's (``class_names``), else the model's, else ``classes``."""
+    names = (getattr(dataset, "class_names", None) or getattr(model, "class_names", None)
+             or dataset.classes)
+    return [str(n) for n in names]
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexnet.evaluate import load_checkpoint
+
+    checkpoint, run_dir = resolve_checkpoint(args.source)
+    out = Path(args.out) if args.out else (run_dir or checkpoint.parent) / "figures"
+    model = load_checkpoint(checkpoint)
+    figure_kernels(model, out)
+    if run_dir is not None and (metrics := read_metrics(run_dir)):
+        fig, _ = drawing.draw_curves(metrics)
+        save_figure(fig, out / "curves.png")
+    if args.data:
+        from alexnet.data.dataset import PreparedDataset
+        from alexnet.data.prepare import ensure_prepared
+
+        root = ensure_prepared(args.data)
+        train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
+        rng = np.random.default_rng(args.seed)
+        names = class_names(model, val)
+        picks = rng.choice(len(val), size=min(args.images + args.queries, len(val)), replace=False)
+        figure_predictions(model, val, picks[: args.images], names, pick_device(args.device), out)
+        train_indices = sample_indices(len(train), args.train_limit, rng)
+        queries = picks[args.images :] if len(picks) > args.images else picks[: args.queries]
+        figure_neighbours(model, train, val, queries, train_indices, args.neighbours, args, out)
+    print(f"figures written to {out}")
+    return 0

@@ -1,0 +1,61 @@
+"""The centre patches of prepared images as the network sees them, for the analysis commands.
+
+Analysis looks at one view of each image, the central ``input_size`` patch of the stored image
+(sections 2 and 4.1), normalised as the model expects. The pipeline is evaluation's own: loader
+workers cut the crops (``alexnet.data.loader.CropBatches``), and ``alexnet.evaluate``'s
+``input_transform`` subtracts the mean image at the crop's window on the device. So a figure
+sees exactly what ``alexnet evaluate --crops center`` sees, for any chosen subset of images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from alexnet.data.loader import CropBatches
+from alexnet.evaluate import default_device, input_transform, model_mean
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` patch of an HxWx3 image (for display)."""
+    h, w = image.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+def sample_indices(n: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    """All of ``range(n)``, or ``limit`` of them drawn at random without repeats, in order."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
+def _as_is(batch):
+    return batch
+
+
+def centre_batches(dataset, indices, crop_size: int, batch_size: int, workers: int = 0):
+    """``(uint8 images [N, 3, S, S], labels, windows)`` of ``dataset[indices]``'s centre patches,
+    ``batch_size`` at a time, in the order of ``indices``, decoded by ``workers`` processes."""
+    indices = np.asarray(indices, np.int64)
+    batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    return torch.utils.data.DataLoader(CropBatches(dataset, crop_size, "centre"), sampler=batches,
+                                       batch_size=None, collate_fn=_as_is, num_workers=workers)
+
+
+class CentreInput:
+    """Turns ``centre_batches`` output into ``model``'s float input on ``device``."""
+
+    def __init__(self, model, dataset, device):
+        image_size = tuple(np.shape(dataset.mean)[:2])
+        mean = model_mean(model, dataset.mean)
+        self.transform = input_transform(model, mean, image_size).to(device)
+        self.device = device
+
+    def __call__(self, images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        return self.transform(images.to(self.device, non_blocking=True), windows.to(self.device))
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA, else MPS, else the CPU (as ``alexnet evaluate``)."""
+    return default_device() if name == "auto" else torch.device(name)

@@ -1,0 +1,271 @@
+"""``alexnet report``: one self-contained HTML page that puts runs beside the paper's numbers.
+
+    alexnet report RUN_DIR... --out report.html
+
+For each folder (a training run folder, or the output folder of ``alexnet figures``,
+``alexnet experiment`` or ``alexnet retrieval``) the page shows what it finds there and in its
+direct subfolders (``figures/``, ``retrieval/``, ...; not ``checkpoints/`` or ``tensorboard/``):
+- ``config.yaml``: the configuration the run used;
+- ``metrics.jsonl``: the training curves (drawn here) and the final and best errors;
+- evaluation results (``*.json`` written by ``alexnet evaluate --json``): centre and ten-crop errors;
+- pictures (``*.png``) and ``colour.json`` (Figure 3's number);
+- ``relu-vs-tanh.json`` (Figure 1), ``ablations.json`` (the paper's ablations) and
+  ``retrieval.json`` (section 6.1's binary codes).
+A Table 2-style table puts every run's errors under the paper's. Pictures are embedded as
+base64 data, styles are inline: the file opens anywhere, offline, with no server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+import yaml
+
+from alexnet.analysis import drawing
+from alexnet.io import atomic_write_text
+from alexnet.analysis.runs import read_config, read_metrics
+from alexnet.errors import UserError
+
+# Table 2 (section 6): ILSVRC-2012, errors in percent; None where the paper gives none.
+PAPER_TABLE2 = [
+    ("SIFT + FVs [7]", None, None, 26.2),
+    ("1 CNN", 40.7, 18.2, None),
+    ("5 CNNs", 38.1, 16.4, 16.4),
+    ("1 CNN*", 39.0, 16.6, None),
+    ("7 CNNs*", 36.7, 15.4, 15.3),
+]
+SKIPPED_FOLDERS = {"checkpoints", "tensorboard"}
+PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png"]
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1100px; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+h3 { margin-top: 1.4em; } .meta { color: #666; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; } th { background: #f3f3f3; }
+tr.paper td { color: #555; background: #fafafa; } tr.run td { font-weight: 600; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; } pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+details summary { cursor: pointer; color: #246; }
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders and experiment output folders")
+    parser.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    parser.add_argument("--title", default="AlexNet: runs beside the paper", help="the page's title")
+
+
+# --- reading a folder -----------------------------------------------------------------------------
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: not readable JSON ({err})") from None
+
+
+def collect(folder: str | Path) -> dict:
+    """Everything the report can show of one folder (see the module doc)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder")
+    found = {"name": folder.name or str(folder), "path": str(folder), "config": read_config(folder),
+             "metrics": read_metrics(folder), "evaluations": [], "pictures": {}, "experiments": {}}
+    places = [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIPPED_FOLDERS)
+    for place in places:
+        for png in sorted(place.glob("*.png")):
+            found["pictures"].setdefault(png.name, png)
+        for path in sorted(place.glob("*.json")):
+            data = _read_json(path)
+            if path.name in ("colour.json", "relu-vs-tanh.json", "ablations.json", "retrieval.json"):
+                found["experiments"][path.stem] = data
+            elif isinstance(data, dict) and "top1_error" in data and "top5_error" in data:
+                found["evaluations"].append(data | {"file": path.name})
+    return found
+
+
+# --- rendering --------------------------------------------------------------------------------------
+
+
+def _png(path_or_fig) -> str:
+    """An <img> with the PNG inlined as base64 (from a file or a matplotlib figure)."""
+    if isinstance(path_or_fig, Path):
+        data = path_or_fig.read_bytes()
+    else:
+        buffer = io.BytesIO()
+        path_or_fig.savefig(buffer, format="png", dpi=90)
+        drawing.pyplot().close(path_or_fig)
+        data = buffer.getvalue()
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.1f}%"
+
+
+def _table(header: list[str], rows: list[list], row_class: list[str] | None = None) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = []
+    for n, row in enumerate(rows):
+        cls = f' class="{row_class[n]}"' if row_class and row_class[n] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def final_errors(run: dict) -> dict:
+    """Last-epoch and best validation errors (centre crop, as training measures them), and any
+    evaluation results (``centre``/``ten`` crops)."""
+    errors = {}
+    rows = [m for m in run["metrics"] if m.get("val_top1_error") is not None]
+    if rows:
+        best = min(rows, key=lambda m: m["val_top1_error"])
+        errors["last"] = (rows[-1]["epoch"], rows[-1]["val_top1_error"], rows[-1].get("val_top5_error"))
+        errors["best"] = (best["epoch"], best["val_top1_error"], best.get("val_top5_error"))
+    for ev in run["evaluations"]:
+        crops = "ten" if ev.get("crops") == "ten" else "centre"
+        errors[crops] = (ev.get("images"), ev["top1_error"], ev["top5_error"])
+    return errors
+
+
+def table2(runs: list[dict]) -> str:
+    """The paper's Table 2 with a row per run (its best available validation errors)."""
+    rows = [[name, _pct(t1), _pct(t5), _pct(test5)] for name, t1, t5, test5 in PAPER_TABLE2]
+    classes = ["paper"] * len(rows)
+    for run in runs:
+        errors = final_errors(run)
+        for key, label in (("ten", "ten crops"), ("centre", "centre crop"), ("best", "best epoch, centre crop")):
+            if key in errors:
+                _, t1, t5 = errors[key]
+                rows.append([f"{run['name']} ({label})", _pct(t1), _pct(t5), "–"])
+                classes.append("run")
+                break
+    header = ["model", "top-1 (val)", "top-5 (val)", "top-5 (test)"]
+    return (_table(header, rows, classes) +
+            '<p class="meta">Paper rows: ILSVRC-2012 (Table 2; * = pre-trained on ImageNet Fall 2011). '
+            "A run is comparable only when it trained on ILSVRC-2012 for the paper's ~90 epochs; the "
+            "dataset of each run is in its configuration below.</p>")
+
+
+def render_run(run: dict) -> str:
+    parts = [f"<h2>{escape(run['name'])}</h2>", f'<p class="meta">{escape(run["path"])}</p>']
+    config = run["config"]
+    if config:
+        summary = ", ".join(f"{k}: {config[k]}" for k in ("data", "arch", "epochs", "batch_size", "lr", "schedule")
+                            if k in config)
+        parts.append(f"<p>{escape(summary)}</p><details><summary>configuration (config.yaml)</summary>"
+                     f"<pre>{escape(yaml.safe_dump(config, sort_keys=False))}</pre></details>")
+    errors = final_errors(run)
+    if errors:
+        labels = {"last": "last epoch (centre crop)", "best": "best epoch (centre crop)",
+                  "centre": "evaluation, centre crop", "ten": "evaluation, ten crops (section 4.1)"}
+        rows = [[labels[k], v[0] if v[0] is not None else "–", _pct(v[1]), _pct(v[2])] for k, v in errors.items()]
+        parts.append("<h3>Errors</h3>" + _table(["measured", "epoch / images", "top-1", "top-5"], rows))
+    if run["metrics"] and "curves.png" not in run["pictures"]:
+        fig, _ = drawing.draw_curves(run["metrics"])
+        parts.append(f"<figure>{_png(fig)}<figcaption>Training curves (dotted: learning rate divided).</figcaption></figure>")
+    experiments = run["experiments"]
+    for key, render in (("colour", render_colour), ("relu-vs-tanh", render_relu_vs_tanh),
+                        ("ablations", render_ablations), ("retrieval", render_retrieval)):
+        if key in experiments:
+            parts.append(render(experiments[key]))
+    names = sorted(run["pictures"], key=lambda n: (PICTURE_ORDER.index(n) if n in PICTURE_ORDER else 99, n))
+    for name in names:
+        parts.append(f"<figure>{_png(run['pictures'][name])}<figcaption>{escape(CAPTIONS.get(name, name))}"
+                     "</figcaption></figure>")
+    return "\n".join(parts)
+
+
+CAPTIONS = {
+    "curves.png": "Training curves: top-1 and top-5 error per epoch; dotted lines mark learning-rate reductions.",
+    "kernels.png": "Figure 3: the conv1 kernels, tower 1 above tower 2.",
+    "predictions.png": "Figure 4 (left): validation images with their five most probable labels (red: the correct one).",
+    "neighbours.png": "Figure 4 (right): validation images (first column) and the training images nearest in fc7 space.",
+    "figure1.png": "Figure 1: CIFAR-10 training error, ReLU (solid) against tanh (dashed).",
+}
+
+
+def render_colour(colour: dict) -> str:
+    rows = [[f"tower {t['tower']} (kernels {t['kernels'][0]}-{t['kernels'][1]})",
+             f"{t['mean_specificity']:.3f}", f"{t['median_specificity']:.3f}"] for t in colour["towers"]]
+    return ("<h3>Figure 3: colour specificity of the conv1 kernels</h3>" +
+            _table(["tower", "mean", "median"], rows) +
+            f'<p class="meta">{escape(colour.get("measure", ""))}. Paper: {escape(colour.get("paper", ""))}.</p>')
+
+
+def render_relu_vs_tanh(result: dict) -> str:
+    rows = []
+    for activation in ("relu", "tanh"):
+        run = result["runs"][activation]
+        cross = run["crossing_25"]
+        rows.append([activation, f"{run['lr']:g}", f"{cross['epoch']:.2f}" if cross else f"> {run['epochs']}",
+                     f"{cross['seconds']:.1f}" if cross else "–"])
+    speed = result["speedup"]
+    if speed.get("epochs"):
+        bound = ">= " if speed.get("lower_bound") else ""
+        verdict = (f"ReLU reaches 25% training error {bound}{speed['epochs']:.1f}x sooner in epochs and "
+                   f"{bound}{speed['seconds']:.1f}x sooner in seconds (paper: about 6x)")
+    else:
+        verdict = "ReLU did not reach 25% training error within the budget, so there is no ratio"
+    html = ("<h3>Figure 1: ReLU against tanh on CIFAR-10</h3>" +
+            _table(["activation", "learning rate", "epochs to 25%", "seconds to 25%"], rows) +
+            f"<p>{escape(verdict)}; {result['images']} training images, {result['epochs']} epochs.</p>")
+    if "lrn" in result:
+        lrn = result["lrn"]
+        html += _table(["section 3.3, held-out test error", "measured", "paper"],
+                       [["without response normalisation", _pct(lrn["test_error_without_lrn"]), "13%"],
+                        ["with response normalisation", _pct(lrn["test_error_with_lrn"]), "11%"]])
+    return html
+
+
+def render_ablations(result: dict) -> str:
+    rows = [[r["variant"], _pct(r.get("top1_error")), _pct(r.get("top5_error")),
+             _signed(r.get("top1_difference")), _signed(r.get("top5_difference")),
+             r.get("skipped") or r.get("paper", "–")]
+            for r in result["rows"]]
+    return ("<h3>Ablations: the paper's network and its variants, same budget</h3>" +
+            _table(["variant", "top-1", "top-5", "Δ top-1", "Δ top-5", "paper's Δ"], rows))
+
+
+def _signed(value) -> str:
+    return "–" if value is None else f"{value:+.1f}"
+
+
+def render_retrieval(result: dict) -> str:
+    rows = []
+    for key, label in (("euclidean_fc7", f"fc7 ({result['feature_dim']} floats), Euclidean"),
+                       ("binary_codes", f"{result['binary_codes']['bits']}-bit codes, Hamming")):
+        r = result[key]
+        rows.append([label, f"{r['precision_at_k']:.3f}", f"{r['bytes_per_image']:,} B",
+                     f"{r['queries_per_s']:,.0f}"])
+    return (f"<h3>Section 6.1: retrieval with binary codes ({result['queries']} queries, "
+            f"{result['base_images']} images searched)</h3>" +
+            _table(["search", f"precision at {result['k']}", "memory per image", "queries/s"], rows) +
+            f'<p class="meta">Chance precision {result["chance_precision"]:.3f}.</p>')
+
+
+def render(runs: list[dict], title: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = [f"<h1>{escape(title)}</h1>",
+            f'<p class="meta">Krizhevsky, Sutskever and Hinton, "ImageNet Classification with Deep '
+            f"Convolutional Neural Networks\" (NIPS 2012). Generated {stamp} by alexnet report.</p>",
+            "<h2>Table 2: errors beside the paper's</h2>", table2(runs)]
+    body += [render_run(run) for run in runs]
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    runs = [collect(folder) for folder in args.runs]
+    atomic_write_text(render(runs, args.title), args.out)
+    print(f"report written to {args.out} ({len(runs)} folder{'s' if len(runs) != 1 else ''})")
+    return 0

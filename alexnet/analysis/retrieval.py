@@ -1,0 +1,124 @@
+"""``alexnet retrieval``: section 6.1's proposal, retrieval with short binary codes of fc7 features.
+
+    alexnet retrieval RUN_DIR_OR_CHECKPOINT --data PREPARED --out DIR [--bits 256] [--k 10]
+
+1. extracts fc7 features of the training images (the base) and of validation images (the
+   queries) into DIR (``fc7-train.npy``, ``fc7-val.npy`` and their labels; memory-mapped);
+2. trains a ``BinaryAutoencoder`` on the base features (``alexnet.analysis.codes``);
+3. retrieves the ``k`` nearest base images of every query twice: by Euclidean distance between
+   full fc7 vectors (as the paper's Figure 4) and by Hamming distance between codes;
+4. reports precision at k (the share of retrieved images of the query's class), the bytes per
+   image and the queries per second of each, in ``retrieval.json``.
+Run again without RUN_DIR_OR_CHECKPOINT to reuse the features already in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.analysis.codes import encode, hamming_search, precision_at_k, train_autoencoder
+from alexnet.analysis.files import write_json
+from alexnet.analysis.inputs import pick_device, sample_indices
+from alexnet.analysis.neighbours import extract_features, nearest
+from alexnet.errors import UserError
+
+SPLITS = ("train", "val")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="the network whose fc7 features are compared (omit to reuse DIR's features)")
+    parser.add_argument("--data", metavar="PREPARED", help="prepared dataset: train split is searched, "
+                        "val split gives the queries")
+    parser.add_argument("--out", required=True, metavar="DIR", help="features, codes and retrieval.json go here")
+    parser.add_argument("--bits", type=int, default=256, help="code length, a multiple of 8 (default 256)")
+    parser.add_argument("--hidden", type=int, default=1024, help="autoencoder hidden units (default 1024)")
+    parser.add_argument("--k", type=int, default=10, help="neighbours retrieved per query (default 10)")
+    parser.add_argument("--epochs", type=int, default=10, help="autoencoder epochs (default 10)")
+    parser.add_argument("--train-limit", type=int, default=None, metavar="N",
+                        help="search a random N training images (default: all)")
+    parser.add_argument("--queries", type=int, default=1000, help="validation images used as queries (default 1000)")
+    parser.add_argument("--batch-size", type=int, default=128, help="feature extraction batch (default 128)")
+    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="image samples and autoencoder (default 0)")
+
+
+def extract_split_features(args, out: Path) -> None:
+    """fc7 features and labels of the sampled train (base) and val (query) images, into ``out``."""
+    from alexnet.analysis.runs import resolve_checkpoint
+    from alexnet.data.dataset import PreparedDataset
+    from alexnet.data.prepare import ensure_prepared
+    from alexnet.evaluate import load_checkpoint
+
+    if not args.data:
+        raise UserError("--data is needed to extract features (give the prepared dataset)")
+    model = load_checkpoint(resolve_checkpoint(args.source)[0])
+    root = ensure_prepared(args.data)
+    device = pick_device(args.device)
+    rng = np.random.default_rng(args.seed)
+    for split, limit in zip(SPLITS, (args.train_limit, args.queries)):
+        ds = PreparedDataset(root, split)
+        picks = sample_indices(len(ds), limit, rng)
+        extract_features(model, ds, picks, args.batch_size, device, args.workers,
+                         out=out / f"fc7-{split}.npy", desc=f"fc7 of {split} images")
+        np.save(out / f"labels-{split}.npy", np.asarray(ds.labels)[picks])
+
+
+def load_split_features(out: Path):
+    """(features memmap, labels) of each split, as ``extract_split_features`` left them."""
+    missing = [f"{kind}-{s}.npy" for s in SPLITS for kind in ("fc7", "labels") if not (out / f"{kind}-{s}.npy").exists()]
+    if missing:
+        raise UserError(f"{out}: no {', '.join(missing)}; give RUN_DIR_OR_CHECKPOINT and --data to extract them")
+    return [(np.load(out / f"fc7-{s}.npy", mmap_mode="r"), np.load(out / f"labels-{s}.npy")) for s in SPLITS]
+
+
+def timed(search):
+    start = time.perf_counter()
+    result = search()
+    return result, time.perf_counter() - start
+
+
+def compare(base, base_labels, queries, query_labels, bits=256, hidden=1024, k=10, epochs=10,
+            seed=0, device="cpu") -> dict:
+    """Euclidean search of full fc7 vectors against Hamming search of learned binary codes."""
+    (_, euclid), euclid_s = timed(lambda: nearest(base, queries, k))
+    autoencoder = train_autoencoder(base, bits, hidden, epochs, seed=seed, device=device)
+    base_codes, query_codes = encode(autoencoder, base), encode(autoencoder, queries)
+    (_, hamming), hamming_s = timed(lambda: hamming_search(base_codes, query_codes, k))
+    dim = base.shape[1]
+    return {
+        "base_images": len(base), "queries": len(queries), "k": k, "feature_dim": dim,
+        "euclidean_fc7": {"precision_at_k": precision_at_k(base_labels[euclid], query_labels),
+                          "bytes_per_image": 4 * dim, "index_bytes": 4 * dim * len(base),
+                          "search_seconds": euclid_s, "queries_per_s": len(queries) / euclid_s},
+        "binary_codes": {"bits": bits, "precision_at_k": precision_at_k(base_labels[hamming], query_labels),
+                         "bytes_per_image": bits // 8, "index_bytes": bits // 8 * len(base),
+                         "search_seconds": hamming_s, "queries_per_s": len(queries) / hamming_s,
+                         "autoencoder": {"hidden": hidden, "epochs": epochs}},
+        "chance_precision": float(np.mean([np.mean(base_labels == c) for c in query_labels])),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.bits < 8 or args.bits % 8:
+        raise UserError(f"--bits must be a positive multiple of 8, not {args.bits}")
+    out = Path(args.out)
+    if args.source:
+        extract_split_features(args, out)
+    (base, base_labels), (queries, query_labels) = load_split_features(out)
+    result = compare(base, base_labels, queries, query_labels, args.bits, args.hidden, args.k,
+                     args.epochs, args.seed, pick_device(args.device))
+    write_json(out / "retrieval.json", result)
+    e, c = result["euclidean_fc7"], result["binary_codes"]
+    print(f"{result['queries']} queries, {result['base_images']} images searched, precision at {args.k}:")
+    print(f"  fc7 Euclidean   {e['precision_at_k']:.3f}  {e['bytes_per_image']:6d} B/image  "
+          f"{e['queries_per_s']:10.1f} queries/s")
+    print(f"  {c['bits']}-bit codes   {c['precision_at_k']:.3f}  {c['bytes_per_image']:6d} B/image  "
+          f"{c['queries_per_s']:10.1f} queries/s")
+    print(f"  (chance {result['chance_precision']:.3f}); written {out / 'retrieval.json'}")
+    return 0

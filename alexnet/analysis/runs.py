@@ -1,0 +1,69 @@
+"""Reading what training leaves behind: run folders, their metrics and checkpoints.
+
+A run folder (``alexnet train --out RUN_DIR``) holds ``config.yaml``, ``metrics.jsonl`` (one
+JSON object per epoch) and ``checkpoints/best.pt`` / ``checkpoints/last.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alexnet.errors import UserError
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The per-epoch rows of ``RUN_DIR/metrics.jsonl`` (empty when the file is absent).
+
+    A resumed run may have written an epoch twice; the later row wins. A truncated last line
+    (a run killed while writing) is skipped.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows: dict[int, dict] = {}
+    lines = path.read_text().splitlines()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            if n == len(lines):
+                break
+            raise UserError(f"{path}, line {n}: not JSON ({err})") from err
+        rows[int(row["epoch"])] = row
+    return [rows[e] for e in sorted(rows)]
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """``RUN_DIR/config.yaml`` as a dict (empty when absent)."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return {}
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({err})") from err
+
+
+def resolve_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
+    """(checkpoint file, run folder or None) for a run folder or a checkpoint/model file.
+
+    A run folder gives its ``checkpoints/best.pt`` (else ``last.pt``); a checkpoint inside a
+    run folder's ``checkpoints/`` also gives that run folder, for its metrics.
+    """
+    source = Path(source)
+    if source.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (source / "checkpoints" / name).exists():
+                return source / "checkpoints" / name, source
+        raise UserError(f"{source}: no checkpoints/best.pt or checkpoints/last.pt in this run folder")
+    if not source.exists():
+        raise UserError(f"{source}: no such run folder or checkpoint")
+    run_dir = source.parent.parent if source.parent.name == "checkpoints" else None
+    if run_dir is not None and not (run_dir / "metrics.jsonl").exists():
+        run_dir = None
+    return source, run_dir

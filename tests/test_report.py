@@ -1,0 +1,120 @@
+"""`alexnet report`: one self-contained HTML page with each run beside the paper's numbers."""
+
+import base64
+import json
+import re
+from pathlib import Path
+
+from alexnet.analysis import report
+from alexnet.analysis.drawing import draw_curves, pyplot
+from alexnet.analysis.files import save_figure, write_json
+from analysiskit import alexnet_command
+
+
+
+def make_run(folder: Path, top1=(80.0, 60.0, 50.0), lrs=(0.01, 0.01, 0.001)) -> Path:
+    folder.mkdir(parents=True)
+    rows = [{"epoch": e, "train_top1_error": t - 5, "train_top5_error": t - 20, "val_top1_error": t,
+             "val_top5_error": t - 15, "lr": lr} for e, (t, lr) in enumerate(zip(top1, lrs), start=1)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "config.yaml").write_text("data: imagenette\narch: alexnet\nepochs: 3\nlr: 0.01\n")
+    write_json(folder / "eval-ten.json", {"top1_error": 47.5, "top5_error": 30.5, "images": 100, "crops": "ten"})
+    fig, _ = draw_curves(rows)
+    save_figure(fig, folder / "figures" / "kernels.png")  # any picture: it must be embedded as is
+    return folder
+
+
+def relu_vs_tanh_result():
+    def run(lr, crossing):
+        return {"lr": lr, "epochs": 4, "points": [], "crossing_25": crossing}
+    return {"images": 1000, "epochs": 4, "threshold": 25.0,
+            "runs": {"relu": run(0.03, {"epoch": 1.5, "seconds": 30.0}), "tanh": run(0.01, None)},
+            "speedup": {"epochs": 4 / 1.5, "seconds": 2.0, "lower_bound": True},
+            "lrn": {"test_error_without_lrn": 30.0, "test_error_with_lrn": 28.5}}
+
+
+def test_report_is_self_contained_with_every_picture_inlined(tmp_path):
+    run = make_run(tmp_path / "run1")
+    html = report.render([report.collect(run)], "t")
+    assert not re.search(r"https?://", html)
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in html and "<script" not in html and "url(" not in html
+    embedded = [base64.b64decode(s.split(",", 1)[1]) for s in sources]
+    assert (run / "figures" / "kernels.png").read_bytes() in embedded  # the file, byte for byte
+    assert len(sources) == 2  # kernels.png and the curves drawn from metrics.jsonl
+
+
+def test_table2_lists_the_paper_rows_then_each_run_with_its_ten_crop_errors(tmp_path):
+    runs = [report.collect(make_run(tmp_path / "a")), report.collect(make_run(tmp_path / "b"))]
+    (tmp_path / "b" / "eval-ten.json").unlink()
+    runs[1] = report.collect(tmp_path / "b")
+    table = report.table2(runs)
+    cells = re.findall(r"<tr[^>]*>(.*?)</tr>", table)
+    names = [re.findall(r"<td>(.*?)</td>", c)[0] for c in cells[1:]]
+    assert names == [row[0] for row in report.PAPER_TABLE2] + ["a (ten crops)", "b (best epoch, centre crop)"]
+    assert "<td>47.5%</td><td>30.5%</td>" in cells[-2]
+    assert "<td>50.0%</td><td>35.0%</td>" in cells[-1]  # best validation epoch: the third
+    assert "<td>40.7%</td><td>18.2%</td>" in cells[2]  # the paper's 1 CNN
+
+
+def test_final_errors_take_the_last_and_the_best_epoch(tmp_path):
+    run = report.collect(make_run(tmp_path / "r", top1=(70.0, 55.0, 60.0)))
+    errors = report.final_errors(run)
+    assert errors["last"] == (3, 60.0, 45.0) and errors["best"] == (2, 55.0, 40.0)
+    assert errors["ten"] == (100, 47.5, 30.5)
+
+
+def test_experiment_results_are_shown_beside_the_paper(tmp_path):
+    folder = tmp_path / "exp"
+    write_json(folder / "relu-vs-tanh.json", relu_vs_tanh_result())
+    html = report.render([report.collect(folder)], "t")
+    assert "&gt;= 2.7x sooner in epochs" in html and "paper: about 6x" in html
+    assert "<td>tanh</td><td>0.01</td><td>&gt; 4</td>" in html
+    assert "<td>30.0%</td><td>13%</td>" in html and "<td>28.5%</td><td>11%</td>" in html
+
+
+def test_report_command_writes_the_page_and_names_a_missing_folder(tmp_path, capsys):
+    run = make_run(tmp_path / "run1")
+    out = tmp_path / "report.html"
+    proc = alexnet_command(capsys, "report", run, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text().startswith("<!DOCTYPE html>") and "run1" in out.read_text()
+    proc = alexnet_command(capsys, "report", tmp_path / "gone", "--out", out)
+    assert proc.returncode == 2 and "gone: no such folder" in proc.stderr
+
+
+def test_pictures_drawn_for_the_page_are_closed(tmp_path):
+    run = report.collect(make_run(tmp_path / "r"))
+    before = len(pyplot().get_fignums())
+    assert "Training curves" in report.render([run], "t")  # drawn from metrics.jsonl
+    assert len(pyplot().get_fignums()) == before
+
+
+def test_results_in_direct_subfolders_are_found_but_not_checkpoints(tmp_path):
+    run = make_run(tmp_path / "run")
+    write_json(run / "retrieval" / "retrieval.json", {"k": 10})
+    write_json(run / "checkpoints" / "eval.json", {"top1_error": 1.0, "top5_error": 1.0})
+    found = report.collect(run)
+    assert found["experiments"] == {"retrieval": {"k": 10}}
+    assert [e["file"] for e in found["evaluations"]] == ["eval-ten.json"]
+
+
+def test_colour_ablation_and_retrieval_tables_are_rendered(tmp_path):
+    from alexnet.analysis.ablations import table
+
+    folder = tmp_path / "study"
+    for name, top1 in (("paper", 40.0), ("one-tower", 42.5)):
+        make_run(folder / name, top1=(top1,), lrs=(0.01,))
+    write_json(folder / "ablations.json", table(["paper", "one-tower"], folder))
+    write_json(folder / "colour.json", {"towers": [
+        {"tower": 1, "kernels": [0, 47], "mean_specificity": 0.12, "median_specificity": 0.1},
+        {"tower": 2, "kernels": [48, 95], "mean_specificity": 0.61, "median_specificity": 0.6}]})
+    write_json(folder / "retrieval.json", {
+        "queries": 10, "base_images": 100, "k": 5, "feature_dim": 4096, "chance_precision": 0.1,
+        "euclidean_fc7": {"precision_at_k": 0.5, "bytes_per_image": 16384, "queries_per_s": 100.0},
+        "binary_codes": {"bits": 256, "precision_at_k": 0.45, "bytes_per_image": 32, "queries_per_s": 5000.0}})
+    html = report.render([report.collect(folder)], "t")
+    assert "<td>one-tower</td><td>42.5%</td><td>27.5%</td><td>+2.5</td><td>+2.5</td><td>+1.7 / +1.2</td>" in html
+    assert "<td>tower 2 (kernels 48-95)</td><td>0.610</td>" in html
+    assert "<td>256-bit codes, Hamming</td><td>0.450</td><td>32 B</td><td>5,000</td>" in html
