@@ -35,7 +35,8 @@ def test_bench_model_prints_json_with_every_setting_and_plain_as_the_baseline():
     record = json.loads(done.stdout)
     assert record["kind"] == "model" and record["baseline"] == "plain"
     assert record["batch_size"] == 2 and record["input_size"] == 67 and record["optimizer_step"]
-    assert {"device", "device_name", "threads", "torch", "date"} <= record.keys()
+    assert {"device", "device_name", "threads", "torch", "date", "load_average"} <= record.keys()
+    assert record["keep_freed_memory"] is False and record["flush_denormal"] is False  # not asked for
     names = [s["name"] for s in record["settings"]]
     assert names == ["plain", "fast-fp32", "fp16"]  # plain is measured even when not asked for
     by_name = {s["name"]: s for s in record["settings"]}

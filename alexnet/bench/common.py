@@ -52,11 +52,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine(device: torch.device, threads: int, keep_freed_memory: bool = False) -> dict:
+def process_knobs(keep_freed_memory: bool, flush_denormal: bool) -> dict:
+    """Apply the process-wide CPU knobs asked for; what took effect, for the record."""
+    from alexnet import speed
+
+    return {"keep_freed_memory": keep_freed_memory and speed.keep_freed_memory(),
+            "flush_denormal": flush_denormal and torch.set_flush_denormal(True)}
+
+
+def machine(device: torch.device, threads: int, knobs: dict) -> dict:
     """The facts a benchmark record needs: what ran, where, when."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "device_name": name, "threads": threads,
-            "keep_freed_memory": keep_freed_memory,
+            **knobs,
             "cores": speed.available_cores(), "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg")
             else None, "torch": torch.__version__,
             "python": platform.python_version(),
@@ -72,6 +80,9 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="glibc malloc keeps freed memory for reuse (speed.keep_freed_memory); "
                         "process-wide, so it applies to the baseline too")
+    parser.add_argument("--flush-denormal", action="store_true",
+                        help="flush denormal floats to zero on the CPU, as alexnet train does "
+                        "(torch.set_flush_denormal); process-wide, so it applies to the baseline too")
 
 
 def add_model_options(parser) -> None:

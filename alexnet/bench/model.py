@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from alexnet import speed
 from alexnet.bench.common import (add_common_arguments, add_model_options, check_counts, machine, output,
+                                  process_knobs,
                                   parse_model_options, print_table, progress, resolve_device, timed)
 from alexnet.errors import UserError
 from alexnet.registry import build_model
@@ -129,7 +130,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
               settings: list[str] | None = None, steps: int | None = None, warmup: int | None = None,
               rounds: int = 1, optimizer_step: bool = False, threads: int | None = None,
               model_options: dict | None = None, keep_freed_memory: bool = False,
-              report=progress) -> dict:
+              flush_denormal: bool = False, report=progress) -> dict:
     """Measure ``settings`` (and ``plain``) on ``device``; returns the record printed as JSON."""
     device = resolve_device(device)
     names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn", "channels-last"]))
@@ -139,7 +140,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     names = ["plain"] + [n for n in dict.fromkeys(names) if n != "plain"]
     steps = steps or (20 if device.type == "cuda" else 3)
     threads = speed.set_threads(threads)
-    kept = keep_freed_memory and speed.keep_freed_memory()
+    knobs = process_knobs(keep_freed_memory, flush_denormal)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
@@ -184,7 +185,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
             r["cpu_ratio"] = plain["cpu_ms"] / r["cpu_ms"] if r["cpu_ms"] else None
     return {"kind": "model", "arch": arch, "batch_size": batch_size, "input_size": base.input_size,
             "model_options": base.options, "optimizer_step": optimizer_step, "steps": steps,
-            "rounds": rounds, **machine(device, threads, kept), "baseline": "plain",
+            "rounds": rounds, **machine(device, threads, knobs), "baseline": "plain",
             "settings": list(results.values())}
 
 
@@ -212,5 +213,6 @@ def run(args) -> int:
     check_counts(args, ("batch_size", "steps", "rounds", "threads"), ("warmup",))
     record = benchmark(args.arch, args.batch_size, args.device, args.settings, args.steps, args.warmup,
                        args.rounds, args.optimizer_step, args.threads, parse_model_options(args.model_option),
-                       keep_freed_memory=args.keep_freed_memory)
+                       keep_freed_memory=args.keep_freed_memory,
+                       flush_denormal=args.flush_denormal)
     return output(record, args.json, print_record)

@@ -36,6 +36,7 @@ from PIL import Image
 
 from alexnet import speed
 from alexnet.bench.common import (add_common_arguments, add_model_options, check_counts, machine, output,
+                                  process_knobs,
                                   parse_model_options, print_table, progress, resolve_device, synchronize)
 from alexnet.bench.data import Repeated
 from alexnet.bench.model import SETTINGS, Runner, skip_reason
@@ -212,7 +213,8 @@ def measure_examples(base, files: list[tuple[str, int]], times: int, batch_size:
 def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: str | None = None,
               setting: str | None = None, steps: int | None = None, warmup: int | None = None,
               workers: int | None = None, threads: int | None = None, model_options: dict | None = None,
-              repeat: int | None = None, keep_freed_memory: bool = False, report=progress) -> dict:
+              repeat: int | None = None, keep_freed_memory: bool = False, flush_denormal: bool = False,
+              report=progress) -> dict:
     """Ours and the pytorch/examples way on ``data`` (a prepared folder); the record printed as JSON."""
     device = resolve_device(device)
     name = setting or DEFAULT_SETTING.get(device.type, "channels-last")
@@ -225,7 +227,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     warmup = warmup if warmup is not None else (5 if device.type == "cuda" else 1)
     workers = default_workers() if workers is None else workers
     threads = speed.set_threads(threads)
-    kept = keep_freed_memory and speed.keep_freed_memory()
+    knobs = process_knobs(keep_freed_memory, flush_denormal)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     dataset = PreparedDataset(prepared_dir(data), "train")
@@ -241,7 +243,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     examples = measure_examples(base, files, times, **common)
     return {"kind": "train", "data": str(data), "train_images": len(dataset), "source_images": len(files),
             "batch_size": batch_size, "input_size": base.input_size, "arch": base.arch, "workers": workers,
-            "warmup": warmup, **machine(device, threads, kept),
+            "warmup": warmup, **machine(device, threads, knobs),
             "ours": {"setting": name, "about": SETTINGS[name].about, **ours},
             "examples": {"about": "pytorch/examples imagenet/main.py: per-image PIL transforms in "
                          "DataLoader workers, plain network, fp32, eager", **examples},
@@ -276,5 +278,6 @@ def run(args) -> int:
     check_counts(args, ("batch_size", "steps", "threads", "repeat"), ("warmup", "workers"))
     record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps,
                        args.warmup, args.workers, args.threads, parse_model_options(args.model_option),
-                       args.repeat, keep_freed_memory=args.keep_freed_memory)
+                       args.repeat, keep_freed_memory=args.keep_freed_memory,
+                       flush_denormal=args.flush_denormal)
     return output(record, args.json, print_record)
