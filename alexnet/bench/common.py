@@ -65,8 +65,8 @@ def machine(device: torch.device, threads: int, knobs: dict) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"device": str(device), "device_name": name, "threads": threads,
             **knobs,
-            "cores": speed.available_cores(), "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg")
-            else None, "torch": torch.__version__,
+            "cores": speed.available_cores(),
+            "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None, "torch": torch.__version__,
             "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 

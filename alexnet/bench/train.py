@@ -257,7 +257,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--setting", default=None, help="our bench-model setting (default: "
                         f"{DEFAULT_SETTING['cpu']} on cpu, {DEFAULT_SETTING['cuda']} on cuda)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 cpu, 50 cuda)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 cpu, 5 cuda)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: 1 cpu, 5 cuda)")
     parser.add_argument("--workers", type=int, default=None, help="loader processes (default: one per core)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="read the dataset this many times over (default: as many as the steps need)")
