@@ -11,8 +11,8 @@ authors' code ran; the printed formula is the default.
 
 Why not ``nn.LocalResponseNorm``: it builds the window sum with ``avg_pool3d`` over a padded copy
 and leaves the backward pass to autograd, which keeps several full-size intermediates. Here the
-window sum is ``size`` shifted additions and the backward pass is written out by hand from the
-formula, which is faster forward+backward on the CPU (BENCHMARKS.md) and saves memory. It also
+window sum is ``size`` shifted fused multiply-adds and the backward pass is written out by hand
+from the formula, which is faster forward+backward on the CPU (BENCHMARKS.md) and saves memory. It also
 normalises within channel groups (``groups=2``: each tower normalises only its own maps, as
 on the paper's two GPUs), and it always computes in float32 under autocast, because sums of
 squared activations overflow float16.
@@ -24,23 +24,23 @@ import torch
 from torch import nn
 
 
-def _window_sum(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """Sum of ``t`` over channels ``c - before .. c + after`` (dim 2 of [N, G, C, H, W]), zero outside."""
-    channels = t.shape[2]
-    out = t.clone()
-    for shift in range(1, before + 1):  # out[c] += t[c - shift]
-        if shift < channels:
-            out[:, :, shift:].add_(t[:, :, : channels - shift])
-    for shift in range(1, after + 1):  # out[c] += t[c + shift]
-        if shift < channels:
-            out[:, :, : channels - shift].add_(t[:, :, shift:])
-    return out
+def _shifts(channels: int, before: int, after: int):
+    """(target, source) channel slices pairing channel c with c - s (s = 1..before) and with
+    c + s (s = 1..after), clipped to the ``channels`` that exist."""
+    for shift in range(1, min(before, channels - 1) + 1):  # c with c - shift
+        yield slice(shift, None), slice(None, channels - shift)
+    for shift in range(1, min(after, channels - 1) + 1):  # c with c + shift
+        yield slice(None, channels - shift), slice(shift, None)
 
 
 class _LRNFunction(torch.autograd.Function):
     """y = x * d^-beta with d = k + alpha * S, S the window sum of x^2; gradient by hand:
 
     dL/dx[j] = g[j] * d[j]^-beta - 2 * alpha * beta * x[j] * sum_{i : j in window(i)} g[i] * y[i] / d[i]
+
+    Both passes work on [N, G, C/G, H, W] views (G towers) with one fused operation per window
+    offset, in place on as few full-size tensors as possible: on the CPU, where these layers are
+    memory-bound, every pass over the activation and every fresh allocation counts.
     """
 
     @staticmethod
@@ -48,21 +48,26 @@ class _LRNFunction(torch.autograd.Function):
         n, c, h, w = x.shape
         xg = x.reshape(n, groups, c // groups, h, w)
         before, after = size // 2, (size - 1) // 2
-        d = _window_sum(xg * xg, before, after).mul_(alpha).add_(k)
+        d = torch.addcmul(torch.tensor(k, dtype=x.dtype, device=x.device), xg, xg, value=alpha)
+        for target, source in _shifts(xg.shape[2], before, after):
+            d[:, :, target].addcmul_(xg[:, :, source], xg[:, :, source], value=alpha)
         scale = d.pow(-beta)
         y = xg * scale
-        ctx.save_for_backward(xg, d, scale)
+        ctx.save_for_backward(xg, d, scale, y)
         ctx.constants = (before, after, alpha, beta)
         return y.reshape(n, c, h, w)
 
     @staticmethod
     def backward(ctx, grad):
-        xg, d, scale = ctx.saved_tensors
+        xg, d, scale, y = ctx.saved_tensors
         before, after, alpha, beta = ctx.constants
         g = grad.reshape(xg.shape)
-        t = (g * xg).mul_(scale).div_(d)  # g * y / d
+        t = torch.mul(g, y).div_(d)  # g * y / d
+        c = -2.0 * alpha * beta
+        dx = torch.mul(g, scale).addcmul_(xg, t, value=c)
         # j lies in window(i) exactly when i lies in the mirrored window of j.
-        dx = torch.addcmul(g * scale, xg, _window_sum(t, after, before), value=-2.0 * alpha * beta)
+        for target, source in _shifts(xg.shape[2], after, before):
+            dx[:, :, target].addcmul_(xg[:, :, target], t[:, :, source], value=c)
         return dx.reshape(grad.shape), None, None, None, None, None
 
 

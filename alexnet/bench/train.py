@@ -1,0 +1,284 @@
+"""`alexnet bench train --data PREPARED`: end-to-end training images/s (loader and step), the share
+of time the device waits for data, and in the same run the pytorch/examples imagenet/main.py way.
+
+Ours: the prepared shards read by ``alexnet.data.loader.make_loader`` (workers decode and crop
+into uint8 batches, pinned on CUDA, copied without blocking), ``DeviceTransform`` on the device
+(mean image, PCA colour noise), and one setting of ``alexnet bench model`` (default: the fastest
+for the device) with the fused SGD step.
+
+The pytorch/examples way (imagenet/main.py): an image folder of the source JPEGs that the prepared
+dataset was made from (``meta.json``'s source), a ``DataLoader`` whose workers open each JPEG and
+apply torchvision's per-image transforms (RandomResizedCrop, RandomHorizontalFlip, ToTensor,
+Normalize; written here with PIL, numpy and torch, as torchvision is not a dependency), pinned
+batches copied with ``non_blocking``, the same network in the plain form of ``bench model``
+(nn.LocalResponseNorm, NCHW, float32, eager) with ``torch.optim.SGD``, and main.py's per-step
+``loss.item()`` and top-1/top-5 accuracy.
+
+Both read their data repeatedly (the epoch is the dataset repeated until the measurement ends),
+so a small dataset measures the pipeline as a large one would, page cache aside.
+
+Waiting for data: on the CPU, the time the loop is blocked on the loader over the wall time; on
+CUDA, the device's idle time between the end of one step and the start of the next (CUDA events
+around each step, read once at the end), over the device time from the first timed step's start
+to the last one's end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from alexnet import speed
+from alexnet.bench.common import (add_common_arguments, add_model_options, check_counts, machine, output,
+                                  process_knobs,
+                                  parse_model_options, print_table, progress, resolve_device, synchronize)
+from alexnet.bench.data import Repeated
+from alexnet.bench.model import SETTINGS, Runner, skip_reason
+from alexnet.data.dataset import PreparedDataset
+from alexnet.data.loader import default_workers, make_loader
+from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, DeviceTransform
+from alexnet.errors import UserError
+from alexnet.registry import build_model
+from alexnet.train.prepared import prepared_dir
+
+DEFAULT_SETTING = {"cpu": "fast-fp32", "cuda": "compile"}
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+# --- the pytorch/examples way ---------------------------------------------------------------
+
+
+def source_images(dataset: PreparedDataset) -> list[tuple[str, int]]:
+    """(file, class index) of the source JPEGs of ``dataset``'s training split: the image folder
+    (``train/<class>/...``) named by its meta.json, classes indexed as the prepared dataset."""
+    source = dataset.meta.get("source", {})
+    folder = Path(source.get("path", "")) / "train"
+    if not folder.is_dir():
+        raise UserError(f"{dataset.root}/meta.json: its source ({source.get('given')}, kind "
+                        f"{source.get('kind')}) is not an image folder with a train/ folder on this "
+                        "machine, which the pytorch/examples baseline reads")
+    index = {c["id"]: c["index"] for c in dataset.classes}
+    files = [(str(f), index[d.name]) for d in sorted(folder.iterdir()) if d.name in index
+             for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise UserError(f"{folder}: no JPEG or PNG files in its class folders")
+    return files
+
+
+def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator,
+                        scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> Image.Image:
+    """torchvision's RandomResizedCrop: a random area and aspect ratio, resized bilinearly."""
+    width, height = image.size
+    area = width * height
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            left, top = rng.integers(0, width - w + 1), rng.integers(0, height - h + 1)
+            return image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+    side = min(width, height)  # fallback: the central square
+    left, top = (width - side) // 2, (height - side) // 2
+    return image.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
+
+
+class ExamplesImageFolder(torch.utils.data.Dataset):
+    """main.py's training dataset: every item one JPEG opened and transformed on its own."""
+
+    def __init__(self, files: list[tuple[str, int]], size: int, times: int):
+        self.files, self.size, self.times = files, size, times
+        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.files) * self.times
+
+    def __getitem__(self, i):
+        path, label = self.files[i % len(self.files)]
+        rng = np.random.default_rng([i, torch.initial_seed() % 2**32])
+        with Image.open(path) as f:
+            image = random_resized_crop(f.convert("RGB"), self.size, rng)
+        if rng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+        return (x - self.mean) / self.std, label
+
+
+# --- measurement ----------------------------------------------------------------------------
+
+
+class Clock:
+    """Step boundaries and the time the loop waited for data (module docstring)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.waits, self.events = device, [], []
+        self.start = self.stop = None
+
+    def begin(self) -> None:
+        synchronize(self.device)
+        self.start = time.perf_counter()
+
+    def step(self, waited: float, run) -> None:
+        if self.device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            run()
+            end.record()
+            self.events.append((begin, end))
+        else:
+            run()
+        self.waits.append(waited)
+
+    def result(self, images: int) -> dict:
+        synchronize(self.device)
+        wall = time.perf_counter() - self.start
+        if self.device.type == "cuda":
+            busy_span = self.events[0][0].elapsed_time(self.events[-1][1]) / 1000
+            idle = sum(prev[1].elapsed_time(nxt[0]) for prev, nxt in zip(self.events, self.events[1:])) / 1000
+            share = idle / busy_span if busy_span > 0 else 0.0
+        else:
+            share = sum(self.waits) / wall
+        return {"images_per_s": images / wall, "seconds": wall, "steps": len(self.waits),
+                "data_wait_share": share, "host_wait_s": sum(self.waits)}
+
+
+def measure(batches, step, device: torch.device, warmup: int, steps: int, batch_size: int) -> dict:
+    """Run ``step(batch)`` on ``warmup`` then ``steps`` batches of ``batches``; the timed part's record."""
+    it = iter(batches)
+    clock = Clock(device)
+    for number in range(warmup + steps):
+        if number == warmup:
+            clock.begin()
+        before = time.perf_counter()
+        batch = next(it, None)
+        if batch is None:
+            raise UserError("the data ran out before the measurement ended (raise --repeat)")
+        waited = time.perf_counter() - before
+        if number < warmup:
+            step(batch)
+        else:
+            clock.step(waited, lambda: step(batch))
+    return clock.result(steps * batch_size)
+
+
+def measure_ours(setting: str, base, dataset, times: int, batch_size: int, workers: int,
+                 device: torch.device, warmup: int, steps: int) -> dict:
+    """Our pipeline: prepared shards, uint8 crops from loader workers, DeviceTransform, the
+    ``setting`` step of ``bench model``."""
+    size = base.input_size
+    runner = Runner(SETTINGS[setting], base, torch.zeros(batch_size, 3, size, size, device=device),
+                    torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
+    transform = DeviceTransform.for_dataset(dataset, size, normalization=base.normalization).to(device)
+    loader = make_loader(Repeated(dataset, times * len(dataset)), batch_size, train=True, crop_size=size,
+                         workers=workers, drop_last=True, pin_memory=device.type == "cuda")
+
+    def step(batch):
+        images, labels, windows = (speed.to_device(t, device) for t in batch)
+        runner.x = speed.to_device(transform(images, windows), device, SETTINGS[setting].channels_last)
+        runner.labels = labels
+        runner.step()
+
+    return measure(loader, step, device, warmup, steps, batch_size)
+
+
+def measure_examples(base, files: list[tuple[str, int]], times: int, batch_size: int, workers: int,
+                     device: torch.device, warmup: int, steps: int) -> dict:
+    """The pytorch/examples imagenet/main.py loop (module docstring) with the plain network."""
+    size = base.input_size
+    plain = Runner(SETTINGS["plain"], base, torch.zeros(batch_size, 3, size, size, device=device),
+                   torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
+    loader = torch.utils.data.DataLoader(
+        ExamplesImageFolder(files, size, times), batch_size=batch_size, shuffle=True, drop_last=True,
+        num_workers=workers, pin_memory=device.type == "cuda")
+
+    def step(batch):
+        images, labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
+        logits = plain.model(images)
+        loss = F.cross_entropy(logits, labels)
+        plain.optimizer.zero_grad()
+        loss.backward()
+        plain.optimizer.step()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+        loss.item(), top5[:, 0].float().mean().item(), top5.any(1).float().mean().item()  # main.py's meters
+
+    return measure(loader, step, device, warmup, steps, batch_size)
+
+
+def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: str | None = None,
+              setting: str | None = None, steps: int | None = None, warmup: int | None = None,
+              workers: int | None = None, threads: int | None = None, model_options: dict | None = None,
+              repeat: int | None = None, keep_freed_memory: bool = False, flush_denormal: bool = False,
+              report=progress) -> dict:
+    """Ours and the pytorch/examples way on ``data`` (a prepared folder); the record printed as JSON."""
+    device = resolve_device(device)
+    name = setting or DEFAULT_SETTING.get(device.type, "channels-last")
+    if name not in SETTINGS:
+        raise UserError(f"--setting {name}: unknown; known: {', '.join(SETTINGS)}")
+    reason = skip_reason(SETTINGS[name], device)
+    if reason:
+        raise UserError(f"--setting {name} does not run on {device}: {reason}")
+    steps = steps or (50 if device.type == "cuda" else 3)
+    warmup = warmup if warmup is not None else (5 if device.type == "cuda" else 1)
+    workers = default_workers() if workers is None else workers
+    threads = speed.set_threads(threads)
+    knobs = process_knobs(keep_freed_memory, flush_denormal)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    dataset = PreparedDataset(prepared_dir(data), "train")
+    files = source_images(dataset)
+    torch.manual_seed(0)
+    base = build_model(arch, **{"num_classes": len(dataset.classes), **(model_options or {})})
+    needed = (warmup + steps + 2 * max(workers, 1)) * batch_size  # with what the workers prefetch
+    times = repeat or max(1, math.ceil(needed / len(dataset)))
+    common = dict(batch_size=batch_size, workers=workers, device=device, warmup=warmup, steps=steps)
+    report(f"ours ({name}): {warmup} warm-up and {steps} timed steps of {batch_size} ...")
+    ours = measure_ours(name, base, dataset, times, **common)
+    report(f"pytorch/examples way: {warmup} warm-up and {steps} timed steps of {batch_size} ...")
+    examples = measure_examples(base, files, times, **common)
+    return {"kind": "train", "data": str(data), "train_images": len(dataset), "source_images": len(files),
+            "batch_size": batch_size, "input_size": base.input_size, "arch": base.arch, "workers": workers,
+            "warmup": warmup, **machine(device, threads, knobs),
+            "ours": {"setting": name, "about": SETTINGS[name].about, **ours},
+            "examples": {"about": "pytorch/examples imagenet/main.py: per-image PIL transforms in "
+                         "DataLoader workers, plain network, fp32, eager", **examples},
+            "ratio": ours["images_per_s"] / examples["images_per_s"]}
+
+
+def add_arguments(parser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--data", required=True, help="a prepared dataset folder (alexnet prepare), or a "
+                        "dataset name as alexnet train takes (imagenette; prepared on first use)")
+    parser.add_argument("--setting", default=None, help="our bench-model setting (default: "
+                        f"{DEFAULT_SETTING['cpu']} on cpu, {DEFAULT_SETTING['cuda']} on cuda)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 cpu, 50 cuda)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: 1 cpu, 5 cuda)")
+    parser.add_argument("--workers", type=int, default=None, help="loader processes (default: one per core)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="read the dataset this many times over (default: as many as the steps need)")
+    add_model_options(parser)
+
+
+def print_record(r: dict) -> None:
+    print(f"alexnet bench train: {r['arch']} at batch {r['batch_size']} on {r['data']} ({r['train_images']} "
+          f"prepared, {r['source_images']} source images), {r['workers']} loader workers, {r['device']} "
+          f"({r['device_name']}, {r['threads']} threads), {r['date']}")
+    rows = [[label, f"{rec['images_per_s']:.1f}", f"{100 * rec['data_wait_share']:.0f}%", f"{rec['steps']}",
+             rec["about"]] for label, rec in (("ours", r["ours"]), ("pytorch/examples", r["examples"]))]
+    print_table(["way", "images/s", "waits for data", "steps", "what"], rows)
+    print(f"ratio: {r['ratio']:.2f}x")
+
+
+def run(args) -> int:
+    check_counts(args, ("batch_size", "steps", "threads", "repeat"), ("warmup", "workers"))
+    record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps,
+                       args.warmup, args.workers, args.threads, parse_model_options(args.model_option),
+                       args.repeat, keep_freed_memory=args.keep_freed_memory,
+                       flush_denormal=args.flush_denormal)
+    return output(record, args.json, print_record)

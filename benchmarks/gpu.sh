@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Every GPU measurement of the project in one run, within eight minutes on one GPU, printing one
+# table at the end (issue 6). Uses only data it makes or that travels with the repository:
+#   - ../shared/data/imagenet-samples (1000 ImageNet JPEGs, one per class) when present,
+#   - otherwise 1000 synthetic JPEGs in 100 classes made here with PIL;
+# prepared once into shards with `alexnet prepare`, then read over and over.
+#
+#   bash benchmarks/gpu.sh [RESULTS_DIR]        (default: $OUT if set, else benchmarks/gpu-results)
+#
+# Environment: BATCH (128, the paper's), MODEL_STEPS (20), TRAIN_STEPS (100), WORKERS (cores),
+# SAMPLES (a folder of JPEGs to use instead), TRAIN_SETTING (compile); for a dry run of this script
+# without a GPU: DEVICE=cpu BENCH_ARGS="--model-option input_size=67 ..." with small steps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RESULTS=${1:-${OUT:-benchmarks/gpu-results}}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/alexnet-gpu.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$RESULTS"
+BATCH=${BATCH:-128}
+DEVICE=${DEVICE:-cuda}
+read -r -a EXTRA <<< "${BENCH_ARGS:-}"
+WORKERS=${WORKERS:-$(python -c 'import os; print(len(os.sched_getaffinity(0)))')}
+started=$(date +%s)
+say() { echo "[gpu.sh $(( $(date +%s) - started ))s] $*" >&2; }
+
+[ "$DEVICE" != cuda ] || python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu.sh: no CUDA device")'
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$RESULTS/gpu.txt" 2>/dev/null || true
+
+# 1. Source images as an image folder: train/<class>/<file> (and a val split, which prepare wants).
+if [ -z "${SAMPLES:-}" ]; then
+    for candidate in ../shared/data/imagenet-samples shared/data/imagenet-samples; do
+        [ -d "$candidate" ] && SAMPLES=$candidate && break
+    done
+fi
+if [ -n "${SAMPLES:-}" ] && [ -d "$SAMPLES" ]; then
+    say "source: $SAMPLES"
+    python - "$SAMPLES" "$WORK/source" <<'EOF'
+import sys
+from pathlib import Path
+samples, out = Path(sys.argv[1]), Path(sys.argv[2])
+files = sorted(p for p in samples.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+for i, f in enumerate(files):
+    wnid = f.name.split("_")[0]  # n01440764_tench.JPEG: class n01440764
+    for split in ("train", "val") if i % 10 == 0 else ("train",):
+        (out / split / wnid).mkdir(parents=True, exist_ok=True)
+        (out / split / wnid / f.name).symlink_to(f.resolve())
+EOF
+else
+    say "source: 1000 synthetic JPEGs (no imagenet-samples folder found)"
+    python - "$WORK/source" <<'EOF'
+import sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+out, rng = Path(sys.argv[1]), np.random.default_rng(0)
+for i in range(1000):
+    split = "val" if i % 10 == 0 else "train"
+    folder = out / split / f"n{i % 100:08d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    colour = rng.integers(0, 256, 3)
+    pixels = np.clip(colour + rng.normal(0, 40, (375, 500, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(folder / f"img{i}.JPEG", quality=90)
+EOF
+fi
+
+# 2. Shards, as training reads them.
+say "alexnet prepare"
+timeout 120 python -m alexnet prepare "$WORK/source" "$WORK/prepared" --workers "$WORKERS" > /dev/null
+
+# 3. The input pipeline alone on this machine's cores (the end-to-end ceiling).
+say "alexnet bench data"
+timeout 90 python -m alexnet bench data --data "$WORK/prepared" --workers "$WORKERS" --images 16384 \
+    --json > "$RESULTS/data.json" || { say "bench data failed or ran out of time"; rm -f "$RESULTS/data.json"; }
+
+# 4. The network per setting (fp32/bf16/fp16, channels-last, compile, LRN) against plain PyTorch.
+say "alexnet bench model"
+timeout 240 python -m alexnet bench model --device "$DEVICE" --batch-size "$BATCH" --optimizer-step \
+    --steps "${MODEL_STEPS:-20}" --json "${EXTRA[@]}" > "$RESULTS/model.json" \
+    || { say "bench model failed or ran out of time"; rm -f "$RESULTS/model.json"; }
+
+# 5. End to end (loader + step) against the pytorch/examples way.
+say "alexnet bench train"
+bench_train() {
+    timeout 150 python -m alexnet bench train --device "$DEVICE" --data "$WORK/prepared" --batch-size "$BATCH" \
+        --steps "${TRAIN_STEPS:-100}" --warmup 10 --workers "$WORKERS" --setting "$1" \
+        --json "${EXTRA[@]}" > "$RESULTS/train.json"
+}
+bench_train "${TRAIN_SETTING:-compile}" || { say "that failed; again with the bf16 setting (no compile)"; bench_train bf16; } \
+    || { say "bench train failed"; rm -f "$RESULTS/train.json"; }
+
+say "done"
+python benchmarks/gpu_table.py "$RESULTS"

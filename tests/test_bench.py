@@ -1,0 +1,120 @@
+"""`alexnet bench model` and `alexnet bench train` on tiny settings: they run in seconds and give
+well-formed records whose numbers hang together."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet.bench import model as bench_model
+from alexnet.cli import main
+from alexnet.bench import train as bench_train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_OPTIONS = ["--model-option", "input_size=67", "--model-option", "fc_width=16",
+                "--model-option", "channels=[8,16,16,16,16]"]
+TINY = dict(input_size=67, fc_width=16, channels=[8, 16, 16, 16, 16])
+SETTING_KEYS = {"name", "about", "lrn", "channels_last", "amp", "compile", "fused", "skipped",
+                "images_per_s", "step_ms", "cpu_ms", "ratio", "cpu_ratio"}
+
+
+def quiet(message):
+    pass
+
+
+def test_bench_model_prints_json_with_every_setting_and_plain_as_the_baseline():
+    command = [sys.executable, "-m", "alexnet", "bench", "model", "--device", "cpu", "--batch-size", "2",
+               "--steps", "1", "--warmup", "0", "--optimizer-step", "--json",
+               "--model-option", "num_classes=5", *TINY_OPTIONS, "--settings", "fast-fp32", "fp16"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["kind"] == "model" and record["baseline"] == "plain"
+    assert record["batch_size"] == 2 and record["input_size"] == 67 and record["optimizer_step"]
+    assert {"device", "device_name", "threads", "torch", "date", "load_average"} <= record.keys()
+    assert record["keep_freed_memory"] is False and record["flush_denormal"] is False  # not asked for
+    names = [s["name"] for s in record["settings"]]
+    assert names == ["plain", "fast-fp32", "fp16"]  # plain is measured even when not asked for
+    by_name = {s["name"]: s for s in record["settings"]}
+    assert all(s.keys() == SETTING_KEYS for s in record["settings"])
+    assert by_name["plain"]["ratio"] == 1.0 and by_name["plain"]["lrn"] == "torch"
+    fast = by_name["fast-fp32"]
+    assert fast["ratio"] == pytest.approx(fast["images_per_s"] / by_name["plain"]["images_per_s"])
+    assert fast["images_per_s"] == pytest.approx(2 / (fast["step_ms"] / 1000))
+    assert fast["cpu_ratio"] == pytest.approx(by_name["plain"]["cpu_ms"] / fast["cpu_ms"])
+    assert "float16" in by_name["fp16"]["skipped"] and by_name["fp16"]["images_per_s"] is None
+
+
+def test_bench_model_keeps_the_best_of_its_rounds():
+    seen = []
+    record = bench_model.benchmark(batch_size=2, device="cpu", settings=["ours-lrn"], steps=1, warmup=0,
+                                   rounds=2, model_options={"num_classes": 3, **TINY}, report=seen.append)
+    assert len(seen) == 4  # two settings, two rounds
+    rates = {}
+    for line in seen:
+        name, rate = line.split(" ", 2)[2].rstrip(" images/s").split(": ")
+        rates.setdefault(name, []).append(float(rate))
+    for s in record["settings"]:
+        assert s["images_per_s"] == pytest.approx(max(rates[s["name"]]), rel=0.06)  # printed to 0.1
+
+
+def test_bench_model_rejects_an_unknown_setting_naming_the_known_ones(capsys):
+    assert main(["bench", "model", "--settings", "turbo"]) == 2
+    err = capsys.readouterr().err
+    assert "--settings: unknown turbo" in err and "fast-fp32" in err
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A tiny image folder (3 classes, 4 JPEGs each) prepared at 80x80."""
+    from alexnet.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("bench-data")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 1)):
+        for c in range(3):
+            folder = root / "source" / split / f"n0000000{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (90 + 7 * i, 100, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"img{i}.JPEG", quality=90)
+    return prepare(root / "source", root / "prepared", size=80, workers=1, progress=False)
+
+
+def test_examples_baseline_reads_the_source_jpegs_with_the_prepared_class_indices(prepared):
+    from alexnet.data.dataset import PreparedDataset
+
+    files = bench_train.source_images(PreparedDataset(prepared, "train"))
+    assert len(files) == 12
+    for path, label in files:
+        assert Path(path).parent.name == f"n0000000{label}"
+
+
+def test_random_resized_crop_gives_the_size_asked_for():
+    image = Image.fromarray(np.zeros((50, 90, 3), np.uint8))
+    rng = np.random.default_rng(0)
+    assert {bench_train.random_resized_crop(image, 31, rng).size for _ in range(20)} == {(31, 31)}
+
+
+def test_bench_train_measures_ours_and_the_examples_way_with_the_ratio(prepared):
+    record = bench_train.benchmark(str(prepared), batch_size=4, device="cpu", steps=2, warmup=1, workers=0,
+                                   model_options=dict(TINY), report=quiet)
+    json.dumps(record)  # well-formed
+    assert record["kind"] == "train" and record["train_images"] == 12 and record["source_images"] == 12
+    for way in ("ours", "examples"):
+        r = record[way]
+        assert r["steps"] == 2
+        assert r["images_per_s"] == pytest.approx(8 / r["seconds"])
+        assert 0.0 <= r["data_wait_share"] <= 1.0
+    assert record["ours"]["setting"] == "fast-fp32"
+    ours, examples = record["ours"]["images_per_s"], record["examples"]["images_per_s"]
+    assert record["ratio"] == pytest.approx(ours / examples)
+
+
+def test_bench_train_refuses_a_folder_that_is_not_prepared(tmp_path, capsys):
+    assert main(["bench", "train", "--data", str(tmp_path)]) == 2
+    assert "not a prepared dataset" in capsys.readouterr().err
