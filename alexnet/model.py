@@ -112,12 +112,14 @@ class AlexNet(nn.Module):
         towers: 2 (the paper's two GPUs, grouped convolutions) or 1.
         channels: kernels per convolutional layer over all towers (default 96, 256, 384, 384, 256).
         fc_width: neurons of fc6 and fc7 (4096).
+        fc_bias: initial bias of fc6 and fc7 (1, section 5; Caffe's reference model uses 0.1).
     """
 
     def __init__(self, num_classes: int = 1000, input_size: int = 227, conv_rounding: str = "floor",
                  activation: str = "relu", lrn: bool = True, lrn_scaling: str = "paper",
                  pooling: str = "overlapping", dropout: float = 0.5, drop_layer: str | None = None,
-                 towers: int = 2, channels: tuple[int, ...] | None = None, fc_width: int = 4096):
+                 towers: int = 2, channels: tuple[int, ...] | None = None, fc_width: int = 4096,
+                 fc_bias: float = 1.0):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
@@ -136,7 +138,7 @@ class AlexNet(nn.Module):
                             lrn_scaling=lrn_scaling, pooling=pooling, dropout=dropout,
                             drop_layer=drop_layer, towers=towers,
                             channels=list(channels) if channels is not None else None,
-                            fc_width=fc_width)
+                            fc_width=fc_width, fc_bias=fc_bias)
         self.input_size = input_size
         self.normalization = "mean_image"
         self.specs = _conv_specs(channels, drop_layer)
@@ -177,6 +179,7 @@ class AlexNet(nn.Module):
     def reset_parameters(self) -> None:
         """Section 5: weights from N(0, 0.01^2); biases 1 in conv2, conv4, conv5, fc6, fc7, else 0."""
         biases = {s.name: s.bias for s in self.specs} | FC_BIASES
+        biases["fc6"] = biases["fc7"] = self.options["fc_bias"]
         for name, module in list(self.features.named_children()) + list(self.classifier.named_children()):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(module.weight, 0.0, 0.01)

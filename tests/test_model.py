@@ -217,3 +217,9 @@ def test_two_device_towers_move_activations_only_into_conv3_and_the_classifier()
     t = two.towers[0]
     assert [m.in_channels for m in t.features if isinstance(m, nn.Conv2d)] == [3, 48, 256, 192, 192]
     assert t.fc6.in_features == 9216 and t.fc6.out_features == 2048
+
+
+def test_fc_bias_sets_only_the_initial_biases_of_fc6_and_fc7():
+    net = AlexNet(fc_width=64, fc_bias=0.1)
+    assert torch.all(net.classifier.fc6.bias == 0.1) and torch.all(net.classifier.fc7.bias == 0.1)
+    assert torch.all(net.features.conv2.bias == 1.0) and torch.all(net.classifier.fc8.bias == 0.0)
