@@ -94,9 +94,9 @@ def add_model_options(parser) -> None:
 
 
 def parse_model_options(pairs: list[str]) -> dict:
-    from alexnet.train.cli import _model_options
+    from alexnet.train.cli import parse_model_options as parse
 
-    return _model_options(pairs)
+    return parse(pairs)
 
 
 def check_counts(args, positive: tuple[str, ...], non_negative: tuple[str, ...] = ()) -> None:

@@ -84,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--log-every", type=int, help=f"steps between progress-bar loss readings (default: {D.log_every})")
 
 
-def _model_options(pairs: list[str]) -> dict:
+def parse_model_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs (values read as YAML) as build_model options; errors name the pair."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -111,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         source = args.config
     if args.model_option:
         options = dict(file_values.get("model_options") or {})
-        options.update(_model_options(args.model_option))
+        options.update(parse_model_options(args.model_option))
         file_values["model_options"] = options
     return resolve(file_values, overrides, source)
 

@@ -33,6 +33,7 @@ from alexnet.train import distributed, inputs
 from alexnet.io import atomic_write_text
 from alexnet.model import one_to_two_device_state
 from alexnet.modelfile import model_record
+from alexnet.speed import apply_speed_options
 from alexnet.train.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from alexnet.train.config import TrainConfig, save_config
 from alexnet.train.optim import make_optimizer, set_learning_rate
@@ -202,8 +203,10 @@ def autocast(config: TrainConfig, device: torch.device):
 def prepare_model(model: nn.Module, config: TrainConfig, ctx: distributed.Context) -> nn.Module:
     if not config.model_parallel:
         model = model.to(ctx.device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    # Same function, faster (docs/speed.md): in-place ReLUs, channels-last on request, and on the
+    # CPU conv1's weight gradient as a stride-1 convolution (oneDNN's strided one is 4-5x slower).
+    model = apply_speed_options(model, channels_last=config.channels_last,
+                                conv1_stride1_grad=ctx.device.type == "cpu" and not config.model_parallel)
     if ctx.distributed:
         ids = [ctx.device.index] if ctx.device.type == "cuda" and not config.model_parallel else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)

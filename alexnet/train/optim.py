@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alexnet.speed import fast_sgd, paper_sgd_step_
 from alexnet.train.config import TrainConfig
 
 
@@ -34,16 +35,13 @@ class PaperSGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-            for w in group["params"]:
-                if w.grad is None:
-                    continue
-                state = self.state[w]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(w, memory_format=torch.preserve_format)
-                v = state["velocity"]
-                v.mul_(momentum).add_(w, alpha=-decay * lr).add_(w.grad, alpha=-lr)
-                w.add_(v)
+            weights = [w for w in group["params"] if w.grad is not None]
+            for w in weights:
+                if "velocity" not in self.state[w]:
+                    self.state[w]["velocity"] = torch.zeros_like(w, memory_format=torch.preserve_format)
+            if weights:  # all tensors of the group at once (foreach kernels), same arithmetic
+                paper_sgd_step_(weights, [w.grad for w in weights], [self.state[w]["velocity"] for w in weights],
+                                group["lr"], group["momentum"], group["weight_decay"])
         return loss
 
 
@@ -69,7 +67,11 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         g["lr"] = config.lr * g["lr_mult"]
     if config.optimizer == "paper":
         return PaperSGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    devices = {p.device for g in groups for p in g["params"]}
+    if len(devices) > 1:  # the two towers on two devices: no single fused kernel
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return fast_sgd(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                    device=devices.pop())
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
