@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from alexnet.data.loader import CropBatches
+from alexnet.data.loader import CropBatches, as_is
 from alexnet.evaluate import default_device, input_transform, model_mean
 
 
@@ -30,17 +30,13 @@ def sample_indices(n: int, limit: int | None, rng: np.random.Generator) -> np.nd
     return np.sort(rng.choice(n, size=limit, replace=False))
 
 
-def _as_is(batch):
-    return batch
-
-
 def centre_batches(dataset, indices, crop_size: int, batch_size: int, workers: int = 0):
     """``(uint8 images [N, 3, S, S], labels, windows)`` of ``dataset[indices]``'s centre patches,
     ``batch_size`` at a time, in the order of ``indices``, decoded by ``workers`` processes."""
     indices = np.asarray(indices, np.int64)
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     return torch.utils.data.DataLoader(CropBatches(dataset, crop_size, "centre"), sampler=batches,
-                                       batch_size=None, collate_fn=_as_is, num_workers=workers)
+                                       batch_size=None, collate_fn=as_is, num_workers=workers)
 
 
 class CentreInput:

@@ -142,7 +142,8 @@ class BatchLoader(torch.utils.data.DataLoader):
             yield batches.as_batch(images, labels, windows)
 
 
-def _as_is(batch):
+def as_is(batch):
+    """A DataLoader ``collate_fn`` for datasets that return whole batches already."""
     return batch
 
 
@@ -187,7 +188,7 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
         batches.ring = torch.empty((slots, *batches.batch_shape(batch_size)),
                                    dtype=torch.uint8).share_memory_()
         batch_sampler = _SlottedBatches(batch_sampler, slots)
-    return BatchLoader(batches, sampler=batch_sampler, batch_size=None, collate_fn=_as_is,
+    return BatchLoader(batches, sampler=batch_sampler, batch_size=None, collate_fn=as_is,
                        num_workers=workers,
                        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
                        prefetch_factor=prefetch_factor if workers > 0 else None)
