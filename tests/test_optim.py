@@ -90,3 +90,21 @@ def test_paper_sgd_state_round_trips():
 def test_negative_settings_are_refused():
     with pytest.raises(ValueError, match="lr"):
         PaperSGD([torch.ones(1, requires_grad=True)], lr=-1)
+
+
+def test_fc8_rate_multiplier_applies_to_the_output_layer_only_and_combines_with_the_bias_rate():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = make_optimizer(net, TrainConfig(fc8_lr_mult=0.05, bias_lr_mult=2.0))
+    lrs = {tuple(p.shape): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lrs == {(4, 3): 0.01, (4,): 0.02, (2, 4): pytest.approx(0.0005), (2,): pytest.approx(0.001)}
+    set_learning_rate(opt, 0.001)  # a schedule's reduction keeps the multipliers
+    lrs = {tuple(p.shape): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lrs[(2, 4)] == pytest.approx(0.00005) and lrs[(4, 3)] == 0.001
+
+
+def test_the_quick_preset_slows_only_fc8():
+    from alexnet.train.config import resolve
+
+    quick = resolve({}, {"preset": "quick"}, "test")
+    assert quick.fc8_lr_mult == 0.05 and quick.lr == 0.01 and quick.batch_size == 32
+    assert resolve({}, {"preset": "full"}, "test").fc8_lr_mult == 1.0

@@ -61,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--warmup-epochs", type=float, help=f"cosine: warm-up epochs (default: {D.warmup_epochs})")
     a("--bias-lr-mult", type=float, help="learning-rate multiplier for biases; the authors' code used 2 "
       f"(default: {D.bias_lr_mult}, the paper's one rate) [departs unless 1]")
+    a("--fc8-lr-mult", type=float, help="learning-rate multiplier for the output layer (fc8); the quick "
+      f"preset uses 0.05 for few classes (default: {D.fc8_lr_mult}, the paper's one rate) [departs unless 1]")
     a("--bias-no-decay", action="store_true", default=None, help="no weight decay on biases, as the "
       "authors' code [departs]")
     a("--pca-std", type=float, help=f"PCA colour augmentation: alpha ~ N(0, PCA_STD); 0 switches it off "

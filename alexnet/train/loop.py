@@ -322,8 +322,9 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
               f"of {steps} steps at global batch {config.batch_size} on {ctx.world} x {ctx.device}; "
               f"results in {run_dir}", file=sys.stderr)
         if config.preset == "quick":
-            print("quick preset (no GPU, or --preset quick): fewer images and epochs than the paper, to show "
-                  "learning within minutes; --preset full runs the paper's recipe", file=sys.stderr)
+            print("quick preset (no GPU, or --preset quick): fewer images and epochs than the paper and fc8 "
+                  f"at {config.fc8_lr_mult:g} x the rate, to show learning within minutes; --preset full runs "
+                  "the paper's recipe", file=sys.stderr)
     try:
         with StopRequest() as stop:
             status = _epochs(run, data, steps, stop, run_dir, logger)

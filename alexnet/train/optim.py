@@ -46,19 +46,24 @@ class PaperSGD(torch.optim.Optimizer):
 
 
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """Weights, and biases with the authors' code's own rate and decay when asked for.
+    """The parameters in groups by learning-rate multiplier and weight decay.
 
-    Each group carries ``lr_mult``: the schedule sets ``lr = base rate x lr_mult``.
+    The paper has one rate for all layers (one group). Options: the authors' code's bias rate and
+    bias decay (``bias_lr_mult``, ``bias_no_decay``), and ``fc8_lr_mult`` for the output layer (the
+    last ``nn.Linear``), which the quick preset needs with few classes (docs/training.md). Each
+    group carries ``lr_mult``: the schedule sets ``lr = base rate x lr_mult``.
     """
-    weights, biases = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (biases if name.endswith("bias") else weights).append(p)
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+    output_layer = {id(p) for m in last for p in m.parameters()}
     bias_decay = 0.0 if config.bias_no_decay else config.weight_decay
-    if config.bias_lr_mult == 1.0 and bias_decay == config.weight_decay:
-        return [dict(params=weights + biases, lr_mult=1.0, weight_decay=config.weight_decay)]
-    return [dict(params=weights, lr_mult=1.0, weight_decay=config.weight_decay),
-            dict(params=biases, lr_mult=config.bias_lr_mult, weight_decay=bias_decay)]
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_bias = name.endswith("bias")
+        mult = (config.bias_lr_mult if is_bias else 1.0) * (config.fc8_lr_mult if id(p) in output_layer else 1.0)
+        groups.setdefault((mult, bias_decay if is_bias else config.weight_decay), []).append(p)
+    return [dict(params=params, lr_mult=mult, weight_decay=decay) for (mult, decay), params in groups.items()]
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
