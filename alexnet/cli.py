@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from alexnet import __version__
@@ -23,20 +22,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("alexnet.data.prepare", "prepare a dataset once: 256x256 centre patches in shards (section 2)"),
     "summary": ("alexnet.summary", "layer-by-layer shapes, neurons, parameters and multiply-adds"),
     "models": ("alexnet.registry", "list the named architectures"),
-    "convert": ("alexnet.convert", "convert weights (torchvision's alexnet, one- and two-device layouts)"),
+    "convert": ("alexnet.convert", "convert torchvision's published alexnet weights into a model file"),
     "bench": ("alexnet.bench", "measure data, model and training throughput against plain PyTorch"),
     "figures": ("alexnet.analysis.figures", "the paper's figures 3 and 4 and training curves from a run"),
     "experiment": ("alexnet.analysis.experiments", "the paper's experiments: relu-vs-tanh, ablations"),
     "report": ("alexnet.analysis.report", "one self-contained HTML page beside the paper's numbers"),
     "retrieval": ("alexnet.analysis.retrieval", "section 6.1: retrieval with short binary codes of fc7 features"),
 }
-
-
-def _available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package is absent
-        return False
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -49,8 +41,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        if not _available(module):
-            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
             importlib.import_module(module).add_arguments(p)

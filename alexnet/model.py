@@ -46,7 +46,6 @@ PAPER_CONVS = (
     ConvSpec("conv4", 384, 3, 1, 1, False, False, False, 1.0),
     ConvSpec("conv5", 256, 3, 1, 1, False, False, True, 1.0),
 )
-FC_BIASES = {"fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 POOLINGS = {"overlapping": (3, 2), "non-overlapping": (2, 2)}  # (window z, stride s), section 3.4
@@ -178,8 +177,8 @@ class AlexNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """Section 5: weights from N(0, 0.01^2); biases 1 in conv2, conv4, conv5, fc6, fc7, else 0."""
-        biases = {s.name: s.bias for s in self.specs} | FC_BIASES
-        biases["fc6"] = biases["fc7"] = self.options["fc_bias"]
+        fc_bias = self.options["fc_bias"]
+        biases = {s.name: s.bias for s in self.specs} | {"fc6": fc_bias, "fc7": fc_bias, "fc8": 0.0}
         for name, module in list(self.features.named_children()) + list(self.classifier.named_children()):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(module.weight, 0.0, 0.01)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import importlib
 
-from alexnet.cli import _available
-
 KINDS = {
     "data": ("alexnet.bench.data", "input pipeline images/s against the pytorch/examples way"),
     "model": ("alexnet.bench.model", "forward+backward images/s per setting against plain PyTorch"),
@@ -19,8 +17,6 @@ KINDS = {
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
     for name, (module, help_text) in KINDS.items():
-        if not _available(module):
-            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         importlib.import_module(module).add_arguments(p)
 
