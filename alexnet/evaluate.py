@@ -237,8 +237,8 @@ def predictions(
         model.to(device).eval()
     loader = make_loader(dataset, batch_size, train=False, crop_size=sizes.pop(), ten_crop=crops == "ten",
                          workers=workers, pin_memory=device.type == "cuda")
-    for images, labels, windows in loader:
-        yield class_probabilities(models, transforms, images, windows).cpu(), labels
+    for images, labels, windows in loader.to(device):  # staged on the device a batch ahead
+        yield class_probabilities(models, transforms, images, windows).cpu(), labels.cpu()
 
 
 def evaluate(

@@ -7,9 +7,11 @@
 #
 #   bash benchmarks/gpu.sh [RESULTS_DIR]        (default: $OUT if set, else benchmarks/gpu-results)
 #
-# Environment: BATCH (128, the paper's), MODEL_STEPS (20), TRAIN_STEPS (100), WORKERS (cores),
-# SAMPLES (a folder of JPEGs to use instead), TRAIN_SETTING (compile); for a dry run of this script
-# without a GPU: DEVICE=cpu BENCH_ARGS="--model-option input_size=67 ..." with small steps.
+# Environment: PYTHON (python3), BATCH (128, the paper's), MODEL_STEPS (20), TRAIN_STEPS (100),
+# WORKERS (cores; the end-to-end run leaves one core to the training process), SAMPLES (a folder of
+# JPEGs to use instead), TRAIN_SETTING (compile), DECODE ("workers device": end to end with the
+# loader's workers decoding, then with nvJPEG on the GPU when torchvision is there); for a dry run
+# of this script without a GPU: DEVICE=cpu BENCH_ARGS="--model-option input_size=67 ..." with small steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${1:-${OUT:-benchmarks/gpu-results}}
@@ -19,11 +21,12 @@ mkdir -p "$RESULTS"
 BATCH=${BATCH:-128}
 DEVICE=${DEVICE:-cuda}
 read -r -a EXTRA <<< "${BENCH_ARGS:-}"
-WORKERS=${WORKERS:-$(python -c 'import os; print(len(os.sched_getaffinity(0)))')}
+PYTHON=${PYTHON:-python3}
+WORKERS=${WORKERS:-$($PYTHON -c 'import os; print(len(os.sched_getaffinity(0)))')}
 started=$(date +%s)
 say() { echo "[gpu.sh $(( $(date +%s) - started ))s] $*" >&2; }
 
-[ "$DEVICE" != cuda ] || python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu.sh: no CUDA device")'
+[ "$DEVICE" != cuda ] || $PYTHON -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu.sh: no CUDA device")'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$RESULTS/gpu.txt" 2>/dev/null || true
 
 # 1. Source images as an image folder: train/<class>/<file> (and a val split, which prepare wants).
@@ -34,7 +37,7 @@ if [ -z "${SAMPLES:-}" ]; then
 fi
 if [ -n "${SAMPLES:-}" ] && [ -d "$SAMPLES" ]; then
     say "source: $SAMPLES"
-    python - "$SAMPLES" "$WORK/source" <<'EOF'
+    $PYTHON - "$SAMPLES" "$WORK/source" <<'EOF'
 import sys
 from pathlib import Path
 samples, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -47,7 +50,7 @@ for i, f in enumerate(files):
 EOF
 else
     say "source: 1000 synthetic JPEGs (no imagenet-samples folder found)"
-    python - "$WORK/source" <<'EOF'
+    $PYTHON - "$WORK/source" <<'EOF'
 import sys
 from pathlib import Path
 import numpy as np
@@ -65,28 +68,31 @@ fi
 
 # 2. Shards, as training reads them.
 say "alexnet prepare"
-timeout 120 python -m alexnet prepare "$WORK/source" "$WORK/prepared" --workers "$WORKERS" > /dev/null
+timeout 120 $PYTHON -m alexnet prepare "$WORK/source" "$WORK/prepared" --workers "$WORKERS" > /dev/null
 
 # 3. The input pipeline alone on this machine's cores (the end-to-end ceiling).
 say "alexnet bench data"
-timeout 90 python -m alexnet bench data --data "$WORK/prepared" --workers "$WORKERS" --images 16384 \
+timeout 90 $PYTHON -m alexnet bench data --data "$WORK/prepared" --workers "$WORKERS" --images 16384 \
     --json > "$RESULTS/data.json" || { say "bench data failed or ran out of time"; rm -f "$RESULTS/data.json"; }
 
 # 4. The network per setting (fp32/bf16/fp16, channels-last, compile, LRN) against plain PyTorch.
 say "alexnet bench model"
-timeout 240 python -m alexnet bench model --device "$DEVICE" --batch-size "$BATCH" --optimizer-step \
+timeout 240 $PYTHON -m alexnet bench model --device "$DEVICE" --batch-size "$BATCH" --optimizer-step \
     --steps "${MODEL_STEPS:-20}" --json "${EXTRA[@]}" > "$RESULTS/model.json" \
     || { say "bench model failed or ran out of time"; rm -f "$RESULTS/model.json"; }
 
-# 5. End to end (loader + step) against the pytorch/examples way.
+# 5. End to end (loader + step) against the pytorch/examples way, our loader decoding in its workers
+#    and then on the GPU (nvJPEG), one network compiled once for both.
 say "alexnet bench train"
+TRAIN_WORKERS=$(( WORKERS > 2 ? WORKERS - 1 : WORKERS ))
+read -r -a DECODERS <<< "${DECODE:-workers device}"
 bench_train() {
-    timeout 150 python -m alexnet bench train --device "$DEVICE" --data "$WORK/prepared" --batch-size "$BATCH" \
-        --steps "${TRAIN_STEPS:-100}" --warmup 10 --workers "$WORKERS" --setting "$1" \
-        --json "${EXTRA[@]}" > "$RESULTS/train.json"
+    timeout 180 $PYTHON -m alexnet bench train --device "$DEVICE" --data "$WORK/prepared" --batch-size "$BATCH" \
+        --steps "${TRAIN_STEPS:-100}" --warmup 10 --workers "$TRAIN_WORKERS" --setting "$1" \
+        --decode "${DECODERS[@]}" --json "${EXTRA[@]}" > "$RESULTS/train.json"
 }
 bench_train "${TRAIN_SETTING:-compile}" || { say "that failed; again with the bf16 setting (no compile)"; bench_train bf16; } \
     || { say "bench train failed"; rm -f "$RESULTS/train.json"; }
 
 say "done"
-python benchmarks/gpu_table.py "$RESULTS"
+$PYTHON benchmarks/gpu_table.py "$RESULTS"

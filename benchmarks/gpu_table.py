@@ -29,6 +29,13 @@ def rows(data, model, train):
             r = train[key]
             yield (label, f"{r['images_per_s']:.0f}", f"{ratio:.2f}x", "pytorch/examples way, same run; device "
                    f"waits for data {100 * r['data_wait_share']:.0f}% of the time")
+        for r in train.get("decoders", [])[1:]:
+            label = f"end to end: ours, decoding in {r['decode']}"
+            if "skipped" in r:
+                yield label, "skipped", "", r["skipped"]
+            else:
+                yield (label, f"{r['images_per_s']:.0f}", f"{r['ratio']:.2f}x", "pytorch/examples way, same run; "
+                       f"device waits for data {100 * r['data_wait_share']:.0f}% of the time")
 
 
 def main(results: Path) -> int:

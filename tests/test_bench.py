@@ -13,6 +13,7 @@ from PIL import Image
 from alexnet.bench import model as bench_model
 from alexnet.cli import main
 from alexnet.bench import train as bench_train
+import fake_torchvision
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_OPTIONS = ["--model-option", "input_size=67", "--model-option", "fc_width=16",
@@ -113,6 +114,25 @@ def test_bench_train_measures_ours_and_the_examples_way_with_the_ratio(prepared)
     assert record["ours"]["setting"] == "fast-fp32"
     ours, examples = record["ours"]["images_per_s"], record["examples"]["images_per_s"]
     assert record["ratio"] == pytest.approx(ours / examples)
+    assert [d["decode"] for d in record["decoders"]] == ["workers"] and record["ours"]["decode"] == "workers"
+
+
+def test_bench_train_measures_each_decoder_and_skips_one_that_cannot_run(prepared, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # no torchvision: decoding on the device fails
+    record = bench_train.benchmark(str(prepared), batch_size=4, device="cpu", steps=1, warmup=0, workers=0,
+                                   model_options=dict(TINY), decode=["workers", "device"], report=quiet)
+    workers, device = record["decoders"]
+    assert workers["ratio"] == pytest.approx(record["ratio"]) and workers["steps"] == 1
+    assert device["decode"] == "device" and "needs torchvision" in device["skipped"]
+    json.dumps(record)
+
+
+def test_bench_train_with_decoding_on_the_device(prepared, monkeypatch):
+    calls = fake_torchvision.install(monkeypatch)
+    record = bench_train.benchmark(str(prepared), batch_size=4, device="cpu", steps=2, warmup=1, workers=0,
+                                   model_options=dict(TINY), decode=["device"], report=quiet)
+    assert record["ours"]["decode"] == "device" and record["ours"]["steps"] == 2 and calls
+    assert record["ratio"] == pytest.approx(record["ours"]["images_per_s"] / record["examples"]["images_per_s"])
 
 
 def test_bench_train_refuses_a_folder_that_is_not_prepared(tmp_path, capsys):

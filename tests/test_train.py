@@ -14,7 +14,7 @@ from alexnet.cli import build_parser
 from alexnet.errors import UserError
 from alexnet.train import inputs
 from alexnet.train.cli import config_from_args
-from alexnet.train.config import PRESETS, TrainConfig
+from alexnet.train.config import PRESETS, TrainConfig, check
 from tests import tinynet
 
 METRIC_KEYS = {"epoch", "train_loss", "train_top1_error", "train_top5_error", "val_loss", "val_top1_error",
@@ -225,3 +225,21 @@ def test_section_4_1_augmentations_can_each_be_switched_off(tmp_path, prepared, 
     assert bool((windows[:, :2] == centre).all()) == centred
     assert bool(windows[:, 2].any()) == mirrored
     assert (data.transform.pca_std > 0) == noisy
+
+
+def test_decoding_on_the_device_trains_the_same_network_as_decoding_in_workers(tmp_path, prepared, monkeypatch):
+    """With a decoder that matches the workers' (libjpeg), --decode device gives the same crops in
+    the same order, so the same weights; torchvision's nvJPEG runs on the GPU only (gpu.sh)."""
+    import fake_torchvision
+
+    calls = fake_torchvision.install(monkeypatch)
+    options = dict(data=str(prepared), arch="alexnet", limit=None, val_limit=None, workers=0, epochs=1,
+                   batch_size=4, model_options={k: v for k, v in SMALL_ALEXNET.items() if k != "num_classes"})
+    weights = {}
+    for decode in ("workers", "device"):
+        assert loop.train(tiny_config(tmp_path / decode, decode=decode, **options)) == 0
+        weights[decode] = torch.load(tmp_path / decode / "run" / "checkpoints" / "last.pt",
+                                     weights_only=True)["model"]
+    assert calls and all(torch.equal(weights["workers"][k], weights["device"][k]) for k in weights["workers"])
+    with pytest.raises(UserError, match="--decode gpu: expected one of workers, device"):
+        check(TrainConfig(decode="gpu"))

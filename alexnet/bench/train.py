@@ -2,7 +2,9 @@
 of time the device waits for data, and in the same run the pytorch/examples imagenet/main.py way.
 
 Ours: the prepared shards read by ``alexnet.data.loader.make_loader`` (workers decode and crop
-into uint8 batches, pinned on CUDA, copied without blocking), ``DeviceTransform`` on the device
+into uint8 batches, pinned on CUDA; or, with ``--decode device``, workers read the JPEG bytes and
+nvJPEG decodes them on the GPU), staged on the device a batch ahead by a thread on a side stream
+(``loader.to(device)``), ``DeviceTransform`` on the device
 (mean image, PCA colour noise), and one setting of ``alexnet bench model`` (default: the fastest
 for the device) with the fused SGD step.
 
@@ -41,7 +43,7 @@ from alexnet.bench.common import (add_common_arguments, add_model_options, check
 from alexnet.bench.data import Repeated
 from alexnet.bench.model import SETTINGS, Runner, skip_reason
 from alexnet.data.dataset import PreparedDataset
-from alexnet.data.loader import default_workers, make_loader
+from alexnet.data.loader import DECODERS, default_workers, make_loader
 from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, DeviceTransform
 from alexnet.errors import UserError
 from alexnet.registry import build_model
@@ -167,24 +169,23 @@ def measure(batches, step, device: torch.device, warmup: int, steps: int, batch_
     return clock.result(steps * batch_size)
 
 
-def measure_ours(setting: str, base, dataset, times: int, batch_size: int, workers: int,
-                 device: torch.device, warmup: int, steps: int) -> dict:
-    """Our pipeline: prepared shards, uint8 crops from loader workers, DeviceTransform, the
-    ``setting`` step of ``bench model``."""
+def measure_ours(runner: Runner, base, dataset, times: int, batch_size: int, workers: int,
+                 device: torch.device, warmup: int, steps: int, decode: str = "workers") -> dict:
+    """Our pipeline: prepared shards, uint8 crops from loader workers (or JPEGs decoded on the
+    device, ``decode="device"``) staged on the device a batch ahead by the prefetch thread,
+    DeviceTransform, and ``runner``'s step (a ``bench model`` setting)."""
     size = base.input_size
-    runner = Runner(SETTINGS[setting], base, torch.zeros(batch_size, 3, size, size, device=device),
-                    torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
     transform = DeviceTransform.for_dataset(dataset, size, normalization=base.normalization).to(device)
     loader = make_loader(Repeated(dataset, times * len(dataset)), batch_size, train=True, crop_size=size,
-                         workers=workers, drop_last=True, pin_memory=device.type == "cuda")
+                         workers=workers, drop_last=True, pin_memory=device.type == "cuda", decode=decode)
 
     def step(batch):
-        images, labels, windows = (speed.to_device(t, device) for t in batch)
-        runner.x = speed.to_device(transform(images, windows), device, SETTINGS[setting].channels_last)
+        images, labels, windows = batch
+        runner.x = speed.to_device(transform(images, windows), device, runner.setting.channels_last)
         runner.labels = labels
         runner.step()
 
-    return measure(loader, step, device, warmup, steps, batch_size)
+    return measure(loader.to(device), step, device, warmup, steps, batch_size)
 
 
 def measure_examples(base, files: list[tuple[str, int]], times: int, batch_size: int, workers: int,
@@ -214,8 +215,12 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
               setting: str | None = None, steps: int | None = None, warmup: int | None = None,
               workers: int | None = None, threads: int | None = None, model_options: dict | None = None,
               repeat: int | None = None, keep_freed_memory: bool = False, flush_denormal: bool = False,
-              report=progress) -> dict:
-    """Ours and the pytorch/examples way on ``data`` (a prepared folder); the record printed as JSON."""
+              decode: list[str] | None = None, report=progress) -> dict:
+    """Ours and the pytorch/examples way on ``data`` (a prepared folder); the record printed as JSON.
+
+    ``decode``: our pipeline once per decoder listed (``workers``, ``device``); ``ours`` and
+    ``ratio`` are the first's, ``decoders`` has each with its ratio. A decoder that fails (no
+    torchvision for ``device``) is recorded as skipped with the reason, after the first."""
     device = resolve_device(device)
     name = setting or DEFAULT_SETTING.get(device.type, "channels-last")
     if name not in SETTINGS:
@@ -236,15 +241,37 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     base = build_model(arch, **{"num_classes": len(dataset.classes), **(model_options or {})})
     needed = (warmup + steps + 2 * max(workers, 1)) * batch_size  # with what the workers prefetch
     times = repeat or max(1, math.ceil(needed / len(dataset)))
+    decoders = list(dict.fromkeys(decode or ["workers"]))
+    unknown = [d for d in decoders if d not in DECODERS]
+    if unknown:
+        raise UserError(f"--decode {unknown[0]}: unknown; choose from {', '.join(DECODERS)}")
     common = dict(batch_size=batch_size, workers=workers, device=device, warmup=warmup, steps=steps)
-    report(f"ours ({name}): {warmup} warm-up and {steps} timed steps of {batch_size} ...")
-    ours = measure_ours(name, base, dataset, times, **common)
+    size = base.input_size
+    runner = Runner(SETTINGS[name], base, torch.zeros(batch_size, 3, size, size, device=device),
+                    torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
+    measured = {}  # one network for all decoders: compiled once
+    for number, decoder in enumerate(decoders):
+        report(f"ours ({name}, decode in {decoder}): {warmup} warm-up and {steps} timed steps of "
+               f"{batch_size} ...")
+        try:
+            measured[decoder] = {"decode": decoder,
+                                 **measure_ours(runner, base, dataset, times, decode=decoder, **common)}
+        except (UserError, RuntimeError) as err:
+            if number == 0:
+                raise
+            measured[decoder] = {"decode": decoder, "skipped": f"{type(err).__name__}: {err}"[:300]}
+            report(f"decode in {decoder}: skipped: {measured[decoder]['skipped']}")
     report(f"pytorch/examples way: {warmup} warm-up and {steps} timed steps of {batch_size} ...")
     examples = measure_examples(base, files, times, **common)
+    for record in measured.values():
+        if "images_per_s" in record:
+            record["ratio"] = record["images_per_s"] / examples["images_per_s"]
+    ours = measured[decoders[0]]
     return {"kind": "train", "data": str(data), "train_images": len(dataset), "source_images": len(files),
             "batch_size": batch_size, "input_size": base.input_size, "arch": base.arch, "workers": workers,
             "warmup": warmup, **machine(device, threads, knobs),
             "ours": {"setting": name, "about": SETTINGS[name].about, **ours},
+            "decoders": list(measured.values()),
             "examples": {"about": "pytorch/examples imagenet/main.py: per-image PIL transforms in "
                          "DataLoader workers, plain network, fp32, eager", **examples},
             "ratio": ours["images_per_s"] / examples["images_per_s"]}
@@ -260,6 +287,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed steps first (default: 1 cpu, 5 cuda)")
     parser.add_argument("--workers", type=int, default=None, help="loader processes (default: one per core)")
+    parser.add_argument("--decode", nargs="+", default=None, choices=DECODERS, metavar="WHERE",
+                        help="where our pipeline decodes the JPEGs, measured in turn: workers (default) "
+                        "and/or device (nvJPEG through torchvision on CUDA)")
     parser.add_argument("--repeat", type=int, default=None,
                         help="read the dataset this many times over (default: as many as the steps need)")
     add_model_options(parser)
@@ -273,6 +303,10 @@ def print_record(r: dict) -> None:
              rec["about"]] for label, rec in (("ours", r["ours"]), ("pytorch/examples", r["examples"]))]
     print_table(["way", "images/s", "waits for data", "steps", "what"], rows)
     print(f"ratio: {r['ratio']:.2f}x")
+    for d in r.get("decoders", [])[1:]:
+        print(f"ours, decoding in {d['decode']}: " + (f"skipped: {d['skipped']}" if "skipped" in d else
+              f"{d['images_per_s']:.1f} images/s, waits for data {100 * d['data_wait_share']:.0f}%, "
+              f"{d['ratio']:.2f}x"))
 
 
 def run(args) -> int:
@@ -280,5 +314,5 @@ def run(args) -> int:
     record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps,
                        args.warmup, args.workers, args.threads, parse_model_options(args.model_option),
                        args.repeat, keep_freed_memory=args.keep_freed_memory,
-                       flush_denormal=args.flush_denormal)
+                       flush_denormal=args.flush_denormal, decode=args.decode)
     return output(record, args.json, print_record)

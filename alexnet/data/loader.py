@@ -26,6 +26,7 @@ import torch
 import torch.utils.data
 
 from alexnet.data.images import decode
+from alexnet.data.prefetch import DevicePrefetcher
 from alexnet.data.sampler import BatchSampler, EpochSampler
 from alexnet.data.transforms import centre_window, crop_into, random_windows, ten_crop_windows
 from alexnet.errors import UserError
@@ -99,7 +100,8 @@ class CropBatches(torch.utils.data.Dataset):
     def as_batch(self, images: torch.Tensor, labels: torch.Tensor, windows: np.ndarray):
         """The loader's ``(images [N, 3, S, S], labels, windows [N, 3])`` (ten crops: an axis of 10
         after N) from NHWC storage."""
-        images, windows = images.permute(0, 1, 4, 2, 3), torch.from_numpy(windows)
+        images = images.permute(0, 1, 4, 2, 3)
+        windows = windows if isinstance(windows, torch.Tensor) else torch.from_numpy(windows)
         if self.views == 1:
             images, windows = images[:, 0], windows[:, 0]
         return images, labels, windows
@@ -130,16 +132,33 @@ class BatchLoader(torch.utils.data.DataLoader):
     """
 
     def __iter__(self):
+        # Not a generator: the workers start here, in the caller's thread (``to`` calls this
+        # before handing the iterator to its thread; forking from a thread is best avoided).
+        batches = self.dataset
+        if getattr(batches, "ring", None) is None:
+            return super().__iter__()
+        return self._copied_out(super().__iter__())
+
+    def _copied_out(self, slots):
         batches: CropBatches = self.dataset
-        if batches.ring is None:
-            yield from super().__iter__()
-            return
         pin = self.pin_memory and torch.cuda.is_available()  # as DataLoader: no CUDA, no pinning
-        for slot, labels, windows in super().__iter__():
+        for slot, labels, windows in slots:
             images = torch.empty(batches.batch_shape(len(labels)), dtype=torch.uint8, pin_memory=pin)
             np.copyto(images.numpy(), batches.ring[slot, :len(labels)].numpy())  # one thread: the
             # workers have the cores, and torch's parallel copy would wait for them
             yield batches.as_batch(images, labels, windows)
+
+    def to(self, device: torch.device | str, depth: int = 2) -> DevicePrefetcher:
+        """The batches on ``device``, staged ``depth`` ahead by a thread (on CUDA, on a side
+        stream): :class:`alexnet.data.prefetch.DevicePrefetcher`. With ``decode="device"`` the
+        stage decodes the JPEGs there too (:mod:`alexnet.data.device_decode`)."""
+        device = torch.device(device)
+        stage = getattr(self.dataset, "stage", None)
+        return DevicePrefetcher(self, device, depth,
+                                stage=None if stage is None else (lambda batch: stage(batch, device)))
+
+
+DECODERS = ("workers", "device")
 
 
 def as_is(batch):
@@ -156,7 +175,7 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
                 epoch: int = 0, rank: int = 0, world_size: int = 1, workers: int | None = None,
                 start: int = 0, ten_crop: bool = False, pin_memory: bool | None = None,
                 limit: int | None = None, random_crop: bool = True, flip: bool = True,
-                drop_last: bool = False, prefetch_factor: int = 2) -> BatchLoader:
+                drop_last: bool = False, prefetch_factor: int = 2, decode: str = "workers") -> BatchLoader:
     """One epoch of uint8 batches of ``dataset`` (a ``PreparedDataset`` or anything with its
     ``read``, ``extension``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``.
 
@@ -169,6 +188,9 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
       loader yields the rest of the same epoch. ``limit``: read only that many images this epoch.
     - ``workers``: decoding processes (default: one per core; 0 decodes in this process).
     - ``pin_memory``: page-locked batches for fast copies to the GPU (default: when CUDA exists).
+    - ``decode``: ``"workers"`` (the workers decode and crop) or ``"device"`` (the workers only read
+      the JPEG bytes; ``loader.to(device)`` decodes them there, with nvJPEG on CUDA:
+      :mod:`alexnet.data.device_decode`).
 
     The result is deterministic given ``(seed, epoch, rank, world_size, start)``, whatever the
     number of workers. Build a new loader for every epoch and iterate it once. With several ranks
@@ -178,17 +200,22 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
         raise ValueError("ten_crop is a test transform: use it with train=False")
     sampler = EpochSampler(len(dataset), seed=seed, epoch=epoch, rank=rank, world_size=world_size,
                            start=start, shuffle=train, pad=train, limit=limit)
+    if decode not in DECODERS:
+        raise UserError(f"--decode {decode}: unknown; choose one of {', '.join(DECODERS)}")
     windows = "random" if train else ("ten" if ten_crop else "centre")
-    batches = CropBatches(dataset, crop_size, windows, seed=seed, epoch=epoch,
-                          random_crop=random_crop, flip=flip)
+    kind = CropBatches
+    if decode == "device":
+        from alexnet.data.device_decode import EncodedBatches as kind
+    batches = kind(dataset, crop_size, windows, seed=seed, epoch=epoch, random_crop=random_crop, flip=flip)
     workers = default_workers() if workers is None else workers
     batch_sampler = BatchSampler(sampler, batch_size, drop_last)
-    if workers > 0:
+    if workers > 0 and decode == "workers":
         slots = workers * prefetch_factor + 1
         batches.ring = torch.empty((slots, *batches.batch_shape(batch_size)),
                                    dtype=torch.uint8).share_memory_()
         batch_sampler = _SlottedBatches(batch_sampler, slots)
     return BatchLoader(batches, sampler=batch_sampler, batch_size=None, collate_fn=as_is,
                        num_workers=workers,
-                       pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+                       pin_memory=(torch.cuda.is_available() if pin_memory is None else pin_memory)
+                       and decode == "workers",
                        prefetch_factor=prefetch_factor if workers > 0 else None)

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from alexnet.errors import UserError
-from alexnet.train.config import AMP_MODES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, read_config_file, resolve
+from alexnet.train.config import AMP_MODES, DECODERS, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, read_config_file, resolve
 
 D = TrainConfig()  # the defaults, quoted in the help
 
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--device", help="cpu, cuda, cuda:N or mps (default: cuda, else mps, else cpu)")
     a("--workers", type=int, help="loader processes per training process (default: the cores shared "
       "among the processes on this machine)")
+    a("--decode", choices=DECODERS, help="where JPEGs are decoded: workers (the loader's processes, "
+      "default) or device (the training device: nvJPEG through torchvision on CUDA; for machines with "
+      "few cores per GPU) (speed only)")
     a("--epochs", type=int, help=f"passes over the training set (default: {D.epochs}, the paper's)")
     a("--batch-size", type=int, help=f"global batch, split across data-parallel processes "
       f"(default: {D.batch_size}, the paper's)")

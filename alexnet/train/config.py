@@ -36,6 +36,7 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None  # None: cuda, else mps, else cpu
     workers: int | None = None  # loader processes per training process; None: the cores / local processes
+    decode: str = "workers"  # JPEGs decoded by the loader's workers, or on the device (nvJPEG on CUDA)
     epochs: int = 90  # "roughly 90 cycles through the training set"
     batch_size: int = 128  # global batch, split across data-parallel ranks
     lr: float = 0.01
@@ -80,6 +81,7 @@ class TrainConfig:
 SCHEDULES = ("plateau", "step", "cosine", "krizhevsky2012")
 OPTIMIZERS = ("paper", "torch-sgd")
 AMP_MODES = ("bf16", "fp16")
+DECODERS = ("workers", "device")  # as alexnet.data.loader.DECODERS
 
 # Named presets: settings applied before the file and the command line, so both still win.
 # "auto" (the command line's default) is "quick" when the run's device is the CPU, else "full".
@@ -131,7 +133,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], source: str)
 
 def check(config: TrainConfig) -> None:
     """Reject settings that cannot work, naming the option."""
-    choices = {"schedule": SCHEDULES, "optimizer": OPTIMIZERS}
+    choices = {"schedule": SCHEDULES, "optimizer": OPTIMIZERS, "decode": DECODERS}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             raise UserError(f"--{name} {getattr(config, name)}: expected one of {', '.join(allowed)}")

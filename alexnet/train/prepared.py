@@ -1,7 +1,8 @@
 """Prepared datasets (``alexnet prepare``) and named ones (imagenette, cifar10) for training.
 
 Loader workers decode and crop (random windows and mirrors for training, the centre for
-validation, section 4.1); on the device, the mean image is subtracted at the same window and
+validation, section 4.1), or with ``--decode device`` only read the JPEGs, which are decoded and
+cropped on the device; a thread stages each batch on the device ahead of its step. On the device, the mean image is subtracted at the same window and
 PCA colour noise added (sections 2 and 4.1).
 """
 
@@ -51,10 +52,9 @@ def ignore_stop_signals(worker_id: int) -> None:
 
 
 def _on_device(loader, device: torch.device):
+    """The loader's batches on ``device``, staged ahead by a thread (on CUDA, on a side stream)."""
     loader.worker_init_fn = ignore_stop_signals
-    for images, labels, windows in loader:
-        yield (images.to(device, non_blocking=True), labels.to(device, non_blocking=True),
-               windows.to(device, non_blocking=True))
+    return loader.to(device)
 
 
 def prepared_data(config: TrainConfig, ctx: distributed.Context, size: int, normalization: str) -> TrainingData:
@@ -64,7 +64,7 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, size: int, norm
     workers = config.workers
     if workers is None:  # the cores, shared among this machine's training processes
         workers = max(1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    common = dict(crop_size=size, rank=ctx.rank, world_size=ctx.world, workers=workers)
+    common = dict(crop_size=size, rank=ctx.rank, world_size=ctx.world, workers=workers, decode=config.decode)
     transform = DeviceTransform.for_dataset(train, size, normalization=normalization, seed=config.seed,
                                             rank=ctx.rank, world_size=ctx.world,
                                             pca_std=config.pca_std).to(ctx.device)

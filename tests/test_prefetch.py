@@ -1,0 +1,221 @@
+"""The device prefetcher (a thread staging batches ahead) and JPEG decoding on the device.
+
+No GPU here: the CUDA stream and nvJPEG parts run on the GPU only (benchmarks/gpu.sh). What runs
+everywhere is checked here: the same batches in the same order as the plain loader, errors passed
+to the consumer, early stops that end the thread, and ``decode="device"`` giving exactly the
+default path's crops when the decoder is libjpeg (a stand-in for torchvision.io.decode_jpeg that
+decodes with Pillow, as the workers do).
+"""
+
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import fake_torchvision
+from alexnet.data.device_decode import EncodedBatches, crop_batch
+from alexnet.data.loader import make_loader
+from alexnet.data.prefetch import DevicePrefetcher
+from alexnet.errors import UserError
+from prepared_standin import StandInPreparedDataset
+
+
+def collect(batches):
+    images, labels, windows = zip(*batches)
+    return torch.cat(images), torch.cat(labels), torch.cat(windows)
+
+
+def prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "alexnet-prefetch"]
+
+
+@pytest.fixture
+def pil_decode_jpeg(monkeypatch):
+    return fake_torchvision.install(monkeypatch)
+
+
+def test_prefetcher_yields_the_loaders_batches_in_order():
+    data = StandInPreparedDataset()
+    options = dict(train=True, crop_size=40, seed=5, epoch=1)
+    plain = collect(make_loader(data, 5, workers=0, **options))
+    for workers in (0, 2):
+        ahead = collect(make_loader(data, 5, workers=workers, **options).to("cpu", depth=3))
+        assert all(torch.equal(a, b) for a, b in zip(plain, ahead))
+    assert not prefetch_threads()
+
+
+def test_prefetcher_applies_its_stage_in_the_thread():
+    seen = []
+
+    def stage(batch):
+        seen.append(threading.current_thread().name)
+        return batch * 10
+
+    assert list(DevicePrefetcher(iter(range(5)), "cpu", stage=stage)) == [0, 10, 20, 30, 40]
+    assert set(seen) == {"alexnet-prefetch"}
+
+
+def test_an_error_in_the_loader_reaches_the_consumer_after_the_batches_before_it():
+    def batches():
+        yield (torch.ones(2),)
+        raise UserError("sample 7 of stand-in is 10x10x3, expected 48x48x3")
+
+    got = []
+    with pytest.raises(UserError, match="sample 7"):
+        for batch in DevicePrefetcher(batches(), "cpu"):
+            got.append(batch)
+    assert len(got) == 1 and torch.equal(got[0][0], torch.ones(2))
+    assert not prefetch_threads()
+
+
+def test_stopping_early_ends_the_thread_and_the_source():
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield (torch.tensor([i]),)
+                i += 1
+        finally:
+            closed.set()
+
+    prefetcher = DevicePrefetcher(endless(), "cpu", depth=2)
+    for batch in prefetcher:
+        if batch[0].item() == 3:
+            break
+    assert not prefetch_threads()
+    assert closed.wait(5)
+    with pytest.raises(RuntimeError, match="once"):
+        next(iter(prefetcher))
+
+
+def test_depth_must_be_positive():
+    with pytest.raises(ValueError, match="depth"):
+        DevicePrefetcher([], "cpu", depth=0)
+
+
+def test_crop_batch_is_a_crop_and_mirror_per_window():
+    images = torch.randint(0, 256, (3, 12, 14, 3), dtype=torch.uint8)
+    windows = torch.tensor([[[0, 0, 0], [2, 5, 1]], [[4, 6, 1], [1, 1, 0]], [[4, 6, 0], [0, 6, 1]]])
+    crops = crop_batch(images, windows, 8)
+    assert crops.shape == (3, 2, 8, 8, 3) and crops.is_contiguous()
+    for n in range(3):
+        for v in range(2):
+            top, left, flipped = windows[n, v].tolist()
+            expected = images[n, top:top + 8, left:left + 8]
+            assert torch.equal(crops[n, v], expected.flip(1) if flipped else expected)
+
+
+@pytest.mark.parametrize("train, ten_crop", [(True, False), (False, False), (False, True)])
+def test_device_decoding_gives_the_workers_crops(pil_decode_jpeg, train, ten_crop):
+    jpeg = StandInPreparedDataset(count=10, encoding="jpeg")
+    options = dict(train=train, ten_crop=ten_crop, crop_size=40, seed=2, epoch=1)
+    expected = collect(make_loader(jpeg, 4, workers=0, **options))
+    for workers in (0, 2):
+        got = collect(make_loader(jpeg, 4, workers=workers, decode="device", **options).to("cpu"))
+        for a, b in zip(expected, got):
+            assert a.shape == b.shape and torch.equal(a, b)
+    assert got[0].shape[-3:] == (3, 40, 40) and (got[0].dim() == 5) == ten_crop
+    assert {(mode, device.type) for _, mode, device in pil_decode_jpeg} == {("RGB", "cpu")}
+    assert max(n for n, _, _ in pil_decode_jpeg) == 4  # a batch at a time
+
+
+def test_device_decoding_checks_the_decoded_size(pil_decode_jpeg):
+    jpeg = StandInPreparedDataset(count=4, encoding="jpeg")
+    jpeg.blobs[2] = StandInPreparedDataset._encode(np.zeros((30, 48, 3), np.uint8), "jpeg")
+    with pytest.raises(UserError, match="decodes to 30x48x3, expected 48x48x3"):
+        collect(make_loader(jpeg, 4, train=False, crop_size=40, workers=0, decode="device").to("cpu"))
+
+
+def test_device_decoding_wants_jpeg_shards(pil_decode_jpeg):
+    with pytest.raises(UserError, match="JPEG shards.*--format jpeg"):
+        make_loader(StandInPreparedDataset(count=4), 2, train=True, crop_size=40, decode="device")
+
+
+def test_device_decoding_without_torchvision_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import fails
+    monkeypatch.setitem(sys.modules, "torchvision.io", None)
+    jpeg = StandInPreparedDataset(count=4, encoding="jpeg")
+    with pytest.raises(UserError, match="--decode device needs torchvision"):
+        EncodedBatches(jpeg, 40)
+
+
+def test_unknown_decode_is_refused():
+    with pytest.raises(UserError, match="--decode gpu: unknown; choose one of workers, device"):
+        make_loader(StandInPreparedDataset(count=4), 2, train=True, crop_size=40, decode="gpu")
+
+
+class FakeCuda:
+    """Just enough of torch.cuda for the prefetcher's CUDA branch, recording what happens where."""
+
+    def __init__(self):
+        self.log = []
+
+    def install(self, monkeypatch):
+        fake = self
+
+        class Stream:
+            def __init__(self, device=None):
+                self.device, self.name = device, "side"
+
+            def wait_event(self, event):
+                fake.log.append(("wait", self.name, event.number, threading.current_thread().name))
+
+        class Event:
+            count = 0
+
+            def __init__(self):
+                Event.count += 1
+                self.number = Event.count
+
+            def record(self, stream):
+                fake.log.append(("record", stream.name, self.number, threading.current_thread().name))
+
+        class StreamContext:
+            def __init__(self, stream):
+                self.stream = stream
+
+            def __enter__(self):
+                fake.log.append(("enter", self.stream.name, threading.current_thread().name))
+
+            def __exit__(self, *exc):
+                fake.log.append(("exit", self.stream.name))
+
+        consumer = Stream()
+        consumer.name = "compute"
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+        monkeypatch.setattr(torch.cuda, "set_device", lambda d: fake.log.append(("set_device", d)))
+        monkeypatch.setattr(torch.cuda, "Stream", Stream)
+        monkeypatch.setattr(torch.cuda, "Event", Event)
+        monkeypatch.setattr(torch.cuda, "stream", StreamContext)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: consumer)
+        return self
+
+
+def test_on_cuda_each_batch_is_staged_on_a_side_stream_that_the_compute_stream_waits_for(monkeypatch):
+    cuda = FakeCuda().install(monkeypatch)
+
+    def stage(batch):
+        cuda.log.append(("stage", batch, threading.current_thread().name))
+        return (torch.tensor([batch]),)
+
+    prefetcher = DevicePrefetcher(range(3), "cuda", stage=stage)
+    assert prefetcher.device == torch.device("cuda", 3)  # the thread needs the index
+    seen = []
+    for (batch,) in prefetcher:
+        seen.append(batch.item())
+        cuda.log.append(("use", batch.item()))
+    assert seen == [0, 1, 2]
+    log = cuda.log
+    assert log[0] == ("set_device", torch.device("cuda", 3))
+    for k in range(3):
+        enter = log.index(("enter", "side", "alexnet-prefetch"))
+        assert log[enter + 1] == ("stage", k, "alexnet-prefetch")  # staged inside the side stream
+        event = log[enter + 2]
+        assert event[:2] == ("record", "side") and log[enter + 3] == ("exit", "side")
+        wait = log.index(("wait", "compute", event[2], "MainThread"))
+        assert wait < log.index(("use", k))  # the step's stream waits before it reads the batch
+        log = log[:enter] + log[enter + 4:]
