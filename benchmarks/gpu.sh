@@ -7,8 +7,8 @@
 #
 #   bash benchmarks/gpu.sh [RESULTS_DIR]        (default: $OUT if set, else benchmarks/gpu-results)
 #
-# Environment: PYTHON (python3), BATCH (128, the paper's), MODEL_STEPS (20), TRAIN_STEPS (100),
-# WORKERS (cores; the end-to-end run leaves one core to the training process), SAMPLES (a folder of
+# Environment: GPU_TESTS (1: run tests/test_cuda.py first, about a minute; 0: skip), PYTHON (python3),
+# BATCH (128, the paper's), MODEL_STEPS (20), TRAIN_STEPS (100), WORKERS (cores; the end-to-end run leaves one core to the training process), SAMPLES (a folder of
 # JPEGs to use instead), TRAIN_SETTING (compile), DECODE ("workers device": end to end with the
 # loader's workers decoding, then with nvJPEG on the GPU when torchvision is there); for a dry run
 # of this script without a GPU: DEVICE=cpu BENCH_ARGS="--model-option input_size=67 ..." with small steps.
@@ -28,6 +28,14 @@ say() { echo "[gpu.sh $(( $(date +%s) - started ))s] $*" >&2; }
 
 [ "$DEVICE" != cuda ] || $PYTHON -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu.sh: no CUDA device")'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$RESULTS/gpu.txt" 2>/dev/null || true
+
+# 0. The CUDA paths against the plain ones (tests/test_cuda.py; skipped on machines without a GPU).
+if [ "$DEVICE" = cuda ] && [ "${GPU_TESTS:-1}" = 1 ]; then
+    say "tests/test_cuda.py"
+    timeout 180 $PYTHON -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py > "$RESULTS/cuda-tests.txt" 2>&1 \
+        || say "some CUDA tests failed or ran out of time: $RESULTS/cuda-tests.txt"
+    tail -n 25 "$RESULTS/cuda-tests.txt" >&2
+fi
 
 # 1. Source images as an image folder: train/<class>/<file> (and a val split, which prepare wants).
 if [ -z "${SAMPLES:-}" ]; then
