@@ -219,3 +219,15 @@ def test_on_cuda_each_batch_is_staged_on_a_side_stream_that_the_compute_stream_w
         wait = log.index(("wait", "compute", event[2], "MainThread"))
         assert wait < log.index(("use", k))  # the step's stream waits before it reads the batch
         log = log[:enter] + log[enter + 4:]
+
+
+def test_device_decoding_with_the_real_torchvision_on_the_cpu():
+    """Where torchvision is installed: its decode_jpeg (libjpeg on the CPU) through the same path.
+    Its libjpeg build may round a few pixels differently from Pillow's."""
+    pytest.importorskip("torchvision.io")
+    jpeg = StandInPreparedDataset(count=10, encoding="jpeg")
+    options = dict(train=True, crop_size=40, seed=2, epoch=1)
+    expected = collect(make_loader(jpeg, 4, workers=0, **options))
+    got = collect(make_loader(jpeg, 4, workers=0, decode="device", **options).to("cpu"))
+    assert torch.equal(expected[1], got[1]) and torch.equal(expected[2], got[2])
+    assert (expected[0].float() - got[0].float()).abs().mean() < 1.0
