@@ -108,3 +108,61 @@ def test_the_quick_preset_slows_only_fc8():
     quick = resolve({}, {"preset": "quick"}, "test")
     assert quick.fc8_lr_mult == 0.05 and quick.lr == 0.01 and quick.batch_size == 32
     assert resolve({}, {"preset": "full"}, "test").fc8_lr_mult == 1.0
+
+
+class _HostCheckedPaperSGD(PaperSGD):
+    """PaperSGD left to GradScaler's default path: unscale, read the inf flag on the host, step."""
+
+    _step_supports_amp_scaling = False
+
+
+def _scaled_steps(optimizer_class, bad_step=None, steps=4):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    opt = optimizer_class(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=2)
+    x, y = torch.randn(8, 6), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    history = []
+    for step in range(steps):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        scaler.scale(loss * (float("inf") if step == bad_step else 1.0)).backward()
+        scaler.step(opt)
+        scaler.update()
+        history.append(([p.detach().clone() for p in model.parameters()],
+                        [opt.state[p]["velocity"].clone() if p in opt.state else torch.zeros_like(p)
+                         for p in model.parameters()],  # no state yet: velocity zero
+                        scaler.get_scale()))
+    return history
+
+
+@pytest.mark.parametrize("bad_step", [None, 0, 2])
+def test_loss_scaling_steps_on_the_device_equal_the_scalers_host_checked_steps(bad_step):
+    on_device, host_checked = _scaled_steps(PaperSGD, bad_step), _scaled_steps(_HostCheckedPaperSGD, bad_step)
+    for (w, v, scale), (w_ref, v_ref, scale_ref) in zip(on_device, host_checked):
+        assert scale == scale_ref
+        for a, b in zip(w + v, w_ref + v_ref):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    if bad_step is not None:  # the skipped step changed nothing, and the scale was halved
+        before = on_device[bad_step - 1][0] if bad_step else None
+        if before is not None:
+            assert all(torch.equal(a, b) for a, b in zip(before, on_device[bad_step][0]))
+        assert on_device[bad_step][2] < (on_device[bad_step - 1][2] if bad_step else 1024.0)
+
+
+def test_loss_scaled_paper_step_reads_nothing_on_the_host(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    opt = PaperSGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    scaler.scale(model(torch.randn(3, 4)).sum()).backward()
+
+    def no_host_reads(*args, **kwargs):
+        raise AssertionError("a device value was read on the host during the step")
+
+    for name in ("item", "__bool__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, no_host_reads)
+    before = model.weight.detach().clone()
+    scaler.step(opt)
+    monkeypatch.undo()
+    assert not torch.equal(before, model.weight)

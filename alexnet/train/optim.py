@@ -21,7 +21,16 @@ from alexnet.train.config import TrainConfig
 
 
 class PaperSGD(torch.optim.Optimizer):
-    """Momentum SGD with weight decay exactly as paper section 5 writes it."""
+    """Momentum SGD with weight decay exactly as paper section 5 writes it.
+
+    Under float16 loss scaling (``torch.amp.GradScaler``) the optimizer unscales the gradients and
+    skips a step with non-finite gradients itself, on the device (``_step_supports_amp_scaling``,
+    the protocol of PyTorch's fused optimizers): the scaler's default path reads its inf flag on
+    the host (``.item()``) before every step, which makes the host wait for the whole backward
+    pass. A skipped step leaves weights and velocities exactly as they were.
+    """
+
+    _step_supports_amp_scaling = True  # GradScaler sets self.grad_scale and self.found_inf
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0005):
         if lr < 0 or momentum < 0 or weight_decay < 0:
@@ -34,15 +43,42 @@ class PaperSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        grad_scale = getattr(self, "grad_scale", None)  # set by GradScaler.step (loss scaling only)
+        found_inf = getattr(self, "found_inf", None)
         for group in self.param_groups:
             weights = [w for w in group["params"] if w.grad is not None]
             for w in weights:
                 if "velocity" not in self.state[w]:
                     self.state[w]["velocity"] = torch.zeros_like(w, memory_format=torch.preserve_format)
-            if weights:  # all tensors of the group at once (foreach kernels), same arithmetic
-                paper_sgd_step_(weights, [w.grad for w in weights], [self.state[w]["velocity"] for w in weights],
-                                group["lr"], group["momentum"], group["weight_decay"])
+            if not weights:
+                continue
+            grads, velocities = [w.grad for w in weights], [self.state[w]["velocity"] for w in weights]
+            hyper = (group["lr"], group["momentum"], group["weight_decay"])
+            if grad_scale is None and found_inf is None:  # all tensors at once (foreach), same arithmetic
+                paper_sgd_step_(weights, grads, velocities, *hyper)
+            else:
+                _scaled_paper_sgd_step_(weights, grads, velocities, *hyper, grad_scale, found_inf)
         return loss
+
+
+@torch.no_grad()
+def _scaled_paper_sgd_step_(weights, grads, velocities, lr, momentum, weight_decay, grad_scale, found_inf):
+    """The paper's update on gradients multiplied by ``grad_scale`` (a device tensor, or None when
+    the scaler has unscaled them already), skipped where ``found_inf`` (a 0/1 device tensor) is set;
+    no value is read on the host. The arithmetic of :func:`paper_sgd_step_` on the unscaled
+    gradients, tensor by tensor."""
+    if grad_scale is not None:
+        inverse = grad_scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
+        for g in grads:  # in place, as GradScaler.unscale_ does
+            g.mul_(inverse.to(g.device))
+    skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
+    for w, g, v in zip(weights, grads, velocities):
+        skip_here = skip.to(w.device, non_blocking=True)
+        new = v.mul(momentum)
+        new.add_(w, alpha=-weight_decay * lr)
+        new.add_(g, alpha=-lr)
+        v.copy_(torch.where(skip_here, v, new))
+        w.add_(torch.where(skip_here, torch.zeros_like(v), v))
 
 
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
