@@ -243,3 +243,25 @@ def test_decoding_on_the_device_trains_the_same_network_as_decoding_in_workers(t
     assert calls and all(torch.equal(weights["workers"][k], weights["device"][k]) for k in weights["workers"])
     with pytest.raises(UserError, match="--decode gpu: expected one of workers, device"):
         check(TrainConfig(decode="gpu"))
+
+
+def test_a_training_step_reads_nothing_from_the_device_between_log_points(tmp_path, monkeypatch):
+    """Host reads of tensor values (.item(), .tolist(), bool()) wait for the device; the loop makes
+    them only at log points, at the end of an epoch and at checkpoints, never per step: an epoch
+    of twice the steps makes exactly as many."""
+    reads = {"count": 0}
+    for name in ("item", "tolist", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads["count"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    counts = []
+    for limit in (64, 128):  # 8 and 16 steps of 8, one log point at most (log_every 1000)
+        reads["count"] = 0
+        assert loop.train(tiny_config(tmp_path / str(limit), limit=limit, log_every=1000,
+                                      checkpoint_minutes=1000)) == 0
+        counts.append(reads["count"])
+    assert counts[0] == counts[1], counts
