@@ -50,7 +50,7 @@ def final(run_dir: Path) -> dict:
 
 
 def metrics(run_dir: Path) -> list[dict]:
-    drop = ("images_per_s", "seconds")
+    drop = ("images_per_s", "data_wait_share", "seconds")
     return [{k: v for k, v in json.loads(line).items() if k not in drop}
             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 

@@ -18,7 +18,7 @@ from alexnet.train.config import PRESETS, TrainConfig, check
 from tests import tinynet
 
 METRIC_KEYS = {"epoch", "train_loss", "train_top1_error", "train_top5_error", "val_loss", "val_top1_error",
-               "val_top5_error", "lr", "images_per_s", "seconds"}
+               "val_top5_error", "lr", "images_per_s", "data_wait_share", "seconds"}
 CHECKPOINT_KEYS = {"model", "arch", "options", "class_names", "optimizer", "scheduler", "scaler", "epoch",
                    "position", "rng", "config"}
 
@@ -43,7 +43,8 @@ def test_one_epoch_writes_config_metrics_tensorboard_and_checkpoints(tmp_path):
     assert len(lines) == 1
     record = json.loads(lines[0])
     assert set(record) == METRIC_KEYS and record["epoch"] == 1 and record["lr"] == 0.01
-    for key in METRIC_KEYS - {"epoch", "lr", "images_per_s", "seconds", "train_loss", "val_loss"}:
+    assert 0.0 <= record["data_wait_share"] <= 1.0
+    for key in METRIC_KEYS - {"epoch", "lr", "images_per_s", "data_wait_share", "seconds", "train_loss", "val_loss"}:
         assert 0 <= record[key] <= 100
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     for name in ("last.pt", "best.pt"):
@@ -265,3 +266,18 @@ def test_a_training_step_reads_nothing_from_the_device_between_log_points(tmp_pa
                                       checkpoint_minutes=1000)) == 0
         counts.append(reads["count"])
     assert counts[0] == counts[1], counts
+
+
+@pytest.mark.parametrize("loader_sleep, step_sleep, low, high", [(0.04, 0.0, 0.8, 1.0), (0.0, 0.04, 0.0, 0.2)])
+def test_data_wait_counts_the_time_spent_waiting_for_batches(loader_sleep, step_sleep, low, high):
+    import time
+
+    def batches():
+        for i in range(5):
+            time.sleep(loader_sleep)
+            yield i
+
+    waiting = loop.DataWait(batches())
+    assert list(map(lambda b: time.sleep(step_sleep) or b, waiting)) == list(range(5))
+    share = waiting.seconds / (time.monotonic() - waiting.started)
+    assert low <= share <= high

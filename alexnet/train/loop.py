@@ -238,7 +238,7 @@ class Logger:
         for split in ("train", "val"):
             for key in ("loss", "top1_error", "top5_error"):
                 self.tb.add_scalar(f"{key}/{split}", record[f"{split}_{key}"], step)
-        for key in ("lr", "images_per_s"):
+        for key in ("lr", "images_per_s", "data_wait_share"):
             self.tb.add_scalar(key, record[key], step)
         self.tb.flush()
 
@@ -265,6 +265,25 @@ def validate(run: Run, data: inputs.TrainingData) -> dict[str, float]:
 def save(run: Run, run_dir: Path, name: str = "last.pt") -> None:
     if run.ctx.main:
         save_checkpoint(run_dir / "checkpoints" / name, run.checkpoint())
+
+
+class DataWait:
+    """The batches of an iterable, counting the seconds spent waiting for each (``seconds``) since
+    ``started``. A share of the epoch's time above a few percent means the step waits for the
+    loader: give it more ``--workers``, or ``--decode device`` on a GPU (docs/training.md)."""
+
+    def __init__(self, batches):
+        self.batches, self.seconds, self.started = batches, 0.0, time.monotonic()
+
+    def __iter__(self):
+        it = iter(self.batches)
+        while True:
+            before = time.monotonic()
+            batch = next(it, None)
+            self.seconds += time.monotonic() - before
+            if batch is None:
+                return
+            yield batch
 
 
 def check_finite(first_bad: torch.Tensor, run: Run, steps: int) -> None:
@@ -347,7 +366,8 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
                    dynamic_ncols=True)
         began = time.monotonic()
         lr = run.schedule.lr(run.epoch, 0.0)
-        for step, batch in enumerate(data.train_batches(run.epoch, start_step * per_step), start=start_step):
+        waiting = DataWait(data.train_batches(run.epoch, start_step * per_step))
+        for step, batch in enumerate(waiting, start=start_step):
             lr = run.schedule.lr(run.epoch, (step + 1) / steps)
             set_learning_rate(run.optimizer, lr)
             x = data.to_input(batch, train=True)
@@ -390,12 +410,14 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
         check_finite(first_bad, run, steps)
         train_stats = run.totals.summary(ctx)
         train_seconds = run.seconds + time.monotonic() - began
+        wait_share = waiting.seconds / max(time.monotonic() - waiting.started, 1e-9)
         val_began = time.monotonic()
         val_stats = validate(run, data)
         record = {"epoch": run.epoch + 1,
                   **{f"train_{k}": v for k, v in train_stats.items()},
                   **{f"val_{k}": v for k, v in val_stats.items()},
                   "lr": lr, "images_per_s": steps * per_step / max(train_seconds, 1e-9),
+                  "data_wait_share": wait_share,
                   "seconds": train_seconds + time.monotonic() - val_began}
         run.schedule.end_epoch(val_stats["top1_error"])
         improved = val_stats["top1_error"] < run.best_error
@@ -435,4 +457,5 @@ def format_record(r: dict, epochs: int) -> str:
     return (f"epoch {r['epoch']}/{epochs}: train loss {r['train_loss']:.4f} top-1 error "
             f"{r['train_top1_error']:.2f}% top-5 {r['train_top5_error']:.2f}% | val loss {r['val_loss']:.4f} "
             f"top-1 error {r['val_top1_error']:.2f}% top-5 {r['val_top5_error']:.2f}% | lr {r['lr']:.2g} | "
-            f"{r['images_per_s']:.0f} images/s | {r['seconds']:.0f} s")
+            f"{r['images_per_s']:.0f} images/s, waiting for data {100 * r['data_wait_share']:.0f}% of the "
+            f"time | {r['seconds']:.0f} s")
