@@ -12,6 +12,12 @@
 # JPEGs to use instead), TRAIN_SETTING (compile), DECODE ("workers device": end to end with the
 # loader's workers decoding, then with nvJPEG on the GPU when torchvision is there); for a dry run
 # of this script without a GPU: DEVICE=cpu BENCH_ARGS="--model-option input_size=67 ..." with small steps.
+#
+# Dependencies missing on the GPU machine travel as wheels in .whl/ (installed here into a folder
+# on PYTHONPATH): simplejpeg, which the loader's workers decode with (Pillow otherwise, half as
+# fast). Fetch them on a machine with an index, for the GPU machine's Python (3.12 there):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_17_x86_64 -d .whl simplejpeg
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${1:-${OUT:-benchmarks/gpu-results}}
@@ -26,6 +32,10 @@ WORKERS=${WORKERS:-$($PYTHON -c 'import os; print(len(os.sched_getaffinity(0)))'
 started=$(date +%s)
 say() { echo "[gpu.sh $(( $(date +%s) - started ))s] $*" >&2; }
 
+if compgen -G ".whl/*.whl" > /dev/null; then
+    $PYTHON -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" .whl/*.whl
+    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 [ "$DEVICE" != cuda ] || $PYTHON -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu.sh: no CUDA device")'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$RESULTS/gpu.txt" 2>/dev/null || true
 

@@ -45,7 +45,8 @@ def main(results: Path) -> int:
         print("gpu.sh: no measurement finished", file=sys.stderr)
         return 1
     print(f"\nalexnet GPU benchmarks: {head['device_name']}, torch {head['torch']}, {head['date']}, "
-          f"batch {head['batch_size']}, {head['arch']}")
+          f"batch {head['batch_size']}, {head['arch']}, JPEGs decoded by {head.get('jpeg_decoder', '?')} "
+          f"in the loader's workers")
     print(f"{'measurement':44s} {'images/s':>9s} {'vs base':>8s}  baseline")
     for name, rate, ratio, base in rows(data, model, train):
         print(f"{name:44s} {rate:>9s} {ratio:>8s}  {base}")

@@ -89,3 +89,44 @@ def test_a_folder_that_is_not_prepared_is_a_clear_user_error(tmp_path, prepared)
         PreparedDataset(tmp_path, "train")
     with pytest.raises(UserError, match="no split 'test'.*train, val"):
         PreparedDataset(prepared, "test")
+
+
+def _pillow_decode(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_stored_jpegs_decode_to_pillows_pixels(prepared):
+    """simplejpeg (a dependency) reads the shards with Pillow's libjpeg-turbo settings."""
+    from alexnet.data import images
+
+    assert images.jpeg_decoder() == "simplejpeg"
+    ds = PreparedDataset(prepared, "train")
+    for i in range(len(ds)):
+        data = ds.read(i)[0]
+        ours, pillow = decode(data, ds.extension), _pillow_decode(data)
+        assert ours.dtype == np.uint8 and ours.shape == pillow.shape
+        assert np.abs(ours.astype(int) - pillow.astype(int)).max() <= 1  # equal on the machines we test
+
+
+def test_what_simplejpeg_cannot_read_goes_to_pillow(monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from alexnet.data import images
+
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, "PNG")
+    assert np.array_equal(decode(png.getvalue(), "jpg"), pixels)  # a PNG stored as .jpg
+    jpeg = images.encode(pixels, "jpeg")
+    with pytest.raises(OSError, match="truncated"):
+        decode(jpeg[: len(jpeg) // 2], "jpg")
+    monkeypatch.setattr(images, "simplejpeg", None)  # installed without it: Pillow decodes
+    assert images.jpeg_decoder() == "pillow"
+    assert np.array_equal(decode(jpeg, "jpg"), _pillow_decode(jpeg))

@@ -62,8 +62,10 @@ def process_knobs(keep_freed_memory: bool, flush_denormal: bool) -> dict:
 
 def machine(device: torch.device, threads: int, knobs: dict) -> dict:
     """The facts a benchmark record needs: what ran, where, when."""
+    from alexnet.data.images import jpeg_decoder
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return {"device": str(device), "device_name": name, "threads": threads,
+    return {"device": str(device), "device_name": name, "threads": threads, "jpeg_decoder": jpeg_decoder(),
             **knobs,
             "cores": speed.available_cores(),
             "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None, "torch": torch.__version__,

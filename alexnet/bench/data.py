@@ -33,6 +33,7 @@ import torch
 import torch.utils.data
 from PIL import Image
 
+from alexnet.data.images import jpeg_decoder
 from alexnet.data.loader import default_workers, make_loader
 from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from alexnet.errors import UserError
@@ -161,7 +162,7 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
         "benchmark": "data", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__},
+                    "cpus": os.cpu_count(), "torch": torch.__version__, "jpeg_decoder": jpeg_decoder()},
         "data": str(data), "source": str(folder), "source_images": len(files),
         "workers": workers, "batch_size": batch_size,
         "pipeline": {"crop_size": crop_size, **ours,

@@ -15,6 +15,11 @@ import io
 import numpy as np
 from PIL import Image
 
+try:  # libjpeg-turbo called directly: the same pixels as Pillow's decoder, in half the time
+    import simplejpeg
+except ImportError:  # pragma: no cover - a checkout run without its dependencies: Pillow decodes
+    simplejpeg = None
+
 ENCODINGS = {"jpeg": "jpg", "raw": "npy"}  # --format -> file extension inside the shards
 
 
@@ -87,9 +92,26 @@ def encode(patch: np.ndarray, encoding: str, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_decoder() -> str:
+    """The library that decodes stored JPEGs here: ``simplejpeg`` or, without it, ``pillow``."""
+    return "pillow" if simplejpeg is None else "simplejpeg"
+
+
 def decode(data: bytes, extension: str) -> np.ndarray:
-    """A stored sample (``.jpg`` or ``.npy`` bytes) as an HxWx3 uint8 array."""
+    """A stored sample (``.jpg`` or ``.npy`` bytes) as an HxWx3 uint8 array.
+
+    JPEGs go to simplejpeg when it is installed (a dependency): it calls libjpeg-turbo with the
+    same settings as Pillow (accurate DCT, smooth chroma upsampling), so the pixels are the same,
+    and it skips Pillow's image object, incremental reads and copies: twice as fast on a 256x256
+    sample, which is most of a loader worker's time (BENCHMARKS.md, "JPEG decoding"). Anything it
+    cannot read goes to Pillow.
+    """
     if extension == "npy":
         return np.load(io.BytesIO(data), allow_pickle=False)
+    if simplejpeg is not None:
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        except ValueError:  # not a JPEG libjpeg-turbo reads: Pillow knows more formats
+            pass
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
