@@ -7,11 +7,15 @@
 #
 #   bash benchmarks/gpu.sh [RESULTS_DIR]        (default: $OUT if set, else benchmarks/gpu-results)
 #
-# Environment: GPU_TESTS (1: run tests/test_cuda.py first, about a minute; 0: skip), PYTHON (python3),
-# BATCH (128, the paper's), MODEL_STEPS (20), TRAIN_STEPS (100), WORKERS (cores; the end-to-end run leaves one core to the training process), SAMPLES (a folder of
-# JPEGs to use instead), TRAIN_SETTING (compile), DECODE ("workers device": end to end with the
-# loader's workers decoding, then with nvJPEG on the GPU when torchvision is there); for a dry run
-# of this script without a GPU: DEVICE=cpu BENCH_ARGS="--model-option input_size=67 ..." with small steps.
+# Then it runs tests/test_cuda.py (the CUDA paths against the plain ones), in about two minutes.
+#
+# Environment: GPU_TESTS (1: run the CUDA tests at the end; 0: skip), PYTHON (python3),
+# BATCH (128, the paper's), MODEL_STEPS (20), TRAIN_STEPS (400, after a warm-up that drains what
+# the loader made while the network compiled), WORKERS (cores; the end-to-end run leaves one core
+# to the training process), SAMPLES (a folder of JPEGs to use instead), TRAIN_SETTING (compile),
+# DECODE ("workers device": end to end with the loader's workers decoding, then with nvJPEG on the
+# GPU when torchvision is there). A dry run without a GPU:
+#   DEVICE=cpu BENCH_ARGS="--model-option input_size=67 ..." MODEL_STEPS=1 TRAIN_STEPS=2 BATCH=8
 #
 # Dependencies missing on the GPU machine travel as wheels in .whl/ (installed here into a folder
 # on PYTHONPATH): simplejpeg, which the loader's workers decode with (Pillow otherwise, half as
@@ -38,14 +42,6 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 [ "$DEVICE" != cuda ] || $PYTHON -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu.sh: no CUDA device")'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$RESULTS/gpu.txt" 2>/dev/null || true
-
-# 0. The CUDA paths against the plain ones (tests/test_cuda.py; skipped on machines without a GPU).
-if [ "$DEVICE" = cuda ] && [ "${GPU_TESTS:-1}" = 1 ]; then
-    say "tests/test_cuda.py"
-    timeout 180 $PYTHON -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py > "$RESULTS/cuda-tests.txt" 2>&1 \
-        || say "some CUDA tests failed or ran out of time: $RESULTS/cuda-tests.txt"
-    tail -n 25 "$RESULTS/cuda-tests.txt" >&2
-fi
 
 # 1. Source images as an image folder: train/<class>/<file> (and a val split, which prepare wants).
 if [ -z "${SAMPLES:-}" ]; then
@@ -106,11 +102,21 @@ TRAIN_WORKERS=$(( WORKERS > 2 ? WORKERS - 1 : WORKERS ))
 read -r -a DECODERS <<< "${DECODE:-workers device}"
 bench_train() {
     timeout 180 $PYTHON -m alexnet bench train --device "$DEVICE" --data "$WORK/prepared" --batch-size "$BATCH" \
-        --steps "${TRAIN_STEPS:-100}" --warmup 10 --workers "$TRAIN_WORKERS" --setting "$1" \
+        --steps "${TRAIN_STEPS:-400}" --workers "$TRAIN_WORKERS" --setting "$1" \
         --decode "${DECODERS[@]}" --json "${EXTRA[@]}" > "$RESULTS/train.json"
 }
 bench_train "${TRAIN_SETTING:-compile}" || { say "that failed; again with the bf16 setting (no compile)"; bench_train bf16; } \
     || { say "bench train failed"; rm -f "$RESULTS/train.json"; }
 
+say "measurements done"
+$PYTHON benchmarks/gpu_table.py "$RESULTS" || true
+
+# 6. The CUDA paths against the plain ones (tests/test_cuda.py), after the measurements so that a
+#    short device lease gets the numbers first.
+if [ "$DEVICE" = cuda ] && [ "${GPU_TESTS:-1}" = 1 ]; then
+    say "tests/test_cuda.py"
+    timeout 180 $PYTHON -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py > "$RESULTS/cuda-tests.txt" 2>&1 \
+        || say "some CUDA tests failed or ran out of time: $RESULTS/cuda-tests.txt"
+    tail -n 25 "$RESULTS/cuda-tests.txt"
+fi
 say "done"
-$PYTHON benchmarks/gpu_table.py "$RESULTS"

@@ -50,10 +50,6 @@ def main(results: Path) -> int:
     print(f"{'measurement':44s} {'images/s':>9s} {'vs base':>8s}  baseline")
     for name, rate, ratio, base in rows(data, model, train):
         print(f"{name:44s} {rate:>9s} {ratio:>8s}  {base}")
-    tests = results / "cuda-tests.txt"
-    if tests.is_file():
-        lines = [line for line in tests.read_text().splitlines() if line.strip()]
-        print(f"tests/test_cuda.py: {lines[-1] if lines else 'no output'}")
     for name, record in (("bench data", data), ("bench model", model), ("bench train", train)):
         if record is None:
             print(f"{name}: no result (see the log above)")

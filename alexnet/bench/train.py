@@ -228,9 +228,12 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     reason = skip_reason(SETTINGS[name], device)
     if reason:
         raise UserError(f"--setting {name} does not run on {device}: {reason}")
-    steps = steps or (50 if device.type == "cuda" else 3)
-    warmup = warmup if warmup is not None else (5 if device.type == "cuda" else 1)
     workers = default_workers() if workers is None else workers
+    steps = steps or (200 if device.type == "cuda" else 3)
+    # On a GPU the warm-up also drains the batches the loader made while the network compiled
+    # (workers x 2, and the prefetcher's 2): timed from a full queue, a loader slower than the
+    # device would look faster than it is.
+    warmup = warmup if warmup is not None else (2 * workers + 3 if device.type == "cuda" else 1)
     threads = speed.set_threads(threads)
     knobs = process_knobs(keep_freed_memory, flush_denormal)
     if device.type == "cuda":
@@ -283,9 +286,10 @@ def add_arguments(parser) -> None:
                         "dataset name as alexnet train takes (imagenette; prepared on first use)")
     parser.add_argument("--setting", default=None, help="our bench-model setting (default: "
                         f"{DEFAULT_SETTING['cpu']} on cpu, {DEFAULT_SETTING['cuda']} on cuda)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 cpu, 50 cuda)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 cpu, 200 cuda)")
     parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps first (default: 1 cpu, 5 cuda)")
+                        help="untimed steps first (default: 1 cpu; cuda: 2 x workers + 3, which also "
+                        "drains what the loader made during compilation)")
     parser.add_argument("--workers", type=int, default=None, help="loader processes (default: one per core)")
     parser.add_argument("--decode", nargs="+", default=None, choices=DECODERS, metavar="WHERE",
                         help="where our pipeline decodes the JPEGs, measured in turn: workers (default) "
