@@ -14,7 +14,8 @@
 # the loader made while the network compiled), WORKERS (cores; the end-to-end run leaves one core
 # to the training process), SAMPLES (a folder of JPEGs to use instead), TRAIN_SETTING (compile),
 # DECODE ("workers device": end to end with the loader's workers decoding, then with nvJPEG on the
-# GPU when torchvision is there). A dry run without a GPU:
+# GPU when torchvision is there), PROFILE ("bf16 compile": the settings whose step is profiled,
+# kernel by kernel). A dry run without a GPU:
 #   DEVICE=cpu BENCH_ARGS="--model-option input_size=67 ..." MODEL_STEPS=1 TRAIN_STEPS=2 BATCH=8
 #
 # Dependencies missing on the GPU machine travel as wheels in .whl/ (installed here into a folder
@@ -91,8 +92,9 @@ timeout 90 $PYTHON -m alexnet bench data --data "$WORK/prepared" --workers "$WOR
 
 # 4. The network per setting (fp32/bf16/fp16, channels-last, compile, LRN) against plain PyTorch.
 say "alexnet bench model"
+read -r -a PROFILED <<< "${PROFILE:-$([ "$DEVICE" = cuda ] && echo "bf16 compile" || echo fast-fp32)}"
 timeout 240 $PYTHON -m alexnet bench model --device "$DEVICE" --batch-size "$BATCH" --optimizer-step \
-    --steps "${MODEL_STEPS:-20}" --json "${EXTRA[@]}" > "$RESULTS/model.json" \
+    --steps "${MODEL_STEPS:-20}" --profile "${PROFILED[@]}" --json "${EXTRA[@]}" > "$RESULTS/model.json" \
     || { say "bench model failed or ran out of time"; rm -f "$RESULTS/model.json"; }
 
 # 5. End to end (loader + step) against the pytorch/examples way, our loader decoding in its workers

@@ -50,6 +50,10 @@ def main(results: Path) -> int:
     print(f"{'measurement':44s} {'images/s':>9s} {'vs base':>8s}  baseline")
     for name, rate, ratio, base in rows(data, model, train):
         print(f"{name:44s} {rate:>9s} {ratio:>8s}  {base}")
+    for profiled in (model or {}).get("profiles", []):
+        print(f"\nwhere the time of a {profiled['setting']} step goes (self time per step, top kernels):")
+        for e in profiled["top"]:
+            print(f"  {e['ms_per_step']:7.3f} ms {100 * e['share']:5.1f}%  x{e['calls_per_step']:<4g} {e['name'][:100]}")
     for name, record in (("bench data", data), ("bench model", model), ("bench train", train)):
         if record is None:
             print(f"{name}: no result (see the log above)")

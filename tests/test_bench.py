@@ -12,6 +12,7 @@ from PIL import Image
 
 from alexnet.bench import model as bench_model
 from alexnet.cli import main
+from alexnet.errors import UserError
 from alexnet.bench import train as bench_train
 import fake_torchvision
 
@@ -48,6 +49,22 @@ def test_bench_model_prints_json_with_every_setting_and_plain_as_the_baseline():
     assert fast["images_per_s"] == pytest.approx(2 / (fast["step_ms"] / 1000))
     assert fast["cpu_ratio"] == pytest.approx(by_name["plain"]["cpu_ms"] / fast["cpu_ms"])
     assert "float16" in by_name["fp16"]["skipped"] and by_name["fp16"]["images_per_s"] is None
+
+
+def test_bench_model_profiles_a_setting_and_refuses_one_it_does_not_measure():
+    record = bench_model.benchmark(batch_size=2, device="cpu", settings=["fast-fp32"], steps=1, warmup=0,
+                                   model_options=dict(TINY), profile=["fast-fp32"], report=quiet)
+    (profiled,) = record["profiles"]
+    top = profiled["top"]
+    assert profiled["setting"] == "fast-fp32" and 0 < len(top) <= 12
+    assert all(e["ms_per_step"] > 0 and e["calls_per_step"] > 0 for e in top)
+    assert [e["share"] for e in top] == sorted((e["share"] for e in top), reverse=True)
+    assert 0 < sum(e["share"] for e in top) <= 1 + 1e-9
+    assert any("convolution" in e["name"] for e in top)  # the convolutions are a large part of the step
+    json.dumps(record)
+    with pytest.raises(UserError, match="--profile bf16: not among the settings measured"):
+        bench_model.benchmark(batch_size=2, device="cpu", settings=["fast-fp32"], steps=1,
+                              model_options=dict(TINY), profile=["bf16"], report=quiet)
 
 
 def test_bench_model_keeps_the_best_of_its_rounds():

@@ -167,3 +167,13 @@ def test_bench_train_clock_on_the_gpu(tmp_path):
     for way in ("ours", "examples"):
         assert record[way]["images_per_s"] > 0 and 0.0 <= record[way]["data_wait_share"] <= 1.0
     assert record["device_name"] == torch.cuda.get_device_name()
+
+
+def test_bench_model_profiles_the_kernels_of_a_gpu_step():
+    from alexnet.bench import model as bench_model
+
+    record = bench_model.benchmark(batch_size=8, device="cuda", settings=["bf16"], steps=2, warmup=1,
+                                   model_options=dict(TINY), profile=["bf16"], report=lambda m: None)
+    top = record["profiles"][0]["top"]
+    assert top and all(e["ms_per_step"] > 0 for e in top)
+    assert not any(e["name"].startswith("aten::") for e in top)  # kernels, not the operators

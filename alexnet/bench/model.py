@@ -108,6 +108,31 @@ class Runner:
             self.model.zero_grad(set_to_none=True)
 
 
+def profile_step(runner: Runner, device: torch.device, steps: int = 3, top: int = 12) -> list[dict]:
+    """Where one setting's step spends its time: the ``top`` operators (CPU) or kernels (CUDA) by
+    self time, per step, from ``torch.profiler`` over ``steps`` steps after the timed ones."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from alexnet.bench.common import synchronize
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            runner.step()
+        synchronize(device)
+    field = "self_device_time_total" if cuda else "self_cpu_time_total"
+    # On CUDA the kernels themselves (and copies), not the operators that launched them, whose
+    # device time would count the same kernels twice.
+    wanted = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
+    events = [e for e in prof.key_averages()
+              if getattr(e, "device_type", wanted) == wanted and getattr(e, field, 0) > 0]
+    total = sum(getattr(e, field) for e in events) or 1.0
+    events.sort(key=lambda e: getattr(e, field), reverse=True)
+    return [{"name": e.key, "ms_per_step": getattr(e, field) / 1000 / steps, "calls_per_step": e.count / steps,
+             "share": getattr(e, field) / total} for e in events[:top]]
+
+
 def add_arguments(parser) -> None:
     add_common_arguments(parser)
     add_model_options(parser)
@@ -124,20 +149,28 @@ def add_arguments(parser) -> None:
                         help=f"settings to measure (plain is always measured); of: {', '.join(SETTINGS)} "
                         "(default: all that apply on cuda; on cpu: "
                         f"{', '.join(DEFAULT_SETTINGS['cpu'])})")
+    parser.add_argument("--profile", metavar="NAME", nargs="+", default=None,
+                        help="after the timing, profile a few steps of these settings and list where their "
+                        "time goes (the top kernels on cuda, operators on cpu, by self time per step)")
 
 
 def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None = None,
               settings: list[str] | None = None, steps: int | None = None, warmup: int | None = None,
               rounds: int = 1, optimizer_step: bool = False, threads: int | None = None,
               model_options: dict | None = None, keep_freed_memory: bool = False,
-              flush_denormal: bool = False, report=progress) -> dict:
-    """Measure ``settings`` (and ``plain``) on ``device``; returns the record printed as JSON."""
+              flush_denormal: bool = False, profile: list[str] | None = None, report=progress) -> dict:
+    """Measure ``settings`` (and ``plain``) on ``device``; returns the record printed as JSON.
+    ``profile``: settings among them to profile afterwards (:func:`profile_step`); one that
+    failed or was skipped is left out."""
     device = resolve_device(device)
     names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn", "channels-last"]))
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         raise UserError(f"--settings: unknown {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
     names = ["plain"] + [n for n in dict.fromkeys(names) if n != "plain"]
+    for name in profile or []:
+        if name not in names:
+            raise UserError(f"--profile {name}: not among the settings measured ({', '.join(names)})")
     steps = steps or (20 if device.type == "cuda" else 3)
     threads = speed.set_threads(threads)
     knobs = process_knobs(keep_freed_memory, flush_denormal)
@@ -183,10 +216,15 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
         if r["images_per_s"] is not None and plain["images_per_s"] is not None:
             r["ratio"] = r["images_per_s"] / plain["images_per_s"]
             r["cpu_ratio"] = plain["cpu_ms"] / r["cpu_ms"] if r["cpu_ms"] else None
+    profiles = []
+    for name in profile or []:
+        if name in runners:
+            report(f"profiling {name} ...")
+            profiles.append({"setting": name, "top": profile_step(runners[name], device)})
     return {"kind": "model", "arch": arch, "batch_size": batch_size, "input_size": base.input_size,
             "model_options": base.options, "optimizer_step": optimizer_step, "steps": steps,
             "rounds": rounds, **machine(device, threads, knobs), "baseline": "plain",
-            "settings": list(results.values())}
+            "settings": list(results.values()), "profiles": profiles}
 
 
 def print_record(record: dict) -> None:
@@ -207,6 +245,15 @@ def print_record(record: dict) -> None:
     print_table(["setting", "images/s", "ms/step", "vs plain", "cpu ms/step", "cpu vs plain", "what"], rows)
     for line in skipped:
         print(line)
+    for profiled in record.get("profiles", []):
+        print_profile(profiled)
+
+
+def print_profile(profiled: dict) -> None:
+    print(f"\nwhere the time of a {profiled['setting']} step goes (self time, top {len(profiled['top'])}):")
+    print_table(["kernel or operator", "ms/step", "share", "calls"],
+                [[e["name"][:100], f"{e['ms_per_step']:.2f}", f"{100 * e['share']:.1f}%",
+                  f"{e['calls_per_step']:g}"] for e in profiled["top"]])
 
 
 def run(args) -> int:
@@ -214,5 +261,5 @@ def run(args) -> int:
     record = benchmark(args.arch, args.batch_size, args.device, args.settings, args.steps, args.warmup,
                        args.rounds, args.optimizer_step, args.threads, parse_model_options(args.model_option),
                        keep_freed_memory=args.keep_freed_memory,
-                       flush_denormal=args.flush_denormal)
+                       flush_denormal=args.flush_denormal, profile=args.profile)
     return output(record, args.json, print_record)
