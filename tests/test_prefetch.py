@@ -231,3 +231,19 @@ def test_device_decoding_with_the_real_torchvision_on_the_cpu():
     got = collect(make_loader(jpeg, 4, workers=0, decode="device", **options).to("cpu"))
     assert torch.equal(expected[1], got[1]) and torch.equal(expected[2], got[2])
     assert (expected[0].float() - got[0].float()).abs().mean() < 1.0
+
+
+def test_training_with_device_decoding_but_no_torchvision_stops_before_making_the_run_folder(tmp_path,
+                                                                                            monkeypatch):
+    from alexnet.train import loop
+    from alexnet.train.config import TrainConfig
+    from tinynet import make_prepared
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    monkeypatch.setitem(sys.modules, "torchvision.io", None)
+    prepared = make_prepared(tmp_path / "data")
+    config = TrainConfig(data=str(prepared), out=str(tmp_path / "run"), decode="device", device="cpu",
+                         epochs=1, workers=0, model_options={"input_size": 67})
+    with pytest.raises(UserError, match="--decode device needs torchvision"):
+        loop.train(config)
+    assert not (tmp_path / "run").exists()

@@ -35,6 +35,15 @@ def jpeg_decoder():
     return decode_jpeg, ImageReadMode
 
 
+def check_device_decoding(dataset) -> None:
+    """Fail now, with what to do, when ``dataset`` cannot be decoded on the device: its samples
+    are not JPEGs, or torchvision is missing."""
+    if dataset.extension != "jpg":
+        raise UserError(f"--decode device decodes JPEG shards, and {getattr(dataset, 'root', 'the dataset')} "
+                        f"stores {dataset.extension!r} samples; prepare it with --format jpeg")
+    jpeg_decoder()
+
+
 def crop_batch(images: torch.Tensor, windows: torch.Tensor, crop_size: int) -> torch.Tensor:
     """The crops of a batch of images at their windows, mirrored where flipped, in one gather.
 
@@ -63,10 +72,7 @@ class EncodedBatches(CropBatches):
         if options.get("ring") is not None:
             raise ValueError("EncodedBatches has no ring: its batches are small")
         super().__init__(dataset, crop_size, windows, **options)
-        if dataset.extension != "jpg":
-            raise UserError(f"--decode device decodes JPEG shards, and {getattr(dataset, 'root', 'the dataset')} "
-                            f"stores {dataset.extension!r} samples; prepare it with --format jpeg")
-        jpeg_decoder()  # fail here, in the training process, when torchvision is missing
+        check_device_decoding(dataset)  # here, in the training process, not in a worker
 
     def __getitem__(self, indices):
         indices = np.asarray(indices, np.int64)

@@ -60,6 +60,10 @@ def _on_device(loader, device: torch.device):
 def prepared_data(config: TrainConfig, ctx: distributed.Context, size: int, normalization: str) -> TrainingData:
     root = prepared_dir(config.data)
     train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
+    if config.decode == "device":  # before the run folder is made
+        from alexnet.data.device_decode import check_device_decoding
+
+        check_device_decoding(train)
     per_rank = config.batch_size // ctx.world
     workers = config.workers
     if workers is None:  # the cores, shared among this machine's training processes
