@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the project in one run, within eight minutes on one GPU, printing one
 # table at the end (issue 6). Uses only data it makes or that travels with the repository:
-#   - ../shared/data/imagenet-samples (1000 ImageNet JPEGs, one per class) when present,
-#   - otherwise 1000 synthetic JPEGs in 100 classes made here with PIL;
-# prepared once into shards with `alexnet prepare`, then read over and over.
+#   - SAMPLES, a folder of ImageNet JPEGs named <wnid>_<anything>.JPEG, when given;
+#   - else ../shared/data/imagenet-samples (1000 ImageNet JPEGs, one per class) when present;
+#   - else 1000 photograph-like synthetic JPEGs in 100 classes made here with PIL;
+# prepared once into shards with `alexnet prepare`, then read over and over. ../shared does not
+# travel to a lent GPU machine (and its 107 MB would not fit the 64 MiB that does): take part of it
+#   mkdir -p .gpu-samples && cp $(ls ../shared/data/imagenet-samples/* | head -500) .gpu-samples/
+#   echo /.gpu-samples/ >> .git/info/exclude      # then carry .gpu-samples, and SAMPLES=.gpu-samples
 #
 #   bash benchmarks/gpu.sh [RESULTS_DIR]        (default: $OUT if set, else benchmarks/gpu-results)
 #
@@ -65,18 +69,28 @@ for i, f in enumerate(files):
 EOF
 else
     say "source: 1000 synthetic JPEGs (no imagenet-samples folder found)"
+    # Photograph-like: a smooth colour field, a few flat shapes, sensor noise. Prepared at 256,
+    # they take about the bytes (21 kB) and decoding time of the imagenet-samples (pure noise
+    # would be a third slower to decode, flat colour much faster).
     $PYTHON - "$WORK/source" <<'EOF'
 import sys
 from pathlib import Path
 import numpy as np
-from PIL import Image
-out, rng = Path(sys.argv[1]), np.random.default_rng(0)
+from PIL import Image, ImageDraw
+out = Path(sys.argv[1])
 for i in range(1000):
+    rng = np.random.default_rng(i)
     split = "val" if i % 10 == 0 else "train"
     folder = out / split / f"n{i % 100:08d}"
     folder.mkdir(parents=True, exist_ok=True)
-    colour = rng.integers(0, 256, 3)
-    pixels = np.clip(colour + rng.normal(0, 40, (375, 500, 3)), 0, 255).astype(np.uint8)
+    field = rng.integers(0, 256, (6 + rng.integers(0, 10), 8 + rng.integers(0, 12), 3), dtype=np.uint8)
+    image = Image.fromarray(field).resize((500, 375), Image.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.integers(3, 12)):
+        x, y = rng.integers(0, 450), rng.integers(0, 330)
+        box = [x, y, x + rng.integers(10, 200), y + rng.integers(10, 150)]
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=tuple(map(int, rng.integers(0, 256, 3))))
+    pixels = np.clip(np.asarray(image) + rng.normal(0, 16, (375, 500, 3)), 0, 255).astype(np.uint8)
     Image.fromarray(pixels).save(folder / f"img{i}.JPEG", quality=90)
 EOF
 fi
