@@ -5,9 +5,9 @@
 #   - else ../shared/data/imagenet-samples (1000 ImageNet JPEGs, one per class) when present;
 #   - else 1000 photograph-like synthetic JPEGs in 100 classes made here with PIL;
 # prepared once into shards with `alexnet prepare`, then read over and over. ../shared does not
-# travel to a lent GPU machine (and its 107 MB would not fit the 64 MiB that does): take part of it
-#   mkdir -p .gpu-samples && cp $(ls ../shared/data/imagenet-samples/* | head -500) .gpu-samples/
-#   echo /.gpu-samples/ >> .git/info/exclude      # then carry .gpu-samples, and SAMPLES=.gpu-samples
+# travel to a lent GPU machine (and its 107 MB would not fit the 64 MiB that does):
+# `bash benchmarks/gpu_pack.sh` copies 500 of them into .gpu-samples/ and simplejpeg's wheel into
+# .whl/ (both git-ignored); carry both and run `SAMPLES=.gpu-samples bash benchmarks/gpu.sh "$OUT"`.
 #
 #   bash benchmarks/gpu.sh [RESULTS_DIR]        (default: $OUT if set, else benchmarks/gpu-results)
 #
@@ -24,9 +24,7 @@
 #
 # Dependencies missing on the GPU machine travel as wheels in .whl/ (installed here into a folder
 # on PYTHONPATH): simplejpeg, which the loader's workers decode with (Pillow otherwise, half as
-# fast). Fetch them on a machine with an index, for the GPU machine's Python (3.12 there):
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_17_x86_64 -d .whl simplejpeg
+# fast); gpu_pack.sh fetches it for the GPU machine's Python (3.12 there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${1:-${OUT:-benchmarks/gpu-results}}
