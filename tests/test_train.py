@@ -281,3 +281,13 @@ def test_data_wait_counts_the_time_spent_waiting_for_batches(loader_sleep, step_
     assert list(map(lambda b: time.sleep(step_sleep) or b, waiting)) == list(range(5))
     share = waiting.seconds / (time.monotonic() - waiting.started)
     assert low <= share <= high
+
+
+def test_the_fast_preset_is_the_papers_recipe_with_the_gpu_speed_options():
+    c = config_from_args(parse(["--preset", "fast", "--device", "cpu"]))
+    paper = TrainConfig()
+    assert (c.amp, c.channels_last, c.compile) == ("bf16", True, True)
+    for name in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "pca_std", "limit",
+                 "fc8_lr_mult", "optimizer"):
+        assert getattr(c, name) == getattr(paper, name), name
+    assert config_from_args(parse(["--preset", "fast", "--no-flip", "--amp", "fp16"])).amp == "fp16"

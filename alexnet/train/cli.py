@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--config", metavar="FILE", help="settings from a YAML or TOML file; options given here override it")
     a("--preset", choices=["auto", *PRESETS], help="full: the paper's recipe; quick: a "
       "laptop-CPU run that shows learning in about ten minutes "
-      f"({', '.join(f'{k}={v}' for k, v in PRESETS['quick'].items())}) [departs]; auto: quick when the "
-      "device is the CPU, else full (default: auto)")
+      f"({', '.join(f'{k}={v}' for k, v in PRESETS['quick'].items())}) [departs]; fast: the paper's "
+      "recipe with a GPU's speed options (amp=bf16, channels-last, compile) [departs: bfloat16 "
+      "arithmetic]; auto: quick when the device is the CPU, else full (default: auto)")
     a("--data", help="a prepared folder (alexnet prepare), imagenette or cifar10 (downloaded and prepared "
       f"on first use), or synthetic (random images, offline) (default: {D.data})")
     a("--arch", help=f"named architecture (alexnet models) (default: {D.arch}, the paper's)")
