@@ -291,3 +291,16 @@ def test_the_fast_preset_is_the_papers_recipe_with_the_gpu_speed_options():
                  "fc8_lr_mult", "optimizer"):
         assert getattr(c, name) == getattr(paper, name), name
     assert config_from_args(parse(["--preset", "fast", "--no-flip", "--amp", "fp16"])).amp == "fp16"
+
+
+def test_default_workers_share_the_cores_and_leave_one_to_each_gpu_process(monkeypatch):
+    from alexnet.train import prepared
+
+    monkeypatch.setattr(prepared, "default_workers", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert prepared.default_workers_per_process(torch.device("cpu")) == 16
+    assert prepared.default_workers_per_process(torch.device("cuda", 0)) == 15
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert prepared.default_workers_per_process(torch.device("cuda", 3)) == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert prepared.default_workers_per_process(torch.device("cuda", 3)) == 1

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, help=f"seed of initialisation, data order and dropout (default: {D.seed})")
     a("--device", help="cpu, cuda, cuda:N or mps (default: cuda, else mps, else cpu)")
     a("--workers", type=int, help="loader processes per training process (default: the cores shared "
-      "among the processes on this machine)")
+      "among the processes on this machine, less one for each process on a GPU)")
     a("--decode", choices=DECODERS, help="where JPEGs are decoded: workers (the loader's processes, "
       "default) or device (the training device: nvJPEG through torchvision on CUDA; for machines with "
       "few cores per GPU) (speed only)")

@@ -57,6 +57,14 @@ def _on_device(loader, device: torch.device):
     return loader.to(device)
 
 
+def default_workers_per_process(device: torch.device) -> int:
+    """Loader workers for one training process: the cores, shared among this machine's training
+    processes; on a GPU one core of each share is left to the process itself, which launches
+    the kernels and stages the batches (on a CPU the step's threads use every core anyway)."""
+    share = default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, share - (1 if device.type == "cuda" else 0))
+
+
 def prepared_data(config: TrainConfig, ctx: distributed.Context, size: int, normalization: str) -> TrainingData:
     root = prepared_dir(config.data)
     train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
@@ -66,8 +74,8 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, size: int, norm
         check_device_decoding(train)
     per_rank = config.batch_size // ctx.world
     workers = config.workers
-    if workers is None:  # the cores, shared among this machine's training processes
-        workers = max(1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if workers is None:
+        workers = default_workers_per_process(ctx.device)
     common = dict(crop_size=size, rank=ctx.rank, world_size=ctx.world, workers=workers, decode=config.decode)
     transform = DeviceTransform.for_dataset(train, size, normalization=normalization, seed=config.seed,
                                             rank=ctx.rank, world_size=ctx.world,
