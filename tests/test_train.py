@@ -304,3 +304,11 @@ def test_default_workers_share_the_cores_and_leave_one_to_each_gpu_process(monke
     assert prepared.default_workers_per_process(torch.device("cuda", 3)) == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
     assert prepared.default_workers_per_process(torch.device("cuda", 3)) == 1
+
+
+def test_channels_last_is_on_where_it_pays_unless_asked_otherwise():
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda", 0), torch.device("mps")
+    assert loop.channels_last(TrainConfig(), cpu) and loop.channels_last(TrainConfig(), cuda)
+    assert not loop.channels_last(TrainConfig(), mps)
+    assert not loop.channels_last(config_from_args(parse(["--no-channels-last", "--device", "cpu"])), cpu)
+    assert loop.channels_last(config_from_args(parse(["--channels-last", "--device", "cpu"])), mps)

@@ -79,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--val-limit", type=int, help="validation images (default: all) [departs]")
     a("--amp", choices=AMP_MODES, help="mixed precision; fp16 uses loss scaling; LRN stays float32 "
       "(default: float32, as the paper) [departs]")
-    a("--channels-last", action="store_true", default=None, help="channels-last memory layout (speed only)")
+    a("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels-last memory "
+      "layout (speed only; default: on for cpu and cuda, where it pays)")
     a("--compile", action="store_true", default=None, help="torch.compile the network (speed only)")
     a("--deterministic", action="store_true", default=None, help="deterministic GPU kernels, no cudnn "
       "autotuning, no TF32: reproducible GPU runs (slower)")

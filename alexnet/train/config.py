@@ -57,7 +57,7 @@ class TrainConfig:
     limit: int | None = None  # training images per epoch (None: all)
     val_limit: int | None = None  # validation images (None: all)
     amp: str | None = None  # None (float32, as the paper) | bf16 | fp16
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: on where it pays (CPU, CUDA); speed only, same function
     compile: bool = False
     deterministic: bool = False
     checkpoint_minutes: float = 30.0  # also after every epoch; 0: after every step
