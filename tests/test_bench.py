@@ -155,3 +155,35 @@ def test_bench_train_with_decoding_on_the_device(prepared, monkeypatch):
 def test_bench_train_refuses_a_folder_that_is_not_prepared(tmp_path, capsys):
     assert main(["bench", "train", "--data", str(tmp_path)]) == 2
     assert "not a prepared dataset" in capsys.readouterr().err
+
+
+def test_the_cuda_clock_counts_the_device_idle_between_steps(monkeypatch):
+    """bench train's CUDA clock, with events that record the host's clock (a device that runs
+    each step as it is launched): idle time between steps over the span of all steps."""
+    import time
+
+    import torch
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            self.at = None
+
+        def record(self):
+            self.at = time.perf_counter()
+
+        def elapsed_time(self, later):  # milliseconds, as CUDA events
+            return (later.at - self.at) * 1000
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    clock = bench_train.Clock(torch.device("cuda", 0))
+    clock.begin()
+    for _ in range(4):
+        time.sleep(0.03)  # waiting for data: the device idles
+        clock.step(0.03, lambda: time.sleep(0.01))  # the step
+    record = clock.result(images=4 * 8)
+    assert record["steps"] == 4 and record["host_wait_s"] == pytest.approx(0.12)
+    # three gaps of 30 ms over a span of 4 x 10 + 3 x 30 = 130 ms
+    assert record["data_wait_share"] == pytest.approx(90 / 130, abs=0.08)
+    assert record["images_per_s"] == pytest.approx(32 / record["seconds"])
