@@ -312,7 +312,10 @@ def check_finite(first_bad: torch.Tensor, run: Run, steps: int) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False) -> int:
-    """Train as ``config`` says; returns the process exit status. ``resume``: continue RUN_DIR's run."""
+    """Train as ``config`` says; returns the process exit status. ``resume``: continue RUN_DIR's run.
+
+    Process-wide on the CPU, as the command: denormals flushed to zero and freed memory kept for
+    reuse (:func:`configure_backends`)."""
     ctx = distributed.setup(config.device, config.model_parallel)
     try:
         return _train(config, resume, ctx)
