@@ -10,7 +10,8 @@ where flipped. What comes out is what the default loader gives, on the device: u
 ``[N, 3, S, S]`` (ten crops: ``[N, 10, 3, S, S]``), channels-last in memory, labels and windows.
 
 When it pays: when the CPU cores, not the GPU, limit training (fewer than about one core per
-1,500 images/s the GPU can train; BENCHMARKS.md). nvJPEG's output can differ from libjpeg's
+2,450 images/s the GPU can train, the rate of one loader worker on the development machine;
+BENCHMARKS.md). nvJPEG's output can differ from libjpeg's
 (Pillow) by a level or two in some pixels: the inverse DCT and the chroma upsampling are not
 specified exactly by the JPEG standard. Needs torchvision 0.19 or newer (batched decode) and
 shards stored as JPEG (``alexnet prepare --format jpeg``, the default).

@@ -34,7 +34,6 @@ from alexnet.io import atomic_write_text
 from alexnet.model import one_to_two_device_state
 from alexnet.modelfile import model_record
 from alexnet import speed
-from alexnet.speed import apply_speed_options
 from alexnet.train.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from alexnet.train.config import TrainConfig, save_config
 from alexnet.train.optim import make_optimizer, set_learning_rate
@@ -218,7 +217,7 @@ def prepare_model(model: nn.Module, config: TrainConfig, ctx: distributed.Contex
         model = model.to(ctx.device)
     # Same function, faster (docs/speed.md): in-place ReLUs, channels-last on request, and on the
     # CPU conv1's weight gradient as a stride-1 convolution (oneDNN's strided one is 4-5x slower).
-    model = apply_speed_options(model, channels_last=channels_last(config, ctx.device),
+    model = speed.apply_speed_options(model, channels_last=channels_last(config, ctx.device),
                                 conv1_stride1_grad=ctx.device.type == "cpu" and not config.model_parallel)
     if ctx.distributed:
         ids = [ctx.device.index] if ctx.device.type == "cuda" and not config.model_parallel else None
