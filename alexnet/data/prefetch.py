@@ -28,6 +28,8 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
+from alexnet.speed import to_device
+
 _END = object()
 
 
@@ -37,10 +39,9 @@ class _Failure:
 
 
 def copy_to(batch, device: torch.device):
-    """Every tensor of ``batch`` (a tuple or list) on ``device``, without blocking the host when the
-    source is pinned; anything else as it is."""
-    return type(batch)(t.to(device, non_blocking=t.is_pinned()) if isinstance(t, torch.Tensor) else t
-                       for t in batch)
+    """Every tensor of ``batch`` (a tuple or list) on ``device`` by :func:`alexnet.speed.to_device`
+    (without blocking the host when the source is pinned); anything else as it is."""
+    return type(batch)(to_device(t, device) if isinstance(t, torch.Tensor) else t for t in batch)
 
 
 def _tensors(batch) -> Iterator[torch.Tensor]:
@@ -68,7 +69,6 @@ class DevicePrefetcher:
             device = torch.device("cuda", torch.cuda.current_device())
         self.device = device
         self.stage = stage or (lambda batch: copy_to(batch, self.device))
-        self.depth = depth
         self._source = iter(batches)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()

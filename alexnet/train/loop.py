@@ -263,10 +263,11 @@ def validate(run: Run, data: inputs.TrainingData) -> dict[str, float]:
     model = run.model
     model.eval()
     totals = Totals.zeros(run.ctx.device)
+    nhwc = channels_last(run.config, run.ctx.device)
     with torch.no_grad(), autocast(run.config, run.ctx.device):
         for batch in data.val_batches():
             x = data.to_input(batch, train=False)
-            if channels_last(run.config, run.ctx.device):
+            if nhwc:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x).float()
             totals.add(F.cross_entropy(logits, batch[1]), logits, batch[1])
@@ -372,6 +373,7 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
     config, ctx, model = run.config, run.ctx, run.model
     per_step = config.batch_size
     first_bad = torch.full((), -1, dtype=torch.int64, device=ctx.device)
+    nhwc = channels_last(config, ctx.device)
     last_save = time.monotonic()
     model.train()
     while run.epoch < config.epochs:
@@ -386,7 +388,7 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
             lr = run.schedule.lr(run.epoch, (step + 1) / steps)
             set_learning_rate(run.optimizer, lr)
             x = data.to_input(batch, train=True)
-            if channels_last(config, ctx.device):
+            if nhwc:
                 x = x.contiguous(memory_format=torch.channels_last)
             labels = batch[1]
             with autocast(config, ctx.device):
