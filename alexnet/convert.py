@@ -77,15 +77,6 @@ def convert_torchvision(weights: str | Path, out: str | Path) -> torch.nn.Module
     return model
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "source", choices=["torchvision"],
-        help="torchvision: the state dict torchvision publishes for models.alexnet (IMAGENET1K_V1)",
-    )
-    parser.add_argument("weights", metavar="WEIGHTS", help="the downloaded weights, e.g. alexnet-owt-7be5be79.pth")
-    parser.add_argument("out", metavar="OUT", help="the model file to write (.pt)")
-
-
 def run(args: argparse.Namespace) -> int:
     model = convert_torchvision(args.weights, args.out)
     parameters = sum(p.numel() for p in model.parameters())

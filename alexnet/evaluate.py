@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from alexnet import console
+from alexnet.classes import check_classes, class_lists
 from alexnet.data.transforms import DeviceTransform
 from alexnet.errors import UserError
 
@@ -73,9 +73,13 @@ def model_name(model: nn.Module) -> str:
 
 
 def model_mean(model: nn.Module, fallback) -> torch.Tensor | np.ndarray | None:
-    """The mean image a model subtracts: its own (``model.mean``, from its file), else ``fallback``."""
+    """The mean image a model subtracts: its own (``model.mean``, from its file), else ``fallback``:
+    a mean, or a function returning one, called only then (so that a dataset's mean.npy is needed
+    only by a model that carries no mean and subtracts one)."""
     mean = getattr(model, "mean", None)
-    return fallback if mean is None else mean
+    if mean is not None or getattr(model, "normalization", "mean_image") != "mean_image":
+        return mean
+    return fallback() if callable(fallback) else fallback
 
 
 # --- averaging softmax outputs over crops and networks ----------------------------------------------
@@ -153,47 +157,6 @@ class ErrorCounter:
 # --- evaluating on a prepared dataset ---------------------------------------------------------------
 
 
-def class_lists(dataset) -> tuple[list[str], list[str]]:
-    """The dataset's class names and class ids (a prepared dataset's ``classes`` are
-    ``{"index", "id", "name"}`` records; ImageNet's ids are its wnids, unique where names are not:
-    there are two classes named "crane"). Without ids, the names serve as both."""
-    classes = list(dataset.classes)
-    if classes and isinstance(classes[0], dict):
-        return [c["name"] for c in classes], [c["id"] for c in classes]
-    names = [str(c) for c in classes]
-    return names, names
-
-
-def check_classes(models: Sequence[nn.Module], dataset, names: Sequence[str]) -> None:
-    """Every model must predict exactly the dataset's classes, in the same order.
-
-    ``names[i]`` names ``models[i]`` in the message (its file). A model without class names must at
-    least have as many outputs as the dataset has classes.
-    """
-    data_names, data_ids = class_lists(dataset)
-    for model, name in zip(models, names, strict=True):
-        model_classes = getattr(model, "class_names", None)
-        if model_classes is None:
-            outputs = num_outputs(model)
-            if outputs != len(data_names):
-                raise UserError(f"{name} has {outputs} outputs but the data has {len(data_names)} classes")
-        elif list(model_classes) not in (data_names, data_ids):
-            raise UserError(f"{name}: {class_list_difference(list(model_classes), data_names)}")
-
-
-def class_list_difference(model: list[str], data: list[str]) -> str:
-    if len(model) != len(data):
-        return f"the model knows {len(model)} classes but the data has {len(data)}"
-    i = next(i for i, (a, b) in enumerate(zip(model, data)) if a != b)
-    return f"the model's classes differ from the data's: class {i} is {model[i]!r} in the model, {data[i]!r} in the data"
-
-
-def num_outputs(model: nn.Module) -> int:
-    """The number of classes a model predicts (the size of its last layer's output)."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    return last.out_features
-
-
 def default_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -219,6 +182,7 @@ def predictions(
     """Batches ``(probabilities [N, classes], labels [N])`` over every image of ``dataset`` once, in
     order: the softmax outputs averaged over the crops and the models. Arguments as :func:`evaluate`.
     """
+    from alexnet.data.dataset import image_shape
     from alexnet.data.loader import make_loader
 
     if not models:
@@ -231,8 +195,8 @@ def predictions(
         listed = ", ".join(f"{n} {m.input_size}" for n, m in zip(names, models))
         raise UserError(f"the models of an ensemble must take the same input size, not {listed}")
     device = torch.device(device) if device is not None else default_device()
-    image_size = tuple(np.shape(dataset.mean)[:2])
-    transforms = [input_transform(m, model_mean(m, dataset.mean), image_size).to(device) for m in models]
+    image_size = image_shape(dataset)
+    transforms = [input_transform(m, model_mean(m, lambda: dataset.mean), image_size).to(device) for m in models]
     for model in models:
         model.to(device).eval()
     loader = make_loader(dataset, batch_size, train=False, crop_size=sizes.pop(), ten_crop=crops == "ten",
@@ -264,38 +228,16 @@ def evaluate(
     models = [models] if isinstance(models, nn.Module) else list(models)
     class_ids = class_lists(dataset)[1]
     counter = ErrorCounter(len(class_ids))
-    bar = tqdm(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress)
+    bar = console.progress(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress)
     for probs, labels in predictions(models, dataset, crops, batch_size, device, workers, names):
         counter.update(probs, labels)
+        bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%", refresh=False)
         bar.update(len(labels))
-        bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%")
     bar.close()
     return {**counter.result(class_ids), "crops": crops, "models": len(models)}
 
 
 # --- the command line -------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "checkpoints", nargs="+", metavar="CHECKPOINT",
-        help="model file(s) or training checkpoint(s); several are an ensemble that averages their "
-        "softmax outputs (Table 2's '5 CNNs')",
-    )
-    parser.add_argument(
-        "--data", required=True, metavar="PREPARED",
-        help="a dataset made by `alexnet prepare`, or a name (imagenette, cifar10) prepared on first use",
-    )
-    parser.add_argument("--split", default="val", help="the split to evaluate on (default: val)")
-    parser.add_argument(
-        "--crops", choices=CROPS, default="ten",
-        help="ten: the paper's protocol, the softmax averaged over the four corner and centre patches "
-        "and their reflections (section 4.1; default); center: the central patch only (faster)",
-    )
-    parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128; x10 crops)")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: cuda, else mps, else cpu)")
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -308,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = PreparedDataset(ensure_prepared(args.data), args.split)
     result = evaluate(
         models, dataset, crops=args.crops, batch_size=args.batch_size, device=args.device,
-        workers=args.workers, progress=sys.stderr.isatty(), names=args.checkpoints,
+        workers=args.workers, names=args.checkpoints,
     )
     result["checkpoints"] = list(args.checkpoints)
     if args.json:

@@ -80,14 +80,6 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--arch", default="alexnet", help="architecture name (default: alexnet)")
-    parser.add_argument("--input-size", type=int, default=None,
-                        help="input side in pixels (default: the architecture's own, 227 for alexnet)")
-    parser.add_argument("--list", action="store_true", help="list the architectures and exit")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
 def run(args) -> int:
     if args.list:
         print("\n".join(list_models()))

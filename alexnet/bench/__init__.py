@@ -1,6 +1,7 @@
 """`alexnet bench data|model|train`: throughput against plain PyTorch, measured in the same run.
 
-Each kind lives in its own module (``alexnet.bench.data`` ...) with ``add_arguments`` and ``run``.
+Each kind lives in its own module (``alexnet.bench.data`` ...) with ``run``; their options are
+``alexnet.options``'s ``bench_data`` ....
 """
 
 from __future__ import annotations
@@ -12,13 +13,6 @@ KINDS = {
     "model": ("alexnet.bench.model", "forward+backward images/s per setting against plain PyTorch"),
     "train": ("alexnet.bench.train", "end-to-end training images/s against pytorch/examples' main.py"),
 }
-
-
-def add_arguments(parser):
-    sub = parser.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
-    for name, (module, help_text) in KINDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
 
 
 def run(args) -> int:

@@ -73,28 +73,6 @@ def machine(device: torch.device, threads: int, knobs: dict) -> dict:
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def add_common_arguments(parser) -> None:
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when present)")
-    parser.add_argument("--batch-size", type=int, default=128, help="images per step (128, section 5)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads (default: one per core this process may use)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="glibc malloc keeps freed memory for reuse (speed.keep_freed_memory); "
-                        "process-wide, so it applies to the baseline too")
-    parser.add_argument("--flush-denormal", action="store_true",
-                        help="flush denormal floats to zero on the CPU, as alexnet train does "
-                        "(torch.set_flush_denormal); process-wide, so it applies to the baseline too")
-
-
-def add_model_options(parser) -> None:
-    parser.add_argument("--arch", default="alexnet", help="registered architecture (alexnet models)")
-    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a build_model option, value in YAML (repeatable; as alexnet train), e.g. "
-                        "--model-option input_size=67 --model-option num_classes=10 "
-                        "--model-option fc_width=64 --model-option channels=[8,16,16,16,16]")
-
-
 def parse_model_options(pairs: list[str]) -> dict:
     from alexnet.train.cli import parse_model_options as parse
 

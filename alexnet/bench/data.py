@@ -42,22 +42,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 USUAL_CROP = 224  # pytorch/examples' RandomResizedCrop/CenterCrop size
 
 
-def add_arguments(parser):
-    parser.add_argument("--data", required=True, metavar="OUT", help="a prepared dataset folder")
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="loader worker processes for both pipelines (default: one per core)")
-    parser.add_argument("--source", metavar="DIR", help="the original images, for the usual way "
-                        "(default: the source recorded in OUT/meta.json)")
-    parser.add_argument("--images", type=int, default=4096,
-                        help="images through the training pipeline (default: %(default)s)")
-    parser.add_argument("--baseline-images", type=int, default=1024,
-                        help="images through the usual way (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
-    parser.add_argument("--crop-size", type=int, default=227,
-                        help="the training pipeline's crop (default: %(default)s, the paper's net)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
 class Repeated:
     """``dataset`` repeated to ``length`` samples (sample ``i`` is ``i % len(dataset)``), so that a
     small set makes one long epoch."""
@@ -174,7 +158,8 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
 
 
 def run(args) -> int:
-    result = run_bench(Path(args.data), workers=args.workers, source=args.source,
+    workers = default_workers() if args.workers is None else args.workers
+    result = run_bench(Path(args.data), workers=workers, source=args.source,
                        images=args.images, baseline_images=args.baseline_images,
                        batch_size=args.batch_size, crop_size=args.crop_size)
     if args.json:

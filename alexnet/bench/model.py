@@ -16,50 +16,17 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 
 from alexnet import speed
-from alexnet.bench.common import (add_common_arguments, add_model_options, check_counts, machine, output,
-                                  process_knobs,
+from alexnet.bench.common import (check_counts, machine, output, process_knobs,
                                   parse_model_options, print_table, progress, resolve_device, timed)
+from alexnet.bench.settings import DEFAULT_SETTINGS, SETTINGS, Setting
 from alexnet.errors import UserError
 from alexnet.registry import build_model
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One way of running the same network; ``fused``: in-place ReLUs, the fused SGD kernel, and
-    on the CPU conv1's weight gradient as a stride-1 convolution (alexnet.strided_conv)."""
-
-    name: str
-    about: str
-    lrn: str = "ours"
-    channels_last: bool = False
-    amp: str | None = None  # None (float32), "bf16", "fp16": autocast
-    compile: bool = False
-    fused: bool = False
-
-
-_FAST = Setting("fast-fp32", "ours, channels-last, in-place ReLU, conv1 stride-1 grad (CPU), fused SGD",
-                channels_last=True, fused=True)
-SETTINGS = {s.name: s for s in [
-    Setting("plain", "nn.LocalResponseNorm, NCHW, fp32, eager, torch.optim.SGD", lrn="torch"),
-    Setting("ours-lrn", "our LRN (hand-written backward), otherwise plain"),
-    Setting("channels-last", "our LRN, channels-last memory", channels_last=True),
-    _FAST,
-    replace(_FAST, name="bf16", about="fast-fp32 under bfloat16 autocast", amp="bf16"),
-    replace(_FAST, name="fp16", about="fast-fp32 under float16 autocast (loss scaling)", amp="fp16"),
-    replace(_FAST, name="compile", about="bf16 with torch.compile", amp="bf16", compile=True),
-    replace(_FAST, name="compile-torch-lrn", about="compile with nn.LocalResponseNorm", amp="bf16",
-            compile=True, lrn="torch"),
-]}
-DEFAULT_SETTINGS = {
-    "cpu": ["plain", "ours-lrn", "channels-last", "fast-fp32", "bf16"],
-    "cuda": list(SETTINGS),
-}
 
 
 def skip_reason(setting: Setting, device: torch.device) -> str | None:
@@ -131,27 +98,6 @@ def profile_step(runner: Runner, device: torch.device, steps: int = 3, top: int 
     events.sort(key=lambda e: getattr(e, field), reverse=True)
     return [{"name": e.key, "ms_per_step": getattr(e, field) / 1000 / steps, "calls_per_step": e.count / steps,
              "share": getattr(e, field) / total} for e in events[:top]]
-
-
-def add_arguments(parser) -> None:
-    add_common_arguments(parser)
-    add_model_options(parser)
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per setting and round "
-                        "(default: 3 on cpu, 20 on cuda)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps first (default: 1; 3 with compile)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="sweeps over all settings; each setting keeps its best round "
-                        "(interleaving evens out a busy machine)")
-    parser.add_argument("--optimizer-step", action="store_true",
-                        help="time forward + backward + SGD step (default: forward + backward)")
-    parser.add_argument("--settings", nargs="+", default=None, metavar="NAME",
-                        help=f"settings to measure (plain is always measured); of: {', '.join(SETTINGS)} "
-                        "(default: all that apply on cuda; on cpu: "
-                        f"{', '.join(DEFAULT_SETTINGS['cpu'])})")
-    parser.add_argument("--profile", metavar="NAME", nargs="+", default=None,
-                        help="after the timing, profile a few steps of these settings and list where their "
-                        "time goes (the top kernels on cuda, operators on cpu, by self time per step)")
 
 
 def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None = None,

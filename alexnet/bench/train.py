@@ -37,11 +37,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from alexnet import speed
-from alexnet.bench.common import (add_common_arguments, add_model_options, check_counts, machine, output,
-                                  process_knobs,
+from alexnet.bench.common import (check_counts, machine, output, process_knobs,
                                   parse_model_options, print_table, progress, resolve_device, synchronize)
 from alexnet.bench.data import Repeated
-from alexnet.bench.model import SETTINGS, Runner, skip_reason
+from alexnet.bench.model import Runner, skip_reason
+from alexnet.bench.settings import DEFAULT_SETTING, SETTINGS
 from alexnet.data.dataset import PreparedDataset
 from alexnet.data.loader import DECODERS, default_workers, make_loader
 from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, DeviceTransform
@@ -49,7 +49,6 @@ from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train.prepared import prepared_dir
 
-DEFAULT_SETTING = {"cpu": "fast-fp32", "cuda": "compile"}
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
@@ -278,25 +277,6 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
             "examples": {"about": "pytorch/examples imagenet/main.py: per-image PIL transforms in "
                          "DataLoader workers, plain network, fp32, eager", **examples},
             "ratio": ours["images_per_s"] / examples["images_per_s"]}
-
-
-def add_arguments(parser) -> None:
-    add_common_arguments(parser)
-    parser.add_argument("--data", required=True, help="a prepared dataset folder (alexnet prepare), or a "
-                        "dataset name as alexnet train takes (imagenette; prepared on first use)")
-    parser.add_argument("--setting", default=None, help="our bench-model setting (default: "
-                        f"{DEFAULT_SETTING['cpu']} on cpu, {DEFAULT_SETTING['cuda']} on cuda)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 cpu, 200 cuda)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps first (default: 1 cpu; cuda: 2 x workers + 3, which also "
-                        "drains what the loader made during compilation)")
-    parser.add_argument("--workers", type=int, default=None, help="loader processes (default: one per core)")
-    parser.add_argument("--decode", nargs="+", default=None, choices=DECODERS, metavar="WHERE",
-                        help="where our pipeline decodes the JPEGs, measured in turn: workers (default) "
-                        "and/or device (nvJPEG through torchvision on CUDA)")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="read the dataset this many times over (default: as many as the steps need)")
-    add_model_options(parser)
 
 
 def print_record(r: dict) -> None:

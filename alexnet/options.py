@@ -1,0 +1,287 @@
+"""The options of every subcommand but ``train`` (``alexnet.train.cli``), in a module that imports
+neither torch nor numpy nor matplotlib: ``alexnet CMD --help`` and argument errors come at once,
+and the module that does the work (``alexnet.cli.COMMANDS``) is imported only after parsing.
+
+A list of choices or a default that a heavier module also holds is written here again, its home
+named beside it; tests/test_cli.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from alexnet.bench.settings import DEFAULT_SETTING, DEFAULT_SETTINGS, SETTINGS
+from alexnet.train.config import DECODERS
+
+CROPS = ("center", "ten")  # as alexnet.evaluate.CROPS
+ENCODINGS = ("jpeg", "raw")  # as alexnet.data.images.ENCODINGS
+SHARD_SIZE = 1000  # as alexnet.data.prepare.SHARD_SIZE
+MAX_PIXELS = 2**25  # as alexnet.data.images.MAX_PIXELS
+
+
+def evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoints", nargs="+", metavar="CHECKPOINT",
+        help="model file(s) or training checkpoint(s); several are an ensemble that averages their "
+        "softmax outputs (Table 2's '5 CNNs')",
+    )
+    parser.add_argument(
+        "--data", required=True, metavar="PREPARED",
+        help="a dataset made by `alexnet prepare`, or a name (imagenette, cifar10) prepared on first use",
+    )
+    parser.add_argument("--split", default="val", help="the split to evaluate on (default: val)")
+    parser.add_argument(
+        "--crops", choices=CROPS, default="ten",
+        help="ten: the paper's protocol, the softmax averaged over the four corner and centre patches "
+        "and their reflections (section 4.1; default); center: the central patch only (faster)",
+    )
+    parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128; x10 crops)")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: cuda, else mps, else cpu)")
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a model file or training checkpoint")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
+    parser.add_argument(
+        "--crops", choices=CROPS, default="ten",
+        help="ten: average the softmax over the four corner and centre patches and their reflections "
+        "(section 4.1; default); center: the central patch only",
+    )
+    parser.add_argument("--top", type=int, default=5, help="how many classes to show per image (default 5)")
+    parser.add_argument(
+        "--mean", metavar="FILE",
+        help="the training set's mean image (mean.npy, or the prepared dataset folder holding it), "
+        "for a model file that holds none",
+    )
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: cuda, else mps, else cpu)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def prepare(parser: argparse.ArgumentParser) -> None:
+    parser.usage = "%(prog)s SOURCE OUT [options]\n       %(prog)s --verify OUT"
+    parser.add_argument("source", metavar="SOURCE", nargs="?",
+                        help="an image folder (train/<class>/..., val/<class>/...), the folder holding "
+                        "the ILSVRC-2012 tars and devkit (or their extracted forms, or Kaggle's layout), "
+                        "a .tar.gz of one of these, or a name: imagenette, cifar10 (downloaded)")
+    parser.add_argument("out", metavar="OUT", nargs="?", help="folder to write the prepared dataset to")
+    parser.add_argument("--verify", metavar="OUT", default=None,
+                        help="check every file of the prepared dataset OUT against the checksums recorded "
+                        "when it was made; name each damaged one (exit status 1)")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard what an earlier run left in OUT (unfinished, or finished with other "
+                        "options) and prepare afresh")
+    parser.add_argument("--size", type=int, default=256,
+                        help="side of the stored square images, 8 to 1024 (default: 256, as the paper)")
+    parser.add_argument("--format", dest="encoding", choices=ENCODINGS, default="jpeg",
+                        help="how images are stored: jpeg (default) or raw uint8 arrays (.npy)")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default: 90)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: all cores)")
+    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE,
+                        help=f"images per shard (default: {SHARD_SIZE})")
+    parser.add_argument("--stats-sample", type=int, default=None, metavar="N",
+                        help="estimate the mean image and the PCA from N random training images "
+                        "(default: exact, over all of them)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first bad file instead of skipping and listing it")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                        help="skip (and list) an image that would decode to more than N pixels, after "
+                        f"reduced-scale JPEG decoding; bounds each worker's memory (default: {MAX_PIXELS})")
+    parser.add_argument("--cache-dir", default=None,
+                        help="where named datasets are downloaded (default: $ALEXNET_CACHE or ~/.cache/alexnet)")
+
+
+def summary(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", default="alexnet", help="architecture name (default: alexnet)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="input side in pixels (default: the architecture's own, 227 for alexnet)")
+    parser.add_argument("--list", action="store_true", help="list the architectures and exit")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def convert(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source", choices=["torchvision"],
+        help="torchvision: the state dict torchvision publishes for models.alexnet (IMAGENET1K_V1)",
+    )
+    parser.add_argument("weights", metavar="WEIGHTS", help="the downloaded weights, e.g. alexnet-owt-7be5be79.pth")
+    parser.add_argument("out", metavar="OUT", help="the model file to write (.pt)")
+
+
+def bench(parser: argparse.ArgumentParser) -> None:
+    from alexnet.bench import KINDS
+
+    sub = parser.add_subparsers(dest="bench_kind", metavar="KIND", required=True)
+    for name, (_, help_text) in KINDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        BENCH_KINDS[name](p)
+
+
+def _bench_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when present)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (128, section 5)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads (default: one per core this process may use)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc malloc keeps freed memory for reuse (speed.keep_freed_memory); "
+                        "process-wide, so it applies to the baseline too")
+    parser.add_argument("--flush-denormal", action="store_true",
+                        help="flush denormal floats to zero on the CPU, as alexnet train does "
+                        "(torch.set_flush_denormal); process-wide, so it applies to the baseline too")
+
+
+def _bench_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", default="alexnet", help="registered architecture (alexnet models)")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a build_model option, value in YAML (repeatable; as alexnet train), e.g. "
+                        "--model-option input_size=67 --model-option num_classes=10 "
+                        "--model-option fc_width=64 --model-option channels=[8,16,16,16,16]")
+
+
+def bench_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="OUT", help="a prepared dataset folder")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="loader worker processes for both pipelines (default: one per core)")
+    parser.add_argument("--source", metavar="DIR", help="the original images, for the usual way "
+                        "(default: the source recorded in OUT/meta.json)")
+    parser.add_argument("--images", type=int, default=4096,
+                        help="images through the training pipeline (default: %(default)s)")
+    parser.add_argument("--baseline-images", type=int, default=1024,
+                        help="images through the usual way (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
+    parser.add_argument("--crop-size", type=int, default=227,
+                        help="the training pipeline's crop (default: %(default)s, the paper's net)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def bench_model(parser: argparse.ArgumentParser) -> None:
+    _bench_common(parser)
+    _bench_model_options(parser)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per setting and round "
+                        "(default: 3 on cpu, 20 on cuda)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: 1; 3 with compile)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="sweeps over all settings; each setting keeps its best round "
+                        "(interleaving evens out a busy machine)")
+    parser.add_argument("--optimizer-step", action="store_true",
+                        help="time forward + backward + SGD step (default: forward + backward)")
+    parser.add_argument("--settings", nargs="+", default=None, metavar="NAME",
+                        help=f"settings to measure (plain is always measured); of: {', '.join(SETTINGS)} "
+                        "(default: all that apply on cuda; on cpu: "
+                        f"{', '.join(DEFAULT_SETTINGS['cpu'])})")
+    parser.add_argument("--profile", metavar="NAME", nargs="+", default=None,
+                        help="after the timing, profile a few steps of these settings and list where their "
+                        "time goes (the top kernels on cuda, operators on cpu, by self time per step)")
+
+
+def bench_train(parser: argparse.ArgumentParser) -> None:
+    _bench_common(parser)
+    parser.add_argument("--data", required=True, help="a prepared dataset folder (alexnet prepare), or a "
+                        "dataset name as alexnet train takes (imagenette; prepared on first use)")
+    parser.add_argument("--setting", default=None, help="our bench-model setting (default: "
+                        f"{DEFAULT_SETTING['cpu']} on cpu, {DEFAULT_SETTING['cuda']} on cuda)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 cpu, 200 cuda)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: 1 cpu; cuda: 2 x workers + 3, which also "
+                        "drains what the loader made during compilation)")
+    parser.add_argument("--workers", type=int, default=None, help="loader processes (default: one per core)")
+    parser.add_argument("--decode", nargs="+", default=None, choices=DECODERS, metavar="WHERE",
+                        help="where our pipeline decodes the JPEGs, measured in turn: workers (default) "
+                        "and/or device (nvJPEG through torchvision on CUDA)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="read the dataset this many times over (default: as many as the steps need)")
+    _bench_model_options(parser)
+
+
+def figures(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run folder (its checkpoints/best.pt is used) or a model/checkpoint file")
+    parser.add_argument("--data", metavar="PREPARED",
+                        help="prepared dataset (alexnet prepare) or a dataset name (imagenette, cifar10) for "
+                        "Figure 4; without it only "
+                        "kernels.png and curves.png are drawn")
+    parser.add_argument("--out", metavar="DIR",
+                        help="output folder (default: RUN_DIR/figures, or figures/ beside the checkpoint)")
+    parser.add_argument("--images", type=int, default=8, help="validation images in predictions.png (default 8)")
+    parser.add_argument("--queries", type=int, default=5, help="query images in neighbours.png (default 5)")
+    parser.add_argument("--neighbours", type=int, default=6,
+                        help="training images shown per query (default 6, as the paper)")
+    parser.add_argument("--train-limit", type=int, default=None, metavar="N",
+                        help="search a random sample of N training images instead of all of them")
+    parser.add_argument("--batch-size", type=int, default=128, help="feature extraction batch (default 128)")
+    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="which validation images are drawn (default 0)")
+
+
+def experiment(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    p = sub.add_parser("relu-vs-tanh", help="Figure 1: ReLU reaches 25%% CIFAR-10 training error ~6x sooner "
+                       "than tanh (section 3.1); --lrn adds section 3.3's CIFAR-10 result")
+    p.add_argument("--data", default="cifar10",
+                   help="'cifar10' (downloaded once), a prepared dataset or an image folder "
+                   "ROOT/<class>/<image> (default: cifar10)")
+    p.add_argument("--epochs", type=int, default=35, help="epochs per run (default 35, Figure 1's axis)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="use a random N of the training images (default: all)")
+    p.add_argument("--lrs", type=float, nargs="+", default=None, metavar="LR",
+                   help="learning rates searched for each activation (default 0.003 0.01 0.03 0.1)")
+    p.add_argument("--search-epochs", type=int, default=1,
+                   help="epochs each candidate learning rate trains before the fastest is kept (default 1)")
+    p.add_argument("--lrn", action="store_true",
+                   help="also section 3.3: test error with and without response normalisation on a held-out split")
+    p.add_argument("--holdout", type=float, default=0.1,
+                   help="share of the images held out for --lrn's test error (default 0.1)")
+    p.add_argument("--batch-size", type=int, default=128, help="default 128, as the paper")
+    p.add_argument("--seed", type=int, default=0, help="initial weights, batch order, subset (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
+    p.add_argument("--out", default="runs/relu-vs-tanh", metavar="DIR",
+                   help="where figure1.png and relu-vs-tanh.json go (default runs/relu-vs-tanh)")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE ('-': standard output)")
+
+    from alexnet.analysis.ablations import VARIANTS
+    from alexnet.train.cli import add_arguments as add_train_arguments
+
+    p = sub.add_parser("ablations", help="the paper's network against its variants, same budget, beside the "
+                       "paper's differences; takes every option of alexnet train")
+    add_train_arguments(p)
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
+                   help=f"which runs (default: all): {', '.join(VARIANTS)}")
+    p.add_argument("--drop-layer", choices=("conv3", "conv4", "conv5"), default="conv4",
+                   help="the middle layer no-middle-conv removes (default conv4)")
+
+
+def report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders and experiment output folders")
+    parser.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    parser.add_argument("--title", default="AlexNet: runs beside the paper", help="the page's title")
+
+
+def retrieval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="the network whose fc7 features are compared (omit to reuse DIR's features)")
+    parser.add_argument("--data", metavar="PREPARED", help="prepared dataset: train split is searched, "
+                        "val split gives the queries")
+    parser.add_argument("--out", required=True, metavar="DIR", help="features, codes and retrieval.json go here")
+    parser.add_argument("--bits", type=int, default=256, help="code length, a multiple of 8 (default 256)")
+    parser.add_argument("--hidden", type=int, default=1024, help="autoencoder hidden units (default 1024)")
+    parser.add_argument("--k", type=int, default=10, help="neighbours retrieved per query (default 10)")
+    parser.add_argument("--epochs", type=int, default=10, help="autoencoder epochs (default 10)")
+    parser.add_argument("--train-limit", type=int, default=None, metavar="N",
+                        help="search a random N training images (default: all)")
+    parser.add_argument("--queries", type=int, default=1000, help="validation images used as queries (default 1000)")
+    parser.add_argument("--batch-size", type=int, default=128, help="feature extraction batch (default 128)")
+    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="image samples and autoencoder (default 0)")
+
+
+BENCH_KINDS = {"data": bench_data, "model": bench_model, "train": bench_train}
