@@ -7,6 +7,10 @@ carry the same keys, so ``load_model`` reads them too.
 from __future__ import annotations
 
 import os
+import pickle
+import pickletools
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -35,18 +39,79 @@ def save_model(model: nn.Module, path: str | os.PathLike, class_names=None, **ex
     atomic_torch_save(model_record(model, class_names) | extra, path)
 
 
+WHAT_A_MODEL_FILE_IS = ("a model file is what torch.save writes: alexnet train's checkpoints/best.pt or "
+                        "last.pt, or alexnet convert's output")
+
+
+def _is_text(head: bytes) -> bool:
+    return not any(b < 32 and b not in b"\t\n\r\f" for b in head)
+
+
+def _not_a_torch_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a torch file, judged from its size, first bytes and zip directory
+    (read without loading anything); None when it may be one."""
+    if path.stat().st_size == 0:
+        return "the file is empty (0 bytes); was it saved only in part?"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04"):  # torch.save's format since PyTorch 1.6: a zip archive
+        if not zipfile.is_zipfile(path):
+            return ("it is truncated or damaged: a zip archive without its end (central directory); "
+                    "was it copied or saved only in part?")
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.rsplit("/", 1)[-1] == "data.pkl" for name in archive.namelist()):
+                return f"it is a zip archive, but not one torch.save wrote (no data.pkl inside); {WHAT_A_MODEL_FILE_IS}"
+        return None
+    if head[:1] == b"\x80":  # a pickle: PyTorch's legacy format, or any pickled object (judged on loading)
+        return None
+    if _is_text(head):
+        return f"it is a text file; {WHAT_A_MODEL_FILE_IS}"
+    return f"it is neither a zip archive (torch.save's format) nor a pickle; {WHAT_A_MODEL_FILE_IS}"
+
+
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+
+
+def _pickles_code(path: Path) -> bool:
+    """Whether the first pickle in ``path`` refers to Python classes or functions (read opcode by
+    opcode, never executed)."""
+    try:
+        with open(path, "rb") as f:
+            return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(f))
+    except Exception:  # noqa: BLE001 - not a well-formed pickle: no code found in it
+        return False
+
+
 def read_model_file(path: str | os.PathLike) -> dict:
-    """The dict in a model file or checkpoint, checked; errors name the file and what is wrong."""
+    """The dict in a model file or checkpoint, checked; errors name the file and what it is instead
+    (absent, a folder, empty, text or another kind of file, truncated, holding pickled code, or a
+    torch file that is not alexnet's). Used for every model file and checkpoint read."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not a model file; for a run folder give its "
+                        f"checkpoints/best.pt or checkpoints/last.pt")
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, or pickled code we refuse to run
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err):
-            reason = "it holds pickled objects other than tensors, which are never unpickled here"
-        raise UserError(f"{path}: not a readable model file ({reason})") from None
+    reason = _not_a_torch_file(path)
+    if reason is None:
+        try:
+            with warnings.catch_warnings():  # torch's note on a pickle protocol it did not write
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                record = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            if "GLOBAL" in str(err) or _pickles_code(path):
+                reason = ("it holds pickled Python classes or functions, code that loading would run; "
+                          "such files are never unpickled here")
+            else:
+                reason = f"it is a pickle, but not one torch.save wrote; {WHAT_A_MODEL_FILE_IS}"
+        except EOFError:
+            reason = "it is truncated: the data ends early; was it copied or saved only in part?"
+        except Exception as err:  # noqa: BLE001 - anything else a damaged file makes torch.load raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = (f"it is a pickle, but not one torch.save wrote; {WHAT_A_MODEL_FILE_IS}"
+                      if "magic number" in first else f"it is damaged ({first[:200]})")
+    if reason is not None:
+        raise UserError(f"{path}: not a readable model file: {reason}")
     if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
         missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
         raise UserError(f"{path}: not an alexnet model file or checkpoint (missing {', '.join(missing)})")

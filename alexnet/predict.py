@@ -24,7 +24,6 @@ from alexnet.data.images import BadImage, center_patch, open_image, to_rgb
 from alexnet.data.transforms import centre_window, crop_into, ten_crop_windows
 from alexnet.errors import UserError
 from alexnet.evaluate import (
-    CROPS,
     check_crops,
     class_probabilities,
     default_device,
@@ -80,18 +79,31 @@ def crop_images(images: np.ndarray, size: int, crops: str) -> tuple[torch.Tensor
 
 
 def load_mean(path: str | Path) -> torch.Tensor:
-    """A mean image from ``mean.npy`` or from a prepared dataset folder holding one."""
+    """A mean image from ``mean.npy`` or from a prepared dataset folder holding one. The header is
+    read first, so that a file of another kind or shape is refused before its data is read."""
     path = Path(path)
     if path.is_dir():
         path = path / "mean.npy"
+    if not path.is_file():
+        raise UserError(f"--mean {path}: no such file")
+    if path.stat().st_size == 0:
+        raise UserError(f"--mean {path}: the file is empty")
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0(f))
+        except ValueError:
+            raise UserError(f"--mean {path}: not a .npy file (an array numpy.save wrote, as a prepared "
+                            "dataset's mean.npy)") from None
+    if dtype.hasobject or dtype.kind not in "fiu":
+        raise UserError(f"--mean {path}: holds {dtype} values, not numbers")
+    if not (shape == (3,) or (len(shape) == 3 and shape[2] == 3 and shape[0] == shape[1])):
+        raise UserError(f"--mean {path}: expected a square HxWx3 mean image or 3 channel means, got shape {shape}")
     try:
         mean = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UserError(f"--mean {path}: no such file") from None
-    except ValueError as err:
-        raise UserError(f"--mean {path}: not a .npy array ({err})") from None
-    if not (mean.shape == (3,) or (mean.ndim == 3 and mean.shape[2] == 3 and mean.shape[0] == mean.shape[1])):
-        raise UserError(f"--mean {path}: expected a square HxWx3 mean image or 3 channel means, got shape {mean.shape}")
+    except ValueError as err:  # the header was whole, the data is not
+        raise UserError(f"--mean {path}: truncated or damaged ({err})") from None
     return torch.from_numpy(mean.astype(np.float32))
 
 
@@ -136,24 +148,6 @@ def format_predictions(results: list[dict]) -> str:
         for rank, p in enumerate(result["predictions"], 1):
             lines.append(f"  {rank}. {100 * p['probability']:6.2f}%  {p['class']}")
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a model file or training checkpoint")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
-    parser.add_argument(
-        "--crops", choices=CROPS, default="ten",
-        help="ten: average the softmax over the four corner and centre patches and their reflections "
-        "(section 4.1; default); center: the central patch only",
-    )
-    parser.add_argument("--top", type=int, default=5, help="how many classes to show per image (default 5)")
-    parser.add_argument(
-        "--mean", metavar="FILE",
-        help="the training set's mean image (mean.npy, or the prepared dataset folder holding it), "
-        "for a model file that holds none",
-    )
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: cuda, else mps, else cpu)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import math
+import typing
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
 from alexnet.errors import UserError
@@ -45,18 +48,96 @@ def model_options(name: str) -> list[str]:
     return [p for p in inspect.signature(model_entry(name).builder).parameters]
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_BAD = object()
+
+
+def _typed(value, hint):
+    """``value`` as the type ``hint`` names, read strictly (a string or a YAML/JSON value), or _BAD."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        (hint,) = (a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    if hint is bool:
+        text = str(value).lower() if isinstance(value, (bool, int, str)) else None
+        return True if text in _TRUE else False if text in _FALSE else _BAD
+    if hint in (int, float) and isinstance(value, str):
+        try:
+            value = int(value) if hint is int else float(value)
+        except ValueError:
+            return _BAD
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
+    if hint is float:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if number else _BAD
+    if hint is str:
+        return value if isinstance(value, str) else _BAD
+    if typing.get_origin(hint) is tuple:
+        items = [_typed(v, args[0]) for v in value] if isinstance(value, (list, tuple)) else [_BAD]
+        return _BAD if any(v is _BAD for v in items) else items
+    return value  # no annotation, or one not read here: left to the builder's own checks
+
+
+def _expected(hint) -> str:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        return _expected(next(a for a in args if a is not type(None))) + " or none"
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_expected(args[0]).split(' ', 1)[1]}s, e.g. [8,16,16,16,16]"
+    return {bool: "true or false (or yes/no, 1/0)", int: "an integer", float: "a number",
+            str: "a string"}.get(hint, str(hint))
+
+
+def option_values(name: str, options: dict) -> dict:
+    """``options`` of architecture ``name`` as the types its builder declares (``lrn="no"`` is
+    False, ``dropout="0.3"`` is 0.3). Unknown names and values that are not of the type (``lrn=nope``,
+    ``dropout=abc``) raise a UserError naming the option and what it takes."""
+    known = model_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UserError(f"--model-option {unknown[0]}: architecture {name!r} has no option "
+                        f"{', '.join(unknown)}; its options are: {', '.join(known)}")
+    try:
+        signature = inspect.signature(model_entry(name).builder, eval_str=True)
+    except NameError:  # an annotation that does not resolve: the names alone
+        signature = inspect.signature(model_entry(name).builder)
+    hints = {p.name: p.annotation for p in signature.parameters.values()}
+    typed = {}
+    for key, value in options.items():
+        typed[key] = _typed(value, hints[key])
+        if typed[key] is _BAD:
+            raise UserError(f"--model-option {key}={value}: expected {_expected(hints[key])}")
+    return typed
+
+
+def checked_options(name: str, options: dict) -> dict:
+    """:func:`option_values`, and the builder's own checks (choices, ranges, sizes) run by building
+    the network on the meta device, which allocates no memory."""
+    options = option_values(name, options)
+    try:
+        with torch.device("meta"):
+            build_model(name, **options)
+    except UserError as err:
+        raise UserError(f"--model-option: {err}") from None
+    return options
+
+
 def build_model(name: str = "alexnet", devices=None, **options) -> nn.Module:
     """Build a registered architecture; the result carries ``arch``, ``options`` (all of them,
     defaults resolved, enough to rebuild it), ``input_size`` and ``normalization``.
 
     ``devices=("cuda:0", "cuda:1")`` places the paper's two towers on two devices (section 3.2).
+    Options are read strictly (:func:`option_values`); a value the builder refuses is a UserError.
     """
     entry = model_entry(name)
-    unknown = sorted(set(options) - set(model_options(name)))
-    if unknown:
-        raise UserError(f"architecture {name!r} has no option {', '.join(unknown)}; "
-                        f"its options are: {', '.join(model_options(name))}")
-    model = entry.builder(**(entry.defaults | options))
+    options = option_values(name, options)
+    try:
+        model = entry.builder(**(entry.defaults | options))
+    except ValueError as err:  # the builders' checks of their options
+        raise UserError(f"architecture {name!r}: {err}") from None
     if devices is not None:
         model = TwoDeviceAlexNet.from_one_device(model, devices)
     model.arch = name
@@ -73,10 +154,6 @@ register_model(
 register_model("alexnet-owt", AlexNetOWT,
                "the 'one weird trick' single-tower net torchvision ships as alexnet (its state_dict keys), "
                "224x224 input")
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run(args) -> int:

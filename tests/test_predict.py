@@ -193,3 +193,56 @@ def test_a_checkpoint_without_a_mean_uses_the_mean_of_the_data_its_run_trained_o
     assert [status for status, _, _ in outputs] == [0, 0]
     with_mean, from_config = (json.loads(out)[0]["predictions"] for _, out, _ in outputs)
     assert [p["probability"] for p in from_config] == pytest.approx([p["probability"] for p in with_mean])
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def not_model_files(folder, good_model) -> dict:
+    """Files that are not model files, each with what the error should say it is."""
+    import pickle
+
+    whole = good_model.read_bytes()
+    files = {
+        "README.md": (b"# AlexNet\n\nText, not weights.\n", "it is a text file; a model file is what torch.save writes"),
+        "photo.pt": ((folder / "img0.png").read_bytes(), "it is neither a zip archive (torch.save's format) nor a pickle"),
+        "empty.pt": (b"", "the file is empty (0 bytes)"),
+        "cut.pt": (whole[:len(whole) // 2], "it is truncated or damaged: a zip archive without its end"),
+        "code.pt": (pickle.dumps({"model": RunsCode(), "arch": "alexnet", "options": {}}),
+                    "it holds pickled Python classes or functions, code that loading would run"),
+        "data.pt": (pickle.dumps([1, 2, 3]), "it is a pickle, but not one torch.save wrote"),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    return {name: said for name, (_, said) in files.items()}
+
+
+def test_a_file_that_is_not_a_model_file_is_named_with_what_it_is(tmp_path, capsys, checkpoint):
+    path, _, _ = checkpoint
+    image = images_in(tmp_path, 1)[0]
+    for name, said in not_model_files(tmp_path, path).items():
+        status, _, err = run_cli(capsys, "predict", str(tmp_path / name), image)
+        assert status == 2 and err.count("\n") == 1, err
+        assert f"alexnet predict: error: {tmp_path / name}: not a readable model file: {said}" in err, err
+    assert "pickled code ran" not in capsys.readouterr().out
+    status, _, err = run_cli(capsys, "predict", str(tmp_path), image)
+    assert status == 2 and f"{tmp_path}: a folder, not a model file" in err
+
+
+def test_a_mean_file_that_is_not_a_mean_image_is_named_with_what_it_is(tmp_path, capsys, checkpoint):
+    path, _, _ = checkpoint
+    image = images_in(tmp_path, 1)[0]
+    np.save(tmp_path / "whole.npy", np.zeros((256, 256, 3), np.float32))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "whole.npy").read_bytes()[:1000])
+    (tmp_path / "notes.npy").write_text("not an array")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}, None, 3], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "several.npz", mean=np.zeros(3))
+    expected = {"cut.npy": "truncated or damaged", "notes.npy": "not a .npy file", "empty.npy": "the file is empty",
+                "objects.npy": "holds object values, not numbers", "several.npz": "not a .npy file"}
+    for name, said in expected.items():
+        status, _, err = run_cli(capsys, "predict", str(path), image, "--mean", str(tmp_path / name))
+        assert status == 2 and err.count("\n") == 1, err
+        assert f"--mean {tmp_path / name}: {said}" in err, err

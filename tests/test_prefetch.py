@@ -149,10 +149,18 @@ def test_unknown_decode_is_refused():
 
 
 class FakeCuda:
-    """Just enough of torch.cuda for the prefetcher's CUDA branch, recording what happens where."""
+    """Just enough of torch.cuda for the prefetcher's CUDA branch, recording what happens in which
+    thread: every entry of ``log`` starts with the name of the thread that made it."""
 
     def __init__(self):
         self.log = []
+
+    def note(self, *entry):
+        self.log.append((threading.current_thread().name, *entry))  # list.append is atomic
+
+    def of(self, thread: str) -> list[tuple]:
+        """What ``thread`` did, in its order (each thread's own order does not depend on timing)."""
+        return [entry[1:] for entry in self.log if entry[0] == thread]
 
     def install(self, monkeypatch):
         fake = self
@@ -162,7 +170,7 @@ class FakeCuda:
                 self.device, self.name = device, "side"
 
             def wait_event(self, event):
-                fake.log.append(("wait", self.name, event.number, threading.current_thread().name))
+                fake.note("wait", self.name, event.number)
 
         class Event:
             count = 0
@@ -172,22 +180,22 @@ class FakeCuda:
                 self.number = Event.count
 
             def record(self, stream):
-                fake.log.append(("record", stream.name, self.number, threading.current_thread().name))
+                fake.note("record", stream.name, self.number)
 
         class StreamContext:
             def __init__(self, stream):
                 self.stream = stream
 
             def __enter__(self):
-                fake.log.append(("enter", self.stream.name, threading.current_thread().name))
+                fake.note("enter", self.stream.name)
 
             def __exit__(self, *exc):
-                fake.log.append(("exit", self.stream.name))
+                fake.note("exit", self.stream.name)
 
         consumer = Stream()
         consumer.name = "compute"
         monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
-        monkeypatch.setattr(torch.cuda, "set_device", lambda d: fake.log.append(("set_device", d)))
+        monkeypatch.setattr(torch.cuda, "set_device", lambda d: fake.note("set_device", d))
         monkeypatch.setattr(torch.cuda, "Stream", Stream)
         monkeypatch.setattr(torch.cuda, "Event", Event)
         monkeypatch.setattr(torch.cuda, "stream", StreamContext)
@@ -196,10 +204,13 @@ class FakeCuda:
 
 
 def test_on_cuda_each_batch_is_staged_on_a_side_stream_that_the_compute_stream_waits_for(monkeypatch):
+    """Each thread's own sequence is checked, and across the two threads only what the prefetcher
+    guarantees whatever the interleaving: a batch's event is recorded before the step's stream
+    waits on it (the thread records, then queues the batch; the consumer waits after taking it)."""
     cuda = FakeCuda().install(monkeypatch)
 
     def stage(batch):
-        cuda.log.append(("stage", batch, threading.current_thread().name))
+        cuda.note("stage", batch)
         return (torch.tensor([batch]),)
 
     prefetcher = DevicePrefetcher(range(3), "cuda", stage=stage)
@@ -207,18 +218,18 @@ def test_on_cuda_each_batch_is_staged_on_a_side_stream_that_the_compute_stream_w
     seen = []
     for (batch,) in prefetcher:
         seen.append(batch.item())
-        cuda.log.append(("use", batch.item()))
+        cuda.note("use", batch.item())
     assert seen == [0, 1, 2]
-    log = cuda.log
-    assert log[0] == ("set_device", torch.device("cuda", 3))
-    for k in range(3):
-        enter = log.index(("enter", "side", "alexnet-prefetch"))
-        assert log[enter + 1] == ("stage", k, "alexnet-prefetch")  # staged inside the side stream
-        event = log[enter + 2]
-        assert event[:2] == ("record", "side") and log[enter + 3] == ("exit", "side")
-        wait = log.index(("wait", "compute", event[2], "MainThread"))
-        assert wait < log.index(("use", k))  # the step's stream waits before it reads the batch
-        log = log[:enter] + log[enter + 4:]
+    staging = cuda.of("alexnet-prefetch")
+    assert staging[0] == ("set_device", torch.device("cuda", 3))
+    events = [entry[2] for entry in staging if entry[0] == "record"]
+    assert staging[1:] == [step for k, event in enumerate(events)  # staged inside the side stream
+                           for step in (("enter", "side"), ("stage", k), ("record", "side", event), ("exit", "side"))]
+    assert cuda.of("MainThread") == [step for k, event in enumerate(events)  # waits before it reads
+                                     for step in (("wait", "compute", event), ("use", k))]
+    for event in events:
+        assert cuda.log.index(("alexnet-prefetch", "record", "side", event)) < \
+            cuda.log.index(("MainThread", "wait", "compute", event))
 
 
 def test_device_decoding_with_the_real_torchvision_on_the_cpu():

@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from alexnet.errors import UserError
-from alexnet.train.config import AMP_MODES, DECODERS, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, read_config_file, resolve
+from alexnet.train.config import (AMP_MODES, DECODERS, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, load_yaml,
+                                  parse_problem, read_config_file, resolve)
 
 D = TrainConfig()  # the defaults, quoted in the help
 
@@ -23,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "torchrun --nproc_per_node=N -m alexnet train ... (--batch-size is the global batch). "
                      "See docs/training.md.")
     a = parser.add_argument
-    a("--config", metavar="FILE", help="settings from a YAML or TOML file; options given here override it")
+    a("--config", metavar="FILE", help="settings from a YAML (.yaml, .yml), JSON (.json) or TOML (.toml) "
+      "file; options given here override it")
     a("--preset", choices=["auto", *PRESETS], help="full: the paper's recipe; quick: a "
       "laptop-CPU run that shows learning in about ten minutes "
       f"({', '.join(f'{k}={v}' for k, v in PRESETS['quick'].items())}) [departs]; fast: the paper's "
@@ -33,15 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       f"on first use), or synthetic (random images, offline) (default: {D.data})")
     a("--arch", help=f"named architecture (alexnet models) (default: {D.arch}, the paper's)")
     a("--model-option", action="append", default=[], metavar="KEY=VALUE", dest="model_option",
-      help="an option of the network, e.g. lrn=false or dropout=0.3 (repeatable; values read as YAML)")
+      help="an option of the network, e.g. lrn=false or dropout=0.3 (repeatable; values read as YAML, then "
+      "strictly as the option's type: booleans true/false, yes/no or 1/0)")
     a("--out", metavar="RUN_DIR", help=f"where the run writes config.yaml, metrics.jsonl, tensorboard/ and "
       f"checkpoints/ (default: {D.out})")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped (mid-epoch "
       "included), with its saved configuration; options given here override it")
     a("--seed", type=int, help=f"seed of initialisation, data order and dropout (default: {D.seed})")
     a("--device", help="cpu, cuda, cuda:N or mps (default: cuda, else mps, else cpu)")
-    a("--workers", type=int, help="loader processes per training process (default: the cores shared "
-      "among the processes on this machine, less one for each process on a GPU)")
+    a("--workers", type=int, help="loader processes per training process; 0 loads in the training process "
+      "itself (default: the cores shared among the processes on this machine, less one for each process "
+      "on a GPU)")
     a("--decode", choices=DECODERS, help="where JPEGs are decoded: workers (the loader's processes, "
       "default) or device (the training device: nvJPEG through torchvision on CUDA; for machines with "
       "few cores per GPU) (speed only)")
@@ -92,13 +96,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_model_options(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` pairs (values read as YAML) as build_model options; errors name the pair."""
+    """``KEY=VALUE`` pairs (values read as YAML) as build_model options; errors name the pair.
+    Their types are checked against the architecture with the rest of the configuration."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UserError(f"--model-option {pair}: expected KEY=VALUE")
-        options[key.replace("-", "_")] = yaml.safe_load(value)
+        try:
+            options[key.replace("-", "_")] = load_yaml(value)
+        except yaml.YAMLError as err:
+            raise UserError(f"--model-option {pair}: cannot read the value: {parse_problem(err)}") from None
     return options
 
 

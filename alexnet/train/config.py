@@ -2,14 +2,18 @@
 
 Paper section 5: batch 128, momentum 0.9, weight decay 0.0005, learning rate 0.01 divided
 by 10 when the validation error stops improving (three times), about 90 epochs. A file
-(YAML or TOML) overrides the defaults; command-line options override the file. The run
+(YAML, JSON or TOML) overrides the defaults; command-line options override the file. The run
 saves the configuration it actually used as ``RUN_DIR/config.yaml``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import re
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,65 +21,11 @@ from typing import Any
 import yaml
 
 from alexnet.errors import UserError
-from alexnet.io import atomic_write_text
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run. Defaults are the paper's unless the comment says otherwise."""
-
-    data: str = "imagenette"  # prepared folder, a dataset name, or "synthetic"
-    arch: str = "alexnet"
-    model_options: dict[str, Any] = field(default_factory=dict)  # passed to build_model
-    out: str = "runs/alexnet"
-    seed: int = 0
-    device: str | None = None  # None: cuda, else mps, else cpu
-    workers: int | None = None  # loader processes per training process; None: the cores / local processes
-    decode: str = "workers"  # JPEGs decoded by the loader's workers, or on the device (nvJPEG on CUDA)
-    epochs: int = 90  # "roughly 90 cycles through the training set"
-    batch_size: int = 128  # global batch, split across data-parallel ranks
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0005
-    optimizer: str = "paper"  # "paper": section 5's update rule; "torch-sgd": torch.optim.SGD
-    schedule: str = "plateau"  # plateau | step | cosine | krizhevsky2012
-    patience: int = 5  # epochs without improvement before a reduction (the paper gives no number)
-    max_reductions: int = 3  # "reduced three times prior to termination"
-    step_epochs: int = 30  # step schedule: divide by 10 every this many epochs
-    warmup_epochs: float = 5.0  # cosine schedule: linear warm-up
-    bias_lr_mult: float = 1.0  # authors' code: 2 (epsB = 2 epsW); the paper: one rate
-    bias_no_decay: bool = False  # authors' code: no weight decay on biases
-    fc8_lr_mult: float = 1.0  # the output layer's rate multiplier; the paper: one rate for all layers
-    pca_std: float = 0.1  # PCA colour augmentation: alpha ~ N(0, pca_std) (section 4.1); 0: off
-    random_crop: bool = True  # random crops of the 256x256 images (section 4.1); False: the centre
-    flip: bool = True  # horizontal reflections with probability 0.5 (section 4.1)
-    limit: int | None = None  # training images per epoch (None: all)
-    val_limit: int | None = None  # validation images (None: all)
-    amp: str | None = None  # None (float32, as the paper) | bf16 | fp16
-    channels_last: bool | None = None  # None: on where it pays (CPU, CUDA); speed only, same function
-    compile: bool = False
-    deterministic: bool = False
-    checkpoint_minutes: float = 30.0  # also after every epoch; 0: after every step
-    model_parallel: bool = False  # section 3.2: the two towers on two devices
-    log_every: int = 20  # steps between reads of the running loss (the only host syncs)
-    preset: str = "full"  # full: the settings above; quick: PRESETS["quick"] (see resolve)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "configuration") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(known))}")
-        return cls(**values)
 
 
 SCHEDULES = ("plateau", "step", "cosine", "krizhevsky2012")
@@ -99,20 +49,165 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """The values a setting accepts beyond its type: ``low``/``high`` inclusive bounds, ``above``/
+    ``below`` exclusive ones, or ``choices``; ``note`` says what a special value means."""
+
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    below: float | None = None
+    choices: tuple | None = None
+    note: str = ""
+
+    def admits(self, value) -> bool:
+        if value is None:
+            return True  # the type says whether None is allowed
+        if self.choices is not None:
+            return value in self.choices
+        return ((self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+                and (self.above is None or value > self.above) and (self.below is None or value < self.below))
+
+    def describe(self, kind: str) -> str:
+        """``kind`` with the allowed values, e.g. "a number in [0, 1)", "an integer >= 1"."""
+        if self.choices is not None:
+            return f"one of {', '.join(self.choices)}"
+        low = f"[{self.low}" if self.low is not None else f"({self.above}" if self.above is not None else ""
+        high = f"{self.high}]" if self.high is not None else f"{self.below})" if self.below is not None else ""
+        if low and high:
+            bounds = f" in {low}, {high}"
+        elif low:
+            bounds = f" {'>=' if low[0] == '[' else '>'} {low[1:]}"
+        else:
+            bounds = f" {'<=' if high[-1] == ']' else '<'} {high[:-1]}" if high else ""
+        return f"{kind}{bounds}" + (f" ({self.note})" if self.note else "")
+
+
+def setting(default, **allowed):
+    """A field whose allowed values (:class:`Allowed`) stand next to its default; :func:`check` reads them."""
+    return field(default=default, metadata={"allowed": Allowed(**allowed)})
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run. Defaults are the paper's unless the comment says otherwise.
+
+    Each field's type and allowed range are checked whenever a configuration is made (from a file,
+    a preset, the command line or Python): :func:`check`."""
+
+    data: str = "imagenette"  # prepared folder, a dataset name, or "synthetic"
+    arch: str = "alexnet"
+    # passed to build_model
+    model_options: dict[str, Any] = field(default_factory=dict, metadata={"flag": "model-option"})
+    out: str = "runs/alexnet"
+    seed: int = setting(0, low=0, high=2**32 - 1)
+    device: str | None = None  # None: cuda, else mps, else cpu
+    # loader processes per training process; None: the cores / local processes
+    workers: int | None = setting(None, low=0, note="0: load in the training process")
+    # JPEGs decoded by the loader's workers, or on the device (nvJPEG on CUDA)
+    decode: str = setting("workers", choices=DECODERS)
+    epochs: int = setting(90, low=1)  # "roughly 90 cycles through the training set"
+    batch_size: int = setting(128, low=1)  # global batch, split across data-parallel ranks
+    lr: float = setting(0.01, above=0)
+    momentum: float = setting(0.9, low=0, below=1)
+    weight_decay: float = setting(0.0005, low=0)
+    # "paper": section 5's update rule; "torch-sgd": torch.optim.SGD
+    optimizer: str = setting("paper", choices=OPTIMIZERS)
+    schedule: str = setting("plateau", choices=SCHEDULES)
+    # epochs without improvement before a reduction (the paper gives no number)
+    patience: int = setting(5, low=1)
+    max_reductions: int = setting(3, low=0)  # "reduced three times prior to termination"
+    step_epochs: int = setting(30, low=1)  # step schedule: divide by 10 every this many epochs
+    warmup_epochs: float = setting(5.0, low=0)  # cosine schedule: linear warm-up
+    bias_lr_mult: float = setting(1.0, low=0)  # authors' code: 2 (epsB = 2 epsW); the paper: one rate
+    bias_no_decay: bool = False  # authors' code: no weight decay on biases
+    # the output layer's rate multiplier; the paper: one rate for all layers
+    fc8_lr_mult: float = setting(1.0, above=0)
+    # PCA colour augmentation: alpha ~ N(0, pca_std) (section 4.1); 0: off
+    pca_std: float = setting(0.1, low=0, note="0: off")
+    random_crop: bool = True  # random crops of the 256x256 images (section 4.1); False: the centre
+    flip: bool = True  # horizontal reflections with probability 0.5 (section 4.1)
+    limit: int | None = setting(None, low=1)  # training images per epoch (None: all)
+    val_limit: int | None = setting(None, low=1)  # validation images (None: all)
+    amp: str | None = setting(None, choices=AMP_MODES)  # None (float32, as the paper) | bf16 | fp16
+    channels_last: bool | None = None  # None: on where it pays (CPU, CUDA); speed only, same function
+    compile: bool = False
+    deterministic: bool = False
+    # also after every epoch; 0: after every step
+    checkpoint_minutes: float = setting(30.0, low=0, note="0: after every step")
+    model_parallel: bool = False  # section 3.2: the two towers on two devices
+    log_every: int = setting(20, low=1)  # steps between reads of the running loss (the only host syncs)
+    # full: the settings above; quick: PRESETS["quick"] (see resolve)
+    preset: str = setting("full", choices=tuple(PRESETS))
+
+    def __post_init__(self):
+        check(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "configuration") -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+class _YAMLLoader(yaml.SafeLoader):
+    """safe_load's loader (plain data only, never Python objects) that also reads ``1e-3`` as a
+    number, as JSON and YAML 1.2 do; YAML 1.1 wants a dot (``1.0e-3``) and would give a string."""
+
+
+_YAMLLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                  re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                  list("-+0123456789"))
+
+
+def load_yaml(text: str):
+    """The plain data in a YAML text (mappings, lists, strings, numbers, booleans, null)."""
+    return yaml.load(text, Loader=_YAMLLoader)  # noqa: S506 - a SafeLoader
+
+
+def parse_problem(err: Exception) -> str:
+    """A parser's error on one line: what is wrong and where (YAML's own message spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    if getattr(err, "problem", None) and mark is not None:
+        return f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(err).split())
+
+
+CONFIG_READERS = {".yaml": load_yaml, ".yml": load_yaml, ".json": json.loads, ".toml": tomllib.loads}
+MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few lines; anything larger is the wrong file
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The settings in a YAML (.yaml/.yml) or TOML (.toml) file, as a dict."""
+    """The settings in a YAML (.yaml/.yml), JSON (.json) or TOML (.toml) file, as a dict."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--config {path}: no such file")
-    text = path.read_text()
+    reader = CONFIG_READERS.get(path.suffix.lower())
+    if reader is None:
+        raise UserError(f"--config {path}: not a configuration file; expected a name ending in "
+                        f"{', '.join(CONFIG_READERS)}")
+    with open(path, "rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UserError(f"--config {path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; is it a configuration file?")
     try:
-        values = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
-        raise UserError(f"--config {path}: cannot parse: {err}") from None
+        values = reader(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"--config {path}: not UTF-8 text; is it a configuration file?") from None
+    except (yaml.YAMLError, ValueError) as err:  # JSON's and TOML's errors are ValueErrors
+        raise UserError(f"--config {path}: cannot parse: {parse_problem(err)}") from None
     if values is None:
         return {}
-    if not isinstance(values, dict):
-        raise UserError(f"--config {path}: expected a mapping of settings, got {type(values).__name__}")
+    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+        raise UserError(f"--config {path}: expected a mapping of setting names to values, "
+                        f"got {type(values).__name__}")
     return {k.replace("-", "_"): v for k, v in values.items()}
 
 
@@ -129,26 +224,58 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], source: str)
     values: dict[str, Any] = {**PRESETS[preset], "preset": preset}
     values.update(file_values)
     values.update({k: v for k, v in overrides.items() if v is not None and k != "preset"})
-    config = TrainConfig.from_dict(values, source)
-    check(config)
-    return config
+    return TrainConfig.from_dict(values, source)  # checked as it is made
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
+
+
+def _shown(value) -> str:
+    return "''" if value == "" else str(value)
+
+
+def _kind(hint) -> tuple[type, bool]:
+    """The type a field's annotation asks for, and whether it also takes None."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        (kind,) = (a for a in args if a is not type(None))
+        return kind, True
+    return typing.get_origin(hint) or hint, False
+
+
+def _is(value, kind: type) -> bool:
+    """Strictly: a bool is not a number, NaN and infinity are not numbers, "3" is not an integer."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind)
 
 
 def check(config: TrainConfig) -> None:
-    """Reject settings that cannot work, naming the option."""
-    choices = {"schedule": SCHEDULES, "optimizer": OPTIMIZERS, "decode": DECODERS}
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            raise UserError(f"--{name} {getattr(config, name)}: expected one of {', '.join(allowed)}")
-    if config.amp is not None and config.amp not in AMP_MODES:
-        raise UserError(f"--amp {config.amp}: expected one of {', '.join(AMP_MODES)}")
-    positive = ("epochs", "batch_size", "lr", "log_every", "fc8_lr_mult")
-    for name in positive:
-        if getattr(config, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
-    if config.checkpoint_minutes < 0:
-        raise UserError(f"--checkpoint-minutes must be >= 0, got {config.checkpoint_minutes}")
+    """Reject a setting of the wrong type or outside its field's :class:`Allowed` values, naming the
+    option and what it accepts. Model options are converted to the types the architecture declares,
+    strictly (:func:`alexnet.registry.checked_options`), and checked by building the network without
+    memory. Runs whenever a TrainConfig is made, so `alexnet train`, `alexnet experiment ablations`
+    and Python callers share every rule."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind, optional = _kind(hints[f.name])
+        allowed = f.metadata.get("allowed", Allowed())
+        if not ((value is None and optional) or _is(value, kind)) or not allowed.admits(value):
+            flag = f.metadata.get("flag", f.name.replace("_", "-"))
+            raise UserError(f"--{flag} {_shown(value)}: expected {allowed.describe(_KINDS[kind])}")
+    # The defaults need no registry, so that making them imports no torch (``--help`` stays quick).
+    if config.model_options or config.arch != TrainConfig.arch:
+        from alexnet.registry import checked_options
+
+        config.model_options = checked_options(config.arch, config.model_options)
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
+    from alexnet.io import atomic_write_text
+
     atomic_write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), path)
