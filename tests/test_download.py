@@ -95,7 +95,7 @@ def test_server_ignoring_the_range_restarts_from_scratch(tmp_path):
 
 def test_checksum_mismatch_is_an_error_and_deletes_the_download(tmp_path):
     with Server({"a.bin": PAYLOAD}) as server:
-        with pytest.raises(DownloadError, match="checksum mismatch.*expected 0123"):
+        with pytest.raises(DownloadError, match="checksum mismatch: expected MD5 0123.*, got "):
             download.download(server.url("a.bin"), tmp_path / "a.bin", "0123" + "0" * 28, progress=False)
     assert not (tmp_path / "a.bin").exists() and not (tmp_path / "a.bin.part").exists()
 
@@ -105,10 +105,48 @@ def test_offline_is_a_clear_user_error_that_keeps_the_partial_download(tmp_path)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     (tmp_path / "a.bin.part").write_bytes(b"partial")
-    with pytest.raises(DownloadError, match=r"cannot download http://127.0.0.1.*put it at .*a.bin") as err:
+    with pytest.raises(DownloadError, match=r"cannot download http://127.0.0.1.*put it at .*a.bin.*"
+                       r"resume the 7 bytes downloaded so far") as err:
         download.download(f"http://127.0.0.1:{port}/a.bin", tmp_path / "a.bin", md5(PAYLOAD), progress=False)
     assert isinstance(err.value, UserError)
     assert (tmp_path / "a.bin.part").read_bytes() == b"partial"
+
+
+def _never_fetch(*args, **kwargs):
+    raise AssertionError("nothing may be downloaded here")
+
+
+def test_a_file_put_in_place_by_hand_is_checked_against_the_published_md5(tmp_path, monkeypatch, capsys):
+    from alexnet.cli import main
+
+    monkeypatch.setattr(download, "download", _never_fetch)
+    placed = kit.write(tmp_path / "cache" / "downloads" / "imagenette2-320.tgz", b"not the archive" * 100)
+    assert main(["prepare", "imagenette", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert f"{placed}: checksum mismatch: expected MD5 {download.DATASETS['imagenette'].md5}, " \
+           f"got {md5(placed.read_bytes())}" in err
+    assert placed.exists() and not (tmp_path / "out").exists()
+
+    kit.imagenette_archive(placed)  # the right file, put there by hand: used as it is
+    monkeypatch.setitem(download.DATASETS, "imagenette", Remote("http://unreachable.invalid/imagenette2-320.tgz",
+                                                                md5(placed.read_bytes())))
+    assert main(["prepare", "imagenette", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+                 "--size", "16"]) == 0
+    assert len(PreparedDataset(tmp_path / "out", "train")) == 2
+
+
+def test_offline_with_nothing_downloaded_says_so_and_leaves_no_trace(tmp_path, monkeypatch, capsys):
+    from alexnet.cli import main
+
+    def offline(*args, **kwargs):
+        raise download.urllib.error.URLError("no network")
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
+    assert main(["prepare", "cifar10", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot download" in err and "(no network)" in err and "run again once online" in err
+    assert "resume" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_http_error_names_the_status(tmp_path):

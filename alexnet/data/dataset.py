@@ -3,7 +3,8 @@
 The index (shard, byte offset, byte size per sample) and the labels are memory-mapped numpy
 arrays: no per-sample Python objects, so a DataLoader's workers share them through the page cache
 and host memory stays flat. File handles are opened lazily in each process, never inherited, so
-the dataset pickles in microseconds.
+the dataset pickles in microseconds. Each sample read is checked against its CRC-32, and a missing
+or damaged file is an error that names it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.data.images import decode
+from alexnet.data.shards import sample_checksum
 from alexnet.errors import UserError
 
 
@@ -29,39 +31,46 @@ class PreparedDataset:
 
     def __init__(self, root, split: str = "train"):
         self.root = Path(root)
-        meta_file = self.root / "meta.json"
-        try:
-            self.meta = json.loads(meta_file.read_text())
-        except (OSError, ValueError):
-            raise UserError(f"{self.root} is not a prepared dataset (no readable meta.json); "
-                            "make one with `alexnet prepare SOURCE OUT`") from None
-        if self.meta.get("format") != "alexnet-prepared-dataset":
-            raise UserError(f"{meta_file} is not the meta.json of a prepared dataset")
+        self.meta = read_meta(self.root)
         if split not in self.meta["splits"]:
             raise UserError(f"{self.root} has no split {split!r} (it has: {', '.join(self.meta['splits'])})")
         self.split = split
-        info = self.meta["splits"][split]
-        self.extension = self.meta["image"]["extension"]
-        self.image_size = self.meta["image"]["size"]
-        self.classes = self.meta["classes"]
-        self.class_names = [c["name"] for c in self.classes]
-        stats = self.meta["stats"]
-        self.pca_eigvals = np.array(stats["pca_eigvals"], dtype=np.float64)
-        self.pca_eigvecs = np.array(stats["pca_eigvecs"], dtype=np.float64)
-        self._shards = [str(self.root / s) for s in info["shards"]]
-        self._index_files = (self.root / info["index"], self.root / info["labels"])
+        try:
+            info = self.meta["splits"][split]
+            self.extension = self.meta["image"]["extension"]
+            self.image_size = self.meta["image"]["size"]
+            self.classes = self.meta["classes"]
+            self.class_names = [c["name"] for c in self.classes]
+            stats = self.meta["stats"]
+            self.pca_eigvals = np.array(stats["pca_eigvals"], dtype=np.float64)
+            self.pca_eigvecs = np.array(stats["pca_eigvecs"], dtype=np.float64)
+            self._shards = [str(self.root / s) for s in info["shards"]]
+            # crc32: per-sample checksums, absent from datasets prepared before they were recorded
+            self._index_files = {name: self.root / info[name] for name in ("index", "labels", "crc32")
+                                 if name in info}
+            self._samples = int(info["samples"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"{self.root / 'meta.json'} is damaged (bad or missing entry {err}); "
+                            f"{remedy(self.root, self.meta)}") from None
         self._open_index()
 
     def _open_index(self) -> None:
-        self._index = np.load(self._index_files[0], mmap_mode="r")
-        self.labels = np.load(self._index_files[1], mmap_mode="r")
+        arrays = {}
+        for name, path in self._index_files.items():
+            arrays[name] = self._load(path, mmap_mode="r")
+            if len(arrays[name]) != self._samples:
+                raise UserError(f"{path} holds {len(arrays[name])} entries, meta.json says {self._samples} "
+                                f"samples; {remedy(self.root, self.meta)}")
+        self._index, self.labels, self._crc = arrays["index"], arrays["labels"], arrays.get("crc32")
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for name in ("_index", "labels", "_fds", "_pid", "_mean"):
+        for name in ("_index", "labels", "_crc", "_fds", "_pid", "_mean"):
             state.pop(name, None)
+        # the whole-file digests serve `alexnet prepare --verify` only: workers need not carry them
+        state["meta"] = {k: v for k, v in self.meta.items() if k != "checksums"}
         return state
 
     def __setstate__(self, state):
@@ -75,23 +84,51 @@ class PreparedDataset:
     def mean(self) -> np.ndarray:
         """The training set's mean image, float32, 0-255 (section 2)."""
         if getattr(self, "_mean", None) is None:
-            self._mean = np.load(self.root / self.meta["stats"]["mean_image"])
+            self._mean = self._load(self.root / self.meta["stats"].get("mean_image", "mean.npy"))
         return self._mean
+
+    def _load(self, path: Path, mmap_mode=None) -> np.ndarray:
+        """One of the dataset's .npy files; one line naming it if it is missing or unreadable."""
+        try:
+            return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+        except FileNotFoundError:
+            raise UserError(f"{path} is missing; {remedy(self.root, self.meta)}") from None
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path} is unreadable ({err}); {remedy(self.root, self.meta)}") from None
 
     def _fd(self, shard: int) -> int:
         if self._pid != os.getpid():  # forked into a worker: its own handles
             self._fds, self._pid = {}, os.getpid()
         fd = self._fds.get(shard)
         if fd is None:
-            fd = self._fds[shard] = os.open(self._shards[shard], os.O_RDONLY)
+            try:
+                fd = self._fds[shard] = os.open(self._shards[shard], os.O_RDONLY)
+            except OSError as err:
+                raise UserError(f"{self._shards[shard]}: {err.strerror}; {remedy(self.root, self.meta)}") from None
         return fd
 
     def read(self, i) -> tuple[bytes, int]:
-        """Sample ``i`` as stored (JPEG or .npy bytes, undecoded) and its class index."""
+        """Sample ``i`` as stored (JPEG or .npy bytes, undecoded) and its class index.
+
+        Its bytes are checked against the CRC-32 recorded when the dataset was prepared: a damaged
+        shard is an error naming the shard and the sample, never silently altered pixels.
+        """
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} out of range for {len(self)} samples")
         shard, offset, size = (int(v) for v in self._index[i])
-        return os.pread(self._fd(shard), size, offset), int(self.labels[i])
+        if not 0 <= shard < len(self._shards):
+            raise UserError(f"{self._index_files['index']} is damaged (sample {int(i) % len(self)} in shard "
+                            f"{shard}, of {len(self._shards)}); {remedy(self.root, self.meta)}")
+        data = os.pread(self._fd(shard), size, offset)
+        if self._crc is not None and sample_checksum(data) != self._crc[i]:
+            raise UserError(f"{self._shards[shard]} is damaged: sample {int(i) % len(self)} of split "
+                            f"{self.split!r} (bytes {offset}-{offset + size}) does not match its checksum; "
+                            f"{remedy(self.root, self.meta)}")
+        return data, int(self.labels[i])
+
+    def shard_of(self, i) -> str:
+        """The path of the shard that holds sample ``i`` (for messages about it)."""
+        return self._shards[int(self._index[i][0])]
 
     def __getitem__(self, i) -> tuple[np.ndarray, int]:
         data, label = self.read(i)
@@ -107,3 +144,40 @@ class PreparedDataset:
     def __repr__(self) -> str:
         classes = len(self.classes)
         return f"PreparedDataset({str(self.root)!r}, {self.split!r}): {len(self)} samples, {classes} classes"
+
+
+def read_meta(root: Path) -> dict:
+    """The ``meta.json`` of the prepared dataset in ``root``; a UserError if there is none."""
+    meta_file = Path(root) / "meta.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{root} is not a prepared dataset ({meta_file} is missing: its preparation never "
+                        "finished, or the file was removed); make one with `alexnet prepare SOURCE OUT`, "
+                        "or run the command that made it again") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{meta_file} is unreadable ({err.__class__.__name__}); prepare the dataset again "
+                        "with `alexnet prepare SOURCE OUT --restart`") from None
+    if not isinstance(meta, dict) or meta.get("format") != "alexnet-prepared-dataset":
+        raise UserError(f"{meta_file} is not the meta.json of a prepared dataset")
+    if not isinstance(meta.get("splits"), dict):
+        raise UserError(f"{meta_file} is damaged (no splits); prepare the dataset again with "
+                        "`alexnet prepare SOURCE OUT --restart`")
+    return meta
+
+
+def remedy(root: Path, meta: dict) -> str:
+    """What to do about a damaged or incomplete prepared dataset, as the end of a message."""
+    return f"`alexnet prepare --verify {root}` lists every damaged file; {prepare_again(root, meta)}"
+
+
+def prepare_again(root: Path, meta: dict) -> str:
+    source = meta.get("source", {}).get("given", "SOURCE")
+    return f"prepare it again with `alexnet prepare {source} {root} --restart`"
+
+
+def image_shape(dataset) -> tuple[int, int]:
+    """``(height, width)`` of a dataset's stored images: a prepared dataset's recorded size, without
+    reading its mean image; else (a stand-in) the shape of its mean image."""
+    size = getattr(dataset, "image_size", None)
+    return (size, size) if size else tuple(np.shape(dataset.mean)[:2])

@@ -77,7 +77,7 @@ class EncodedBatches(CropBatches):
 
     def __getitem__(self, indices):
         indices = np.asarray(indices, np.int64)
-        encoded = [self.dataset.read(int(i))[0] for i in indices]
+        encoded = [self.read(i) for i in indices]
         sizes = np.array([len(e) for e in encoded], np.int64)
         data = np.frombuffer(b"".join(encoded), np.uint8).copy()
         return (torch.from_numpy(data), torch.from_numpy(sizes), torch.from_numpy(self.labels[indices]),

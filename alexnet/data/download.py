@@ -1,13 +1,12 @@
 """Named datasets downloaded on request: checksum-verified, resumable, with a clear message offline.
 
 A download goes to ``<file>.part`` and continues from where it stopped (HTTP Range) when run
-again; only a file whose checksum matches the published one is renamed to its final name, so a
-file present under that name is whole.
+again; only a file whose checksum matches the published one is renamed to its final name. A file
+found under that name (put there by hand, say) is checked too before it is used.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -15,8 +14,8 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
-from tqdm import tqdm
-
+from alexnet import console
+from alexnet.data.shards import file_digest
 from alexnet.errors import UserError
 
 CACHE_ENV = "ALEXNET_CACHE"
@@ -57,16 +56,16 @@ def fetch(name: str, cache_dir=None, progress: bool = True) -> Path:
     remote = DATASETS[name]
     dest = cache_root(cache_dir) / "downloads" / remote.filename
     if not dest.is_file():
-        download(remote.url, dest, remote.md5, progress=progress)
+        return download(remote.url, dest, remote.md5, progress=progress)
+    got = file_digest(dest, "md5")
+    if got != remote.md5:
+        raise DownloadError(f"{dest}: {_mismatch(remote.md5, got)}; it is not the file of {remote.url}: "
+                            "delete it (or put the right file there) and run again")
     return dest
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _mismatch(expected: str, got: str) -> str:
+    return f"checksum mismatch: expected MD5 {expected}, got {got}"
 
 
 def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
@@ -82,7 +81,7 @@ def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
                 have = 0
             size = response.length
             total = have + size if size is not None else None
-            with open(part, "ab" if have else "wb") as f, tqdm(
+            with open(part, "ab" if have else "wb") as f, console.progress(
                 total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
             ) as bar:
                 for block in iter(lambda: response.read(BLOCK), b""):
@@ -95,13 +94,15 @@ def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
             raise DownloadError(f"cannot download {url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, HTTPException) as err:
         reason = getattr(err, "reason", err)
-        raise DownloadError(
-            f"cannot download {url} ({reason}). Without network, fetch it by other means and put it at "
-            f"{dest}; run again to resume what was downloaded so far") from None
-    got = md5sum(part)
+        done = part.stat().st_size if part.exists() else 0
+        again = (f"or run again to resume the {done:,} bytes downloaded so far" if done
+                 else "or run again once online")
+        raise DownloadError(f"cannot download {url} ({reason}). Without network, fetch it by other means "
+                            f"and put it at {dest} (its MD5 is checked), {again}") from None
+    got = file_digest(part, "md5")
     if got != md5:
         part.unlink()
-        raise DownloadError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); the download was "
-                            "deleted, run again to fetch it afresh")
+        raise DownloadError(f"{url}: {_mismatch(md5, got)}; the download was deleted, run again to "
+                            "fetch it afresh")
     os.replace(part, dest)
     return dest

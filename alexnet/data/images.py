@@ -22,9 +22,20 @@ except ImportError:  # pragma: no cover - a checkout run without its dependencie
 
 ENCODINGS = {"jpeg": "jpg", "raw": "npy"}  # --format -> file extension inside the shards
 
+# The pixel budget of one decode (--max-pixels): 33.5 megapixels (8192x4096), counted after JPEG
+# draft mode, so only images that cannot be decoded at reduced scale reach it. A decode costs at
+# most 13 bytes per pixel (greyscale with alpha, the dearest mode: docs/data.md), so the
+# budget bounds what a hostile file (a 360 KB PNG claiming 13000x13000 pixels) can cost a worker.
+MAX_PIXELS = 2**25
+# A source file is read whole into memory; one larger than this many bytes per pixel of the
+# budget (an uncompressed RGBA image at the budget) is not read at all.
+FILE_BYTES_PER_PIXEL = 4
+BAND = 256  # rows converted at a time from 16/32-bit greyscale: its float temporaries stay small
+
 
 class BadImage(Exception):
-    """A source file that is not a decodable image; the message is the reason shown to the user."""
+    """A source entry that gives no image (not decodable, too large, not a regular file, a folder
+    already read); the message is the reason shown to the user."""
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -35,7 +46,9 @@ def open_image(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data))
     except Image.UnidentifiedImageError:
         raise BadImage("not an image (no known image format)") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
+        raise BadImage(f"too large: {err}") from None
+    except (OSError, ValueError) as err:
         raise BadImage(f"truncated or corrupt image: {err}") from None
 
 
@@ -48,28 +61,37 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if values.max(initial=0) > 255 else 255.0
-        grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        top = 65535.0 if image.getextrema()[1] > 255 else 255.0
+        width, height = image.size
+        grey = np.empty((height, width), np.uint8)
+        for start in range(0, height, BAND):  # band by band: no copy of the whole image as numbers
+            band = np.asarray(image.crop((0, start, width, min(start + BAND, height))), dtype=np.float64)
+            grey[start:start + BAND] = np.clip(np.rint(band * (255.0 / top)), 0, 255)
         return Image.fromarray(grey, "L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         white = Image.new("RGB", rgba.size, (255, 255, 255))
-        white.paste(rgba, mask=rgba.getchannel("A"))
+        white.paste(rgba, mask=rgba)  # an RGBA mask is its alpha channel: no copy of it made
         return white
     return image.convert("RGB")
 
 
-def center_patch(image: Image.Image, size: int = 256) -> np.ndarray:
+def center_patch(image: Image.Image, size: int = 256, max_pixels: int | None = None) -> np.ndarray:
     """The central ``size`` x ``size`` patch after rescaling the shorter side to ``size`` (section 2).
 
     Only the kept square is resampled (``resize(box=...)``), so the discarded margins cost nothing;
     JPEGs are first decoded at the smallest DCT scale that still covers ``size`` (draft mode), so
-    that a 4000-pixel photograph costs little more than a small one.
+    that a 4000-pixel photograph costs little more than a small one. An image that would still
+    decode to more than ``max_pixels`` pixels (if given) is BadImage, known from its header alone.
     """
+    claimed = image.size
     if image.format == "JPEG":
         image.draft("RGB", (size, size))  # keeps both sides >= size
     width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        reduced = f", {width}x{height} at reduced scale," if image.size != claimed else ""
+        raise BadImage(f"too large: {claimed[0]}x{claimed[1]} pixels{reduced} above the pixel budget of "
+                       f"{max_pixels} (--max-pixels)")
     short = min(width, height)
     # Offsets of the central patch in the rescaled image, mapped back to source pixels.
     left = (round(width * size / short) - size) // 2 * short / size

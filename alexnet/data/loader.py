@@ -20,16 +20,38 @@ many workers run.
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import torch
 import torch.utils.data
 
+from alexnet.data.dataset import image_shape
 from alexnet.data.images import decode
 from alexnet.data.prefetch import DevicePrefetcher
 from alexnet.data.sampler import BatchSampler, EpochSampler
 from alexnet.data.transforms import centre_window, crop_into, random_windows, ten_crop_windows
 from alexnet.errors import UserError
+
+
+def sample_error(dataset, index: int, what: str, err: BaseException) -> UserError:
+    """A stored sample that cannot be read or decoded, named with its shard. A plain UserError, so
+    that a DataLoader can raise it again in the training process."""
+    where = dataset.shard_of(int(index)) if hasattr(dataset, "shard_of") else getattr(dataset, "root", "the dataset")
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    reason = re.sub(r" ?<[^<>]* at 0x[0-9a-f]+>", "", reason)  # PIL names its in-memory file
+    return UserError(f"{where}: sample {index} {what} ({type(err).__name__}: {reason}); the file is damaged "
+                     "or truncated: prepare the dataset again (alexnet prepare)")
+
+
+def _worker_message(err: UserError) -> str | None:
+    """The message a worker's UserError was raised with (a DataLoader raises it again in this process
+    with "Caught ... in DataLoader worker" and the worker's traceback in front of it); None for an
+    error of this process."""
+    text, name = str(err), type(err).__qualname__
+    if not text.startswith(f"Caught {name} in DataLoader worker"):
+        return None
+    return text.rstrip().rpartition(f"{type(err).__module__}.{name}: ")[2]
 
 
 class CropBatches(torch.utils.data.Dataset):
@@ -52,7 +74,7 @@ class CropBatches(torch.utils.data.Dataset):
         self.dataset, self.crop_size, self.windows = dataset, crop_size, windows
         self.seed, self.epoch, self.random_crop, self.flip = seed, epoch, random_crop, flip
         self.ring = ring
-        self.image_size = tuple(np.shape(dataset.mean)[:2])
+        self.image_size = image_shape(dataset)  # without reading the mean image: evaluation may not need it
         self.labels = np.asarray(dataset.labels, dtype=np.int64)
         self.views = 10 if windows == "ten" else 1
         self.sample_windows(np.zeros(0, np.int64))  # a crop that does not fit fails here, not in a worker
@@ -74,11 +96,25 @@ class CropBatches(torch.utils.data.Dataset):
                                                                                 self.crop_size)
         return np.tile(fixed.reshape(1, self.views, 3), (len(indices), 1, 1))
 
+    def read(self, index: int) -> bytes:
+        """The stored bytes of sample ``index``; a failure names the sample and its shard."""
+        try:
+            return self.dataset.read(int(index))[0]
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a damaged file, reported as such
+            raise sample_error(self.dataset, index, "cannot be read", err) from None
+
     def fill(self, out: np.ndarray, indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Decode samples ``indices`` and write their crops into ``out``; their labels and windows."""
         windows = self.sample_windows(indices)
         for k, index in enumerate(indices):
-            image = decode(self.dataset.read(int(index))[0], self.dataset.extension)
+            try:
+                image = decode(self.read(index), self.dataset.extension)
+            except UserError:
+                raise
+            except Exception as err:  # noqa: BLE001 - PIL and numpy raise many kinds on damaged bytes
+                raise sample_error(self.dataset, index, "cannot be decoded", err) from None
             if image.shape != (*self.image_size, 3):
                 raise UserError(f"sample {index} of {getattr(self.dataset, 'root', 'the dataset')} is "
                                 f"{'x'.join(map(str, image.shape))}, expected "
@@ -134,10 +170,28 @@ class BatchLoader(torch.utils.data.DataLoader):
     def __iter__(self):
         # Not a generator: the workers start here, in the caller's thread (``to`` calls this
         # before handing the iterator to its thread; forking from a thread is best avoided).
-        batches = self.dataset
-        if getattr(batches, "ring", None) is None:
-            return super().__iter__()
-        return self._copied_out(super().__iter__())
+        workers = super().__iter__()
+        batches = workers if getattr(self.dataset, "ring", None) is None else self._copied_out(workers)
+        return self._shut_down_after(batches, workers)
+
+    @staticmethod
+    def _shut_down_after(batches, workers):
+        """``batches``; however their iteration ends (exhausted, an error, closed), the workers are
+        shut down then. Left to the iterator's garbage collection, they can outlive it: a traceback
+        holds it, and at exit multiprocessing terminates and joins workers that ignore SIGTERM
+        (:func:`alexnet.train.prepared.ignore_stop_signals`) forever. A worker's UserError (a
+        damaged sample) arrives as its one-line message."""
+        try:
+            yield from batches
+        except UserError as err:
+            message = _worker_message(err)
+            if message is None:
+                raise
+            raise UserError(message) from None
+        finally:
+            shut_down = getattr(workers, "_shutdown_workers", None)  # absent without workers
+            if shut_down is not None:
+                shut_down()
 
     def _copied_out(self, slots):
         batches: CropBatches = self.dataset
@@ -193,7 +247,10 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
       :mod:`alexnet.data.device_decode`).
 
     The result is deterministic given ``(seed, epoch, rank, world_size, start)``, whatever the
-    number of workers. Build a new loader for every epoch and iterate it once. With several ranks
+    number of workers, and making or iterating it never draws from the global random-number
+    generators (the training's dropout). A sample that cannot be read or decoded raises a
+    one-line UserError naming it and its shard, and the workers are shut down when the iteration
+    ends, however it ends. Build a new loader for every epoch and iterate it once. With several ranks
     on one machine, give each ``workers = cores // ranks``.
     """
     if ten_crop and train:
@@ -214,8 +271,11 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
         batches.ring = torch.empty((slots, *batches.batch_shape(batch_size)),
                                    dtype=torch.uint8).share_memory_()
         batch_sampler = _SlottedBatches(batch_sampler, slots)
+    # A generator of its own: by default a DataLoader seeds its workers from the global torch RNG
+    # when iterated, which would shift the training's dropout draws (a resumed run would differ).
+    own_rng = torch.Generator().manual_seed(int(np.random.SeedSequence((seed, epoch, rank)).generate_state(1)[0]))
     return BatchLoader(batches, sampler=batch_sampler, batch_size=None, collate_fn=as_is,
-                       num_workers=workers,
+                       num_workers=workers, generator=own_rng,
                        pin_memory=(torch.cuda.is_available() if pin_memory is None else pin_memory)
                        and decode == "workers",
                        prefetch_factor=prefetch_factor if workers > 0 else None)

@@ -7,65 +7,58 @@ its RGB pixels, whose eigenvectors drive the PCA colour augmentation (section 4.
 accumulated exactly in integers.
 
 OUT holds ``meta.json``, ``mean.npy``, ``<split>/shard-NNNNNN.tar`` (WebDataset layout) and beside
-the shards ``<split>/index.npy`` (shard, byte offset, byte size of each sample) and
-``<split>/labels.npy``. Work in progress lives in ``OUT/.partial`` (per finished shard: its index
-and statistics), so that a killed run resumes without redoing finished shards.
+the shards ``<split>/index.npy`` (shard, byte offset, byte size of each sample),
+``<split>/labels.npy`` and ``<split>/crc32.npy`` (each sample's checksum, checked on every read);
+``meta.json`` also records the SHA-256 of every other file, which ``alexnet prepare --verify OUT``
+checks. Work in progress lives in ``OUT/.partial`` (per finished shard: its index and statistics),
+so that a killed run resumes without redoing finished shards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from alexnet.data.images import ENCODINGS, BadImage, center_patch, encode, open_image
-from alexnet.data.shards import shard_name, write_atomically, write_shard
+from alexnet import console
+from alexnet.data.images import (ENCODINGS, FILE_BYTES_PER_PIXEL, MAX_PIXELS, BadImage, center_patch, encode,
+                                 open_image)
+from alexnet.data.dataset import prepare_again, read_meta
+from alexnet.data.shards import BLOCK, file_digest, sample_checksum, shard_name, write_atomically, write_shard
 from alexnet.data.sources import Source, open_source, read_item
 from alexnet.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksums (crc32.npy per split, SHA-256 of each file in meta.json)
+DIGEST = "sha256"
 SHARD_SIZE = 1000  # images per shard: ~25 MB of JPEG at 256x256, quality 90
 CHUNK = 32  # images per task handed to a worker process
+# --size: at 1024 a shard's exact pixel sums take 25 MB; at 100000 they would take 224 GiB.
+MIN_SIZE, MAX_SIZE = 8, 1024
+HOLD_OUT = 20  # a source without validation images: 1 in 20 of each class's training images become them
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("source", metavar="SOURCE",
-                        help="an image folder (train/<class>/..., val/<class>/...), the folder holding "
-                        "the ILSVRC-2012 tars and devkit (or their extracted forms, or Kaggle's layout), "
-                        "a .tar.gz of one of these, or a name: imagenette, cifar10 (downloaded)")
-    parser.add_argument("out", metavar="OUT", help="folder to write the prepared dataset to")
-    parser.add_argument("--size", type=int, default=256,
-                        help="side of the stored square images (default: 256, as the paper)")
-    parser.add_argument("--format", dest="encoding", choices=sorted(ENCODINGS), default="jpeg",
-                        help="how images are stored: jpeg (default) or raw uint8 arrays (.npy)")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default: 90)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default: all cores)")
-    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE,
-                        help=f"images per shard (default: {SHARD_SIZE})")
-    parser.add_argument("--stats-sample", type=int, default=None, metavar="N",
-                        help="estimate the mean image and the PCA from N random training images "
-                        "(default: exact, over all of them)")
-    parser.add_argument("--strict", action="store_true",
-                        help="stop at the first bad file instead of skipping and listing it")
-    parser.add_argument("--cache-dir", default=None,
-                        help="where named datasets are downloaded (default: $ALEXNET_CACHE or ~/.cache/alexnet)")
-
-
 def run(args) -> int:
+    if args.verify is not None:
+        if args.source is not None:
+            raise UserError("--verify OUT takes no SOURCE: `alexnet prepare --verify OUT`")
+        return verify_command(args.verify)
+    if args.out is None:
+        raise UserError("expected SOURCE and OUT: `alexnet prepare SOURCE OUT` "
+                        "(or `alexnet prepare --verify OUT`)")
     prepare(args.source, args.out, size=args.size, encoding=args.encoding, quality=args.quality,
             workers=args.workers, shard_size=args.shard_size, stats_sample=args.stats_sample,
-            strict=args.strict, cache_dir=args.cache_dir)
+            strict=args.strict, cache_dir=args.cache_dir, restart=args.restart, max_pixels=args.max_pixels)
     return 0
 
 
@@ -83,40 +76,76 @@ def ensure_prepared(data, cache_dir=None) -> Path:
     if str(data) in download.DATASETS and not path.exists():
         out = download.cache_root(cache_dir) / str(data)
         return out if (out / "meta.json").is_file() else prepare(str(data), out, cache_dir=cache_dir)
-    raise UserError(f"--data {data}: not a prepared dataset (no meta.json there) nor a known name "
-                    f"({', '.join(download.DATASETS)}); make one with `alexnet prepare SOURCE OUT`")
+    raise UserError(f"--data {data}: not a prepared dataset ({path / 'meta.json'} is missing) nor a known name "
+                    f"({', '.join(download.DATASETS)}); make one with `alexnet prepare SOURCE OUT`, or run the "
+                    "command that made it again if it was stopped")
 
 
 def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: int = 90,
             workers: int | None = None, shard_size: int = SHARD_SIZE, stats_sample: int | None = None,
-            strict: bool = False, cache_dir=None, progress: bool = True) -> Path:
+            strict: bool = False, cache_dir=None, progress: bool = True, restart: bool = False,
+            max_pixels: int = MAX_PIXELS) -> Path:
     """Prepare ``source`` into ``out`` (see the module docstring); returns ``out``.
 
     Safe to interrupt at any moment and to run again: finished shards are kept, and on a finished
-    ``out`` nothing changes.
+    ``out`` nothing changes. ``restart`` first discards whatever an earlier run left in ``out``.
+    An image that would decode to more than ``max_pixels`` pixels is skipped (docs/data.md).
     """
     out = Path(out)
     if encoding not in ENCODINGS:
         raise UserError(f"--format {encoding}: expected one of {', '.join(sorted(ENCODINGS))}")
-    if size < 1 or shard_size < 1 or not 1 <= quality <= 100:
-        raise UserError("--size and --shard-size must be positive and --quality between 1 and 100")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise UserError(f"--size {size}: expected {MIN_SIZE} to {MAX_SIZE} pixels (the paper: 256)")
+    if max_pixels < 1 or shard_size < 1 or not 1 <= quality <= 100:
+        raise UserError("--max-pixels and --shard-size must be positive and --quality between 1 and 100")
+    _check_out_outside(source, out)
     options = {"size": size, "encoding": encoding, "quality": quality if encoding == "jpeg" else None,
                "shard_size": shard_size, "stats_sample": stats_sample}
-    if _finished(out, str(source), options):
+    if max_pixels != MAX_PIXELS:  # recorded only when changed: OUTs made before it existed stay the same job
+        options["max_pixels"] = max_pixels
+    if restart:
+        _refuse_foreign(out)
+    elif _finished(out, str(source), options):
         return out
     partial = out / ".partial"
+    made_out = not out.exists()
     partial.mkdir(parents=True, exist_ok=True)
     with _only_writer(partial / "lock"):
-        _check_same_job(partial / "options.json", {"source": str(source), **options})
-        src = _open(source, partial, cache_dir)
-        if not src.splits.get("train"):
-            raise UserError(f"SOURCE {source}: found no training images")
+        if restart:
+            _clear_partial(out)
+        job = {"source": str(source), **options, "version": FORMAT_VERSION}
+        resuming = _claim(out, job)
+        try:
+            src = _open(source, partial, cache_dir)
+            if not src.splits.get("train"):
+                raise UserError(f"SOURCE {source}: found no training images")
+        except BaseException:
+            if not resuming:  # this job wrote nothing: leave no trace that would hold OUT
+                _remove_partial(out, made_out)
+            raise
+        if restart:  # only now that the source opened: a mistyped SOURCE costs no dataset
+            _discard_results(out)
+        if not resuming:
+            write_atomically(partial / "options.json", lambda f: f.write(json.dumps(job).encode()))
+        hold_out_validation(src)
         plan = {split: [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
                 for split, items in src.splits.items() if items}
         in_stats = _stats_selection(len(src.splits["train"]), stats_sample)
         _write_shards(out, plan, in_stats, options, strict, workers or len(os.sched_getaffinity(0)), progress)
-        _finish(out, src, plan, options, str(source))
+        samples = sum(len(items) for items in src.splits.values())
+        with _space_for(out, 40 * samples + 4 * 3 * size**2 + 2**20):  # index files, mean.npy, meta.json
+            _finish(out, src, plan, options, str(source))
     return out
+
+
+def _check_out_outside(source, out: Path) -> None:
+    """OUT inside a SOURCE folder would be read as part of it on the next run (a class of shards)."""
+    if not Path(source).is_dir():
+        return  # an archive or a name
+    inside, folder = out.resolve(), Path(source).resolve()
+    if inside == folder or folder in inside.parents:
+        raise UserError(f"OUT {out} is inside SOURCE {source}: it would be read as part of the source; "
+                        "choose an OUT outside it")
 
 
 @contextlib.contextmanager
@@ -132,29 +161,98 @@ def _only_writer(lock_file: Path):
 
 
 def _finished(out: Path, source: str, options: dict) -> bool:
-    """Whether ``out`` already holds this prepared dataset (said on screen); an error if made otherwise."""
-    meta_file = out / "meta.json"
-    if not meta_file.is_file():
+    """Whether ``out`` already holds this prepared dataset (said on screen); an error if made otherwise
+    or if one of its files is missing."""
+    if not (out / "meta.json").is_file():
         return False
-    meta = json.loads(meta_file.read_text())
-    if meta.get("options") != options or meta["source"]["given"] != source:
-        raise UserError(f"{out} already holds a dataset prepared from {meta['source']['given']} with other "
-                        f"options or from another source ({meta.get('options')}); choose another OUT or delete it")
+    meta = read_meta(out)
+    given = meta.get("source", {}).get("given")
+    if meta.get("options") != options or given != source:
+        raise UserError(f"{out} already holds a dataset prepared from {given} with other options or from "
+                        f"another source ({meta.get('options')}); choose another OUT, or add --restart to "
+                        "replace it")
+    missing = [name for name in _listed_files(meta) if not (out / name).is_file()]
+    if missing:
+        raise UserError(f"{out / missing[0]} is missing ({len(missing)} files of {out} are); "
+                        f"{prepare_again(out, meta)}")
     shutil.rmtree(out / ".partial", ignore_errors=True)
     counts = ", ".join(f"{s['samples']} {name}" for name, s in meta["splits"].items())
     print(f"{out} is already prepared ({counts} images); nothing to do")
     return True
 
 
-def _check_same_job(path: Path, job: dict) -> None:
-    """A resumed run must be the same job as the interrupted one, or its shards would not fit together."""
-    if path.is_file():
-        before = json.loads(path.read_text())
-        if before != job:
-            raise UserError(f"{path.parent.parent} holds an unfinished run of another job ({before}); "
-                            "run that same command again to finish it, or delete the folder")
-    else:
-        write_atomically(path, lambda f: f.write(json.dumps(job).encode()))
+def _claim(out: Path, job: dict) -> bool:
+    """Whether this run resumes an unfinished run of the same ``job``; else ``out/.partial`` is
+    cleared for it. A resumed run must be the same job as the interrupted one, or its shards would
+    not fit together: another job's unfinished run that already wrote shards is an error (keep it or
+    ``--restart``); one that wrote none is simply replaced."""
+    partial = out / ".partial"
+    try:
+        before = json.loads((partial / "options.json").read_text())
+    except (OSError, ValueError):
+        before = None
+    if before == job:
+        return True
+    if before is not None and list((out / ".partial").glob("*.npz")):
+        raise UserError(f"{out} holds an unfinished run of another job ({before}); run that same command "
+                        "again to finish it, or add --restart to discard it and start this one")
+    # Nothing to resume: leftovers of a run that recorded no job (a source it could not open), or of
+    # another job that finished no shard.
+    _clear_partial(out)
+    if before is not None:
+        _discard_results(out)
+    return False
+
+
+def _clear_partial(out: Path) -> None:
+    """Empty ``out/.partial`` but for the lock this run holds."""
+    for entry in (out / ".partial").iterdir():
+        if entry.name == "lock":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _discard_results(out: Path) -> None:
+    """Remove what `alexnet prepare` writes in ``out`` outside ``.partial``, and nothing else."""
+    for name in ("meta.json", "mean.npy"):
+        for path in (out / name, out / f"{name}.tmp"):
+            path.unlink(missing_ok=True)
+    patterns = ("shard-*.tar", "shard-*.tar.tmp", "index.npy", "labels.npy", "crc32.npy", "*.npy.tmp")
+    for folder in [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+        ours = [path for pattern in patterns for path in folder.glob(pattern)]
+        for path in ours:
+            path.unlink()
+        if ours and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _refuse_foreign(out: Path) -> None:
+    """``--restart`` removes files by their names: not in a folder whose meta.json is another program's."""
+    try:
+        meta = json.loads((out / "meta.json").read_text())
+    except (OSError, ValueError):
+        return  # none, or a prepared dataset's that is damaged
+    if not isinstance(meta, dict) or meta.get("format") != "alexnet-prepared-dataset":
+        raise UserError(f"{out / 'meta.json'} is not the meta.json of a prepared dataset: --restart removes "
+                        f"nothing from {out}; choose another OUT")
+
+
+def _remove_partial(out: Path, made_out: bool) -> None:
+    """Remove ``out/.partial`` (lock included: a failed run holds nothing) and ``out`` if this run made it."""
+    shutil.rmtree(out / ".partial", ignore_errors=True)
+    if made_out and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _listed_files(meta: dict) -> list[str]:
+    """The files of a finished prepared dataset, as named in its meta.json (relative to OUT)."""
+    names = [meta.get("stats", {}).get("mean_image", "mean.npy")]
+    for info in meta["splits"].values():
+        names += info["shards"] + [info[key] for key in ("index", "labels", "crc32") if key in info]
+    return names
 
 
 def _open(source, partial: Path, cache_dir) -> Source:
@@ -175,6 +273,26 @@ def _stats_selection(n: int, sample: int | None) -> np.ndarray:
     chosen = np.zeros(n, dtype=bool)
     chosen[np.random.default_rng(0).choice(n, size=sample, replace=False)] = True
     return chosen
+
+
+def hold_out_validation(src: Source) -> None:
+    """Give a source without validation images (an image folder with only ``train/``) a ``val``
+    split: 1 in HOLD_OUT of each class's training images (rounded down: none of a class with fewer),
+    drawn at random (seed 0); meta.json's note on the split says so."""
+    items = src.splits["train"]
+    if src.splits.get("val"):
+        return
+    labels = np.array([item[1] for item in items])
+    held = np.zeros(len(items), dtype=bool)
+    rng = np.random.default_rng(0)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        held[rng.choice(members, size=len(members) // HOLD_OUT, replace=False)] = True
+    if held.any():
+        src.splits["val"] = [item for item, h in zip(items, held) if h]
+        src.splits["train"] = [item for item, h in zip(items, held) if not h]
+        src.notes["val"] = (f"held out from the training images, which the source alone has: 1 in {HOLD_OUT} "
+                            "of each class, at random (seed 0)")
 
 
 # ---------------------------------------------------------------- the parallel pass
@@ -203,7 +321,8 @@ def _tasks(out: Path, plan: dict, in_stats: np.ndarray, options: dict) -> tuple[
                 for start in range(0, len(items), CHUNK):
                     chunk = items[start:start + CHUNK]
                     counted = in_stats[first + start:][:len(chunk)] if split == "train" else [False] * len(chunk)
-                    task = (chunk, list(counted), options["size"], options["encoding"], options["quality"])
+                    task = (chunk, list(counted), options["size"], options["encoding"], options["quality"],
+                            options.get("max_pixels", MAX_PIXELS))
                     tasks.append((split, number, start + CHUNK >= len(items), task))
             first += len(items)
     return tasks, done_images
@@ -216,7 +335,8 @@ def _write_shards(out, plan, in_stats, options, strict, workers, progress) -> No
         return
     if done_images:
         print(f"resuming: {done_images} of {total} images already prepared")
-    bar = tqdm(total=total, initial=done_images, unit="img", desc="prepare", disable=not progress, smoothing=0.05)
+    bar = console.progress(total=total, initial=done_images, unit="img", desc="prepare", disable=not progress,
+                           smoothing=0.05)
     pool = _worker_pool(max(1, min(workers, len(tasks))))
     try:
         results = pool.imap(_prepare_chunk, [t[3] for t in tasks])
@@ -284,14 +404,32 @@ class _ShardBuffer:
         self.count += count
 
     def save(self, out: Path, split: str, number: int, extension: str) -> None:
-        positions = write_shard(out / split / shard_name(number), self.records, extension)
+        path = out / split / shard_name(number)
+        with _space_for(path, sum(len(r[2]) + 2 * BLOCK + 512 for r in self.records)):  # data, headers, .cls
+            positions = write_shard(path, self.records, extension)
         arrays = {
             "positions": np.array(positions, np.int64).reshape(-1, 2),
             "labels": np.array([r[1] for r in self.records], np.int64),
+            "crc32": np.array([sample_checksum(r[2]) for r in self.records], np.uint32),
+            "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: still in the page cache
             "sum_image": self.sum_image, "products": self.products,
             "count": np.int64(self.count), "skipped": np.array(json.dumps(self.skipped)),
         }
-        write_atomically(_partial_file(out, split, number), lambda f: np.savez(f, **arrays))
+        partial = _partial_file(out, split, number)
+        with _space_for(partial, sum(a.nbytes for a in arrays.values())):
+            write_atomically(partial, lambda f: np.savez(f, **arrays))
+
+
+@contextlib.contextmanager
+def _space_for(path: Path, needed: int):
+    """A full disk while writing ``path`` (about ``needed`` bytes) is one message naming both."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise UserError(f"{path}: no space left on the device (writing it needs about {needed / 2**20:.1f} MiB); "
+                        "free some space and run the same command again: finished shards are kept") from None
 
 
 def _ignore_interrupts() -> None:
@@ -307,7 +445,7 @@ def _prepare_chunk(task):
     3x3 sums of R,G,B products) cover the images chosen for statistics, exactly; ``skipped`` lists
     ``(file, reason)`` for each file that is not a usable image.
     """
-    items, in_stats, size, encoding, quality = task
+    items, in_stats, size, encoding, quality, max_pixels = task
     records, skipped = [], []
     sum_image = np.zeros((size, size, 3), np.uint16)
     products = np.zeros((3, 3), np.float64)  # sums of integer products < 2**53: exact in float64
@@ -317,7 +455,7 @@ def _prepare_chunk(task):
             skipped.append((shown, "its class has no training images"))
             continue
         try:
-            patch = _patch(read_item(locator), size)
+            patch = _patch(read_item(locator, FILE_BYTES_PER_PIXEL * max_pixels), size, max_pixels)
         except BadImage as err:
             skipped.append((shown, str(err)))
             continue
@@ -342,11 +480,56 @@ def _pixel_products(patch: np.ndarray) -> np.ndarray:
     return products
 
 
-def _patch(data, size: int) -> np.ndarray:
+def _patch(data, size: int, max_pixels: int) -> np.ndarray:
     from PIL import Image
 
     image = Image.fromarray(data) if isinstance(data, np.ndarray) else open_image(data)
-    return center_patch(image, size)
+    return center_patch(image, size, max_pixels)
+
+
+# ---------------------------------------------------------------- verifying
+
+
+def verify(out, progress: bool = False) -> list[str] | None:
+    """Check every file of the prepared dataset ``out`` against the digest recorded in its meta.json:
+    one line per missing or damaged file (``[]``: all whole), or None for a dataset prepared before
+    checksums were recorded."""
+    out = Path(out)
+    meta = read_meta(out)
+    checksums = meta.get("checksums")
+    if not checksums:
+        return None
+    problems = []
+    for name in console.progress(_listed_files(meta), unit="file", desc="verify", disable=not progress):
+        path, expected = out / name, checksums["files"].get(name)
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif expected is None:
+            problems.append(f"{path}: no checksum recorded for it in {out / 'meta.json'}")
+        elif file_digest(path, checksums["algorithm"]) != expected:
+            problems.append(f"{path}: damaged (its {checksums['algorithm']} differs from the one recorded "
+                            "when it was prepared)")
+    return problems
+
+
+def verify_command(out) -> int:
+    """``alexnet prepare --verify OUT``: the damaged files, one line each, and exit status 1; or a
+    line saying all is whole."""
+    problems = verify(out, progress=True)
+    meta = read_meta(Path(out))
+    shards = sum(len(info["shards"]) for info in meta["splits"].values())
+    if problems is None:
+        print(f"{out} has no checksums (prepared by a version that did not record them): nothing verified; "
+              f"to have them, {prepare_again(out, meta)}")
+        return 0
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{len(problems)} damaged or missing files in {out}; {prepare_again(out, meta)}", file=sys.stderr)
+        return 1
+    others = len(_listed_files(meta)) - shards
+    print(f"all {shards} shards whole (and {others} index and mean files) in {out}")
+    return 0
 
 
 # ---------------------------------------------------------------- finishing
@@ -364,23 +547,26 @@ def pca(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, vectors
 
 
-def _gather_split(out: Path, split: str, shards: list) -> tuple[dict, dict]:
-    """Write the split's index and labels from its shards' partial files; its meta.json entry and
-    its summed statistics."""
-    positions, labels, shard_of, skipped = [], [], [], []
+def _gather_split(out: Path, split: str, shards: list, digests: dict) -> tuple[dict, dict]:
+    """Write the split's index, labels and checksums from its shards' partial files, and add each
+    file's digest to ``digests``; its meta.json entry and its summed statistics."""
+    positions, labels, crcs, shard_of, skipped = [], [], [], [], []
     totals = {"sum_image": 0, "products": 0, "count": 0}
     for number in range(len(shards)):
         with np.load(_partial_file(out, split, number)) as part:
             positions.append(part["positions"])
             labels.append(part["labels"])
+            crcs.append(part["crc32"])
+            digests[f"{split}/{shard_name(number)}"] = str(part["digest"])
             shard_of.append(np.full(len(part["labels"]), number, np.int64))
             skipped += [{"path": p, "reason": r} for p, r in json.loads(str(part["skipped"]))]
             totals = {name: totals[name] + part[name] for name in totals}
     index = np.column_stack([np.concatenate(shard_of), np.concatenate(positions)])
-    _save_npy(out / split / "index.npy", index)
-    _save_npy(out / split / "labels.npy", np.concatenate(labels))
     info = {"samples": len(index), "shards": [f"{split}/{shard_name(n)}" for n in range(len(shards))],
-            "index": f"{split}/index.npy", "labels": f"{split}/labels.npy", "skipped": skipped}
+            "index": f"{split}/index.npy", "labels": f"{split}/labels.npy", "crc32": f"{split}/crc32.npy",
+            "skipped": skipped}
+    for name, array in (("index", index), ("labels", np.concatenate(labels)), ("crc32", np.concatenate(crcs))):
+        _save_npy(out, info[name], array, digests)
     return info, totals
 
 
@@ -400,15 +586,15 @@ def _statistics(totals: dict, size: int, source: str) -> dict:
 
 def _finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> None:
     """Gather the shards' indexes and statistics into index files, mean.npy and meta.json (written last)."""
-    splits = {}
+    splits, digests = {}, {}
     for split, shards in plan.items():
-        splits[split], totals = _gather_split(out, split, shards)
+        splits[split], totals = _gather_split(out, split, shards, digests)
         if split in src.notes:
             splits[split]["note"] = src.notes[split]
         if split == "train":
             stats = _statistics(totals, options["size"], source)
             stats["exact"] = options["stats_sample"] is None or options["stats_sample"] >= len(src.splits["train"])
-            _save_npy(out / "mean.npy", (totals["sum_image"] / totals["count"]).astype(np.float32))
+            _save_npy(out, "mean.npy", (totals["sum_image"] / totals["count"]).astype(np.float32), digests)
     meta = {
         "format": "alexnet-prepared-dataset", "version": FORMAT_VERSION,
         "source": {"kind": src.kind, "given": source, "path": str(src.path)},
@@ -419,6 +605,7 @@ def _finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> N
         "classes": [{"index": i, "id": cid, "name": name} for i, (cid, name) in enumerate(src.classes)],
         "splits": splits,
         "stats": stats,
+        "checksums": {"algorithm": DIGEST, "files": dict(sorted(digests.items()))},
     }
     write_atomically(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     shutil.rmtree(out / ".partial", ignore_errors=True)
@@ -428,5 +615,7 @@ def _finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> N
     print(f"prepared {counts} images into {out}{skipped}")
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    write_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
+def _save_npy(out: Path, name: str, array: np.ndarray, digests: dict) -> None:
+    """Save ``array`` as ``out/name`` and record its digest in ``digests[name]``."""
+    write_atomically(out / name, lambda f: np.save(f, array, allow_pickle=False))
+    digests[name] = file_digest(out / name, DIGEST)

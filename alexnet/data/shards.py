@@ -4,13 +4,19 @@ A shard is a plain tar: for each sample ``<key>.jpg`` (or ``<key>.npy``) then ``
 class index as text). Any tar tool and the webdataset library read it. Where each image's bytes
 start and how long they are goes into the prepared dataset's index, so that a sample is read with
 one ``pread`` and nothing else is touched.
+
+Two checksums guard against damage after writing: a CRC-32 of each sample's bytes, checked on every
+read (microseconds per sample, against a millisecond to decode it), and a SHA-256 of each whole
+file, checked by ``alexnet prepare --verify`` (it also covers tar headers and class members).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
+import zlib
 from pathlib import Path
 
 BLOCK = tarfile.BLOCKSIZE
@@ -18,6 +24,17 @@ BLOCK = tarfile.BLOCKSIZE
 
 def shard_name(number: int) -> str:
     return f"shard-{number:06d}.tar"
+
+
+def sample_checksum(data: bytes) -> int:
+    """The CRC-32 of a sample's stored bytes (recorded at prepare time, checked on each read)."""
+    return zlib.crc32(data)
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a whole file, read in blocks (bounded memory)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def write_atomically(path: Path, write) -> None:

@@ -15,17 +15,24 @@ Layouts:
   (``ILSVRC/Data/CLS-LOC/{train,val}`` with ``LOC_val_solution.csv``);
 - CIFAR-10's python version (``cifar-10-batches-py/``, the pickled batches; test batch = val);
 - any of these packed in a ``.tar.gz``/``.tgz`` (extracted into a scratch folder first).
+
+Sources are not trusted: CIFAR-10's pickles are read by an unpickler that builds nothing but the
+dicts, lists, bytes and numpy arrays of the format (``cifar_pickle``: a pickle can otherwise run
+any code); only regular files are read (a FIFO would block forever), no folder is read twice (a link loop would
+repeat images under other classes), and names from tars become keys and class ids that are single,
+harmless path components (a member named ``...tar`` would otherwise make a class ``..``).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import io
 import json
 import os
-import pickle
 import shutil
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.data import cifar_pickle
+from alexnet.data.images import BadImage
 from alexnet.errors import UserError
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -42,7 +51,9 @@ DEVKIT_DIR = "ILSVRC2012_devkit_t12"
 KAGGLE_CSV = "LOC_val_solution.csv"
 KAGGLE_DIR = Path("ILSVRC", "Data", "CLS-LOC")
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
+LAYOUT_PARTS = ("train", "val", DEVKIT_DIR, KAGGLE_DIR.parts[0])  # top folders a layout is made of
 META_MAT = "data/meta.mat"
+DEVKIT_MAX_BYTES = 2**26  # the devkit's files are at most 2 MB
 
 EXPECTED = (
     "expected one of: an image folder (SOURCE/train/<class>/<image>, SOURCE/val/<class>/<image>); "
@@ -72,13 +83,17 @@ class Source:
 # ---------------------------------------------------------------- reading items (in workers)
 
 
-def read_item(locator: tuple) -> bytes | np.ndarray:
-    """The encoded file, or for CIFAR-10 the HxWx3 pixels, that ``locator`` points at."""
+def read_item(locator: tuple, max_bytes: int) -> bytes | np.ndarray:
+    """The encoded file, or for CIFAR-10 the HxWx3 pixels, that ``locator`` points at.
+
+    BadImage if it is not a regular file or holds more than ``max_bytes`` (then it is not read).
+    """
     kind = locator[0]
     if kind == "file":
-        with open(locator[1], "rb") as f:
-            return f.read()
+        return read_regular(Path(locator[1]), max_bytes)
     if kind == "tar":  # (tar path, byte offset of the member's data, size)
+        if locator[3] > max_bytes:
+            raise BadImage(_too_large(locator[3], max_bytes))
         fd = os.open(locator[1], os.O_RDONLY)
         try:
             return os.pread(fd, locator[3], locator[2])
@@ -86,14 +101,43 @@ def read_item(locator: tuple) -> bytes | np.ndarray:
             os.close(fd)
     if kind == "cifar":  # (batch file, row)
         return _cifar_batch(locator[1])[locator[2]]
+    if kind == "skip":  # (reason): an entry found while walking the source that holds no image
+        raise BadImage(locator[1])
     raise ValueError(f"unknown locator {locator!r}")
+
+
+_KINDS = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+          stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path`` (symlinks followed); BadImage unless it is a regular file of at most
+    ``max_bytes``. Devices and FIFOs are never opened for reading: one could block forever."""
+    def check(info):
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _KINDS.items() if test(info.st_mode)), "not a file")
+            raise BadImage(f"not a regular file ({kind})")
+        if info.st_size > max_bytes:
+            raise BadImage(_too_large(info.st_size, max_bytes))
+
+    check(os.stat(path))
+    # O_NONBLOCK: if it was swapped for a FIFO since, the open does not wait for a writer.
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        check(os.fstat(f.fileno()))
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise BadImage(_too_large(len(data), max_bytes))
+    return data
+
+
+def _too_large(size: int, max_bytes: int) -> str:
+    return f"too large: {size} bytes, above the limit of {max_bytes}; not read"
 
 
 @functools.lru_cache(maxsize=2)
 def _cifar_batch(path: str) -> np.ndarray:
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    return np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    data = cifar_pickle.batch(Path(path), _cifar_bytes(Path(path)))[0]
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
 # ---------------------------------------------------------------- finding the source
@@ -126,13 +170,29 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as err:
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                _remove_tree(tmp)
+                raise UserError(f"SOURCE {archive}: no space left on the device to extract it into {tmp} "
+                                f"(it needs about {_archive_bytes(archive) / 2**20:.1f} MiB); free some space "
+                                "and run the same command again") from None
+            raise UserError(f"SOURCE {archive}: cannot read the archive: {err}") from None
+        except (tarfile.TarError, EOFError) as err:
             raise UserError(f"SOURCE {archive}: cannot read the archive: {err}") from None
         _remove_tree(dest)
         tmp.rename(dest)
         done.touch()
     entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+    # One top folder is a wrapper (imagenette2-320/) unless it is itself a part of a layout
+    # (a .tar.gz of an image folder whose only split is train/).
+    wrapper = len(entries) == 1 and entries[0].is_dir() and entries[0].name not in LAYOUT_PARTS
+    return entries[0] if wrapper else dest
+
+
+def _archive_bytes(archive: Path) -> int:
+    """What the files of ``archive`` take once extracted (a second pass over it: only after a failure)."""
+    with tarfile.open(archive) as tar:
+        return sum(m.size for m in tar if m.isfile())
 
 
 def _remove_tree(path: Path) -> None:
@@ -149,38 +209,84 @@ def _class_names(ids: list[str], names: dict[str, str] | None = None) -> list[tu
 # ---------------------------------------------------------------- image folders
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """Regular files (symlinks followed) below ``folder``, sorted, hidden ones left out."""
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(root, f) for f in sorted(files) if not f.startswith(".")]
+def _files_under(folder: Path) -> list[tuple[Path, str | None]]:
+    """The files below ``folder`` as ``(path, None)``, sorted, hidden ones left out.
+
+    Symlinks are followed, but no folder is read twice: a link back up (``a/loop -> ..``) or a
+    second link to a folder already read comes as ``(path, reason)``, as does a folder that cannot
+    be listed, so that it is listed among the skipped files instead of repeating images or vanishing.
+    """
+    found: list[tuple[Path, str | None]] = []
+    seen = {_identity(folder): folder}
+
+    def unreadable(err: OSError) -> None:
+        found.append((Path(err.filename), f"unreadable folder: {err.strerror}"))
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        kept = []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            path = Path(root, name)
+            try:
+                first = seen.setdefault(_identity(path), path)
+            except OSError as err:
+                found.append((path, f"unreadable folder: {err.strerror}"))
+                continue
+            if first == path:
+                kept.append(name)
+            else:
+                found.append((path, f"a link to {first}, a folder read already"))
+        dirs[:] = kept
+        found += [(Path(root, f), None) for f in sorted(files) if not f.startswith(".")]
     return found
 
 
+def _identity(folder: Path) -> tuple[int, int]:
+    info = os.stat(folder)
+    return info.st_dev, info.st_ino
+
+
+def _locator(path: Path, reason: str | None) -> tuple:
+    return ("file", str(path)) if reason is None else ("skip", reason)
+
+
+def safe_component(name: str) -> str:
+    """``name`` as one harmless path component: no separator, NUL, ``.`` or ``..`` (a shard member
+    ``../x.jpg`` would be written outside the folder it is extracted into)."""
+    name = name.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    return name if name.strip(".") else "_" * max(len(name), 1)
+
+
 def make_key(relative: str) -> str:
-    """A sample's name in the shards: its path in the split without extension.
+    """A sample's name in the shards: its path in the split without extension, each part made a
+    harmless path component (:func:`safe_component`).
 
     Dots left in the name become ``_``: WebDataset readers split a member's name at the first dot
     of its base name, so ``a.b.jpg`` would not be sample ``a.b``.
     """
-    head, _, name = relative.rpartition("/")
+    *head, name = relative.split("/")
     stem = name.rsplit(".", 1)[0] if "." in name else name
-    return (head + "/" if head else "") + stem.replace(".", "_")
+    return "/".join([safe_component(p) for p in head if p not in ("", ".")] + [safe_component(stem.replace(".", "_"))])
 
 
 def _subdirs(folder: Path) -> list[str]:
     return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
+def _class_files(split_dir: Path) -> list[tuple[str, str, Path, str | None]]:
+    """``(class folder, key, path, reason)`` of the files in the class folders of ``split_dir``
+    (see _files_under; files beside the class folders belong to no class and are left out)."""
+    found = []
+    for path, reason in _files_under(split_dir):
+        rel = path.relative_to(split_dir).as_posix()
+        if "/" in rel or reason is not None:
+            found.append((rel.split("/", 1)[0], make_key(rel), path, reason))
+    return found
+
+
 def _folder_items(split_dir: Path, index: dict[str, int]) -> list[tuple]:
-    items = []
-    for name in _subdirs(split_dir):
-        for file in _files_under(split_dir / name):
-            rel = file.relative_to(split_dir).as_posix()
-            label = index.get(name, -1)  # -1: a class the training split lacks
-            items.append((make_key(rel), label, ("file", str(file)), str(file)))
-    return items
+    # label -1: a class the training split lacks
+    return [(key, index.get(name, -1), _locator(path, reason), str(path))
+            for name, key, path, reason in _class_files(split_dir)]
 
 
 def _image_folder(path: Path) -> Source:
@@ -188,7 +294,7 @@ def _image_folder(path: Path) -> Source:
     if not ids:
         raise UserError(f"SOURCE {path}/train holds no class folders; {EXPECTED}")
     index = {c: i for i, c in enumerate(ids)}
-    source = Source("image-folder", path, _class_names(ids))
+    source = Source("image-folder", path, _class_names([safe_component(i) for i in ids]))
     source.splits["train"] = _folder_items(path / "train", index)
     if (path / "val").is_dir():
         source.splits["val"] = _folder_items(path / "val", index)
@@ -220,7 +326,10 @@ def _train_from_tar(tar_path: Path) -> dict[str, list[tuple]]:
             for member in outer:
                 if not (member.isfile() and member.name.endswith(".tar")):
                     continue
-                wnid = Path(member.name).stem
+                wnid = safe_component(Path(member.name).stem)
+                if wnid in per_class:
+                    raise UserError(f"SOURCE {tar_path}: two members make the class {wnid} "
+                                    f"(the second: {member.name}); not the ILSVRC-2012 train tar")
                 inner = _tar_files(tar_path, outer.extractfile(member), member.offset_data)
                 per_class[wnid] = [
                     (make_key(f"{wnid}/{Path(name).name}"), wnid, ("tar", str(tar_path), offset, size),
@@ -233,11 +342,10 @@ def _train_from_tar(tar_path: Path) -> dict[str, list[tuple]]:
 
 
 def _train_from_folder(folder: Path) -> dict[str, list[tuple]]:
-    return {
-        wnid: [(make_key(f.relative_to(folder).as_posix()), wnid, ("file", str(f)), str(f))
-               for f in _files_under(folder / wnid)]
-        for wnid in _subdirs(folder)
-    }
+    per_class: dict[str, list[tuple]] = {wnid: [] for wnid in _subdirs(folder)}
+    for wnid, key, path, reason in _class_files(folder):
+        per_class.setdefault(wnid, []).append((key, wnid, _locator(path, reason), str(path)))
+    return per_class
 
 
 def _val_images(path: Path) -> list[tuple[str, tuple, str]]:
@@ -247,7 +355,7 @@ def _val_images(path: Path) -> list[tuple[str, tuple, str]]:
         return [(Path(n).name, ("tar", str(tar), o, s), f"{tar}:{n}") for n, o, s in sorted(_tar_files(tar))]
     for folder in (path / "val", path / KAGGLE_DIR / "val"):
         if folder.is_dir():
-            return [(f.name, ("file", str(f)), str(f)) for f in _files_under(folder)]
+            return [(f.name, _locator(f, reason), str(f)) for f, reason in _files_under(folder)]
     return []
 
 
@@ -267,9 +375,9 @@ def _devkit_labels(path: Path) -> dict[str, str] | None:
                 raise UserError(f"SOURCE {path / DEVKIT_TAR} lacks {err.args[0]}") from None
     elif (path / DEVKIT_DIR).is_dir():
         try:
-            truth = (path / DEVKIT_DIR / GROUND_TRUTH).read_text()
-            meta = (path / DEVKIT_DIR / META_MAT).read_bytes()
-        except OSError as err:
+            truth = read_regular(path / DEVKIT_DIR / GROUND_TRUTH, DEVKIT_MAX_BYTES).decode()
+            meta = read_regular(path / DEVKIT_DIR / META_MAT, DEVKIT_MAX_BYTES)
+        except (OSError, BadImage) as err:
             raise UserError(f"SOURCE {path / DEVKIT_DIR}: {err}") from None
     else:
         return None
@@ -313,7 +421,7 @@ def _ilsvrc(path: Path) -> Source:
         raise UserError(f"SOURCE {path} looks like ILSVRC-2012 but lacks " + "; ".join(missing))
     ids = sorted(per_class)  # sorted wnids: the standard class index
     index = {wnid: i for i, wnid in enumerate(ids)}
-    source = Source("ilsvrc2012", path, _class_names(ids))
+    source = Source("ilsvrc2012", path, _class_names([safe_component(i) for i in ids]))
     source.splits["train"] = [(k, index[w], loc, shown) for w in ids for k, w, loc, shown in per_class[w]]
     source.splits["val"] = [
         (make_key(name), index.get(labels.get(make_key(name), ""), -1), loc, shown) for name, loc, shown in val
@@ -325,21 +433,28 @@ def _ilsvrc(path: Path) -> Source:
 # ---------------------------------------------------------------- CIFAR-10
 
 
+CIFAR_MAX_BYTES = 2**27  # a CIFAR-10 batch file is 31 MB; a larger one is not loaded into memory
+
+
 def _cifar10(folder: Path) -> Source:
-    with open(folder / "batches.meta", "rb") as f:
-        names = [n.decode() for n in pickle.load(f, encoding="bytes")[b"label_names"]]
-    source = Source("cifar10", folder, [(n, n) for n in names])
+    meta = folder / "batches.meta"
+    ids = [safe_component(n) for n in cifar_pickle.label_names(meta, _cifar_bytes(meta))]
+    source = Source("cifar10", folder, [(i, i) for i in ids])
     batches = {"train": [f"data_batch_{i}" for i in range(1, 6)], "val": ["test_batch"]}
     for split, files in batches.items():
         items = []
         for name in files:
             if not (folder / name).is_file():
                 raise UserError(f"SOURCE {folder} lacks the CIFAR-10 batch {name}")
-            with open(folder / name, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
-            for row, (fname, label) in enumerate(zip(batch[b"filenames"], batch[b"labels"])):
-                items.append((make_key(fname.decode()), int(label), ("cifar", str(folder / name), row),
-                              f"{folder / name}[{row}]"))
+            _, labels, filenames = cifar_pickle.batch(folder / name, _cifar_bytes(folder / name), len(ids))
+            for row, (fname, label) in enumerate(zip(filenames, labels)):
+                items.append((make_key(fname), label, ("cifar", str(folder / name), row), f"{folder / name}[{row}]"))
         source.splits[split] = items
     return source
 
+
+def _cifar_bytes(path: Path) -> bytes:
+    try:
+        return read_regular(path, CIFAR_MAX_BYTES)
+    except BadImage as err:
+        raise UserError(f"{path}: {err}") from None

@@ -1,0 +1,94 @@
+"""CIFAR-10's python batches, read without trusting them.
+
+The batches are pickles, and a pickle names any function for the loader to call: a batch that
+reduces to ``os.system(...)`` would run it under ``pickle.load``. Here the unpickler builds nothing
+but what the format holds (dicts, lists, bytes, numbers and numpy arrays), and what it built is then
+checked to be a batch: uint8 ``data`` of N rows x 3072, N ``labels`` that are class numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.errors import UserError
+
+ROW = 3 * 32 * 32  # one image's bytes in a batch: the red plane, then green, then blue
+
+
+def label_names(path: Path, data: bytes) -> list[str]:
+    """The class names of ``batches.meta`` (its bytes: ``data``)."""
+    meta = unpickle(path, data)
+    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    if not (isinstance(names, list) and names and all(isinstance(n, bytes) for n in names)):
+        raise UserError(f"{path}: not CIFAR-10's batches.meta (no list of label_names)")
+    return [n.decode(errors="replace") for n in names]
+
+
+def batch(path: Path, data: bytes, classes: int = 256) -> tuple[np.ndarray, list[int], list[str]]:
+    """A batch's pixels (uint8, N x 3072), labels (< ``classes``) and file names, checked to be those."""
+    content = unpickle(path, data)
+    pixels = content.get(b"data") if isinstance(content, dict) else None
+    if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8 and pixels.ndim == 2
+            and pixels.shape[1] == ROW):
+        raise UserError(f"{path}: not a CIFAR-10 batch (no uint8 data of N rows x {ROW})")
+    labels = content.get(b"labels")
+    if not (isinstance(labels, list) and len(labels) == len(pixels)
+            and all(isinstance(x, int) and 0 <= x < classes for x in labels)):
+        raise UserError(f"{path}: not a CIFAR-10 batch (labels are not {len(pixels)} class numbers "
+                        f"from 0 to {classes - 1})")
+    filenames = content.get(b"filenames")
+    if not (isinstance(filenames, list) and len(filenames) == len(pixels)
+            and all(isinstance(f, bytes) for f in filenames)):
+        filenames = [f"{path.name}_{row:05d}".encode() for row in range(len(pixels))]
+    return pixels, labels, [f.decode(errors="replace") for f in filenames]
+
+
+def unpickle(path: Path, data: bytes):
+    """What the pickle ``data`` (read from ``path``) holds, built from the format's types alone."""
+    try:
+        return _Unpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as err:  # a hostile or damaged pickle fails in any way an object's set-up can
+        raise UserError(f"{path}: refused, not a CIFAR-10 pickle: {err}") from None
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        allowed = _numpy_globals().get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"it calls {module}.{name}, which no CIFAR-10 batch does")
+        return allowed
+
+
+class _ArrayType:
+    """What a pickle gets for ``numpy.ndarray``: only ``_reconstruct`` takes it, so that a pickle
+    cannot call ``ndarray((2**40,))`` itself and have a terabyte allocated."""
+
+
+def _empty_array(subtype, shape, dtype):
+    """numpy's ``_reconstruct`` as numpy's own pickles call it: an empty array, which the pickle's
+    state then fills with exactly the bytes it holds (numpy checks that they fit the shape)."""
+    if subtype is not _ArrayType or tuple(shape) != (0,):
+        raise pickle.UnpicklingError(f"it builds an array {subtype!r} of shape {shape!r}, unlike numpy's pickles")
+    return _numpy_reconstruct()(np.ndarray, (0,), dtype)
+
+
+@functools.cache
+def _numpy_reconstruct():
+    return np.zeros(1).__reduce__()[0]  # numpy's own, under whichever module name it has
+
+
+@functools.cache
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """The functions numpy's pickled arrays name, under numpy 1's module names (those of the real
+    files) and numpy 2's."""
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 pickles arrays through it: sized by its buffer
+    return {("numpy.core.multiarray", "_reconstruct"): _empty_array,
+            ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+            ("numpy.core.numeric", "_frombuffer"): frombuffer,
+            ("numpy._core.numeric", "_frombuffer"): frombuffer,
+            ("numpy", "ndarray"): _ArrayType, ("numpy", "dtype"): np.dtype}
