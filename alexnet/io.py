@@ -1,22 +1,66 @@
-"""Files that are never half-written: write to a temporary name in the same folder, fsync, rename."""
+"""Files that are never half-written: write to a temporary name in the same folder, fsync, rename.
+
+A write that fails for a reason of the file system (full, read-only, a path through a file, no
+permission) raises a one-line UserError naming the file; the previous file stays whole and the
+temporary is removed. A kill leaves the temporary behind: :func:`remove_temporaries` clears them.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
+from alexnet.errors import UserError
+
+
+def write_error(path: Path, err: OSError, needed: int | None = None) -> UserError:
+    """What the user reads when ``path`` cannot be written or made: the file, the reason and, on a
+    full disk, the space there is and (``needed``, in bytes) the space the file needs."""
+    if err.errno == errno.ENOSPC:
+        folder = next((p for p in (path, *path.parents) if p.is_dir()), Path("."))
+        wanted = f"it needs about {_size(needed)}, " if needed else ""
+        return UserError(f"{path}: cannot write it, the disk is full ({wanted}{_size(shutil.disk_usage(folder).free)} "
+                         "free there); free some space or write elsewhere")
+    other = f" {err.filename}" if err.filename and str(err.filename) != str(path) else ""
+    return UserError(f"{path}: cannot write it ({err.strerror or err}{':' + other if other else ''})")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike):
+def atomic_path(path: str | os.PathLike, needed: int | None = None):
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
 
-    A crash or kill at any moment leaves either the previous file or the new one, whole.
+    A crash or kill at any moment leaves either the previous file or the new one, whole. An
+    OSError of the file system becomes :func:`write_error` (``needed``: the bytes it will need).
     """
     path = Path(path)
+    try:
+        with _atomic_path(path) as tmp:
+            yield tmp
+    except OSError as err:
+        raise write_error(path, err, needed) from None
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that killed atomic writes left in ``folder`` (not below it); the
+    paths removed. Call it only where no other process is writing."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+@contextmanager
+def _atomic_path(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -43,8 +87,21 @@ def _umask() -> int:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
+    import torch  # here, so that the command line's options (train/config.py) stay light
+
+    with atomic_path(path, needed=_tensor_bytes(obj, torch.Tensor)) as tmp:
         torch.save(obj, tmp)
+
+
+def _tensor_bytes(obj, tensor: type) -> int:
+    """The bytes of the tensors in ``obj`` (nested dicts, lists and tuples): about its file size."""
+    if isinstance(obj, tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v, tensor) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v, tensor) for v in obj)
+    return 0
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:

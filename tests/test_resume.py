@@ -115,3 +115,46 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_still_saves(tmp_
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert f"alexnet train --resume {run_dir}" in err
+
+
+PREPARED_ARGS = ["--arch", "tiny-test", "--preset", "full", "--epochs", "2", "--batch-size", "4", "--workers",
+                 "1", "--device", "cpu", "--seed", "3", "--checkpoint-minutes", "0"]
+
+
+def train_prepared(data: Path, run_dir: Path, resume: bool = False, signal_at: str = "") -> subprocess.CompletedProcess:
+    """``alexnet train`` on prepared shards (12 steps of 4 per epoch); ``signal_at``: tinynet's TINY_SIGNAL."""
+    argv = ["--resume", str(run_dir)] if resume else ["--data", str(data), *PREPARED_ARGS, "--out", str(run_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TINY_SIGNAL": signal_at}
+    return subprocess.run([sys.executable, "-m", "tests.tinynet", "train", *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    from tests.tinynet import make_prepared
+
+    return make_prepared(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_on_shards(tmp_path_factory, prepared) -> Path:
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    done = train_prepared(prepared, run_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return run_dir
+
+
+def test_a_run_on_prepared_shards_killed_mid_epoch_and_resumed_ends_with_the_same_weights_bit_for_bit(
+        tmp_path, prepared, uninterrupted_on_shards):
+    """The path users run: prepared shards, a loader worker, dropout on. kill -9 at step 7 of the
+    first epoch, SIGTERM at step 4 of the second, resumed each time from the last checkpoint."""
+    run_dir = tmp_path / "run"
+    killed = train_prepared(prepared, run_dir, signal_at="SIGKILL@7")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (final(run_dir)["epoch"], final(run_dir)["position"]) == (0, 6 * 4)  # saved after step 6
+    stopped = train_prepared(prepared, run_dir, resume=True, signal_at="SIGTERM@10")  # 6 forwards, then 4
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    assert (final(run_dir)["epoch"], final(run_dir)["position"]) == (1, 4 * 4)
+    done = train_prepared(prepared, run_dir, resume=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_same_run(uninterrupted_on_shards, run_dir)

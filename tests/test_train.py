@@ -21,6 +21,7 @@ METRIC_KEYS = {"epoch", "train_loss", "train_top1_error", "train_top5_error", "v
                "val_top5_error", "lr", "images_per_s", "data_wait_share", "seconds"}
 CHECKPOINT_KEYS = {"model", "arch", "options", "class_names", "optimizer", "scheduler", "scaler", "epoch",
                    "position", "rng", "config"}
+MODEL_FILE_KEYS = {"model", "arch", "options", "class_names", "mean", "epoch", "config"}  # best.pt: no optimizer
 
 
 def tiny_config(tmp_path, **changes) -> TrainConfig:
@@ -47,14 +48,16 @@ def test_one_epoch_writes_config_metrics_tensorboard_and_checkpoints(tmp_path):
     for key in METRIC_KEYS - {"epoch", "lr", "images_per_s", "data_wait_share", "seconds", "train_loss", "val_loss"}:
         assert 0 <= record[key] <= 100
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    for name in ("last.pt", "best.pt"):
-        ck = torch.load(run / "checkpoints" / name, weights_only=True)
-        assert CHECKPOINT_KEYS <= set(ck)
+    last, best = (torch.load(run / "checkpoints" / name, weights_only=True) for name in ("last.pt", "best.pt"))
+    assert CHECKPOINT_KEYS <= set(last)
+    assert (last["epoch"], last["position"]) == (1, 0)
+    assert set(last["rng"]) == {"torch", "cuda", "numpy", "python"}
+    assert MODEL_FILE_KEYS <= set(best) and not set(best) & (CHECKPOINT_KEYS - MODEL_FILE_KEYS)
+    for ck in (last, best):
         assert ck["arch"] == "tiny-test" and ck["options"]["num_classes"] == 7
         assert ck["class_names"] == [f"class{i}" for i in range(7)]
-        assert (ck["epoch"], ck["position"]) == (1, 0)
-        assert ck["config"] == config.to_dict()
-        assert set(ck["rng"]) == {"torch", "cuda", "numpy", "python"}
+        assert ck["epoch"] == 1 and ck["config"] == config.to_dict()
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
 
 
 def test_validation_metrics_are_the_trained_weights_errors_on_every_validation_image(tmp_path):
@@ -123,7 +126,7 @@ def test_the_default_preset_is_quick_on_the_cpu_and_the_papers_recipe_on_a_gpu(m
 
 @pytest.mark.parametrize("argv,message", [
     (["--config", "nope.yaml"], "--config nope.yaml: no such file"),
-    (["--lr", "0"], "--lr must be positive"),
+    (["--lr", "0"], "--lr 0.0: expected a number > 0"),
     (["--model-option", "lrn"], "--model-option lrn: expected KEY=VALUE"),
 ])
 def test_bad_settings_name_the_option(argv, message):
@@ -268,19 +271,27 @@ def test_a_training_step_reads_nothing_from_the_device_between_log_points(tmp_pa
     assert counts[0] == counts[1], counts
 
 
-@pytest.mark.parametrize("loader_sleep, step_sleep, low, high", [(0.04, 0.0, 0.8, 1.0), (0.0, 0.04, 0.0, 0.2)])
-def test_data_wait_counts_the_time_spent_waiting_for_batches(loader_sleep, step_sleep, low, high):
-    import time
+@pytest.mark.parametrize("loader_s, step_s", [(0.04, 0.0), (0.0, 0.04), (0.03, 0.01)])
+def test_data_wait_counts_the_time_spent_waiting_for_batches(monkeypatch, loader_s, step_s):
+    """On a stand-in clock that only the loader and the step advance (no sleeping, no wall clock)."""
+    from types import SimpleNamespace
+
+    now = [0.0]
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
     def batches():
         for i in range(5):
-            time.sleep(loader_sleep)
+            now[0] += loader_s
             yield i
 
+    def step(batch):
+        now[0] += step_s
+        return batch
+
     waiting = loop.DataWait(batches())
-    assert list(map(lambda b: time.sleep(step_sleep) or b, waiting)) == list(range(5))
-    share = waiting.seconds / (time.monotonic() - waiting.started)
-    assert low <= share <= high
+    assert list(map(step, waiting)) == list(range(5))
+    assert waiting.seconds == pytest.approx(5 * loader_s)
+    assert waiting.seconds / (now[0] - waiting.started) == pytest.approx(loader_s / (loader_s + step_s))
 
 
 def test_the_fast_preset_is_the_papers_recipe_with_the_gpu_speed_options():
@@ -312,3 +323,189 @@ def test_channels_last_is_on_where_it_pays_unless_asked_otherwise():
     assert not loop.channels_last(TrainConfig(), mps)
     assert not loop.channels_last(config_from_args(parse(["--no-channels-last", "--device", "cpu"])), cpu)
     assert loop.channels_last(config_from_args(parse(["--channels-last", "--device", "cpu"])), mps)
+
+
+def run_command(argv, capsys) -> tuple[int, str]:
+    from alexnet.cli import main
+
+    status = main(argv)
+    return status, capsys.readouterr().err
+
+
+def test_a_damaged_shard_ends_the_run_at_once_with_one_line_naming_the_shard_and_sample(tmp_path, prepared):
+    """A loader worker's error ends the run (it used to hang at exit, waiting for workers that
+    ignore SIGTERM); the subprocess timeout is the hang detector, not a measurement."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    damaged = shutil.copytree(prepared, tmp_path / "damaged")
+    shard = next((damaged / "train").glob("*.tar"))
+    shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
+    argv = ["train", "--data", str(damaged), "--arch", "tiny-test", "--preset", "full", "--epochs", "1",
+            "--batch-size", "4", "--workers", "1", "--device", "cpu", "--out", str(tmp_path / "run")]
+    done = subprocess.run([sys.executable, "-m", "tests.tinynet", *argv], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    error = [line for line in done.stderr.splitlines() if "alexnet train: error:" in line]
+    assert len(error) == 1 and str(shard) in error[0] and "sample" in error[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
+def _echo_after_ignoring_stop_signals(conn) -> None:
+    from alexnet.train.prepared import ignore_stop_signals
+
+    ignore_stop_signals(0)
+    conn.send("ready")
+    while True:
+        conn.send(conn.recv())
+
+
+def test_a_loader_worker_outlives_sigterm_from_others_but_ends_on_its_trainers():
+    """Schedulers signal every process of a job, and a worker dying of it would fail the step; the
+    trainer's own SIGTERM (multiprocessing's way to stop workers at exit) must still end it."""
+    import multiprocessing
+    import subprocess
+    import sys
+
+    fork = multiprocessing.get_context("fork")  # as the DataLoader's workers on Linux
+    here, there = fork.Pipe()
+    worker = fork.Process(target=_echo_after_ignoring_stop_signals, args=(there,), daemon=True)
+    worker.start()
+    try:
+        assert here.recv() == "ready"
+        for name in ("SIGTERM", "SIGINT"):
+            subprocess.run([sys.executable, "-c", f"import os, signal; os.kill({worker.pid}, signal.{name})"],
+                           check=True)
+        here.send("still there?")
+        assert here.recv() == "still there?"
+        worker.terminate()
+        worker.join(timeout=60)
+        assert worker.exitcode is not None, "the worker ignored its trainer's SIGTERM"
+    finally:
+        if worker.is_alive():
+            worker.kill()
+
+
+def test_best_pt_survives_a_failure_while_it_is_written(tmp_path, monkeypatch):
+    """best.pt is written before last.pt records the epoch as done: a failure (a kill, a full disk)
+    while writing best.pt leaves last.pt before that epoch's end, and the resumed run writes it."""
+    import errno
+
+    real_save, failures = loop.save_checkpoint, []
+
+    def save_failing_once(path, checkpoint):
+        if path.name == "best.pt" and not failures:
+            failures.append(path)
+            raise OSError(errno.EIO, "Input/output error")
+        real_save(path, checkpoint)
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_failing_once)
+    config = tiny_config(tmp_path, epochs=2, checkpoint_minutes=0)
+    with pytest.raises(OSError):
+        loop.train(config)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert not (checkpoints / "best.pt").exists()
+    assert torch.load(checkpoints / "last.pt", weights_only=True)["epoch"] == 0
+    assert loop.train(config, resume=True) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    best = min(records, key=lambda r: r["val_top1_error"])
+    assert torch.load(checkpoints / "best.pt", weights_only=True)["epoch"] == best["epoch"]
+
+
+def test_the_next_run_removes_the_temporaries_that_killed_writes_left(tmp_path):
+    config = tiny_config(tmp_path, epochs=2)
+    assert loop.train(tiny_config(tmp_path, epochs=1)) == 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    orphans = [checkpoints / ".best.pt.k1ll3d.tmp", checkpoints / ".last.pt.abc123.tmp",
+               tmp_path / "run" / ".metrics.jsonl.x.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a checkpoint")
+    assert loop.train(config, resume=True) == 0
+    assert not any(orphan.exists() for orphan in orphans)
+    assert {p.name for p in checkpoints.iterdir()} == {"best.pt", "last.pt"}
+
+
+def test_a_resumed_run_that_finds_no_best_pt_writes_one(tmp_path):
+    assert loop.train(tiny_config(tmp_path)) == 0
+    best = tmp_path / "run" / "checkpoints" / "best.pt"
+    best.unlink()
+    assert loop.train(tiny_config(tmp_path, epochs=2), resume=True) == 0
+    assert torch.load(best, weights_only=True)["epoch"] == 2
+
+
+def test_best_pt_holds_no_optimizer_state_and_is_about_half_of_last_pt(tmp_path):
+    assert loop.train(tiny_config(tmp_path, arch="alexnet", model_options=SMALL_ALEXNET)) == 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    best, last = ((checkpoints / name).stat().st_size for name in ("best.pt", "last.pt"))
+    weights = sum(p.numel() * 4 for p in load_model(checkpoints / "best.pt").parameters())
+    assert last - best >= weights  # the momentum, as large as the weights, is in last.pt only
+    assert "optimizer" not in torch.load(checkpoints / "best.pt", weights_only=True)
+
+
+def test_a_full_disk_names_the_file_and_the_space_it_needs_and_keeps_the_previous_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    import errno
+
+    argv = ["train", "--data", "synthetic", "--arch", "tiny-test", "--epochs", "1", "--limit", "16",
+            "--val-limit", "8", "--batch-size", "8", "--device", "cpu", "--out", str(tmp_path / "run"),
+            "--model-option", "num_classes=3"]
+    assert run_command(argv, capsys)[0] == 0
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    real_save = torch.save
+
+    def fill_the_disk(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)  # a partial file is left in the temporary
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", fill_the_disk)
+    status, err = run_command(["train", "--resume", str(tmp_path / "run"), "--epochs", "2"], capsys)
+    assert status == 2 and "Traceback" not in err
+    assert f"{tmp_path / 'run' / 'checkpoints'}" in err and "disk is full" in err and "needs about" in err
+    assert last.read_bytes() == before
+    assert not list(last.parent.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "read-only"])
+def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys, monkeypatch, where):
+    import errno
+    from pathlib import Path
+
+    (tmp_path / "file").write_text("not a folder")
+    out = {"a file": tmp_path / "file", "under a file": tmp_path / "file" / "run"}.get(where, tmp_path / "ro")
+    if where == "read-only":  # as root, permissions cannot make one
+        def read_only(self, *args, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+        monkeypatch.setattr(Path, "mkdir", read_only)
+    status, err = run_command(["train", "--data", "synthetic", "--arch", "tiny-test", "--epochs", "1",
+                               "--device", "cpu", "--out", str(out)], capsys)
+    assert status == 2 and f"--out {out}: cannot make the run folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "pickled code", "a model file"])
+def test_resuming_from_a_damaged_last_pt_is_a_one_line_error_naming_it(tmp_path, capsys, damage):
+    import pickle
+
+    assert loop.train(tiny_config(tmp_path)) == 0
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    witness = tmp_path / "code-ran"
+    if damage == "empty":
+        last.write_bytes(b"")
+    elif damage == "truncated":
+        last.write_bytes(last.read_bytes()[:1000])
+    elif damage == "pickled code":
+        class Payload:
+            def __reduce__(self):
+                return (open, (str(witness), "w"))
+
+        last.write_bytes(pickle.dumps({"model": Payload()}))
+    else:
+        ck = torch.load(last, weights_only=True)
+        torch.save({k: ck[k] for k in ("model", "arch", "options", "class_names")}, last)
+    status, err = run_command(["train", "--resume", str(tmp_path / "run"), "--epochs", "2"], capsys)
+    assert status == 2 and f"{last}: " in err and "Traceback" not in err, err
+    assert ("not a training checkpoint" if damage == "a model file" else "not a readable model file") in err
+    assert not witness.exists()

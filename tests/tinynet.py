@@ -4,12 +4,15 @@ a command line.
 ``python -m tests.tinynet train --arch tiny-test ...`` is ``alexnet train`` with this network
 registered: the same loop, data, checkpoints and signals, at a fraction of the cost.
 Environment knobs for the tests: TINY_SLEEP (seconds per training forward, so that a test
-can kill a run mid-way), TINY_FINAL (a folder where every process saves its final weights).
+can kill a run mid-way), TINY_SIGNAL (``SIGKILL@7``: the process sends itself that signal at its
+7th training forward, so that a test kills a run at a known step), TINY_FINAL (a folder where
+every process saves its final weights).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -40,6 +43,9 @@ class TinyNet(nn.Module):
         if self.training:
             self.forwards += 1
             time.sleep(float(os.environ.get("TINY_SLEEP", "0")))
+            name, _, at = os.environ.get("TINY_SIGNAL", "").partition("@")
+            if name and self.forwards == int(at):
+                os.kill(os.getpid(), getattr(signal, name))
         y = self.fc(self.drop(torch.flatten(nn.functional.max_pool2d(torch.relu(self.conv(x / 64)), 2), 1)))
         if self.training and self.forwards == self.options["nan_after"] + 1:
             y = y * float("nan")

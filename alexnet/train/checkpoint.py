@@ -6,6 +6,8 @@ dict in the one-device layout; ``arch``, ``options``, ``class_names``; so that
 ``alexnet.load_model`` reads it), then ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (the epoch in
 progress, from 0), ``position`` (training samples done in it), ``rng``, ``config``, and
 ``progress`` (the epoch's running sums, so its metrics line comes out the same).
+A run's ``best.pt`` is a model file only (the first keys, with ``mean``, ``epoch``, ``best_error``
+and ``config``): half the size, since the optimiser's momentum is as large as the weights.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from alexnet.errors import UserError
 from alexnet.io import atomic_torch_save
+from alexnet.modelfile import read_model_file
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
@@ -26,12 +29,22 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
     atomic_torch_save(checkpoint, path)
 
 
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "position", "rng", "best_error", "progress")
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint in ``path``, read as a model file is (never unpickling code) and checked to
+    hold what a resumed run needs; errors name the file and what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint there (a run writes checkpoints/last.pt after its first "
                         "epoch or --checkpoint-minutes)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    record = read_model_file(path)
+    missing = [key for key in RESUME_KEYS if key not in record]
+    if missing:
+        raise UserError(f"{path}: a model file, not a training checkpoint (no {', '.join(missing)}): a run "
+                        "resumes from its checkpoints/last.pt")
+    return record
 
 
 def rng_states() -> dict[str, Any]:

@@ -25,15 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train import distributed, inputs
-from alexnet.io import atomic_write_text
+from alexnet.io import atomic_write_text, remove_temporaries, write_error
 from alexnet.model import one_to_two_device_state
 from alexnet.modelfile import model_record
-from alexnet import speed
+from alexnet import console, speed
 from alexnet.train.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from alexnet.train.config import TrainConfig, save_config
 from alexnet.train.optim import make_optimizer, set_learning_rate
@@ -150,13 +149,19 @@ class Run:
         m = getattr(m, "module", m)
         return getattr(m, "_orig_mod", m)
 
-    def checkpoint(self) -> dict:
+    def model_file(self) -> dict:
+        """best.pt: what evaluating and predicting need (alexnet.load_model), about half a checkpoint."""
         return model_record(self.plain_model, self.class_names) | {
             "mean": None if self.mean is None else torch.from_numpy(self.mean),
+            "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict(),
+        }
+
+    def checkpoint(self) -> dict:
+        """last.pt: the model file and everything a resumed run continues from."""
+        return self.model_file() | {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch, "position": self.position, "rng": rng_states(),
-            "config": self.config.to_dict(), "best_error": self.best_error,
+            "position": self.position, "rng": rng_states(),
             "progress": {"sums": self.totals.sums.cpu(), "seconds": self.seconds},
         }
 
@@ -242,10 +247,13 @@ class Logger:
         self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_epoch + 1)
 
     def epoch(self, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise write_error(self.path, err) from None
         step = record["epoch"]
         for split in ("train", "val"):
             for key in ("loss", "top1_error", "top5_error"):
@@ -275,9 +283,16 @@ def validate(run: Run, data: inputs.TrainingData) -> dict[str, float]:
     return totals.summary(run.ctx)
 
 
-def save(run: Run, run_dir: Path, name: str = "last.pt") -> None:
+def save(run: Run, run_dir: Path) -> None:
+    """checkpoints/last.pt, by the main process."""
     if run.ctx.main:
-        save_checkpoint(run_dir / "checkpoints" / name, run.checkpoint())
+        save_checkpoint(run_dir / "checkpoints" / "last.pt", run.checkpoint())
+
+
+def save_best(run: Run, run_dir: Path) -> None:
+    """checkpoints/best.pt (weights without the optimiser's state), by the main process."""
+    if run.ctx.main:
+        save_checkpoint(run_dir / "checkpoints" / "best.pt", run.model_file())
 
 
 class DataWait:
@@ -323,6 +338,17 @@ def train(config: TrainConfig, resume: bool = False) -> int:
         distributed.teardown(ctx)
 
 
+def make_run_folder(run_dir: Path) -> None:
+    """RUN_DIR and its checkpoints/, without what killed writes left there (half checkpoints)."""
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {run_dir}: cannot make the run folder there ({err.strerror}"
+                        f"{': ' + str(err.filename) if err.filename else ''})") from None
+    for folder in (run_dir, run_dir / "checkpoints"):
+        remove_temporaries(folder)
+
+
 def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     run_dir = Path(config.out)
     if not resume and (run_dir / "checkpoints" / "last.pt").exists():
@@ -349,17 +375,10 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
                         "training images per epoch; lower it or raise --limit")
     logger = None
     if ctx.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_folder(run_dir)
         save_config(config, run_dir / "config.yaml")
         logger = Logger(run_dir, run.epoch)
-        print(f"training {run.plain_model.arch} on {config.data}: {data.train_size} training and "
-              f"{data.val_size} validation images, {len(run.class_names)} classes, {config.epochs} epochs "
-              f"of {steps} steps at global batch {config.batch_size} on {ctx.world} x {ctx.device}; "
-              f"results in {run_dir}", file=sys.stderr)
-        if config.preset == "quick":
-            print("quick preset (no GPU, or --preset quick): fewer images and epochs than the paper and fc8 "
-                  f"at {config.fc8_lr_mult:g} x the rate, to show learning within minutes; --preset full runs "
-                  "the paper's recipe", file=sys.stderr)
+        print(header(run, data, steps, run_dir, resume), file=sys.stderr)
     try:
         with StopRequest() as stop:
             status = _epochs(run, data, steps, stop, run_dir, logger)
@@ -378,9 +397,8 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
     model.train()
     while run.epoch < config.epochs:
         start_step = run.position // per_step
-        bar = tqdm(total=steps * per_step, initial=start_step * per_step, unit="img", unit_scale=True,
-                   desc=f"epoch {run.epoch + 1}/{config.epochs}", disable=not ctx.main, leave=False,
-                   dynamic_ncols=True)
+        bar = console.progress(total=steps * per_step, initial=start_step * per_step, unit="img",
+                               desc=f"epoch {run.epoch + 1}/{config.epochs}", disable=not ctx.main, leave=False)
         began = time.monotonic()
         lr = run.schedule.lr(run.epoch, 0.0)
         waiting = DataWait(data.train_batches(run.epoch, start_step * per_step))
@@ -402,11 +420,11 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), global_step, first_bad)
             run.totals.add(loss, logits, labels)
             run.position = (step + 1) * per_step
-            bar.update(per_step)
-            if (step + 1) % config.log_every == 0:
+            if step == start_step or (step + 1) % config.log_every == 0:  # the first: short epochs too
                 check_finite(first_bad, run, steps)
                 bar.set_postfix(loss=f"{run.totals.sums[0].item() / max(run.totals.sums[3].item(), 1):.4f}",
                                 lr=f"{lr:.2g}")
+            bar.update(per_step)
             stopping, due = map(bool, distributed.max_over_ranks(
                 ctx, stop.signal is not None, time.monotonic() - last_save >= 60 * config.checkpoint_minutes))
             if stopping or (due and step + 1 < steps):
@@ -437,20 +455,43 @@ def _epochs(run: Run, data, steps: int, stop: StopRequest, run_dir: Path, logger
                   "data_wait_share": wait_share,
                   "seconds": train_seconds + time.monotonic() - val_began}
         run.schedule.end_epoch(val_stats["top1_error"])
-        improved = val_stats["top1_error"] < run.best_error
+        # best.pt missing while last.pt records a best: lost to a run of before best.pt came first
+        improved = val_stats["top1_error"] < run.best_error or not (run_dir / "checkpoints" / "best.pt").exists()
         run.best_error = min(run.best_error, val_stats["top1_error"])
         run.epoch, run.position, run.seconds = run.epoch + 1, 0, 0.0
         run.totals = Totals.zeros(ctx.device)
         if ctx.main:
             logger.epoch(record)
             print(format_record(record, config.epochs), file=sys.stderr)
-        save(run, run_dir)
+        # best.pt first: once last.pt records this epoch as done, a resumed run never writes its best.pt
         if improved:
-            save(run, run_dir, "best.pt")
+            save_best(run, run_dir)
+        save(run, run_dir)
         last_save = time.monotonic()
     if ctx.main:
         print(what_it_learned(run_dir, len(run.class_names), config.data), file=sys.stderr)
     return 0
+
+
+def header(run: Run, data, steps: int, run_dir: Path, resume: bool) -> str:
+    """What a run is about to do: its data and size, where a resumed run continues, or that it has
+    nothing left to train (the closing summary follows)."""
+    config = run.config
+    if resume and run.epoch >= config.epochs:
+        return (f"{run_dir} is finished: all {console.plural(config.epochs, 'epoch')} trained "
+                f"(--epochs more than {config.epochs} trains on)")
+    lines = [f"training {run.plain_model.arch} on {config.data}: {data.train_size} training and "
+             f"{data.val_size} validation images, {len(run.class_names)} classes, "
+             f"{console.plural(config.epochs, 'epoch')} of {console.plural(steps, 'step')} at global batch "
+             f"{config.batch_size} on {run.ctx.world} x {run.ctx.device}; results in {run_dir}"]
+    if resume:
+        lines.append(f"resuming from epoch {run.epoch + 1}, step {run.position // config.batch_size + 1} of "
+                     f"{steps} ({run_dir}/checkpoints/last.pt)")
+    if config.preset == "quick":
+        lines.append("quick preset (no GPU, or --preset quick): fewer images and epochs than the paper and fc8 "
+                     f"at {config.fc8_lr_mult:g} x the rate, to show learning within minutes; --preset full runs "
+                     "the paper's recipe")
+    return "\n".join(lines)
 
 
 def what_it_learned(run_dir: Path, num_classes: int, data: str) -> str:

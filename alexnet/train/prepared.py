@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +42,27 @@ def prepared_classes(config: TrainConfig) -> list[str]:
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """In loader workers: leave SIGINT and SIGTERM to the training process.
+    """In loader workers: leave SIGINT, and SIGTERM from anyone but the training process, to it.
 
-    Ctrl-C and schedulers (SLURM) signal every process of a job; PyTorch's workers die of SIGTERM
-    from anyone but their parent, and the trainer would then fail mid-step instead of finishing
-    the step and saving. The workers still exit when the trainer does.
+    Ctrl-C and schedulers (SLURM) signal every process of a job; a worker dying of that would make
+    the trainer fail mid-step instead of finishing the step and saving. SIGTERM from the trainer
+    itself still ends a worker: multiprocessing stops workers that way at exit, and would wait
+    forever for one that ignored it. Where the sender cannot be known (no ``sigwaitinfo``, as on
+    macOS) SIGTERM is ignored, and the workers exit when the trainer does.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # before the thread: it inherits the mask
+    threading.Thread(target=_exit_on_sigterm_from, args=(os.getppid(),), daemon=True,
+                     name="alexnet-sigterm").start()
+
+
+def _exit_on_sigterm_from(parent: int) -> None:
+    while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
+        pass
+    os._exit(128 + signal.SIGTERM)
 
 
 def _on_device(loader, device: torch.device):
