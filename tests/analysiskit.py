@@ -18,11 +18,16 @@ def tiny_alexnet(num_classes: int = 3, **options):
     return alexnet.build_model("alexnet", **(settings | options))
 
 
-def save_run(run_dir: Path, model=None) -> Path:
+def save_run(run_dir: Path, model=None, class_names=CLASSES) -> Path:
     """A run folder holding only ``checkpoints/best.pt``."""
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    alexnet.save_model(model or tiny_alexnet(), run_dir / "checkpoints" / "best.pt", class_names=list(CLASSES))
+    alexnet.save_model(model or tiny_alexnet(), run_dir / "checkpoints" / "best.pt", class_names=list(class_names))
     return run_dir
+
+
+def save_ten_class_run(run_dir: Path) -> Path:
+    """A run folder whose network knows 10 classes, none of them the prepared dataset's three."""
+    return save_run(run_dir, tiny_alexnet(num_classes=10), [f"class {i}" for i in range(10)])
 
 
 def prepared_dataset(root: Path, train_per_class: int = 6, val_per_class: int = 2, size: int = 72) -> Path:

@@ -2,6 +2,7 @@
 training curves (paper section 6.1)."""
 
 import json
+import math
 import sys
 from types import SimpleNamespace
 
@@ -11,11 +12,11 @@ import torch
 from PIL import Image
 
 import alexnet
-from alexnet.analysis import drawing, figures
+from alexnet.analysis import drawing, figures, neighbours
 from alexnet.analysis.colour import colour_specificity, tower_specificity
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics
-from analysiskit import alexnet_command, prepared_dataset, save_run, tiny_alexnet
+from analysiskit import alexnet_command, prepared_dataset, save_run, save_ten_class_run, tiny_alexnet
 from prepared_standin import StandInPreparedDataset
 
 
@@ -88,6 +89,22 @@ def test_predictions_figure_draws_five_bars_per_image_with_the_true_label_red():
     assert len(red) == 5  # one red bar in each image whose true label is among the five
 
 
+def test_predictions_figure_has_a_legend_and_marks_a_true_class_outside_the_top_five():
+    images = [np.zeros((20, 20, 3), np.uint8)] * 3
+    top5 = [[(f"class{j}", 0.2) for j in range(5)]] * 3
+    # the third image's label is named like the top guess but is another class (ImageNet's two "crane"s)
+    fig, layout = drawing.draw_predictions(images, top5, ["class2", "absent", "class0"], true_ranks=[2, None, None])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["true class", "other labels"]
+    marks = [[t.get_text() for t in ax.texts] for ax in fig.axes if ax.patches]
+    assert marks == [[], ["true class not in top 5"], ["true class not in top 5"]]
+    assert layout.notes["true_class_missing"] == [1, 2]
+    from matplotlib.colors import to_rgba
+
+    colours = [[p.get_facecolor() == to_rgba("tab:red") for p in ax.patches] for ax in fig.axes if ax.patches]
+    assert colours[0] == [False, False, True, False, False]  # bars bottom-up: rank 2 is the third
+    assert not any(colours[1]) and not any(colours[2])
+
+
 def test_neighbours_figure_has_a_query_and_six_neighbours_per_row():
     img = np.zeros((10, 10, 3), np.uint8)
     fig, layout = drawing.draw_neighbours([img] * 3, [[img] * 6] * 3, ["a", "b", "c"])
@@ -95,14 +112,33 @@ def test_neighbours_figure_has_a_query_and_six_neighbours_per_row():
     assert sum(1 for ax in fig.axes if ax.images) == 3 * 7
 
 
+def search_with(request):
+    """``faiss_from`` for the search named by the test's parameter: torch always, or FAISS (if installed)."""
+    if request == "faiss":
+        pytest.importorskip("faiss")
+        return 0
+    return math.inf
+
+
+@pytest.mark.parametrize("search", ["torch", "faiss"])
 @pytest.mark.parametrize("chunk", [7, 1000])
-def test_faiss_neighbours_equal_brute_force(chunk):
+def test_nearest_neighbours_equal_a_brute_force_loop(chunk, search):
     rng = np.random.default_rng(4)
     base, queries = rng.normal(size=(50, 16)).astype(np.float32), rng.normal(size=(4, 16)).astype(np.float32)
-    distances, indices = nearest(base, queries, k=6, chunk=chunk)
-    brute = np.linalg.norm(queries[:, None] - base[None], axis=2)
+    distances, indices = nearest(base, queries, k=6, chunk=chunk, faiss_from=search_with(search))
+    brute = np.array([[np.sqrt(((q.astype(np.float64) - b) ** 2).sum()) for b in base] for q in queries])
     assert np.array_equal(indices, np.argsort(brute, axis=1)[:, :6])
     assert np.allclose(distances, np.sort(brute, axis=1)[:, :6], atol=1e-4)
+
+
+def test_nearest_neighbours_of_a_memory_mapped_base_need_no_faiss(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    monkeypatch.setattr(neighbours, "FAISS_FROM", 0)  # FAISS would be asked for, were it there
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "base.npy", rng.normal(size=(40, 8)).astype(np.float32))
+    base = np.load(tmp_path / "base.npy", mmap_mode="r")
+    _, indices = nearest(base, base[[3, 30]], k=2, chunk=16)
+    assert list(indices[:, 0]) == [3, 30]
 
 
 def write_metrics(run_dir, lrs):
@@ -121,6 +157,18 @@ def test_curves_mark_the_epochs_where_the_learning_rate_was_divided(tmp_path):
     assert layout.items_per_panel == [2, 2]  # train and val in each of top-1 and top-5
     vertical = [line for line in fig.axes[0].lines if len(set(line.get_xdata())) == 1]
     assert sorted(line.get_xdata()[0] for line in vertical) == [3, 5]
+
+
+def test_curves_have_whole_epochs_the_chance_level_and_the_full_error_range():
+    rows = [{"epoch": e, "train_top1_error": 90.1 - 0.1 * e, "train_top5_error": 50.2, "val_top1_error": 90.0 + 0.05 * e,
+             "val_top5_error": 49.9, "lr": 0.01} for e in (1, 2, 3)]  # 10 classes, nothing learned: noise
+    fig, _ = drawing.draw_curves(rows, classes=10)
+    for ax, chance in zip(fig.axes, (90.0, 50.0)):
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+        level = [line for line in ax.lines if line.get_label().startswith("chance")]
+        assert [list(line.get_ydata()) for line in level] == [[chance, chance]]
+        assert ax.get_ylim() == (0.0, 100.0)  # the noise stays a flat line, not an oscillation
 
 
 def test_metrics_of_a_resumed_run_keep_the_last_row_per_epoch_and_skip_a_torn_last_line(tmp_path):
@@ -211,9 +259,22 @@ def test_figures_command_names_a_missing_run_folder(tmp_path, capsys):
     assert proc.returncode == 2 and "nope: no such run folder or checkpoint" in proc.stderr
 
 
-def test_missing_faiss_is_reported_with_the_install_command(monkeypatch):
-    from alexnet.errors import UserError
+def test_figures_command_draws_the_neighbours_without_faiss(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # pip install -e . brings no FAISS
+    monkeypatch.setattr(neighbours, "FAISS_FROM", 0)
+    data = prepared_dataset(tmp_path / "data")
+    run = save_run(tmp_path / "run")
+    proc = figures_command(capsys, run, "--data", data, "--out", tmp_path / "out", "--images", 2, "--queries", 2,
+                           "--workers", 1, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "neighbours.png").is_file()
 
-    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
-    with pytest.raises(UserError, match="pip install faiss-cpu"):
-        nearest(np.zeros((3, 2), np.float32), np.zeros((1, 2), np.float32), k=1)
+
+def test_figures_command_refuses_a_model_of_other_classes_than_the_data(tmp_path, capsys):
+    data = prepared_dataset(tmp_path / "data")  # three classes
+    run = save_ten_class_run(tmp_path / "run")
+    proc = figures_command(capsys, run, "--data", data, "--out", tmp_path / "out", "--workers", 0, "--device", "cpu")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "best.pt: the model knows 10 classes but the data has 3" in proc.stderr
+    assert not (tmp_path / "out").exists()  # nothing drawn under the data's names

@@ -8,7 +8,7 @@ from pathlib import Path
 from alexnet.analysis import report
 from alexnet.analysis.drawing import draw_curves, pyplot
 from alexnet.analysis.files import save_figure, write_json
-from analysiskit import alexnet_command
+from analysiskit import alexnet_command, save_ten_class_run
 
 
 
@@ -82,6 +82,29 @@ def test_report_command_writes_the_page_and_names_a_missing_folder(tmp_path, cap
     assert out.read_text().startswith("<!DOCTYPE html>") and "run1" in out.read_text()
     proc = alexnet_command(capsys, "report", tmp_path / "gone", "--out", out)
     assert proc.returncode == 2 and "gone: no such folder" in proc.stderr
+
+
+def test_each_runs_errors_stand_beside_the_chance_level_of_its_classes(tmp_path, capsys):
+    run = save_ten_class_run(make_run(tmp_path / "run"))
+    out = tmp_path / "report.html"
+    proc = alexnet_command(capsys, "report", run, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", out.read_text())
+    run_rows = [r for r in rows if r.startswith(("<td>run (", "<td>last epoch", "<td>best epoch", "<td>evaluation"))]
+    assert len(run_rows) == 4  # Table 2's row, then last epoch, best epoch and ten crops
+    assert all(r.endswith("<td>90.0% / 50.0% (10 classes)</td>") for r in run_rows)
+    assert "<td>40.7%</td><td>18.2%</td><td>–</td><td>99.9% / 99.5% (1000 classes)</td>" in rows[2]
+
+
+def test_report_command_refuses_an_evaluation_of_other_classes_than_the_runs_network(tmp_path, capsys):
+    run = save_ten_class_run(make_run(tmp_path / "run"))
+    write_json(run / "eval-ten.json", {"top1_error": 47.5, "top5_error": 30.5, "images": 6, "crops": "ten",
+                                       "per_class_accuracy": {"bright": 50.0, "dark": 50.0, "red": 60.0}})
+    proc = alexnet_command(capsys, "report", run, "--out", tmp_path / "report.html")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "eval-ten.json: evaluated on data of 3 classes, but the run's network" in proc.stderr
+    assert "best.pt) knows 10 classes" in proc.stderr
+    assert not (tmp_path / "report.html").exists()
 
 
 def test_pictures_drawn_for_the_page_are_closed(tmp_path):

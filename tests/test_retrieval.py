@@ -1,12 +1,15 @@
 """`alexnet retrieval`: section 6.1's short binary codes of fc7 features against full Euclidean search."""
 
 import json
+import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from analysiskit import alexnet_command, prepared_dataset, save_run
+from alexnet.analysis import neighbours
+from analysiskit import alexnet_command, prepared_dataset, save_run, save_ten_class_run
 from alexnet.analysis.codes import BinaryAutoencoder, encode, hamming_search, precision_at_k, train_autoencoder
 
 
@@ -16,15 +19,25 @@ def brute_hamming(base, queries):
     return (bits_q[:, None, :] != bits_b[None, :, :]).sum(axis=2)
 
 
-def test_hamming_search_equals_brute_force():
+@pytest.mark.parametrize("chunk", [16, 16384])
+def test_hamming_search_equals_brute_force(chunk):
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (200, 4), dtype=np.uint8)  # 32-bit codes
     queries = np.concatenate([rng.integers(0, 256, (5, 4), dtype=np.uint8), base[[17, 42]]])
-    distances, indices = hamming_search(base, queries, k=8)
+    distances, indices = hamming_search(base, queries, k=8, chunk=chunk, faiss_from=math.inf)
     brute = brute_hamming(base, queries)
     assert np.array_equal(distances, np.sort(brute, axis=1)[:, :8])
-    assert np.array_equal(np.take_along_axis(brute, indices, axis=1), distances)  # ties in any order
+    assert np.array_equal(indices, np.argsort(brute, axis=1, kind="stable")[:, :8])  # ties: lower index first
     assert indices[5, 0] == 17 and indices[6, 0] == 42 and distances[5, 0] == 0
+
+
+def test_faiss_hamming_search_finds_the_same_distances():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(1)
+    base, queries = rng.integers(0, 256, (300, 8), dtype=np.uint8), rng.integers(0, 256, (6, 8), dtype=np.uint8)
+    distances, indices = hamming_search(base, queries, k=5, faiss_from=0)
+    assert np.array_equal(distances, hamming_search(base, queries, k=5, faiss_from=math.inf)[0])
+    assert np.array_equal(np.take_along_axis(brute_hamming(base, queries), indices, axis=1), distances)  # ties in any order
 
 
 def test_precision_at_k_is_the_share_of_neighbours_of_the_query_class():
@@ -63,12 +76,18 @@ def test_codes_keep_classes_apart_on_clustered_features():
     assert precision_at_k(labels[found], query_labels) > 0.9  # chance is about 0.25
 
 
-def test_retrieval_command_on_features_in_the_folder(tmp_path, capsys):
-    base, labels = clustered_features(300)
-    queries, query_labels = clustered_features(30, seed=2)
-    for name, array in (("fc7-train", base), ("labels-train", labels), ("fc7-val", queries),
+def save_features(folder, base_images, queries):
+    """Clustered fc7-like features of a base and queries, saved as ``alexnet retrieval`` leaves them."""
+    base, labels = clustered_features(base_images)
+    query_features, query_labels = clustered_features(queries, seed=2)
+    for name, array in (("fc7-train", base), ("labels-train", labels), ("fc7-val", query_features),
                         ("labels-val", query_labels)):
-        np.save(tmp_path / f"{name}.npy", array)
+        np.save(folder / f"{name}.npy", array)
+    return base, labels, query_features, query_labels
+
+
+def test_retrieval_command_on_features_in_the_folder(tmp_path, capsys):
+    base, labels, queries, query_labels = save_features(tmp_path, 300, 30)
     proc = alexnet_command(capsys, "retrieval", "--out", tmp_path, "--bits", 16, "--hidden", 32, "--k", 5,
                            "--epochs", 3, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
@@ -97,3 +116,23 @@ def test_retrieval_command_extracts_fc7_features_of_a_network_on_a_prepared_data
     assert np.array_equal(np.load(out / "labels-train.npy"), np.repeat([0, 1, 2], 6))
     result = json.loads((out / "retrieval.json").read_text())
     assert result["base_images"] == 18 and result["queries"] == 4 and result["binary_codes"]["bits"] == 8
+
+
+def test_retrieval_command_works_without_faiss(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # pip install -e . brings no FAISS
+    monkeypatch.setattr(neighbours, "FAISS_FROM", 0)
+    save_features(tmp_path, 100, 10)
+    proc = alexnet_command(capsys, "retrieval", "--out", tmp_path, "--bits", 16, "--hidden", 16, "--k", 3,
+                           "--epochs", 1, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "retrieval.json").read_text())["binary_codes"]["bits"] == 16
+
+
+def test_retrieval_command_refuses_a_model_of_other_classes_than_the_data(tmp_path, capsys):
+    data = prepared_dataset(tmp_path / "data")  # three classes
+    run = save_ten_class_run(tmp_path / "run")
+    proc = alexnet_command(capsys, "retrieval", run, "--data", data, "--out", tmp_path / "out", "--workers", 0,
+                           "--device", "cpu")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "best.pt: the model knows 10 classes but the data has 3" in proc.stderr
+    assert not (tmp_path / "out" / "fc7-train.npy").exists()

@@ -10,9 +10,10 @@ logistic units and back. The code is the sign of each unit's logit. Training see
 code in the forward pass and the logistic unit's gradient in the backward pass (the
 straight-through estimator), so the decoder learns to reconstruct from exactly the bits that
 retrieval will use; Krizhevsky and Hinton (2011) reached the same end by adding noise to the
-code layer. Codes are packed 8 bits to a byte and searched exhaustively with FAISS's binary
-index (``IndexBinaryFlat``, XOR and popcount): 32 bytes per image for 256 bits against the
-16,384 bytes of a float32 fc7 vector.
+code layer. Codes are packed 8 bits to a byte, 32 bytes per image for 256 bits against the
+16,384 bytes of a float32 fc7 vector, and searched exhaustively: a matrix product of +-1 codes in
+torch, or FAISS's binary index (``IndexBinaryFlat``, XOR and popcount) for large bases where
+FAISS is installed.
 """
 
 from __future__ import annotations
@@ -20,14 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from alexnet.analysis.neighbours import import_faiss
-
-
-def _tensor(rows: np.ndarray) -> torch.Tensor:
-    """float32 tensor of feature rows (copied: the features may be a read-only memory map)."""
-    return torch.from_numpy(np.array(rows, dtype=np.float32))
+from alexnet import console
+from alexnet.analysis.neighbours import chunked_topk, float_rows, optional_faiss
 
 
 class BinaryAutoencoder(nn.Module):
@@ -47,7 +43,7 @@ class BinaryAutoencoder(nn.Module):
         """Per-dimension mean and standard deviation from (a sample of) the base features."""
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(len(features), size=min(sample, len(features)), replace=False))
-        x = _tensor(features[rows])
+        x = float_rows(features[rows])
         self.shift.copy_(x.mean(0))
         self.scale.copy_(1.0 / x.std(0).clamp_min(1e-3))
 
@@ -71,12 +67,12 @@ def train_autoencoder(features: np.ndarray, bits: int = 256, hidden: int = 1024,
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     steps = max(1, len(features) // batch_size)
-    progress = tqdm(total=epochs * steps, desc=f"autoencoder to {bits} bits", unit="batch", dynamic_ncols=True)
+    progress = console.progress(total=epochs * steps, desc=f"autoencoder to {bits} bits", unit="batch")
     for _ in range(epochs):
         order = rng.permutation(len(features))
         for s in range(steps):
             rows = np.sort(order[s * batch_size : (s + 1) * batch_size])
-            x = _tensor(features[rows]).to(device)
+            x = float_rows(features[rows]).to(device)
             reconstruction, _ = model(x)
             loss = nn.functional.mse_loss(reconstruction, (x - model.shift) * model.scale)
             optimizer.zero_grad(set_to_none=True)
@@ -94,21 +90,45 @@ def encode(model: BinaryAutoencoder, features: np.ndarray, batch_size: int = 409
     device = model.shift.device
     out = np.empty((len(features), model.bits // 8), np.uint8)
     for start in range(0, len(features), batch_size):
-        x = _tensor(features[start : start + batch_size]).to(device)
+        x = float_rows(features[start : start + batch_size]).to(device)
         out[start : start + len(x)] = np.packbits((model.logits(x) > 0).cpu().numpy(), axis=1)
     return out
 
 
-def hamming_search(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def hamming_search(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 16384,
+                   faiss_from: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` packed codes of ``base`` nearest to each query in Hamming distance (exhaustive).
 
-    Returns (distances int [Q, k], indices int64 [Q, k]), nearest first.
+    Returns (distances int [Q, k], indices int64 [Q, k]), nearest first, equal distances lower
+    index first. With the bits as +-1 vectors, Hamming distance is ``(bits - q.b) / 2``: one
+    matrix product per ``chunk`` of codes, exact in float32 (sums of +-1). FAISS's
+    ``IndexBinaryFlat`` (XOR and popcount) searches instead when installed and ``base`` has at
+    least ``faiss_from`` codes (default ``FAISS_FROM``; ``math.inf``: torch always).
     """
-    faiss = import_faiss()
-    index = faiss.IndexBinaryFlat(base.shape[1] * 8)
-    index.add(np.ascontiguousarray(base, dtype=np.uint8))
-    distances, indices = index.search(np.ascontiguousarray(queries, dtype=np.uint8), min(k, len(base)))
-    return distances, indices
+    faiss = optional_faiss(len(base), faiss_from)
+    bits = base.shape[1] * 8
+    queries = np.ascontiguousarray(queries, dtype=np.uint8)
+    q = signs(queries)
+
+    def search(part, k):
+        if faiss is not None:
+            index = faiss.IndexBinaryFlat(bits)
+            index.add(np.ascontiguousarray(part, dtype=np.uint8))
+            return index.search(queries, k)
+        # One float32 key per (distance d, index i) in one fused product: i - n/2 q.b, which is
+        # n d + i less a constant, so ties come out lower index first. Every value is an integer
+        # below 2^24 (the chunk is bounded for that), hence exact.
+        n = len(part)
+        keys = torch.addmm(torch.arange(n, dtype=torch.float32)[None], q, signs(part).T, alpha=-n / 2)
+        top = keys.topk(k, dim=1, largest=False).values.to(torch.int64) + n * bits // 2
+        return (top // n).numpy(), (top % n).numpy()
+
+    return chunked_topk(base, min(chunk, 2**24 // (bits // 2 + 1)), min(k, len(base)), search)
+
+
+def signs(codes: np.ndarray) -> torch.Tensor:
+    """Packed codes uint8 [N, B] as float32 +-1 [N, 8B] (bit 1 is +1)."""
+    return float_rows(np.unpackbits(np.asarray(codes, np.uint8), axis=1)) * 2 - 1
 
 
 def precision_at_k(neighbour_labels: np.ndarray, query_labels: np.ndarray) -> float:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alexnet.classes import chance_error
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend, imported only when a picture is drawn."""
@@ -84,19 +86,26 @@ def draw_kernels(kernels: np.ndarray, towers: int, specificity: list[dict] | Non
 
 
 def draw_predictions(images: list[np.ndarray], top5: list[list[tuple[str, float]]],
-                     truths: list[str], cols: int = 4):
+                     truths: list[str], true_ranks: list[int | None] | None = None, cols: int = 4):
     """Figure 4 (left): each image above a bar chart of its five most probable labels.
 
-    ``top5[i]`` lists (label, probability) from the most probable down; the bar of the correct
-    label is drawn red (as in the paper), the others blue, and the correct label is written
-    under the image.
+    ``top5[i]`` lists (label, probability) from the most probable down; ``true_ranks[i]`` is the
+    place of the correct label in it, None when it is not there (default: found by label). The
+    correct label's bar is drawn red (as in the paper), the others blue, and the correct label is
+    written over the image; when it is not among the five, the chart says so in red. A legend
+    under the figure names the colours.
     """
+    from matplotlib.patches import Patch
+
     plt = pyplot()
+    if true_ranks is None:
+        true_ranks = [next((r for r, (label, _) in enumerate(top) if label == truth), None)
+                      for top, truth in zip(top5, truths)]
     n = len(images)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 2.6, rows * 4.0),
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 2.6, rows * 4.0 + 0.4),
                              gridspec_kw={"height_ratios": [2.0, 1.3] * rows}, squeeze=False)
-    bars = []
+    bars, missed = [], []
     for i in range(rows * cols):
         r, c = divmod(i, cols)
         image_ax, bar_ax = axes[2 * r, c], axes[2 * r + 1, c]
@@ -106,16 +115,23 @@ def draw_predictions(images: list[np.ndarray], top5: list[list[tuple[str, float]
             continue
         image_ax.imshow(images[i])
         image_ax.set_title(_short(truths[i]), fontsize=8)
+        count = len(top5[i])
         labels = [label for label, _ in top5[i]][::-1]
         probs = [p for _, p in top5[i]][::-1]
-        colours = ["tab:red" if label == truths[i] else "tab:blue" for label in labels]
-        bar_ax.barh(range(len(labels)), probs, color=colours)
-        bar_ax.set_yticks(range(len(labels)), [_short(label) for label in labels], fontsize=7)
+        colours = ["tab:red" if count - 1 - j == true_ranks[i] else "tab:blue" for j in range(count)]
+        bar_ax.barh(range(count), probs, color=colours)
+        bar_ax.set_yticks(range(count), [_short(label) for label in labels], fontsize=7)
         bar_ax.set_xlim(0, 1)
         bar_ax.tick_params(axis="x", labelsize=6)
+        if true_ranks[i] is None:
+            bar_ax.text(0.98, 0.04, f"true class not in top {count}", transform=bar_ax.transAxes,
+                        ha="right", va="bottom", fontsize=7, color="tab:red", gid="not-in-top")
+            missed.append(i)
         bars.append(len(bar_ax.patches))
-    fig.tight_layout()
-    return fig, Layout(panels=n, items_per_panel=bars)
+    fig.legend(handles=[Patch(color="tab:red", label="true class"), Patch(color="tab:blue", label="other labels")],
+               loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
+    return fig, Layout(panels=n, items_per_panel=bars, notes={"true_class_missing": missed})
 
 
 def _short(label: str, width: int = 22) -> str:
@@ -154,29 +170,39 @@ def draw_neighbours(queries: list[np.ndarray], neighbours: list[list[np.ndarray]
 # --- Training curves -----------------------------------------------------------------------------
 
 
-def draw_curves(metrics: list[dict]):
+def draw_curves(metrics: list[dict], classes: int | None = None):
     """Training and validation top-1 and top-5 error per epoch, learning-rate reductions marked.
 
     ``metrics`` are the rows of a run's metrics.jsonl. A dotted vertical line marks each epoch
     whose learning rate is lower than the epoch before (section 5: divided by 10 whenever the
-    validation error stops improving).
+    validation error stops improving). With ``classes``, a dash-dotted line is the error of
+    guessing (90% top-1 for 10 classes). The error axis always spans 0-100%, so that a run that
+    learns nothing reads as flat, not as noise magnified into oscillation; epochs are whole.
     """
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
     epochs = [m["epoch"] for m in metrics]
     reductions = lr_reductions(metrics)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     lines = []
-    for ax, k in zip(axes, ("top1", "top5")):
+    for ax, k in zip(axes, (1, 5)):
         for split, style in (("train", "-"), ("val", "--")):
-            key = f"{split}_{k}_error"
+            key = f"{split}_top{k}_error"
             points = [(e, m[key]) for e, m in zip(epochs, metrics) if m.get(key) is not None]
             if points:
                 ax.plot(*zip(*points), style, marker=".", label=f"{split}")
                 lines.append(key)
         for epoch in reductions:
             ax.axvline(epoch, color="grey", linestyle=":", linewidth=1)
+        if classes:
+            chance = chance_error(classes, k)
+            ax.axhline(chance, color="black", linestyle="-.", linewidth=1,
+                       label=f"chance ({chance:.1f}%, {classes} classes)")
+        ax.set_ylim(0, 100)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{k.replace('top', 'top-')} error (%)")
+        ax.set_ylabel(f"top-{k} error (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if reductions:

@@ -29,43 +29,6 @@ from alexnet.errors import UserError
 from alexnet.io import atomic_write_text
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
-    p = sub.add_parser("relu-vs-tanh", help="Figure 1: ReLU reaches 25%% CIFAR-10 training error ~6x sooner "
-                       "than tanh (section 3.1); --lrn adds section 3.3's CIFAR-10 result")
-    p.add_argument("--data", default="cifar10",
-                   help="'cifar10' (downloaded once), a prepared dataset or an image folder "
-                   "ROOT/<class>/<image> (default: cifar10)")
-    p.add_argument("--epochs", type=int, default=35, help="epochs per run (default 35, Figure 1's axis)")
-    p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="use a random N of the training images (default: all)")
-    p.add_argument("--lrs", type=float, nargs="+", default=None, metavar="LR",
-                   help="learning rates searched for each activation (default 0.003 0.01 0.03 0.1)")
-    p.add_argument("--search-epochs", type=int, default=1,
-                   help="epochs each candidate learning rate trains before the fastest is kept (default 1)")
-    p.add_argument("--lrn", action="store_true",
-                   help="also section 3.3: test error with and without response normalisation on a held-out split")
-    p.add_argument("--holdout", type=float, default=0.1,
-                   help="share of the images held out for --lrn's test error (default 0.1)")
-    p.add_argument("--batch-size", type=int, default=128, help="default 128, as the paper")
-    p.add_argument("--seed", type=int, default=0, help="initial weights, batch order, subset (default 0)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
-    p.add_argument("--out", default="runs/relu-vs-tanh", metavar="DIR",
-                   help="where figure1.png and relu-vs-tanh.json go (default runs/relu-vs-tanh)")
-    p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE ('-': standard output)")
-
-    from alexnet.analysis.ablations import VARIANTS
-    from alexnet.train.cli import add_arguments as add_train_arguments
-
-    p = sub.add_parser("ablations", help="the paper's network against its variants, same budget, beside the "
-                       "paper's differences; takes every option of alexnet train")
-    add_train_arguments(p)
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
-                   help=f"which runs (default: all): {', '.join(VARIANTS)}")
-    p.add_argument("--drop-layer", choices=("conv3", "conv4", "conv5"), default="conv4",
-                   help="the middle layer no-middle-conv removes (default conv4)")
-
-
 def run_relu_vs_tanh(args: argparse.Namespace) -> int:
     from alexnet.analysis.figure1 import DEFAULT_LRS, draw_figure1, relu_vs_tanh
     from alexnet.analysis.imageset import load_images

@@ -31,8 +31,8 @@ import time
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from alexnet import console
 from alexnet.analysis.imageset import ImageSet
 from alexnet.analysis.smallcnn import FourLayerCNN
 
@@ -95,8 +95,8 @@ class SmallRun:
         batches = math.ceil(n / self.batch_size)
         bounds = np.linspace(0, batches, self.segments + 1).round().astype(int)[1:]
         self.model.train()
-        progress = tqdm(total=epochs * batches, desc=desc or f"{self.activation} lr={self.lr:g}", unit="batch",
-                        dynamic_ncols=True, leave=False)
+        progress = console.progress(total=epochs * batches, desc=desc or f"{self.activation} lr={self.lr:g}",
+                                    unit="batch", leave=False)
         for _ in range(epochs):
             perm = torch.randperm(n, generator=self.order)
             wrong = seen = 0

@@ -26,28 +26,8 @@ from alexnet.analysis.files import save_figure, write_json
 from alexnet.analysis.inputs import CentreInput, centre_batches, centre_crop, pick_device, sample_indices
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics, resolve_checkpoint
+from alexnet.classes import check_classes, class_count
 from alexnet.errors import UserError
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT",
-                        help="a run folder (its checkpoints/best.pt is used) or a model/checkpoint file")
-    parser.add_argument("--data", metavar="PREPARED",
-                        help="prepared dataset (alexnet prepare) or a dataset name (imagenette, cifar10) for "
-                        "Figure 4; without it only "
-                        "kernels.png and curves.png are drawn")
-    parser.add_argument("--out", metavar="DIR",
-                        help="output folder (default: RUN_DIR/figures, or figures/ beside the checkpoint)")
-    parser.add_argument("--images", type=int, default=8, help="validation images in predictions.png (default 8)")
-    parser.add_argument("--queries", type=int, default=5, help="query images in neighbours.png (default 5)")
-    parser.add_argument("--neighbours", type=int, default=6,
-                        help="training images shown per query (default 6, as the paper)")
-    parser.add_argument("--train-limit", type=int, default=None, metavar="N",
-                        help="search a random sample of N training images instead of all of them")
-    parser.add_argument("--batch-size", type=int, default=128, help="feature extraction batch (default 128)")
-    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
-    parser.add_argument("--seed", type=int, default=0, help="which validation images are drawn (default 0)")
 
 
 def conv1_kernels(model) -> tuple[np.ndarray, int]:
@@ -94,9 +74,11 @@ def figure_predictions(model, val, indices, names, device, out: Path):
     """Figure 4 (left); ``names[c]`` labels class ``c``."""
     probs, classes = top5(model, val, indices, device)
     images = [centre_crop(val[int(i)][0], model.input_size) for i in indices]
-    truths = [names[int(val[int(i)][1])] for i in indices]
+    labels = [int(val[int(i)][1]) for i in indices]
     top = [[(names[c], float(p)) for c, p in zip(cs, ps)] for cs, ps in zip(classes, probs)]
-    fig, layout = drawing.draw_predictions(images, top, truths)
+    # the true class's place by index, not by name: ImageNet has two classes named "crane"
+    ranks = [list(cs).index(label) if label in cs else None for cs, label in zip(classes, labels)]
+    fig, layout = drawing.draw_predictions(images, top, [names[label] for label in labels], ranks)
     save_figure(fig, out / "predictions.png")
     return layout
 
@@ -131,16 +113,18 @@ def run(args: argparse.Namespace) -> int:
     checkpoint, run_dir = resolve_checkpoint(args.source)
     out = Path(args.out) if args.out else (run_dir or checkpoint.parent) / "figures"
     model = load_checkpoint(checkpoint)
-    figure_kernels(model, out)
-    if run_dir is not None and (metrics := read_metrics(run_dir)):
-        fig, _ = drawing.draw_curves(metrics)
-        save_figure(fig, out / "curves.png")
     if args.data:
         from alexnet.data.dataset import PreparedDataset
         from alexnet.data.prepare import ensure_prepared
 
         root = ensure_prepared(args.data)
         train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
+        check_classes([model], val, [str(checkpoint)])  # before anything is drawn under wrong names
+    figure_kernels(model, out)
+    if run_dir is not None and (metrics := read_metrics(run_dir)):
+        fig, _ = drawing.draw_curves(metrics, class_count(model))
+        save_figure(fig, out / "curves.png")
+    if args.data:
         rng = np.random.default_rng(args.seed)
         names = class_names(model, val)
         picks = rng.choice(len(val), size=min(args.images + args.queries, len(val)), replace=False)

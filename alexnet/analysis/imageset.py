@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
+from alexnet import console
 from alexnet.analysis.inputs import sample_indices
 from alexnet.errors import UserError
 
@@ -80,7 +80,7 @@ def load_images(data: str, size: int = 32, limit: int | None = None, seed: int =
 
     arrays, labels = [], []
     picks = sample_indices(count, limit, np.random.default_rng(seed))
-    for i in tqdm(picks, desc=f"reading {path.name}", unit="img", dynamic_ncols=True):
+    for i in console.progress(picks, desc=f"reading {path.name}", unit="img"):
         image, label = read(int(i))
         arrays.append(_to_array(image, size))
         labels.append(label)

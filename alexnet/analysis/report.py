@@ -29,7 +29,8 @@ import yaml
 
 from alexnet.analysis import drawing
 from alexnet.io import atomic_write_text
-from alexnet.analysis.runs import read_config, read_metrics
+from alexnet.analysis.runs import checkpoint_classes, read_config, read_metrics, run_checkpoint
+from alexnet.classes import chance_error
 from alexnet.errors import UserError
 
 # Table 2 (section 6): ILSVRC-2012, errors in percent; None where the paper gives none.
@@ -58,12 +59,6 @@ details summary { cursor: pointer; color: #246; }
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders and experiment output folders")
-    parser.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
-    parser.add_argument("--title", default="AlexNet: runs beside the paper", help="the page's title")
-
-
 # --- reading a folder -----------------------------------------------------------------------------
 
 
@@ -81,6 +76,8 @@ def collect(folder: str | Path) -> dict:
         raise UserError(f"{folder}: no such folder")
     found = {"name": folder.name or str(folder), "path": str(folder), "config": read_config(folder),
              "metrics": read_metrics(folder), "evaluations": [], "pictures": {}, "experiments": {}}
+    checkpoint = run_checkpoint(folder)
+    found["classes"] = checkpoint_classes(checkpoint) if checkpoint else None
     places = [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIPPED_FOLDERS)
     for place in places:
         for png in sorted(place.glob("*.png")):
@@ -90,8 +87,24 @@ def collect(folder: str | Path) -> dict:
             if path.name in ("colour.json", "relu-vs-tanh.json", "ablations.json", "retrieval.json"):
                 found["experiments"][path.stem] = data
             elif isinstance(data, dict) and "top1_error" in data and "top5_error" in data:
+                found["classes"] = evaluation_classes(path, data, found["classes"], checkpoint)
                 found["evaluations"].append(data | {"file": path.name})
     return found
+
+
+def evaluation_classes(path: Path, evaluation: dict, classes: int | None, checkpoint: Path | None) -> int | None:
+    """The number of classes the run is measured on, checked against an ``alexnet evaluate --json``
+    result (its ``per_class_accuracy`` has one entry per class of the data evaluated on): errors on
+    other classes than the run's network knows would stand beside the wrong chance level."""
+    count = len(evaluation.get("per_class_accuracy") or {}) or None
+    if count is None or classes is None:
+        return classes or count
+    if count != classes:
+        other = (f"the run's network ({checkpoint}) knows {classes}" if checkpoint
+                 else f"another evaluation in the folder is over {classes}")
+        raise UserError(f"{path}: evaluated on data of {count} classes, but {other} classes; "
+                        "keep each evaluation beside the run it measures")
+    return classes
 
 
 # --- rendering --------------------------------------------------------------------------------------
@@ -137,23 +150,34 @@ def final_errors(run: dict) -> dict:
     return errors
 
 
+def chance(classes: int | None) -> str:
+    """The top-1 / top-5 error of guessing among ``classes``, for the column beside each error."""
+    if not classes:
+        return "–"
+    return f"{_pct(chance_error(classes, 1))} / {_pct(chance_error(classes, 5))} ({classes} classes)"
+
+
+CHANCE_NOTE = ("Chance: the top-1 / top-5 error of guessing uniformly among the classes (90% / 50% "
+               "for 10 classes, 99.9% / 99.5% for ILSVRC's 1000); an error means something only beside it.")
+
+
 def table2(runs: list[dict]) -> str:
     """The paper's Table 2 with a row per run (its best available validation errors)."""
-    rows = [[name, _pct(t1), _pct(t5), _pct(test5)] for name, t1, t5, test5 in PAPER_TABLE2]
+    rows = [[name, _pct(t1), _pct(t5), _pct(test5), chance(1000)] for name, t1, t5, test5 in PAPER_TABLE2]
     classes = ["paper"] * len(rows)
     for run in runs:
         errors = final_errors(run)
         for key, label in (("ten", "ten crops"), ("centre", "centre crop"), ("best", "best epoch, centre crop")):
             if key in errors:
                 _, t1, t5 = errors[key]
-                rows.append([f"{run['name']} ({label})", _pct(t1), _pct(t5), "–"])
+                rows.append([f"{run['name']} ({label})", _pct(t1), _pct(t5), "–", chance(run["classes"])])
                 classes.append("run")
                 break
-    header = ["model", "top-1 (val)", "top-5 (val)", "top-5 (test)"]
+    header = ["model", "top-1 (val)", "top-5 (val)", "top-5 (test)", "chance top-1 / top-5"]
     return (_table(header, rows, classes) +
             '<p class="meta">Paper rows: ILSVRC-2012 (Table 2; * = pre-trained on ImageNet Fall 2011). '
             "A run is comparable only when it trained on ILSVRC-2012 for the paper's ~90 epochs; the "
-            "dataset of each run is in its configuration below.</p>")
+            f"dataset of each run is in its configuration below. {escape(CHANCE_NOTE)}</p>")
 
 
 def render_run(run: dict) -> str:
@@ -168,11 +192,13 @@ def render_run(run: dict) -> str:
     if errors:
         labels = {"last": "last epoch (centre crop)", "best": "best epoch (centre crop)",
                   "centre": "evaluation, centre crop", "ten": "evaluation, ten crops (section 4.1)"}
-        rows = [[labels[k], v[0] if v[0] is not None else "–", _pct(v[1]), _pct(v[2])] for k, v in errors.items()]
-        parts.append("<h3>Errors</h3>" + _table(["measured", "epoch / images", "top-1", "top-5"], rows))
+        rows = [[labels[k], v[0] if v[0] is not None else "–", _pct(v[1]), _pct(v[2]), chance(run["classes"])]
+                for k, v in errors.items()]
+        parts.append("<h3>Errors</h3>" + _table(["measured", "epoch / images", "top-1", "top-5",
+                                                 "chance top-1 / top-5"], rows))
     if run["metrics"] and "curves.png" not in run["pictures"]:
-        fig, _ = drawing.draw_curves(run["metrics"])
-        parts.append(f"<figure>{_png(fig)}<figcaption>Training curves (dotted: learning rate divided).</figcaption></figure>")
+        fig, _ = drawing.draw_curves(run["metrics"], run["classes"])
+        parts.append(f"<figure>{_png(fig)}<figcaption>Training curves (dotted: learning rate divided; dash-dotted: chance).</figcaption></figure>")
     experiments = run["experiments"]
     for key, render in (("colour", render_colour), ("relu-vs-tanh", render_relu_vs_tanh),
                         ("ablations", render_ablations), ("retrieval", render_retrieval)):
@@ -186,7 +212,8 @@ def render_run(run: dict) -> str:
 
 
 CAPTIONS = {
-    "curves.png": "Training curves: top-1 and top-5 error per epoch; dotted lines mark learning-rate reductions.",
+    "curves.png": "Training curves: top-1 and top-5 error per epoch; dotted lines mark learning-rate reductions, "
+                  "the dash-dotted line the error of guessing.",
     "kernels.png": "Figure 3: the conv1 kernels, tower 1 above tower 2.",
     "predictions.png": "Figure 4 (left): validation images with their five most probable labels (red: the correct one).",
     "neighbours.png": "Figure 4 (right): validation images (first column) and the training images nearest in fc7 space.",

@@ -24,28 +24,10 @@ from alexnet.analysis.codes import encode, hamming_search, precision_at_k, train
 from alexnet.analysis.files import write_json
 from alexnet.analysis.inputs import pick_device, sample_indices
 from alexnet.analysis.neighbours import extract_features, nearest
+from alexnet.classes import check_classes
 from alexnet.errors import UserError
 
 SPLITS = ("train", "val")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT",
-                        help="the network whose fc7 features are compared (omit to reuse DIR's features)")
-    parser.add_argument("--data", metavar="PREPARED", help="prepared dataset: train split is searched, "
-                        "val split gives the queries")
-    parser.add_argument("--out", required=True, metavar="DIR", help="features, codes and retrieval.json go here")
-    parser.add_argument("--bits", type=int, default=256, help="code length, a multiple of 8 (default 256)")
-    parser.add_argument("--hidden", type=int, default=1024, help="autoencoder hidden units (default 1024)")
-    parser.add_argument("--k", type=int, default=10, help="neighbours retrieved per query (default 10)")
-    parser.add_argument("--epochs", type=int, default=10, help="autoencoder epochs (default 10)")
-    parser.add_argument("--train-limit", type=int, default=None, metavar="N",
-                        help="search a random N training images (default: all)")
-    parser.add_argument("--queries", type=int, default=1000, help="validation images used as queries (default 1000)")
-    parser.add_argument("--batch-size", type=int, default=128, help="feature extraction batch (default 128)")
-    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
-    parser.add_argument("--seed", type=int, default=0, help="image samples and autoencoder (default 0)")
 
 
 def extract_split_features(args, out: Path) -> None:
@@ -57,12 +39,14 @@ def extract_split_features(args, out: Path) -> None:
 
     if not args.data:
         raise UserError("--data is needed to extract features (give the prepared dataset)")
-    model = load_checkpoint(resolve_checkpoint(args.source)[0])
+    checkpoint = resolve_checkpoint(args.source)[0]
+    model = load_checkpoint(checkpoint)
     root = ensure_prepared(args.data)
+    datasets = [PreparedDataset(root, split) for split in SPLITS]
+    check_classes([model], datasets[0], [str(checkpoint)])  # as evaluate: the classes it was trained on
     device = pick_device(args.device)
     rng = np.random.default_rng(args.seed)
-    for split, limit in zip(SPLITS, (args.train_limit, args.queries)):
-        ds = PreparedDataset(root, split)
+    for split, ds, limit in zip(SPLITS, datasets, (args.train_limit, args.queries)):
         picks = sample_indices(len(ds), limit, rng)
         extract_features(model, ds, picks, args.batch_size, device, args.workers,
                          out=out / f"fc7-{split}.npy", desc=f"fc7 of {split} images")

@@ -49,6 +49,29 @@ def read_config(run_dir: str | Path) -> dict:
         raise UserError(f"{path}: not valid YAML ({err})") from err
 
 
+def run_checkpoint(run_dir: str | Path) -> Path | None:
+    """A run folder's ``checkpoints/best.pt``, else ``last.pt``; None without either."""
+    for name in ("best.pt", "last.pt"):
+        if (path := Path(run_dir) / "checkpoints" / name).is_file():
+            return path
+    return None
+
+
+def checkpoint_classes(path: str | Path) -> int | None:
+    """The number of classes of a model file or checkpoint, read memory-mapped: the weights stay
+    on disk, only the small entries are read."""
+    import torch
+
+    from alexnet.classes import record_classes
+    from alexnet.modelfile import read_model_file
+
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip-format torch file: the full read says what is wrong, or reads it
+        record = read_model_file(path)
+    return record_classes(record) if isinstance(record, dict) else None
+
+
 def resolve_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
     """(checkpoint file, run folder or None) for a run folder or a checkpoint/model file.
 
@@ -57,9 +80,8 @@ def resolve_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
     """
     source = Path(source)
     if source.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (source / "checkpoints" / name).exists():
-                return source / "checkpoints" / name, source
+        if (checkpoint := run_checkpoint(source)) is not None:
+            return checkpoint, source
         raise UserError(f"{source}: no checkpoints/best.pt or checkpoints/last.pt in this run folder")
     if not source.exists():
         raise UserError(f"{source}: no such run folder or checkpoint")

@@ -1,0 +1,77 @@
+"""Which classes a model predicts, whether they are a dataset's, and what guessing would score.
+
+A model and a dataset belong together only when the model predicts exactly the dataset's
+classes, in the same order: a 10-class model run on a 1000-class dataset would print its
+predictions under ImageNet's names. ``alexnet evaluate`` and the analysis commands (``figures``,
+``retrieval``, ``report``) all refuse such a pair with :func:`check_classes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alexnet.errors import UserError
+
+
+def class_lists(dataset) -> tuple[list[str], list[str]]:
+    """The dataset's class names and class ids (a prepared dataset's ``classes`` are
+    ``{"index", "id", "name"}`` records; ImageNet's ids are its wnids, unique where names are not:
+    there are two classes named "crane"). Without ids, the names serve as both."""
+    classes = list(dataset.classes)
+    if classes and isinstance(classes[0], dict):
+        return [c["name"] for c in classes], [c["id"] for c in classes]
+    names = [str(c) for c in classes]
+    return names, names
+
+
+def check_classes(models: Sequence, dataset, names: Sequence[str]) -> None:
+    """Every model must predict exactly the dataset's classes, in the same order.
+
+    ``names[i]`` names ``models[i]`` in the message (its file). A model without class names must at
+    least have as many outputs as the dataset has classes.
+    """
+    data_names, data_ids = class_lists(dataset)
+    for model, name in zip(models, names, strict=True):
+        model_classes = getattr(model, "class_names", None)
+        if model_classes is None:
+            outputs = num_outputs(model)
+            if outputs != len(data_names):
+                raise UserError(f"{name} has {outputs} outputs but the data has {len(data_names)} classes")
+        elif list(model_classes) not in (data_names, data_ids):
+            raise UserError(f"{name}: {class_list_difference(list(model_classes), data_names)}")
+
+
+def class_list_difference(model: list[str], data: list[str]) -> str:
+    if len(model) != len(data):
+        return f"the model knows {len(model)} classes but the data has {len(data)}"
+    i = next(i for i, (a, b) in enumerate(zip(model, data)) if a != b)
+    return f"the model's classes differ from the data's: class {i} is {model[i]!r} in the model, {data[i]!r} in the data"
+
+
+def num_outputs(model) -> int:
+    """The number of classes a model predicts (the size of its last layer's output)."""
+    from torch import nn
+
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    return last.out_features
+
+
+def class_count(model) -> int:
+    """The number of classes a model predicts: its class names, else its outputs."""
+    names = getattr(model, "class_names", None)
+    return len(names) if names else num_outputs(model)
+
+
+def record_classes(record: dict) -> int | None:
+    """The number of classes of a model file or checkpoint's dict, without building the network
+    (None when it says neither its class names nor ``num_classes``)."""
+    names = record.get("class_names")
+    if names:
+        return len(names)
+    count = (record.get("options") or {}).get("num_classes")
+    return int(count) if count is not None else None
+
+
+def chance_error(classes: int, k: int = 1) -> float:
+    """Top-``k`` error in percent of guessing uniformly among ``classes``: 90 for top-1 of 10."""
+    return 100.0 * (1 - min(k, classes) / classes)
