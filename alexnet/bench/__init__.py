@@ -11,7 +11,7 @@ import importlib
 KINDS = {
     "data": ("alexnet.bench.data", "input pipeline images/s against the pytorch/examples way"),
     "model": ("alexnet.bench.model", "forward+backward images/s per setting against plain PyTorch"),
-    "train": ("alexnet.bench.train", "end-to-end training images/s against pytorch/examples' main.py"),
+    "train": ("alexnet.bench.train", "end-to-end training images/s against main.py's recipe re-created"),
 }
 
 

@@ -1,5 +1,5 @@
 """`alexnet bench train --data PREPARED`: end-to-end training images/s (loader and step), the share
-of time the device waits for data, and in the same run the pytorch/examples imagenet/main.py way.
+of time the device waits for data, and in the same run main.py's recipe re-created in this process.
 
 Ours: the prepared shards read by ``alexnet.data.loader.make_loader`` (workers decode and crop
 into uint8 batches, pinned on CUDA; or, with ``--decode device``, workers read the JPEG bytes and
@@ -8,7 +8,10 @@ nvJPEG decodes them on the GPU), staged on the device a batch ahead by a thread 
 (mean image, PCA colour noise), and one setting of ``alexnet bench model`` (default: the fastest
 for the device) with the fused SGD step.
 
-The pytorch/examples way (imagenet/main.py): an image folder of the source JPEGs that the prepared
+The baseline is pytorch/examples imagenet/main.py's recipe RE-CREATED here, not the peer itself:
+it trains the network under test (``--arch``; main.py itself trains torchvision's ``alexnet``, which
+is ``--arch alexnet-owt`` here). ``benchmarks/peer_examples.py`` runs the real main.py beside ours
+on the same network, where torchvision is installed. The re-created recipe: an image folder of the source JPEGs that the prepared
 dataset was made from (``meta.json``'s source), a ``DataLoader`` whose workers open each JPEG and
 apply torchvision's per-image transforms (RandomResizedCrop, RandomHorizontalFlip, ToTensor,
 Normalize; written here with PIL, numpy and torch, as torchvision is not a dependency), pinned
@@ -263,7 +266,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
                 raise
             measured[decoder] = {"decode": decoder, "skipped": f"{type(err).__name__}: {err}"[:300]}
             report(f"decode in {decoder}: skipped: {measured[decoder]['skipped']}")
-    report(f"pytorch/examples way: {warmup} warm-up and {steps} timed steps of {batch_size} ...")
+    report(f"main.py's recipe re-created: {warmup} warm-up and {steps} timed steps of {batch_size} ...")
     examples = measure_examples(base, files, times, **common)
     for record in measured.values():
         if "images_per_s" in record:
@@ -274,8 +277,9 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
             "warmup": warmup, **machine(device, threads, knobs),
             "ours": {"setting": name, "about": SETTINGS[name].about, **ours},
             "decoders": list(measured.values()),
-            "examples": {"about": "pytorch/examples imagenet/main.py: per-image PIL transforms in "
-                         "DataLoader workers, plain network, fp32, eager", **examples},
+            "examples": {"about": "pytorch/examples imagenet/main.py's recipe re-created (not the peer): "
+                         "per-image PIL transforms in DataLoader workers, plain network, fp32, eager",
+                         **examples},
             "ratio": ours["images_per_s"] / examples["images_per_s"]}
 
 
@@ -284,7 +288,7 @@ def print_record(r: dict) -> None:
           f"prepared, {r['source_images']} source images), {r['workers']} loader workers, {r['device']} "
           f"({r['device_name']}, {r['threads']} threads), {r['date']}")
     rows = [[label, f"{rec['images_per_s']:.1f}", f"{100 * rec['data_wait_share']:.0f}%", f"{rec['steps']}",
-             rec["about"]] for label, rec in (("ours", r["ours"]), ("pytorch/examples", r["examples"]))]
+             rec["about"]] for label, rec in (("ours", r["ours"]), ("main.py re-created", r["examples"]))]
     print_table(["way", "images/s", "waits for data", "steps", "what"], rows)
     print(f"ratio: {r['ratio']:.2f}x")
     for d in r.get("decoders", [])[1:]:
