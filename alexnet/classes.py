@@ -1,4 +1,6 @@
-"""Which classes a model predicts, whether they are a dataset's, and what guessing would score.
+"""Which classes a model predicts, whether they are a dataset's, and what guessing would score;
+and ImageNet's classes (the ILSVRC-2012 wnids and their names), read by data preparation and by
+``alexnet convert``.
 
 A model and a dataset belong together only when the model predicts exactly the dataset's
 classes, in the same order: a 10-class model run on a 1000-class dataset would print its
@@ -8,9 +10,26 @@ predictions under ImageNet's names. ``alexnet evaluate`` and the analysis comman
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
+from importlib import resources
 
 from alexnet.errors import UserError
+
+
+@functools.cache
+def imagenet_classes() -> dict[str, str]:
+    """The 1000 ILSVRC-2012 wnids in sorted order (= the standard class index) -> human-readable names
+    (``alexnet/data/imagenet_classes.json``, made by ``scripts/imagenet_classes.py``)."""
+    return json.loads(resources.files("alexnet.data").joinpath("imagenet_classes.json").read_text())
+
+
+def imagenet_class_names() -> list[str]:
+    """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids), as a prepared
+    ImageNet names them (``PreparedDataset.class_names``)."""
+    names = imagenet_classes()
+    return [names[wnid] for wnid in sorted(names)]
 
 
 def class_lists(dataset) -> tuple[list[str], list[str]]:

@@ -10,6 +10,7 @@ burden another.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
@@ -53,19 +54,31 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.subcommands = {}
     for name, (options, _, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = parser.subcommands[name] = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
             module, function = options.split(":")
             getattr(importlib.import_module(module), function)(p)
     return parser
 
 
+def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """argparse's message for arguments no option takes, with the nearest option for a typo."""
+    known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    hints = [f"{e} -> {close[0]}?" for e in extras if e.startswith("--")
+             for close in [difflib.get_close_matches(e.split("=")[0], known, n=1)] if close]
+    return f"unrecognized arguments: {' '.join(extras)}" + (f" (did you mean: {', '.join(hints)})" if hints else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # reported by the subcommand's parser: its usage, not the top level's
+        command_parser = parser.subcommands.get(args.command, parser)
+        command_parser.error(unknown_arguments(command_parser, extras))
     if args.command is None:
         parser.print_help()
         return 0

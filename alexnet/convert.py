@@ -16,27 +16,16 @@ from pathlib import Path
 
 import torch
 
-from alexnet.data.sources import imagenet_classes
+from alexnet.classes import imagenet_class_names
 from alexnet.errors import UserError
+from alexnet.modelfile import read_torch_file
 
 TORCHVISION_ARCH = "alexnet-owt"
 
 
-def imagenet_class_names() -> list[str]:
-    """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids), as a prepared
-    ImageNet names them (``PreparedDataset.class_names``)."""
-    names = imagenet_classes()  # wnid -> name
-    return [names[wnid] for wnid in sorted(names)]
-
-
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a ``.pth`` file, never running pickled code (``weights_only=True``)."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except Exception as err:  # unpickling refused, truncated zip, not a torch file at all
-        raise UserError(f"{path}: not a PyTorch weights file that loads safely ({type(err).__name__}: {err})") from None
+    data = read_torch_file(path, "PyTorch weights file")
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):

@@ -47,6 +47,15 @@ PAPER_CONVS = (
     ConvSpec("conv5", 256, 3, 1, 1, False, False, True, 1.0),
 )
 
+
+
+def one_tower_channels(channels=None) -> tuple[int, ...]:
+    """Section 3.2's one-tower net: half the kernels of conv1-conv4 of ``channels`` (default: the
+    paper's), conv5's kept, as the paper's footnote 3 reads "half" (about the same parameters)."""
+    kernels = [spec.kernels for spec in PAPER_CONVS] if channels is None else list(channels)
+    return tuple(c // 2 for c in kernels[:4]) + tuple(kernels[4:])
+
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 POOLINGS = {"overlapping": (3, 2), "non-overlapping": (2, 2)}  # (window z, stride s), section 3.4
 CONV_ROUNDING = ("floor", "ceil")

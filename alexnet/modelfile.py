@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
-from alexnet.io import atomic_torch_save
+from alexnet.atomic import atomic_torch_save
 from alexnet.model import TwoDeviceAlexNet
 from alexnet.registry import build_model
 
@@ -47,7 +47,7 @@ def _is_text(head: bytes) -> bool:
     return not any(b < 32 and b not in b"\t\n\r\f" for b in head)
 
 
-def _not_a_torch_file(path: Path) -> str | None:
+def _not_a_torch_file(path: Path, hint: str) -> str | None:
     """Why ``path`` cannot be a torch file, judged from its size, first bytes and zip directory
     (read without loading anything); None when it may be one."""
     if path.stat().st_size == 0:
@@ -60,13 +60,13 @@ def _not_a_torch_file(path: Path) -> str | None:
                     "was it copied or saved only in part?")
         with zipfile.ZipFile(path) as archive:
             if not any(name.rsplit("/", 1)[-1] == "data.pkl" for name in archive.namelist()):
-                return f"it is a zip archive, but not one torch.save wrote (no data.pkl inside); {WHAT_A_MODEL_FILE_IS}"
+                return f"it is a zip archive, but not one torch.save wrote (no data.pkl inside); {hint}"
         return None
     if head[:1] == b"\x80":  # a pickle: PyTorch's legacy format, or any pickled object (judged on loading)
         return None
     if _is_text(head):
-        return f"it is a text file; {WHAT_A_MODEL_FILE_IS}"
-    return f"it is neither a zip archive (torch.save's format) nor a pickle; {WHAT_A_MODEL_FILE_IS}"
+        return f"it is a text file; {hint}"
+    return f"it is neither a zip archive (torch.save's format) nor a pickle; {hint}"
 
 
 _CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
@@ -90,9 +90,21 @@ def read_model_file(path: str | os.PathLike) -> dict:
     if path.is_dir():
         raise UserError(f"{path}: a folder, not a model file; for a run folder give its "
                         f"checkpoints/best.pt or checkpoints/last.pt")
+    record = read_torch_file(path, "model file")
+    if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
+        missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
+        raise UserError(f"{path}: not an alexnet model file or checkpoint (missing {', '.join(missing)})")
+    return record
+
+
+def read_torch_file(path: str | os.PathLike, what: str):
+    """What ``torch.save`` wrote in ``path`` (tensors and plain values only: ``weights_only``); an
+    error names the file, says it is not a readable ``what`` and what it is instead."""
+    path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such model file")
-    reason = _not_a_torch_file(path)
+        raise UserError(f"{path}: no such {what}")
+    hint = WHAT_A_MODEL_FILE_IS if what == "model file" else f"a {what} is what torch.save writes"
+    reason = _not_a_torch_file(path, hint)
     if reason is None:
         try:
             with warnings.catch_warnings():  # torch's note on a pickle protocol it did not write
@@ -103,18 +115,15 @@ def read_model_file(path: str | os.PathLike) -> dict:
                 reason = ("it holds pickled Python classes or functions, code that loading would run; "
                           "such files are never unpickled here")
             else:
-                reason = f"it is a pickle, but not one torch.save wrote; {WHAT_A_MODEL_FILE_IS}"
+                reason = f"it is a pickle, but not one torch.save wrote; {hint}"
         except EOFError:
             reason = "it is truncated: the data ends early; was it copied or saved only in part?"
         except Exception as err:  # noqa: BLE001 - anything else a damaged file makes torch.load raise
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            reason = (f"it is a pickle, but not one torch.save wrote; {WHAT_A_MODEL_FILE_IS}"
+            reason = (f"it is a pickle, but not one torch.save wrote; {hint}"
                       if "magic number" in first else f"it is damaged ({first[:200]})")
     if reason is not None:
-        raise UserError(f"{path}: not a readable model file: {reason}")
-    if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
-        missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
-        raise UserError(f"{path}: not an alexnet model file or checkpoint (missing {', '.join(missing)})")
+        raise UserError(f"{path}: not a readable {what}: {reason}")
     return record
 
 
@@ -125,7 +134,12 @@ def load_model(path: str | os.PathLike, map_location="cpu", devices=None) -> nn.
     None) and is on ``map_location`` (or on two devices
     with ``devices=(a, b)``), in eval mode.
     """
-    record = read_model_file(path)
+    return model_from_record(read_model_file(path), path, map_location, devices)
+
+
+def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
+    """The network of a dict :func:`read_model_file` returned (``path`` names it in errors), as
+    :func:`load_model` describes."""
     model = build_model(record["arch"], **record["options"])
     try:
         model.load_state_dict(record["model"])

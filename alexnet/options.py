@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 
 from alexnet.bench.settings import DEFAULT_SETTING, DEFAULT_SETTINGS, SETTINGS
-from alexnet.train.config import DECODERS
+from alexnet.data.device_decode import DECODERS
 
-CROPS = ("center", "ten")  # as alexnet.evaluate.CROPS
+CROPS = ("center", "ten")  # as alexnet.inference.CROPS
 ENCODINGS = ("jpeg", "raw")  # as alexnet.data.images.ENCODINGS
 SHARD_SIZE = 1000  # as alexnet.data.prepare.SHARD_SIZE
 MAX_PIXELS = 2**25  # as alexnet.data.images.MAX_PIXELS

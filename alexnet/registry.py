@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
-from alexnet.model import AlexNet, AlexNetOWT, TwoDeviceAlexNet
+from alexnet.model import AlexNet, AlexNetOWT, TwoDeviceAlexNet, one_tower_channels
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ register_model(
     "section 3.2's comparison: one tower with half the kernels in conv1..conv4. We read 'half' as the "
     "paper's footnote 3 does: conv5 keeps its 256 kernels and fc6/fc7 their 4096 neurons, so that "
     "both nets have about the same number of parameters (59.8M against 61.0M)",
-    towers=1, channels=(48, 128, 192, 192, 256))
+    towers=1, channels=one_tower_channels())
 register_model("alexnet-owt", AlexNetOWT,
                "the 'one weird trick' single-tower net torchvision ships as alexnet (its state_dict keys), "
                "224x224 input")

@@ -12,9 +12,8 @@ plain path), so a trainer may switch any of them on without changing what it lea
   and conv1's weight gradient as a stride-1 convolution (alexnet.strided_conv; pays on CPUs).
 - :func:`set_threads`: one intra-op thread per core this process may use; :func:`keep_freed_memory`:
   glibc keeps freed activations for the next step instead of unmapping them (CPU).
-- :func:`fast_sgd`: ``torch.optim.SGD`` with its fused (or foreach) kernel instead of one small
-  kernel per tensor and per operation; :func:`paper_sgd_step_` is the paper's update rule
-  (section 5) over all tensors at once with ``torch._foreach`` kernels.
+- the optimizers' fast paths (fused SGD, the paper's update rule with foreach kernels) live with
+  the update rule, in :mod:`alexnet.train.optim`.
 - :func:`to_device`: uint8 batches from pinned memory copied without blocking the host.
 - :func:`torch_lrn`: the plain baseline: our network with every LRN computed by
   ``nn.LocalResponseNorm`` (alpha times n, since PyTorch divides alpha by n; see alexnet.lrn).
@@ -22,11 +21,10 @@ plain path), so a trainer may switch any of them on without changing what it lea
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
+from alexnet.cores import available_cores
 from alexnet.lrn import LocalResponseNorm
 from alexnet.strided_conv import SpaceToDepthGradConv2d
 
@@ -105,11 +103,6 @@ def apply_speed_options(model: nn.Module, *, channels_last: bool = False, compil
     return model
 
 
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity; all cores where that is unknown)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def set_threads(threads: int | None = None) -> int:
     """One intra-op thread per available core unless ``threads`` says otherwise; returns the count.
 
@@ -145,35 +138,6 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0005,
-             device: torch.device | str = "cpu") -> torch.optim.SGD:
-    """``torch.optim.SGD`` with its fused kernel (one pass over all parameters, CPU and CUDA), or
-    the foreach kernels where fused is not supported; the update is the same as the default's."""
-    device = torch.device(device)
-    try:
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               fused=device.type in ("cpu", "cuda"))
-    except RuntimeError:  # fused unsupported for this device or dtype
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
-
-
-@torch.no_grad()
-def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor],
-                    velocities: list[torch.Tensor], lr: float, momentum: float = 0.9,
-                    weight_decay: float = 0.0005) -> None:
-    """The paper's update (section 5) on all tensors at once, in place, with foreach kernels:
-
-        v <- momentum * v - weight_decay * lr * w - lr * grad;   w <- w + v
-
-    The same arithmetic, in the same order, as a per-tensor loop; for a trainer's optimizer whose
-    ``step`` would otherwise launch three kernels per parameter tensor.
-    """
-    torch._foreach_mul_(velocities, momentum)
-    torch._foreach_add_(velocities, weights, alpha=-weight_decay * lr)
-    torch._foreach_add_(velocities, grads, alpha=-lr)
-    torch._foreach_add_(weights, velocities)
 
 
 def to_device(batch: torch.Tensor, device: torch.device | str, channels_last: bool = False) -> torch.Tensor:

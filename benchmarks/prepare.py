@@ -5,7 +5,7 @@ Usage: PYTHONPATH=. python benchmarks/prepare.py [IMAGES_DIR] [--workers N]
 IMAGES_DIR (default ../shared/data/imagenet-samples) holds ``<wnid>_<name>.JPEG`` files. They are
 linked into an image-folder tree (every image --repeat times in train/<wnid>/, every tenth also
 in val/<wnid>/) and prepared with the default options: wall-clock images/s of the whole command. Per core: the
-work one worker process does (read, decode, crop, encode, statistics: ``_prepare_chunk``) timed
+work one worker process does (read, decode, crop, encode, statistics: ``prepare_chunk``) timed
 in CPU-seconds on every source image, the figure the issue sets at >= 250 images/s. The baseline
 does the same work the obvious way, in one process: full-size decode, resize of the whole image,
 crop, JPEG encode, and the statistics with numpy.
@@ -25,7 +25,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: the ba
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from alexnet.data.prepare import CHUNK, _prepare_chunk, prepare  # noqa: E402
+from alexnet.data.images import MAX_PIXELS  # noqa: E402
+from alexnet.data.prepare import prepare  # noqa: E402
+from alexnet.data.prepare_shards import CHUNK, prepare_chunk  # noqa: E402
 from alexnet.data.sources import open_source  # noqa: E402
 
 
@@ -65,7 +67,7 @@ def worker_rate(source: Path) -> float:
     start = time.process_time()
     for i in range(0, len(items), CHUNK):
         chunk = items[i:i + CHUNK]
-        _prepare_chunk((chunk, [True] * len(chunk), 256, "jpeg", 90))
+        prepare_chunk((chunk, [True] * len(chunk), 256, "jpeg", 90, MAX_PIXELS))
     return len(items) / (time.process_time() - start)
 
 

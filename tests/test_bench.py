@@ -14,7 +14,6 @@ from alexnet.bench import model as bench_model
 from alexnet.cli import main
 from alexnet.errors import UserError
 from alexnet.bench import train as bench_train
-import fake_torchvision
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_OPTIONS = ["--model-option", "input_size=67", "--model-option", "fc_width=16",
@@ -112,10 +111,35 @@ def test_examples_baseline_reads_the_source_jpegs_with_the_prepared_class_indice
         assert Path(path).parent.name == f"n0000000{label}"
 
 
-def test_random_resized_crop_gives_the_size_asked_for():
+def crop_boxes(monkeypatch) -> list:
+    """Records the box of every ``Image.resize`` (the region a crop takes) and its output size."""
+    boxes, resize = [], Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda self, size, resample=None, box=None, **kw: (
+        boxes.append((box, size)) or resize(self, size, resample, box, **kw)))
+    return boxes
+
+
+def test_random_resized_crop_takes_8_to_100_percent_at_aspect_3_4_to_4_3_as_torchvision(monkeypatch):
+    boxes = crop_boxes(monkeypatch)
     image = Image.fromarray(np.zeros((50, 90, 3), np.uint8))
     rng = np.random.default_rng(0)
-    assert {bench_train.random_resized_crop(image, 31, rng).size for _ in range(20)} == {(31, 31)}
+    assert {bench_train.random_resized_crop(image, 31, rng).size for _ in range(200)} == {(31, 31)}
+    assert len(boxes) == 200 and {size for _, size in boxes} == {(31, 31)}
+    regions = {box for box, _ in boxes}
+    assert len(regions) > 150  # random places and sizes, not one fixed crop
+    for left, top, right, bottom in regions:
+        w, h = right - left, bottom - top
+        assert 0 <= left < right <= 90 and 0 <= top < bottom <= 50
+        # the drawn width and height are w and h before rounding to whole pixels
+        assert (w + 0.5) * (h + 0.5) >= 0.08 * 90 * 50
+        assert (w - 0.5) / (h + 0.5) <= 4 / 3 and (w + 0.5) / (h - 0.5) >= 3 / 4
+
+
+def test_random_resized_crop_falls_back_to_the_central_square_when_no_draw_fits(monkeypatch):
+    boxes = crop_boxes(monkeypatch)
+    strip = Image.fromarray(np.zeros((2, 100, 3), np.uint8))  # 8% of it is no 3:4..4:3 box 2 high
+    assert bench_train.random_resized_crop(strip, 31, np.random.default_rng(0)).size == (31, 31)
+    assert boxes == [((49, 0, 51, 2), (31, 31))]
 
 
 def test_bench_train_measures_ours_and_the_examples_way_with_the_ratio(prepared):
@@ -144,8 +168,8 @@ def test_bench_train_measures_each_decoder_and_skips_one_that_cannot_run(prepare
     json.dumps(record)
 
 
-def test_bench_train_with_decoding_on_the_device(prepared, monkeypatch):
-    calls = fake_torchvision.install(monkeypatch)
+def test_bench_train_with_decoding_on_the_device(prepared, fake_torchvision):
+    calls = fake_torchvision
     record = bench_train.benchmark(str(prepared), batch_size=4, device="cpu", steps=2, warmup=1, workers=0,
                                    model_options=dict(TINY), decode=["device"], report=quiet)
     assert record["ours"]["decode"] == "device" and record["ours"]["steps"] == 2 and calls

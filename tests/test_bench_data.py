@@ -3,10 +3,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from alexnet.data.prepare import prepare
-from prepared_standin import make_image_folder
+from tests.kit import WNIDS, image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_prepared(tmp_path_factory):
     base = tmp_path_factory.mktemp("bench")
-    source = make_image_folder(base / "source")
+    source = image_folder(base / "source", val_per_class=3, classes=WNIDS[:2], size=(300, 260), noise=255)
     return prepare(source, base / "out", workers=1, progress=False), source
 
 
@@ -44,3 +45,23 @@ def test_bench_data_without_a_source_says_how_to_give_one(tiny_prepared, tmp_pat
     done = bench("--data", str(out), "--source", str(tmp_path / "missing"), "--workers", "1")
     assert done.returncode == 2
     assert "--source DIR" in done.stderr and "missing" in done.stderr
+
+
+def test_bench_data_reads_every_image_format_pillow_reads_from_its_source(tiny_prepared, tmp_path):
+    """The source images are picked by name (alexnet.data.images.IMAGE_SUFFIXES): BMP and TIFF as
+    well as JPEG, in any case; a folder with none of them is refused, naming the suffixes."""
+    from PIL import Image
+
+    out, _ = tiny_prepared
+    pixels = np.random.default_rng(0).integers(0, 256, (260, 300, 3), dtype=np.uint8)
+    for name in ("a/one.BMP", "a/two.tiff", "b/three.jpg"):
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / "src" / name)
+    (tmp_path / "src" / "a" / "notes.txt").write_text("not an image")
+    done = bench("--data", str(out), "--source", str(tmp_path / "src"), "--workers", "1", "--images", "4",
+                 "--baseline-images", "3", "--batch-size", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["source_images"] == 3
+    (tmp_path / "empty").mkdir()
+    done = bench("--data", str(out), "--source", str(tmp_path / "empty"), "--workers", "1")
+    assert done.returncode == 2 and ".tiff" in done.stderr and ".webp" in done.stderr

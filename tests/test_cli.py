@@ -56,6 +56,23 @@ def test_an_argument_error_exits_2_before_torch_is_imported():
         assert r["status"] == 2 and r["heavy"] == [], r
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["train", "--bach-size", "8"], "alexnet train: error: unrecognized arguments: --bach-size 8 "
+                                    "(did you mean: --bach-size -> --batch-size?)"),
+    (["prepare", "src", "out", "--sise=3"], "alexnet prepare: error: unrecognized arguments: --sise=3 "
+                                            "(did you mean: --sise=3 -> --size?)"),
+    (["train", "stray"], "alexnet train: error: unrecognized arguments: stray"),
+])
+def test_an_unknown_argument_is_reported_with_its_commands_usage_and_the_nearest_option(capsys, argv, said):
+    from alexnet.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith(f"usage: alexnet {argv[0]} ")
+    assert err.rstrip().endswith(said)
+
+
 def test_trains_help_still_quotes_the_papers_defaults(capsys):
     from alexnet.cli import main
 
@@ -66,10 +83,10 @@ def test_trains_help_still_quotes_the_papers_defaults(capsys):
 
 
 def test_the_options_choices_are_those_of_the_libraries_that_read_them():
-    from alexnet import evaluate, options
+    from alexnet import inference, options
     from alexnet.data import images, loader, prepare
 
-    assert options.CROPS == evaluate.CROPS
+    assert options.CROPS == inference.CROPS
     assert sorted(options.ENCODINGS) == sorted(images.ENCODINGS)
     assert options.SHARD_SIZE == prepare.SHARD_SIZE
     assert options.MAX_PIXELS == images.MAX_PIXELS
@@ -98,9 +115,9 @@ def test_evaluate_writes_progress_lines_into_a_log(tmp_path, capsys, every_updat
     from alexnet import save_model
     from alexnet.cli import main
     from alexnet.data.dataset import PreparedDataset
-    from tests.evalkit import make_prepared, tiny_alexnet
+    from tests.kit import make_prepared, tiny_alexnet
 
-    data = make_prepared(tmp_path)  # 6 validation images
+    data = make_prepared(tmp_path, per_class=(3, 2), encoding="raw")  # 6 validation images
     train = PreparedDataset(data, "train")
     save_model(tiny_alexnet(3), tmp_path / "cnn.pt", class_names=train.class_names,
                mean=torch.from_numpy(train.mean))
@@ -120,9 +137,8 @@ def train_argv(run: Path, *extra: str) -> list[str]:
 
 
 def test_trains_bar_counts_whole_images_and_shows_the_loss_of_an_epoch_shorter_than_log_every(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, tiny_net):
     from alexnet.cli import main
-    from tests import tinynet  # noqa: F401  (registers tiny-test)
 
     monkeypatch.setattr(sys, "stderr", Terminal())
     assert main(train_argv(tmp_path / "run")) == 0
@@ -136,9 +152,8 @@ def test_trains_bar_counts_whole_images_and_shows_the_loss_of_an_epoch_shorter_t
 
 
 def test_train_in_a_log_writes_progress_lines_and_a_resumed_run_says_where_it_continues(
-        tmp_path, capsys, monkeypatch, every_update):
+        tmp_path, capsys, monkeypatch, every_update, tiny_net):
     from alexnet.cli import main
-    from tests import tinynet  # noqa: F401
 
     run = tmp_path / "run"
     monkeypatch.setenv("TINY_SIGNAL", "SIGTERM@3")  # a stop request during the third step
@@ -161,9 +176,9 @@ def test_train_in_a_log_writes_progress_lines_and_a_resumed_run_says_where_it_co
 
 def test_prepare_writes_progress_lines_into_a_log(tmp_path, capsys, every_update):
     from alexnet.cli import main
-    from tests.evalkit import make_prepared
+    from tests.kit import make_prepared
 
-    make_prepared(tmp_path)  # the image folder tmp_path/images: 9 training and 6 validation images
+    make_prepared(tmp_path, per_class=(3, 2))  # the image folder tmp_path/images: 9 training and 6 validation images
     assert main(["prepare", str(tmp_path / "images"), str(tmp_path / "again"), "--size", "80",
                  "--format", "raw", "--workers", "1"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("prepare: ")]

@@ -8,8 +8,7 @@ import pytest
 
 from alexnet.cli import build_parser, main
 from alexnet.errors import UserError
-from alexnet.train.cli import config_from_args
-from alexnet.train.config import TrainConfig
+from alexnet.train.config import TrainConfig, config_from_args
 
 
 def parse(argv):

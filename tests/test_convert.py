@@ -16,7 +16,8 @@ from test_registry_and_files import TORCHVISION_ALEXNET  # torchvision's keys an
 
 from alexnet import load_model
 from alexnet.cli import main
-from alexnet.convert import convert_torchvision, imagenet_class_names
+from alexnet.classes import imagenet_class_names
+from alexnet.convert import convert_torchvision
 from alexnet.errors import UserError
 
 def torchvision_forward(w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -106,8 +107,18 @@ class Payload:
 def test_reading_the_weights_never_runs_pickled_code(tmp_path):
     marker = tmp_path / "code-ran"
     torch.save({"features.0.weight": Payload(str(marker))}, tmp_path / "evil.pth")
-    with pytest.raises(UserError, match="evil.pth: not a PyTorch weights file that loads safely"):
+    with pytest.raises(UserError, match="evil.pth: not a readable PyTorch weights file: it holds pickled Python classes or functions"):
         convert_torchvision(tmp_path / "evil.pth", tmp_path / "out.pt")
     assert not marker.exists()
-    with pytest.raises(UserError, match="nowhere.pth: no such file"):
+    with pytest.raises(UserError, match="nowhere.pth: no such PyTorch weights file"):
         convert_torchvision(tmp_path / "nowhere.pth", tmp_path / "out.pt")
+
+
+def test_a_file_that_is_not_weights_is_named_with_what_it_is_in_one_line(tmp_path):
+    (tmp_path / "notes.pth").write_text("these are not weights\n")
+    with pytest.raises(UserError) as caught:
+        convert_torchvision(tmp_path / "notes.pth", tmp_path / "out.pt")
+    message = str(caught.value)
+    assert "notes.pth: not a readable PyTorch weights file: it is a text file" in message
+    assert "\n" not in message and "weights_only" not in message  # not torch's own advice to unpickle it
+    assert not (tmp_path / "out.pt").exists()

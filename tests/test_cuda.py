@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from alexnet import LocalResponseNorm, build_model, speed
 from alexnet.data.loader import make_loader
-from prepared_standin import StandInPreparedDataset
+from alexnet.train.optim import fast_sgd
+from tests.kit import StandInDataset, make_prepared
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -29,7 +30,7 @@ def collect(batches):
 def smooth_jpegs(count=12, size=48):
     """A stand-in dataset of smooth colour images (gradients and a disc), as photographs are: on
     noise, JPEG decoders differ far more than on real images."""
-    data = StandInPreparedDataset(count=count, size=size, encoding="jpeg")
+    data = StandInDataset(count=count, size=size, encoding="jpeg")
     y, x = np.mgrid[0:size, 0:size]
     for i in range(count):
         rng = np.random.default_rng(i)
@@ -38,12 +39,12 @@ def smooth_jpegs(count=12, size=48):
         disc = (x - size / 2) ** 2 + (y - size / 3) ** 2 < (size / 5) ** 2
         image[disc] = rng.integers(0, 256, 3)
         data.images[i] = image.astype(np.uint8)
-        data.blobs[i] = data._encode(data.images[i], "jpeg")
+        data.blobs[i] = data.encode(data.images[i], "jpeg")
     return data
 
 
 def test_prefetched_batches_on_the_gpu_are_the_loaders():
-    data = StandInPreparedDataset()
+    data = StandInDataset()
     options = dict(train=True, crop_size=40, seed=1, epoch=0)
     host = collect(make_loader(data, 5, workers=0, **options))
     for workers in (0, 2):
@@ -56,7 +57,7 @@ def test_prefetched_batches_on_the_gpu_are_the_loaders():
 def test_prefetched_batches_survive_work_on_the_compute_stream():
     """Batches are used on the compute stream while the thread stages the next ones on its own:
     a long kernel queue before each read must not let a later copy overwrite an earlier batch."""
-    data = StandInPreparedDataset(count=48)
+    data = StandInDataset(count=48)
     options = dict(train=True, crop_size=40, seed=4, epoch=0)
     host = collect(make_loader(data, 4, workers=0, **options))
     sums, big = [], torch.randn(2048, 2048, device="cuda")
@@ -104,7 +105,7 @@ def test_fused_sgd_on_the_gpu_takes_the_default_sgds_steps():
     torch.manual_seed(0)
     a = build_model("alexnet", **TINY).cuda()
     b = copy.deepcopy(a)
-    fused = speed.fast_sgd(a.parameters(), lr=0.01, device="cuda")
+    fused = fast_sgd(a.parameters(), lr=0.01, device="cuda")
     assert fused.defaults.get("fused")
     plain = torch.optim.SGD(b.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)
     x, labels = torch.randn(8, 3, 67, 67, device="cuda") * 60, torch.arange(8, device="cuda") % 7
@@ -159,7 +160,6 @@ def test_training_on_the_gpu_end_to_end(tmp_path):
 
 def test_bench_train_clock_on_the_gpu(tmp_path):
     from alexnet.bench import train as bench_train
-    from tinynet import make_prepared
 
     prepared = make_prepared(tmp_path)  # 80x80 patches of PNGs in an image folder
     record = bench_train.benchmark(str(prepared), batch_size=4, device="cuda", steps=3, warmup=1, workers=1,

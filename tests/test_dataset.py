@@ -13,7 +13,7 @@ from alexnet.data.dataset import PreparedDataset
 from alexnet.data.images import decode
 from alexnet.data.prepare import prepare
 from alexnet.errors import UserError
-from tests import sources_kit as kit
+from tests import kit
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_stored_jpegs_decode_to_pillows_pixels(prepared):
     """simplejpeg (a dependency) reads the shards with Pillow's libjpeg-turbo settings."""
     from alexnet.data import images
 
-    assert images.jpeg_decoder() == "simplejpeg"
+    assert images.jpeg_library() == "simplejpeg"
     ds = PreparedDataset(prepared, "train")
     for i in range(len(ds)):
         data = ds.read(i)[0]
@@ -128,5 +128,5 @@ def test_what_simplejpeg_cannot_read_goes_to_pillow(monkeypatch):
     with pytest.raises(OSError, match="truncated"):
         decode(jpeg[: len(jpeg) // 2], "jpg")
     monkeypatch.setattr(images, "simplejpeg", None)  # installed without it: Pillow decodes
-    assert images.jpeg_decoder() == "pillow"
+    assert images.jpeg_library() == "pillow"
     assert np.array_equal(decode(jpeg, "jpg"), _pillow_decode(jpeg))

@@ -17,7 +17,7 @@ ARGS = ["train", "--data", "synthetic", "--arch", "tiny-test", "--preset", "full
 
 def _train(out: Path, launcher: list[str]) -> list[dict]:
     env = {**os.environ, "TINY_FINAL": str(out / "final"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*launcher, "-m", "tests.tinynet", *ARGS, "--out", str(out / "run")], cwd=ROOT, env=env,
+    done = subprocess.run([*launcher, "-m", "tests.kit", *ARGS, "--out", str(out / "run")], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -15,7 +15,7 @@ from alexnet.data.dataset import PreparedDataset
 from alexnet.data.download import DownloadError, Remote
 from alexnet.data.prepare import ensure_prepared
 from alexnet.errors import UserError
-from tests import sources_kit as kit
+from tests import kit
 
 
 class Server:

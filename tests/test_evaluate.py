@@ -8,10 +8,11 @@ import re
 import numpy as np
 import pytest
 import torch
-from evalkit import TinyData, make_prepared, tiny_alexnet
 
 from alexnet.errors import UserError
-from alexnet.evaluate import ErrorCounter, evaluate, predictions, topk_correct
+from alexnet.evaluate import ErrorCounter, evaluate, topk_correct
+from alexnet.inference import predictions
+from tests.kit import StandInDataset, alexnet_command, make_prepared, tiny_alexnet
 
 
 def softmax(logits: torch.Tensor) -> np.ndarray:
@@ -25,7 +26,7 @@ def by_hand_errors(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]
     return 100 * (1 - top1.mean()), 100 * (1 - top5.mean())
 
 
-def crop_by_hand(data: TinyData, top: int, left: int, flip: bool, size: int = 67) -> torch.Tensor:
+def crop_by_hand(data: StandInDataset, top: int, left: int, flip: bool, size: int = 67) -> torch.Tensor:
     """The float input of one crop of every image: pixels minus the mean image, both cut here."""
     centred = data.images.astype(np.float32) - data.mean
     crop = centred[:, top : top + size, left : left + size]
@@ -60,7 +61,7 @@ def test_top1_and_top5_error_count_the_label_among_the_most_probable_classes():
 
 
 def test_ten_crop_evaluation_averages_the_softmax_of_the_ten_crops_evaluated_one_by_one():
-    data = TinyData(7, num_classes=6)
+    data = StandInDataset(7, num_classes=6, size=80)
     model = tiny_alexnet(6)
     probs = all_predictions([model], data, "ten", batch_size=3, device="cpu", workers=0)
 
@@ -76,7 +77,7 @@ def test_ten_crop_evaluation_averages_the_softmax_of_the_ten_crops_evaluated_one
 
 
 def test_an_ensemble_averages_the_softmax_outputs_of_its_networks():
-    data = TinyData(40, num_classes=7, seed=1)
+    data = StandInDataset(40, num_classes=7, seed=1, size=80)
     models = [tiny_alexnet(7, seed=s) for s in (1, 2, 3)]
     result = evaluate(models, data, crops="center", batch_size=16, device="cpu", workers=0, progress=False)
 
@@ -93,7 +94,7 @@ def test_an_ensemble_averages_the_softmax_outputs_of_its_networks():
 
 
 def test_the_model_files_mean_image_takes_precedence_over_the_datasets():
-    data = TinyData(6, num_classes=3, seed=3)
+    data = StandInDataset(6, num_classes=3, seed=3, size=80)
     model = tiny_alexnet(3)
     model.mean = data.mean[::-1].copy()  # trained on other data than the data evaluated
     probs = all_predictions([model], data, "center", device="cpu", workers=0)
@@ -104,17 +105,17 @@ def test_the_model_files_mean_image_takes_precedence_over_the_datasets():
 
 def test_images_smaller_than_the_models_input_are_a_clear_error():
     with pytest.raises(UserError, match="takes 67x67 inputs but the images are 48x48"):
-        evaluate(tiny_alexnet(3), TinyData(2, num_classes=3, size=48), device="cpu", workers=0, progress=False)
+        evaluate(tiny_alexnet(3), StandInDataset(2, num_classes=3, size=48), device="cpu", workers=0, progress=False)
 
 
 def test_the_networks_of_an_ensemble_must_take_the_same_input_size():
     models = [tiny_alexnet(3), tiny_alexnet(3, input_size=71)]
     with pytest.raises(UserError, match="same input size, not a.pt 67, b.pt 71"):
-        evaluate(models, TinyData(2, num_classes=3), device="cpu", workers=0, progress=False, names=["a.pt", "b.pt"])
+        evaluate(models, StandInDataset(2, num_classes=3, size=80), device="cpu", workers=0, progress=False, names=["a.pt", "b.pt"])
 
 
 def test_a_model_whose_classes_differ_from_the_datasets_is_a_clear_error():
-    data = TinyData(4, num_classes=3)
+    data = StandInDataset(4, num_classes=3, size=80)
     model = tiny_alexnet(3)
     model.class_names = ["c0", "c2", "c1"]
     with pytest.raises(UserError, match="run1/best.pt: .*class 1 is 'c2' in the model, 'c1' in the data"):
@@ -131,7 +132,7 @@ def prepared(tmp_path_factory):
     from alexnet.data.dataset import PreparedDataset
 
     root = tmp_path_factory.mktemp("evaluate")
-    out = make_prepared(root)
+    out = make_prepared(root, classes=("ant", "bee", "cat"), per_class=(3, 2), encoding="raw")
     train = PreparedDataset(out, "train")
     for seed in (1, 2):
         save_model(tiny_alexnet(3, seed=seed), root / f"cnn{seed}.pt", class_names=train.class_names,
@@ -139,20 +140,12 @@ def prepared(tmp_path_factory):
     return root
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    from alexnet.cli import main
-
-    status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def test_the_command_evaluates_an_ensemble_of_checkpoints_on_a_prepared_split(prepared, capsys):
     from alexnet import load_model
     from alexnet.data.dataset import PreparedDataset
 
     files = [prepared / "cnn1.pt", prepared / "cnn2.pt"]
-    status, out, _ = run_cli(capsys, "evaluate", *files, "--data", prepared / "prepared", "--json", "--device", "cpu", "--workers", "0")
+    status, out, _ = alexnet_command(capsys, "evaluate", *files, "--data", prepared / "prepared", "--json", "--device", "cpu", "--workers", "0")
     assert status == 0
     found = json.loads(out)
     expected = evaluate([load_model(f) for f in files], PreparedDataset(prepared / "prepared", "val"),
@@ -163,7 +156,7 @@ def test_the_command_evaluates_an_ensemble_of_checkpoints_on_a_prepared_split(pr
     assert found["per_class_accuracy"] == pytest.approx(expected["per_class_accuracy"])
     assert set(found["per_class_accuracy"]) == {"ant", "bee", "cat"}
 
-    status, out, _ = run_cli(capsys, "evaluate", files[0], "--data", prepared / "prepared", "--crops", "center", "--device", "cpu", "--workers", "0")
+    status, out, _ = alexnet_command(capsys, "evaluate", files[0], "--data", prepared / "prepared", "--crops", "center", "--device", "cpu", "--workers", "0")
     assert status == 0
     assert re.fullmatch(r"top-1 error \d+\.\d\d%  top-5 error 0\.00%  on 6 images \(1 model, centre crop\)\n", out)
 
@@ -173,7 +166,7 @@ def test_predict_prepares_an_image_file_exactly_as_prepare_did(prepared, capsys)
     from alexnet.data.dataset import PreparedDataset
 
     data = PreparedDataset(prepared / "prepared", "val")
-    status, out, _ = run_cli(capsys, "predict", prepared / "cnn1.pt", *sorted((prepared / "images" / "val").glob("*/*.png")),
+    status, out, _ = alexnet_command(capsys, "predict", prepared / "cnn1.pt", *sorted((prepared / "images" / "val").glob("*/*.png")),
                              "--json", "--top", "3", "--device", "cpu")
     assert status == 0
     model = load_model(prepared / "cnn1.pt")
@@ -189,13 +182,24 @@ def test_evaluating_a_checkpoint_of_other_classes_names_it(prepared, capsys, tmp
     from alexnet import save_model
 
     save_model(tiny_alexnet(3), tmp_path / "dogs.pt", class_names=["beagle", "collie", "pug"])
-    status, _, err = run_cli(capsys, "evaluate", tmp_path / "dogs.pt", "--data", prepared / "prepared", "--device", "cpu")
+    status, _, err = alexnet_command(capsys, "evaluate", tmp_path / "dogs.pt", "--data", prepared / "prepared", "--device", "cpu")
     assert status == 2
     assert "dogs.pt: the model's classes differ from the data's: class 0 is 'beagle' in the model, 'ant' in the data" in err
 
 
+def test_evaluate_predict_and_retrieval_refuse_a_device_name_in_one_line_as_train_does(prepared, capsys, tmp_path):
+    image = sorted((prepared / "images" / "val").glob("*/*.png"))[0]
+    for argv in (["evaluate", prepared / "cnn1.pt", "--data", prepared / "prepared"],
+                 ["predict", prepared / "cnn1.pt", image],
+                 ["retrieval", prepared / "cnn1.pt", "--data", prepared / "prepared", "--out", tmp_path]):
+        status, _, err = alexnet_command(capsys, *argv, "--device", "nonsense")
+        assert status == 2, argv
+        assert err == (f"alexnet {argv[0]}: error: --device nonsense: not a device name "
+                       "(examples: cpu, cuda, cuda:1, mps)\n"), err
+
+
 def test_a_model_may_know_its_classes_by_id_or_by_name_and_results_are_keyed_by_id():
-    data = TinyData(6, num_classes=3)
+    data = StandInDataset(6, num_classes=3, size=80)
     data.classes = [{"index": i, "id": f"n0{i}", "name": "crane"} for i in range(3)]  # names need not be unique
     by_id, by_name = tiny_alexnet(3), tiny_alexnet(3)
     by_id.class_names, by_name.class_names = ["n00", "n01", "n02"], ["crane"] * 3

@@ -3,17 +3,15 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
-from analysiskit import alexnet_command, prepared_dataset
 from alexnet.analysis.ablations import table, variant_changes
 from alexnet.analysis.figure1 import SmallRun, Standardise, crossing
 from alexnet.analysis.imageset import load_images
 from alexnet.analysis.smallcnn import FourLayerCNN
+from tests.kit import alexnet_command, colour, image_folder, make_prepared
 
 
 
@@ -50,16 +48,9 @@ def test_standardise_subtracts_the_mean_image_and_divides_by_one_std():
     assert torch.allclose(s(images), expected, atol=1e-4)
 
 
-def make_image_folder(root: Path, per_class=24, classes=("bright", "dark")):
-    """Two easily told apart classes: bright and dark 32x32 images with noise."""
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(classes):
-        (root / "train" / name).mkdir(parents=True)
-        for i in range(per_class):
-            base = 200 if c == 0 else 50
-            pixels = np.clip(base + rng.normal(0, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / "train" / name / f"{i:04d}.png")
-    return root
+def make_image_folder(root: Path, per_class=24):
+    """Two classes, ``bright`` and ``dark``, of noisy 32x32 colour images (no validation split)."""
+    return image_folder(root, per_class, 0, classes=("bright", "dark"), size=(32, 32), noise=30, suffix=".png")
 
 
 def test_image_folder_loads_as_uint8_with_sorted_class_indices(tmp_path):
@@ -156,8 +147,8 @@ def test_ablations_train_each_variant_in_its_folder_and_resume_when_run_again(tm
 
 
 def test_a_prepared_dataset_loads_its_train_split_scaled_to_32x32(tmp_path):
-    data = load_images(str(prepared_dataset(tmp_path)))
+    data = load_images(str(make_prepared(tmp_path, per_class=(6, 2), size=72)))
     assert data.images.shape == (18, 3, 32, 32)
-    assert data.classes == ["bright", "dark", "red"] and data.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
-    red = data.images[data.labels == 2].float().mean(dim=(0, 2, 3))
-    assert red[0] > 150 and red[1] < 80  # the red class stays red after scaling
+    assert data.classes == ["c0", "c1", "c2"] and data.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    third = data.images[data.labels == 2].float().mean(dim=(0, 2, 3))
+    assert (third - torch.tensor(colour(2))).abs().max() < 10  # the class keeps its colour after scaling

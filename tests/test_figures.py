@@ -16,8 +16,7 @@ from alexnet.analysis import drawing, figures, neighbours
 from alexnet.analysis.colour import colour_specificity, tower_specificity
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics
-from analysiskit import alexnet_command, prepared_dataset, save_run, save_ten_class_run, tiny_alexnet
-from prepared_standin import StandInPreparedDataset
+from tests.kit import StandInDataset, alexnet_command, make_prepared, save_run, save_ten_class_run, tiny_alexnet
 
 
 def random_kernels(rng, n, colour: bool):
@@ -177,7 +176,7 @@ def test_metrics_of_a_resumed_run_keep_the_last_row_per_epoch_and_skip_a_torn_la
 
 
 def test_saved_kernels_png_is_a_real_image(tmp_path):
-    from alexnet.analysis.files import save_figure
+    from alexnet.atomic import save_figure
 
     fig, _ = drawing.draw_kernels(np.ones((96, 3, 11, 11)), towers=2)
     path = save_figure(fig, tmp_path / "kernels.png")
@@ -189,10 +188,11 @@ def test_saved_kernels_png_is_a_real_image(tmp_path):
 
 # --- the command on a tiny paper-shaped network ---------------------------------------------------
 
+TOWERED = dict(channels=(96, 16, 16, 16, 16), fc_width=32)  # the paper's 96 conv1 kernels in two towers
 
 
 def test_conv1_kernels_are_96_in_two_towers_read_from_conv2_groups():
-    kernels, towers = figures.conv1_kernels(tiny_alexnet())
+    kernels, towers = figures.conv1_kernels(tiny_alexnet(**TOWERED))
     assert kernels.shape == (96, 3, 11, 11) and towers == 2
     one_tower = alexnet.build_model("alexnet", num_classes=3, input_size=67, towers=1,
                                     channels=(48, 16, 16, 16, 16), fc_width=32)
@@ -200,7 +200,7 @@ def test_conv1_kernels_are_96_in_two_towers_read_from_conv2_groups():
 
 
 def test_fc7_features_of_the_centre_patch_match_the_model_on_the_normalised_crop(tmp_path):
-    model, data = tiny_alexnet(), StandInPreparedDataset(10, size=72, num_classes=3, seed=1)
+    model, data = tiny_alexnet(**TOWERED), StandInDataset(10, size=72, num_classes=3, seed=1)
     features = extract_features(model, data, [4, 7, 2], batch_size=2, out=tmp_path / "f.npy")
     image = torch.from_numpy(data.images[7].transpose(2, 0, 1)).float()
     crop = (image - torch.from_numpy(data.mean).permute(2, 0, 1))[:, 2:69, 2:69]
@@ -212,9 +212,9 @@ def test_fc7_features_of_the_centre_patch_match_the_model_on_the_normalised_crop
 
 
 def test_figure4_pictures_from_a_model_and_data(tmp_path):
-    model = tiny_alexnet()
-    train = StandInPreparedDataset(30, size=72, num_classes=3, seed=2)
-    val = StandInPreparedDataset(8, size=72, num_classes=3, seed=3)
+    model = tiny_alexnet(**TOWERED)
+    train = StandInDataset(30, size=72, num_classes=3, seed=2)
+    val = StandInDataset(8, size=72, num_classes=3, seed=3)
     layout = figures.figure_predictions(model, val, [0, 1, 2], val.classes, "cpu", tmp_path)
     assert layout.items_per_panel == [3, 3, 3]  # three classes: all of them are the "top five"
     args = SimpleNamespace(device="cpu", batch_size=8, workers=0)
@@ -229,7 +229,7 @@ def figures_command(capsys, *args):
 
 
 def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_folder(tmp_path, capsys):
-    run = save_run(tmp_path / "run")
+    run = save_run(tmp_path / "run", tiny_alexnet(**TOWERED))
     write_metrics(run, [0.01, 0.001])
     proc = figures_command(capsys, run)
     assert proc.returncode == 0, proc.stderr
@@ -241,8 +241,8 @@ def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_fold
 
 
 def test_figures_command_with_a_prepared_dataset_draws_figure4(tmp_path, capsys):
-    data = prepared_dataset(tmp_path / "data")
-    checkpoint = save_run(tmp_path / "run") / "checkpoints" / "best.pt"
+    data = make_prepared(tmp_path / "data", per_class=(6, 2), size=72)
+    checkpoint = save_run(tmp_path / "run", tiny_alexnet(**TOWERED)) / "checkpoints" / "best.pt"
     proc = figures_command(capsys, checkpoint, "--data", data, "--out", tmp_path / "out", "--images", 3, "--queries", 2,
                            "--workers", 0, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
@@ -262,8 +262,8 @@ def test_figures_command_names_a_missing_run_folder(tmp_path, capsys):
 def test_figures_command_draws_the_neighbours_without_faiss(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # pip install -e . brings no FAISS
     monkeypatch.setattr(neighbours, "FAISS_FROM", 0)
-    data = prepared_dataset(tmp_path / "data")
-    run = save_run(tmp_path / "run")
+    data = make_prepared(tmp_path / "data", per_class=(6, 2), size=72)
+    run = save_run(tmp_path / "run", tiny_alexnet(**TOWERED))
     proc = figures_command(capsys, run, "--data", data, "--out", tmp_path / "out", "--images", 2, "--queries", 2,
                            "--workers", 1, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
@@ -271,7 +271,7 @@ def test_figures_command_draws_the_neighbours_without_faiss(tmp_path, capsys, mo
 
 
 def test_figures_command_refuses_a_model_of_other_classes_than_the_data(tmp_path, capsys):
-    data = prepared_dataset(tmp_path / "data")  # three classes
+    data = make_prepared(tmp_path / "data", per_class=(6, 2), size=72)  # three classes
     run = save_ten_class_run(tmp_path / "run")
     proc = figures_command(capsys, run, "--data", data, "--out", tmp_path / "out", "--workers", 0, "--device", "cpu")
     assert proc.returncode == 2

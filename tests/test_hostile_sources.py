@@ -22,14 +22,13 @@ import pytest
 from PIL import Image
 
 from alexnet.cli import main
-from alexnet.data import prepare as prepare_module
+from alexnet.data import prepare_shards
 from alexnet.data.dataset import PreparedDataset
 from alexnet.data.images import BadImage
 from alexnet.data.prepare import prepare
 from alexnet.data.sources import read_item
 from alexnet.errors import UserError
-from tests import sources_kit as kit
-from tests.test_prepare import SIZE, run_prepare, solid_class
+from tests import kit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +79,7 @@ def _cifar_folder(root: Path, protocol: int = pickle.DEFAULT_PROTOCOL, per_batch
 @pytest.mark.parametrize("protocol", [3, 4, 5])
 def test_genuine_cifar_batches_still_prepare(tmp_path, protocol):
     folder = _cifar_folder(tmp_path / "src", protocol)
-    out = run_prepare(folder, tmp_path / "out", size=32, encoding="raw")
+    out = kit.run_prepare(folder, tmp_path / "out", size=32, encoding="raw")
     train = PreparedDataset(out, "train")
     expected = np.concatenate([kit.cifar_pixels(b, 2) for b in range(5)])
     assert len(train) == 10 and all(np.array_equal(train[i][0], expected[i]) for i in range(10))
@@ -112,17 +111,17 @@ def test_a_cifar_pickle_cannot_make_numpy_allocate_what_it_does_not_hold(tmp_pat
     folder = _cifar_folder(tmp_path / "src")
     kit.write(folder / "data_batch_1", pickle.dumps({b"data": _HugeArray(), b"labels": [0]}))
     with pytest.raises(UserError, match=r"data_batch_1: refused, .* builds an array .* of shape \(1099511627776,\)"):
-        run_prepare(folder, tmp_path / "out", size=32)
+        kit.run_prepare(folder, tmp_path / "out", size=32)
 
 
 def test_a_cifar_batch_without_the_formats_arrays_is_refused(tmp_path):
     folder = _cifar_folder(tmp_path / "src")
     kit.write(folder / "test_batch", pickle.dumps({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}))
     with pytest.raises(UserError, match=r"test_batch: not a CIFAR-10 batch \(no uint8 data"):
-        run_prepare(folder, tmp_path / "out", size=32)
+        kit.run_prepare(folder, tmp_path / "out", size=32)
     kit.write(folder / "test_batch", pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}))
     with pytest.raises(UserError, match=r"test_batch: not a CIFAR-10 batch \(labels are not 2 class numbers"):
-        run_prepare(folder, tmp_path / "out", size=32)
+        kit.run_prepare(folder, tmp_path / "out", size=32)
 
 
 # ---------------------------------------------------------------- hostile file systems
@@ -132,7 +131,7 @@ def test_a_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
     source = kit.image_folder(tmp_path / "src", per_class=1, val_per_class=0)
     os.mkfifo(source / "train" / kit.WNIDS[0] / "fifo.JPEG")
     command = [sys.executable, "-m", "alexnet", "prepare", str(source), str(tmp_path / "out"),
-               "--size", str(SIZE), "--workers", "1"]
+               "--size", str(kit.SOLID_SIZE), "--workers", "1"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
     try:
@@ -153,10 +152,10 @@ def test_a_link_loop_or_a_second_link_to_a_folder_gives_exactly_the_real_images(
     kit.write(train / "b" / "b0.JPEG", kit.jpeg(1))
     (train / "a" / "loop").symlink_to("..")  # back up to train/: every class again, under class a
     (train / "b" / "twin").symlink_to("../a")  # class a's folder again, under class b
-    out = run_prepare(tmp_path / "src", tmp_path / "out")
+    out = kit.run_prepare(tmp_path / "src", tmp_path / "out")
     ds = PreparedDataset(out, "train")
     assert len(ds) == 3 and ds.labels.tolist() == [0, 0, 1]
-    assert [solid_class(ds[i][0]) for i in range(3)] == [0, 0, 1]
+    assert [kit.solid_class(ds[i][0]) for i in range(3)] == [0, 0, 1]
     skipped = _skipped(out)
     assert skipped.keys() == {"loop", "twin"}
     assert skipped["loop"] == f"a link to {train}, a folder read already"
@@ -168,7 +167,7 @@ def test_out_inside_source_is_refused(tmp_path, capsys, where):
     source = kit.image_folder(tmp_path / "src", per_class=1, val_per_class=0)
     before = sorted(source.rglob("*"))
     out = source / where
-    assert main(["prepare", str(source), str(out), "--size", str(SIZE)]) == 2
+    assert main(["prepare", str(source), str(out), "--size", str(kit.SOLID_SIZE)]) == 2
     assert f"OUT {out} is inside SOURCE {source}" in _error_line(capsys)
     assert sorted(source.rglob("*")) == before  # nothing written into the source
 
@@ -178,7 +177,7 @@ def test_ilsvrc_tar_member_names_cannot_climb_out_of_a_shard(tmp_path):
     inner = kit._tar_bytes({"../../evil.JPEG": kit.jpeg(0), "sub/..": kit.jpeg(0), "./fine.JPEG": kit.jpeg(0)})
     kit.write(root / "ILSVRC2012_img_train.tar", kit._tar_bytes({
         f"{kit.WNIDS[0]}.tar": inner, "...tar": inner, "up/../..tar": inner, "back\\slash.tar": inner}))
-    out = run_prepare(root, tmp_path / "out")
+    out = kit.run_prepare(root, tmp_path / "out")
     ids = [c["id"] for c in json.loads((out / "meta.json").read_text())["classes"]]
     assert sorted(ids) == ["_", "__", "back_slash", kit.WNIDS[0]]
     names = []
@@ -198,7 +197,7 @@ def test_two_ilsvrc_members_that_make_one_class_are_an_error(tmp_path):
     inner = kit._tar_bytes({"x.JPEG": kit.jpeg(0)})
     kit.write(root / "ILSVRC2012_img_train.tar", kit._tar_bytes({"a/...tar": inner, "b/...tar": inner}))
     with pytest.raises(UserError, match=r"two members make the class __ \(the second: b/...tar\)"):
-        run_prepare(root, tmp_path / "out")
+        kit.run_prepare(root, tmp_path / "out")
 
 
 # ---------------------------------------------------------------- memory
@@ -217,7 +216,7 @@ def _png_claiming(width: int, height: int) -> bytes:
 def test_an_image_whose_header_claims_too_many_pixels_is_skipped_undecoded(tmp_path):
     kit.write(tmp_path / "src" / "train" / "a" / "good.JPEG", kit.jpeg(0))
     kit.write(tmp_path / "src" / "train" / "a" / "bomb.JPEG", _png_claiming(9000, 9000))  # 162 MB decoded
-    out = prepare(tmp_path / "src", tmp_path / "out", size=SIZE, workers=1, progress=False)
+    out = prepare(tmp_path / "src", tmp_path / "out", size=kit.SOLID_SIZE, workers=1, progress=False)
     assert _skipped(out) == {"bomb.JPEG": "too large: 9000x9000 pixels above the pixel budget of 33554432 "
                                           "(--max-pixels)"}
     assert len(PreparedDataset(out, "train")) == 1
@@ -232,7 +231,7 @@ def test_max_pixels_counts_after_reduced_scale_jpeg_decoding_and_bounds_the_byte
     kit.write(train / "b" / "padded.JPEG", kit.jpeg(1, (40, 40)) + bytes(90_000))  # 90 KB for 1,600 pixels
     kit.write(train / "b" / "small.JPEG", kit.jpeg(1))
     out = tmp_path / "out"
-    assert main(["prepare", str(tmp_path / "src"), str(out), "--size", str(SIZE), "--max-pixels", "20000"]) == 0
+    assert main(["prepare", str(tmp_path / "src"), str(out), "--size", str(kit.SOLID_SIZE), "--max-pixels", "20000"]) == 0
     skipped = _skipped(out)
     assert skipped.keys() == {"wide.png", "padded.JPEG"}
     assert skipped["wide.png"] == "too large: 300x200 pixels above the pixel budget of 20000 (--max-pixels)"
@@ -240,12 +239,12 @@ def test_max_pixels_counts_after_reduced_scale_jpeg_decoding_and_bounds_the_byte
     said = capsys.readouterr()
     assert f"skipped {train / 'a' / 'wide.png'}: too large" in said.out + said.err
     ds = PreparedDataset(out, "train")
-    assert ds.labels.tolist() == [0, 1] and [solid_class(ds[i][0]) for i in range(2)] == [0, 1]
+    assert ds.labels.tolist() == [0, 1] and [kit.solid_class(ds[i][0]) for i in range(2)] == [0, 1]
 
 
 _DECODE = """
 import sys
-from alexnet.data.images import center_patch, open_image
+from alexnet.data.images import centre_patch, open_image
 
 def status(field):  # this process image's own figures, in kB (getrusage's would include pytest's before exec)
     with open("/proc/self/status") as f:
@@ -253,7 +252,7 @@ def status(field):  # this process image's own figures, in kB (getrusage's would
 
 data = open(sys.argv[1], "rb").read()
 before = status("VmRSS")
-center_patch(open_image(data), 256, max_pixels=2**24)
+centre_patch(open_image(data), 256, max_pixels=2**24)
 print((status("VmHWM") - before) * 1024)  # the peak since, over what was resident before
 """
 
@@ -291,10 +290,10 @@ def test_a_full_disk_names_the_file_and_the_space_it_needed(tmp_path, capsys, mo
     def full(path, records, extension):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(prepare_module, "write_shard", full)
+    monkeypatch.setattr(prepare_shards, "write_shard", full)
     source = kit.image_folder(tmp_path / "src", per_class=1, val_per_class=0)
     out = tmp_path / "out"
-    assert main(["prepare", str(source), str(out), "--size", str(SIZE), "--workers", "1"]) == 2
+    assert main(["prepare", str(source), str(out), "--size", str(kit.SOLID_SIZE), "--workers", "1"]) == 2
     line = _error_line(capsys)
     assert f"{out / 'train' / 'shard-000000.tar'}: no space left on the device (writing it needs about" in line
     assert "MiB); free some space and run the same command again" in line
@@ -306,7 +305,7 @@ def test_a_full_disk_while_extracting_an_archive_says_so_and_how_much_it_needs(t
 
     monkeypatch.setattr(tarfile.TarFile, "extractall", full)
     archive = kit.imagenette_archive(tmp_path / "imagenette2-320.tgz")
-    assert main(["prepare", str(archive), str(tmp_path / "out"), "--size", str(SIZE)]) == 2
+    assert main(["prepare", str(archive), str(tmp_path / "out"), "--size", str(kit.SOLID_SIZE)]) == 2
     line = _error_line(capsys)
     assert f"SOURCE {archive}: no space left on the device to extract it into " in line
     assert re.search(r"\(it needs about \d+\.\d MiB\); free some space", line), line

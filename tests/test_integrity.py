@@ -11,21 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from evalkit import tiny_alexnet
 
-from alexnet.cli import main
 from alexnet.data import prepare as prepare_module
 from alexnet.data.dataset import PreparedDataset
 from alexnet.errors import UserError
-from tests import sources_kit as kit
+from tests import kit
 
 SIZE = 80  # large enough for the tiny network's 67x67 crops
 
 
-def prepare(capsys, *args) -> tuple[int, str, str]:
-    status = main(["prepare", *map(str, args)])
-    out, err = capsys.readouterr()
-    return status, out, err
+def prepare(capsys, *args) -> kit.Ran:
+    return kit.alexnet_command(capsys, "prepare", *args)
 
 
 def prepared(capsys, root: Path, *options) -> Path:
@@ -50,15 +46,13 @@ def model_file(path: Path, out: Path, with_mean: bool) -> Path:
     from alexnet import save_model
 
     extra = {"mean": torch.from_numpy(np.load(out / "mean.npy"))} if with_mean else {}
-    save_model(tiny_alexnet(3), path, class_names=kit.WNIDS, **extra)
+    save_model(kit.tiny_alexnet(3), path, class_names=kit.WNIDS, **extra)
     return path
 
 
-def evaluate(capsys, model: Path, out: Path) -> tuple[int, str, str]:
-    status = main(["evaluate", str(model), "--data", str(out), "--crops", "center", "--device", "cpu",
-                   "--workers", "1", "--json"])
-    stdout, err = capsys.readouterr()
-    return status, stdout, err
+def evaluate(capsys, model: Path, out: Path) -> kit.Ran:
+    return kit.alexnet_command(capsys, "evaluate", model, "--data", out, "--crops", "center", "--device", "cpu",
+                               "--workers", "1", "--json")
 
 
 # ---------------------------------------------------------------- checksums
@@ -168,6 +162,18 @@ def test_a_failed_prepare_leaves_nothing_that_blocks_the_corrected_command(tmp_p
     assert "prepared 9 train, 3 val images" in said
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_out_that_cannot_be_a_folder_is_one_line_naming_it_and_the_file_is_untouched(tmp_path, capsys, where):
+    source = kit.image_folder(tmp_path / "src")
+    blocker = tmp_path / "taken"
+    blocker.write_text("a user's file")
+    out = blocker if where == "a file" else blocker / "out"
+    status, _, err = prepare(capsys, source, out, "--size", 16)
+    assert status == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and f"OUT {out}: cannot make the folder" in err
+    assert blocker.read_text() == "a user's file"
+
+
 def test_a_job_record_left_by_a_run_that_wrote_no_shard_does_not_block(tmp_path, capsys):
     out = tmp_path / "out"
     (out / ".partial").mkdir(parents=True)  # what earlier versions left after a source they could not open
@@ -182,7 +188,7 @@ def test_an_unfinished_run_of_another_job_is_kept_unless_restart_is_given(tmp_pa
     status, _, _ = prepare(capsys, source, tmp_path / "whole", "--size", 16, "--shard-size", 2)
     assert status == 0
     with monkeypatch.context() as m:
-        m.setattr(prepare_module, "_finish", lambda *a: None)  # stopped after writing its shards
+        m.setattr(prepare_module, "finish", lambda *a: None)  # stopped after writing its shards
         status, _, _ = prepare(capsys, source, tmp_path / "out", "--size", 16, "--shard-size", 2, "--quality", 50)
     assert status == 0 and list((tmp_path / "out" / ".partial").glob("*.npz"))
     status, _, err = prepare(capsys, source, tmp_path / "out", "--size", 16, "--shard-size", 2)
@@ -235,12 +241,14 @@ def test_a_tar_gz_of_an_image_folder_with_only_train_at_its_top_holds_out_a_vali
     train, val = PreparedDataset(tmp_path / "out", "train"), PreparedDataset(tmp_path / "out", "val")
     assert [c["id"] for c in train.classes] == ["few", *kit.WNIDS]
     assert "prepared 77 train, 4 val images" in said
+    assert "val: held out from the training images, which the source alone has: 1 in 20" in said
     assert np.bincount(val.labels, minlength=4).tolist() == [0, 2, 1, 1]  # 1 in 20 of each class
     for i in range(len(val)):  # each held-out image keeps its class (its colour)
         rgb = val[i][0].reshape(-1, 3).mean(axis=0)
         assert np.abs(rgb - kit.colour(kit.WNIDS.index(val.classes[val.labels[i]]["id"]))).max() < 3
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert "held out from the training images" in meta["splits"]["val"]["note"]
+    assert meta["source"]["path"] is None  # the extracted copy is gone: no path that would mislead
     assert meta["stats"]["images"] == 77  # the mean and the PCA: of the training part alone
     assert tree(tmp_path / "again" / "val") == tree(tmp_path / "out" / "val")  # the same split every time
     keys = set()
@@ -249,3 +257,20 @@ def test_a_tar_gz_of_an_image_folder_with_only_train_at_its_top_holds_out_a_vali
             with tarfile.open(shard) as tar:
                 keys |= {m.name for m in tar if m.name.endswith(".jpg")}
     assert len(keys) == 81  # every image once: none both trained on and held out
+
+
+def test_the_source_folder_is_recorded_absolute_and_an_archive_source_not_at_all(tmp_path, capsys, monkeypatch):
+    from alexnet.bench.data import source_images
+
+    kit.image_folder(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    status, _, err = prepare(capsys, "src", "out", "--size", 16)
+    assert status == 0, err
+    monkeypatch.chdir("/")
+    recorded = json.loads((tmp_path / "out" / "meta.json").read_text())["source"]
+    assert recorded["given"] == "src" and Path(recorded["path"]) == (tmp_path / "src").resolve()
+    assert source_images(tmp_path / "out", None)[0] == (tmp_path / "src" / "train").resolve()
+    recorded.update(given="photos.tar.gz", path=None)
+    (tmp_path / "out" / "meta.json").write_text(json.dumps({"source": recorded}))
+    with pytest.raises(UserError, match=r"records no source folder \(prepared from photos.tar.gz.*give --source DIR"):
+        source_images(tmp_path / "out", None)

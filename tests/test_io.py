@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from alexnet.io import atomic_path, atomic_write_text
+from alexnet.atomic import atomic_path, atomic_write_text
 
 
 def test_an_atomic_write_replaces_the_file_whole_with_ordinary_permissions(tmp_path):

@@ -4,17 +4,18 @@ import torch
 
 from alexnet.data.dataset import PreparedDataset
 from alexnet.data.images import decode
-from alexnet.data.loader import CropBatches, make_loader
+from alexnet.data.batches import CropBatches
+from alexnet.data.loader import make_loader
 from alexnet.data.prepare import prepare
 from alexnet.data.sampler import rank_indices
 from alexnet.data.transforms import random_windows, ten_crop_windows
 from alexnet.errors import UserError
-from prepared_standin import StandInPreparedDataset, make_image_folder
+from tests.kit import WNIDS, StandInDataset, image_folder
 
 
 @pytest.fixture
 def stand_in():
-    return StandInPreparedDataset()
+    return StandInDataset()
 
 
 def collect(loader):
@@ -51,7 +52,7 @@ def test_workers_give_the_same_batches_as_the_main_process(stand_in):
 
 
 def test_jpeg_samples_are_decoded_then_cropped():
-    jpeg = StandInPreparedDataset(count=6, encoding="jpeg")
+    jpeg = StandInDataset(count=6, encoding="jpeg")
     images, labels, windows = collect(make_loader(jpeg, 4, train=False, crop_size=40, workers=0))
     assert torch.equal(labels, torch.from_numpy(jpeg.labels))
     for i in range(6):
@@ -108,8 +109,8 @@ def test_batch_windows_match_the_hash_of_seed_epoch_and_sample(stand_in):
 
 
 def test_a_sample_of_the_wrong_size_is_named():
-    ds = StandInPreparedDataset(count=2)
-    ds.blobs[1] = StandInPreparedDataset._encode(np.zeros((30, 48, 3), np.uint8), "npy")
+    ds = StandInDataset(count=2)
+    ds.blobs[1] = StandInDataset.encode(np.zeros((30, 48, 3), np.uint8), "npy")
     with pytest.raises(UserError, match="sample 1 of stand-in is 30x48x3"):
         CropBatches(ds, 40, "centre")[np.array([0, 1])]
 
@@ -120,7 +121,8 @@ def test_ten_crop_is_refused_for_training(stand_in):
 
 
 def test_a_prepared_dataset_loads_through_workers_with_crops_of_its_samples(tmp_path):
-    out = prepare(make_image_folder(tmp_path / "source"), tmp_path / "out", encoding="raw",
+    source = image_folder(tmp_path / "source", val_per_class=3, classes=WNIDS[:2], size=(300, 260), noise=255)
+    out = prepare(source, tmp_path / "out", encoding="raw",
                   workers=1, progress=False)
     train = PreparedDataset(out, "train")
     loader = make_loader(train, 4, train=True, crop_size=227, seed=0, epoch=1, workers=2)

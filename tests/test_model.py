@@ -75,7 +75,7 @@ def test_conv2_is_connected_only_within_its_tower_and_conv3_to_both(paper_net):
 
 def test_weights_are_gaussian_with_std_0_01_and_biases_follow_section_5():
     torch.manual_seed(0)
-    net = AlexNet()
+    net = AlexNet(fc_width=256)  # narrow: the rule does not depend on the width
     ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
     for name, m in list(net.features.named_children()) + list(net.classifier.named_children()):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -98,12 +98,12 @@ def test_lrn_follows_conv1_and_conv2_with_the_papers_constants_per_tower(paper_n
 
 
 def test_fc8_has_no_relu_and_num_classes_is_configurable():
-    net = AlexNet(num_classes=10)
+    net = AlexNet(num_classes=10, fc_width=64)
     assert list(net.classifier._modules)[-1] == "fc8" and net.classifier.fc8.out_features == 10
 
 
 def test_224_with_the_authors_ceiling_rule_gives_55x55_in_conv1():
-    net = AlexNet(input_size=224, conv_rounding="ceil").eval()
+    net = AlexNet(input_size=224, conv_rounding="ceil", fc_width=64).eval()
     with torch.no_grad():
         maps = feature_maps(net, torch.zeros(1, 3, 224, 224))
     assert tuple(maps["conv1"].shape[1:]) == (96, 55, 55)
@@ -116,7 +116,7 @@ def test_224_with_the_authors_ceiling_rule_gives_55x55_in_conv1():
 
 
 def test_input_size_sets_the_fully_connected_input():
-    net = AlexNet(input_size=224)  # floor arithmetic: 54x54 conv1 ... 5x5x256 into fc6
+    net = AlexNet(input_size=224, fc_width=64)  # floor arithmetic: 54x54 conv1 ... 5x5x256 into fc6
     assert net.feature_shape == (256, 5, 5) and net.classifier.fc6.in_features == 6400
 
 
@@ -151,7 +151,7 @@ def test_each_ablation_option_changes_what_it_says_and_nothing_else(option, chan
 
 
 def test_tanh_and_non_overlapping_pooling_do_what_they_say():
-    net = AlexNet(activation="tanh", pooling="non-overlapping")
+    net = AlexNet(activation="tanh", pooling="non-overlapping", fc_width=64)
     assert all(isinstance(m, nn.Tanh) for n, m in net.named_modules() if n.rsplit(".", 1)[-1].startswith("act"))
     assert all((m.kernel_size, m.stride) == (2, 2) for m in net.modules() if isinstance(m, nn.MaxPool2d))
     assert net.feature_shape == (256, 6, 6)  # 55 -> 27 -> 13 -> 6 with z = s = 2 as well
@@ -180,7 +180,7 @@ def test_bad_options_are_refused_with_their_name():
 
 
 def test_one_tower_net_has_half_the_kernels_in_conv1_to_conv4():
-    net = build_model("alexnet-onetower")
+    net = build_model("alexnet-onetower", fc_width=64)
     convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
     assert [m.out_channels for m in convs] == [48, 128, 192, 192, 256]
     assert all(m.groups == 1 for m in convs)
@@ -212,11 +212,11 @@ def test_weights_convert_losslessly_between_the_layouts():
 
 
 def test_two_device_towers_move_activations_only_into_conv3_and_the_classifier():
-    two = TwoDeviceAlexNet.from_one_device(AlexNet(), ("cpu", "cpu"))
+    two = TwoDeviceAlexNet.from_one_device(AlexNet(fc_width=64), ("cpu", "cpu"))
     assert two.crossing == {"conv3"}
     t = two.towers[0]
     assert [m.in_channels for m in t.features if isinstance(m, nn.Conv2d)] == [3, 48, 256, 192, 192]
-    assert t.fc6.in_features == 9216 and t.fc6.out_features == 2048
+    assert t.fc6.in_features == 9216 and t.fc6.out_features == 32  # each tower: half of fc6
 
 
 def test_fc_bias_sets_only_the_initial_biases_of_fc6_and_fc7():

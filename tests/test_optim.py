@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from alexnet.train.config import TrainConfig
-from alexnet.train.optim import PaperSGD, make_optimizer, parameter_groups, set_learning_rate
+from alexnet.train.optim import (PaperSGD, fast_sgd, make_optimizer, paper_sgd_step_, parameter_groups,
+                                 set_learning_rate)
 
 
 def _quadratic_grads(w: np.ndarray) -> np.ndarray:
@@ -166,3 +167,33 @@ def test_loss_scaled_paper_step_reads_nothing_on_the_host(monkeypatch):
     scaler.step(opt)
     monkeypatch.undo()
     assert not torch.equal(before, model.weight)
+
+
+def test_paper_sgd_foreach_step_is_the_papers_update_rule():
+    torch.manual_seed(2)
+    weights = [torch.randn(4, 3), torch.randn(5)]
+    grads = [torch.randn(4, 3), torch.randn(5)]
+    velocities = [torch.randn(4, 3), torch.randn(5)]
+    lr, momentum, decay = 0.01, 0.9, 0.0005
+    expected_v = [momentum * v - decay * lr * w - lr * g for w, g, v in zip(weights, grads, velocities)]
+    expected_w = [w + v for w, v in zip(weights, expected_v)]
+    paper_sgd_step_(weights, grads, velocities, lr, momentum, decay)
+    for got, want in zip(velocities + weights, expected_v + expected_w):
+        torch.testing.assert_close(got, want)
+
+
+def test_fast_sgd_takes_the_same_steps_as_default_sgd():
+    torch.manual_seed(3)
+    start = [torch.randn(6, 4), torch.randn(4)]
+    runs = []
+    for make in (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.0005),
+                 lambda p: fast_sgd(p, lr=0.1)):
+        params = [nn.Parameter(t.clone()) for t in start]
+        opt = make(params)
+        for step in range(3):
+            for i, p in enumerate(params):
+                p.grad = torch.full_like(p, 0.1 * (step + 1 + i))
+            opt.step()
+        runs.append(params)
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b)

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from evalkit import tiny_alexnet
 from PIL import Image
 
 from alexnet.errors import UserError
-from alexnet.predict import format_predictions, load_image, load_mean, predict
+from alexnet.inference import load_image, predict
+from tests.kit import alexnet_command, tiny_alexnet
+from alexnet.predict import format_predictions, load_mean
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -114,14 +115,6 @@ def test_the_mean_image_is_read_from_mean_npy_or_the_prepared_folder(tmp_path):
         load_mean(tmp_path / "bad.npy")
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    from alexnet.cli import main
-
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 @pytest.fixture
 def checkpoint(tmp_path):
     """A model file as training writes it: weights, class names and the training set's mean image."""
@@ -139,7 +132,7 @@ def test_the_command_prints_the_top_classes_of_each_image_as_text_or_json(tmp_pa
     model.class_names = [f"class {i}" for i in range(7)]
     expected = predict(model, images, crops="center", top=3, mean=mean, device="cpu")
 
-    status, out, _ = run_cli(capsys, "predict", str(path), *images, "--crops", "center", "--top", "3", "--json", "--device", "cpu")
+    status, out, _ = alexnet_command(capsys, "predict", str(path), *images, "--crops", "center", "--top", "3", "--json", "--device", "cpu")
     assert status == 0
     found = json.loads(out)
     assert [r["image"] for r in found] == images
@@ -147,16 +140,28 @@ def test_the_command_prints_the_top_classes_of_each_image_as_text_or_json(tmp_pa
         assert [p["class"] for p in mine["predictions"]] == [p["class"] for p in theirs["predictions"]]
         assert [p["probability"] for p in mine["predictions"]] == pytest.approx([p["probability"] for p in theirs["predictions"]])
 
-    status, out, _ = run_cli(capsys, "predict", str(path), *images, "--crops", "center", "--top", "3", "--device", "cpu")
+    status, out, _ = alexnet_command(capsys, "predict", str(path), *images, "--crops", "center", "--top", "3", "--device", "cpu")
     assert status == 0 and out.strip() == format_predictions(found)
 
 
 def test_the_command_names_a_missing_image_or_model_file(tmp_path, capsys, checkpoint):
     path, _, _ = checkpoint
-    status, _, err = run_cli(capsys, "predict", str(path), str(tmp_path / "nowhere.jpg"))
+    status, _, err = alexnet_command(capsys, "predict", str(path), str(tmp_path / "nowhere.jpg"))
     assert status == 2 and "alexnet predict: error:" in err and "nowhere.jpg: no such image file" in err
-    status, _, err = run_cli(capsys, "predict", str(tmp_path / "missing.pt"), *images_in(tmp_path, 1))
+    status, _, err = alexnet_command(capsys, "predict", str(tmp_path / "missing.pt"), *images_in(tmp_path, 1))
     assert status == 2 and "missing.pt" in err
+
+
+def test_missing_images_are_named_before_the_model_is_loaded(tmp_path, capsys, checkpoint, monkeypatch):
+    import alexnet.predict
+
+    path, _, _ = checkpoint
+    monkeypatch.setattr(alexnet.predict, "load_trained_model", lambda *a: pytest.fail("loaded the model first"))
+    image = images_in(tmp_path, 1)[0]
+    status, _, err = alexnet_command(capsys, "predict", str(path), image, str(tmp_path / "a.jpg"),
+                                     str(tmp_path / "b.jpg"))
+    assert status == 2 and err.count("\n") == 1
+    assert f"{tmp_path / 'a.jpg'}: no such image file (and 1 more: {tmp_path / 'b.jpg'})" in err
 
 
 def test_a_model_file_without_a_mean_image_takes_one_with_mean(tmp_path, capsys):
@@ -164,10 +169,10 @@ def test_a_model_file_without_a_mean_image_takes_one_with_mean(tmp_path, capsys)
 
     save_model(tiny_alexnet(3), tmp_path / "bare.pt")
     image = images_in(tmp_path, 1)[0]
-    status, _, err = run_cli(capsys, "predict", str(tmp_path / "bare.pt"), image)
+    status, _, err = alexnet_command(capsys, "predict", str(tmp_path / "bare.pt"), image)
     assert status == 2 and "--mean" in err
     np.save(tmp_path / "mean.npy", np.full((256, 256, 3), 100, np.float32))
-    status, out, _ = run_cli(capsys, "predict", str(tmp_path / "bare.pt"), image, "--mean", str(tmp_path), "--json")
+    status, out, _ = alexnet_command(capsys, "predict", str(tmp_path / "bare.pt"), image, "--mean", str(tmp_path), "--json")
     assert status == 0 and len(json.loads(out)[0]["predictions"]) == 3
 
 
@@ -189,7 +194,7 @@ def test_a_checkpoint_without_a_mean_uses_the_mean_of_the_data_its_run_trained_o
     np.save(tmp_path / "prepared" / "mean.npy", mean.numpy())
     save_model(model, tmp_path / "last.pt", class_names=model.class_names, config={"data": str(tmp_path / "prepared")})
     image = images_in(tmp_path, 1)
-    outputs = [run_cli(capsys, "predict", str(p), *image, "--json", "--device", "cpu") for p in (path, tmp_path / "last.pt")]
+    outputs = [alexnet_command(capsys, "predict", str(p), *image, "--json", "--device", "cpu") for p in (path, tmp_path / "last.pt")]
     assert [status for status, _, _ in outputs] == [0, 0]
     with_mean, from_config = (json.loads(out)[0]["predictions"] for _, out, _ in outputs)
     assert [p["probability"] for p in from_config] == pytest.approx([p["probability"] for p in with_mean])
@@ -223,11 +228,11 @@ def test_a_file_that_is_not_a_model_file_is_named_with_what_it_is(tmp_path, caps
     path, _, _ = checkpoint
     image = images_in(tmp_path, 1)[0]
     for name, said in not_model_files(tmp_path, path).items():
-        status, _, err = run_cli(capsys, "predict", str(tmp_path / name), image)
+        status, _, err = alexnet_command(capsys, "predict", str(tmp_path / name), image)
         assert status == 2 and err.count("\n") == 1, err
         assert f"alexnet predict: error: {tmp_path / name}: not a readable model file: {said}" in err, err
     assert "pickled code ran" not in capsys.readouterr().out
-    status, _, err = run_cli(capsys, "predict", str(tmp_path), image)
+    status, _, err = alexnet_command(capsys, "predict", str(tmp_path), image)
     assert status == 2 and f"{tmp_path}: a folder, not a model file" in err
 
 
@@ -243,6 +248,6 @@ def test_a_mean_file_that_is_not_a_mean_image_is_named_with_what_it_is(tmp_path,
     expected = {"cut.npy": "truncated or damaged", "notes.npy": "not a .npy file", "empty.npy": "the file is empty",
                 "objects.npy": "holds object values, not numbers", "several.npz": "not a .npy file"}
     for name, said in expected.items():
-        status, _, err = run_cli(capsys, "predict", str(path), image, "--mean", str(tmp_path / name))
+        status, _, err = alexnet_command(capsys, "predict", str(path), image, "--mean", str(tmp_path / name))
         assert status == 2 and err.count("\n") == 1, err
         assert f"--mean {tmp_path / name}: {said}" in err, err

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-import fake_torchvision
-from alexnet.data.device_decode import EncodedBatches, crop_batch
+from alexnet.data.batches import EncodedBatches
 from alexnet.data.loader import make_loader
 from alexnet.data.prefetch import DevicePrefetcher
+from alexnet.data.transforms import cut_at_windows
 from alexnet.errors import UserError
-from prepared_standin import StandInPreparedDataset
+from tests.kit import StandInDataset
 
 
 def collect(batches):
@@ -31,13 +31,8 @@ def prefetch_threads():
     return [t for t in threading.enumerate() if t.name == "alexnet-prefetch"]
 
 
-@pytest.fixture
-def pil_decode_jpeg(monkeypatch):
-    return fake_torchvision.install(monkeypatch)
-
-
 def test_prefetcher_yields_the_loaders_batches_in_order():
-    data = StandInPreparedDataset()
+    data = StandInDataset()
     options = dict(train=True, crop_size=40, seed=5, epoch=1)
     plain = collect(make_loader(data, 5, workers=0, **options))
     for workers in (0, 2):
@@ -97,10 +92,10 @@ def test_depth_must_be_positive():
         DevicePrefetcher([], "cpu", depth=0)
 
 
-def test_crop_batch_is_a_crop_and_mirror_per_window():
+def test_device_crops_are_a_crop_and_mirror_per_window():
     images = torch.randint(0, 256, (3, 12, 14, 3), dtype=torch.uint8)
     windows = torch.tensor([[[0, 0, 0], [2, 5, 1]], [[4, 6, 1], [1, 1, 0]], [[4, 6, 0], [0, 6, 1]]])
-    crops = crop_batch(images, windows, 8)
+    crops = cut_at_windows(images, windows, 8)
     assert crops.shape == (3, 2, 8, 8, 3) and crops.is_contiguous()
     for n in range(3):
         for v in range(2):
@@ -110,8 +105,8 @@ def test_crop_batch_is_a_crop_and_mirror_per_window():
 
 
 @pytest.mark.parametrize("train, ten_crop", [(True, False), (False, False), (False, True)])
-def test_device_decoding_gives_the_workers_crops(pil_decode_jpeg, train, ten_crop):
-    jpeg = StandInPreparedDataset(count=10, encoding="jpeg")
+def test_device_decoding_gives_the_workers_crops(fake_torchvision, train, ten_crop):
+    jpeg = StandInDataset(count=10, encoding="jpeg")
     options = dict(train=train, ten_crop=ten_crop, crop_size=40, seed=2, epoch=1)
     expected = collect(make_loader(jpeg, 4, workers=0, **options))
     for workers in (0, 2):
@@ -119,33 +114,33 @@ def test_device_decoding_gives_the_workers_crops(pil_decode_jpeg, train, ten_cro
         for a, b in zip(expected, got):
             assert a.shape == b.shape and torch.equal(a, b)
     assert got[0].shape[-3:] == (3, 40, 40) and (got[0].dim() == 5) == ten_crop
-    assert {(mode, device.type) for _, mode, device in pil_decode_jpeg} == {("RGB", "cpu")}
-    assert max(n for n, _, _ in pil_decode_jpeg) == 4  # a batch at a time
+    assert {(mode, device.type) for _, mode, device in fake_torchvision} == {("RGB", "cpu")}
+    assert max(n for n, _, _ in fake_torchvision) == 4  # a batch at a time
 
 
-def test_device_decoding_checks_the_decoded_size(pil_decode_jpeg):
-    jpeg = StandInPreparedDataset(count=4, encoding="jpeg")
-    jpeg.blobs[2] = StandInPreparedDataset._encode(np.zeros((30, 48, 3), np.uint8), "jpeg")
+def test_device_decoding_checks_the_decoded_size(fake_torchvision):
+    jpeg = StandInDataset(count=4, encoding="jpeg")
+    jpeg.blobs[2] = StandInDataset.encode(np.zeros((30, 48, 3), np.uint8), "jpeg")
     with pytest.raises(UserError, match="decodes to 30x48x3, expected 48x48x3"):
         collect(make_loader(jpeg, 4, train=False, crop_size=40, workers=0, decode="device").to("cpu"))
 
 
-def test_device_decoding_wants_jpeg_shards(pil_decode_jpeg):
+def test_device_decoding_wants_jpeg_shards(fake_torchvision):
     with pytest.raises(UserError, match="JPEG shards.*--format jpeg"):
-        make_loader(StandInPreparedDataset(count=4), 2, train=True, crop_size=40, decode="device")
+        make_loader(StandInDataset(count=4), 2, train=True, crop_size=40, decode="device")
 
 
 def test_device_decoding_without_torchvision_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # import fails
     monkeypatch.setitem(sys.modules, "torchvision.io", None)
-    jpeg = StandInPreparedDataset(count=4, encoding="jpeg")
+    jpeg = StandInDataset(count=4, encoding="jpeg")
     with pytest.raises(UserError, match="--decode device needs torchvision"):
         EncodedBatches(jpeg, 40)
 
 
 def test_unknown_decode_is_refused():
     with pytest.raises(UserError, match="--decode gpu: unknown; choose one of workers, device"):
-        make_loader(StandInPreparedDataset(count=4), 2, train=True, crop_size=40, decode="gpu")
+        make_loader(StandInDataset(count=4), 2, train=True, crop_size=40, decode="gpu")
 
 
 class FakeCuda:
@@ -236,7 +231,7 @@ def test_device_decoding_with_the_real_torchvision_on_the_cpu():
     """Where torchvision is installed: its decode_jpeg (libjpeg on the CPU) through the same path.
     Its libjpeg build may round a few pixels differently from Pillow's."""
     pytest.importorskip("torchvision.io")
-    jpeg = StandInPreparedDataset(count=10, encoding="jpeg")
+    jpeg = StandInDataset(count=10, encoding="jpeg")
     options = dict(train=True, crop_size=40, seed=2, epoch=1)
     expected = collect(make_loader(jpeg, 4, workers=0, **options))
     got = collect(make_loader(jpeg, 4, workers=0, decode="device", **options).to("cpu"))
@@ -248,7 +243,7 @@ def test_training_with_device_decoding_but_no_torchvision_stops_before_making_th
                                                                                             monkeypatch):
     from alexnet.train import loop
     from alexnet.train.config import TrainConfig
-    from tinynet import make_prepared
+    from tests.kit import make_prepared
 
     monkeypatch.setitem(sys.modules, "torchvision", None)
     monkeypatch.setitem(sys.modules, "torchvision.io", None)

@@ -17,26 +17,17 @@ import pytest
 from PIL import Image
 
 from alexnet.data import prepare as prepare_module
+from alexnet.data import prepare_shards
 from alexnet.data.dataset import PreparedDataset
-from alexnet.data.images import center_patch
-from alexnet.data.prepare import pca, prepare
-from alexnet.data.sources import imagenet_classes
+from alexnet.data.images import centre_patch
+from alexnet.data.prepare import prepare
+from alexnet.data.prepare_finish import pca
+from alexnet.classes import imagenet_classes
 from alexnet.errors import UserError
-from tests import sources_kit as kit
+from tests import kit
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = 16  # tiny stored images keep the tests fast
-
-
-def run_prepare(source, out, **options):
-    options = {"size": SIZE, "workers": 2, "progress": False, **options}
-    return prepare(source, out, **options)
-
-
-def solid_class(image: np.ndarray) -> int:
-    """The class whose colour (sources_kit.colour) a prepared solid image has."""
-    rgb = image.reshape(-1, 3).mean(axis=0)
-    return int(np.argmin([np.abs(rgb - kit.colour(c)).max() for c in range(len(kit.WNIDS))]))
+SIZE = kit.SOLID_SIZE
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -49,7 +40,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 def test_image_folder_with_wnid_classes_records_imagenet_names(tmp_path):
     source = kit.image_folder(tmp_path / "src")
     kit.write(source / "val" / "n99999999" / "stray.JPEG", kit.jpeg(0))  # a class train lacks
-    out = run_prepare(source, tmp_path / "out")
+    out = kit.run_prepare(source, tmp_path / "out")
     meta = json.loads((out / "meta.json").read_text())
     assert meta["splits"]["val"]["skipped"] == [
         {"path": str(source / "val" / "n99999999" / "stray.JPEG"), "reason": "its class has no training images"}]
@@ -61,35 +52,35 @@ def test_image_folder_with_wnid_classes_records_imagenet_names(tmp_path):
     for i in range(len(train)):
         image, label = train[i]
         assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
-        assert solid_class(image) == label
+        assert kit.solid_class(image) == label
 
 
 @pytest.mark.parametrize("layout", ["ilsvrc_tars", "ilsvrc_extracted", "kaggle"])
 def test_ilsvrc_layouts_label_validation_by_wnid_not_by_devkit_id(tmp_path, layout):
     source = getattr(kit, layout)(tmp_path / "src", per_class=2, n_val=5)
-    out = run_prepare(source, tmp_path / "out")
+    out = kit.run_prepare(source, tmp_path / "out")
     meta = json.loads((out / "meta.json").read_text())
     assert [c["id"] for c in meta["classes"]] == kit.WNIDS  # sorted wnids = the standard index
     assert "all validation images are kept" in meta["splits"]["val"]["note"]
     val = PreparedDataset(out, "val")
     truth = kit.val_truth(5)
     assert val.labels.tolist() == [kit.WNIDS.index(w) for w in truth]
-    assert [solid_class(val[i][0]) for i in range(len(val))] == val.labels.tolist()
+    assert [kit.solid_class(val[i][0]) for i in range(len(val))] == val.labels.tolist()
     train = PreparedDataset(out, "train")
     assert train.labels.tolist() == [0, 0, 1, 1, 2, 2]
-    assert [solid_class(train[i][0]) for i in range(len(train))] == train.labels.tolist()
+    assert [kit.solid_class(train[i][0]) for i in range(len(train))] == train.labels.tolist()
 
 
 def test_official_tars_are_read_in_place_never_extracted(tmp_path):
     source = kit.ilsvrc_tars(tmp_path / "src")
     before = tree(source)
-    out = run_prepare(source, tmp_path / "out")
+    out = kit.run_prepare(source, tmp_path / "out")
     assert tree(source) == before
     assert sorted(p.name for p in out.iterdir()) == ["mean.npy", "meta.json", "train", "val"]
 
 
 def test_keys_trace_back_to_source_files(tmp_path):
-    out = run_prepare(kit.ilsvrc_tars(tmp_path / "src", per_class=1, n_val=2), tmp_path / "out")
+    out = kit.run_prepare(kit.ilsvrc_tars(tmp_path / "src", per_class=1, n_val=2), tmp_path / "out")
     with tarfile.open(out / "val" / "shard-000000.tar") as tar:
         assert tar.getnames() == ["ILSVRC2012_val_00000001.jpg", "ILSVRC2012_val_00000001.cls",
                                   "ILSVRC2012_val_00000002.jpg", "ILSVRC2012_val_00000002.cls"]
@@ -99,7 +90,7 @@ def test_keys_trace_back_to_source_files(tmp_path):
 
 def test_cifar10_archive_keeps_its_pixels_and_test_batch_is_val(tmp_path):
     archive = kit.cifar10_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=2)
-    out = run_prepare(archive, tmp_path / "out", size=32, encoding="raw")
+    out = kit.run_prepare(archive, tmp_path / "out", size=32, encoding="raw")
     meta = json.loads((out / "meta.json").read_text())
     assert [c["name"] for c in meta["classes"]] == kit.CIFAR_NAMES
     train, val = PreparedDataset(out, "train"), PreparedDataset(out, "val")
@@ -113,14 +104,14 @@ def test_cifar10_archive_keeps_its_pixels_and_test_batch_is_val(tmp_path):
 def test_wrong_source_names_what_was_expected(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"image folder \(SOURCE/train/<class>/<image>.*ILSVRC2012_img_train.tar"):
-        run_prepare(tmp_path / "empty", tmp_path / "out")
+        kit.run_prepare(tmp_path / "empty", tmp_path / "out")
 
 
 def test_incomplete_ilsvrc_names_what_is_missing(tmp_path):
     source = kit.ilsvrc_tars(tmp_path / "src")
     (source / "ILSVRC2012_devkit_t12.tar.gz").unlink()
     with pytest.raises(UserError, match="lacks validation labels.*ILSVRC2012_devkit_t12.tar.gz.*LOC_val_solution"):
-        run_prepare(source, tmp_path / "out")
+        kit.run_prepare(source, tmp_path / "out")
 
 
 # ---------------------------------------------------------------- images
@@ -149,7 +140,7 @@ IMAGE_MODES = {  # file name -> (bytes, the colour every prepared pixel should h
 def test_every_image_mode_becomes_the_right_rgb(tmp_path):
     for name, (data, _) in IMAGE_MODES.items():
         kit.write(tmp_path / "src" / "train" / "modes" / name, data)
-    out = run_prepare(tmp_path / "src", tmp_path / "out", encoding="raw")
+    out = kit.run_prepare(tmp_path / "src", tmp_path / "out", encoding="raw")
     ds = PreparedDataset(out, "train")
     keys = [name.rsplit(".", 1)[0] for name in sorted(IMAGE_MODES)]
     for i, key in enumerate(keys):
@@ -160,7 +151,7 @@ def test_every_image_mode_becomes_the_right_rgb(tmp_path):
 
 
 # Sizes whose rescaled width and height are whole numbers (elsewhere the rounding of the rescaled
-# length shifts the reference by a fraction of a pixel; center_patch keeps the exact aspect ratio).
+# length shifts the reference by a fraction of a pixel; centre_patch keeps the exact aspect ratio).
 @pytest.mark.parametrize("width, height", [(64, 32), (32, 72), (48, 48), (100, 25), (30, 15)])
 def test_centre_patch_equals_rescaling_the_shorter_side_then_cropping_the_centre(width, height):
     pixels = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -169,14 +160,14 @@ def test_centre_patch_equals_rescaling_the_shorter_side_then_cropping_the_centre
     full = image.resize((round(width * scale), round(height * scale)), Image.BILINEAR)
     left, top = (full.width - size) // 2, (full.height - size) // 2
     expected = np.asarray(full.crop((left, top, left + size, top + size))).astype(int)
-    patch = center_patch(image, size)
+    patch = centre_patch(image, size)
     assert patch.shape == (size, size, 3)
     assert np.abs(patch.astype(int) - expected).max() <= 1  # only the kept square is resampled
 
 
 def test_large_jpegs_are_decoded_at_reduced_scale():
     image = Image.open(io.BytesIO(_encoded(Image.new("RGB", (2000, 1600), (9, 99, 199)), "JPEG")))
-    patch = center_patch(image, 256)
+    patch = centre_patch(image, 256)
     assert image.size == (500, 400)  # draft mode: decoded at 1/4 scale, still >= 256 on both sides
     assert patch.shape == (256, 256, 3) and np.abs(patch.astype(int) - (9, 99, 199)).max() <= 2
 
@@ -212,13 +203,13 @@ def test_bad_files_are_listed_with_reasons_and_the_rest_is_prepared(tmp_path, ca
     assert all(f"{name}: " in shown.out + shown.err for name in reasons)
     ds = PreparedDataset(out, "train")
     assert len(ds) == 2 and ds.labels.tolist() == [0, 1]
-    assert [solid_class(ds[i][0]) for i in range(2)] == [0, 1]
+    assert [kit.solid_class(ds[i][0]) for i in range(2)] == [0, 1]
 
 
 def test_strict_makes_the_first_bad_file_fatal(tmp_path):
     _bad_files(tmp_path / "src")
     with pytest.raises(UserError, match=r"cut_in_data.JPEG: truncated or corrupt image.*--strict"):
-        run_prepare(tmp_path / "src", tmp_path / "out", strict=True)
+        kit.run_prepare(tmp_path / "src", tmp_path / "out", strict=True)
 
 
 # ---------------------------------------------------------------- statistics
@@ -231,7 +222,7 @@ def _noisy_folder(root: Path, n: int = 12) -> Path:
 
 
 def test_mean_image_and_pca_equal_numpy_on_the_same_pixels(tmp_path):
-    out = run_prepare(_noisy_folder(tmp_path / "src"), tmp_path / "out", encoding="raw", shard_size=5)
+    out = kit.run_prepare(_noisy_folder(tmp_path / "src"), tmp_path / "out", encoding="raw", shard_size=5)
     ds = PreparedDataset(out, "train")
     images = np.stack([ds[i][0] for i in range(len(ds))]).astype(np.float64)
     assert np.allclose(ds.mean, images.mean(axis=0), atol=1e-4)
@@ -245,7 +236,7 @@ def test_mean_image_and_pca_equal_numpy_on_the_same_pixels(tmp_path):
 
 
 def test_stats_sample_estimates_from_that_many_images(tmp_path):
-    out = run_prepare(_noisy_folder(tmp_path / "src"), tmp_path / "out", encoding="raw", stats_sample=4)
+    out = kit.run_prepare(_noisy_folder(tmp_path / "src"), tmp_path / "out", encoding="raw", stats_sample=4)
     stats = json.loads((out / "meta.json").read_text())["stats"]
     assert stats["images"] == 4 and stats["exact"] is False
     ds = PreparedDataset(out, "train")
@@ -270,7 +261,7 @@ def test_pca_orders_eigenvalues_and_fixes_signs():
 def test_webdataset_library_reads_the_shards(tmp_path):
     import webdataset as wds
 
-    out = run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out", shard_size=4)
+    out = kit.run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out", shard_size=4)
     ds = PreparedDataset(out, "train")
     shards = [str(out / s) for s in json.loads((out / "meta.json").read_text())["splits"]["train"]["shards"]]
     samples = list(wds.WebDataset(shards, shardshuffle=False))
@@ -281,7 +272,7 @@ def test_webdataset_library_reads_the_shards(tmp_path):
 
 
 def test_random_access_by_index_equals_sequential_tar_reading(tmp_path):
-    out = run_prepare(_noisy_folder(tmp_path / "src", 11), tmp_path / "out", shard_size=3)
+    out = kit.run_prepare(_noisy_folder(tmp_path / "src", 11), tmp_path / "out", shard_size=3)
     sequential = []
     for shard in sorted((out / "train").glob("shard-*.tar")):
         with tarfile.open(shard) as tar:
@@ -300,8 +291,8 @@ def test_random_access_by_index_equals_sequential_tar_reading(tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_result_without_redoing_shards(tmp_path, monkeypatch):
     source = _noisy_folder(tmp_path / "src", 12)
-    whole = run_prepare(source, tmp_path / "whole", shard_size=2)
-    save = prepare_module._ShardBuffer.save
+    whole = kit.run_prepare(source, tmp_path / "whole", shard_size=2)
+    save = prepare_shards.ShardBuffer.save
     calls = []
 
     def interrupted_save(self, out, split, number, extension):
@@ -310,34 +301,34 @@ def test_interrupted_run_resumes_to_the_same_result_without_redoing_shards(tmp_p
         calls.append(number)
         save(self, out, split, number, extension)
 
-    monkeypatch.setattr(prepare_module._ShardBuffer, "save", interrupted_save)
+    monkeypatch.setattr(prepare_shards.ShardBuffer, "save", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
-        run_prepare(source, tmp_path / "resumed", shard_size=2)
-    monkeypatch.setattr(prepare_module._ShardBuffer, "save", save)
+        kit.run_prepare(source, tmp_path / "resumed", shard_size=2)
+    monkeypatch.setattr(prepare_shards.ShardBuffer, "save", save)
     resumed = tmp_path / "resumed"
     assert not (resumed / "meta.json").exists()
     finished = {n: (resumed / "train" / f"shard-{n:06d}.tar").stat().st_mtime_ns for n in calls}
     (resumed / "train" / "shard-000004.tar.tmp").write_bytes(b"half a shard")  # killed mid-write
-    run_prepare(source, resumed, shard_size=2)
+    kit.run_prepare(source, resumed, shard_size=2)
     assert finished == {n: (resumed / "train" / f"shard-{n:06d}.tar").stat().st_mtime_ns for n in calls}
     assert tree(resumed) == tree(whole)
 
 
 def test_a_shard_without_its_statistics_is_redone(tmp_path, monkeypatch):
     source = _noisy_folder(tmp_path / "src", 6)
-    whole = run_prepare(source, tmp_path / "whole", shard_size=2)
-    monkeypatch.setattr(prepare_module, "_finish", lambda *a: None)  # stop before gathering
-    run_prepare(source, tmp_path / "resumed", shard_size=2)
+    whole = kit.run_prepare(source, tmp_path / "whole", shard_size=2)
+    monkeypatch.setattr(prepare_module, "finish", lambda *a: None)  # stop before gathering
+    kit.run_prepare(source, tmp_path / "resumed", shard_size=2)
     monkeypatch.undo()
     (tmp_path / "resumed" / ".partial" / "train-000001.npz").unlink()  # killed between the two renames
     (tmp_path / "resumed" / "train" / "shard-000001.tar").write_bytes(b"garbage")
-    run_prepare(source, tmp_path / "resumed", shard_size=2)
+    kit.run_prepare(source, tmp_path / "resumed", shard_size=2)
     assert tree(tmp_path / "resumed") == tree(whole)
 
 
 def test_killed_process_resumes_to_the_same_result(tmp_path):
     source = _noisy_folder(tmp_path / "src", 60)
-    whole = run_prepare(source, tmp_path / "whole", shard_size=2)
+    whole = kit.run_prepare(source, tmp_path / "whole", shard_size=2)
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "alexnet", "prepare", str(source), str(out), "--size", str(SIZE),
                "--shard-size", "2", "--workers", "1"]
@@ -348,26 +339,26 @@ def test_killed_process_resumes_to_the_same_result(tmp_path):
         time.sleep(0.01)
     os.killpg(process.pid, signal.SIGKILL)  # the run and its worker, at whatever point they are
     process.wait()
-    run_prepare(source, out, shard_size=2)
+    kit.run_prepare(source, out, shard_size=2)
     assert tree(out) == tree(whole)
 
 
 def test_rerun_on_a_finished_dataset_changes_nothing_and_says_so(tmp_path, capsys):
-    out = run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")
+    out = kit.run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     capsys.readouterr()
-    run_prepare(tmp_path / "src", out)
+    kit.run_prepare(tmp_path / "src", out)
     said = capsys.readouterr().out
     assert "already prepared" in said and "nothing to do" in said
     assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*")}
 
 
 def test_rerun_with_other_options_or_source_is_refused(tmp_path):
-    out = run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")
+    out = kit.run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")
     with pytest.raises(UserError, match="other options"):
-        run_prepare(tmp_path / "src", out, quality=50)
+        kit.run_prepare(tmp_path / "src", out, quality=50)
     with pytest.raises(UserError, match="another source"):
-        run_prepare(kit.image_folder(tmp_path / "src2"), out)
+        kit.run_prepare(kit.image_folder(tmp_path / "src2"), out)
 
 
 # ---------------------------------------------------------------- command line
@@ -392,4 +383,4 @@ def test_a_second_run_on_the_same_out_is_refused_while_the_first_writes(tmp_path
     with open(tmp_path / "out" / ".partial" / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # what a running prepare holds
         with pytest.raises(UserError, match="being written by another"):
-            run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")
+            kit.run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")

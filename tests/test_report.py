@@ -7,8 +7,8 @@ from pathlib import Path
 
 from alexnet.analysis import report
 from alexnet.analysis.drawing import draw_curves, pyplot
-from alexnet.analysis.files import save_figure, write_json
-from analysiskit import alexnet_command, save_ten_class_run
+from alexnet.atomic import save_figure, write_json
+from tests.kit import alexnet_command, save_ten_class_run
 
 
 

@@ -23,7 +23,7 @@ ENV = {**os.environ, "TINY_SLEEP": "0.03", "OMP_NUM_THREADS": "1"}
 
 def launch(run_dir: Path, *extra: str) -> subprocess.Popen:
     argv = ["train", "--resume", str(run_dir)] if extra == ("resume",) else ["train", *ARGS, "--out", str(run_dir)]
-    return subprocess.Popen([sys.executable, "-m", "tests.tinynet", *argv], cwd=ROOT, env=ENV,
+    return subprocess.Popen([sys.executable, "-m", "tests.kit", *argv], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -97,14 +97,14 @@ def test_a_run_killed_at_several_points_and_resumed_ends_with_the_same_weights_b
 
 def test_sigterm_to_the_whole_process_group_with_loader_workers_still_saves(tmp_path):
     """Schedulers such as SLURM signal every process of a job, the loader's workers included."""
-    from tests.tinynet import make_prepared
+    from tests.kit import make_prepared
 
     data = make_prepared(tmp_path)
     run_dir = tmp_path / "run"
     argv = ["train", "--data", str(data), "--arch", "tiny-test", "--preset", "full", "--epochs", "3",
             "--batch-size", "4", "--workers", "2", "--device", "cpu", "--checkpoint-minutes", "0",
             "--out", str(run_dir)]
-    proc = subprocess.Popen([sys.executable, "-m", "tests.tinynet", *argv], cwd=ROOT, env=ENV,
+    proc = subprocess.Popen([sys.executable, "-m", "tests.kit", *argv], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while not (run_dir / "checkpoints" / "last.pt").exists():
@@ -122,16 +122,16 @@ PREPARED_ARGS = ["--arch", "tiny-test", "--preset", "full", "--epochs", "2", "--
 
 
 def train_prepared(data: Path, run_dir: Path, resume: bool = False, signal_at: str = "") -> subprocess.CompletedProcess:
-    """``alexnet train`` on prepared shards (12 steps of 4 per epoch); ``signal_at``: tinynet's TINY_SIGNAL."""
+    """``alexnet train`` on prepared shards (12 steps of 4 per epoch); ``signal_at``: tests/kit.py's TINY_SIGNAL."""
     argv = ["--resume", str(run_dir)] if resume else ["--data", str(data), *PREPARED_ARGS, "--out", str(run_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TINY_SIGNAL": signal_at}
-    return subprocess.run([sys.executable, "-m", "tests.tinynet", "train", *argv], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "tests.kit", "train", *argv], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    from tests.tinynet import make_prepared
+    from tests.kit import make_prepared
 
     return make_prepared(tmp_path_factory.mktemp("data"))
 

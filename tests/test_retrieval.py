@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from alexnet.analysis import neighbours
-from analysiskit import alexnet_command, prepared_dataset, save_run, save_ten_class_run
 from alexnet.analysis.codes import BinaryAutoencoder, encode, hamming_search, precision_at_k, train_autoencoder
+from tests.kit import alexnet_command, make_prepared, save_run, save_ten_class_run, tiny_alexnet
 
 
 
@@ -106,8 +106,8 @@ def test_retrieval_command_without_features_or_a_network_says_what_is_missing(tm
 
 
 def test_retrieval_command_extracts_fc7_features_of_a_network_on_a_prepared_dataset(tmp_path, capsys):
-    data = prepared_dataset(tmp_path / "data")
-    run = save_run(tmp_path / "run")
+    data = make_prepared(tmp_path / "data", per_class=(6, 2), size=72)
+    run = save_run(tmp_path / "run", tiny_alexnet(fc_width=32))  # fc7: 32 features
     out = tmp_path / "out"
     proc = alexnet_command(capsys, "retrieval", run, "--data", data, "--out", out, "--bits", 8, "--hidden", 16,
                            "--k", 3, "--epochs", 1, "--queries", 4, "--workers", 0, "--device", "cpu")
@@ -129,7 +129,7 @@ def test_retrieval_command_works_without_faiss(tmp_path, capsys, monkeypatch):
 
 
 def test_retrieval_command_refuses_a_model_of_other_classes_than_the_data(tmp_path, capsys):
-    data = prepared_dataset(tmp_path / "data")  # three classes
+    data = make_prepared(tmp_path / "data", per_class=(6, 2), size=72)  # three classes
     run = save_ten_class_run(tmp_path / "run")
     proc = alexnet_command(capsys, "retrieval", run, "--data", data, "--out", tmp_path / "out", "--workers", 0,
                            "--device", "cpu")

@@ -13,6 +13,7 @@ from torch import nn
 
 from alexnet import LocalResponseNorm, build_model
 from alexnet import speed
+from alexnet.cores import available_cores
 from alexnet.strided_conv import SpaceToDepthGradConv2d, depth_to_space, space_to_depth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,40 +120,10 @@ def test_space_to_depth_of_a_kernel_is_undone_by_depth_to_space():
     torch.testing.assert_close(depth_to_space(blocks, 4, 11), w)
 
 
-def test_paper_sgd_foreach_step_is_the_papers_update_rule():
-    torch.manual_seed(2)
-    weights = [torch.randn(4, 3), torch.randn(5)]
-    grads = [torch.randn(4, 3), torch.randn(5)]
-    velocities = [torch.randn(4, 3), torch.randn(5)]
-    lr, momentum, decay = 0.01, 0.9, 0.0005
-    expected_v = [momentum * v - decay * lr * w - lr * g for w, g, v in zip(weights, grads, velocities)]
-    expected_w = [w + v for w, v in zip(weights, expected_v)]
-    speed.paper_sgd_step_(weights, grads, velocities, lr, momentum, decay)
-    for got, want in zip(velocities + weights, expected_v + expected_w):
-        torch.testing.assert_close(got, want)
-
-
-def test_fast_sgd_takes_the_same_steps_as_default_sgd():
-    torch.manual_seed(3)
-    start = [torch.randn(6, 4), torch.randn(4)]
-    runs = []
-    for make in (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.0005),
-                 lambda p: speed.fast_sgd(p, lr=0.1)):
-        params = [nn.Parameter(t.clone()) for t in start]
-        opt = make(params)
-        for step in range(3):
-            for i, p in enumerate(params):
-                p.grad = torch.full_like(p, 0.1 * (step + 1 + i))
-            opt.step()
-        runs.append(params)
-    for a, b in zip(*runs):
-        torch.testing.assert_close(a, b)
-
-
 def test_set_threads_defaults_to_the_available_cores():
     before = torch.get_num_threads()
     try:
-        assert speed.set_threads() == speed.available_cores() == torch.get_num_threads()
+        assert speed.set_threads() == available_cores() == torch.get_num_threads()
         assert speed.set_threads(1) == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)

@@ -12,16 +12,17 @@ import alexnet.train.loop as loop
 from alexnet import load_model
 from alexnet.cli import build_parser
 from alexnet.errors import UserError
-from alexnet.train import inputs
-from alexnet.train.cli import config_from_args
-from alexnet.train.config import PRESETS, TrainConfig, check
-from tests import tinynet
+from alexnet.train import backends, metrics, run_state
+from alexnet.train.config import PRESETS, TrainConfig, check, config_from_args
+from alexnet.train.synthetic import SyntheticImages
+from tests import kit
 
 METRIC_KEYS = {"epoch", "train_loss", "train_top1_error", "train_top5_error", "val_loss", "val_top1_error",
                "val_top5_error", "lr", "images_per_s", "data_wait_share", "seconds"}
 CHECKPOINT_KEYS = {"model", "arch", "options", "class_names", "optimizer", "scheduler", "scaler", "epoch",
                    "position", "rng", "config"}
 MODEL_FILE_KEYS = {"model", "arch", "options", "class_names", "mean", "epoch", "config"}  # best.pt: no optimizer
+pytestmark = pytest.mark.usefixtures("tiny_net")  # most tests train tiny-test (tests/kit.py's TinyNet)
 
 
 def tiny_config(tmp_path, **changes) -> TrainConfig:
@@ -64,10 +65,10 @@ def test_validation_metrics_are_the_trained_weights_errors_on_every_validation_i
     config = tiny_config(tmp_path)
     loop.train(config)
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
-    net = tinynet.TinyNet(7)
+    net = kit.TinyNet(7)
     net.load_state_dict(torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"])
     net.eval()
-    val = inputs.SyntheticImages(37, 7, 16, config.seed, "val", torch.device("cpu"))
+    val = SyntheticImages(37, 7, 16, config.seed, "val", torch.device("cpu"))
     images, labels, _ = val.batch(np.arange(37))
     logits = net(images.float() - 127.5)
     top5 = logits.topk(5, dim=1).indices
@@ -175,7 +176,7 @@ def test_model_parallel_towers_train_like_the_one_device_network(tmp_path):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    return tinynet.make_prepared(tmp_path_factory.mktemp("data"))
+    return kit.make_prepared(tmp_path_factory.mktemp("data"))
 
 
 def test_training_on_a_prepared_dataset_uses_its_class_names_crops_and_mean(tmp_path, prepared):
@@ -231,12 +232,10 @@ def test_section_4_1_augmentations_can_each_be_switched_off(tmp_path, prepared, 
     assert (data.transform.pca_std > 0) == noisy
 
 
-def test_decoding_on_the_device_trains_the_same_network_as_decoding_in_workers(tmp_path, prepared, monkeypatch):
+def test_decoding_on_the_device_trains_the_same_network_as_decoding_in_workers(tmp_path, prepared, fake_torchvision):
     """With a decoder that matches the workers' (libjpeg), --decode device gives the same crops in
     the same order, so the same weights; torchvision's nvJPEG runs on the GPU only (gpu.sh)."""
-    import fake_torchvision
-
-    calls = fake_torchvision.install(monkeypatch)
+    calls = fake_torchvision
     options = dict(data=str(prepared), arch="alexnet", limit=None, val_limit=None, workers=0, epochs=1,
                    batch_size=4, model_options={k: v for k, v in SMALL_ALEXNET.items() if k != "num_classes"})
     weights = {}
@@ -277,7 +276,7 @@ def test_data_wait_counts_the_time_spent_waiting_for_batches(monkeypatch, loader
     from types import SimpleNamespace
 
     now = [0.0]
-    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(metrics, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
     def batches():
         for i in range(5):
@@ -288,7 +287,7 @@ def test_data_wait_counts_the_time_spent_waiting_for_batches(monkeypatch, loader
         now[0] += step_s
         return batch
 
-    waiting = loop.DataWait(batches())
+    waiting = metrics.DataWait(batches())
     assert list(map(step, waiting)) == list(range(5))
     assert waiting.seconds == pytest.approx(5 * loader_s)
     assert waiting.seconds / (now[0] - waiting.started) == pytest.approx(loader_s / (loader_s + step_s))
@@ -319,17 +318,10 @@ def test_default_workers_share_the_cores_and_leave_one_to_each_gpu_process(monke
 
 def test_channels_last_is_on_where_it_pays_unless_asked_otherwise():
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda", 0), torch.device("mps")
-    assert loop.channels_last(TrainConfig(), cpu) and loop.channels_last(TrainConfig(), cuda)
-    assert not loop.channels_last(TrainConfig(), mps)
-    assert not loop.channels_last(config_from_args(parse(["--no-channels-last", "--device", "cpu"])), cpu)
-    assert loop.channels_last(config_from_args(parse(["--channels-last", "--device", "cpu"])), mps)
-
-
-def run_command(argv, capsys) -> tuple[int, str]:
-    from alexnet.cli import main
-
-    status = main(argv)
-    return status, capsys.readouterr().err
+    assert backends.channels_last(TrainConfig(), cpu) and backends.channels_last(TrainConfig(), cuda)
+    assert not backends.channels_last(TrainConfig(), mps)
+    assert not backends.channels_last(config_from_args(parse(["--no-channels-last", "--device", "cpu"])), cpu)
+    assert backends.channels_last(config_from_args(parse(["--channels-last", "--device", "cpu"])), mps)
 
 
 def test_a_damaged_shard_ends_the_run_at_once_with_one_line_naming_the_shard_and_sample(tmp_path, prepared):
@@ -345,7 +337,7 @@ def test_a_damaged_shard_ends_the_run_at_once_with_one_line_naming_the_shard_and
     shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
     argv = ["train", "--data", str(damaged), "--arch", "tiny-test", "--preset", "full", "--epochs", "1",
             "--batch-size", "4", "--workers", "1", "--device", "cpu", "--out", str(tmp_path / "run")]
-    done = subprocess.run([sys.executable, "-m", "tests.tinynet", *argv], cwd=Path(__file__).parents[1],
+    done = subprocess.run([sys.executable, "-m", "tests.kit", *argv], cwd=Path(__file__).parents[1],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     error = [line for line in done.stderr.splitlines() if "alexnet train: error:" in line]
@@ -393,7 +385,7 @@ def test_best_pt_survives_a_failure_while_it_is_written(tmp_path, monkeypatch):
     while writing best.pt leaves last.pt before that epoch's end, and the resumed run writes it."""
     import errno
 
-    real_save, failures = loop.save_checkpoint, []
+    real_save, failures = run_state.save_checkpoint, []
 
     def save_failing_once(path, checkpoint):
         if path.name == "best.pt" and not failures:
@@ -401,7 +393,7 @@ def test_best_pt_survives_a_failure_while_it_is_written(tmp_path, monkeypatch):
             raise OSError(errno.EIO, "Input/output error")
         real_save(path, checkpoint)
 
-    monkeypatch.setattr(loop, "save_checkpoint", save_failing_once)
+    monkeypatch.setattr(run_state, "save_checkpoint", save_failing_once)
     config = tiny_config(tmp_path, epochs=2, checkpoint_minutes=0)
     with pytest.raises(OSError):
         loop.train(config)
@@ -451,7 +443,7 @@ def test_a_full_disk_names_the_file_and_the_space_it_needs_and_keeps_the_previou
     argv = ["train", "--data", "synthetic", "--arch", "tiny-test", "--epochs", "1", "--limit", "16",
             "--val-limit", "8", "--batch-size", "8", "--device", "cpu", "--out", str(tmp_path / "run"),
             "--model-option", "num_classes=3"]
-    assert run_command(argv, capsys)[0] == 0
+    assert kit.alexnet_command(capsys, *argv).returncode == 0
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     before = last.read_bytes()
     real_save = torch.save
@@ -461,7 +453,7 @@ def test_a_full_disk_names_the_file_and_the_space_it_needs_and_keeps_the_previou
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", fill_the_disk)
-    status, err = run_command(["train", "--resume", str(tmp_path / "run"), "--epochs", "2"], capsys)
+    status, _, err = kit.alexnet_command(capsys, "train", "--resume", tmp_path / "run", "--epochs", "2")
     assert status == 2 and "Traceback" not in err
     assert f"{tmp_path / 'run' / 'checkpoints'}" in err and "disk is full" in err and "needs about" in err
     assert last.read_bytes() == before
@@ -480,9 +472,9 @@ def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys,
             raise OSError(errno.EROFS, "Read-only file system", str(self))
 
         monkeypatch.setattr(Path, "mkdir", read_only)
-    status, err = run_command(["train", "--data", "synthetic", "--arch", "tiny-test", "--epochs", "1",
-                               "--device", "cpu", "--out", str(out)], capsys)
-    assert status == 2 and f"--out {out}: cannot make the run folder" in err and "Traceback" not in err
+    status, _, err = kit.alexnet_command(capsys, "train", "--data", "synthetic", "--arch", "tiny-test", "--epochs", "1",
+                                         "--device", "cpu", "--out", out)
+    assert status == 2 and f"--out {out}: cannot make the folder" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "pickled code", "a model file"])
@@ -505,7 +497,7 @@ def test_resuming_from_a_damaged_last_pt_is_a_one_line_error_naming_it(tmp_path,
     else:
         ck = torch.load(last, weights_only=True)
         torch.save({k: ck[k] for k in ("model", "arch", "options", "class_names")}, last)
-    status, err = run_command(["train", "--resume", str(tmp_path / "run"), "--epochs", "2"], capsys)
+    status, _, err = kit.alexnet_command(capsys, "train", "--resume", tmp_path / "run", "--epochs", "2")
     assert status == 2 and f"{last}: " in err and "Traceback" not in err, err
     assert ("not a training checkpoint" if damage == "a model file" else "not a readable model file") in err
     assert not witness.exists()

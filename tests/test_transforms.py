@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from alexnet.data.transforms import (TEN_CROP_ORDER, DeviceTransform, centre_window, crop_into,
-                                     cut_at_windows, mirrored_pair, random_windows,
+                                     cut_at_windows, random_windows,
                                      ten_crop_windows)
 
 
@@ -64,10 +64,10 @@ def test_crop_into_equals_slicing_the_image_at_the_window():
 def test_mean_image_is_cut_at_each_window_and_mirrored_when_flipped():
     mean = np.random.default_rng(1).random((40, 50, 3)).astype(np.float32)
     windows = np.array([[0, 0, 0], [8, 18, 1], [5, 2, 0], [8, 0, 1]])
-    cut = cut_at_windows(mirrored_pair(torch.from_numpy(mean)), torch.from_numpy(windows), 32)
-    assert cut.shape == (4, 3, 32, 32)
+    cut = cut_at_windows(torch.from_numpy(mean), torch.from_numpy(windows)[:, None], 32)
+    assert cut.shape == (4, 1, 32, 32, 3)
     for k, window in enumerate(windows):
-        assert np.array_equal(cut[k].numpy(), crop_numpy(mean, window, 32).transpose(2, 0, 1))
+        assert np.array_equal(cut[k, 0].numpy(), crop_numpy(mean, window, 32))
 
 
 def make_transform(mean=None, **options):

@@ -24,8 +24,6 @@ from pathlib import Path
 from alexnet.analysis.runs import read_metrics
 from alexnet.errors import UserError
 
-PAPER_CHANNELS = (96, 256, 384, 384, 256)
-
 # name -> (what changes, paper's (top-1, top-5) difference or None, its words)
 PAPER_DIFFERENCES = {
     "paper": ("the paper's network and recipe", (0.0, 0.0), "reference"),
@@ -57,8 +55,9 @@ def variant_changes(name: str, model_options: dict, drop_layer: str = "conv4") -
     elif name == "no-pca":
         return {"model_options": options, "pca_std": 0.0}
     elif name == "one-tower":
-        channels = list(options.get("channels") or PAPER_CHANNELS)
-        options["towers"], options["channels"] = 1, [c // 2 for c in channels[:4]] + channels[4:]
+        from alexnet.model import one_tower_channels  # here: alexnet.options reads VARIANTS without torch
+
+        options["towers"], options["channels"] = 1, list(one_tower_channels(options.get("channels") or None))
     elif name == "no-middle-conv":
         options["drop_layer"] = drop_layer
     else:

@@ -124,8 +124,9 @@ def draw_predictions(images: list[np.ndarray], top5: list[list[tuple[str, float]
         bar_ax.set_xlim(0, 1)
         bar_ax.tick_params(axis="x", labelsize=6)
         if true_ranks[i] is None:
-            bar_ax.text(0.98, 0.04, f"true class not in top {count}", transform=bar_ax.transAxes,
-                        ha="right", va="bottom", fontsize=7, color="tab:red", gid="not-in-top")
+            # under the probability axis, centred: inside the chart it covered the bars and their labels
+            bar_ax.text(0.5, -0.2, f"true class not in top {count}", transform=bar_ax.transAxes,
+                        ha="center", va="top", fontsize=7, color="tab:red", gid="not-in-top")
             missed.append(i)
         bars.append(len(bar_ax.patches))
     fig.legend(handles=[Patch(color="tab:red", label="true class"), Patch(color="tab:blue", label="other labels")],

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 
-from alexnet.analysis.files import save_figure, write_json
-from alexnet.analysis.inputs import pick_device
+from alexnet.atomic import atomic_write_text, save_figure, write_json
+from alexnet.devices import pick_device
 from alexnet.errors import UserError
-from alexnet.io import atomic_write_text
 
 
 def run_relu_vs_tanh(args: argparse.Namespace) -> int:
@@ -83,7 +82,7 @@ def relu_vs_tanh_summary(result: dict) -> str:
 
 def run_ablations(args: argparse.Namespace) -> int:
     from alexnet.analysis.ablations import format_table, run_variants
-    from alexnet.train.cli import config_from_args
+    from alexnet.train.config import config_from_args
 
     if args.resume:
         raise UserError("--resume: ablations resume on their own; run the same command again")

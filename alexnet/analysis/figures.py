@@ -22,12 +22,14 @@ import torch
 
 from alexnet.analysis import drawing
 from alexnet.analysis.colour import tower_specificity
-from alexnet.analysis.files import save_figure, write_json
-from alexnet.analysis.inputs import CentreInput, centre_batches, centre_crop, pick_device, sample_indices
+from alexnet.atomic import save_figure, write_json
+from alexnet.analysis.inputs import CentreInput, centre_batches, centre_crop, sample_indices
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics, resolve_checkpoint
 from alexnet.classes import check_classes, class_count
+from alexnet.devices import pick_device
 from alexnet.errors import UserError
+from alexnet.inference import class_probabilities, load_trained_model
 
 
 def conv1_kernels(model) -> tuple[np.ndarray, int]:
@@ -60,12 +62,11 @@ def figure_kernels(model, out: Path) -> list[dict]:
     return specificity
 
 
-@torch.no_grad()
 def top5(model, dataset, indices, device) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities [N, 5], classes [N, 5]) of the centre patches of ``dataset[indices]``."""
     model = model.to(device).eval()
     images, _, windows = next(iter(centre_batches(dataset, indices, model.input_size, len(indices))))
-    probs = torch.softmax(model(CentreInput(model, dataset, device)(images, windows)).float(), dim=1)
+    probs = class_probabilities([model], [CentreInput(model, dataset, device).transform], images, windows)
     p, c = probs.topk(min(5, probs.shape[1]), dim=1)
     return p.cpu().numpy(), c.cpu().numpy()
 
@@ -108,11 +109,9 @@ def class_names(model, dataset) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.evaluate import load_checkpoint
-
     checkpoint, run_dir = resolve_checkpoint(args.source)
     out = Path(args.out) if args.out else (run_dir or checkpoint.parent) / "figures"
-    model = load_checkpoint(checkpoint)
+    model = load_trained_model(checkpoint)
     if args.data:
         from alexnet.data.dataset import PreparedDataset
         from alexnet.data.prepare import ensure_prepared

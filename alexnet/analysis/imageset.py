@@ -17,9 +17,8 @@ from PIL import Image
 
 from alexnet import console
 from alexnet.analysis.inputs import sample_indices
+from alexnet.data.images import IMAGE_SUFFIXES
 from alexnet.errors import UserError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
 
 
 @dataclass

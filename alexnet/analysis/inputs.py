@@ -2,8 +2,8 @@
 
 Analysis looks at one view of each image, the central ``input_size`` patch of the stored image
 (sections 2 and 4.1), normalised as the model expects. The pipeline is evaluation's own: loader
-workers cut the crops (``alexnet.data.loader.CropBatches``), and ``alexnet.evaluate``'s
-``input_transform`` subtracts the mean image at the crop's window on the device. So a figure
+workers cut the crops (``alexnet.data.batches.CropBatches``), and
+:func:`alexnet.inference.input_transform` subtracts the mean image at the crop's window on the device. So a figure
 sees exactly what ``alexnet evaluate --crops center`` sees, for any chosen subset of images.
 """
 
@@ -12,14 +12,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from alexnet.data.loader import CropBatches, as_is
-from alexnet.evaluate import default_device, input_transform, model_mean
+from alexnet.data.batches import CropBatches, as_is
+from alexnet.data.transforms import centre_window
+from alexnet.inference import input_transform, model_mean
 
 
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """The central ``size`` x ``size`` patch of an HxWx3 image (for display)."""
-    h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
+    """The central ``size`` x ``size`` patch of an HxWx3 image (for display): the window of
+    :func:`alexnet.data.transforms.centre_window`, as the network sees it."""
+    top, left, _ = centre_window(image.shape[:2], size)
     return image[top : top + size, left : left + size]
 
 
@@ -50,8 +51,3 @@ class CentreInput:
 
     def __call__(self, images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
         return self.transform(images.to(self.device, non_blocking=True), windows.to(self.device))
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA, else MPS, else the CPU (as ``alexnet evaluate``)."""
-    return default_device() if name == "auto" else torch.device(name)

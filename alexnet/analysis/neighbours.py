@@ -21,7 +21,7 @@ import torch
 from alexnet import console
 from alexnet.analysis.inputs import CentreInput, centre_batches
 from alexnet.errors import UserError
-from alexnet.io import atomic_path
+from alexnet.atomic import atomic_path
 
 
 def float_rows(rows: np.ndarray) -> torch.Tensor:

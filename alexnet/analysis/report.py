@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from alexnet.analysis import drawing
-from alexnet.io import atomic_write_text
+from alexnet.atomic import atomic_write_text
 from alexnet.analysis.runs import checkpoint_classes, read_config, read_metrics, run_checkpoint
 from alexnet.classes import chance_error
 from alexnet.errors import UserError

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.analysis.codes import encode, hamming_search, precision_at_k, train_autoencoder
-from alexnet.analysis.files import write_json
-from alexnet.analysis.inputs import pick_device, sample_indices
+from alexnet.atomic import write_json
+from alexnet.analysis.inputs import sample_indices
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.classes import check_classes
+from alexnet.devices import pick_device
 from alexnet.errors import UserError
 
 SPLITS = ("train", "val")
@@ -35,12 +36,12 @@ def extract_split_features(args, out: Path) -> None:
     from alexnet.analysis.runs import resolve_checkpoint
     from alexnet.data.dataset import PreparedDataset
     from alexnet.data.prepare import ensure_prepared
-    from alexnet.evaluate import load_checkpoint
+    from alexnet.inference import load_trained_model
 
     if not args.data:
         raise UserError("--data is needed to extract features (give the prepared dataset)")
     checkpoint = resolve_checkpoint(args.source)[0]
-    model = load_checkpoint(checkpoint)
+    model = load_trained_model(checkpoint)
     root = ensure_prepared(args.data)
     datasets = [PreparedDataset(root, split) for split in SPLITS]
     check_classes([model], datasets[0], [str(checkpoint)])  # as evaluate: the classes it was trained on

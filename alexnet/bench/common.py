@@ -1,4 +1,4 @@
-"""What the benchmarks share: the device, the clock, the record of the machine, the output."""
+"""What the benchmarks share: the clock, the record of the machine, the output."""
 
 from __future__ import annotations
 
@@ -12,14 +12,8 @@ import time
 import torch
 
 from alexnet import speed
+from alexnet.cores import available_cores
 from alexnet.errors import UserError
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``name`` as a device (default: the best present); an absent device is a UserError."""
-    from alexnet.train.distributed import pick_device
-
-    return pick_device(name)
 
 
 def synchronize(device: torch.device) -> None:
@@ -54,29 +48,21 @@ def cpu_name() -> str:
 
 def process_knobs(keep_freed_memory: bool, flush_denormal: bool) -> dict:
     """Apply the process-wide CPU knobs asked for; what took effect, for the record."""
-    from alexnet import speed
-
     return {"keep_freed_memory": keep_freed_memory and speed.keep_freed_memory(),
             "flush_denormal": flush_denormal and torch.set_flush_denormal(True)}
 
 
 def machine(device: torch.device, threads: int, knobs: dict) -> dict:
     """The facts a benchmark record needs: what ran, where, when."""
-    from alexnet.data.images import jpeg_decoder
+    from alexnet.data.images import jpeg_library
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return {"device": str(device), "device_name": name, "threads": threads, "jpeg_decoder": jpeg_decoder(),
+    return {"device": str(device), "device_name": name, "threads": threads, "jpeg_decoder": jpeg_library(),
             **knobs,
-            "cores": speed.available_cores(),
+            "cores": available_cores(),
             "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None, "torch": torch.__version__,
             "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-
-
-def parse_model_options(pairs: list[str]) -> dict:
-    from alexnet.train.cli import parse_model_options as parse
-
-    return parse(pairs)
 
 
 def check_counts(args, positive: tuple[str, ...], non_negative: tuple[str, ...] = ()) -> None:

@@ -33,12 +33,12 @@ import torch
 import torch.utils.data
 from PIL import Image
 
-from alexnet.data.images import jpeg_decoder
+from alexnet.console import plural
+from alexnet.data.images import IMAGE_SUFFIXES, jpeg_library
 from alexnet.data.loader import default_workers, make_loader
 from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from alexnet.errors import UserError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 USUAL_CROP = 224  # pytorch/examples' RandomResizedCrop/CenterCrop size
 
 
@@ -93,7 +93,9 @@ def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
             raise UserError(f"cannot read {data / 'meta.json'} ({err}); give --source DIR") from err
         source = recorded.get("path") if isinstance(recorded, dict) else recorded
         if not source:
-            raise UserError(f"{data / 'meta.json'} records no source folder; give --source DIR")
+            given = recorded.get("given") if isinstance(recorded, dict) else None
+            raise UserError(f"{data / 'meta.json'} records no source folder (prepared from {given}: an "
+                            "archive or a download, extracted only while prepare ran); give --source DIR")
     root = Path(source)
     if not root.is_dir():
         raise UserError(f"source {root} is not a folder of images; give --source DIR with the "
@@ -101,7 +103,7 @@ def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
     folder = root / "train" if (root / "train").is_dir() else root
     files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise UserError(f"no .jpg/.jpeg/.png images under {folder}")
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
     return folder, files
 
 
@@ -133,10 +135,10 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
     dataset = PreparedDataset(data, "train")
     folder, files = source_images(data, source)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    say(f"training pipeline: {images} images from {data} with {workers} workers ...")
+    say(f"training pipeline: {images} images from {data} with {plural(workers, 'worker')} ...")
     ours = measure(make_loader(Repeated(dataset, images), batch_size, train=True,
                                crop_size=crop_size, workers=workers, pin_memory=False))
-    say(f"usual way: {baseline_images} images from {folder} with {workers} workers ...")
+    say(f"usual way: {baseline_images} images from {folder} with {plural(workers, 'worker')} ...")
     usual = measure(torch.utils.data.DataLoader(
         UsualWay(files, baseline_images), batch_size=batch_size, shuffle=True,
         num_workers=workers))
@@ -146,7 +148,7 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
         "benchmark": "data", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__, "jpeg_decoder": jpeg_decoder()},
+                    "cpus": os.cpu_count(), "torch": torch.__version__, "jpeg_decoder": jpeg_library()},
         "data": str(data), "source": str(folder), "source_images": len(files),
         "workers": workers, "batch_size": batch_size,
         "pipeline": {"crop_size": crop_size, **ours,
@@ -165,7 +167,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{'':22}{'images/s':>10}{'per worker':>12}{'per worker CPU s':>18}")
+    print(f"{'':22}{'images/s':>10}{'per worker':>12}{'per CPU second':>18}")
     for name, key in (("training pipeline", "pipeline"), ("usual way", "usual_way")):
         r = result[key]
         print(f"{name:22}{r['images_per_s']:>10}{r['images_per_s_per_worker']:>12}"

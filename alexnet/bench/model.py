@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from alexnet import speed
-from alexnet.bench.common import (check_counts, machine, output, process_knobs,
-                                  parse_model_options, print_table, progress, resolve_device, timed)
+from alexnet.bench.common import check_counts, machine, output, print_table, process_knobs, progress, timed
 from alexnet.bench.settings import DEFAULT_SETTINGS, SETTINGS, Setting
+from alexnet.devices import pick_device
 from alexnet.errors import UserError
 from alexnet.registry import build_model
+from alexnet.train.config import parse_model_options
+from alexnet.train.optim import fast_sgd
 
 
 def skip_reason(setting: Setting, device: torch.device) -> str | None:
@@ -57,7 +59,7 @@ class Runner:
         self.optimizer = None
         if optimizer_step:
             params = model.parameters()
-            self.optimizer = (speed.fast_sgd(params, lr=0.01, device=device) if setting.fused else
+            self.optimizer = (fast_sgd(params, lr=0.01, device=device) if setting.fused else
                               torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=0.0005))
         self.scaler = torch.amp.GradScaler(device.type, enabled=setting.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setting.amp)
@@ -108,7 +110,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     """Measure ``settings`` (and ``plain``) on ``device``; returns the record printed as JSON.
     ``profile``: settings among them to profile afterwards (:func:`profile_step`); one that
     failed or was skipped is left out."""
-    device = resolve_device(device)
+    device = pick_device(device)
     names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn", "channels-last"]))
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:

@@ -40,19 +40,21 @@ import torch.nn.functional as F
 from PIL import Image
 
 from alexnet import speed
-from alexnet.bench.common import (check_counts, machine, output, process_knobs,
-                                  parse_model_options, print_table, progress, resolve_device, synchronize)
+from alexnet.bench.common import (check_counts, machine, output, print_table, process_knobs, progress,
+                                  synchronize)
 from alexnet.bench.data import Repeated
 from alexnet.bench.model import Runner, skip_reason
 from alexnet.bench.settings import DEFAULT_SETTING, SETTINGS
 from alexnet.data.dataset import PreparedDataset
-from alexnet.data.loader import DECODERS, default_workers, make_loader
+from alexnet.data.device_decode import DECODERS
+from alexnet.data.images import IMAGE_SUFFIXES
+from alexnet.data.loader import default_workers, make_loader
 from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, DeviceTransform
+from alexnet.devices import pick_device
 from alexnet.errors import UserError
 from alexnet.registry import build_model
+from alexnet.train.config import parse_model_options
 from alexnet.train.prepared import prepared_dir
-
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
 # --- the pytorch/examples way ---------------------------------------------------------------
@@ -62,7 +64,7 @@ def source_images(dataset: PreparedDataset) -> list[tuple[str, int]]:
     """(file, class index) of the source JPEGs of ``dataset``'s training split: the image folder
     (``train/<class>/...``) named by its meta.json, classes indexed as the prepared dataset."""
     source = dataset.meta.get("source", {})
-    folder = Path(source.get("path", "")) / "train"
+    folder = Path(source.get("path") or "") / "train"
     if not folder.is_dir():
         raise UserError(f"{dataset.root}/meta.json: its source ({source.get('given')}, kind "
                         f"{source.get('kind')}) is not an image folder with a train/ folder on this "
@@ -223,7 +225,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     ``decode``: our pipeline once per decoder listed (``workers``, ``device``); ``ours`` and
     ``ratio`` are the first's, ``decoders`` has each with its ratio. A decoder that fails (no
     torchvision for ``device``) is recorded as skipped with the reason, after the first."""
-    device = resolve_device(device)
+    device = pick_device(device)
     name = setting or DEFAULT_SETTING.get(device.type, "channels-last")
     if name not in SETTINGS:
         raise UserError(f"--setting {name}: unknown; known: {', '.join(SETTINGS)}")

@@ -166,6 +166,14 @@ def read_meta(root: Path) -> dict:
     return meta
 
 
+def listed_files(meta: dict) -> list[str]:
+    """The files of a finished prepared dataset, as named in its meta.json (relative to OUT)."""
+    names = [meta.get("stats", {}).get("mean_image", "mean.npy")]
+    for info in meta["splits"].values():
+        names += info["shards"] + [info[key] for key in ("index", "labels", "crc32") if key in info]
+    return names
+
+
 def remedy(root: Path, meta: dict) -> str:
     """What to do about a damaged or incomplete prepared dataset, as the end of a message."""
     return f"`alexnet prepare --verify {root}` lists every damaged file; {prepare_again(root, meta)}"

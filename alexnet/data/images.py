@@ -22,6 +22,12 @@ except ImportError:  # pragma: no cover - a checkout run without its dependencie
 
 ENCODINGS = {"jpeg": "jpg", "raw": "npy"}  # --format -> file extension inside the shards
 
+# The file names taken for images where a folder is listed by name (analysis and benchmark image
+# folders): the formats Pillow reads in every build (torchvision's ImageFolder list, plus GIF and
+# PBM). `alexnet prepare` itself identifies every file by its content, not its name.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff",
+                            ".webp"})
+
 # The pixel budget of one decode (--max-pixels): 33.5 megapixels (8192x4096), counted after JPEG
 # draft mode, so only images that cannot be decoded at reduced scale reach it. A decode costs at
 # most 13 bytes per pixel (greyscale with alpha, the dearest mode: docs/data.md), so the
@@ -76,7 +82,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def center_patch(image: Image.Image, size: int = 256, max_pixels: int | None = None) -> np.ndarray:
+def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = None) -> np.ndarray:
     """The central ``size`` x ``size`` patch after rescaling the shorter side to ``size`` (section 2).
 
     Only the kept square is resampled (``resize(box=...)``), so the discarded margins cost nothing;
@@ -114,7 +120,7 @@ def encode(patch: np.ndarray, encoding: str, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def jpeg_decoder() -> str:
+def jpeg_library() -> str:
     """The library that decodes stored JPEGs here: ``simplejpeg`` or, without it, ``pillow``."""
     return "pillow" if simplejpeg is None else "simplejpeg"
 

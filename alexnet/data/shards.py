@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 
 BLOCK = tarfile.BLOCKSIZE
+DIGEST = "sha256"  # of each whole file, recorded in meta.json
 
 
 def shard_name(number: int) -> str:

@@ -95,28 +95,24 @@ def crop_into(out: np.ndarray, image: np.ndarray, window) -> None:
         mirrored.copy_(mirrored.flip(1))
 
 
-def mirrored_pair(image: torch.Tensor) -> torch.Tensor:
-    """``image`` (HxWxC) and its mirror image, stacked: ``[2, H, W, C]``, the input of
-    :func:`cut_at_windows`."""
-    return torch.stack([image, image.flip(1)]).contiguous()
+def cut_at_windows(images: torch.Tensor, windows: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """Images cut at their windows, mirrored where flipped, in one batched gather on the images'
+    device: the crops of the device-decoding path and the mean image at each crop's window.
 
-
-def cut_at_windows(pair: torch.Tensor, windows: torch.Tensor, crop_size: int) -> torch.Tensor:
-    """One image (such as the mean), given as its :func:`mirrored_pair`, cut at each window and
-    mirrored where flipped: ``[N, C, S, S]`` (channels-last in memory), in one batched gather on
-    the pair's device.
-
-    Every window of the image and of its mirror is a strided view of the pair; indexing those
-    views by (flipped, top, left) copies the N crops at once. A mirrored crop at ``left`` is the
-    mirror's crop at ``W - S - left``.
+    ``images``: ``[N, H, W, C]`` (any memory layout), one per row of ``windows``, or one image
+    ``[H, W, C]`` for every window (the mean); ``windows``: ``[N, V, 3]`` (top, left, flipped).
+    Returns ``[N, V, S, S, C]`` contiguous: the loader's NHWC storage. A mirrored crop reads its
+    columns from right to left, so no mirrored copy of the image is made.
     """
-    _, height, width, channels = pair.shape
-    views = pair.as_strided(
-        (2, height - crop_size + 1, width - crop_size + 1, crop_size, crop_size, channels),
-        (height * width * channels, width * channels, channels, width * channels, channels, 1))
-    top, left, flipped = windows.to(pair.device).unbind(1)
-    left = torch.where(flipped.bool(), width - crop_size - left, left)
-    return views[flipped, top, left].permute(0, 3, 1, 2)
+    span = torch.arange(crop_size, device=images.device)
+    top, left, flipped = windows.to(images.device).unbind(-1)
+    rows = (top[..., None] + span)[..., :, None]  # [N, V, S, 1]
+    cols = torch.where(flipped[..., None].bool(), left[..., None] + (crop_size - 1) - span,
+                       left[..., None] + span)[..., None, :]  # [N, V, 1, S]
+    if images.dim() == 3:
+        return images[rows, cols]
+    sample = torch.arange(len(windows), device=images.device)[:, None, None, None]
+    return images[sample, rows, cols]
 
 
 class DeviceTransform(torch.nn.Module):
@@ -168,7 +164,7 @@ class DeviceTransform(torch.nn.Module):
         if self.subtract_mean:
             mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
             _check_sizes(tuple(mean.shape[:2]), crop_size)
-            self.register_buffer("mean_pair", mirrored_pair(mean))
+            self.register_buffer("mean_image", mean)
         if self.pca_std > 0:
             eigvals = torch.as_tensor(np.asarray(eigvals), dtype=torch.float32)
             magnitude = eigvals / 255 if pca_scale == "eigenvalue" else eigvals.clamp(min=0).sqrt()
@@ -206,7 +202,8 @@ class DeviceTransform(torch.nn.Module):
         images = images.reshape(-1, *shape[-3:])
         x = images.float()
         if self.subtract_mean:
-            x = x - cut_at_windows(self.mean_pair, windows.reshape(-1, 3), self.crop_size)
+            mean = cut_at_windows(self.mean_image, windows.reshape(-1, 1, 3), self.crop_size)
+            x = x - mean[:, 0].permute(0, 3, 1, 2)
         if self.training and self.pca_std > 0:
             x = x + self._colour_noise(len(x), x.device)[:, :, None, None]
         if self.normalization == "imagenet":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from alexnet.errors import UserError
-from alexnet.io import atomic_torch_save
+from alexnet.atomic import atomic_torch_save
 from alexnet.modelfile import read_model_file
 
 
@@ -32,7 +32,7 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "position", "rng", "best_error", "progress")
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint in ``path``, read as a model file is (never unpickling code) and checked to
     hold what a resumed run needs; errors name the file and what is wrong."""
     path = Path(path)

@@ -8,13 +8,8 @@ options given on the command line.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import yaml
-
-from alexnet.errors import UserError
-from alexnet.train.config import (AMP_MODES, DECODERS, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, load_yaml,
-                                  parse_problem, read_config_file, resolve)
+from alexnet.train.config import AMP_MODES, DECODERS, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, config_from_args
 
 D = TrainConfig()  # the defaults, quoted in the help
 
@@ -23,7 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("Options marked [departs] change the paper's recipe. Single machine, several GPUs: "
                      "torchrun --nproc_per_node=N -m alexnet train ... (--batch-size is the global batch). "
                      "See docs/training.md.")
-    a = parser.add_argument
+    for add in (_run_options, _recipe_options, _speed_options):  # in this order in --help
+        add(parser.add_argument)
+
+
+def _run_options(a) -> None:
+    """What to train on, where, and from which settings."""
     a("--config", metavar="FILE", help="settings from a YAML (.yaml, .yml), JSON (.json) or TOML (.toml) "
       "file; options given here override it")
     a("--preset", choices=["auto", *PRESETS], help="full: the paper's recipe; quick: a "
@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--decode", choices=DECODERS, help="where JPEGs are decoded: workers (the loader's processes, "
       "default) or device (the training device: nvJPEG through torchvision on CUDA; for machines with "
       "few cores per GPU) (speed only)")
+
+
+def _recipe_options(a) -> None:
+    """The paper's recipe (section 5) and augmentation (section 4.1), and what departs from them."""
     a("--epochs", type=int, help=f"passes over the training set (default: {D.epochs}, the paper's)")
     a("--batch-size", type=int, help=f"global batch, split across data-parallel processes "
       f"(default: {D.batch_size}, the paper's)")
@@ -81,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="no horizontal reflections (section 4.1 ablation) [departs]")
     a("--limit", type=int, help="training images per epoch (default: all) [departs]")
     a("--val-limit", type=int, help="validation images (default: all) [departs]")
+
+
+def _speed_options(a) -> None:
+    """Speed (the same function computed), reproducibility, checkpoints and the progress display."""
     a("--amp", choices=AMP_MODES, help="mixed precision; fp16 uses loss scaling; LRN stays float32 "
       "(default: float32, as the paper) [departs]")
     a("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels-last memory "
@@ -93,43 +101,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--model-parallel", action="store_true", default=None, help="the two towers on two GPUs, as "
       "section 3.2 (needs two devices per process; combines with DDP across machines)")
     a("--log-every", type=int, help=f"steps between progress-bar loss readings (default: {D.log_every})")
-
-
-def parse_model_options(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` pairs (values read as YAML) as build_model options; errors name the pair.
-    Their types are checked against the architecture with the rest of the configuration."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--model-option {pair}: expected KEY=VALUE")
-        try:
-            options[key.replace("-", "_")] = load_yaml(value)
-        except yaml.YAMLError as err:
-            raise UserError(f"--model-option {pair}: cannot read the value: {parse_problem(err)}") from None
-    return options
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The configuration that ``args`` ask for (defaults < preset < file < command line)."""
-    skip = {"config", "resume", "model_option", "command"}
-    overrides = {k: v for k, v in vars(args).items() if k not in skip}
-    file_values: dict = {}
-    source = "command line"
-    if args.resume:
-        saved = Path(args.resume) / "config.yaml"
-        if not saved.is_file():
-            raise UserError(f"--resume {args.resume}: no config.yaml there; is it a run folder?")
-        file_values, source = read_config_file(saved), str(saved)
-        overrides["out"] = args.resume
-    if args.config:
-        file_values = {**file_values, **read_config_file(args.config)}
-        source = args.config
-    if args.model_option:
-        options = dict(file_values.get("model_options") or {})
-        options.update(parse_model_options(args.model_option))
-        file_values["model_options"] = options
-    return resolve(file_values, overrides, source)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,12 +2,14 @@
 
 Paper section 5: batch 128, momentum 0.9, weight decay 0.0005, learning rate 0.01 divided
 by 10 when the validation error stops improving (three times), about 90 epochs. A file
-(YAML, JSON or TOML) overrides the defaults; command-line options override the file. The run
+(YAML, JSON or TOML) overrides the defaults; command-line options override the file
+(:func:`config_from_args`, for ``alexnet train`` and ``alexnet experiment ablations``). The run
 saves the configuration it actually used as ``RUN_DIR/config.yaml``.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -20,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from alexnet.data.device_decode import DECODERS
 from alexnet.errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -31,7 +34,6 @@ else:  # pragma: no cover
 SCHEDULES = ("plateau", "step", "cosine", "krizhevsky2012")
 OPTIMIZERS = ("paper", "torch-sgd")
 AMP_MODES = ("bf16", "fp16")
-DECODERS = ("workers", "device")  # as alexnet.data.loader.DECODERS
 
 # Named presets: settings applied before the file and the command line, so both still win.
 # "auto" (the command line's default) is "quick" when the run's device is the CPU, else "full".
@@ -215,7 +217,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], source: str)
     """Defaults, then the preset, then the file, then the command line."""
     preset = overrides.get("preset") or file_values.get("preset") or "auto"
     if preset == "auto":
-        from alexnet.train.distributed import pick_device
+        from alexnet.devices import pick_device
 
         device = overrides.get("device") or file_values.get("device")
         preset = "quick" if pick_device(device).type == "cpu" else "full"
@@ -225,6 +227,43 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], source: str)
     values.update(file_values)
     values.update({k: v for k, v in overrides.items() if v is not None and k != "preset"})
     return TrainConfig.from_dict(values, source)  # checked as it is made
+
+
+def parse_model_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs (values read as YAML) as build_model options; errors name the pair.
+    Their types are checked against the architecture with the rest of the configuration."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--model-option {pair}: expected KEY=VALUE")
+        try:
+            options[key.replace("-", "_")] = load_yaml(value)
+        except yaml.YAMLError as err:
+            raise UserError(f"--model-option {pair}: cannot read the value: {parse_problem(err)}") from None
+    return options
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The configuration that ``args`` ask for (defaults < preset < file < command line)."""
+    skip = {"config", "resume", "model_option", "command"}
+    overrides = {k: v for k, v in vars(args).items() if k not in skip}
+    file_values: dict = {}
+    source = "command line"
+    if args.resume:
+        saved = Path(args.resume) / "config.yaml"
+        if not saved.is_file():
+            raise UserError(f"--resume {args.resume}: no config.yaml there; is it a run folder?")
+        file_values, source = read_config_file(saved), str(saved)
+        overrides["out"] = args.resume
+    if args.config:
+        file_values = {**file_values, **read_config_file(args.config)}
+        source = args.config
+    if args.model_option:
+        options = dict(file_values.get("model_options") or {})
+        options.update(parse_model_options(args.model_option))
+        file_values["model_options"] = options
+    return resolve(file_values, overrides, source)
 
 
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
@@ -276,6 +315,6 @@ def check(config: TrainConfig) -> None:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    from alexnet.io import atomic_write_text
+    from alexnet.atomic import atomic_write_text
 
     atomic_write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), path)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from alexnet.devices import pick_device
 from alexnet.errors import UserError
 
 
@@ -38,23 +39,6 @@ class Context:
     @property
     def distributed(self) -> bool:
         return self.world > 1
-
-
-def pick_device(name: str | None) -> torch.device:
-    """``name``, or the best device present: cuda, else mps, else cpu."""
-    if name is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name}: not a device name (examples: cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: this PyTorch sees no CUDA device; use --device cpu")
-    return device
 
 
 def setup(device_name: str | None, model_parallel: bool = False) -> Context:

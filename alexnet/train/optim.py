@@ -1,4 +1,5 @@
-"""The paper's update rule (section 5) as an optimizer, and the parameter groups for biases.
+"""The paper's update rule (section 5): the optimizer, its fast and loss-scaled forms, and the
+parameter groups for biases.
 
 Section 5, with epsilon the learning rate and <dL/dw> the batch gradient:
 
@@ -8,7 +9,9 @@ Section 5, with epsilon the learning rate and <dL/dw> the batch gradient:
 The velocity is kept in weight units, so a change of learning rate acts only on new
 gradients. ``torch.optim.SGD`` keeps it in gradient units (v <- 0.9 v + g + wd w;
 w <- w - lr v), which rescales the whole accumulated velocity the moment the rate
-changes. The two agree while the rate is constant.
+changes. The two agree while the rate is constant. Every function here computes that rule
+(momentum and weight decay as given); they differ only in how many kernels they launch and
+whether the gradients arrive loss-scaled.
 """
 
 from __future__ import annotations
@@ -16,12 +19,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alexnet.speed import fast_sgd, paper_sgd_step_
 from alexnet.train.config import TrainConfig
 
 
+@torch.no_grad()
+def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor],
+                    velocities: list[torch.Tensor], lr: float, momentum: float = 0.9,
+                    weight_decay: float = 0.0005) -> None:
+    """The update rule on all tensors at once, in place, with foreach kernels: the arithmetic, in
+    the order, of a per-tensor loop, without three kernel launches per parameter tensor."""
+    torch._foreach_mul_(velocities, momentum)
+    torch._foreach_add_(velocities, weights, alpha=-weight_decay * lr)
+    torch._foreach_add_(velocities, grads, alpha=-lr)
+    torch._foreach_add_(weights, velocities)
+
+
 class PaperSGD(torch.optim.Optimizer):
-    """Momentum SGD with weight decay exactly as paper section 5 writes it.
+    """Momentum SGD with weight decay exactly as paper section 5 writes it (the module docstring).
 
     Under float16 loss scaling (``torch.amp.GradScaler``) the optimizer unscales the gradients and
     skips a step with non-finite gradients itself, on the device (``_step_supports_amp_scaling``,
@@ -63,10 +77,9 @@ class PaperSGD(torch.optim.Optimizer):
 
 @torch.no_grad()
 def _scaled_paper_sgd_step_(weights, grads, velocities, lr, momentum, weight_decay, grad_scale, found_inf):
-    """The paper's update on gradients multiplied by ``grad_scale`` (a device tensor, or None when
-    the scaler has unscaled them already), skipped where ``found_inf`` (a 0/1 device tensor) is set;
-    no value is read on the host. The arithmetic of :func:`paper_sgd_step_` on the unscaled
-    gradients, tensor by tensor."""
+    """:func:`paper_sgd_step_` on gradients multiplied by ``grad_scale`` (a device tensor, or None
+    when the scaler has unscaled them already), tensor by tensor, skipped where ``found_inf`` (a 0/1
+    device tensor) is set; no value is read on the host."""
     if grad_scale is not None:
         inverse = grad_scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
         for g in grads:  # in place, as GradScaler.unscale_ does
@@ -79,6 +92,19 @@ def _scaled_paper_sgd_step_(weights, grads, velocities, lr, momentum, weight_dec
         new.add_(g, alpha=-lr)
         v.copy_(torch.where(skip_here, v, new))
         w.add_(torch.where(skip_here, torch.zeros_like(v), v))
+
+
+def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0005,
+             device: torch.device | str = "cpu") -> torch.optim.SGD:
+    """``torch.optim.SGD`` (``--optimizer torch-sgd``) with its fused kernel (one pass over all
+    parameters, CPU and CUDA), or the foreach kernels where fused is not supported; the update is
+    the same as the default's."""
+    device = torch.device(device)
+    try:
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               fused=device.type in ("cpu", "cuda"))
+    except RuntimeError:  # fused unsupported for this device or dtype
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
 
 
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:

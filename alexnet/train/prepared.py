@@ -24,7 +24,7 @@ from alexnet.data.transforms import DeviceTransform
 from alexnet.errors import UserError
 from alexnet.train import distributed
 from alexnet.train.config import TrainConfig
-from alexnet.train.inputs import TrainingData
+from alexnet.train.training_data import TrainingData
 
 
 def prepared_dir(data: str) -> Path:

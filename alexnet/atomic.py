@@ -8,6 +8,7 @@ temporary is removed. A kill leaves the temporary behind: :func:`remove_temporar
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -27,6 +28,16 @@ def write_error(path: Path, err: OSError, needed: int | None = None) -> UserErro
                          "free there); free some space or write elsewhere")
     other = f" {err.filename}" if err.filename and str(err.filename) != str(path) else ""
     return UserError(f"{path}: cannot write it ({err.strerror or err}{':' + other if other else ''})")
+
+
+def make_folder(path: Path, label: str) -> None:
+    """``path`` and its parents; a file in the way, a read-only or full file system is a one-line
+    UserError starting with ``label`` (the option or argument that named the folder)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        where = f": {err.filename}" if err.filename and str(err.filename) != str(path) else ""
+        raise UserError(f"{label}: cannot make the folder {path} ({err.strerror or err}{where})") from None
 
 
 def _size(n: int) -> str:
@@ -107,3 +118,21 @@ def _tensor_bytes(obj, tensor: type) -> int:
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_text(json.dumps(obj, indent=2) + "\n", path)
+    return Path(path)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG, atomically, and release its memory."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return Path(path)

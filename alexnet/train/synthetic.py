@@ -1,13 +1,4 @@
-"""What the training loop reads: batches in a reproducible order, split across processes.
-
-The order of an epoch and each process's share of it come from :mod:`alexnet.data.sampler`
-(a pure function of seed, epoch, rank and position), so a run resumed at sample ``position``
-of an epoch sees exactly the batches it would have seen, and N data-parallel processes
-together see the global batches one process would. Validation is split without padding:
-every image counts exactly once. On the device, :class:`alexnet.data.transforms.DeviceTransform`
-turns uint8 batches into the network's input (mean image, PCA colour noise in training).
-
-``--data synthetic`` gives random uint8 images that follow the same batch contract as
+"""``--data synthetic`` gives random uint8 images that follow the same batch contract as
 prepared data (uint8 ``[N, 3, S, S]``, int64 labels, int64 crop windows ``[N, 3]``); each
 class has its own mean colour, so a network can learn them: an offline check that
 training works, and a measure of the network's speed without decoding.
@@ -15,38 +6,14 @@ training works, and a measure of the network's speed without decoding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
 
-from alexnet.data.sampler import padded_length, rank_indices
+from alexnet.data.sampler import rank_indices
 from alexnet.data.transforms import DeviceTransform
-
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images, labels, windows
-
-
-def steps_per_epoch(images: int, batch_size: int, world: int) -> int:
-    """Optimiser steps per epoch: full global batches of the (padded) epoch, the same on every rank."""
-    return padded_length(images, world, pad=True) // world // (batch_size // world)
-
-
-@dataclass
-class TrainingData:
-    """The two splits as batch iterators on the training device, and the device transform."""
-
-    train_size: int  # training images per epoch
-    val_size: int
-    train_batches: Callable[[int, int], Iterable[Batch]]  # (epoch, global position to start at)
-    val_batches: Callable[[], Iterable[Batch]]
-    transform: DeviceTransform
-    mean: np.ndarray | None = None  # the training set's mean image (HxWx3, 0-255), kept in checkpoints
-
-    def to_input(self, batch: Batch, train: bool) -> torch.Tensor:
-        """The float network input of a batch (PCA colour noise only in training)."""
-        self.transform.train(train)
-        return self.transform(batch[0], batch[2])
+from alexnet.train.training_data import Batch, TrainingData
 
 
 class SyntheticImages:

@@ -1,18 +1,30 @@
-"""A stand-in for ``torchvision.io``'s batched ``decode_jpeg`` that decodes with Pillow (libjpeg,
-as the loader's workers do), for testing ``decode="device"`` without torchvision or a GPU."""
+"""Fixtures shared by the test files; the helpers they build on are in ``tests/kit.py``."""
 
 import io
 import sys
 import types
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
+from tests import kit
 
-def install(monkeypatch) -> list:
-    """Make ``import torchvision.io`` give the stand-in; returns the list its calls are recorded in:
-    ``(number of JPEGs, mode, device)``."""
+
+@pytest.fixture
+def tiny_net():
+    """``tiny-test`` (``kit.TinyNet``) in the model registry, as ``python -m tests.kit`` has it;
+    returns the class."""
+    kit.register_tiny_net()
+    return kit.TinyNet
+
+
+@pytest.fixture
+def fake_torchvision(monkeypatch) -> list:
+    """``import torchvision.io`` gives a stand-in whose batched ``decode_jpeg`` decodes with Pillow
+    (libjpeg, as the loader's workers do), for testing ``decode="device"`` without torchvision or a
+    GPU; returns the list its calls are recorded in: ``(number of JPEGs, mode, device)``."""
     calls = []
 
     def decode_jpeg(inputs, mode=None, device="cpu"):

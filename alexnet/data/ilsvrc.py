@@ -1,0 +1,148 @@
+"""The official ILSVRC-2012 files as a source of `alexnet prepare`, as torchvision's ImageNet
+expects them: ``ILSVRC2012_img_train.tar`` (a tar of 1000 per-class tars, read in place, never
+extracted), ``ILSVRC2012_img_val.tar`` (50,000 flat images), ``ILSVRC2012_devkit_t12.tar.gz``
+(validation labels); their extracted forms (``train/<wnid>/``, a flat ``val/``,
+``ILSVRC2012_devkit_t12/``); Kaggle's layout (``ILSVRC/Data/CLS-LOC/{train,val}`` with
+``LOC_val_solution.csv``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tarfile
+from pathlib import Path
+
+from alexnet.data.images import BadImage
+from alexnet.data.source_files import (Source, class_files, class_names, file_locator, files_under, make_key,
+                                       read_regular, safe_component, subdirs)
+from alexnet.errors import UserError
+
+TRAIN_TAR = "ILSVRC2012_img_train.tar"
+VAL_TAR = "ILSVRC2012_img_val.tar"
+DEVKIT_TAR = "ILSVRC2012_devkit_t12.tar.gz"
+DEVKIT_DIR = "ILSVRC2012_devkit_t12"
+KAGGLE_CSV = "LOC_val_solution.csv"
+KAGGLE_DIR = Path("ILSVRC", "Data", "CLS-LOC")
+GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
+META_MAT = "data/meta.mat"
+DEVKIT_MAX_BYTES = 2**26  # the devkit's files are at most 2 MB
+MARKERS = (TRAIN_TAR, VAL_TAR, DEVKIT_TAR, DEVKIT_DIR, KAGGLE_CSV, KAGGLE_DIR)  # any of them: ILSVRC-2012
+
+
+def _tar_files(path: Path, fileobj=None, base: int = 0) -> list[tuple[str, int, int]]:
+    """``(name, absolute data offset, size)`` of the files in a tar, read in place (never extracted)."""
+    with tarfile.open(path if fileobj is None else None, "r:", fileobj=fileobj) as tar:
+        return [(m.name, base + m.offset_data, m.size) for m in tar if m.isfile()]
+
+
+def _train_from_tar(tar_path: Path) -> dict[str, list[tuple]]:
+    """wnid -> items of ILSVRC2012_img_train.tar, a tar of ``<wnid>.tar`` tars."""
+    per_class: dict[str, list[tuple]] = {}
+    try:
+        with tarfile.open(tar_path, "r:") as outer:
+            for member in outer:
+                if not (member.isfile() and member.name.endswith(".tar")):
+                    continue
+                wnid = safe_component(Path(member.name).stem)
+                if wnid in per_class:
+                    raise UserError(f"SOURCE {tar_path}: two members make the class {wnid} "
+                                    f"(the second: {member.name}); not the ILSVRC-2012 train tar")
+                inner = _tar_files(tar_path, outer.extractfile(member), member.offset_data)
+                per_class[wnid] = [
+                    (make_key(f"{wnid}/{Path(name).name}"), wnid, ("tar", str(tar_path), offset, size),
+                     f"{tar_path}:{member.name}/{name}")
+                    for name, offset, size in sorted(inner)
+                ]
+    except tarfile.TarError as err:
+        raise UserError(f"SOURCE {tar_path}: not a readable tar: {err}") from None
+    return per_class
+
+
+def _train_from_folder(folder: Path) -> dict[str, list[tuple]]:
+    per_class: dict[str, list[tuple]] = {wnid: [] for wnid in subdirs(folder)}
+    for wnid, key, path, reason in class_files(folder):
+        per_class.setdefault(wnid, []).append((key, wnid, file_locator(path, reason), str(path)))
+    return per_class
+
+
+def _val_images(path: Path) -> list[tuple[str, tuple, str]]:
+    """``(file name, locator, shown)`` of the flat validation images, from the tar or a folder."""
+    if (path / VAL_TAR).is_file():
+        tar = path / VAL_TAR
+        return [(Path(n).name, ("tar", str(tar), o, s), f"{tar}:{n}") for n, o, s in sorted(_tar_files(tar))]
+    for folder in (path / "val", path / KAGGLE_DIR / "val"):
+        if folder.is_dir():
+            return [(f.name, file_locator(f, reason), str(f)) for f, reason in files_under(folder)]
+    return []
+
+
+def _devkit_labels(path: Path) -> dict[str, str] | None:
+    """Validation image stem -> wnid, from the devkit (tar.gz or extracted), or None if absent.
+
+    The ground truth gives, for ILSVRC2012_val_00000001 onwards, an ILSVRC2012_ID; meta.mat maps
+    those IDs to wnids. The IDs are not in sorted-wnid order, so they are never used as class indices.
+    """
+    if (path / DEVKIT_TAR).is_file():
+        with tarfile.open(path / DEVKIT_TAR) as tar:
+            files = {Path(m.name).as_posix().split("/", 1)[-1]: m for m in tar if m.isfile()}
+            try:
+                truth = tar.extractfile(files[GROUND_TRUTH]).read().decode()
+                meta = tar.extractfile(files[META_MAT]).read()
+            except KeyError as err:
+                raise UserError(f"SOURCE {path / DEVKIT_TAR} lacks {err.args[0]}") from None
+    elif (path / DEVKIT_DIR).is_dir():
+        try:
+            truth = read_regular(path / DEVKIT_DIR / GROUND_TRUTH, DEVKIT_MAX_BYTES).decode()
+            meta = read_regular(path / DEVKIT_DIR / META_MAT, DEVKIT_MAX_BYTES)
+        except (OSError, BadImage) as err:
+            raise UserError(f"SOURCE {path / DEVKIT_DIR}: {err}") from None
+    else:
+        return None
+    id_to_wnid = _meta_mat_wnids(meta)
+    return {f"ILSVRC2012_val_{n:08d}": id_to_wnid[int(i)] for n, i in enumerate(truth.split(), start=1)}
+
+
+def _meta_mat_wnids(data: bytes) -> dict[int, str]:
+    """ILSVRC2012_ID -> wnid for the leaf synsets of the devkit's meta.mat."""
+    from scipy.io import loadmat
+
+    synsets = loadmat(io.BytesIO(data), squeeze_me=True)["synsets"]
+    return {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
+
+
+def _kaggle_labels(path: Path) -> dict[str, str] | None:
+    """Validation image stem -> wnid from Kaggle's LOC_val_solution.csv (first box's wnid)."""
+    if not (path / KAGGLE_CSV).is_file():
+        return None
+    with open(path / KAGGLE_CSV, newline="") as f:
+        return {row["ImageId"]: row["PredictionString"].split()[0] for row in csv.DictReader(f)}
+
+
+def ilsvrc_source(path: Path) -> Source:
+    if (path / TRAIN_TAR).is_file():
+        per_class = _train_from_tar(path / TRAIN_TAR)
+    elif (path / "train").is_dir() or (path / KAGGLE_DIR / "train").is_dir():
+        per_class = _train_from_folder(path / "train" if (path / "train").is_dir() else path / KAGGLE_DIR / "train")
+    else:
+        per_class = {}
+    val = _val_images(path)
+    labels = _devkit_labels(path) or _kaggle_labels(path)
+    missing = [
+        what for what, found in [
+            (f"{TRAIN_TAR} or train/<wnid>/<image>", per_class),
+            (f"{VAL_TAR} or val/<image>", val),
+            (f"validation labels ({DEVKIT_TAR}, {DEVKIT_DIR}/ or {KAGGLE_CSV})", labels),
+        ] if not found
+    ]
+    if missing:
+        raise UserError(f"SOURCE {path} looks like ILSVRC-2012 but lacks " + "; ".join(missing))
+    ids = sorted(per_class)  # sorted wnids: the standard class index
+    index = {wnid: i for i, wnid in enumerate(ids)}
+    source = Source("ilsvrc2012", path, class_names([safe_component(i) for i in ids]))
+    source.splits["train"] = [(k, index[w], loc, shown) for w in ids for k, w, loc, shown in per_class[w]]
+    source.splits["val"] = [
+        (make_key(name), index.get(labels.get(make_key(name), ""), -1), loc, shown) for name, loc, shown in val
+    ]
+    source.notes["val"] = "all validation images are kept (the usual convention)"
+    return source

@@ -1,0 +1,216 @@
+"""The parallel pass of `alexnet prepare`: worker processes decode, crop and encode the images, and
+each shard is written whole with its index and exact pixel sums (section 2's mean image and the
+RGB covariance of section 4.1) in ``OUT/.partial``, so that a killed run resumes at its first
+unfinished shard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import multiprocessing
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from alexnet import console
+from alexnet.data.images import ENCODINGS, FILE_BYTES_PER_PIXEL, MAX_PIXELS, BadImage, centre_patch, encode, open_image
+from alexnet.data.shards import BLOCK, DIGEST, file_digest, sample_checksum, shard_name, write_atomically, write_shard
+from alexnet.data.sources import read_item
+from alexnet.errors import UserError
+
+CHUNK = 32  # images per task handed to a worker process
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def partial_file(out: Path, split: str, number: int) -> Path:
+    return out / ".partial" / f"{split}-{number:06d}.npz"
+
+
+def _done(out: Path, split: str, number: int) -> bool:
+    """A shard counts as done only once both it and its statistics were renamed into place."""
+    return (out / split / shard_name(number)).is_file() and partial_file(out, split, number).is_file()
+
+
+def _tasks(out: Path, plan: dict, in_stats: np.ndarray, options: dict) -> tuple[list, int]:
+    """The chunks of the shards still to do, as ``(split, shard, last chunk?, worker task)``, and
+    the number of images in the shards already done."""
+    tasks, done_images = [], 0
+    for split, shards in plan.items():
+        (out / split).mkdir(exist_ok=True)
+        first = 0  # position of the shard's first item in the split
+        for number, items in enumerate(shards):
+            if _done(out, split, number):
+                done_images += len(items)
+            else:
+                for start in range(0, len(items), CHUNK):
+                    chunk = items[start:start + CHUNK]
+                    counted = in_stats[first + start:][:len(chunk)] if split == "train" else [False] * len(chunk)
+                    task = (chunk, list(counted), options["size"], options["encoding"], options["quality"],
+                            options.get("max_pixels", MAX_PIXELS))
+                    tasks.append((split, number, start + CHUNK >= len(items), task))
+            first += len(items)
+    return tasks, done_images
+
+
+def write_shards(out, plan, in_stats, options, strict, workers, progress) -> None:
+    tasks, done_images = _tasks(out, plan, in_stats, options)
+    total = sum(len(items) for shards in plan.values() for items in shards)
+    if not tasks:
+        return
+    if done_images:
+        print(f"resuming: {done_images} of {total} images already prepared")
+    bar = console.progress(total=total, initial=done_images, unit="img", desc="prepare", disable=not progress,
+                           smoothing=0.05)
+    pool = _worker_pool(max(1, min(workers, len(tasks))))
+    try:
+        results = pool.imap(prepare_chunk, [t[3] for t in tasks])
+        shard = ShardBuffer(options["size"])
+        for (split, number, last, _), result in zip(tasks, results):
+            for shown, reason in result[-1]:
+                if strict:
+                    raise UserError(f"{shown}: {reason} (--strict stops at the first bad file)")
+                bar.write(f"skipped {shown}: {reason}")
+            shard.add(result)
+            bar.update(len(result[0]) + len(result[-1]))
+            if last:
+                shard.save(out, split, number, ENCODINGS[options["encoding"]])
+                shard = ShardBuffer(options["size"])
+    except KeyboardInterrupt:
+        bar.write("stopped; run the same command again to resume (finished shards are kept)")
+        raise
+    finally:
+        bar.close()
+        pool.terminate()
+        pool.join()
+
+
+def _worker_pool(workers: int):
+    """``workers`` processes, each with single-threaded BLAS (one busy process per core; a
+    multi-threaded BLAS in each of them would fight the others for the cores).
+
+    They are forked from a fork server that started clean (no threads, this module imported
+    once), so a pool costs milliseconds, and the server inherits the BLAS settings made here.
+    """
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+    # Started with Ctrl-C ignored, the server and its children leave Ctrl-C to this process.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+    try:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context.Pool(workers, initializer=_ignore_interrupts)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, handler)
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+class ShardBuffer:
+    """The prepared images and summed statistics of one shard, until it is written."""
+
+    def __init__(self, size: int):
+        self.records, self.skipped = [], []
+        self.sum_image = np.zeros((size, size, 3), np.int64)
+        self.products = np.zeros((3, 3), np.int64)
+        self.count = 0
+
+    def add(self, result) -> None:
+        records, sum_image, products, count, skipped = result
+        self.records += records
+        self.skipped += skipped
+        self.sum_image += sum_image
+        self.products += products
+        self.count += count
+
+    def save(self, out: Path, split: str, number: int, extension: str) -> None:
+        path = out / split / shard_name(number)
+        with space_for(path, sum(len(r[2]) + 2 * BLOCK + 512 for r in self.records)):  # data, headers, .cls
+            positions = write_shard(path, self.records, extension)
+        arrays = {
+            "positions": np.array(positions, np.int64).reshape(-1, 2),
+            "labels": np.array([r[1] for r in self.records], np.int64),
+            "crc32": np.array([sample_checksum(r[2]) for r in self.records], np.uint32),
+            "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: still in the page cache
+            "sum_image": self.sum_image, "products": self.products,
+            "count": np.int64(self.count), "skipped": np.array(json.dumps(self.skipped)),
+        }
+        partial = partial_file(out, split, number)
+        with space_for(partial, sum(a.nbytes for a in arrays.values())):
+            write_atomically(partial, lambda f: np.savez(f, **arrays))
+
+
+@contextlib.contextmanager
+def space_for(path: Path, needed: int):
+    """A full disk while writing ``path`` (about ``needed`` bytes) is one message naming both."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise UserError(f"{path}: no space left on the device (writing it needs about {needed / 2**20:.1f} MiB); "
+                        "free some space and run the same command again: finished shards are kept") from None
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group: only the main process handles it (and stops the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def prepare_chunk(task):
+    """In a worker: decode, crop and encode a chunk of images, and sum their pixel statistics.
+
+    Returns ``(records, sum_image, products, count, skipped)``: ``records`` are ``(key, label,
+    encoded)``; ``sum_image`` (uint16: at most CHUNK <= 257 images of 255) and ``products`` (the
+    3x3 sums of R,G,B products) cover the images chosen for statistics, exactly; ``skipped`` lists
+    ``(file, reason)`` for each file that is not a usable image.
+    """
+    items, in_stats, size, encoding, quality, max_pixels = task
+    records, skipped = [], []
+    sum_image = np.zeros((size, size, 3), np.uint16)
+    products = np.zeros((3, 3), np.float64)  # sums of integer products < 2**53: exact in float64
+    count = 0
+    for (key, label, locator, shown), counted in zip(items, in_stats):
+        if label < 0:
+            skipped.append((shown, "its class has no training images"))
+            continue
+        try:
+            patch = _patch(read_item(locator, FILE_BYTES_PER_PIXEL * max_pixels), size, max_pixels)
+        except BadImage as err:
+            skipped.append((shown, str(err)))
+            continue
+        except OSError as err:
+            skipped.append((shown, f"unreadable file: {err}"))
+            continue
+        records.append((key, label, encode(patch, encoding, quality)))
+        if counted:
+            sum_image += patch
+            products += _pixel_products(patch)
+            count += 1
+    return records, sum_image, np.rint(products).astype(np.int64), count, skipped
+
+
+def _pixel_products(patch: np.ndarray) -> np.ndarray:
+    """The 3x3 sums over pixels of R*R, R*G, ... (six dot products: far cheaper than a 65536x3 matmul)."""
+    planes = patch.reshape(-1, 3).T.astype(np.float64)
+    products = np.empty((3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            products[i, j] = products[j, i] = planes[i] @ planes[j]
+    return products
+
+
+def _patch(data, size: int, max_pixels: int) -> np.ndarray:
+    from PIL import Image
+
+    image = Image.fromarray(data) if isinstance(data, np.ndarray) else open_image(data)
+    return centre_patch(image, size, max_pixels)

@@ -1,0 +1,132 @@
+"""Reading the files of an untrusted source: regular files only, of bounded size, no folder twice,
+names made harmless; and the :class:`Source` every kind of source becomes (:mod:`alexnet.data.sources`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alexnet.classes import imagenet_classes
+from alexnet.data.images import BadImage
+
+
+@dataclass
+class Source:
+    """A dataset to prepare: its description, classes ``[(id, name)]`` and per split its items."""
+
+    kind: str
+    path: Path
+    classes: list[tuple[str, str]]
+    splits: dict[str, list[tuple]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # split -> remark recorded in meta.json
+
+
+_KINDS = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+          stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path`` (symlinks followed); BadImage unless it is a regular file of at most
+    ``max_bytes``. Devices and FIFOs are never opened for reading: one could block forever."""
+    def check(info):
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _KINDS.items() if test(info.st_mode)), "not a file")
+            raise BadImage(f"not a regular file ({kind})")
+        if info.st_size > max_bytes:
+            raise BadImage(too_large(info.st_size, max_bytes))
+
+    check(os.stat(path))
+    # O_NONBLOCK: if it was swapped for a FIFO since, the open does not wait for a writer.
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        check(os.fstat(f.fileno()))
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise BadImage(too_large(len(data), max_bytes))
+    return data
+
+
+def too_large(size: int, max_bytes: int) -> str:
+    return f"too large: {size} bytes, above the limit of {max_bytes}; not read"
+
+
+def class_names(ids: list[str], names: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """``[(id, name)]``: the given names, else ImageNet's names for wnids, else the id itself."""
+    known = {**imagenet_classes(), **(names or {})}
+    return [(i, known.get(i, i)) for i in ids]
+
+
+def files_under(folder: Path) -> list[tuple[Path, str | None]]:
+    """The files below ``folder`` as ``(path, None)``, sorted, hidden ones left out.
+
+    Symlinks are followed, but no folder is read twice: a link back up (``a/loop -> ..``) or a
+    second link to a folder already read comes as ``(path, reason)``, as does a folder that cannot
+    be listed, so that it is listed among the skipped files instead of repeating images or vanishing.
+    """
+    found: list[tuple[Path, str | None]] = []
+    seen = {_identity(folder): folder}
+
+    def unreadable(err: OSError) -> None:
+        found.append((Path(err.filename), f"unreadable folder: {err.strerror}"))
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        kept = []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            path = Path(root, name)
+            try:
+                first = seen.setdefault(_identity(path), path)
+            except OSError as err:
+                found.append((path, f"unreadable folder: {err.strerror}"))
+                continue
+            if first == path:
+                kept.append(name)
+            else:
+                found.append((path, f"a link to {first}, a folder read already"))
+        dirs[:] = kept
+        found += [(Path(root, f), None) for f in sorted(files) if not f.startswith(".")]
+    return found
+
+
+def _identity(folder: Path) -> tuple[int, int]:
+    info = os.stat(folder)
+    return info.st_dev, info.st_ino
+
+
+def file_locator(path: Path, reason: str | None) -> tuple:
+    return ("file", str(path)) if reason is None else ("skip", reason)
+
+
+def safe_component(name: str) -> str:
+    """``name`` as one harmless path component: no separator, NUL, ``.`` or ``..`` (a shard member
+    ``../x.jpg`` would be written outside the folder it is extracted into)."""
+    name = name.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    return name if name.strip(".") else "_" * max(len(name), 1)
+
+
+def make_key(relative: str) -> str:
+    """A sample's name in the shards: its path in the split without extension, each part made a
+    harmless path component (:func:`safe_component`).
+
+    Dots left in the name become ``_``: WebDataset readers split a member's name at the first dot
+    of its base name, so ``a.b.jpg`` would not be sample ``a.b``.
+    """
+    *head, name = relative.split("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return "/".join([safe_component(p) for p in head if p not in ("", ".")] + [safe_component(stem.replace(".", "_"))])
+
+
+def subdirs(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def class_files(split_dir: Path) -> list[tuple[str, str, Path, str | None]]:
+    """``(class folder, key, path, reason)`` of the files in the class folders of ``split_dir``
+    (see files_under; files beside the class folders belong to no class and are left out)."""
+    found = []
+    for path, reason in files_under(split_dir):
+        rel = path.relative_to(split_dir).as_posix()
+        if "/" in rel or reason is not None:
+            found.append((rel.split("/", 1)[0], make_key(rel), path, reason))
+    return found

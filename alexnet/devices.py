@@ -1,0 +1,31 @@
+"""Which device a command runs on: the one named, else the best present (cuda, else mps, else cpu).
+
+Every command with ``--device`` (train, evaluate, predict, the analysis commands, bench) calls
+:func:`pick_device`, so that they agree on the default and refuse a name the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from alexnet.errors import UserError
+
+
+def pick_device(name: str | torch.device | None = None) -> torch.device:
+    """``name`` as a device; None or ``"auto"``: CUDA, else Apple's MPS, else the CPU. A name torch
+    does not know, or CUDA where this PyTorch sees none, is a UserError naming ``--device``."""
+    if isinstance(name, torch.device):
+        return name
+    if name is None or name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device name (examples: cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this PyTorch sees no CUDA device; use --device cpu")
+    return device

@@ -1,0 +1,263 @@
+"""Running a trained network: its file, its inputs, its softmax outputs (sections 2 and 4.1).
+
+One home for what ``alexnet evaluate``, ``alexnet predict`` and the analysis commands share:
+
+- :func:`load_trained_model`: a model file or checkpoint (read by :mod:`alexnet.modelfile`) with
+  the mean image of its training set;
+- :func:`input_transform` and :func:`model_mean`: the float half of the test-time input pipeline,
+  the mean image subtracted as the paper does (section 2) or torchvision's normalisation;
+- :func:`class_probabilities`: the softmax outputs of one batch, averaged over the crops of each
+  image (the ten patches of section 4.1) and over the networks of an ensemble (section 6);
+- :func:`predictions`: those of every image of a prepared dataset, batch by batch, through
+  training's own loader (workers cut the crops, :class:`alexnet.data.transforms.DeviceTransform`
+  subtracts the mean image cut at each crop's window, mirrored with the crop);
+- :func:`predict`: the most probable classes of image files (Figure 4, left).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from alexnet.classes import check_classes
+from alexnet.data.images import BadImage, centre_patch, open_image, to_rgb
+from alexnet.data.transforms import DeviceTransform, centre_window, crop_into, ten_crop_windows
+from alexnet.devices import pick_device
+from alexnet.errors import UserError
+
+CROPS = ("center", "ten")
+IMAGE_SIZE = 256  # section 2: shorter side to 256, then the central 256x256 patch
+BATCH = 32  # image files per forward pass (x10 with ten crops)
+
+
+# --- the model and its training set's mean image ----------------------------------------------------
+
+
+def load_trained_model(path: str | Path) -> nn.Module:
+    """:func:`alexnet.load_model`, with the mean image of the network's training set as ``model.mean``
+    (see :func:`training_mean`; None when unknown)."""
+    from alexnet.modelfile import model_from_record, read_model_file
+
+    record = read_model_file(path)
+    model = model_from_record(record, path)
+    if model.mean is None and getattr(model, "normalization", None) == "mean_image":
+        model.mean = training_mean(record)
+    return model
+
+
+def training_mean(record: dict) -> torch.Tensor | None:
+    """The training set's mean image of a model file or checkpoint: its ``mean`` entry (a float32
+    ``[256, 256, 3]`` tensor on the 0-255 scale), else the ``mean.npy`` of the prepared data its run
+    trained on (``config["data"]``: a folder, or a named dataset in the default cache) when that is
+    still on this machine."""
+    if record.get("mean") is not None:
+        return record["mean"]
+    data = (record.get("config") or {}).get("data")
+    if not data:
+        return None
+    from alexnet.data.download import DATASETS, cache_root
+
+    for folder in [Path(data)] + ([cache_root() / data] if data in DATASETS else []):
+        if (folder / "mean.npy").is_file():
+            return torch.from_numpy(np.load(folder / "mean.npy", allow_pickle=False))
+    return None
+
+
+def model_name(model: nn.Module) -> str:
+    return getattr(model, "arch", type(model).__name__)
+
+
+def model_mean(model: nn.Module, fallback) -> torch.Tensor | np.ndarray | None:
+    """The mean image a model subtracts: its own (``model.mean``, from its file), else ``fallback``:
+    a mean, or a function returning one, called only then (so that a dataset's mean.npy is needed
+    only by a model that carries no mean and subtracts one)."""
+    mean = getattr(model, "mean", None)
+    if mean is not None or getattr(model, "normalization", "mean_image") != "mean_image":
+        return mean
+    return fallback() if callable(fallback) else fallback
+
+
+# --- the inputs of each model -----------------------------------------------------------------------
+
+
+def input_transform(model: nn.Module, mean, image_size: tuple[int, int]) -> DeviceTransform:
+    """The float half of ``model``'s test-time input pipeline: no colour noise, and
+
+    - ``model.normalization == "mean_image"`` (the paper, section 2): raw 0-255 RGB minus ``mean``,
+      the training set's mean image (``[H, W, 3]``, cut at each crop's window) or per-channel mean
+      (``[3]``), on the 0-255 scale;
+    - ``"imagenet"`` (torchvision's weights): 0-1 scale, then ImageNet's per-channel mean and std.
+    """
+    size = model.input_size
+    if size > min(image_size):
+        raise UserError(f"{model_name(model)} takes {size}x{size} inputs but the images are "
+                        f"{image_size[0]}x{image_size[1]}")
+    normalization = getattr(model, "normalization", "mean_image")
+    if normalization == "mean_image":
+        if mean is None:
+            raise UserError(
+                "the model subtracts its training set's mean image (section 2) and its file holds none: "
+                "pass --mean with the mean.npy of the prepared training data"
+            )
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        if mean.shape == (3,):
+            mean = mean.expand(*image_size, 3)
+        if tuple(mean.shape) != (*image_size, 3):
+            raise UserError(f"the mean image is {'x'.join(map(str, mean.shape))} but the images are "
+                            f"{image_size[0]}x{image_size[1]}x3")
+    return DeviceTransform(mean, None, None, size, pca_std=0.0, normalization=normalization).eval()
+
+
+def check_crops(crops: str) -> None:
+    if crops not in CROPS:
+        raise UserError(f"crops must be one of {', '.join(CROPS)}, not {crops!r}")
+
+
+# --- averaging softmax outputs over crops and networks ----------------------------------------------
+
+
+@torch.inference_mode()
+def class_probabilities(
+    models: Sequence[nn.Module],
+    transforms: Sequence[DeviceTransform],
+    images: torch.Tensor,
+    windows: torch.Tensor,
+) -> torch.Tensor:
+    """Softmax outputs ``[N, classes]``, averaged over the crops of each image (section 4.1) and
+    over the models (an ensemble, section 6).
+
+    ``images``: the loader's uint8 crops, ``[N, 3, S, S]`` or ``[N, V, 3, S, S]`` (V crops of each
+    image), with their ``windows`` (``[N, 3]`` or ``[N, V, 3]``); ``transforms[i]`` turns them into
+    the input of ``models[i]`` (see :func:`input_transform`) on the device its parameters live on.
+    """
+    total = None
+    for model, transform in zip(models, transforms, strict=True):
+        device = next(model.parameters()).device
+        x = transform.to(device)(images.to(device, non_blocking=True), windows.to(device))
+        logits = model(x.reshape(-1, *x.shape[-3:])).float()
+        probs = torch.softmax(logits, dim=1).view(len(images), -1, logits.shape[1]).mean(dim=1)
+        total = probs if total is None else total + probs.to(total.device)
+    return total / len(models)
+
+
+def predictions(
+    models: Sequence[nn.Module],
+    dataset,
+    crops: str = "ten",
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    workers: int | None = None,
+    names: Sequence[str] | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches ``(probabilities [N, classes], labels [N])`` over every image of ``dataset`` once, in
+    order: the softmax outputs averaged over the crops and the models.
+
+    ``crops``: ``"ten"`` (section 4.1) or ``"center"``. The models are put in evaluation mode on
+    ``device`` (default: cuda, else mps, else cpu); those of an ensemble must take the same input
+    size. ``workers``: decoding processes (default: one per core). ``names`` name the models in
+    error messages (default: their architecture).
+    """
+    from alexnet.data.dataset import image_shape
+    from alexnet.data.loader import make_loader
+
+    if not models:
+        raise UserError("no model to evaluate")
+    check_crops(crops)
+    names = list(names) if names is not None else [model_name(m) for m in models]
+    check_classes(models, dataset, names)
+    sizes = {model.input_size for model in models}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{n} {m.input_size}" for n, m in zip(names, models))
+        raise UserError(f"the models of an ensemble must take the same input size, not {listed}")
+    device = pick_device(device)
+    image_size = image_shape(dataset)
+    transforms = [input_transform(m, model_mean(m, lambda: dataset.mean), image_size).to(device) for m in models]
+    for model in models:
+        model.to(device).eval()
+    loader = make_loader(dataset, batch_size, train=False, crop_size=sizes.pop(), ten_crop=crops == "ten",
+                         workers=workers, pin_memory=device.type == "cuda")
+    for images, labels, windows in loader.to(device):  # staged on the device a batch ahead
+        yield class_probabilities(models, transforms, images, windows).cpu(), labels.cpu()
+
+
+# --- image files (section 2: the shorter side to 256, the central 256x256 patch) ---------------------
+
+
+def torchvision_patch(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The central ``size`` x ``size`` patch as torchvision's ``Resize(size)`` and ``CenterCrop`` cut it:
+    bilinear resize of the whole image, the longer side truncated, the offset rounded half to even."""
+    w, h = image.size
+    new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+    image = to_rgb(image).resize(new, Image.Resampling.BILINEAR)
+    left, top = round((new[0] - size) / 2), round((new[1] - size) / 2)
+    return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
+def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The central ``size`` x ``size`` patch (uint8 ``[size, size, 3]``) of an image file, prepared
+    for ``model``: as the training data (default) or as torchvision (``normalization="imagenet"``).
+
+    Any format and mode PIL reads (CMYK, greyscale, PNG under a .JPEG name) becomes RGB.
+    """
+    try:
+        image = open_image(Path(path).read_bytes())
+        if getattr(model, "normalization", None) == "imagenet":
+            return torchvision_patch(image, size)
+        return centre_patch(image, size)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such image file") from None
+    except BadImage as err:
+        raise UserError(f"{path}: {err}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err})") from None
+
+
+def crop_images(images: np.ndarray, size: int, crops: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images ``[N, H, W, 3]`` -> their test crops ``[N, V, 3, size, size]`` and windows
+    ``[N, V, 3]``: the centre crop (V = 1) or the ten crops of section 4.1, as the loader cuts them."""
+    image_size = images.shape[1:3]
+    windows = ten_crop_windows(image_size, size) if crops == "ten" else centre_window(image_size, size)[None]
+    out = np.empty((len(images), len(windows), size, size, 3), np.uint8)
+    for k, image in enumerate(images):
+        for v, window in enumerate(windows):
+            crop_into(out[k, v], image, window)
+    windows = np.broadcast_to(windows, (len(images), *windows.shape))
+    return torch.from_numpy(out).permute(0, 1, 4, 2, 3), torch.from_numpy(windows.copy())
+
+
+def predict(
+    model: nn.Module,
+    paths: Sequence[str | Path],
+    crops: str = "ten",
+    top: int = 5,
+    mean: torch.Tensor | None = None,
+    device: str | torch.device | None = None,
+) -> list[dict]:
+    """The ``top`` most probable classes of each image: ``[{"image", "predictions": [{"class",
+    "index", "probability"}, ...]}]``, most probable first. ``mean`` is used when the model file
+    holds no mean image of its own."""
+    check_crops(crops)
+    device = pick_device(device)
+    model.to(device).eval()
+    mean = model_mean(model, mean) if getattr(model, "normalization", None) == "mean_image" else None
+    size = mean.shape[0] if mean is not None and len(mean.shape) == 3 else IMAGE_SIZE  # the training images' size
+    transform = input_transform(model, mean, (size, size)).to(device)
+    names = getattr(model, "class_names", None)
+    results = []
+    for start in range(0, len(paths), BATCH):
+        chunk = paths[start : start + BATCH]
+        patches = np.stack([load_image(p, model, size) for p in chunk])
+        images, windows = crop_images(patches, model.input_size, crops)
+        probs = class_probabilities([model], [transform], images, windows).cpu()
+        values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
+        for path, p, i in zip(chunk, values.tolist(), indices.tolist()):
+            ranked = [
+                {"class": names[c] if names else f"class {c}", "index": c, "probability": q} for q, c in zip(p, i)
+            ]
+            results.append({"image": str(path), "predictions": ranked})
+    return results
