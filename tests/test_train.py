@@ -345,25 +345,28 @@ def test_a_damaged_shard_ends_the_run_at_once_with_one_line_naming_the_shard_and
     assert "Traceback" not in done.stderr
 
 
-def _echo_after_ignoring_stop_signals(conn) -> None:
+def _echo_after_ignoring_stop_signals(conn, trainer) -> None:
     from alexnet.train.prepared import ignore_stop_signals
 
-    ignore_stop_signals(0)
+    ignore_stop_signals(0, trainer)
     conn.send("ready")
     while True:
         conn.send(conn.recv())
 
 
-def test_a_loader_worker_outlives_sigterm_from_others_but_ends_on_its_trainers():
+@pytest.mark.parametrize("start", ["fork", "forkserver"])  # Linux's DataLoader default up to and from Python 3.14
+def test_a_loader_worker_outlives_sigterm_from_others_but_ends_on_its_trainers(start):
     """Schedulers signal every process of a job, and a worker dying of it would fail the step; the
-    trainer's own SIGTERM (multiprocessing's way to stop workers at exit) must still end it."""
+    trainer's own SIGTERM (multiprocessing's way to stop workers at exit) must still end it, also
+    where the worker's parent is a forkserver rather than the trainer."""
     import multiprocessing
+    import os
     import subprocess
     import sys
 
-    fork = multiprocessing.get_context("fork")  # as the DataLoader's workers on Linux
-    here, there = fork.Pipe()
-    worker = fork.Process(target=_echo_after_ignoring_stop_signals, args=(there,), daemon=True)
+    context = multiprocessing.get_context(start)
+    here, there = context.Pipe()
+    worker = context.Process(target=_echo_after_ignoring_stop_signals, args=(there, os.getpid()), daemon=True)
     worker.start()
     try:
         assert here.recv() == "ready"

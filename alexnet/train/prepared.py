@@ -8,6 +8,7 @@ PCA colour noise added (sections 2 and 4.1).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -41,7 +42,7 @@ def prepared_classes(config: TrainConfig) -> list[str]:
     return list(PreparedDataset(prepared_dir(config.data), "train").class_names)
 
 
-def ignore_stop_signals(worker_id: int) -> None:
+def ignore_stop_signals(worker_id: int, trainer: int | None = None) -> None:
     """In loader workers: leave SIGINT, and SIGTERM from anyone but the training process, to it.
 
     Ctrl-C and schedulers (SLURM) signal every process of a job; a worker dying of that would make
@@ -55,7 +56,9 @@ def ignore_stop_signals(worker_id: int) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # before the thread: it inherits the mask
-    threading.Thread(target=_exit_on_sigterm_from, args=(os.getppid(),), daemon=True,
+    # ``trainer``: the training process's id, given by it; the worker's parent is not always it
+    # (a forkserver, Python 3.14's default start method on Linux, is the parent then).
+    threading.Thread(target=_exit_on_sigterm_from, args=(trainer or os.getppid(),), daemon=True,
                      name="alexnet-sigterm").start()
 
 
@@ -67,7 +70,7 @@ def _exit_on_sigterm_from(parent: int) -> None:
 
 def _on_device(loader, device: torch.device):
     """The loader's batches on ``device``, staged ahead by a thread (on CUDA, on a side stream)."""
-    loader.worker_init_fn = ignore_stop_signals
+    loader.worker_init_fn = functools.partial(ignore_stop_signals, trainer=os.getpid())
     return loader.to(device)
 
 
