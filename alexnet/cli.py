@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "layer-by-layer shapes, neurons, parameters and multiply-adds"),
     "models": ("alexnet.options:models", "alexnet.registry", "list the named architectures"),
     "convert": ("alexnet.options:convert", "alexnet.convert",
-                "convert torchvision's published alexnet weights into a model file"),
+                "published weights as a model file: torchvision's, or Caffe's bvlc_alexnet (.onnx, .caffemodel)"),
     "bench": ("alexnet.options:bench", "alexnet.bench",
               "measure data, model and training throughput against plain PyTorch"),
     "figures": ("alexnet.options:figures", "alexnet.analysis.figures",

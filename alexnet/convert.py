@@ -1,4 +1,8 @@
-"""`alexnet convert torchvision WEIGHTS.pth OUT.pt`: torchvision's published AlexNet as our model file.
+"""`alexnet convert torchvision|onnx|caffe FILE OUT.pt`: published AlexNet weights as our model file.
+
+``onnx`` (the ONNX model zoo's bvlcalexnet-*.onnx) is :mod:`alexnet.convert_onnx`, ``caffe``
+(bvlc_alexnet.caffemodel) :mod:`alexnet.convert_caffe`: Caffe's bvlc_alexnet, the paper's
+architecture, as our ``alexnet`` (:mod:`alexnet.bvlc`). ``torchvision`` is here:
 
 torchvision's ``alexnet`` weights (``alexnet-owt-7be5be79.pth``) are those of the "one weird trick"
 variant (Krizhevsky 2014: 64-192-384-256-256 kernels, one tower, no LRN, 224x224 inputs), whose
@@ -67,6 +71,17 @@ def convert_torchvision(weights: str | Path, out: str | Path) -> torch.nn.Module
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.source == "onnx":
+        from alexnet.convert_onnx import run as run_onnx
+
+        return run_onnx(args)
+    if args.source == "caffe":
+        from alexnet.convert_caffe import run as run_caffe
+
+        return run_caffe(args)
+    if getattr(args, "mean", None) is not None:
+        raise UserError("--mean: torchvision's weights normalise with ImageNet's per-channel mean and std; "
+                        "--mean is for onnx and caffe")
     model = convert_torchvision(args.weights, args.out)
     parameters = sum(p.numel() for p in model.parameters())
     print(f"wrote {args.out}: {TORCHVISION_ARCH}, {parameters:,} parameters, the 1000 ILSVRC-2012 classes")

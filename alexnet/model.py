@@ -121,13 +121,16 @@ class AlexNet(nn.Module):
         channels: kernels per convolutional layer over all towers (default 96, 256, 384, 384, 256).
         fc_width: neurons of fc6 and fc7 (4096).
         fc_bias: initial bias of fc6 and fc7 (1, section 5; Caffe's reference model uses 0.1).
+        lrn_k: the additive constant k of LRN (2, section 3.3; Caffe's LRN uses 1).
+        lrn_across_towers: LRN sums over adjacent maps of the whole layer (all 96 in conv1, all 256
+            in conv2), as Caffe's ``bvlc_alexnet``, instead of within each tower (the paper's GPUs).
     """
 
     def __init__(self, num_classes: int = 1000, input_size: int = 227, conv_rounding: str = "floor",
                  activation: str = "relu", lrn: bool = True, lrn_scaling: str = "paper",
                  pooling: str = "overlapping", dropout: float = 0.5, drop_layer: str | None = None,
                  towers: int = 2, channels: tuple[int, ...] | None = None, fc_width: int = 4096,
-                 fc_bias: float = 1.0):
+                 fc_bias: float = 1.0, lrn_k: float = 2.0, lrn_across_towers: bool = False):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
@@ -146,7 +149,8 @@ class AlexNet(nn.Module):
                             lrn_scaling=lrn_scaling, pooling=pooling, dropout=dropout,
                             drop_layer=drop_layer, towers=towers,
                             channels=list(channels) if channels is not None else None,
-                            fc_width=fc_width, fc_bias=fc_bias)
+                            fc_width=fc_width, fc_bias=fc_bias, lrn_k=lrn_k,
+                            lrn_across_towers=lrn_across_towers)
         self.input_size = input_size
         self.normalization = "mean_image"
         self.specs = _conv_specs(channels, drop_layer)
@@ -168,7 +172,8 @@ class AlexNet(nn.Module):
             layers[f"act{spec.name[4:]}"] = act()
             size = _conv_output(size, spec.size, spec.stride, spec.padding, ceil)
             if spec.norm and lrn:
-                layers[f"norm{spec.name[4:]}"] = LocalResponseNorm(5, 1e-4, 0.75, 2.0, lrn_scaling, towers)
+                layers[f"norm{spec.name[4:]}"] = LocalResponseNorm(
+                    5, 1e-4, 0.75, lrn_k, lrn_scaling, 1 if lrn_across_towers else towers)
             if spec.pool:
                 layers[f"pool{spec.name[4:]}"] = nn.MaxPool2d(pool_z, pool_s, ceil_mode=ceil)
                 size = _conv_output(size, pool_z, pool_s, 0, ceil)
@@ -273,6 +278,8 @@ class TwoDeviceAlexNet(nn.Module):
         super().__init__()
         if net.options["towers"] != 2:
             raise ValueError("only the two-tower network can run on two devices")
+        if net.options.get("lrn_across_towers") and net.options.get("lrn"):
+            raise ValueError("LRN across towers needs both towers' maps in one place: it runs on one device only")
         self.options, self.input_size, self.normalization = dict(net.options), net.input_size, net.normalization
         self.devices = tuple(torch.device(d) for d in devices)
         self.towers = nn.ModuleList([_Tower(net), _Tower(net)])

@@ -146,7 +146,10 @@ def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu",
     except RuntimeError as err:
         raise UserError(f"{path}: weights do not fit architecture {record['arch']!r}: {err}") from None
     if devices is not None:
-        model = TwoDeviceAlexNet.from_one_device(model, devices)
+        try:
+            model = TwoDeviceAlexNet.from_one_device(model, devices)
+        except ValueError as err:
+            raise UserError(f"{path}: {err}") from None
         model.arch = record["arch"]
     else:
         model.to(map_location)

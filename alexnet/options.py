@@ -107,11 +107,19 @@ def models(parser: argparse.ArgumentParser) -> None:
 
 def convert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "source", choices=["torchvision"],
-        help="torchvision: the state dict torchvision publishes for models.alexnet (IMAGENET1K_V1)",
+        "source", choices=["torchvision", "onnx", "caffe"],
+        help="torchvision: the state dict torchvision publishes for models.alexnet (IMAGENET1K_V1); "
+        "onnx: the ONNX model zoo's bvlcalexnet-*.onnx; caffe: Caffe's bvlc_alexnet.caffemodel "
+        "(onnx needs the extra: pip install 'alexnet[convert]'; caffe needs nothing more)",
     )
-    parser.add_argument("weights", metavar="WEIGHTS", help="the downloaded weights, e.g. alexnet-owt-7be5be79.pth")
+    parser.add_argument("weights", metavar="FILE",
+                        help="the downloaded file: alexnet-owt-7be5be79.pth, bvlcalexnet-12.onnx or "
+                        "bvlc_alexnet.caffemodel")
     parser.add_argument("out", metavar="OUT", help="the model file to write (.pt)")
+    parser.add_argument("--mean", default=None, metavar="FILE",
+                        help="onnx and caffe: Caffe's mean image, imagenet_mean.binaryproto (from "
+                        "get_ilsvrc_aux.sh) or ilsvrc_2012_mean.npy, or any .npy of shape [3, 256, 256] "
+                        "(BGR, 0-255) or [3]; default: Caffe's per-channel mean (BGR 104.0, 116.7, 122.7)")
 
 
 def bench(parser: argparse.ArgumentParser) -> None:

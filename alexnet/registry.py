@@ -136,10 +136,10 @@ def build_model(name: str = "alexnet", devices=None, **options) -> nn.Module:
     options = option_values(name, options)
     try:
         model = entry.builder(**(entry.defaults | options))
-    except ValueError as err:  # the builders' checks of their options
+        if devices is not None:
+            model = TwoDeviceAlexNet.from_one_device(model, devices)
+    except ValueError as err:  # the builders' checks of their options, and the two-device layout's
         raise UserError(f"architecture {name!r}: {err}") from None
-    if devices is not None:
-        model = TwoDeviceAlexNet.from_one_device(model, devices)
     model.arch = name
     return model
 

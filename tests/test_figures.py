@@ -13,7 +13,7 @@ from PIL import Image
 
 import alexnet
 from alexnet.analysis import drawing, figures, neighbours
-from alexnet.analysis.colour import colour_specificity, tower_specificity
+from alexnet.analysis.colour import colour_specificity, compare_towers, random_kernel_specificity, tower_specificity
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics
 from tests.kit import StandInDataset, alexnet_command, make_prepared, save_run, save_ten_class_run, tiny_alexnet
@@ -51,6 +51,38 @@ def test_tower_specificity_separates_a_grey_tower_from_a_colour_tower():
     assert towers[0]["mean_specificity"] < 0.05
     assert towers[1]["mean_specificity"] == pytest.approx(2 / 3)
     assert len(towers[1]["per_kernel"]) == 48
+
+
+@pytest.mark.parametrize("size", [(11, 11), (3, 3)])
+def test_random_gaussian_kernels_score_two_thirds_with_the_spread_of_a_beta_distribution(size):
+    kernels = np.random.default_rng(7).normal(size=(20000, 3, *size))
+    scores = colour_specificity(kernels)
+    random = random_kernel_specificity(3, size)
+    assert random["mean"] == pytest.approx(2 / 3)
+    assert scores.mean() == pytest.approx(2 / 3, abs=5 * random["sd"] / np.sqrt(len(scores)))
+    assert scores.std() == pytest.approx(random["sd"], rel=0.03)
+    assert random_kernel_specificity(3, (11, 11))["sd"] == pytest.approx(0.0349, abs=1e-4)
+
+
+def test_towers_differ_when_one_is_grey_and_the_other_colour_whichever_is_which():
+    rng = np.random.default_rng(8)
+    grey = random_kernels(rng, 48, False) + 0.05 * rng.normal(size=(48, 3, 11, 11))
+    colour = random_kernels(rng, 48, True)
+    random = random_kernel_specificity()
+    for kernels, coloured in ((np.concatenate([grey, colour]), 2), (np.concatenate([colour, grey]), 1)):
+        result = compare_towers(tower_specificity(kernels, 2), random)
+        assert result["towers_differ"] and result["more_colour_specific"] == coloured
+        assert result["line"].endswith("as the paper says (which tower takes colour is arbitrary)")
+        assert f"tower {coloured} more colour-specific" in result["line"]
+
+
+def test_towers_of_random_kernels_do_not_differ_and_sit_at_the_random_level():
+    kernels = np.random.default_rng(9).normal(size=(96, 3, 11, 11))
+    result = compare_towers(tower_specificity(kernels, 2), random_kernel_specificity())
+    assert not result["towers_differ"] and result["more_colour_specific"] is None
+    assert "(a random kernel 0.67): the towers do not differ" in result["line"]
+    assert result["line"].endswith("not as the paper says, both at the level of random kernels")
+    assert compare_towers(tower_specificity(kernels, 1), random_kernel_specificity()) is None
 
 
 def test_kernel_mosaic_places_kernel_i_at_row_i_div_cols_and_scales_symmetrically():
@@ -238,6 +270,8 @@ def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_fold
     colour = json.loads((out / "colour.json").read_text())
     assert [t["kernels"] for t in colour["towers"]] == [[0, 47], [48, 95]]
     assert "tower 2 (kernels 48-95): colour specificity" in proc.stdout
+    assert colour["random_kernel"]["mean"] == pytest.approx(2 / 3)
+    assert "a random Gaussian kernel scores 0.667" in proc.stdout and colour["comparison"]["line"] in proc.stdout
 
 
 def test_figures_command_with_a_prepared_dataset_draws_figure4(tmp_path, capsys):

@@ -14,16 +14,17 @@ MAX_LINES = 400
 LAYERS = [
     ("base", ["alexnet.errors", "alexnet.console", "alexnet.atomic", "alexnet.cores", "alexnet.devices"]),
     ("model", ["alexnet.lrn", "alexnet.strided_conv", "alexnet.model", "alexnet.registry", "alexnet.modelfile",
-               "alexnet.summary", "alexnet.classes", "alexnet.speed"]),
+               "alexnet.summary", "alexnet.classes", "alexnet.speed", "alexnet.bvlc"]),
     ("data", ["alexnet.data"]),
     ("inference", ["alexnet.inference"]),
     ("training", ["alexnet.train"]),
     (("analysis", "speed"), {"analysis": ["alexnet.analysis"], "speed": ["alexnet.bench"]}),
     ("commands", ["alexnet.cli", "alexnet.__main__", "alexnet.options", "alexnet.train.cli", "alexnet.evaluate",
-                  "alexnet.predict", "alexnet.convert"]),
+                  "alexnet.predict", "alexnet.convert", "alexnet.convert_onnx", "alexnet.convert_caffe"]),
 ]
 # Commands: thin shells (``run(args)``, options) that no library module may import.
-COMMAND_MODULES = {"alexnet.cli", "alexnet.__main__", "alexnet.evaluate", "alexnet.predict", "alexnet.convert"}
+COMMAND_MODULES = {"alexnet.cli", "alexnet.__main__", "alexnet.evaluate", "alexnet.predict", "alexnet.convert",
+                   "alexnet.convert_onnx", "alexnet.convert_caffe"}
 
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from alexnet.analysis import drawing
-from alexnet.analysis.colour import tower_specificity
+from alexnet.analysis.colour import compare_towers, random_kernel_specificity, tower_specificity
 from alexnet.atomic import save_figure, write_json
 from alexnet.analysis.inputs import CentreInput, centre_batches, centre_crop, sample_indices
 from alexnet.analysis.neighbours import extract_features, nearest
@@ -36,7 +36,9 @@ def conv1_kernels(model) -> tuple[np.ndarray, int]:
     """The first convolution's weights [K, 3, h, w] and the number of towers of the network.
 
     Towers are read from the second convolution's groups (2 in the paper's network, where
-    conv2 sees only its own tower's half of conv1's maps; 1 in one-tower variants).
+    conv2 sees only its own tower's half of conv1's maps, and in Caffe's bvlc_alexnet converted,
+    whose LRN normalises across both towers but whose conv2 still has two groups; 1 in one-tower
+    variants).
     """
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     if not convs:
@@ -46,19 +48,27 @@ def conv1_kernels(model) -> tuple[np.ndarray, int]:
 
 
 def figure_kernels(model, out: Path) -> list[dict]:
-    """Figure 3 and its colour-specificity numbers (printed and in colour.json)."""
+    """Figure 3 and its colour-specificity numbers (printed and in colour.json): each tower's, what
+    random kernels score, and whether the towers differ as the paper's do."""
     kernels, towers = conv1_kernels(model)
     specificity = tower_specificity(kernels, towers)
+    random = random_kernel_specificity(kernels.shape[1], kernels.shape[2:])
+    comparison = compare_towers(specificity, random)
     fig, _ = drawing.draw_kernels(kernels, towers, specificity)
     save_figure(fig, out / "kernels.png")
     write_json(out / "colour.json", {
         "measure": "share of each kernel's energy outside its grey component (0 grey .. 1), mean per tower",
         "paper": "tower 1 largely colour-agnostic, tower 2 largely colour-specific (Figure 3)",
+        "random_kernel": random | {"note": "Gaussian weights score Beta((C-1)m/2, m/2): mean (C-1)/C"},
+        "comparison": comparison,
         "towers": specificity,
     })
     for t in specificity:
         print(f"tower {t['tower']} (kernels {t['kernels'][0]}-{t['kernels'][1]}): colour specificity "
               f"{t['mean_specificity']:.3f} mean, {t['median_specificity']:.3f} median")
+    print(f"a random Gaussian kernel scores {random['mean']:.3f} (sd {random['sd']:.3f} per kernel)")
+    if comparison is not None:
+        print(comparison["line"])
     return specificity
 
 

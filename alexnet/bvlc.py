@@ -1,0 +1,192 @@
+"""Caffe's ``bvlc_alexnet`` as our ``alexnet`` architecture: its layer list to a model, and its model file.
+
+``bvlc_alexnet`` (BVLC model zoo; 57.1% top-1 / 80.2% top-5 on the ILSVRC-2012 validation set,
+centre crop, as its readme publishes) is the paper's network with Caffe's conventions. What it
+computes, checked against BVLC/caffe's ``models/bvlc_alexnet/deploy.prototxt`` and
+``train_val.prototxt`` (the layer list), Caffe's ``lrn_layer.cpp`` / ONNX's LRN definition (the
+formula) and the ONNX model zoo's ``bvlcalexnet-*.onnx`` graph (node and initializer names, read
+through public dumps of it: ``data_0``, ``conv1_w_0`` ... ``fc8_b_0``, ``prob_1``):
+
+- input 227x227 (deploy.prototxt's ``input_dim``), **BGR**, 0-255, minus the 256x256 mean image
+  cut at the crop (train_val.prototxt's ``transform_param { crop_size: 227 mean_file:
+  "data/ilsvrc12/imagenet_mean.binaryproto" }``; Caffe's Python examples subtract
+  python/caffe/imagenet/``ilsvrc_2012_mean.npy``, the ILSVRC-2012 mean as a numpy array);
+- conv1 96 11x11 stride 4, one group -> ReLU -> LRN -> max-pool 3/2; conv2 256 5x5 pad 2
+  ``group: 2`` -> ReLU -> LRN -> pool; conv3 384 3x3 pad 1 (one group); conv4 384 3x3 pad 1
+  ``group: 2``; conv5 256 3x3 pad 1 ``group: 2`` -> pool; fc6 4096 -> fc7 4096 -> fc8 1000, ReLU
+  after each but fc8, dropout 0.5 after fc6 and fc7 (training only), softmax at the end. The
+  order ReLU -> LRN -> pool is bvlc_alexnet's (CaffeNet, ``bvlc_reference_caffenet``, pools first);
+- LRN ``local_size: 5, alpha: 0.0001, beta: 0.75`` with Caffe's defaults ``k: 1`` and
+  ``norm_region: ACROSS_CHANNELS``: ``b = a / (1 + alpha/5 * sum of a^2 over 5 adjacent maps)^0.75``,
+  alpha divided by n and the window over **all** 96 (256) maps of the layer, not within a group:
+  Caffe's LRN layer knows nothing of conv2's groups. Our options: ``lrn_scaling="code"``,
+  ``lrn_k=1``, ``lrn_across_towers=True``;
+- Caffe's pooling rounds its output size up (``ceil``), its convolution down. At 227 every size
+  divides exactly (conv1 55, pool1 27, pool2 13, pool5 6), so ceil and floor agree and our default
+  ``conv_rounding="floor"`` computes the same thing; the weights fix the input at 227 anyway
+  (fc6 takes 256 * 6 * 6 = 9216 inputs);
+- Caffe's InnerProduct flattens ``[C, H, W]`` in that order, as ``torch.flatten``; its weights are
+  ``[out, in]`` as ``nn.Linear``'s; convolution weights ``[out, in/groups, kh, kw]`` as ``nn.Conv2d``'s.
+
+The one difference we remove rather than carry: the channel order. conv1's weights are permuted
+from BGR to RGB, and the mean converted likewise, so the converted model takes raw 0-255 RGB minus
+its mean image like every other ``mean_image`` model of the project (:mod:`alexnet.inference`).
+
+:func:`model_from_layers` is shared by ``alexnet convert caffe`` (:mod:`alexnet.convert_caffe`) and
+``alexnet convert onnx`` (:mod:`alexnet.convert_onnx`); :func:`save_bvlc_model` writes the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from alexnet.classes import imagenet_class_names
+from alexnet.errors import UserError
+
+BVLC_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+GROUPED = ("conv2", "conv4", "conv5")  # group: 2 in deploy.prototxt
+
+# The options that make our AlexNet compute what Caffe computes (the module doc says why).
+CAFFE_OPTIONS = dict(input_size=227, conv_rounding="floor", lrn=True, lrn_scaling="code", lrn_k=1.0,
+                     lrn_across_towers=True, towers=2, activation="relu", pooling="overlapping",
+                     dropout=0.5, drop_layer=None, fc_bias=0.1)
+CAFFE_LRN = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)  # deploy.prototxt's lrn_param, Caffe's k
+
+# Caffe's published per-channel mean, BGR on the 0-255 scale: the per-channel average of its mean
+# image ilsvrc_2012_mean (Caffe's examples/00-classification.ipynb computes it as
+# mean.mean(1).mean(1) of python/caffe/imagenet/ilsvrc_2012_mean.npy; the same three numbers are in
+# FCN's voc_layers.py and OpenCV's HED sample). Used when no mean file is given.
+CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+IMAGE_SIZE = 256  # the mean image's side, and the project's images' (section 2)
+
+
+def _layer(layers: dict, name: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    if name not in layers:
+        raise UserError(f"{source}: not bvlc_alexnet: no layer {name} (its layers: {', '.join(layers) or 'none'})")
+    weight, bias = (np.asarray(a) for a in layers[name])
+    if not (np.issubdtype(weight.dtype, np.floating) and np.issubdtype(bias.dtype, np.floating)):
+        raise UserError(f"{source}: not bvlc_alexnet: {name}'s blobs are {weight.dtype}/{bias.dtype}, not floats")
+    if bias.ndim != 1 or weight.shape[:1] != bias.shape:
+        raise UserError(f"{source}: not bvlc_alexnet: {name} has weight {list(weight.shape)} and bias "
+                        f"{list(bias.shape)} (a bias of one value per output)")
+    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+        raise UserError(f"{source}: {name} holds NaN or infinite weights")
+    return weight, bias
+
+
+def _expect(source: str, name: str, shape, expected) -> None:
+    if tuple(shape) != tuple(expected):
+        raise UserError(f"{source}: not bvlc_alexnet: {name} weight is {list(shape)}, expected {list(expected)}")
+
+
+def caffe_widths(layers: dict, source: str) -> dict:
+    """The widths of a bvlc_alexnet layer list (conv kernels, fc width, classes), every shape checked
+    against the architecture: conv1 [c1, 3, 11, 11]; conv2 [c2, c1/2, 5, 5]; conv3 [c3, c2, 3, 3];
+    conv4 [c4, c3/2, 3, 3]; conv5 [c5, c4/2, 3, 3]; fc6 [f, c5*6*6]; fc7 [f, f]; fc8 [classes, f]."""
+    w = {name: _layer(layers, name, source)[0] for name in BVLC_LAYERS}
+    extra = sorted(set(layers) - set(BVLC_LAYERS))
+    if extra:
+        raise UserError(f"{source}: not bvlc_alexnet: layers with weights that it has not: {', '.join(extra)}")
+    convs = [w[f"conv{i}"] for i in range(1, 6)]
+    if any(c.ndim != 4 for c in convs) or any(w[f].ndim != 2 for f in ("fc6", "fc7", "fc8")):
+        bad = next(n for n in BVLC_LAYERS if w[n].ndim != (4 if n.startswith("conv") else 2))
+        raise UserError(f"{source}: not bvlc_alexnet: {bad} weight is {list(w[bad].shape)}, "
+                        f"expected {'4' if bad.startswith('conv') else '2'} dimensions")
+    channels = [int(c.shape[0]) for c in convs]
+    odd = [(n, c) for n, c in zip(("conv1", "conv2", "conv3", "conv4", "conv5"), channels) if c % 2]
+    if odd:
+        raise UserError(f"{source}: not bvlc_alexnet: {odd[0][0]} has {odd[0][1]} kernels, "
+                        f"which do not split into two groups")
+    c1, c2, c3, c4, c5 = channels
+    _expect(source, "conv1", w["conv1"].shape, (c1, 3, 11, 11))
+    _expect(source, "conv2", w["conv2"].shape, (c2, c1 // 2, 5, 5))
+    _expect(source, "conv3", w["conv3"].shape, (c3, c2, 3, 3))
+    _expect(source, "conv4", w["conv4"].shape, (c4, c3 // 2, 3, 3))
+    _expect(source, "conv5", w["conv5"].shape, (c5, c4 // 2, 3, 3))
+    width = int(w["fc6"].shape[0])
+    _expect(source, "fc6", w["fc6"].shape, (width, c5 * 6 * 6))
+    _expect(source, "fc7", w["fc7"].shape, (width, width))
+    classes = int(w["fc8"].shape[0])
+    _expect(source, "fc8", w["fc8"].shape, (classes, width))
+    return dict(channels=channels, fc_width=width, num_classes=classes)
+
+
+def model_from_layers(layers: dict[str, tuple[np.ndarray, np.ndarray]], source: str) -> nn.Module:
+    """Our ``alexnet`` with bvlc_alexnet's weights: ``layers`` maps each name of :data:`BVLC_LAYERS`
+    to (weight, bias) in Caffe's layouts (conv ``[out, in/groups, kh, kw]`` with conv1's input
+    channels BGR, fc ``[out, in]``, bias ``[out]``). Widths and classes come from the shapes, each
+    checked; ``source`` names the file in errors. The model takes RGB (conv1's input channels are
+    permuted) and has the Caffe options :data:`CAFFE_OPTIONS`."""
+    from alexnet.registry import build_model
+
+    widths = caffe_widths(layers, source)
+    with torch.device("meta"):  # shapes only: the weights come from the file
+        model = build_model("alexnet", **CAFFE_OPTIONS, **widths)
+    state = {}
+    for name in BVLC_LAYERS:
+        weight, bias = (torch.from_numpy(np.array(a, dtype=np.float32)) for a in layers[name])
+        if name == "conv1":
+            weight = weight.flip(1).contiguous()  # input channels B, G, R -> R, G, B
+        section = "features" if name.startswith("conv") else "classifier"
+        state[f"{section}.{name}.weight"], state[f"{section}.{name}.bias"] = weight, bias
+    model.load_state_dict(state, assign=True, strict=True)
+    return model.eval()
+
+
+def mean_rgb_image(mean_bgr: np.ndarray | None, source: str) -> torch.Tensor:
+    """Caffe's mean (``[3, 256, 256]`` BGR, or ``[3]`` per channel, 0-255; None: :data:`CAFFE_MEAN_BGR`)
+    as the project's mean image: float32 ``[256, 256, 3]`` RGB, a per-channel mean broadcast."""
+    mean = np.asarray(CAFFE_MEAN_BGR if mean_bgr is None else mean_bgr)
+    if not np.issubdtype(mean.dtype, np.number) or np.iscomplexobj(mean):
+        raise UserError(f"{source}: the mean holds {mean.dtype} values, not numbers")
+    mean = mean.astype(np.float32)
+    if mean.shape == (3,):
+        mean = np.broadcast_to(mean[:, None, None], (3, IMAGE_SIZE, IMAGE_SIZE))
+    if mean.shape != (3, IMAGE_SIZE, IMAGE_SIZE):
+        raise UserError(f"{source}: the mean is {'x'.join(map(str, mean.shape)) or 'a scalar'}; expected "
+                        f"Caffe's 3x{IMAGE_SIZE}x{IMAGE_SIZE} BGR mean image (imagenet_mean.binaryproto) or 3 "
+                        f"per-channel values, since the images here are {IMAGE_SIZE}x{IMAGE_SIZE} (section 2)")
+    if not np.isfinite(mean).all() or mean.min() < 0 or mean.max() > 255:
+        raise UserError(f"{source}: the mean holds values outside 0-255 (or NaN); expected Caffe's 0-255 scale")
+    return torch.from_numpy(np.ascontiguousarray(mean[::-1].transpose(1, 2, 0)))  # BGR CHW -> RGB HWC
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_bvlc_model(model: nn.Module, out: str | os.PathLike, mean_bgr: np.ndarray | None, source: str,
+                    mean_source: str | None = None) -> None:
+    """Write ``model`` (from :func:`model_from_layers`) to ``out`` as a model file: the weights, the
+    mean image (:func:`mean_rgb_image`: the file's ``mean`` entry, float32 ``[256, 256, 3]`` RGB
+    0-255), the 1000 ILSVRC-2012 class names, and under ``converted`` the source file's name and
+    SHA-256, the mean's origin and the Caffe options used. ``mean_source`` names the mean's file
+    (None: Caffe's published per-channel mean)."""
+    from alexnet.modelfile import save_model
+
+    mean = mean_rgb_image(mean_bgr, mean_source or source)
+    classes = imagenet_class_names()
+    if model.options["num_classes"] != len(classes):
+        raise UserError(f"{source}: fc8 has {model.options['num_classes']} outputs, but bvlc_alexnet "
+                        f"predicts the {len(classes)} ILSVRC-2012 classes")
+    path = Path(source)
+    converted = {
+        "from": "bvlc_alexnet", "file": path.name,
+        "sha256": file_sha256(path) if path.is_file() else None,
+        "mean": (f"{Path(mean_source).name} (sha256 {file_sha256(mean_source)})" if mean_source
+                 else f"Caffe's per-channel mean, BGR {list(CAFFE_MEAN_BGR)}"),
+        "caffe_options": {k: v for k, v in model.options.items() if k in CAFFE_OPTIONS},
+        "input": "RGB, 0-255, minus the mean image (conv1's BGR weights permuted to RGB)",
+    }
+    model.class_names, model.mean = classes, mean
+    save_model(model, out, class_names=classes, mean=mean, converted=converted)

@@ -1,0 +1,334 @@
+"""`alexnet convert onnx FILE.onnx OUT.pt [--mean FILE]`: the ONNX model zoo's bvlc_alexnet as our model file.
+
+The ONNX model zoo (github.com/onnx/models, ``validated/vision/classification/alexnet``) publishes
+Caffe's ``bvlc_alexnet`` converted through Caffe2 as ``bvlcalexnet-{3,6,7,8,9,12}.onnx``. Its graph,
+as public dumps of it show: input ``data_0`` (declared ``[1, 3, 224, 224]``), initializers
+``conv1_w_0``/``conv1_b_0`` ... ``fc8_w_0``/``fc8_b_0``, nodes Conv, Relu, LRN, MaxPool, Conv
+(group 2), Relu, LRN, MaxPool, Conv, Relu, Conv (group 2), Relu, Conv (group 2), Relu, MaxPool,
+Reshape (``OC2_DUMMY_1``), Gemm, Relu, Dropout, Gemm, Relu, Dropout, Gemm, Softmax (``prob_1``).
+
+Read here with ``onnx`` (an optional extra, ``pip install 'alexnet[convert]'``) and checked node by
+node against that sequence and bvlc_alexnet's constants (every kernel, stride, pad and group; LRN
+size 5, alpha 1e-4, beta 0.75, bias 1): another architecture or other constants are refused with a
+message naming the node. The layers are taken by position, whatever their names.
+
+Two details of the zoo's graph, and why they change nothing at Caffe's 227x227 input:
+
+- its pool5 (and, in some exports, other pools) pads the bottom and right by one row and column
+  (onnx/models issue 5), the Caffe2 exporter's rendering of Caffe's ceil rounding for the 224 input
+  it declares. At 227 the pooled maps are 55, 27 and 13 wide, odd, so the last 3/2 window ends on
+  the last row and the padding is never read: a pool is accepted when its output size at 227 is
+  Caffe's (27, 13, 6) with nothing padded at the top or left;
+- its declared input is 224 wide, but Caffe's network (deploy.prototxt) takes 227, which the
+  weights need for Caffe's sizes; the verification runs the graph at 227.
+
+Verification (when ``onnxruntime`` is installed, also in the extra): the ONNX graph and the converted
+model on the same random input, mean-subtracted BGR for the graph and the same values as RGB for
+ours; the largest difference of their fc8 outputs (logits) is printed, and the conversion fails
+(exit status 2, nothing written) when it exceeds :data:`TOLERANCE` times the largest logit.
+
+Safety: the file's size is bounded (1 GiB, ``alexnet.convert_caffe.protobuf.MAX_FILE_BYTES``), and
+weights stored outside it (ONNX's external data, paths that loading would follow) are refused: the
+zoo's files hold their weights inside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alexnet.bvlc import CAFFE_LRN, model_from_layers, save_bvlc_model
+from alexnet.errors import UserError
+
+EXTRA = "pip install 'alexnet[convert]'"
+# Largest |ONNX logit - ours| allowed, relative to the largest |logit| (at least 1): float32 sums of
+# 9216 products in another order differ by about 1e-6 relative; 1e-4 leaves room and still catches
+# any real difference (a wrong channel order or LRN constant moves logits by percent).
+TOLERANCE = 1e-4
+INPUT_SIZE = 227
+
+# (layer, kernel, stride, pad, group): deploy.prototxt's convolutions
+CONVS = (("conv1", 11, 4, 0, 1), ("conv2", 5, 1, 2, 2), ("conv3", 3, 1, 1, 1), ("conv4", 3, 1, 1, 2),
+         ("conv5", 3, 1, 1, 2))
+POOL_OUTPUTS = {"pool1": (55, 27), "pool2": (27, 13), "pool5": (13, 6)}  # input and output size at 227
+# The op sequence, Dropout (inference: identity) left out; "fc" is Gemm, or MatMul then Add.
+SEQUENCE = ("Conv", "Relu", "LRN", "MaxPool", "Conv", "Relu", "LRN", "MaxPool", "Conv", "Relu", "Conv",
+            "Relu", "Conv", "Relu", "MaxPool", "flatten", "fc", "Relu", "fc", "Relu", "fc")
+STEP_NAMES = ("conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3", "relu3",
+              "conv4", "relu4", "conv5", "relu5", "pool5", "flatten", "fc6", "relu6", "fc7", "relu7", "fc8")
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise UserError(f"alexnet convert onnx needs the onnx package: {EXTRA}") from None
+    return onnx, numpy_helper
+
+
+@dataclass
+class Step:
+    """One layer of the graph: its op (``fc`` for Gemm or MatMul+Add), its nodes, its output."""
+    op: str
+    nodes: list
+    output: str
+
+
+def read_onnx(path: str | Path):
+    """The ModelProto in ``path``, its size bounded and nothing read from outside it."""
+    onnx, _ = _onnx()
+    from alexnet.convert_caffe.protobuf import read_bounded
+
+    path = Path(path)
+    data = read_bounded(path, "ONNX file", "bvlcalexnet-12.onnx is about 240 MB")
+    try:
+        model = onnx.load_model_from_string(bytes(data))  # from bytes: no external data followed
+    except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and the like on a damaged file
+        raise UserError(f"{path}: not a readable ONNX file: truncated or damaged "
+                        f"({type(err).__name__}: {str(err)[:200]})") from None
+    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise UserError(f"{path}: {external[0]} is stored outside the file (ONNX external data); "
+                        f"only self-contained files are read, as the model zoo's bvlcalexnet-*.onnx")
+    if not model.graph.node:
+        raise UserError(f"{path}: not an ONNX model: its graph has no nodes (truncated?)")
+    return model
+
+
+def _attrs(node) -> dict:
+    onnx, _ = _onnx()
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _steps(graph, source: str) -> list[Step]:
+    """The graph's nodes as one chain of layers (Dropout and Identity dropped, MatMul+Add one ``fc``,
+    a final Softmax dropped); refuses a graph whose nodes do not feed one another in a line."""
+    nodes = [n for n in graph.node if n.op_type != "Constant"]
+    steps: list[Step] = []
+    current = None
+    for node in nodes:
+        where = f"node {node.name or node.op_type!r} ({node.op_type})"
+        if current is not None and (not node.input or node.input[0] != current):
+            raise UserError(f"{source}: not bvlc_alexnet: {where} does not take the previous layer's "
+                            f"output {current!r} (the network is one chain of layers)")
+        if node.op_type in ("Dropout", "Identity"):
+            current = node.output[0]
+            continue
+        if node.op_type == "Add" and steps and steps[-1].op == "matmul":
+            steps[-1] = Step("fc", steps[-1].nodes + [node], node.output[0])
+        else:
+            op = {"Gemm": "fc", "MatMul": "matmul", "Reshape": "flatten", "Flatten": "flatten"}.get(
+                node.op_type, node.op_type)
+            steps.append(Step(op, [node], node.output[0]))
+        current = node.output[0]
+    if steps and steps[-1].op == "Softmax":
+        steps.pop()
+    if len(steps) > 16 and [s.op for s in steps[14:16]] == ["MaxPool", "fc"]:  # Gemm on pool5 itself (old opsets)
+        steps.insert(15, Step("flatten", [], steps[14].output))
+    found = [s.op for s in steps]
+    for i, (got, want) in enumerate(zip(found, SEQUENCE)):
+        if got != want:
+            node = steps[i].nodes[0]
+            raise UserError(f"{source}: not bvlc_alexnet: layer {i + 1} (node {node.name or '?'}, "
+                            f"{node.op_type}) where bvlc_alexnet has {STEP_NAMES[i]} ({want}); "
+                            f"its op sequence is {' '.join(SEQUENCE)}")
+    if len(found) != len(SEQUENCE):
+        more = (f"{len(found) - len(SEQUENCE)} more after fc8: {steps[len(SEQUENCE)].nodes[0].op_type}"
+                if len(found) > len(SEQUENCE) else f"it ends after {STEP_NAMES[len(found) - 1] if found else 'nothing'}")
+        raise UserError(f"{source}: not bvlc_alexnet: {len(found)} layers instead of {len(SEQUENCE)} ({more})")
+    return steps
+
+
+def _check(cond: bool, source: str, node, what: str) -> None:
+    if not cond:
+        raise UserError(f"{source}: not bvlc_alexnet: node {node.name or node.op_type} ({node.op_type}): {what}")
+
+
+def _check_conv(node, name, kernel, stride, pad, group, source):
+    a = _attrs(node)
+    _check(_text(a.get("auto_pad", "NOTSET")) == "NOTSET", source, node, f"auto_pad {a.get('auto_pad')}")
+    _check(list(a.get("kernel_shape", [kernel] * 2)) == [kernel] * 2, source, node,
+           f"{name} has {kernel}x{kernel} kernels, this one {a.get('kernel_shape')}")
+    _check(list(a.get("strides", [1, 1])) == [stride] * 2, source, node, f"{name} has stride {stride}, "
+           f"this one {a.get('strides', [1, 1])}")
+    _check(list(a.get("pads", [0] * 4)) == [pad] * 4, source, node, f"{name} pads by {pad}, "
+           f"this one {a.get('pads', [0] * 4)}")
+    _check(a.get("group", 1) == group, source, node, f"{name} has {group} group(s), this one {a.get('group', 1)}")
+    _check(list(a.get("dilations", [1, 1])) == [1, 1], source, node, f"dilations {a.get('dilations')}")
+    _check(len(node.input) == 3, source, node, f"{name} has a bias (a third input)")
+
+
+def _check_lrn(node, name, source):
+    a = _attrs(node)
+    found = dict(size=a.get("size"), alpha=a.get("alpha", 1e-4), beta=a.get("beta", 0.75), k=a.get("bias", 1.0))
+    for key, want in CAFFE_LRN.items():
+        _check(found[key] is not None and math.isclose(found[key], want, rel_tol=1e-6), source, node,
+               f"{name}'s LRN has {'bias' if key == 'k' else key} {found[key]}, bvlc_alexnet's {want} "
+               f"(size 5, alpha 1e-4, beta 0.75, bias 1)")
+
+
+def _check_pool(node, name, source):
+    a = _attrs(node)
+    _check(_text(a.get("auto_pad", "NOTSET")) == "NOTSET", source, node, f"auto_pad {a.get('auto_pad')}")
+    _check(list(a.get("kernel_shape", [])) == [3, 3] and list(a.get("strides", [1, 1])) == [2, 2], source, node,
+           f"{name} is 3x3 max pooling at stride 2, this one {a.get('kernel_shape')} at {a.get('strides', [1, 1])}")
+    _check(list(a.get("dilations", [1, 1])) == [1, 1], source, node, f"dilations {a.get('dilations')}")
+    pads = list(a.get("pads", [0] * 4))
+    _check(len(pads) == 4, source, node, f"pads {pads} (four values for a 2-d pool)")
+    size, want = POOL_OUTPUTS[name]
+    rounding = math.ceil if a.get("ceil_mode", 0) else math.floor
+    outs = [rounding((size + pads[i] + pads[i + 2] - 3) / 2) + 1 for i in (0, 1)]
+    _check(pads[:2] == [0, 0] and outs == [want, want], source, node,
+           f"{name} maps {size}x{size} to {want}x{want} at 227, this one (pads {pads}) to {outs[0]}x{outs[1]}")
+
+
+def _flatten_batch(node, constants, width, source) -> int | None:
+    """Reshape/Flatten before fc6 must flatten [N, C, 6, 6] to [N, C*36]; the batch it fixes, if any."""
+    if node.op_type == "Flatten":
+        _check(_attrs(node).get("axis", 1) == 1, source, node, "flattens from axis 1")
+        return None
+    shape = constants.get(node.input[1]) if len(node.input) > 1 else None
+    _check(shape is not None and shape.ndim == 1 and len(shape) == 2, source, node,
+           "reshapes to a constant [N, C*6*6]")
+    batch, features = (int(v) for v in shape)
+    _check(features in (width, -1) and batch >= -1 and (batch, features) != (-1, -1), source, node,
+           f"reshapes to {shape.tolist()}, not [N, {width}]")
+    return batch if batch > 0 else None
+
+
+def _fc_weights(step: Step, constants, source) -> tuple[np.ndarray, np.ndarray]:
+    """(weight [out, in], bias [out]) of a Gemm (transB read) or a MatMul followed by an Add."""
+    def const(name, node):
+        _check(name in constants, source, node, f"input {name!r} is not an initializer (weights in the file)")
+        return constants[name]
+
+    node = step.nodes[0]
+    if node.op_type == "Gemm":
+        a = _attrs(node)
+        _check(a.get("transA", 0) == 0 and math.isclose(a.get("alpha", 1.0), 1) and
+               math.isclose(a.get("beta", 1.0), 1), source, node, "a plain x W + b (transA 0, alpha 1, beta 1)")
+        _check(len(node.input) == 3, source, node, "has a bias (a third input)")
+        weight = const(node.input[1], node)
+        weight = weight if a.get("transB", 0) else weight.T
+        bias = const(node.input[2], node)
+    else:
+        add = step.nodes[1]
+        weight = const(node.input[1], node).T
+        bias = const(add.input[1], add)
+    return weight, bias.reshape(-1)
+
+
+def bvlc_layers(model, source: str) -> tuple[dict, dict]:
+    """(layers for :func:`alexnet.bvlc.model_from_layers`, what the verification needs) of a graph
+    checked to be bvlc_alexnet's."""
+    _, numpy_helper = _onnx()
+    graph = model.graph
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            value = _attrs(node).get("value")
+            if value is not None:
+                constants[node.output[0]] = numpy_helper.to_array(value)
+    inputs = [i for i in graph.input if i.name not in constants]
+    if len(inputs) != 1:
+        raise UserError(f"{source}: not bvlc_alexnet: {len(inputs)} image inputs ({', '.join(i.name for i in inputs)}), "
+                        f"expected one")
+    steps = _steps(graph, source)
+    by_name = dict(zip(STEP_NAMES, steps))
+    first = by_name["conv1"].nodes[0]
+    _check(first.input[0] == inputs[0].name, source, first, f"conv1 takes the image input {inputs[0].name!r}")
+    layers = {}
+    for name, kernel, stride, pad, group in CONVS:
+        node = by_name[name].nodes[0]
+        _check_conv(node, name, kernel, stride, pad, group, source)
+        _check(node.input[1] in constants and node.input[2] in constants, source, node,
+               "its weight and bias are initializers (stored in the file)")
+        layers[name] = (constants[node.input[1]], constants[node.input[2]])
+    for name in ("norm1", "norm2"):
+        _check_lrn(by_name[name].nodes[0], name, source)
+    for name in POOL_OUTPUTS:
+        _check_pool(by_name[name].nodes[0], name, source)
+    for name in ("fc6", "fc7", "fc8"):
+        layers[name] = _fc_weights(by_name[name], constants, source)
+    width = int(np.asarray(layers["conv5"][0]).shape[0]) * 36
+    flatten = by_name["flatten"].nodes
+    batch = _flatten_batch(flatten[0], constants, width, source) if flatten else None
+    return layers, {"input": inputs[0].name, "logits": by_name["fc8"].output, "batch": batch}
+
+
+def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple[float, float] | None:
+    """The largest |logit| difference between the ONNX graph (onnxruntime) and ``model`` on one
+    random mean-subtracted input (BGR for the graph, RGB for ours), and the bound it must stay
+    within (:data:`TOLERANCE` times the largest logit); None without onnxruntime. Raises a UserError
+    beyond the bound."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    onnx, _ = _onnx()
+    graph = onnx.ModelProto()
+    graph.CopyFrom(onnx_model)
+    for value in graph.graph.input:  # run at Caffe's 227 (the zoo declares 224), any batch
+        if value.name == io["input"]:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 4:
+                dims[0].dim_param, dims[2].dim_value, dims[3].dim_value = "N", INPUT_SIZE, INPUT_SIZE
+    del graph.graph.value_info[:]  # shapes inferred for the declared 224 would contradict 227
+    del graph.graph.output[:]
+    graph.graph.output.append(onnx.helper.make_tensor_value_info(io["logits"], onnx.TensorProto.FLOAT, None))
+    batch = io["batch"] or 2
+    x = np.random.default_rng(seed).normal(0.0, 60.0, (batch, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = onnxruntime.InferenceSession(graph.SerializeToString(), options,
+                                               providers=["CPUExecutionProvider"])
+        theirs = session.run([io["logits"]], {io["input"]: x})[0]
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own errors (an op version it lacks)
+        raise UserError(f"verification failed: onnxruntime cannot run the graph at 227x227 "
+                        f"({str(err).strip().splitlines()[0][:300]}); nothing written (the zoo's "
+                        f"bvlcalexnet-12.onnx runs in onnxruntime)") from None
+    with torch.inference_mode():
+        ours = model.eval()(torch.from_numpy(x).flip(1)).numpy()  # BGR -> RGB
+    diff = float(np.abs(theirs - ours).max())
+    bound = TOLERANCE * max(1.0, float(np.abs(theirs).max()))
+    if not diff <= bound:
+        raise UserError(f"verification failed: the converted model's logits differ from onnxruntime's by "
+                        f"{diff:.3g}, more than float32 tolerance ({bound:.3g}); nothing written")
+    return diff, bound
+
+
+def convert_onnx(path: str | Path, out: str | Path, mean: str | Path | None = None, report=print):
+    """Convert the bvlc_alexnet ONNX file ``path`` into the model file ``out`` (see the module doc)."""
+    from alexnet.convert_caffe import read_mean  # --mean's one reader: .binaryproto or .npy
+
+    mean_bgr = read_mean(mean) if mean is not None else None
+    onnx_model = read_onnx(path)
+    layers, io = bvlc_layers(onnx_model, str(path))
+    model = model_from_layers(layers, str(path))
+    checked = verify(onnx_model, model, io)
+    report(f"verified against onnxruntime: largest logit difference {checked[0]:.3g} (float32 tolerance "
+           f"{checked[1]:.3g}: {TOLERANCE:g} of the largest logit)" if checked is not None else
+           f"not verified: onnxruntime is not installed ({EXTRA})")
+    save_bvlc_model(model, out, mean_bgr, str(path), mean_source=str(mean) if mean is not None else None)
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    model = convert_onnx(args.weights, args.out, args.mean)
+    parameters = sum(p.numel() for p in model.parameters())
+    from alexnet.bvlc import file_sha256
+
+    print(f"wrote {args.out}: alexnet (bvlc_alexnet, Caffe options), {parameters:,} parameters, the 1000 "
+          f"ILSVRC-2012 classes; {Path(args.weights).name} sha256 {file_sha256(args.weights)}")
+    return 0
