@@ -233,27 +233,52 @@ def figures(parser: argparse.ArgumentParser) -> None:
 def experiment(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     p = sub.add_parser("relu-vs-tanh", help="Figure 1: ReLU reaches 25%% CIFAR-10 training error ~6x sooner "
-                       "than tanh (section 3.1); --lrn adds section 3.3's CIFAR-10 result")
+                       "than tanh (section 3.1), in the authors' cuda-convnet setup")
     p.add_argument("--data", default="cifar10",
                    help="'cifar10' (downloaded once), a prepared dataset or an image folder "
                    "ROOT/<class>/<image> (default: cifar10)")
     p.add_argument("--epochs", type=int, default=35, help="epochs per run (default 35, Figure 1's axis)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="use a random N of the training images (default: all)")
+                   help="use a random N of the training images (default: all 50,000, as the paper)")
+    p.add_argument("--protocol", choices=("authors", "standardised"), default="authors",
+                   help="authors (default): raw 0-255 pixels minus the mean image, each layer initialised from "
+                   "its own Gaussian (conv1 std 0.0001, the others 0.01), biases' learning rate 2x the weights', "
+                   "as cuda-convnet's layers-18pct; standardised: inputs also divided by one global std, "
+                   "PyTorch's default initialisation, one learning rate")
+    p.add_argument("--inputs", choices=("raw", "standardised"), default=None,
+                   help="override the protocol's input scaling")
+    p.add_argument("--init", choices=("authors", "pytorch"), default=None,
+                   help="override the protocol's initialisation")
+    p.add_argument("--bias-lr", type=float, default=None, metavar="X",
+                   help="override the protocol's ratio of the biases' learning rate to the weights' (authors: 2)")
     p.add_argument("--lrs", type=float, nargs="+", default=None, metavar="LR",
-                   help="learning rates searched for each activation (default 0.003 0.01 0.03 0.1)")
-    p.add_argument("--search-epochs", type=int, default=1,
-                   help="epochs each candidate learning rate trains before the fastest is kept (default 1)")
-    p.add_argument("--lrn", action="store_true",
-                   help="also section 3.3: test error with and without response normalisation on a held-out split")
-    p.add_argument("--holdout", type=float, default=0.1,
-                   help="share of the images held out for --lrn's test error (default 0.1)")
+                   help="the learning-rate grid searched for each activation, grown past an edge winner "
+                   "(default 0.001 0.003 0.01 0.03; momentum 0.9, batch-mean gradient)")
+    p.add_argument("--search-epochs", type=int, default=2,
+                   help="epochs each candidate learning rate trains; the lowest training error over the last "
+                   "of them wins (default 2)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED",
+                   help="one run per activation and seed (initial weights, batch order); the search uses the "
+                   "first (default 0 1)")
+    p.add_argument("--search-seed", type=int, default=None, metavar="SEED",
+                   help="the seed of the learning-rate search (default: the first of --seeds; give it when "
+                   "one process runs later seeds only)")
+    p.add_argument("--activations", nargs="+", choices=("relu", "tanh"), default=["relu", "tanh"],
+                   help="run only these (e.g. one per process; the runs are stored in OUT/runs and a last "
+                   "call with both draws the figure) (default: both)")
+    p.add_argument("--after-crossing", type=float, default=None, metavar="EPOCHS",
+                   help="stop a run this many epochs after it reaches 25%% (default: train every epoch)")
+    p.add_argument("--sweep", action="store_true",
+                   help="measure the ratio for raw/standardised inputs x authors'/PyTorch init x each "
+                   "activation's own or ReLU's learning rate (first seed; sweep.json, sweep.md)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128, as the paper")
-    p.add_argument("--seed", type=int, default=0, help="initial weights, batch order, subset (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
     p.add_argument("--out", default="runs/relu-vs-tanh", metavar="DIR",
-                   help="where figure1.png and relu-vs-tanh.json go (default runs/relu-vs-tanh)")
+                   help="where figure1.png, relu-vs-tanh.json and the runs go (default runs/relu-vs-tanh); "
+                   "run again, the command redoes only the runs that are missing")
     p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE ('-': standard output)")
+
+    _experiment_lrn(sub)
 
     from alexnet.analysis.ablations import VARIANTS
     from alexnet.train.cli import add_arguments as add_train_arguments
@@ -265,6 +290,48 @@ def experiment(parser: argparse.ArgumentParser) -> None:
                    help=f"which runs (default: all): {', '.join(VARIANTS)}")
     p.add_argument("--drop-layer", choices=("conv3", "conv4", "conv5"), default="conv4",
                    help="the middle layer no-middle-conv removes (default conv4)")
+
+
+LRN_EPOCHS = 160  # as alexnet.analysis.lrn_cifar.PAPER_EPOCHS["without"]
+LRN_LR = 0.001  # as alexnet.analysis.convlocal.LR
+LRN_SEEDS = (0, 1, 2)
+
+
+def _experiment_lrn(sub) -> None:
+    """``alexnet experiment lrn``: section 3.3's CIFAR-10 result (alexnet.analysis.lrn_cifar)."""
+    p = sub.add_parser("lrn", help="section 3.3: CIFAR-10 test error with and without response normalisation "
+                       "(paper: 11%% and 13%%), cuda-convnet's layers-conv-local nets, equal budgets, over seeds",
+                       description="Trains cuda-convnet's layers-conv-local-13pct net (no normalisation) and its "
+                       "first 11pct net (cross-map normalisation after conv1 and conv2) for the same epochs with "
+                       "each seed, on random 24x24 crops with mirroring of raw mean-subtracted pixels, momentum "
+                       "SGD with cuda-convnet's per-layer rates and weight decay, and reports their ten-view "
+                       "test errors, means, spreads and the paired difference beside the paper's. Finished runs "
+                       "are kept in OUT/runs: the same command run again redoes only the unfinished ones.")
+    p.add_argument("--data", default="cifar10",
+                   help="'cifar10' (downloaded once; its test set is the official test_batch), a prepared "
+                   "dataset (its val split is the test set) or an image folder ROOT/<class>/<image> (then "
+                   "pass --test-data or --holdout) (default: cifar10)")
+    test = p.add_mutually_exclusive_group()
+    test.add_argument("--test-data", metavar="FOLDER",
+                      help="the test images of an image-folder --data: FOLDER/<class>/<image>, the same classes")
+    test.add_argument("--holdout", type=float, default=None, metavar="F",
+                      help="test on a random share F (0 < F < 1) of the training images instead (default: off)")
+    p.add_argument("--epochs", type=int, default=LRN_EPOCHS,
+                   help=f"epochs per run, the same for both nets (default {LRN_EPOCHS}: about the authors' budget "
+                   "for the 13%% net, a GPU's job; their 11%% net had about 500)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(LRN_SEEDS), metavar="SEED",
+                   help="one run of each net per seed: initial weights, batch order, crops "
+                   f"(default {' '.join(map(str, LRN_SEEDS))})")
+    p.add_argument("--lr", type=float, default=LRN_LR,
+                   help=f"weight learning rate for the whole budget, biases twice it (default {LRN_LR:g}, "
+                   "cuda-convnet's epsW; epsB 0.002)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="use a random N of the training images (default: all)")
+    p.add_argument("--batch-size", type=int, default=128, help="default 128, as cuda-convnet")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
+    p.add_argument("--out", default="runs/lrn", metavar="DIR",
+                   help="where lrn.json, lrn.md, lrn.png and the run records go (default runs/lrn)")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers to FILE ('-': standard output)")
 
 
 def report(parser: argparse.ArgumentParser) -> None:

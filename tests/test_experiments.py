@@ -1,4 +1,4 @@
-"""`alexnet experiment relu-vs-tanh`: Figure 1's 25% crossing and section 3.3's LRN comparison."""
+"""`alexnet experiment relu-vs-tanh` (Figure 1 in the authors' setup) and `alexnet experiment ablations`."""
 
 import json
 from pathlib import Path
@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from alexnet.analysis.ablations import table, variant_changes
-from alexnet.analysis.figure1 import SmallRun, Standardise, crossing
+from alexnet.analysis import figure1
+from alexnet.analysis.figure1 import SmallRun, Standardise, crossing, search_lr, speedup
 from alexnet.analysis.imageset import load_images
 from alexnet.analysis.smallcnn import FourLayerCNN
 from tests.kit import alexnet_command, colour, image_folder, make_prepared
@@ -31,12 +32,110 @@ def test_crossing_is_the_first_point_when_it_starts_below_and_none_when_never_re
 
 
 def test_the_four_layer_net_has_three_convolutions_and_one_fully_connected_layer():
-    net = FourLayerCNN("tanh", lrn=True)
+    net = FourLayerCNN("tanh")
     weighted = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert [type(m).__name__ for m in weighted] == ["Conv2d", "Conv2d", "Conv2d", "Linear"]
     assert sum(isinstance(m, torch.nn.Tanh) for m in net.modules()) == 3
     assert not any(isinstance(m, torch.nn.ReLU) for m in net.modules())
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_authors_init_draws_each_layer_from_its_own_gaussian_and_zeroes_the_biases():
+    torch.manual_seed(0)
+    net = FourLayerCNN("relu", init="authors")
+    weighted = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    # layers-18pct's initW: conv1 0.0001, conv2 0.01, conv3 0.01, fc10 0.01
+    for layer, std in zip(weighted, (1e-4, 1e-2, 1e-2, 1e-2)):
+        assert layer.weight.std().item() == pytest.approx(std, rel=0.1)
+        assert abs(layer.weight.mean().item()) < std / 5
+        assert torch.count_nonzero(layer.bias) == 0
+    default = FourLayerCNN("relu", init="pytorch")  # Kaiming-uniform: conv1 std about 0.07, not 0.0001
+    assert default.features[0].weight.std().item() > 100 * 1e-4
+
+
+def test_pooling_windows_start_at_the_first_pixel_and_the_last_is_cut_at_the_border():
+    # cuda-convnet pools from pixel 0 with the output size rounded up: 32 -> 16 -> 8 -> 4
+    net = FourLayerCNN("relu")
+    x = torch.randn(1, 32, 32, 32)
+    pooled = net.features[2](x)
+    assert pooled.shape == (1, 32, 16, 16)
+    assert torch.equal(pooled[0, :, 0, 0], x[0, :, 0:3, 0:3].amax(dim=(1, 2)))
+    assert torch.equal(pooled[0, :, 15, 15], x[0, :, 30:32, 30:32].amax(dim=(1, 2)))
+    average = net.features[5](x[:, :, :16, :16])
+    assert average.shape == (1, 32, 8, 8)
+    assert torch.allclose(average[0, :, 7, 7], x[0, :, 14:16, 14:16].mean(dim=(1, 2)))  # cut window: its own size
+
+
+def test_raw_inputs_are_only_centred_on_the_mean_image():
+    images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
+    raw = Standardise(images, chunk=3, divide=False)
+    assert raw.std == 1.0
+    assert torch.allclose(raw(images), images.float() - images.double().mean(0).float(), atol=1e-4)
+
+
+def test_the_authors_update_gives_biases_twice_the_weights_learning_rate(tmp_path):
+    data = load_images(str(make_image_folder(tmp_path, per_class=4)))
+    run = SmallRun(data, "relu", lr=0.01, batch_size=8, protocol=figure1.PROTOCOLS["authors"])
+    weights, biases = run.optimizer.param_groups
+    assert weights["lr"] == 0.01 and biases["lr"] == 0.02 and weights["momentum"] == biases["momentum"] == 0.9
+    assert all(g["weight_decay"] == 0 for g in run.optimizer.param_groups)  # no regularisation
+    assert {id(p) for p in biases["params"]} == {id(m.bias) for m in run.model.modules() if hasattr(m, "bias")
+                                                   and isinstance(m.bias, torch.Tensor)}
+    bias = run.model.classifier.bias
+    before = bias.detach().clone()
+    run.train(1)  # one epoch of 8 images in batches of 8: one step, first momentum step is -lr * gradient
+    x = run.standardise(data.images)
+    run2 = SmallRun(data, "relu", lr=0.01, batch_size=8, protocol=figure1.PROTOCOLS["authors"])
+    idx = torch.randperm(8, generator=torch.Generator().manual_seed(0))
+    loss = torch.nn.functional.cross_entropy(run2.model(x[idx]), data.labels[idx])
+    grad = torch.autograd.grad(loss, run2.model.classifier.bias)[0]
+    assert torch.allclose(bias.detach(), before - 0.02 * grad, atol=1e-6)
+    assert figure1.PROTOCOLS["standardised"]["bias_lr"] == 1.0
+
+
+def fake_training(best_lr):
+    """SmallRun.train replaced: the training error of a candidate grows with its distance from best_lr."""
+    import math
+
+    def train(self, epochs, desc="", after_crossing=None):
+        error = 30 + 10 * abs(math.log10(self.lr / best_lr))
+        self.points += [{"epoch": self.epochs_done + 1 + i, "train_error": error, "seconds": 1.0} for i in range(epochs)]
+        self.epochs_done += epochs
+        return self.points
+    return train
+
+
+@pytest.mark.parametrize("best, chosen, tries", [(0.8, 1.0, 5), (1.2e-4, 1e-4, 5), (0.01, 0.01, 3)])
+def test_the_search_grows_its_grid_until_the_winner_is_inside(tmp_path, monkeypatch, best, chosen, tries):
+    monkeypatch.setattr(SmallRun, "train", fake_training(best))
+    data = load_images(str(make_image_folder(tmp_path, per_class=2)))
+    store = figure1.RunStore(None, {})
+    lr, _, record = search_lr(data, "tanh", (0.001, 0.01, 0.1), 1, store, segments=1, batch_size=4)
+    assert lr == pytest.approx(chosen)
+    tried = [g["lr"] for g in record["grid"]]
+    assert record["inside"] and tried[0] < lr < tried[-1]
+    assert tried == sorted(tried) and len(tried) == tries
+
+
+def test_speedup_is_per_seed_and_a_lower_bound_when_tanh_misses_25_percent():
+    def run(seed, errors):
+        points = curve(errors)
+        return {"seed": seed, "points": points, "crossing_25": crossing(points), "epochs": len(errors)}
+
+    relu = [run(0, [40, 20]), run(1, [50, 30, 20])]  # 25% at epochs 1.75 and 2.5
+    tanh = [run(0, [60, 50, 40, 30, 20, 10, 5]), run(1, [60, 50, 40, 30, 26])]  # 4.5; never (5 epochs)
+    s = speedup(relu, tanh)
+    assert [p["epochs"] for p in s["per_seed"]] == pytest.approx([4.5 / 1.75, 5 / 2.5])
+    assert s["epochs"] == pytest.approx((4.5 / 1.75 + 2.0) / 2) and s["lower_bound"]
+    assert s["min"] == pytest.approx(2.0) and s["max"] == pytest.approx(4.5 / 1.75)
+
+
+def test_a_run_stops_the_given_number_of_epochs_after_it_crosses(tmp_path, monkeypatch):
+    data = load_images(str(make_image_folder(tmp_path, per_class=4)))
+    run = SmallRun(data, "relu", lr=0.01, batch_size=8, segments=1)
+    monkeypatch.setattr(figure1, "crossing", lambda points: {"epoch": 1.5, "seconds": 0.0} if len(points) >= 2 else None)
+    run.train(6, after_crossing=2)
+    assert run.epochs_done == 4  # crossed at 1.5: epoch 4 is the first at least 2 epochs past it
 
 
 def test_standardise_subtracts_the_mean_image_and_divides_by_one_std():
@@ -65,27 +164,87 @@ def test_training_error_points_are_recorded_per_segment_with_growing_seconds(tmp
     points = run.train(2)
     assert [p["epoch"] for p in points] == pytest.approx([1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2])
     assert all(a["seconds"] < b["seconds"] for a, b in zip(points, points[1:]))
-    assert 0 <= run.test_error(data) <= 100
 
 
-def test_relu_vs_tanh_command_writes_figure_json_and_lrn_result(tmp_path, capsys):
-    data = make_image_folder(tmp_path / "imgs")
+def test_relu_vs_tanh_command_writes_figure_and_json_per_seed_and_resumes(tmp_path, capsys, monkeypatch):
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
     out = tmp_path / "out"
-    proc = alexnet_command(
-        capsys, "experiment", "relu-vs-tanh", "--data", data, "--epochs", 2, "--lrs", 0.01, 0.05, "--batch-size", 8,
-        "--lrn", "--holdout", 0.25, "--out", out, "--json", tmp_path / "numbers.json", "--device", "cpu")
+    args = ["experiment", "relu-vs-tanh", "--data", data, "--epochs", 2, "--lrs", 0.01, "--search-epochs", 1,
+            "--seeds", 0, 1, "--batch-size", 8, "--out", out, "--device", "cpu"]
+    proc = alexnet_command(capsys, *args, "--json", tmp_path / "numbers.json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "numbers.json").read_text())
     assert json.loads((out / "relu-vs-tanh.json").read_text()) == result
     assert (out / "figure1.png").stat().st_size > 0
-    assert result["images"] == 36  # 48 images, a quarter held out
-    assert {r["lr"] for r in result["search"]["relu"]} == {0.01, 0.05}
+    assert result["images"] == 16 and result["seeds"] == [0, 1]
+    assert result["protocol"] == {"inputs": "raw", "init": "authors", "bias_lr": 2.0}  # the default
     for activation in ("relu", "tanh"):
-        run = result["runs"][activation]
-        assert run["epochs"] == 2 and run["lr"] in (0.01, 0.05)
-        assert run["crossing_25"] == crossing(run["points"])
-    assert result["lrn"]["heldout_images"] == 12
-    assert "held-out test error" in proc.stdout
+        search = result["search"][activation]
+        assert [g["lr"] for g in search["grid"]] == [0.01] == [search["chosen"]]
+        runs = result["runs"][activation]
+        assert [r["seed"] for r in runs] == [0, 1] and {r["lr"] for r in runs} == {search["chosen"]}
+        assert all(r["epochs"] == 2 and r["crossing_25"] == crossing(r["points"]) for r in runs)
+        assert runs[0]["points"] != runs[1]["points"]  # another seed, another run
+    assert len(result["speedup"]["per_seed"]) == 2
+    assert "seed 1" in proc.stdout
+
+    # run again: every run is read back, nothing trains; a removed record is trained again, alone
+    trained = []
+    original = SmallRun.train
+    monkeypatch.setattr(SmallRun, "train", lambda self, *a, **k: trained.append((self.activation, self.seed)) or
+                        original(self, *a, **k))
+    assert alexnet_command(capsys, *args).returncode == 0 and trained == []
+    (out / "runs" / f"run-tanh-lr{result['search']['tanh']['chosen']:g}-seed1.json").unlink()
+    assert alexnet_command(capsys, *args).returncode == 0 and trained == [("tanh", 1)]
+    again = json.loads((out / "relu-vs-tanh.json").read_text())["runs"]
+    errors = lambda runs: {a: [[p["train_error"] for p in r["points"]] for r in rs] for a, rs in runs.items()}
+    assert errors(again) == errors(result["runs"])  # the retrained run is the same run (seconds aside)
+    # another budget is another experiment: its runs are not taken for these
+    assert alexnet_command(capsys, *args[:4], "--epochs", 1, *args[6:]).returncode == 0
+    assert ("relu", 0) in trained
+
+
+def test_the_runs_of_one_activation_per_process_make_one_figure(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    out = tmp_path / "out"
+    args = ["experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, "--lrs", 0.01, "--batch-size", 8,
+            "--seeds", 0, "--out", out, "--device", "cpu", "--protocol", "standardised"]
+    proc = alexnet_command(capsys, *args, "--activations", "tanh")
+    assert proc.returncode == 0 and "run again with both" in proc.stdout and not (out / "figure1.png").exists()
+    searched = sorted(p.name for p in (out / "runs").glob("search-*"))
+    assert searched == ["search-tanh-lr0.01-seed0.json"]
+    # a later seed in its own process reuses the first seed's search
+    later = [a if a != 0 else 1 for a in args] + ["--search-seed", 0, "--activations", "tanh"]  # --seeds 1
+    assert alexnet_command(capsys, *later).returncode == 0
+    assert sorted(p.name for p in (out / "runs").glob("search-*")) == searched
+    assert (out / "runs" / "run-tanh-lr0.01-seed1.json").is_file()
+    assert alexnet_command(capsys, *args, "--activations", "relu").returncode == 0
+    assert alexnet_command(capsys, *args).returncode == 0 and (out / "figure1.png").is_file()
+    result = json.loads((out / "relu-vs-tanh.json").read_text())
+    assert result["protocol"] == {"inputs": "standardised", "init": "pytorch", "bias_lr": 1.0}
+
+
+def test_the_sweep_measures_the_ratio_for_each_input_scaling_init_and_lr_choice(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "imgs", per_class=4)
+    out = tmp_path / "out"
+    proc = alexnet_command(capsys, "experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, "--lrs", 0.003, 0.03,
+                           "--search-epochs", 1, "--batch-size", 8, "--sweep", "--out", out, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert {(r["inputs"], r["init"], r["tanh_lr_choice"]) for r in rows} == {
+        (i, n, c) for i in ("raw", "standardised") for n in ("authors", "pytorch") for c in ("own best", "ReLU's")}
+    for r in rows:
+        assert r["tanh_lr_choice"] == "own best" or r["tanh_lr"] == r["relu_lr"]
+    table = (out / "sweep.md").read_text()
+    assert table.count("\n| raw |") == 4 and table.count("\n| standardised |") == 4
+
+
+@pytest.mark.parametrize("option, value, message", [("--bias-lr", "0", "--bias-lr"), ("--lrs", "-1", "--lrs"),
+                                                     ("--after-crossing", "-1", "--after-crossing")])
+def test_relu_vs_tanh_rejects_bad_settings_by_name(tmp_path, capsys, option, value, message):
+    data = make_image_folder(tmp_path / "imgs", per_class=2)
+    proc = alexnet_command(capsys, "experiment", "relu-vs-tanh", "--data", data, option, value, "--out", tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
 
 
 def test_relu_vs_tanh_rejects_a_folder_without_images(tmp_path, capsys):

@@ -25,12 +25,14 @@ def make_run(folder: Path, top1=(80.0, 60.0, 50.0), lrs=(0.01, 0.01, 0.001)) -> 
 
 
 def relu_vs_tanh_result():
-    def run(lr, crossing):
-        return {"lr": lr, "epochs": 4, "points": [], "crossing_25": crossing}
+    def run(lr, seed, crossing):
+        return {"lr": lr, "seed": seed, "epochs": 4, "points": [], "crossing_25": crossing}
     return {"images": 1000, "epochs": 4, "threshold": 25.0,
-            "runs": {"relu": run(0.03, {"epoch": 1.5, "seconds": 30.0}), "tanh": run(0.01, None)},
-            "speedup": {"epochs": 4 / 1.5, "seconds": 2.0, "lower_bound": True},
-            "lrn": {"test_error_without_lrn": 30.0, "test_error_with_lrn": 28.5}}
+            "protocol": {"inputs": "raw", "init": "authors", "bias_lr": 2.0},
+            "runs": {"relu": [run(0.03, 0, {"epoch": 1.5, "seconds": 30.0}), run(0.03, 1, {"epoch": 2.0, "seconds": 41.0})],
+                     "tanh": [run(0.01, 0, None), run(0.01, 1, None)]},
+            "speedup": {"epochs": 3.33, "min": 2.0, "max": 2.67, "seconds": 2.0, "lower_bound": True,
+                        "per_seed": [{}, {}]}}
 
 
 def test_report_is_self_contained_with_every_picture_inlined(tmp_path):
@@ -69,9 +71,28 @@ def test_experiment_results_are_shown_beside_the_paper(tmp_path):
     folder = tmp_path / "exp"
     write_json(folder / "relu-vs-tanh.json", relu_vs_tanh_result())
     html = report.render([report.collect(folder)], "t")
-    assert "&gt;= 2.7x sooner in epochs" in html and "paper: about 6x" in html
-    assert "<td>tanh</td><td>0.01</td><td>&gt; 4</td>" in html
-    assert "<td>30.0%</td><td>13%</td>" in html and "<td>28.5%</td><td>11%</td>" in html
+    assert "&gt;= 3.3x sooner in epochs (seeds 2.0-2.7x)" in html and "paper: about 6x" in html
+    assert "<td>tanh</td><td>1</td><td>0.01</td><td>&gt; 4</td>" in html
+    assert "<td>relu</td><td>1</td><td>0.03</td><td>2.00</td><td>41</td>" in html
+    assert "inputs raw, init authors, bias_lr 2.0" in html
+
+
+def test_the_lrn_comparison_and_the_sweep_are_shown_beside_the_paper(tmp_path):
+    folder = tmp_path / "exp"
+    spread = lambda values: {"mean": sum(values) / len(values), "std": 0.5, "values": values}
+    write_json(folder / "lrn.json", {
+        "variants": {"without": {"ten_view": spread([30.0, 31.0, 32.0])}, "with": {"ten_view": spread([29.0, 30.0, 31.0])}},
+        "paper": {"test_error": {"without": 13.0, "with": 11.0}}, "verdict": "normalisation lowered test error by 1 point",
+        "test_set": "CIFAR-10's test_batch", "train_images": 50000, "epochs": 10})
+    write_json(folder / "sweep.json", {"images": 500, "epochs": 3, "seed": 0, "rows": [
+        {"inputs": "raw", "init": "authors", "tanh_lr_choice": "own best", "relu_lr": 0.003, "tanh_lr": 0.01,
+         "relu_epochs_to_25": "1.50", "tanh_epochs_to_25": "> 3", "ratio": 2.0, "lower_bound": True}]})
+    html = report.render([report.collect(folder)], "t")
+    assert "<td>without response normalisation</td><td>31.00% ± 0.50</td><td>30.00, 31.00, 32.00</td><td>13%</td>" in html
+    assert "<td>with response normalisation</td><td>30.00% ± 0.50</td>" in html and "<td>11%</td>" in html
+    assert "normalisation lowered test error by 1 point" in html and "CIFAR-10&#x27;s test_batch" in html
+    assert "<td>raw</td><td>authors</td><td>own best</td><td>0.003</td><td>0.01</td><td>1.50</td><td>&gt; 3</td>" \
+           "<td>&gt;= 2.0x</td>" in html
 
 
 def test_report_command_writes_the_page_and_names_a_missing_folder(tmp_path, capsys):
@@ -132,7 +153,8 @@ def test_colour_ablation_and_retrieval_tables_are_rendered(tmp_path):
     write_json(folder / "ablations.json", table(["paper", "one-tower"], folder))
     write_json(folder / "colour.json", {"towers": [
         {"tower": 1, "kernels": [0, 47], "mean_specificity": 0.12, "median_specificity": 0.1},
-        {"tower": 2, "kernels": [48, 95], "mean_specificity": 0.61, "median_specificity": 0.6}]})
+        {"tower": 2, "kernels": [48, 95], "mean_specificity": 0.61, "median_specificity": 0.6}],
+        "random_kernel": {"mean": 2 / 3, "sd": 0.035}, "comparison": {"line": "tower 2 more colour-specific"}})
     write_json(folder / "retrieval.json", {
         "queries": 10, "base_images": 100, "k": 5, "feature_dim": 4096, "chance_precision": 0.1,
         "euclidean_fc7": {"precision_at_k": 0.5, "bytes_per_image": 16384, "queries_per_s": 100.0},
@@ -140,4 +162,6 @@ def test_colour_ablation_and_retrieval_tables_are_rendered(tmp_path):
     html = report.render([report.collect(folder)], "t")
     assert "<td>one-tower</td><td>42.5%</td><td>27.5%</td><td>+2.5</td><td>+2.5</td><td>+1.7 / +1.2</td>" in html
     assert "<td>tower 2 (kernels 48-95)</td><td>0.610</td>" in html
+    assert "<td>a random Gaussian kernel (the level of noise)</td><td>0.667</td>" in html
+    assert "<p>tower 2 more colour-specific</p>" in html
     assert "<td>256-bit codes, Hamming</td><td>0.450</td><td>32 B</td><td>5,000</td>" in html

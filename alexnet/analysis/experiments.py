@@ -1,10 +1,16 @@
 """``alexnet experiment``: the paper's experiments as commands that measure them.
 
-    alexnet experiment relu-vs-tanh [--data cifar10] [--epochs N] [--limit N] [--lrn] [--json FILE]
+    alexnet experiment relu-vs-tanh [--data cifar10] [--epochs 35] [--seeds 0 1] [--protocol authors] [--sweep]
         Figure 1 (section 3.1): epochs and seconds to 25% CIFAR-10 training error with ReLU and
-        with tanh, and their ratio (the paper: about 6); figure1.png. With --lrn, section 3.3's
-        CIFAR-10 result as well (test error without/with response normalisation; paper 13%/11%).
-        See alexnet.analysis.figure1 for the protocol.
+        with tanh, per seed, and their ratio (the paper: about 6); figure1.png, in the authors'
+        cuda-convnet setup by default. --sweep measures what the ratio depends on (input scaling,
+        initialisation, learning-rate choice). See alexnet.analysis.figure1 for the protocol.
+
+    alexnet experiment lrn [--data cifar10] [--test-data FOLDER | --holdout F] [--epochs N] [--seeds ...]
+        Section 3.3 (CIFAR-10): cuda-convnet's layers-conv-local nets without and with response
+        normalisation, the same budget for each seed, tested on the test set (ten views); their
+        errors, spreads and paired difference beside the paper's 13% and 11% (lrn.json, lrn.md,
+        lrn.png). See alexnet.analysis.lrn_cifar.
 
     alexnet experiment ablations --data PREPARED [--out DIR] [--variants ...] [any alexnet train option]
         Trains the paper's network and its variants (no LRN, non-overlapping pooling, no dropout,
@@ -29,33 +35,48 @@ from alexnet.errors import UserError
 
 
 def run_relu_vs_tanh(args: argparse.Namespace) -> int:
-    from alexnet.analysis.figure1 import DEFAULT_LRS, draw_figure1, relu_vs_tanh
+    from alexnet.analysis.figure1 import DEFAULT_LRS, draw_figure1, protocol_settings, relu_vs_tanh
     from alexnet.analysis.imageset import load_images
 
-    if args.epochs < 1 or (args.limit is not None and args.limit < 2):
-        raise UserError("--epochs must be at least 1 and --limit at least 2")
-    if not 0 < args.holdout < 1:
-        raise UserError(f"--holdout must lie between 0 and 1, not {args.holdout}")
-    data = load_images(args.data, size=32, limit=args.limit, seed=args.seed)
-    heldout = None
-    if args.lrn:
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
-        cut = max(1, int(round(len(data) * args.holdout)))
-        data, heldout = data.subset(order[cut:]), data.subset(order[:cut])
-    result = relu_vs_tanh(data, args.epochs, lrs=args.lrs or DEFAULT_LRS, search_epochs=args.search_epochs,
-                          heldout=heldout, batch_size=args.batch_size, seed=args.seed,
-                          device=pick_device(args.device))
-    result["data"] = str(args.data)
+    if args.epochs < 1 or (args.limit is not None and args.limit < 2) or args.search_epochs < 1:
+        raise UserError("--epochs and --search-epochs must be at least 1 and --limit at least 2")
+    if args.after_crossing is not None and args.after_crossing < 0:
+        raise UserError(f"--after-crossing must be at least 0, not {args.after_crossing}")
+    if any(lr <= 0 for lr in args.lrs or ()):
+        raise UserError("--lrs must be positive")
+    protocol = protocol_settings(args.protocol, inputs=args.inputs, init=args.init, bias_lr=args.bias_lr)
+    seeds = list(dict.fromkeys(args.seeds))
+    data = load_images(args.data, size=32, limit=args.limit, seed=seeds[0])
     out = Path(args.out)
-    save_figure(draw_figure1(result), out / "figure1.png")
-    write_json(out / "relu-vs-tanh.json", result)
-    if args.json == "-":
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    elif args.json:
-        write_json(args.json, result)
-    print(relu_vs_tanh_summary(result))
-    print(f"written: {out / 'figure1.png'}, {out / 'relu-vs-tanh.json'}")
+    options = {"lrs": args.lrs or DEFAULT_LRS, "search_epochs": args.search_epochs, "batch_size": args.batch_size,
+               "after_crossing": args.after_crossing, "device": pick_device(args.device)}
+    if args.sweep:
+        from alexnet.analysis.figure1_sweep import format_sweep, sweep
+
+        result = sweep(data, args.epochs, out, seed=seeds[0], bias_lr=protocol["bias_lr"], **options)
+        result["data"] = str(args.data)
+        write_json(out / "sweep.json", result)
+        table = format_sweep(result)
+        atomic_write_text(table + "\n", out / "sweep.md")
+        print(table)
+        print(f"written: {out / 'sweep.json'}, {out / 'sweep.md'}")
+        return 0
+    result = relu_vs_tanh(data, args.epochs, seeds=seeds, activations=tuple(args.activations), protocol=protocol,
+                          out=out, search_seed=args.search_seed, **options)
+    result["data"] = str(args.data)
+    if "speedup" in result:
+        save_figure(draw_figure1(result), out / "figure1.png")
+        write_json(out / "relu-vs-tanh.json", result)
+        if args.json == "-":
+            json.dump(result, sys.stdout, indent=2)
+            print()
+        elif args.json:
+            write_json(args.json, result)
+        print(relu_vs_tanh_summary(result))
+        print(f"written: {out / 'figure1.png'}, {out / 'relu-vs-tanh.json'}")
+    else:
+        print(f"{', '.join(args.activations)}: runs stored in {out / 'runs'}; run again with both activations "
+              "(the same options) to draw figure1.png")
     return 0
 
 
@@ -63,21 +84,43 @@ def relu_vs_tanh_summary(result: dict) -> str:
     """The numbers of a relu-vs-tanh result as a few readable lines."""
     lines = []
     for activation in ("relu", "tanh"):
-        run = result["runs"][activation]
-        cross = run["crossing_25"]
-        reached = (f"25% after {cross['epoch']:.2f} epochs, {cross['seconds']:.1f} s" if cross
-                   else f"not 25% within {run['epochs']} epochs")
-        lines.append(f"{activation:5s} lr {run['lr']:<6g} {reached}")
+        search = result["search"][activation]
+        where = "" if search.get("fixed") else (" (inside the grid)" if search["inside"] else " (AT AN EDGE of the grid)")
+        for run in result["runs"][activation]:
+            cross = run["crossing_25"]
+            reached = (f"25% after {cross['epoch']:.2f} epochs, {cross['seconds']:.1f} s" if cross
+                       else f"not 25% within {run['epochs']} epochs ({run['points'][-1]['train_error']:.1f}% at the end)")
+            lines.append(f"{activation:5s} lr {run['lr']:<6g}{where} seed {run['seed']}: {reached}")
     speed = result["speedup"]
     if speed.get("epochs"):
         bound = ">= " if speed.get("lower_bound") else ""
-        lines.append(f"ReLU is {bound}{speed['epochs']:.1f}x faster in epochs, {bound}{speed['seconds']:.1f}x "
+        spread = f" (seeds: {speed['min']:.1f}-{speed['max']:.1f}x)" if len(speed["per_seed"]) > 1 else ""
+        lines.append(f"ReLU is {bound}{speed['epochs']:.1f}x faster in epochs{spread}, {bound}{speed['seconds']:.1f}x "
                      "in seconds (paper: about 6x)")
-    if "lrn" in result:
-        lrn = result["lrn"]
-        lines.append(f"held-out test error: {lrn['test_error_without_lrn']:.1f}% without LRN, "
-                     f"{lrn['test_error_with_lrn']:.1f}% with (paper: 13% and 11%)")
+    else:
+        lines.append(speed["note"])
     return "\n".join(lines)
+
+
+def run_lrn(args: argparse.Namespace) -> int:
+    from alexnet.analysis.imageset import load_train_test
+    from alexnet.analysis.lrn_cifar import run_lrn_experiment
+
+    if args.epochs < 1 or args.lr <= 0 or args.batch_size < 1 or (args.limit is not None and args.limit < 2):
+        raise UserError("--epochs and --batch-size must be at least 1, --lr positive and --limit at least 2")
+    seeds = list(dict.fromkeys(args.seeds))
+    train, test, test_set = load_train_test(args.data, args.test_data, args.holdout, args.limit)
+    out = Path(args.out)
+    result = run_lrn_experiment(train, test, args.epochs, seeds, out, pick_device(args.device), lr=args.lr,
+                                batch_size=args.batch_size, describe={"data": str(args.data), "test_set": test_set})
+    if args.json == "-":
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    elif args.json:
+        write_json(args.json, result)
+    print(result["verdict"])
+    print(f"written: {out / 'lrn.json'}, {out / 'lrn.md'}, {out / 'lrn.png'}")
+    return 0
 
 
 def run_ablations(args: argparse.Namespace) -> int:
@@ -103,4 +146,4 @@ def run_ablations(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"relu-vs-tanh": run_relu_vs_tanh, "ablations": run_ablations}[args.experiment](args)
+    return {"relu-vs-tanh": run_relu_vs_tanh, "lrn": run_lrn, "ablations": run_ablations}[args.experiment](args)

@@ -42,7 +42,7 @@ PAPER_TABLE2 = [
     ("7 CNNs*", 36.7, 15.4, 15.3),
 ]
 SKIPPED_FOLDERS = {"checkpoints", "tensorboard"}
-PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png"]
+PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png", "lrn.png"]
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -84,7 +84,8 @@ def collect(folder: str | Path) -> dict:
             found["pictures"].setdefault(png.name, png)
         for path in sorted(place.glob("*.json")):
             data = _read_json(path)
-            if path.name in ("colour.json", "relu-vs-tanh.json", "ablations.json", "retrieval.json"):
+            if path.name in ("colour.json", "relu-vs-tanh.json", "sweep.json", "lrn.json", "ablations.json",
+                             "retrieval.json"):
                 found["experiments"][path.stem] = data
             elif isinstance(data, dict) and "top1_error" in data and "top5_error" in data:
                 found["classes"] = evaluation_classes(path, data, found["classes"], checkpoint)
@@ -200,8 +201,8 @@ def render_run(run: dict) -> str:
         fig, _ = drawing.draw_curves(run["metrics"], run["classes"])
         parts.append(f"<figure>{_png(fig)}<figcaption>Training curves (dotted: learning rate divided; dash-dotted: chance).</figcaption></figure>")
     experiments = run["experiments"]
-    for key, render in (("colour", render_colour), ("relu-vs-tanh", render_relu_vs_tanh),
-                        ("ablations", render_ablations), ("retrieval", render_retrieval)):
+    for key, render in (("colour", render_colour), ("relu-vs-tanh", render_relu_vs_tanh), ("sweep", render_sweep),
+                        ("lrn", render_lrn), ("ablations", render_ablations), ("retrieval", render_retrieval)):
         if key in experiments:
             parts.append(render(experiments[key]))
     names = sorted(run["pictures"], key=lambda n: (PICTURE_ORDER.index(n) if n in PICTURE_ORDER else 99, n))
@@ -218,40 +219,71 @@ CAPTIONS = {
     "predictions.png": "Figure 4 (left): validation images with their five most probable labels (red: the correct one).",
     "neighbours.png": "Figure 4 (right): validation images (first column) and the training images nearest in fc7 space.",
     "figure1.png": "Figure 1: CIFAR-10 training error, ReLU (solid) against tanh (dashed).",
+    "lrn.png": "Section 3.3 on CIFAR-10: test error of cuda-convnet's net without and with response normalisation, "
+               "per seed, beside the paper's 13% and 11%.",
 }
 
 
 def render_colour(colour: dict) -> str:
     rows = [[f"tower {t['tower']} (kernels {t['kernels'][0]}-{t['kernels'][1]})",
              f"{t['mean_specificity']:.3f}", f"{t['median_specificity']:.3f}"] for t in colour["towers"]]
+    random = colour.get("random_kernel")
+    if random:
+        rows.append(["a random Gaussian kernel (the level of noise)", f"{random['mean']:.3f}", "–"])
+    comparison = colour.get("comparison")
     return ("<h3>Figure 3: colour specificity of the conv1 kernels</h3>" +
             _table(["tower", "mean", "median"], rows) +
+            (f"<p>{escape(comparison['line'])}</p>" if comparison else "") +
             f'<p class="meta">{escape(colour.get("measure", ""))}. Paper: {escape(colour.get("paper", ""))}.</p>')
 
 
 def render_relu_vs_tanh(result: dict) -> str:
     rows = []
     for activation in ("relu", "tanh"):
-        run = result["runs"][activation]
-        cross = run["crossing_25"]
-        rows.append([activation, f"{run['lr']:g}", f"{cross['epoch']:.2f}" if cross else f"> {run['epochs']}",
-                     f"{cross['seconds']:.1f}" if cross else "–"])
+        for run in result["runs"][activation]:
+            cross = run["crossing_25"]
+            rows.append([activation, run["seed"], f"{run['lr']:g}",
+                         f"{cross['epoch']:.2f}" if cross else f"> {run['epochs']}",
+                         f"{cross['seconds']:.0f}" if cross else "–"])
     speed = result["speedup"]
     if speed.get("epochs"):
         bound = ">= " if speed.get("lower_bound") else ""
-        verdict = (f"ReLU reaches 25% training error {bound}{speed['epochs']:.1f}x sooner in epochs and "
-                   f"{bound}{speed['seconds']:.1f}x sooner in seconds (paper: about 6x)")
+        spread = f" (seeds {speed['min']:.1f}-{speed['max']:.1f}x)" if len(speed["per_seed"]) > 1 else ""
+        verdict = (f"ReLU reaches 25% training error {bound}{speed['epochs']:.1f}x sooner in epochs{spread} "
+                   "(paper: about 6x)")
     else:
         verdict = "ReLU did not reach 25% training error within the budget, so there is no ratio"
-    html = ("<h3>Figure 1: ReLU against tanh on CIFAR-10</h3>" +
-            _table(["activation", "learning rate", "epochs to 25%", "seconds to 25%"], rows) +
-            f"<p>{escape(verdict)}; {result['images']} training images, {result['epochs']} epochs.</p>")
-    if "lrn" in result:
-        lrn = result["lrn"]
-        html += _table(["section 3.3, held-out test error", "measured", "paper"],
-                       [["without response normalisation", _pct(lrn["test_error_without_lrn"]), "13%"],
-                        ["with response normalisation", _pct(lrn["test_error_with_lrn"]), "11%"]])
-    return html
+    protocol = result.get("protocol", {})
+    setup = ", ".join(f"{k} {v}" for k, v in protocol.items())
+    return ("<h3>Figure 1: ReLU against tanh on CIFAR-10</h3>" +
+            _table(["activation", "seed", "learning rate", "epochs to 25%", "seconds to 25%"], rows) +
+            f"<p>{escape(verdict)}; {result['images']} training images, up to {result['epochs']} epochs"
+            f"{'; ' + escape(setup) if setup else ''}.</p>")
+
+
+def render_sweep(result: dict) -> str:
+    rows = [[r["inputs"], r["init"], r["tanh_lr_choice"], f"{r['relu_lr']:g}", f"{r['tanh_lr']:g}",
+             r["relu_epochs_to_25"], r["tanh_epochs_to_25"],
+             "–" if r["ratio"] is None else f"{'>= ' if r['lower_bound'] else ''}{r['ratio']:.1f}x"]
+            for r in result["rows"]]
+    return ("<h3>Figure 1: what the ratio depends on</h3>" +
+            _table(["inputs", "init", "tanh's learning rate", "ReLU lr", "tanh lr", "ReLU: epochs to 25%",
+                    "tanh: epochs to 25%", "ratio"], rows) +
+            f"<p>{result['images']} training images, up to {result['epochs']} epochs, seed {result['seed']}.</p>")
+
+
+def render_lrn(result: dict) -> str:
+    paper = result["paper"]["test_error"]
+    rows = []
+    for variant, label in (("without", "without response normalisation"), ("with", "with response normalisation")):
+        ten = result["variants"][variant]["ten_view"]
+        spread = f" ± {ten['std']:.2f}" if ten.get("std") is not None else ""
+        rows.append([label, f"{ten['mean']:.2f}%{spread}", ", ".join(f"{v:.2f}" for v in ten["values"]),
+                     f"{paper[variant]:g}%"])
+    return ("<h3>Section 3.3: response normalisation on CIFAR-10</h3>" +
+            _table(["net", "ten-view test error (mean ± sd)", "per seed", "paper"], rows) +
+            f"<p>{escape(result['verdict'])}. Test set: {escape(result['test_set'])}; "
+            f"{result['train_images']} training images, {result['epochs']} epochs per run.</p>")
 
 
 def render_ablations(result: dict) -> str:

@@ -1,0 +1,285 @@
+"""Section 3.3's CIFAR-10 experiment as the authors ran it: test error with and without response
+normalisation ("13% ... without normalization and 11% with normalization").
+
+The protocol (cuda-convnet's, see alexnet.analysis.convlocal for the nets and the update):
+- inputs: the raw 0-255 RGB values minus the training set's mean image, no division by a
+  standard deviation (cuda-convnet's CIFAR-10 data provider); the mean image is cut at the
+  crop's window (mirrored with the crop), where cuda-convnet cut its centre for every crop;
+- training: a random 24x24 crop of each 32x32 image, mirrored with probability 1/2, drawn anew
+  every epoch (cifar-cropped, --crop-border=4); batches of 128 in a random order;
+- the update: momentum SGD, weight rate ``lr`` (cuda-convnet's epsW 0.001), bias rate 2 x lr,
+  momentum 0.9, weight decay per layer (0 for conv1 and conv2, 0.004 for local3, local4, fc10),
+  one fixed rate for the whole budget (cuda-convnet's methodology ended with two short runs at
+  lr / 10 and lr / 100, not done here);
+- the test: the ten-view test (cuda-convnet's --multiview-test): the four corner and the centre
+  24x24 crops and their mirrors, the softmax probabilities averaged over the ten; the error of
+  the centre view alone is reported too;
+- both variants train for the SAME number of epochs for each seed, and one seed gives both the
+  same initial weights (the norm layers have none), the same batch order and the same crops.
+
+The authors' numbers came from unequal budgets (about 160 epochs for 13%, about 500 for 11%),
+so the verdict here compares equal budgets, over seeds, by the paired difference.
+
+Each finished run is one JSON record in ``OUT/runs/`` named by what defines it (variant, seed,
+epochs, rate, batch, the sizes and a fingerprint of the data); a run under way keeps its state
+in ``OUT/partial/`` after every epoch. The same command run again reuses the finished records and
+continues an unfinished run from its last epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from alexnet import console
+from alexnet.analysis.convlocal import CROP, LR, VARIANTS, ConvLocalNet, make_optimizer
+from alexnet.analysis.imageset import ImageSet
+from alexnet.atomic import atomic_torch_save, atomic_write_text, save_figure, write_json
+
+PAPER = {"without": 13.0, "with": 11.0}  # section 3.3, test error (percent)
+PAPER_EPOCHS = {"without": 160, "with": 500}  # about: cuda-convnet's 13pct and 11pct methodology
+BATCH_SIZE = 128
+RECORD_VERSION = 1
+
+
+def mean_image(images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """The training set's mean image, float32 [3, H, W] on the 0-255 scale."""
+    total = torch.zeros(images.shape[1:], dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        total += images[start : start + chunk].double().sum(dim=0)
+    return (total / len(images)).float()
+
+
+def crops(images: torch.Tensor, mean: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+          flip: torch.Tensor, size: int = CROP) -> torch.Tensor:
+    """``size`` x ``size`` windows of ``images - mean`` at (top, left), mirrored where ``flip``:
+    one gather for the whole batch. images uint8 [N, 3, H, W]; top, left, flip [N]."""
+    steps = torch.arange(size, device=images.device)
+    rows = top[:, None] + steps
+    cols = torch.where(flip[:, None].bool(), left[:, None] + size - 1 - steps, left[:, None] + steps)
+    full = images.float() - mean
+    picked = full[torch.arange(len(images), device=images.device)[:, None, None], :, rows[:, :, None],
+                  cols[:, None, :]]  # [N, size, size, 3]
+    return picked.permute(0, 3, 1, 2).contiguous()
+
+
+def ten_views(images: torch.Tensor, mean: torch.Tensor, size: int = CROP) -> list[torch.Tensor]:
+    """The ten test views of cuda-convnet's multiview test: the four corners and the centre,
+    then the same five mirrored (each [N, 3, size, size], mean subtracted)."""
+    x = images.float() - mean
+    h, w = x.shape[-2:]
+    starts = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
+    views = [x[:, :, t : t + size, l : l + size] for t, l in starts]
+    return views + [v.flip(3) for v in views]
+
+
+@torch.no_grad()
+def test_errors(model: nn.Module, data: ImageSet, mean: torch.Tensor, device, batch: int = 500) -> dict:
+    """Top-1 error (percent) of the ten-view test (softmax averaged) and of the centre view alone."""
+    model.eval()
+    wrong_ten = wrong_centre = 0
+    mean = mean.to(device)
+    for start in range(0, len(data), batch):
+        images = data.images[start : start + batch].to(device)
+        labels = data.labels[start : start + batch].to(device)
+        probs = [model(v).softmax(1) for v in ten_views(images, mean)]
+        wrong_ten += int((torch.stack(probs).mean(0).argmax(1) != labels).sum())
+        wrong_centre += int((probs[4].argmax(1) != labels).sum())
+    model.train()
+    return {"ten_view": 100.0 * wrong_ten / len(data), "centre": 100.0 * wrong_centre / len(data)}
+
+
+def fingerprint(*sets: ImageSet) -> str:
+    """A short hash of the images and labels, so that a record is reused only for the same data."""
+    digest = hashlib.sha256()
+    for data in sets:
+        digest.update(data.images.contiguous().numpy().tobytes())
+        digest.update(data.labels.numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def run_key(variant: str, seed: int, epochs: int, lr: float, batch_size: int, train: ImageSet,
+            test: ImageSet, data_hash: str) -> dict:
+    return {"variant": variant, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+            "train_images": len(train), "test_images": len(test), "data": data_hash, "version": RECORD_VERSION}
+
+
+def key_name(key: dict) -> str:
+    return (f"{key['variant']}-seed{key['seed']}-e{key['epochs']}-lr{key['lr']:g}-b{key['batch_size']}"
+            f"-n{key['train_images']}-t{key['test_images']}-{key['data']}")
+
+
+def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: Path | None = None) -> dict:
+    """One (variant, seed) run to ``key['epochs']``; the record of its result (module doc)."""
+    device = torch.device(device)
+    seed, epochs, batch_size = key["seed"], key["epochs"], key["batch_size"]
+    model = ConvLocalNet(norm=key["variant"] == "with", num_classes=len(train.classes))
+    model.reset_parameters(generator=torch.Generator().manual_seed(seed))
+    model.to(device)
+    optimizer = make_optimizer(model, key["lr"])
+    order = torch.Generator().manual_seed(seed)  # batch order and crops: the same for both variants
+    mean = mean_image(train.images)
+    history, done, seconds, diverged = [], 0, 0.0, False
+    if partial is not None and partial.exists():
+        state = torch.load(partial, weights_only=True)
+        if state["key"] == key:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            order.set_state(state["order"])
+            history, done, seconds = state["history"], state["epoch"], state["seconds"]
+    images, labels, mean_d = train.images.to(device), train.labels.to(device), mean.to(device)
+    n, free = len(train), train.images.shape[-1] - CROP
+    batches = math.ceil(n / batch_size)
+    bar = console.progress(total=epochs * batches, initial=done * batches, unit="batch",
+                           desc=f"{key['variant']} norm, seed {seed}")
+    model.train()
+    for epoch in range(done, epochs):
+        perm = torch.randperm(n, generator=order)
+        top, left = torch.randint(0, free + 1, (2, n), generator=order)
+        flip = torch.randint(0, 2, (n,), generator=order)
+        start, loss_sum, wrong = time.perf_counter(), 0.0, 0
+        for b in range(batches):
+            idx = perm[b * batch_size : (b + 1) * batch_size]
+            x = crops(images[idx.to(device)], mean_d, top[idx].to(device), left[idx].to(device), flip[idx].to(device))
+            y = labels[idx.to(device)]
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * len(y)
+            wrong += int((logits.argmax(1) != y).sum())
+            bar.update()
+        seconds += time.perf_counter() - start
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / n, "train_error": 100.0 * wrong / n,
+                        "seconds": seconds})
+        bar.set_postfix(epoch=epoch + 1, train_error=f"{history[-1]['train_error']:.1f}%")
+        if not math.isfinite(loss_sum):
+            diverged = True
+            break
+        if partial is not None and epoch + 1 < epochs:
+            atomic_torch_save({"key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "order": order.get_state(), "history": history, "epoch": epoch + 1,
+                               "seconds": seconds}, partial)
+    bar.close()
+    errors = test_errors(model, test, mean, device)
+    return {"key": key, **{k: key[k] for k in ("variant", "seed", "epochs", "lr", "batch_size")},
+            "test_error_ten_view": errors["ten_view"], "test_error_centre": errors["centre"],
+            "train_error_last_epoch": history[-1]["train_error"] if history else None,
+            "diverged": diverged, "seconds": seconds, "device": str(device), "history": history}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "values": values}
+
+
+def summarise(records: list[dict], epochs: int) -> dict:
+    """Per variant the mean and spread over seeds, the paired difference (without minus with)
+    and the verdict; the paper's numbers beside them."""
+    by = {(r["variant"], r["seed"]): r for r in records}
+    seeds = sorted({r["seed"] for r in records})
+    out = {"variants": {}, "difference": {}, "paper": {"test_error": PAPER, "epochs_about": PAPER_EPOCHS}}
+    for view in ("ten_view", "centre"):
+        for variant in VARIANTS:
+            errs = [by[variant, s][f"test_error_{view}"] for s in seeds]
+            out["variants"].setdefault(variant, {})[view] = _spread(errs)
+        diffs = [by["without", s][f"test_error_{view}"] - by["with", s][f"test_error_{view}"] for s in seeds]
+        out["difference"][view] = _spread(diffs)
+    d = out["difference"]["ten_view"]
+    direction = "lowered" if d["mean"] > 0 else "raised" if d["mean"] < 0 else "did not change"
+    spread = f" +- {d['std']:.2f} points" if d["std"] is not None else " points (one seed: no spread)"
+    out["verdict"] = (f"normalisation {direction} test error by {abs(d['mean']):.2f}{spread} over "
+                      f"{console.plural(len(seeds), 'seed')} at {console.plural(epochs, 'epoch')} (ten-view test); "
+                      f"the paper: 2 points lower at about {PAPER_EPOCHS['without']} (13%) and "
+                      f"{PAPER_EPOCHS['with']} (11%) epochs")
+    return out
+
+
+def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out: Path, device,
+                       lr: float = LR, batch_size: int = BATCH_SIZE, describe: dict | None = None) -> dict:
+    """Both variants for every seed (finished runs in ``out/runs`` are reused), then lrn.json,
+    lrn.md and lrn.png in ``out``; the result as a dict. ``describe``: fields added to it (data)."""
+    out = Path(out)
+    data_hash = fingerprint(train, test)
+    records = []
+    for seed in seeds:
+        for variant in VARIANTS:
+            key = run_key(variant, seed, epochs, lr, batch_size, train, test, data_hash)
+            path = out / "runs" / f"{key_name(key)}.json"
+            record = _read_record(path, key)
+            if record is None:
+                partial = out / "partial" / f"{key_name(key)}.pt"
+                record = train_run(train, test, key, device, partial)
+                write_json(path, record)
+                partial.unlink(missing_ok=True)
+            records.append(record)
+    result = {"experiment": "lrn", **(describe or {}), "epochs": epochs, "seeds": list(seeds), "lr": lr,
+              "bias_lr": 2 * lr, "batch_size": batch_size, "train_images": len(train), "test_images": len(test),
+              "data_fingerprint": data_hash, **summarise(records, epochs), "runs": records}
+    write_json(out / "lrn.json", result)
+    atomic_write_text(format_table(result) + "\n", out / "lrn.md")
+    save_figure(draw_lrn(result), out / "lrn.png")
+    return result
+
+
+def _read_record(path: Path, key: dict) -> dict | None:
+    import json
+
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("key") == key else None
+
+
+def format_table(result: dict) -> str:
+    """lrn.md: the per-seed errors, the means and the paired difference beside the paper's."""
+    def cell(s: dict) -> str:
+        return f"{s['mean']:.2f}" + (f" +- {s['std']:.2f}" if s["std"] is not None else "")
+
+    lines = [f"# Section 3.3 on CIFAR-10: response normalisation, {result['epochs']} epochs per run",
+             "", f"Test set: {result.get('test_set', 'given')} ({result['test_images']} images); "
+             f"{result['train_images']} training images; lr {result['lr']:g} (biases {result['bias_lr']:g}), "
+             f"batch {result['batch_size']}.", "",
+             "| seed | without norm, ten-view | with norm, ten-view | without, centre | with, centre |",
+             "| --- | --- | --- | --- | --- |"]
+    by = {(r["variant"], r["seed"]): r for r in result["runs"]}
+    for s in result["seeds"]:
+        lines.append(f"| {s} | {by['without', s]['test_error_ten_view']:.2f} | {by['with', s]['test_error_ten_view']:.2f}"
+                     f" | {by['without', s]['test_error_centre']:.2f} | {by['with', s]['test_error_centre']:.2f} |")
+    v, d = result["variants"], result["difference"]
+    lines += [f"| mean +- sd | {cell(v['without']['ten_view'])} | {cell(v['with']['ten_view'])} | "
+              f"{cell(v['without']['centre'])} | {cell(v['with']['centre'])} |",
+              "| paper | 13 (about 160 epochs) | 11 (about 500 epochs) | | |", "",
+              f"Paired difference (without minus with), ten-view: {cell(d['ten_view'])} points; "
+              f"centre view: {cell(d['centre'])} points (paper: 2).", "", f"**{result['verdict']}.**"]
+    return "\n".join(lines)
+
+
+def draw_lrn(result: dict):
+    """Per-seed test errors (points) and their means (bars) of both variants; the paper's as marks."""
+    from alexnet.analysis.drawing import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for x, variant in enumerate(VARIANTS):
+        spread = result["variants"][variant]["ten_view"]
+        ax.bar(x, spread["mean"], width=0.5, color="lightgrey", edgecolor="black",
+               yerr=spread["std"] or 0, capsize=4, label="mean over seeds" if x == 0 else None)
+        ax.plot([x] * len(spread["values"]), spread["values"], "o", color="black",
+                label="one seed" if x == 0 else None)
+        ax.plot([x - 0.3, x + 0.3], [PAPER[variant]] * 2, "--", color="red",
+                label="paper" if x == 0 else None)
+    ax.set_xticks(range(len(VARIANTS)), ["without norm\n(13pct net)", "with norm\n(11pct net)"])
+    ax.set_ylabel("CIFAR-10 test error, ten-view (%)")
+    ax.set_title(f"{result['epochs']} epochs each; paper: 13% (~160 ep) and 11% (~500 ep)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
