@@ -27,8 +27,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from alexnet.atomic import atomic_write_text, save_figure, write_json
 from alexnet.devices import pick_device
 from alexnet.errors import UserError

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from alexnet import console
-from alexnet.analysis.imageset import ImageSet
+from alexnet.analysis.imageset import ImageSet, mean_image
 from alexnet.analysis.smallcnn import FourLayerCNN
 from alexnet.atomic import write_json
 from alexnet.errors import UserError
@@ -83,10 +83,7 @@ class Standardise:
     only centred, as the authors fed their nets)."""
 
     def __init__(self, images: torch.Tensor, chunk: int = 4096, divide: bool = True):
-        total = torch.zeros(images.shape[1:], dtype=torch.float64)
-        for start in range(0, len(images), chunk):
-            total += images[start : start + chunk].double().sum(dim=0)
-        self.mean = (total / len(images)).float()
+        self.mean = mean_image(images, chunk)
         self.std = 1.0
         if divide:
             squares = sum(float(((images[s : s + chunk].float() - self.mean) ** 2).sum())

@@ -40,6 +40,14 @@ class ImageSet:
         return ImageSet(self.images[indices], self.labels[indices], self.classes)
 
 
+def mean_image(images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """The training set's mean image, float32 [3, H, W] on the 0-255 scale."""
+    total = torch.zeros(images.shape[1:], dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        total += images[start : start + chunk].double().sum(dim=0)
+    return (total / len(images)).float()
+
+
 def _to_array(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)

@@ -39,21 +39,13 @@ from torch import nn
 
 from alexnet import console
 from alexnet.analysis.convlocal import CROP, LR, VARIANTS, ConvLocalNet, make_optimizer
-from alexnet.analysis.imageset import ImageSet
+from alexnet.analysis.imageset import ImageSet, mean_image
 from alexnet.atomic import atomic_torch_save, atomic_write_text, save_figure, write_json
 
 PAPER = {"without": 13.0, "with": 11.0}  # section 3.3, test error (percent)
 PAPER_EPOCHS = {"without": 160, "with": 500}  # about: cuda-convnet's 13pct and 11pct methodology
 BATCH_SIZE = 128
 RECORD_VERSION = 1
-
-
-def mean_image(images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """The training set's mean image, float32 [3, H, W] on the 0-255 scale."""
-    total = torch.zeros(images.shape[1:], dtype=torch.float64)
-    for start in range(0, len(images), chunk):
-        total += images[start : start + chunk].double().sum(dim=0)
-    return (total / len(images)).float()
 
 
 def crops(images: torch.Tensor, mean: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
