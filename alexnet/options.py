@@ -295,6 +295,7 @@ def experiment(parser: argparse.ArgumentParser) -> None:
 LRN_EPOCHS = 160  # as alexnet.analysis.lrn_cifar.PAPER_EPOCHS["without"]
 LRN_LR = 0.001  # as alexnet.analysis.convlocal.LR
 LRN_SEEDS = (0, 1, 2)
+LRN_ANNEAL = (10, 10)  # as alexnet.analysis.lrn_cifar.ANNEAL
 
 
 def _experiment_lrn(sub) -> None:
@@ -304,7 +305,8 @@ def _experiment_lrn(sub) -> None:
                        description="Trains cuda-convnet's layers-conv-local-13pct net (no normalisation) and its "
                        "first 11pct net (cross-map normalisation after conv1 and conv2) for the same epochs with "
                        "each seed, on random 24x24 crops with mirroring of raw mean-subtracted pixels, momentum "
-                       "SGD with cuda-convnet's per-layer rates and weight decay, and reports their ten-view "
+                       "SGD with cuda-convnet's per-layer rates and weight decay (the budget ending at a tenth and "
+                       "a hundredth of the rate, as its methodology), and reports their ten-view "
                        "test errors, means, spreads and the paired difference beside the paper's. Finished runs "
                        "are kept in OUT/runs: the same command run again redoes only the unfinished ones.")
     p.add_argument("--data", default="cifar10",
@@ -323,8 +325,12 @@ def _experiment_lrn(sub) -> None:
                    help="one run of each net per seed: initial weights, batch order, crops "
                    f"(default {' '.join(map(str, LRN_SEEDS))})")
     p.add_argument("--lr", type=float, default=LRN_LR,
-                   help=f"weight learning rate for the whole budget, biases twice it (default {LRN_LR:g}, "
-                   "cuda-convnet's epsW; epsB 0.002)")
+                   help=f"weight learning rate, biases twice it (default {LRN_LR:g}, cuda-convnet's epsW; "
+                   "epsB 0.002), until the --anneal epochs")
+    p.add_argument("--anneal", type=int, nargs=2, default=list(LRN_ANNEAL), metavar=("A", "B"),
+                   help="the last A + B of the --epochs: A at lr / 10, then B at lr / 100 (cuda-convnet's "
+                   f"methodology ended so; default {LRN_ANNEAL[0]} {LRN_ANNEAL[1]}, as there; 0 0: one rate "
+                   "throughout)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use a random N of the training images (default: all)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128, as cuda-convnet")

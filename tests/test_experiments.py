@@ -224,6 +224,19 @@ def test_the_runs_of_one_activation_per_process_make_one_figure(tmp_path, capsys
     assert result["protocol"] == {"inputs": "standardised", "init": "pytorch", "bias_lr": 1.0}
 
 
+def test_a_damaged_run_record_stops_the_experiment_with_its_name_and_is_kept(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    out = tmp_path / "out"
+    args = ["experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, "--lrs", 0.01, "--search-epochs", 1,
+            "--seeds", 0, "--batch-size", 8, "--out", out, "--device", "cpu"]
+    assert alexnet_command(capsys, *args).returncode == 0
+    record = out / "runs" / "run-relu-lr0.01-seed0.json"
+    record.write_bytes(record.read_bytes()[:40])  # cut short, as by a full disk outside our writes
+    proc = alexnet_command(capsys, *args)
+    assert proc.returncode == 2 and f"{record}: not a run record" in proc.stderr and "delete it" in proc.stderr
+    assert len(record.read_bytes()) == 40  # not trained over
+
+
 def test_the_sweep_measures_the_ratio_for_each_input_scaling_init_and_lr_choice(tmp_path, capsys):
     data = make_image_folder(tmp_path / "imgs", per_class=4)
     out = tmp_path / "out"

@@ -105,6 +105,8 @@ def test_kernels_figure_has_one_block_of_48_per_tower(tmp_path):
     assert (layout.notes["rows"], layout.notes["cols"]) == (3, 16)
     assert len(fig.axes) == 2
     assert "colour specificity" in fig.axes[1].get_title()
+    fig, _ = drawing.draw_kernels(kernels, towers=2, specificity=tower_specificity(kernels, 2), random_level=2 / 3)
+    assert fig.axes[0].get_title().endswith("(random kernels: 0.67)")
 
 
 def test_predictions_figure_draws_five_bars_per_image_with_the_true_label_red():

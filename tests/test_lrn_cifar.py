@@ -208,7 +208,7 @@ def folders(tmp_path):
 
 def lrn_args(folders, out, *more, seeds=(0, 1)):
     return ["experiment", "lrn", "--data", folders / "train", "--test-data", folders / "test", "--epochs", 1,
-            "--seeds", *seeds, "--batch-size", 16, "--out", out, *more]
+            "--seeds", *seeds, "--batch-size", 16, "--anneal", 0, 0, "--out", out, *more]
 
 
 def test_the_command_trains_both_nets_per_seed_and_writes_the_table_figure_and_numbers(folders, tmp_path, capsys):
@@ -259,23 +259,84 @@ def test_running_again_redoes_only_the_runs_whose_records_are_missing(folders, t
 
 def test_a_run_killed_after_an_epoch_continues_from_it_to_the_same_result(folders, tmp_path, monkeypatch):
     train, test, _ = load_train_test(str(folders / "train"), test_data=str(folders / "test"))
-    key = lrn_cifar.run_key("with", 0, 3, 0.001, 16, train, test, "x")
+    # three epochs, one at each rate: killed after the second (at lr / 10), so the partial's
+    # optimizer holds an annealed rate, and the resumed third epoch must still run at lr / 100
+    key = lrn_cifar.run_key("with", 0, 3, 0.001, 16, train, test, "x", anneal=(1, 1))
     whole = lrn_cifar.train_run(train, test, key, "cpu")
+    assert [h["lr"] for h in whole["history"]] == pytest.approx([0.001, 0.0001, 0.00001])
     partial = tmp_path / "partial.pt"
     real_save = lrn_cifar.atomic_torch_save
+    saves = []
 
     def save_then_die(state, path):
         real_save(state, path)
-        raise KeyboardInterrupt
+        saves.append(state["epoch"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(lrn_cifar, "atomic_torch_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         lrn_cifar.train_run(train, test, key, "cpu", partial)
     monkeypatch.setattr(lrn_cifar, "atomic_torch_save", real_save)
-    assert torch.load(partial, weights_only=True)["epoch"] == 1
+    assert torch.load(partial, weights_only=True)["epoch"] == 2
     resumed = lrn_cifar.train_run(train, test, key, "cpu", partial)
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in whole["history"]])
     assert resumed["test_error_ten_view"] == whole["test_error_ten_view"]
+    assert [h["lr"] for h in resumed["history"]] == pytest.approx([h["lr"] for h in whole["history"]])
+
+
+def test_the_budget_ends_with_the_anneal_epochs_at_a_tenth_then_a_hundredth():
+    assert [lrn_cifar.rate_factor(e, 10, (1, 1)) for e in range(10)] == [1.0] * 8 + [0.1, 0.01]
+    assert [lrn_cifar.rate_factor(e, 10, (2, 3)) for e in range(10)] == [1.0] * 5 + [0.1] * 2 + [0.01] * 3
+    assert [lrn_cifar.rate_factor(e, 4, (0, 0)) for e in range(4)] == [1.0] * 4
+    assert lrn_cifar.ANNEAL == (10, 10)  # cuda-convnet's methodology: 10 epochs at each
+
+
+def test_every_step_of_an_anneal_epoch_runs_at_the_scaled_rates_biases_still_twice(folders, monkeypatch):
+    train, test, _ = load_train_test(str(folders / "train"), test_data=str(folders / "test"))
+    seen = []
+    real = lrn_cifar.make_optimizer
+
+    def recording(model, lr):
+        optimizer = real(model, lr)
+        step = optimizer.step
+
+        def spy(*args, **kwargs):
+            seen.append({g["name"]: g["lr"] for g in optimizer.param_groups})
+            return step(*args, **kwargs)
+
+        optimizer.step = spy
+        return optimizer
+
+    monkeypatch.setattr(lrn_cifar, "make_optimizer", recording)
+    key = lrn_cifar.run_key("without", 0, 3, 0.002, 20, train, test, "x", anneal=(1, 1))
+    lrn_cifar.train_run(train, test, key, "cpu")
+    per_epoch = len(seen) // 3
+    assert per_epoch == 2 and len(seen) == 6  # 40 images, batches of 20
+    for epoch, factor in enumerate([1.0, 0.1, 0.01]):
+        for rates in seen[epoch * per_epoch : (epoch + 1) * per_epoch]:
+            assert rates["conv1.weight"] == pytest.approx(0.002 * factor)
+            assert rates["fc10.bias"] == pytest.approx(0.004 * factor)
+
+
+@pytest.mark.parametrize("anneal, epochs", [((1, 1), 2), ((-1, 0), 3), ((3, 0), 3)])
+def test_an_anneal_that_leaves_no_epoch_at_the_rate_is_a_clear_error(folders, tmp_path, capsys, anneal, epochs):
+    args = lrn_args(folders, tmp_path / "out")
+    args[args.index("--anneal") + 1 : args.index("--anneal") + 3] = anneal
+    args[args.index("--epochs") + 1] = epochs
+    proc = alexnet_command(capsys, *args)
+    assert proc.returncode == 2 and f"--anneal {anneal[0]} {anneal[1]}" in proc.stderr
+    assert f"--epochs ({epochs})" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_damaged_run_record_stops_with_its_name_and_is_not_trained_over(folders, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert alexnet_command(capsys, *lrn_args(folders, out, seeds=(0,))).returncode == 0
+    record = next(out.glob("runs/with-seed0-*.json"))
+    record.write_text('{"key": ')  # cut short
+    proc = alexnet_command(capsys, *lrn_args(folders, out, seeds=(0,)))
+    assert proc.returncode == 2 and str(record) in proc.stderr and "not a run record" in proc.stderr
+    assert record.read_text() == '{"key": '
 
 
 def test_the_command_line_defaults_are_the_protocols_and_stated_in_help(capsys):
@@ -288,5 +349,5 @@ def test_the_command_line_defaults_are_the_protocols_and_stated_in_help(capsys):
         alexnet_command(capsys, "experiment", "lrn", "--help")
     text = " ".join(capsys.readouterr().out.split())
     for stated in ("default 160", "default 0 1 2", "default 0.001", "default 128", "default runs/lrn",
-                   "default: cifar10", "default: off"):
+                   "default: cifar10", "default: off", "default 10 10"):
         assert stated in text

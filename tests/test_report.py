@@ -83,7 +83,7 @@ def test_the_lrn_comparison_and_the_sweep_are_shown_beside_the_paper(tmp_path):
     write_json(folder / "lrn.json", {
         "variants": {"without": {"ten_view": spread([30.0, 31.0, 32.0])}, "with": {"ten_view": spread([29.0, 30.0, 31.0])}},
         "paper": {"test_error": {"without": 13.0, "with": 11.0}}, "verdict": "normalisation lowered test error by 1 point",
-        "test_set": "CIFAR-10's test_batch", "train_images": 50000, "epochs": 10})
+        "test_set": "CIFAR-10's test_batch", "train_images": 50000, "epochs": 10, "anneal": [1, 1]})
     write_json(folder / "sweep.json", {"images": 500, "epochs": 3, "seed": 0, "rows": [
         {"inputs": "raw", "init": "authors", "tanh_lr_choice": "own best", "relu_lr": 0.003, "tanh_lr": 0.01,
          "relu_epochs_to_25": "1.50", "tanh_epochs_to_25": "> 3", "ratio": 2.0, "lower_bound": True}]})
@@ -91,6 +91,7 @@ def test_the_lrn_comparison_and_the_sweep_are_shown_beside_the_paper(tmp_path):
     assert "<td>without response normalisation</td><td>31.00% ± 0.50</td><td>30.00, 31.00, 32.00</td><td>13%</td>" in html
     assert "<td>with response normalisation</td><td>30.00% ± 0.50</td>" in html and "<td>11%</td>" in html
     assert "normalisation lowered test error by 1 point" in html and "CIFAR-10&#x27;s test_batch" in html
+    assert "10 epochs per run, the last 2 annealed (1 at lr/10, then 1 at lr/100)" in html
     assert "<td>raw</td><td>authors</td><td>own best</td><td>0.003</td><td>0.01</td><td>1.50</td><td>&gt; 3</td>" \
            "<td>&gt;= 2.0x</td>" in html
 

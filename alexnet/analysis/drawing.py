@@ -56,8 +56,9 @@ def kernel_mosaic(kernels: np.ndarray, rows: int, cols: int, pad: int = 1) -> np
 
 
 def draw_kernels(kernels: np.ndarray, towers: int, specificity: list[dict] | None = None,
-                 cols: int = 16):
-    """Figure 3: one block of kernels per tower, each block titled with its colour specificity.
+                 cols: int = 16, random_level: float | None = None):
+    """Figure 3: one block of kernels per tower, each block titled with its colour specificity
+    (and, given ``random_level``, what kernels of random weights score, so a title reads alone).
 
     With 96 kernels and two towers this is the paper's picture: two blocks of 48 kernels
     (3 rows of 16), tower 1 above tower 2.
@@ -74,6 +75,8 @@ def draw_kernels(kernels: np.ndarray, towers: int, specificity: list[dict] | Non
         title = f"tower {t + 1}: kernels {t * per_tower}-{(t + 1) * per_tower - 1}"
         if specificity is not None:
             title += f", colour specificity {specificity[t]['mean_specificity']:.2f}"
+            if random_level is not None:
+                title += f" (random kernels: {random_level:.2f})"
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()

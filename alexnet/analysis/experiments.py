@@ -106,11 +106,15 @@ def run_lrn(args: argparse.Namespace) -> int:
 
     if args.epochs < 1 or args.lr <= 0 or args.batch_size < 1 or (args.limit is not None and args.limit < 2):
         raise UserError("--epochs and --batch-size must be at least 1, --lr positive and --limit at least 2")
+    if min(args.anneal) < 0 or sum(args.anneal) >= args.epochs:
+        raise UserError(f"--anneal {args.anneal[0]} {args.anneal[1]}: both must be at least 0 and together fewer "
+                        f"than --epochs ({args.epochs}), so that some epochs train at --lr")
     seeds = list(dict.fromkeys(args.seeds))
     train, test, test_set = load_train_test(args.data, args.test_data, args.holdout, args.limit)
     out = Path(args.out)
     result = run_lrn_experiment(train, test, args.epochs, seeds, out, pick_device(args.device), lr=args.lr,
-                                batch_size=args.batch_size, describe={"data": str(args.data), "test_set": test_set})
+                                batch_size=args.batch_size, anneal=tuple(args.anneal),
+                                describe={"data": str(args.data), "test_set": test_set})
     if args.json == "-":
         json.dump(result, sys.stdout, indent=2)
         print()

@@ -54,7 +54,7 @@ def figure_kernels(model, out: Path) -> list[dict]:
     specificity = tower_specificity(kernels, towers)
     random = random_kernel_specificity(kernels.shape[1], kernels.shape[2:])
     comparison = compare_towers(specificity, random)
-    fig, _ = drawing.draw_kernels(kernels, towers, specificity)
+    fig, _ = drawing.draw_kernels(kernels, towers, specificity, random_level=random["mean"])
     save_figure(fig, out / "kernels.png")
     write_json(out / "colour.json", {
         "measure": "share of each kernel's energy outside its grey component (0 grey .. 1), mean per tower",

@@ -9,8 +9,9 @@ The protocol (cuda-convnet's, see alexnet.analysis.convlocal for the nets and th
   every epoch (cifar-cropped, --crop-border=4); batches of 128 in a random order;
 - the update: momentum SGD, weight rate ``lr`` (cuda-convnet's epsW 0.001), bias rate 2 x lr,
   momentum 0.9, weight decay per layer (0 for conv1 and conv2, 0.004 for local3, local4, fc10),
-  one fixed rate for the whole budget (cuda-convnet's methodology ended with two short runs at
-  lr / 10 and lr / 100, not done here);
+  the rate ``lr`` until the last ``A + B`` epochs of the budget, then ``A`` epochs at lr / 10 and
+  ``B`` at lr / 100 (``anneal=(A, B)``, default 10 and 10: the methodology of cuda-convnet's
+  layer-params-conv-local-11pct.cfg, steps 5 and 6, ended its ~470 epochs so);
 - the test: the ten-view test (cuda-convnet's --multiview-test): the four corner and the centre
   24x24 crops and their mirrors, the softmax probabilities averaged over the ten; the error of
   the centre view alone is reported too;
@@ -29,6 +30,7 @@ continues an unfinished run from its last epoch.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import statistics
 import time
@@ -41,11 +43,13 @@ from alexnet import console
 from alexnet.analysis.convlocal import CROP, LR, VARIANTS, ConvLocalNet, make_optimizer
 from alexnet.analysis.imageset import ImageSet, mean_image
 from alexnet.atomic import atomic_torch_save, atomic_write_text, save_figure, write_json
+from alexnet.errors import UserError
 
 PAPER = {"without": 13.0, "with": 11.0}  # section 3.3, test error (percent)
 PAPER_EPOCHS = {"without": 160, "with": 500}  # about: cuda-convnet's 13pct and 11pct methodology
 BATCH_SIZE = 128
-RECORD_VERSION = 1
+ANNEAL = (10, 10)  # epochs at lr / 10, then at lr / 100, ending the budget (layer-params-conv-local-11pct.cfg)
+RECORD_VERSION = 2  # 2: the anneal epochs in the key
 
 
 def crops(images: torch.Tensor, mean: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
@@ -97,14 +101,24 @@ def fingerprint(*sets: ImageSet) -> str:
 
 
 def run_key(variant: str, seed: int, epochs: int, lr: float, batch_size: int, train: ImageSet,
-            test: ImageSet, data_hash: str) -> dict:
-    return {"variant": variant, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-            "train_images": len(train), "test_images": len(test), "data": data_hash, "version": RECORD_VERSION}
+            test: ImageSet, data_hash: str, anneal: tuple[int, int] = ANNEAL) -> dict:
+    return {"variant": variant, "seed": seed, "epochs": epochs, "lr": lr, "anneal": list(anneal),
+            "batch_size": batch_size, "train_images": len(train), "test_images": len(test), "data": data_hash, "version": RECORD_VERSION}
 
 
 def key_name(key: dict) -> str:
-    return (f"{key['variant']}-seed{key['seed']}-e{key['epochs']}-lr{key['lr']:g}-b{key['batch_size']}"
+    return (f"{key['variant']}-seed{key['seed']}-e{key['epochs']}-lr{key['lr']:g}"
+            f"-a{key['anneal'][0]}-{key['anneal'][1]}-b{key['batch_size']}"
             f"-n{key['train_images']}-t{key['test_images']}-{key['data']}")
+
+
+def rate_factor(epoch: int, epochs: int, anneal) -> float:
+    """The factor on every group's rate in epoch ``epoch`` (0-based) of ``epochs``: 1, then 1/10 for
+    the ``anneal[0]`` epochs before the last ``anneal[1]``, which run at 1/100."""
+    first, second = anneal
+    if epoch >= epochs - second:
+        return 0.01
+    return 0.1 if epoch >= epochs - second - first else 1.0
 
 
 def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: Path | None = None) -> dict:
@@ -115,6 +129,7 @@ def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: Path 
     model.reset_parameters(generator=torch.Generator().manual_seed(seed))
     model.to(device)
     optimizer = make_optimizer(model, key["lr"])
+    base_rates = [group["lr"] for group in optimizer.param_groups]  # before a partial's annealed rates load
     order = torch.Generator().manual_seed(seed)  # batch order and crops: the same for both variants
     mean = mean_image(train.images)
     history, done, seconds, diverged = [], 0, 0.0, False
@@ -132,6 +147,9 @@ def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: Path 
                            desc=f"{key['variant']} norm, seed {seed}")
     model.train()
     for epoch in range(done, epochs):
+        factor = rate_factor(epoch, epochs, key["anneal"])
+        for group, rate in zip(optimizer.param_groups, base_rates):
+            group["lr"] = rate * factor
         perm = torch.randperm(n, generator=order)
         top, left = torch.randint(0, free + 1, (2, n), generator=order)
         flip = torch.randint(0, 2, (n,), generator=order)
@@ -149,7 +167,7 @@ def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: Path 
             wrong += int((logits.argmax(1) != y).sum())
             bar.update()
         seconds += time.perf_counter() - start
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / n, "train_error": 100.0 * wrong / n,
+        history.append({"epoch": epoch + 1, "lr": key["lr"] * factor, "train_loss": loss_sum / n, "train_error": 100.0 * wrong / n,
                         "seconds": seconds})
         bar.set_postfix(epoch=epoch + 1, train_error=f"{history[-1]['train_error']:.1f}%")
         if not math.isfinite(loss_sum):
@@ -161,7 +179,7 @@ def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: Path 
                                "seconds": seconds}, partial)
     bar.close()
     errors = test_errors(model, test, mean, device)
-    return {"key": key, **{k: key[k] for k in ("variant", "seed", "epochs", "lr", "batch_size")},
+    return {"key": key, **{k: key[k] for k in ("variant", "seed", "epochs", "lr", "anneal", "batch_size")},
             "test_error_ten_view": errors["ten_view"], "test_error_centre": errors["centre"],
             "train_error_last_epoch": history[-1]["train_error"] if history else None,
             "diverged": diverged, "seconds": seconds, "device": str(device), "history": history}
@@ -195,7 +213,8 @@ def summarise(records: list[dict], epochs: int) -> dict:
 
 
 def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out: Path, device,
-                       lr: float = LR, batch_size: int = BATCH_SIZE, describe: dict | None = None) -> dict:
+                       lr: float = LR, batch_size: int = BATCH_SIZE, anneal: tuple[int, int] = ANNEAL,
+                       describe: dict | None = None) -> dict:
     """Both variants for every seed (finished runs in ``out/runs`` are reused), then lrn.json,
     lrn.md and lrn.png in ``out``; the result as a dict. ``describe``: fields added to it (data)."""
     out = Path(out)
@@ -203,7 +222,7 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
     records = []
     for seed in seeds:
         for variant in VARIANTS:
-            key = run_key(variant, seed, epochs, lr, batch_size, train, test, data_hash)
+            key = run_key(variant, seed, epochs, lr, batch_size, train, test, data_hash, anneal)
             path = out / "runs" / f"{key_name(key)}.json"
             record = _read_record(path, key)
             if record is None:
@@ -213,7 +232,8 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
                 partial.unlink(missing_ok=True)
             records.append(record)
     result = {"experiment": "lrn", **(describe or {}), "epochs": epochs, "seeds": list(seeds), "lr": lr,
-              "bias_lr": 2 * lr, "batch_size": batch_size, "train_images": len(train), "test_images": len(test),
+              "bias_lr": 2 * lr, "anneal": list(anneal), "batch_size": batch_size, "train_images": len(train),
+              "test_images": len(test),
               "data_fingerprint": data_hash, **summarise(records, epochs), "runs": records}
     write_json(out / "lrn.json", result)
     atomic_write_text(format_table(result) + "\n", out / "lrn.md")
@@ -222,12 +242,15 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
 
 
 def _read_record(path: Path, key: dict) -> dict | None:
-    import json
-
+    """The finished run stored at ``path`` if it is the run ``key`` defines; None when there is none
+    (or it is another run's: redone, then overwritten). A file that is not a record stops the
+    experiment with its name, as alexnet.analysis.figure1.RunStore does: it is never trained over."""
+    if not path.is_file():
+        return None
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: not a run record ({err}); delete it to redo that run") from None
     return record if isinstance(record, dict) and record.get("key") == key else None
 
 
@@ -236,10 +259,13 @@ def format_table(result: dict) -> str:
     def cell(s: dict) -> str:
         return f"{s['mean']:.2f}" + (f" +- {s['std']:.2f}" if s["std"] is not None else "")
 
+    first, second = result.get("anneal", (0, 0))
+    rates = (f"lr {result['lr']:g} (biases {result['bias_lr']:g}) for {result['epochs'] - first - second} epochs, "
+             f"then {first} at lr / 10 and {second} at lr / 100" if first or second else
+             f"lr {result['lr']:g} (biases {result['bias_lr']:g}) throughout")
     lines = [f"# Section 3.3 on CIFAR-10: response normalisation, {result['epochs']} epochs per run",
              "", f"Test set: {result.get('test_set', 'given')} ({result['test_images']} images); "
-             f"{result['train_images']} training images; lr {result['lr']:g} (biases {result['bias_lr']:g}), "
-             f"batch {result['batch_size']}.", "",
+             f"{result['train_images']} training images; {rates}; batch {result['batch_size']}.", "",
              "| seed | without norm, ten-view | with norm, ten-view | without, centre | with, centre |",
              "| --- | --- | --- | --- | --- |"]
     by = {(r["variant"], r["seed"]): r for r in result["runs"]}

@@ -283,7 +283,14 @@ def render_lrn(result: dict) -> str:
     return ("<h3>Section 3.3: response normalisation on CIFAR-10</h3>" +
             _table(["net", "ten-view test error (mean ± sd)", "per seed", "paper"], rows) +
             f"<p>{escape(result['verdict'])}. Test set: {escape(result['test_set'])}; "
-            f"{result['train_images']} training images, {result['epochs']} epochs per run.</p>")
+            f"{result['train_images']} training images, {result['epochs']} epochs per run{_anneal(result)}.</p>")
+
+
+def _anneal(result: dict) -> str:
+    first, second = result.get("anneal", (0, 0))  # results written before the schedule had none
+    if not first and not second:
+        return ", one rate throughout"
+    return f", the last {first + second} annealed ({first} at lr/10, then {second} at lr/100)"
 
 
 def render_ablations(result: dict) -> str:
