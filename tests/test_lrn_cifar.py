@@ -351,3 +351,18 @@ def test_the_command_line_defaults_are_the_protocols_and_stated_in_help(capsys):
     for stated in ("default 160", "default 0 1 2", "default 0.001", "default 128", "default runs/lrn",
                    "default: cifar10", "default: off", "default 10 10"):
         assert stated in text
+
+
+def test_the_figure_has_the_test_errors_beside_each_runs_training_curve_with_the_anneal_shaded():
+    runs = [{"variant": v, "seed": s, "history": [{"epoch": e, "train_error": 60.0 - 5 * e - s} for e in (1, 2, 3, 4)]}
+            for v in ("without", "with") for s in (0, 1)]
+    spread = {"ten_view": {"mean": 40.0, "std": 1.0, "values": [39.0, 41.0]}}
+    result = {"epochs": 4, "anneal": [1, 1], "runs": runs, "variants": {"without": spread, "with": spread}}
+    bars, curves = lrn_cifar.draw_lrn(result).axes
+    assert len(curves.get_lines()) == 4
+    assert [list(line.get_ydata()) for line in curves.get_lines()][1] == [54.0, 49.0, 44.0, 39.0]
+    (shade,) = curves.patches
+    assert shade.get_x() == pytest.approx(2.5) and shade.get_width() == pytest.approx(2.0)  # epochs 3 and 4
+    assert [t.get_text() for t in curves.get_legend().get_texts()] == ["without norm", "with norm",
+                                                                       "lr / 10, then / 100"]
+    assert not lrn_cifar.draw_lrn({**result, "anneal": [0, 0]}).axes[1].patches

@@ -282,11 +282,13 @@ def format_table(result: dict) -> str:
 
 
 def draw_lrn(result: dict):
-    """Per-seed test errors (points) and their means (bars) of both variants; the paper's as marks."""
+    """Left: per-seed test errors (points) and their means (bars) of both variants, the paper's as
+    dashed marks. Right: each run's training error per epoch (the rate drops of --anneal shaded)."""
     from alexnet.analysis.drawing import pyplot
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, (ax, curves) = plt.subplots(1, 2, figsize=(10, 4))
+    colours = {"without": "tab:blue", "with": "tab:red"}
     for x, variant in enumerate(VARIANTS):
         spread = result["variants"][variant]["ten_view"]
         ax.bar(x, spread["mean"], width=0.5, color="lightgrey", edgecolor="black",
@@ -299,5 +301,20 @@ def draw_lrn(result: dict):
     ax.set_ylabel("CIFAR-10 test error, ten-view (%)")
     ax.set_title(f"{result['epochs']} epochs each; paper: 13% (~160 ep) and 11% (~500 ep)", fontsize=9)
     ax.legend(fontsize=8)
+    labelled = set()
+    for run in result["runs"]:
+        epochs = [h["epoch"] for h in run["history"]]
+        label = None if run["variant"] in labelled else f"{run['variant']} norm"
+        labelled.add(run["variant"])
+        curves.plot(epochs, [h["train_error"] for h in run["history"]], color=colours[run["variant"]],
+                    linewidth=1, label=label)
+    first, second = result.get("anneal", (0, 0))
+    if first or second:
+        curves.axvspan(result["epochs"] - first - second + 0.5, result["epochs"] + 0.5, color="0.92",
+                       label="lr / 10, then / 100", zorder=0)
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("training error, random crops (%)")
+    curves.set_title("training error per epoch, one line per run", fontsize=9)
+    curves.legend(fontsize=8)
     fig.tight_layout()
     return fig

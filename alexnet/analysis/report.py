@@ -220,7 +220,7 @@ CAPTIONS = {
     "neighbours.png": "Figure 4 (right): validation images (first column) and the training images nearest in fc7 space.",
     "figure1.png": "Figure 1: CIFAR-10 training error, ReLU (solid) against tanh (dashed).",
     "lrn.png": "Section 3.3 on CIFAR-10: test error of cuda-convnet's net without and with response normalisation, "
-               "per seed, beside the paper's 13% and 11%.",
+               "per seed, beside the paper's 13% and 11%; each run's training error per epoch.",
 }
 
 
