@@ -324,6 +324,9 @@ def _experiment_lrn(sub) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(LRN_SEEDS), metavar="SEED",
                    help="one run of each net per seed: initial weights, batch order, crops "
                    f"(default {' '.join(map(str, LRN_SEEDS))})")
+    p.add_argument("--variants", nargs="+", choices=("without", "with"), default=["without", "with"],
+                   help="train only these nets' runs (default: both); processes given one each share the work "
+                   "in one --out, and a last call with both assembles the comparison")
     p.add_argument("--lr", type=float, default=LRN_LR,
                    help=f"weight learning rate, biases twice it (default {LRN_LR:g}, cuda-convnet's epsW; "
                    "epsB 0.002), until the --anneal epochs")

@@ -366,3 +366,18 @@ def test_the_figure_has_the_test_errors_beside_each_runs_training_curve_with_the
     assert [t.get_text() for t in curves.get_legend().get_texts()] == ["without norm", "with norm",
                                                                        "lr / 10, then / 100"]
     assert not lrn_cifar.draw_lrn({**result, "anneal": [0, 0]}).axes[1].patches
+
+
+def test_one_variant_per_process_shares_the_work_and_a_last_call_assembles_it(folders, tmp_path, capsys, monkeypatch):
+    whole = tmp_path / "whole"
+    assert alexnet_command(capsys, *lrn_args(folders, whole, seeds=(0,))).returncode == 0
+    split = tmp_path / "split"
+    proc = alexnet_command(capsys, *lrn_args(folders, split, "--variants", "with", seeds=(0,)))
+    assert proc.returncode == 0 and "run again with both" in proc.stdout and not (split / "lrn.json").exists()
+    assert [p.name.split("-")[0] for p in (split / "runs").glob("*.json")] == ["with"]
+    assert alexnet_command(capsys, *lrn_args(folders, split, "--variants", "without", seeds=(0,))).returncode == 0
+    trained = []
+    monkeypatch.setattr(lrn_cifar, "train_run", lambda *a, **k: trained.append(a) or {})
+    assert alexnet_command(capsys, *lrn_args(folders, split, seeds=(0,))).returncode == 0 and trained == []
+    assembled, single = (json.loads((d / "lrn.json").read_text()) for d in (split, whole))
+    assert assembled["variants"] == single["variants"] and assembled["difference"] == single["difference"]

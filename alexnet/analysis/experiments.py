@@ -114,7 +114,11 @@ def run_lrn(args: argparse.Namespace) -> int:
     out = Path(args.out)
     result = run_lrn_experiment(train, test, args.epochs, seeds, out, pick_device(args.device), lr=args.lr,
                                 batch_size=args.batch_size, anneal=tuple(args.anneal),
-                                describe={"data": str(args.data), "test_set": test_set})
+                                describe={"data": str(args.data), "test_set": test_set}, variants=args.variants)
+    if result is None:
+        print(f"{', '.join(args.variants)} normalisation: runs stored in {out / 'runs'}; run again with both "
+              "variants (the same options) to compare them")
+        return 0
     if args.json == "-":
         json.dump(result, sys.stdout, indent=2)
         print()

@@ -150,25 +150,29 @@ def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: Path 
         factor = rate_factor(epoch, epochs, key["anneal"])
         for group, rate in zip(optimizer.param_groups, base_rates):
             group["lr"] = rate * factor
-        perm = torch.randperm(n, generator=order)
-        top, left = torch.randint(0, free + 1, (2, n), generator=order)
-        flip = torch.randint(0, 2, (n,), generator=order)
-        start, loss_sum, wrong = time.perf_counter(), 0.0, 0
+        perm = torch.randperm(n, generator=order).to(device)  # drawn on the CPU: the same on every device
+        top, left = torch.randint(0, free + 1, (2, n), generator=order).to(device)
+        flip = torch.randint(0, 2, (n,), generator=order).to(device)
+        # summed on the device and read once an epoch: a read per step would make a GPU wait each step
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        wrong = torch.zeros((), dtype=torch.int64, device=device)
         for b in range(batches):
             idx = perm[b * batch_size : (b + 1) * batch_size]
-            x = crops(images[idx.to(device)], mean_d, top[idx].to(device), left[idx].to(device), flip[idx].to(device))
-            y = labels[idx.to(device)]
+            x = crops(images[idx], mean_d, top[idx], left[idx], flip[idx])
+            y = labels[idx]
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(y)
-            wrong += int((logits.argmax(1) != y).sum())
+            loss_sum += loss.detach().double() * len(y)
+            wrong += (logits.argmax(1) != y).sum()
             bar.update()
+        loss_sum, wrong = float(loss_sum), int(wrong)
         seconds += time.perf_counter() - start
-        history.append({"epoch": epoch + 1, "lr": key["lr"] * factor, "train_loss": loss_sum / n, "train_error": 100.0 * wrong / n,
-                        "seconds": seconds})
+        history.append({"epoch": epoch + 1, "lr": key["lr"] * factor, "train_loss": loss_sum / n,
+                        "train_error": 100.0 * wrong / n, "seconds": seconds})
         bar.set_postfix(epoch=epoch + 1, train_error=f"{history[-1]['train_error']:.1f}%")
         if not math.isfinite(loss_sum):
             diverged = True
@@ -214,14 +218,16 @@ def summarise(records: list[dict], epochs: int) -> dict:
 
 def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out: Path, device,
                        lr: float = LR, batch_size: int = BATCH_SIZE, anneal: tuple[int, int] = ANNEAL,
-                       describe: dict | None = None) -> dict:
+                       describe: dict | None = None, variants=VARIANTS) -> dict | None:
     """Both variants for every seed (finished runs in ``out/runs`` are reused), then lrn.json,
-    lrn.md and lrn.png in ``out``; the result as a dict. ``describe``: fields added to it (data)."""
+    lrn.md and lrn.png in ``out``; the result as a dict. ``describe``: fields added to it (data).
+    With one of the ``variants`` only its runs are trained and stored, and None is returned: a
+    share of the work for one process, assembled by a later call with both."""
     out = Path(out)
     data_hash = fingerprint(train, test)
     records = []
     for seed in seeds:
-        for variant in VARIANTS:
+        for variant in (v for v in VARIANTS if v in variants):
             key = run_key(variant, seed, epochs, lr, batch_size, train, test, data_hash, anneal)
             path = out / "runs" / f"{key_name(key)}.json"
             record = _read_record(path, key)
@@ -231,6 +237,8 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
                 write_json(path, record)
                 partial.unlink(missing_ok=True)
             records.append(record)
+    if set(variants) != set(VARIANTS):
+        return None
     result = {"experiment": "lrn", **(describe or {}), "epochs": epochs, "seeds": list(seeds), "lr": lr,
               "bias_lr": 2 * lr, "anneal": list(anneal), "batch_size": batch_size, "train_images": len(train),
               "test_images": len(test),
