@@ -381,3 +381,29 @@ def test_one_variant_per_process_shares_the_work_and_a_last_call_assembles_it(fo
     assert alexnet_command(capsys, *lrn_args(folders, split, seeds=(0,))).returncode == 0 and trained == []
     assembled, single = (json.loads((d / "lrn.json").read_text()) for d in (split, whole))
     assert assembled["variants"] == single["variants"] and assembled["difference"] == single["difference"]
+
+
+def test_the_gpu_script_trains_each_run_in_its_own_process_and_assembles_them(folders, tmp_path):
+    """benchmarks/lrn_gpu.sh, dry-run on the CPU (as a lent GPU machine would run it, from a packed
+    archive): one process per (seed, net), then the table from their records."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    with tarfile.open(tmp_path / "cifar10.tar.gz", "w:gz") as archive:
+        archive.add(folders / "train", "train")
+        archive.add(folders / "test", "test")
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DEVICE": "cpu", "EPOCHS": "2", "ANNEAL": "0 1", "SEEDS": "0", "PYTHON": sys.executable,
+           "CIFAR": str(tmp_path / "cifar10.tar.gz"), "TMPDIR": str(tmp_path)}
+    proc = subprocess.run(["bash", str(repo / "benchmarks" / "lrn_gpu.sh"), str(tmp_path / "res")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "res" / "lrn" / "numbers.json").read_text())
+    assert (result["epochs"], result["anneal"], result["seeds"], result["test_images"]) == (2, [0, 1], [0], 40)
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "res" / "lrn" / "runs").glob("*.json")) == ["with", "without"]
+    assert {p.name for p in (tmp_path / "res").glob("lrn-*.log")} == {"lrn-without-0.log", "lrn-with-0.log"}
+    assert "| paper | 13" in proc.stdout and "for 1 epoch, then 0 at lr / 10 and 1 at lr / 100" in proc.stdout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("alexnet-lrn.")]  # its scratch folder went

@@ -207,9 +207,10 @@ def summarise(records: list[dict], epochs: int) -> dict:
         diffs = [by["without", s][f"test_error_{view}"] - by["with", s][f"test_error_{view}"] for s in seeds]
         out["difference"][view] = _spread(diffs)
     d = out["difference"]["ten_view"]
-    direction = "lowered" if d["mean"] > 0 else "raised" if d["mean"] < 0 else "did not change"
     spread = f" +- {d['std']:.2f} points" if d["std"] is not None else " points (one seed: no spread)"
-    out["verdict"] = (f"normalisation {direction} test error by {abs(d['mean']):.2f}{spread} over "
+    change = (f"lowered test error by {d['mean']:.2f}" if d["mean"] > 0 else
+              f"raised test error by {-d['mean']:.2f}" if d["mean"] < 0 else "changed test error by 0.00")
+    out["verdict"] = (f"normalisation {change}{spread} over "
                       f"{console.plural(len(seeds), 'seed')} at {console.plural(epochs, 'epoch')} (ten-view test); "
                       f"the paper: 2 points lower at about {PAPER_EPOCHS['without']} (13%) and "
                       f"{PAPER_EPOCHS['with']} (11%) epochs")
@@ -268,8 +269,9 @@ def format_table(result: dict) -> str:
         return f"{s['mean']:.2f}" + (f" +- {s['std']:.2f}" if s["std"] is not None else "")
 
     first, second = result.get("anneal", (0, 0))
-    rates = (f"lr {result['lr']:g} (biases {result['bias_lr']:g}) for {result['epochs'] - first - second} epochs, "
-             f"then {first} at lr / 10 and {second} at lr / 100" if first or second else
+    rates = (f"lr {result['lr']:g} (biases {result['bias_lr']:g}) for "
+             f"{console.plural(result['epochs'] - first - second, 'epoch')}, then {first} at lr / 10 and "
+             f"{second} at lr / 100" if first or second else
              f"lr {result['lr']:g} (biases {result['bias_lr']:g}) throughout")
     lines = [f"# Section 3.3 on CIFAR-10: response normalisation, {result['epochs']} epochs per run",
              "", f"Test set: {result.get('test_set', 'given')} ({result['test_images']} images); "
