@@ -103,7 +103,8 @@ def fingerprint(*sets: ImageSet) -> str:
 def run_key(variant: str, seed: int, epochs: int, lr: float, batch_size: int, train: ImageSet,
             test: ImageSet, data_hash: str, anneal: tuple[int, int] = ANNEAL) -> dict:
     return {"variant": variant, "seed": seed, "epochs": epochs, "lr": lr, "anneal": list(anneal),
-            "batch_size": batch_size, "train_images": len(train), "test_images": len(test), "data": data_hash, "version": RECORD_VERSION}
+            "batch_size": batch_size, "train_images": len(train), "test_images": len(test), "data": data_hash,
+            "version": RECORD_VERSION}
 
 
 def key_name(key: dict) -> str:
