@@ -65,6 +65,11 @@ class TinyNet(nn.Module):
         return y
 
 
+# seconds a test waits for a process it started before it calls the process stuck: a guard
+# against hangs only, never a speed limit, so long enough for a machine whose cores other jobs
+# keep busy (a 60 s guard once failed a resume test on such a machine while nothing was wrong)
+HANG_GUARD_S = 600
+
 TINY_NET = "tiny-test"
 
 

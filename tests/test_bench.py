@@ -14,6 +14,7 @@ from alexnet.bench import model as bench_model
 from alexnet.cli import main
 from alexnet.errors import UserError
 from alexnet.bench import train as bench_train
+from tests.kit import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_OPTIONS = ["--model-option", "input_size=67", "--model-option", "fc_width=16",
@@ -31,7 +32,7 @@ def test_bench_model_prints_json_with_every_setting_and_plain_as_the_baseline():
     command = [sys.executable, "-m", "alexnet", "bench", "model", "--device", "cpu", "--batch-size", "2",
                "--steps", "1", "--warmup", "0", "--optimizer-step", "--json",
                "--model-option", "num_classes=5", *TINY_OPTIONS, "--settings", "fast-fp32", "fp16"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["kind"] == "model" and record["baseline"] == "plain"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from alexnet.data.prepare import prepare
-from tests.kit import WNIDS, image_folder
+from tests.kit import HANG_GUARD_S, WNIDS, image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def tiny_prepared(tmp_path_factory):
 
 def bench(*options, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "alexnet", "bench", "data", *options],
-                          capture_output=True, text=True, cwd=cwd, timeout=120)
+                          capture_output=True, text=True, cwd=cwd, timeout=HANG_GUARD_S)
 
 
 def test_bench_data_prints_both_pipelines_and_their_ratio_as_json(tiny_prepared):

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.kit import HANG_GUARD_S
+
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["train", "--data", "synthetic", "--arch", "tiny-test", "--preset", "full", "--epochs", "2", "--limit", "64", "--val-limit", "37", "--batch-size", "8",
@@ -18,7 +20,7 @@ ARGS = ["train", "--data", "synthetic", "--arch", "tiny-test", "--preset", "full
 def _train(out: Path, launcher: list[str]) -> list[dict]:
     env = {**os.environ, "TINY_FINAL": str(out / "final"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([*launcher, "-m", "tests.kit", *ARGS, "--out", str(out / "run")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
 

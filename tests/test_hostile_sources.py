@@ -135,7 +135,7 @@ def test_a_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
     try:
-        _, err = process.communicate(timeout=120)  # a hang detector only: the run takes seconds
+        _, err = process.communicate(timeout=kit.HANG_GUARD_S)  # a hang detector only: the run takes seconds
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.kit import HANG_GUARD_S
+
 ROOT = Path(__file__).resolve().parents[1]
 # 3 epochs of 8 steps (64 images, batch 8), dropout on (so the RNG state matters), a
 # checkpoint after every step, and 30 ms per training forward so that a kill lands mid-run.
@@ -37,11 +39,11 @@ def progress(run_dir: Path) -> int:
     return ck["epoch"] * 64 + ck["position"]
 
 
-def wait_for(run_dir: Path, proc: subprocess.Popen, samples: int, timeout: float = 60) -> None:
+def wait_for(run_dir: Path, proc: subprocess.Popen, samples: int, timeout: float = HANG_GUARD_S) -> None:
     deadline = time.monotonic() + timeout
     while progress(run_dir) < samples:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
-        assert time.monotonic() < deadline, "the run made no progress"
+        assert time.monotonic() < deadline, f"the run made no progress in {timeout:.0f} s"
         time.sleep(0.01)
 
 
@@ -59,7 +61,7 @@ def metrics(run_dir: Path) -> list[dict]:
 def uninterrupted(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("whole") / "run"
     proc = launch(run_dir)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 0, err[-2000:]
     return run_dir
 
@@ -83,14 +85,14 @@ def test_a_run_killed_at_several_points_and_resumed_ends_with_the_same_weights_b
         proc = launch(run_dir, "resume")
     wait_for(run_dir, proc, 150)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
     # SIGTERM: the current step finishes, last.pt is saved there, and the message says how to resume.
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert "stopped by SIGTERM" in err and f"alexnet train --resume {run_dir}" in err
     ck = final(run_dir)
     assert ck["position"] % 8 == 0 and 150 <= ck["epoch"] * 64 + ck["position"] < 192
     proc = launch(run_dir, "resume")
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 0, err[-2000:]
     assert_same_run(uninterrupted, run_dir)
 
@@ -106,13 +108,13 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_still_saves(tmp_
             "--out", str(run_dir)]
     proc = subprocess.Popen([sys.executable, "-m", "tests.kit", *argv], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_GUARD_S
     while not (run_dir / "checkpoints" / "last.pt").exists():
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         assert time.monotonic() < deadline
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert f"alexnet train --resume {run_dir}" in err
 

@@ -15,6 +15,7 @@ from alexnet import LocalResponseNorm, build_model
 from alexnet import speed
 from alexnet.cores import available_cores
 from alexnet.strided_conv import SpaceToDepthGradConv2d, depth_to_space, space_to_depth
+from tests.kit import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(num_classes=7, input_size=67, channels=(8, 16, 16, 16, 16), fc_width=32, dropout=0.0)
@@ -177,7 +178,7 @@ def test_keep_freed_memory_reuses_freed_blocks_without_page_faults():
     runs = {}
     for mode in ("default", "keep"):
         done = subprocess.run([sys.executable, "-c", FAULTS_OF_A_SECOND_BLOCK, mode], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=HANG_GUARD_S)
         ok, faults = done.stdout.split()
         runs[mode] = (ok, int(faults))
     assert runs["keep"][0] == "True"

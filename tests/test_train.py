@@ -338,7 +338,7 @@ def test_a_damaged_shard_ends_the_run_at_once_with_one_line_naming_the_shard_and
     argv = ["train", "--data", str(damaged), "--arch", "tiny-test", "--preset", "full", "--epochs", "1",
             "--batch-size", "4", "--workers", "1", "--device", "cpu", "--out", str(tmp_path / "run")]
     done = subprocess.run([sys.executable, "-m", "tests.kit", *argv], cwd=Path(__file__).parents[1],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=kit.HANG_GUARD_S)
     assert done.returncode == 2, done.stderr[-2000:]
     error = [line for line in done.stderr.splitlines() if "alexnet train: error:" in line]
     assert len(error) == 1 and str(shard) in error[0] and "sample" in error[0], done.stderr[-2000:]
@@ -376,7 +376,7 @@ def test_a_loader_worker_outlives_sigterm_from_others_but_ends_on_its_trainers(s
         here.send("still there?")
         assert here.recv() == "still there?"
         worker.terminate()
-        worker.join(timeout=60)
+        worker.join(timeout=kit.HANG_GUARD_S)
         assert worker.exitcode is not None, "the worker ignored its trainer's SIGTERM"
     finally:
         if worker.is_alive():
