@@ -126,6 +126,18 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return Path(path)
 
 
+def read_run_record(path: Path):
+    """A stored experiment run written by :func:`write_json`: its JSON, or None when there is no
+    such file. A file that is not JSON (cut short, overwritten) is a UserError naming it, so that
+    no caller trains over it and loses what it held."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: not a run record ({err}); delete it to redo that run") from None
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG, atomically, and release its memory."""
     import matplotlib.pyplot as plt

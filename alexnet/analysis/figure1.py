@@ -37,7 +37,6 @@ killed and resumed, or split over processes (``--activations``, ``--seeds``).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -49,7 +48,7 @@ from torch import nn
 from alexnet import console
 from alexnet.analysis.imageset import ImageSet, mean_image
 from alexnet.analysis.smallcnn import FourLayerCNN
-from alexnet.atomic import write_json
+from alexnet.atomic import read_run_record, write_json
 from alexnet.errors import UserError
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03)  # cuda-convnet's layers-18pct ran epsW 0.001
@@ -184,12 +183,9 @@ class RunStore:
         return self.folder / f"{key}.json"
 
     def get(self, key: str) -> dict | None:
-        if self.folder is None or not self._path(key).is_file():
+        if self.folder is None:
             return None
-        try:
-            record = json.loads(self._path(key).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise UserError(f"{self._path(key)}: not a run record ({err}); delete it to redo that run") from None
+        record = read_run_record(self._path(key))
         if not isinstance(record, dict) or record.get("defining") != self.defining:
             return None  # a run of other settings (data, protocol, budget): redone, then overwritten
         return record.get("run")

@@ -30,7 +30,6 @@ continues an unfinished run from its last epoch.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import statistics
 import time
@@ -42,8 +41,7 @@ from torch import nn
 from alexnet import console
 from alexnet.analysis.convlocal import CROP, LR, VARIANTS, ConvLocalNet, make_optimizer
 from alexnet.analysis.imageset import ImageSet, mean_image
-from alexnet.atomic import atomic_torch_save, atomic_write_text, save_figure, write_json
-from alexnet.errors import UserError
+from alexnet.atomic import atomic_torch_save, atomic_write_text, read_run_record, save_figure, write_json
 
 PAPER = {"without": 13.0, "with": 11.0}  # section 3.3, test error (percent)
 PAPER_EPOCHS = {"without": 160, "with": 500}  # about: cuda-convnet's 13pct and 11pct methodology
@@ -254,13 +252,8 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
 def _read_record(path: Path, key: dict) -> dict | None:
     """The finished run stored at ``path`` if it is the run ``key`` defines; None when there is none
     (or it is another run's: redone, then overwritten). A file that is not a record stops the
-    experiment with its name, as alexnet.analysis.figure1.RunStore does: it is never trained over."""
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(f"{path}: not a run record ({err}); delete it to redo that run") from None
+    experiment with its name (alexnet.atomic.read_run_record): it is never trained over."""
+    record = read_run_record(path)
     return record if isinstance(record, dict) and record.get("key") == key else None
 
 
