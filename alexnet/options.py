@@ -268,9 +268,12 @@ def experiment(parser: argparse.ArgumentParser) -> None:
                    "call with both draws the figure) (default: both)")
     p.add_argument("--after-crossing", type=float, default=None, metavar="EPOCHS",
                    help="stop a run this many epochs after it reaches 25%% (default: train every epoch)")
-    p.add_argument("--sweep", action="store_true",
-                   help="measure the ratio for raw/standardised inputs x authors'/PyTorch init x each "
-                   "activation's own or ReLU's learning rate (first seed; sweep.json, sweep.md)")
+    from alexnet.analysis.figure1_sweep import SETTINGS
+
+    p.add_argument("--sweep", nargs="*", choices=SETTINGS, default=None, metavar="SETTING",
+                   help="measure the ratio for raw/standardised inputs x authors'/PyTorch init x tanh at its "
+                   f"own or ReLU's learning rate (first seed; sweep.json, sweep.md); name settings ({', '.join(SETTINGS)}) "
+                   "to run only those (e.g. one per process; a last --sweep with none named writes the table)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128, as the paper")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
     p.add_argument("--out", default="runs/relu-vs-tanh", metavar="DIR",

@@ -240,9 +240,18 @@ def test_a_damaged_run_record_stops_the_experiment_with_its_name_and_is_kept(tmp
 def test_the_sweep_measures_the_ratio_for_each_input_scaling_init_and_lr_choice(tmp_path, capsys):
     data = make_image_folder(tmp_path / "imgs", per_class=4)
     out = tmp_path / "out"
-    proc = alexnet_command(capsys, "experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, "--lrs", 0.003, 0.03,
-                           "--search-epochs", 1, "--batch-size", 8, "--sweep", "--out", out, "--device", "cpu")
+    common = ["experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, "--lrs", 0.003, 0.03, "--search-epochs", 1,
+              "--batch-size", 8, "--out", out, "--device", "cpu", "--sweep"]
+    for part in (["raw-authors", "raw-pytorch"], ["standardised-authors", "standardised-pytorch"]):  # two processes
+        proc = alexnet_command(capsys, *common, *part)
+        assert proc.returncode == 0, proc.stderr
+        assert "run again with --sweep alone" in proc.stdout and not (out / "sweep.json").exists()
+        assert sorted(p.name for p in (out / "sweep").iterdir())[-len(part):] == sorted(part)
+    records = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
+    assert len(records) >= 4 * 6  # per setting: at least 4 search candidates and 2 runs
+    proc = alexnet_command(capsys, *common)  # the last call: reads what the parts stored
     assert proc.returncode == 0, proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json") if p.parent.name == "runs"} == records
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     assert {(r["inputs"], r["init"], r["tanh_lr_choice"]) for r in rows} == {
         (i, n, c) for i in ("raw", "standardised") for n in ("authors", "pytorch") for c in ("own best", "ReLU's")}

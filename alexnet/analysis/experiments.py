@@ -1,6 +1,6 @@
 """``alexnet experiment``: the paper's experiments as commands that measure them.
 
-    alexnet experiment relu-vs-tanh [--data cifar10] [--epochs 35] [--seeds 0 1] [--protocol authors] [--sweep]
+    alexnet experiment relu-vs-tanh [--data cifar10] [--epochs 35] [--seeds 0 1] [--protocol authors] [--sweep [SETTING ...]]
         Figure 1 (section 3.1): epochs and seconds to 25% CIFAR-10 training error with ReLU and
         with tanh, per seed, and their ratio (the paper: about 6); figure1.png, in the authors'
         cuda-convnet setup by default. --sweep measures what the ratio depends on (input scaling,
@@ -48,11 +48,18 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
     out = Path(args.out)
     options = {"lrs": args.lrs or DEFAULT_LRS, "search_epochs": args.search_epochs, "batch_size": args.batch_size,
                "after_crossing": args.after_crossing, "device": pick_device(args.device)}
-    if args.sweep:
-        from alexnet.analysis.figure1_sweep import format_sweep, sweep
+    if args.sweep is not None:
+        from alexnet.analysis.figure1_sweep import SETTINGS, format_sweep, sweep
 
-        result = sweep(data, args.epochs, out, seed=seeds[0], bias_lr=protocol["bias_lr"], **options)
+        settings = args.sweep or SETTINGS
+        result = sweep(data, args.epochs, out, seed=seeds[0], bias_lr=protocol["bias_lr"], settings=settings,
+                       **options)
         result["data"] = str(args.data)
+        if set(settings) != set(SETTINGS):
+            print(format_sweep(result))
+            print(f"{', '.join(settings)}: runs stored in {out / 'sweep'}; run again with --sweep alone (the same "
+                  "options) to write the table of all settings")
+            return 0
         write_json(out / "sweep.json", result)
         table = format_sweep(result)
         atomic_write_text(table + "\n", out / "sweep.md")

@@ -10,8 +10,8 @@ learning rates are chosen:
   trained at ReLU's best rate.
 
 Each combination is a full ``relu_vs_tanh`` measurement (its own search, first seed only) in
-``OUT/sweep/<inputs>-<init>``, resumed like any other run; the table goes to sweep.json and
-sweep.md.
+``OUT/sweep/<inputs>-<init>``, resumed like any other run, so the settings can be split over
+processes sharing ``OUT``; the table of all of them goes to sweep.json and sweep.md.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from alexnet.analysis.figure1 import relu_vs_tanh, speedup
 from alexnet.analysis.imageset import ImageSet
 
 COMBINATIONS = (("raw", "authors"), ("raw", "pytorch"), ("standardised", "authors"), ("standardised", "pytorch"))
+SETTINGS = tuple(f"{inputs}-{init}" for inputs, init in COMBINATIONS)  # also the folder names under OUT/sweep
 
 
 def _cross(run: dict, budget: int) -> str:
@@ -29,10 +30,13 @@ def _cross(run: dict, budget: int) -> str:
     return f"{cross['epoch']:.2f}" if cross else f"> {run['epochs'] if run['epochs'] < budget else budget}"
 
 
-def sweep(data: ImageSet, epochs: int, out: Path, seed: int = 0, bias_lr: float = 2.0, **options) -> dict:
-    """One row per (inputs, init, lr choice); see the module doc."""
+def sweep(data: ImageSet, epochs: int, out: Path, seed: int = 0, bias_lr: float = 2.0, settings=SETTINGS,
+          **options) -> dict:
+    """One row per (inputs, init, lr choice) of ``settings`` (default: all); see the module doc."""
     rows = []
     for inputs, init in COMBINATIONS:
+        if f"{inputs}-{init}" not in settings:
+            continue
         protocol = {"inputs": inputs, "init": init, "bias_lr": bias_lr}
         folder = out / "sweep" / f"{inputs}-{init}"
         own = relu_vs_tanh(data, epochs, seeds=[seed], protocol=protocol, out=folder, **options)
