@@ -10,6 +10,7 @@ import yaml
 from alexnet.analysis.ablations import table, variant_changes
 from alexnet.analysis import figure1
 from alexnet.analysis.figure1 import SmallRun, Standardise, crossing, search_lr, speedup
+from alexnet.analysis.figure1_sweep import SETTINGS
 from alexnet.analysis.imageset import load_images
 from alexnet.analysis.smallcnn import FourLayerCNN
 from tests.kit import alexnet_command, colour, image_folder, make_prepared
@@ -252,6 +253,14 @@ def test_the_sweep_measures_the_ratio_for_each_input_scaling_init_and_lr_choice(
     proc = alexnet_command(capsys, *common)  # the last call: reads what the parts stored
     assert proc.returncode == 0, proc.stderr
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.json") if p.parent.name == "runs"} == records
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = json.loads((out / "sweep.json").read_text())
+    assert sorted(result["curves"]) == sorted(SETTINGS)
+    for r in result["rows"]:
+        curves = result["curves"][f"{r['inputs']}-{r['init']}"]
+        assert curves["relu"]["lr"] == r["relu_lr"] and len(curves["relu"]["epoch"]) == len(curves["relu"]["train_error"])
+        if r["tanh_lr_choice"] == "ReLU's":  # drawn dotted only when it is another run than tanh's own
+            assert ("tanh_at_relu_lr" in curves) == (curves["tanh"]["lr"] != r["relu_lr"])
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     assert {(r["inputs"], r["init"], r["tanh_lr_choice"]) for r in rows} == {
         (i, n, c) for i in ("raw", "standardised") for n in ("authors", "pytorch") for c in ("own best", "ReLU's")}

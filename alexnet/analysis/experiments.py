@@ -49,7 +49,7 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
     options = {"lrs": args.lrs or DEFAULT_LRS, "search_epochs": args.search_epochs, "batch_size": args.batch_size,
                "after_crossing": args.after_crossing, "device": pick_device(args.device)}
     if args.sweep is not None:
-        from alexnet.analysis.figure1_sweep import SETTINGS, format_sweep, sweep
+        from alexnet.analysis.figure1_sweep import SETTINGS, draw_sweep, format_sweep, sweep
 
         settings = args.sweep or SETTINGS
         result = sweep(data, args.epochs, out, seed=seeds[0], bias_lr=protocol["bias_lr"], settings=settings,
@@ -63,8 +63,9 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
         write_json(out / "sweep.json", result)
         table = format_sweep(result)
         atomic_write_text(table + "\n", out / "sweep.md")
+        save_figure(draw_sweep(result), out / "sweep.png")
         print(table)
-        print(f"written: {out / 'sweep.json'}, {out / 'sweep.md'}")
+        print(f"written: {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
         return 0
     result = relu_vs_tanh(data, args.epochs, seeds=seeds, activations=tuple(args.activations), protocol=protocol,
                           out=out, search_seed=args.search_seed, **options)

@@ -11,7 +11,8 @@ learning rates are chosen:
 
 Each combination is a full ``relu_vs_tanh`` measurement (its own search, first seed only) in
 ``OUT/sweep/<inputs>-<init>``, resumed like any other run, so the settings can be split over
-processes sharing ``OUT``; the table of all of them goes to sweep.json and sweep.md.
+processes sharing ``OUT``; the table of all of them goes to sweep.json and sweep.md, and their
+curves to sweep.png.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _cross(run: dict, budget: int) -> str:
 def sweep(data: ImageSet, epochs: int, out: Path, seed: int = 0, bias_lr: float = 2.0, settings=SETTINGS,
           **options) -> dict:
     """One row per (inputs, init, lr choice) of ``settings`` (default: all); see the module doc."""
-    rows = []
+    rows, curves = [], {}
     for inputs, init in COMBINATIONS:
         if f"{inputs}-{init}" not in settings:
             continue
@@ -42,13 +43,20 @@ def sweep(data: ImageSet, epochs: int, out: Path, seed: int = 0, bias_lr: float 
         own = relu_vs_tanh(data, epochs, seeds=[seed], protocol=protocol, out=folder, **options)
         relu, tanh = own["runs"]["relu"][0], own["runs"]["tanh"][0]
         rows.append(_row(inputs, init, "own best", relu, tanh, epochs))
+        setting = curves[f"{inputs}-{init}"] = {"relu": _curve(relu), "tanh": _curve(tanh)}
         relu_lr = own["search"]["relu"]["chosen"]
         if relu_lr != own["search"]["tanh"]["chosen"]:
             shared = relu_vs_tanh(data, epochs, seeds=[seed], protocol=protocol, out=folder,
                                   activations=("tanh",), fixed_lrs={"tanh": relu_lr}, **options)
             tanh = shared["runs"]["tanh"][0]
+            setting["tanh_at_relu_lr"] = _curve(tanh)
         rows.append(_row(inputs, init, "ReLU's", relu, tanh, epochs))
-    return {"images": len(data), "epochs": epochs, "seed": seed, "bias_lr": bias_lr, "rows": rows}
+    return {"images": len(data), "epochs": epochs, "seed": seed, "bias_lr": bias_lr, "rows": rows, "curves": curves}
+
+
+def _curve(run: dict) -> dict:
+    return {"lr": run["lr"], "epoch": [p["epoch"] for p in run["points"]],
+            "train_error": [p["train_error"] for p in run["points"]]}
 
 
 def _row(inputs: str, init: str, choice: str, relu: dict, tanh: dict, budget: int) -> dict:
@@ -65,7 +73,45 @@ def format_sweep(result: dict) -> str:
              "| inputs | init | tanh's lr | ReLU lr | tanh lr | ReLU: epochs to 25% | tanh: epochs to 25% | ratio |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["rows"]:
-        ratio = "–" if r["ratio"] is None else f"{'>= ' if r['lower_bound'] else ''}{r['ratio']:.1f}x"
         lines.append(f"| {r['inputs']} | {r['init']} | {r['tanh_lr_choice']} | {r['relu_lr']:g} | {r['tanh_lr']:g} | "
-                     f"{r['relu_epochs_to_25']} | {r['tanh_epochs_to_25']} | {ratio} |")
+                     f"{r['relu_epochs_to_25']} | {r['tanh_epochs_to_25']} | {_ratio_text(r)} |")
     return "\n".join(lines)
+
+
+def draw_sweep(result: dict):
+    """One panel per (inputs, init) in Figure 1's style: ReLU solid, tanh at its own best rate dashed,
+    tanh at ReLU's rate dotted (absent when the two rates are one), the 25% line, and the ratio."""
+    from alexnet.analysis.drawing import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True, sharey=True)
+    ratios = {(r["inputs"], r["init"], r["tanh_lr_choice"]): r for r in result["rows"]}
+    for ax, (inputs, init) in zip(axes.flat, COMBINATIONS):
+        setting = result["curves"].get(f"{inputs}-{init}", {})
+        for key, style, name in (("relu", "-", "ReLU"), ("tanh", "--", "tanh, own best lr"),
+                                 ("tanh_at_relu_lr", ":", "tanh at ReLU's lr")):
+            if key in setting:
+                curve = setting[key]
+                ax.plot(curve["epoch"], [e / 100 for e in curve["train_error"]], style, color="black",
+                        linewidth=1.4, label=f"{name} ({curve['lr']:g})")
+        ax.axhline(0.25, color="grey", linestyle=":", linewidth=1)
+        own, shared = ratios.get((inputs, init, "own best")), ratios.get((inputs, init, "ReLU's"))
+        title = f"{inputs} inputs, {'authors’' if init == 'authors' else 'PyTorch'} init"
+        if own and shared:
+            title += f"\nratio {_ratio_text(own)} (own lr), {_ratio_text(shared)} (ReLU's lr)"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(0, result["epochs"])
+        ax.set_ylim(0, 0.75)
+        ax.legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("Epochs")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Training error rate")
+    fig.suptitle(f"What Figure 1's ratio depends on ({result['images']} training images, seed {result['seed']}; "
+                 "paper: ~6x)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _ratio_text(row: dict) -> str:
+    return "–" if row["ratio"] is None else f"{'>= ' if row['lower_bound'] else ''}{row['ratio']:.1f}x"

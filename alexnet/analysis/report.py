@@ -42,7 +42,7 @@ PAPER_TABLE2 = [
     ("7 CNNs*", 36.7, 15.4, 15.3),
 ]
 SKIPPED_FOLDERS = {"checkpoints", "tensorboard"}
-PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png", "lrn.png"]
+PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png", "sweep.png", "lrn.png"]
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -219,6 +219,9 @@ CAPTIONS = {
     "predictions.png": "Figure 4 (left): validation images with their five most probable labels (red: the correct one).",
     "neighbours.png": "Figure 4 (right): validation images (first column) and the training images nearest in fc7 space.",
     "figure1.png": "Figure 1: CIFAR-10 training error, ReLU (solid) against tanh (dashed).",
+    "sweep.png": "What Figure 1's ratio depends on: ReLU (solid) against tanh at its own best learning rate "
+                 "(dashed) and at ReLU's (dotted), for raw or standardised inputs and the authors' or PyTorch's "
+                 "initialisation.",
     "lrn.png": "Section 3.3 on CIFAR-10: test error of cuda-convnet's net without and with response normalisation, "
                "per seed, beside the paper's 13% and 11%; each run's training error per epoch.",
 }
