@@ -342,3 +342,23 @@ def test_a_prepared_dataset_loads_its_train_split_scaled_to_32x32(tmp_path):
     assert data.classes == ["c0", "c1", "c2"] and data.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
     third = data.images[data.labels == 2].float().mean(dim=(0, 2, 3))
     assert (third - torch.tensor(colour(2))).abs().max() < 10  # the class keeps its colour after scaling
+
+
+def _sweep_run(lr, cross, last_epoch):
+    return {"lr": lr, "seed": 0, "epochs": last_epoch, "crossing_25": {"epoch": cross, "seconds": cross} if cross else None,
+            "points": [{"epoch": last_epoch, "train_error": 20.0 if cross else 40.0, "seconds": last_epoch}]}
+
+
+def test_a_sweep_row_bounds_the_ratio_whichever_activation_missed_25_percent():
+    from alexnet.analysis.figure1_sweep import _row, ratio_text
+
+    both = _row("raw", "authors", "own best", _sweep_run(0.003, 5.0, 6), _sweep_run(0.03, 20.0, 21), 35)
+    assert both["ratio"] == pytest.approx(4.0) and not both["lower_bound"] and not both["upper_bound"]
+    assert ratio_text(both) == "4.0x"
+    slow_tanh = _row("raw", "authors", "own best", _sweep_run(0.003, 5.0, 6), _sweep_run(0.03, None, 35), 35)
+    assert slow_tanh["ratio"] == pytest.approx(7.0) and ratio_text(slow_tanh) == ">= 7.0x"
+    slow_relu = _row("standardised", "authors", "own best", _sweep_run(0.09, None, 35), _sweep_run(0.03, 20.09, 21), 35)
+    assert slow_relu["upper_bound"] and slow_relu["ratio"] == pytest.approx(20.09 / 35)
+    assert ratio_text(slow_relu) == "<= 0.6x" and slow_relu["relu_epochs_to_25"] == "> 35"
+    neither = _row("raw", "pytorch", "ReLU's", _sweep_run(0.001, None, 35), _sweep_run(0.001, None, 35), 35)
+    assert neither["ratio"] is None and ratio_text(neither) == "–"

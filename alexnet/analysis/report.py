@@ -265,9 +265,11 @@ def render_relu_vs_tanh(result: dict) -> str:
 
 
 def render_sweep(result: dict) -> str:
+    from alexnet.analysis.figure1_sweep import ratio_text
+
     rows = [[r["inputs"], r["init"], r["tanh_lr_choice"], f"{r['relu_lr']:g}", f"{r['tanh_lr']:g}",
              r["relu_epochs_to_25"], r["tanh_epochs_to_25"],
-             "–" if r["ratio"] is None else f"{'>= ' if r['lower_bound'] else ''}{r['ratio']:.1f}x"]
+             ratio_text(r)]
             for r in result["rows"]]
     return ("<h3>Figure 1: what the ratio depends on</h3>" +
             _table(["inputs", "init", "tanh's learning rate", "ReLU lr", "tanh lr", "ReLU: epochs to 25%",
