@@ -268,11 +268,9 @@ def experiment(parser: argparse.ArgumentParser) -> None:
                    "call with both draws the figure) (default: both)")
     p.add_argument("--after-crossing", type=float, default=None, metavar="EPOCHS",
                    help="stop a run this many epochs after it reaches 25%% (default: train every epoch)")
-    from alexnet.analysis.figure1_sweep import SETTINGS
-
-    p.add_argument("--sweep", nargs="*", choices=SETTINGS, default=None, metavar="SETTING",
+    p.add_argument("--sweep", nargs="*", choices=SWEEP_SETTINGS, default=None, metavar="SETTING",
                    help="measure the ratio for raw/standardised inputs x authors'/PyTorch init x tanh at its "
-                   f"own or ReLU's learning rate (first seed; sweep.json, sweep.md); name settings ({', '.join(SETTINGS)}) "
+                   f"own or ReLU's learning rate (first seed; sweep.json, sweep.md); name settings ({', '.join(SWEEP_SETTINGS)}) "
                    "to run only those (e.g. one per process; a last --sweep with none named writes the table)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128, as the paper")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")
@@ -295,6 +293,8 @@ def experiment(parser: argparse.ArgumentParser) -> None:
                    help="the middle layer no-middle-conv removes (default conv4)")
 
 
+SWEEP_SETTINGS = ("raw-authors", "raw-pytorch", "standardised-authors", "standardised-pytorch")  # as
+# alexnet.analysis.figure1_sweep.SETTINGS (not imported: it needs torch, and --help must not)
 LRN_EPOCHS = 160  # as alexnet.analysis.lrn_cifar.PAPER_EPOCHS["without"]
 LRN_LR = 0.001  # as alexnet.analysis.convlocal.LR
 LRN_SEEDS = (0, 1, 2)
