@@ -254,9 +254,10 @@ def experiment(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lrs", type=float, nargs="+", default=None, metavar="LR",
                    help="the learning-rate grid searched for each activation, grown past an edge winner "
                    "(default 0.001 0.003 0.01 0.03; momentum 0.9, batch-mean gradient)")
-    p.add_argument("--search-epochs", type=int, default=2,
+    p.add_argument("--search-epochs", type=int, default=4,
                    help="epochs each candidate learning rate trains; the lowest training error over the last "
-                   "of them wins (default 2)")
+                   "of them wins (default 4: on all 50,000 images it picks the rate that is also ahead at 35 "
+                   "epochs, where 2 picked tanh's other one)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED",
                    help="one run per activation and seed (initial weights, batch order); the search uses the "
                    "first (default 0 1)")

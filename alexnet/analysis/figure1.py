@@ -243,7 +243,7 @@ def search_lr(data: ImageSet, activation: str, lrs, search_epochs: int, store: R
     return best, trained.get(best), record
 
 
-def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: int = 2, seeds=(0, 1),
+def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: int = 4, seeds=(0, 1),
                  activations=("relu", "tanh"), protocol: dict | None = None, after_crossing: float | None = None,
                  out: Path | None = None, fixed_lrs: dict | None = None, search_seed: int | None = None,
                  **run_options) -> dict:
