@@ -271,7 +271,8 @@ def experiment(parser: argparse.ArgumentParser) -> None:
                    help="stop a run this many epochs after it reaches 25%% (default: train every epoch)")
     p.add_argument("--sweep", nargs="*", choices=SWEEP_SETTINGS, default=None, metavar="SETTING",
                    help="measure the ratio for raw/standardised inputs x authors'/PyTorch init x tanh at its "
-                   f"own or ReLU's learning rate (first seed; sweep.json, sweep.md); name settings ({', '.join(SWEEP_SETTINGS)}) "
+                   "own or ReLU's learning rate (first seed; sweep.json, sweep.md, sweep.png); name settings "
+                   f"({', '.join(SWEEP_SETTINGS)}) "
                    "to run only those (e.g. one per process; a last --sweep with none named writes the table)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128, as the paper")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: auto)")

@@ -1,6 +1,7 @@
 """``alexnet experiment``: the paper's experiments as commands that measure them.
 
-    alexnet experiment relu-vs-tanh [--data cifar10] [--epochs 35] [--seeds 0 1] [--protocol authors] [--sweep [SETTING ...]]
+    alexnet experiment relu-vs-tanh [--data cifar10] [--epochs 35] [--seeds 0 1] [--protocol authors]
+                                    [--sweep [SETTING ...]]
         Figure 1 (section 3.1): epochs and seconds to 25% CIFAR-10 training error with ReLU and
         with tanh, per seed, and their ratio (the paper: about 6); figure1.png, in the authors'
         cuda-convnet setup by default. --sweep measures what the ratio depends on (input scaling,

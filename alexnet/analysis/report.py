@@ -42,7 +42,8 @@ PAPER_TABLE2 = [
     ("7 CNNs*", 36.7, 15.4, 15.3),
 ]
 SKIPPED_FOLDERS = {"checkpoints", "tensorboard"}
-PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png", "sweep.png", "lrn.png"]
+PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png", "sweep.png",
+                 "lrn.png"]
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
