@@ -126,13 +126,20 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return Path(path)
 
 
+MAX_RUN_RECORD_BYTES = 64 << 20  # a 35-epoch Figure 1 run's record is about 10 kB
+
+
 def read_run_record(path: Path):
     """A stored experiment run written by :func:`write_json`: its JSON, or None when there is no
-    such file. A file that is not JSON (cut short, overwritten) is a UserError naming it, so that
-    no caller trains over it and loses what it held."""
+    such file. A file that is not JSON (cut short, overwritten) or larger than
+    :data:`MAX_RUN_RECORD_BYTES` is a UserError naming it, so that no caller trains over it and
+    loses what it held, and no file is read whole whatever its size."""
     if not path.is_file():
         return None
     try:
+        if path.stat().st_size > MAX_RUN_RECORD_BYTES:
+            raise UserError(f"{path}: not a run record (larger than {MAX_RUN_RECORD_BYTES:,} bytes); "
+                            "delete it to redo that run")
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"{path}: not a run record ({err}); delete it to redo that run") from None

@@ -309,3 +309,15 @@ def test_a_full_disk_while_extracting_an_archive_says_so_and_how_much_it_needs(t
     line = _error_line(capsys)
     assert f"SOURCE {archive}: no space left on the device to extract it into " in line
     assert re.search(r"\(it needs about \d+\.\d MiB\); free some space", line), line
+
+
+def test_a_run_record_larger_than_the_bound_is_refused_by_name_without_being_read(tmp_path, monkeypatch):
+    from alexnet import atomic
+
+    path = tmp_path / "run-relu-lr0.003-seed0.json"
+    atomic.write_json(path, {"run": {"points": list(range(100))}})
+    assert atomic.read_run_record(path)["run"]["points"][-1] == 99
+    assert atomic.read_run_record(tmp_path / "missing.json") is None
+    monkeypatch.setattr(atomic, "MAX_RUN_RECORD_BYTES", 64)
+    with pytest.raises(UserError, match=r"run-relu-lr0\.003-seed0\.json: not a run record \(larger than 64 bytes\)"):
+        atomic.read_run_record(path)
