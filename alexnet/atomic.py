@@ -2,15 +2,19 @@
 
 A write that fails for a reason of the file system (full, read-only, a path through a file, no
 permission) raises a one-line UserError naming the file; the previous file stays whole and the
-temporary is removed. A kill leaves the temporary behind: :func:`remove_temporaries` clears them.
+temporary is removed. A kill leaves the temporary behind: the next write of the same file removes it
+(its name holds the writer's process id and host), and :func:`remove_temporaries` clears a folder.
 """
 
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,7 +77,9 @@ def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
 @contextmanager
 def _atomic_path(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}.",
+                               suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
@@ -89,6 +95,26 @@ def _atomic_path(path: Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporaries of ``path`` (``.NAME.PID@HOST.XXXXXXXX.tmp``) whose writer, a process
+    of this host, is dead: what a killed write of ``path`` left. A live writer's stays."""
+    host = socket.gethostname()
+    for tmp in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
+        writer = re.fullmatch(r"(\d{1,9})@([^@]+)\.[^.@]+\.tmp", tmp.name[len(path.name) + 2:])
+        if writer and writer[2] == host and not _alive(int(writer[1])):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        pass
+    return True
 
 
 def _umask() -> int:

@@ -27,9 +27,11 @@ model on the same random input, mean-subtracted BGR for the graph and the same v
 ours; the largest difference of their fc8 outputs (logits) is printed, and the conversion fails
 (exit status 2, nothing written) when it exceeds :data:`TOLERANCE` times the largest logit.
 
-Safety: the file's size is bounded (1 GiB, ``alexnet.convert_caffe.protobuf.MAX_FILE_BYTES``), and
-weights stored outside it (ONNX's external data, paths that loading would follow) are refused: the
-zoo's files hold their weights inside.
+Safety: the file's size is bounded (1 GiB, ``alexnet.convert_caffe.protobuf.MAX_FILE_BYTES``); any
+tensor stored outside it (ONNX's external data, paths that loading would follow: an initializer, a
+Constant node's value, anywhere in the file) is refused before any tensor is read, and so is a
+tensor whose declared shape does not match the bytes it holds, each naming the tensor. The model
+file is written whole or not at all; the temporary a killed convert leaves is removed by the next.
 """
 
 from __future__ import annotations
@@ -92,13 +94,50 @@ def read_onnx(path: str | Path):
     except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and the like on a damaged file
         raise UserError(f"{path}: not a readable ONNX file: truncated or damaged "
                         f"({type(err).__name__}: {str(err)[:200]})") from None
-    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    if external:
-        raise UserError(f"{path}: {external[0]} is stored outside the file (ONNX external data); "
-                        f"only self-contained files are read, as the model zoo's bvlcalexnet-*.onnx")
+    for name, tensor in _tensors(model, onnx.TensorProto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
+            raise UserError(f"{path}: {name} is stored outside the file (ONNX external data); "
+                            f"only self-contained files are read, as the model zoo's bvlcalexnet-*.onnx")
+        _check_size(tensor, name, path)
     if not model.graph.node:
         raise UserError(f"{path}: not an ONNX model: its graph has no nodes (truncated?)")
     return model
+
+
+def _tensors(message, tensor_type, owner: str = "the graph"):
+    """(name, tensor) for every TensorProto inside the protobuf ``message``, however deep
+    (initializers, Constant values, subgraphs'); an unnamed one is named by its node."""
+    if isinstance(message, tensor_type):
+        yield message.name or f"the tensor of {owner}", message
+        return
+    if hasattr(message, "op_type"):  # a NodeProto
+        owner = f"node {message.name or message.op_type} ({message.op_type})"
+    for field, value in message.ListFields():
+        if field.type == field.TYPE_MESSAGE:
+            for item in [value] if hasattr(value, "ListFields") else value:  # one message or a list
+                yield from _tensors(item, tensor_type, owner)
+
+
+# The element types a tensor may have, each one value per element in its typed field (bvlc_alexnet's
+# are FLOAT and INT64).
+NUMBER_TYPES = ("FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
+                "UINT64", "BOOL")
+
+
+def _check_size(tensor, name: str, path: Path) -> None:
+    """Refuse a tensor whose declared shape does not match the data it holds, before reading it."""
+    onnx, _ = _onnx()
+    kind = {getattr(onnx.TensorProto, k): k for k in NUMBER_TYPES}.get(tensor.data_type)
+    if kind is None:
+        raise UserError(f"{path}: {name} holds values of ONNX data type {tensor.data_type}, not one of "
+                        f"{', '.join(NUMBER_TYPES)}")
+    size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    dims = list(tensor.dims)
+    held = (len(tensor.raw_data) if tensor.HasField("raw_data")
+            else len(getattr(tensor, onnx.helper.tensor_dtype_to_field(tensor.data_type))) * size)
+    if min(dims, default=0) < 0 or math.prod(dims) * size != held:
+        raise UserError(f"{path}: {name} declares shape {dims} of {kind} ({math.prod(dims) * size:,} bytes) but "
+                        f"holds {held:,} bytes: the file is damaged")
 
 
 def _attrs(node) -> dict:

@@ -9,6 +9,12 @@ converted model against onnxruntime running the same graph.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -252,6 +258,72 @@ def test_weights_stored_outside_the_file_are_refused_not_followed(tmp_path):
     path = save(graph, tmp_path / "external.onnx")
     with pytest.raises(UserError, match=r"fc6_w_0 is stored outside the file \(ONNX external data\)"):
         convert_onnx(path, tmp_path / "x.pt", report=lambda line: None)
+
+
+def _initializer(graph, name):
+    return next(t for t in graph.graph.initializer if t.name == name)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda t: t.dims.__setitem__(0, 64), r"fc7_w_0 declares shape \[64, 32\] of FLOAT \(8,192 bytes\) but holds 4,096"),
+    (lambda t: t.dims.__setitem__(0, 16), r"fc7_w_0 declares shape \[16, 32\] of FLOAT \(2,048 bytes\) but holds 4,096"),
+    (lambda t: t.ClearField("raw_data"), r"fc7_w_0 declares shape \[32, 32\] of FLOAT \(4,096 bytes\) but holds 0 bytes"),
+    (lambda t: t.dims.__setitem__(0, -32), r"fc7_w_0 declares shape \[-32, 32\]"),
+    (lambda t: setattr(t, "data_type", TensorProto.STRING), r"fc7_w_0 holds values of ONNX data type 8, not one of FLOAT"),
+])
+def test_a_tensor_whose_declared_shape_is_not_what_it_holds_is_named(tmp_path, capsys, damage, message):
+    graph = bvlc_graph(bvlc_weights())
+    damage(_initializer(graph, "fc7_w_0"))
+    path = save(graph, tmp_path / "lies.onnx")
+    ran = alexnet_command(capsys, "convert", "onnx", path, tmp_path / "x.pt")
+    assert ran.returncode == 2 and ran.stderr.count("\n") == 1 and "Traceback" not in ran.stderr
+    assert re.search(r"lies.onnx: " + message, ran.stderr), ran.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_constant_stored_outside_the_file_is_refused_unread_even_when_its_file_is_there(tmp_path, capsys,
+                                                                                          monkeypatch):
+    graph = bvlc_graph(bvlc_weights())  # the Reshape's shape as a Constant node, as newer exports have it
+    shape = _initializer(graph, "OC2_DUMMY_1")
+    graph.graph.initializer.remove(shape)
+    value = onnx.TensorProto(data_type=TensorProto.INT64, dims=shape.dims, data_location=TensorProto.EXTERNAL)
+    value.external_data.add(key="location", value="shape.bin")
+    graph.graph.node.insert(0, helper.make_node("Constant", [], ["OC2_DUMMY_1"], value=value, name="shape"))
+    path = save(graph, tmp_path / "outside.onnx")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shape.bin").write_bytes(numpy_helper.to_array(shape).tobytes())  # what loading would follow
+    ran = alexnet_command(capsys, "convert", "onnx", path, tmp_path / "x.pt")
+    assert ran.returncode == 2 and ran.stderr.count("\n") == 1
+    assert ("outside.onnx: the tensor of node shape (Constant) is stored outside the file (ONNX external data)"
+            in ran.stderr)
+    assert not (tmp_path / "x.pt").exists()
+
+
+KILLED_WHILE_WRITING = """
+import os, signal, sys, torch
+def save(obj, path, *args, **kwargs):  # half the file written, then killed as by the OOM killer
+    with open(path, "wb") as out:
+        out.write(b"half a model file")
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = save
+from alexnet.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_the_temporary_a_convert_killed_while_writing_left_is_removed_by_the_next(tmp_path, capsys):
+    path = save(bvlc_graph(bvlc_weights()), tmp_path / "k.onnx")
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, "convert", "onnx", str(path),
+                             str(tmp_path / "k.pt")], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    (left,) = tmp_path.glob(".k.pt.*.tmp")
+    assert left.read_bytes() == b"half a model file" and not (tmp_path / "k.pt").exists()
+    writing = tmp_path / f".k.pt.{os.getpid()}@{socket.gethostname()}.abcdefgh.tmp"  # a live writer's
+    writing.write_bytes(b"being written")
+    ran = alexnet_command(capsys, "convert", "onnx", path, tmp_path / "k.pt")
+    assert ran.returncode == 0, ran.stderr
+    assert list(tmp_path.glob(".*.tmp")) == [writing]
+    assert load_trained_model(tmp_path / "k.pt").arch == "alexnet"
 
 
 @pytest.mark.parametrize(("shape", "message"), [
