@@ -13,6 +13,11 @@ direct subfolders (``figures/``, ``retrieval/``, ...; not ``checkpoints/`` or ``
   ``retrieval.json`` (section 6.1's binary codes).
 A Table 2-style table puts every run's errors under the paper's. Pictures are embedded as
 base64 data, styles are inline: the file opens anywhere, offline, with no server.
+
+What comes from a file is checked before anything is drawn: each JSON file and ``metrics.jsonl``
+row against the shape the report reads (:mod:`alexnet.analysis.report_schema`: a missing field or
+a value of another type is one line naming the file and the field), and all its text is escaped,
+so that no element or attribute of the page comes from a file.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import yaml
 
 from alexnet.analysis import drawing
 from alexnet.atomic import atomic_write_text
+from alexnet.analysis.report_schema import EVALUATION, EXPERIMENTS, METRICS_ROW, check
 from alexnet.analysis.runs import checkpoint_classes, read_config, read_metrics, run_checkpoint
 from alexnet.classes import chance_error
 from alexnet.errors import UserError
@@ -62,12 +68,16 @@ details summary { cursor: pointer; color: #246; }
 
 # --- reading a folder -----------------------------------------------------------------------------
 
+MAX_JSON_BYTES = 64 << 20  # an evaluation over ILSVRC's 1000 classes is about 50 kB
+
 
 def _read_json(path: Path):
     try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise UserError(f"{path}: larger than {MAX_JSON_BYTES:,} bytes, not a result the report reads")
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"{path}: not readable JSON ({err})") from None
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: not UTF-8, not JSON
+        raise UserError(f"{path}: not readable JSON ({str(err)[:200] or type(err).__name__})") from None
 
 
 def collect(folder: str | Path) -> dict:
@@ -77,6 +87,9 @@ def collect(folder: str | Path) -> dict:
         raise UserError(f"{folder}: no such folder")
     found = {"name": folder.name or str(folder), "path": str(folder), "config": read_config(folder),
              "metrics": read_metrics(folder), "evaluations": [], "pictures": {}, "experiments": {}}
+    check(found["config"], dict, folder / "config.yaml")
+    for row in found["metrics"]:
+        check(row, METRICS_ROW, f"{folder / 'metrics.jsonl'}, epoch {row['epoch']}")
     checkpoint = run_checkpoint(folder)
     found["classes"] = checkpoint_classes(checkpoint) if checkpoint else None
     places = [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIPPED_FOLDERS)
@@ -85,10 +98,11 @@ def collect(folder: str | Path) -> dict:
             found["pictures"].setdefault(png.name, png)
         for path in sorted(place.glob("*.json")):
             data = _read_json(path)
-            if path.name in ("colour.json", "relu-vs-tanh.json", "sweep.json", "lrn.json", "ablations.json",
-                             "retrieval.json"):
+            if path.stem in EXPERIMENTS:
+                check(data, EXPERIMENTS[path.stem], path)
                 found["experiments"][path.stem] = data
             elif isinstance(data, dict) and "top1_error" in data and "top5_error" in data:
+                check(data, EVALUATION, path)
                 found["classes"] = evaluation_classes(path, data, found["classes"], checkpoint)
                 found["evaluations"].append(data | {"file": path.name})
     return found
@@ -126,6 +140,12 @@ def _png(path_or_fig) -> str:
 
 def _pct(value) -> str:
     return "–" if value is None else f"{value:.1f}%"
+
+
+def _p(text: str, css: str = "") -> str:
+    """A paragraph of ``text``, escaped: what a file holds never becomes markup."""
+    opening = f'<p class="{css}">' if css else "<p>"
+    return f"{opening}{escape(text)}</p>"
 
 
 def _table(header: list[str], rows: list[list], row_class: list[str] | None = None) -> str:
@@ -183,12 +203,12 @@ def table2(runs: list[dict]) -> str:
 
 
 def render_run(run: dict) -> str:
-    parts = [f"<h2>{escape(run['name'])}</h2>", f'<p class="meta">{escape(run["path"])}</p>']
+    parts = [f"<h2>{escape(run['name'])}</h2>", _p(run["path"], "meta")]
     config = run["config"]
     if config:
         summary = ", ".join(f"{k}: {config[k]}" for k in ("data", "arch", "epochs", "batch_size", "lr", "schedule")
-                            if k in config)
-        parts.append(f"<p>{escape(summary)}</p><details><summary>configuration (config.yaml)</summary>"
+                            if k in config and not isinstance(config[k], (dict, list)))  # aliases nest them deep
+        parts.append(f"{_p(summary)}<details><summary>configuration (config.yaml)</summary>"
                      f"<pre>{escape(yaml.safe_dump(config, sort_keys=False))}</pre></details>")
     errors = final_errors(run)
     if errors:
@@ -237,8 +257,8 @@ def render_colour(colour: dict) -> str:
     comparison = colour.get("comparison")
     return ("<h3>Figure 3: colour specificity of the conv1 kernels</h3>" +
             _table(["tower", "mean", "median"], rows) +
-            (f"<p>{escape(comparison['line'])}</p>" if comparison else "") +
-            f'<p class="meta">{escape(colour.get("measure", ""))}. Paper: {escape(colour.get("paper", ""))}.</p>')
+            (_p(comparison["line"]) if comparison else "") +
+            _p(f"{colour.get('measure', '')}. Paper: {colour.get('paper', '')}.", "meta"))
 
 
 def render_relu_vs_tanh(result: dict) -> str:
@@ -252,7 +272,8 @@ def render_relu_vs_tanh(result: dict) -> str:
     speed = result["speedup"]
     if speed.get("epochs"):
         bound = ">= " if speed.get("lower_bound") else ""
-        spread = f" (seeds {speed['min']:.1f}-{speed['max']:.1f}x)" if len(speed["per_seed"]) > 1 else ""
+        spread = (f" (seeds {speed['min']:.1f}-{speed['max']:.1f}x)"
+                  if len(speed["per_seed"]) > 1 and "min" in speed and "max" in speed else "")
         verdict = (f"ReLU reaches 25% training error {bound}{speed['epochs']:.1f}x sooner in epochs{spread} "
                    "(paper: about 6x)")
     else:
@@ -261,8 +282,8 @@ def render_relu_vs_tanh(result: dict) -> str:
     setup = ", ".join(f"{k} {v}" for k, v in protocol.items())
     return ("<h3>Figure 1: ReLU against tanh on CIFAR-10</h3>" +
             _table(["activation", "seed", "learning rate", "epochs to 25%", "seconds to 25%"], rows) +
-            f"<p>{escape(verdict)}; {result['images']} training images, up to {result['epochs']} epochs"
-            f"{'; ' + escape(setup) if setup else ''}.</p>")
+            _p(f"{verdict}; {result['images']} training images, up to {result['epochs']} epochs"
+               f"{'; ' + setup if setup else ''}."))
 
 
 def render_sweep(result: dict) -> str:
@@ -275,7 +296,7 @@ def render_sweep(result: dict) -> str:
     return ("<h3>Figure 1: what the ratio depends on</h3>" +
             _table(["inputs", "init", "tanh's learning rate", "ReLU lr", "tanh lr", "ReLU: epochs to 25%",
                     "tanh: epochs to 25%", "ratio"], rows) +
-            f"<p>{result['images']} training images, up to {result['epochs']} epochs, seed {result['seed']}.</p>")
+            _p(f"{result['images']} training images, up to {result['epochs']} epochs, seed {result['seed']}."))
 
 
 def render_lrn(result: dict) -> str:
@@ -288,8 +309,8 @@ def render_lrn(result: dict) -> str:
                      f"{paper[variant]:g}%"])
     return ("<h3>Section 3.3: response normalisation on CIFAR-10</h3>" +
             _table(["net", "ten-view test error (mean ± sd)", "per seed", "paper"], rows) +
-            f"<p>{escape(result['verdict'])}. Test set: {escape(result['test_set'])}; "
-            f"{result['train_images']} training images, {result['epochs']} epochs per run{_anneal(result)}.</p>")
+            _p(f"{result['verdict']}. Test set: {result['test_set']}; {result['train_images']} training images, "
+               f"{result['epochs']} epochs per run{_anneal(result)}."))
 
 
 def _anneal(result: dict) -> str:
@@ -319,10 +340,11 @@ def render_retrieval(result: dict) -> str:
         r = result[key]
         rows.append([label, f"{r['precision_at_k']:.3f}", f"{r['bytes_per_image']:,} B",
                      f"{r['queries_per_s']:,.0f}"])
-    return (f"<h3>Section 6.1: retrieval with binary codes ({result['queries']} queries, "
-            f"{result['base_images']} images searched)</h3>" +
+    heading = (f"Section 6.1: retrieval with binary codes ({result['queries']} queries, "
+               f"{result['base_images']} images searched)")
+    return (f"<h3>{escape(heading)}</h3>" +
             _table(["search", f"precision at {result['k']}", "memory per image", "queries/s"], rows) +
-            f'<p class="meta">Chance precision {result["chance_precision"]:.3f}.</p>')
+            _p(f"Chance precision {result['chance_precision']:.3f}.", "meta"))
 
 
 def render(runs: list[dict], title: str) -> str:

@@ -32,7 +32,9 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
             if n == len(lines):
                 break
             raise UserError(f"{path}, line {n}: not JSON ({err})") from err
-        rows[int(row["epoch"])] = row
+        if not isinstance(row, dict) or type(row.get("epoch")) is not int:
+            raise UserError(f"{path}, line {n}: no whole-number \"epoch\" (the file is damaged)")
+        rows[row["epoch"]] = row
     return [rows[e] for e in sorted(rows)]
 
 
