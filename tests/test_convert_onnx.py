@@ -264,12 +264,16 @@ def _initializer(graph, name):
     return next(t for t in graph.graph.initializer if t.name == name)
 
 
+def _dims(first):
+    return lambda tensor: tensor.dims.__setitem__(0, first)
+
+
 @pytest.mark.parametrize(("damage", "message"), [
-    (lambda t: t.dims.__setitem__(0, 64), r"fc7_w_0 declares shape \[64, 32\] of FLOAT \(8,192 bytes\) but holds 4,096"),
-    (lambda t: t.dims.__setitem__(0, 16), r"fc7_w_0 declares shape \[16, 32\] of FLOAT \(2,048 bytes\) but holds 4,096"),
-    (lambda t: t.ClearField("raw_data"), r"fc7_w_0 declares shape \[32, 32\] of FLOAT \(4,096 bytes\) but holds 0 bytes"),
-    (lambda t: t.dims.__setitem__(0, -32), r"fc7_w_0 declares shape \[-32, 32\]"),
-    (lambda t: setattr(t, "data_type", TensorProto.STRING), r"fc7_w_0 holds values of ONNX data type 8, not one of FLOAT"),
+    (_dims(64), r"fc7_w_0 declares shape \[64, 32\] of FLOAT \(8,192 bytes\) but holds 4,096"),  # more
+    (_dims(16), r"fc7_w_0 declares shape \[16, 32\] of FLOAT \(2,048 bytes\) but holds 4,096"),  # fewer
+    (lambda t: t.ClearField("raw_data"), r"fc7_w_0 declares shape \[32, 32\] of FLOAT \(4,096 bytes\) but holds 0"),
+    (_dims(-32), r"fc7_w_0 declares shape \[-32, 32\]"),
+    (lambda t: setattr(t, "data_type", TensorProto.STRING), r"fc7_w_0 holds values of ONNX data type 8, not one"),
 ])
 def test_a_tensor_whose_declared_shape_is_not_what_it_holds_is_named(tmp_path, capsys, damage, message):
     graph = bvlc_graph(bvlc_weights())

@@ -298,7 +298,8 @@ def rendered_title(page: Path, browser: str, profile: Path) -> str | None:
 def test_a_browser_opening_the_report_runs_no_script_from_the_files(tmp_path, capsys):
     browser, profile = _chromium(), tmp_path / "profile"
     unescaped = tmp_path / "control.html"  # the control: the payload as markup, as the numbers were
-    unescaped.write_text(f"<!DOCTYPE html><html><head><title>control</title></head><body><p>{PAYLOAD}</p></body></html>")
+    unescaped.write_text(f"<!DOCTYPE html><html><head><title>control</title></head><body><p>{PAYLOAD}</p></body>"
+                         "</html>")
     control = rendered_title(unescaped, browser, profile)
     if control is None:
         pytest.skip(f"{browser} opens no page on this machine")

@@ -309,8 +309,8 @@ def render_lrn(result: dict) -> str:
                      f"{paper[variant]:g}%"])
     return ("<h3>Section 3.3: response normalisation on CIFAR-10</h3>" +
             _table(["net", "ten-view test error (mean ± sd)", "per seed", "paper"], rows) +
-            _p(f"{result['verdict']}. Test set: {result['test_set']}; {result['train_images']} training images, "
-               f"{result['epochs']} epochs per run{_anneal(result)}."))
+            _p(f"{result['verdict']}. Test set: {result.get('test_set', 'given')}; {result['train_images']} "
+               f"training images, {result['epochs']} epochs per run{_anneal(result)}."))
 
 
 def _anneal(result: dict) -> str:

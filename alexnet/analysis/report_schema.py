@@ -42,7 +42,7 @@ EXPERIMENTS = {
                         "relu_epochs_to_25": str, "tanh_epochs_to_25": str, "ratio": maybe(float),
                         "lower_bound": bool, "upper_bound?": bool}]},
     "lrn": {"variants": {"without": TEN_VIEW, "with": TEN_VIEW},
-            "paper": {"test_error": {"without": float, "with": float}}, "verdict": str, "test_set": str,
+            "paper": {"test_error": {"without": float, "with": float}}, "verdict": str, "test_set?": str,
             "train_images": int, "epochs": int, "anneal?": (int, int)},
     "ablations": {"rows": [{"variant": str, "top1_error?": ERROR, "top5_error?": ERROR, "top1_difference?": ERROR,
                             "top5_difference?": ERROR, "skipped?": maybe(str), "paper?": str}]},
