@@ -180,11 +180,12 @@ class SyntheticImages:
     the network's speed without decoding.
     """
 
-    def __init__(self, n: int, num_classes: int, size: int, seed: int, split: str, device: torch.device,
-                 pool: int = 256):
+    POOL = 256
+
+    def __init__(self, n: int, num_classes: int, size: int, seed: int, split: str, device: torch.device):
         colours = torch.randint(40, 216, (num_classes, 3, 1, 1), generator=torch.Generator().manual_seed(seed))
         g = torch.Generator().manual_seed(seed + (1 if split == "val" else 2))
-        pool = min(n, pool)
+        pool = min(n, self.POOL)
         self.labels = torch.arange(pool) % num_classes
         noise = torch.randint(-40, 41, (pool, 3, size, size), generator=g)
         self.images = (colours[self.labels] + noise).clamp(0, 255).to(torch.uint8).to(device)

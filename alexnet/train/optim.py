@@ -66,8 +66,7 @@ class PaperSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        grad_scale = getattr(self, "grad_scale", None)  # set by GradScaler.step (loss scaling only)
-        found_inf = getattr(self, "found_inf", None)
+        scaled = getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None
         for group in self.param_groups:
             weights = [w for w in group["params"] if w.grad is not None]
             for w in weights:
@@ -76,31 +75,30 @@ class PaperSGD(torch.optim.Optimizer):
             if not weights:
                 continue
             grads, velocities = [w.grad for w in weights], [self.state[w]["velocity"] for w in weights]
-            hyper = (group["lr"], group["momentum"], group["weight_decay"])
-            if grad_scale is None and found_inf is None:  # all tensors at once (foreach), same arithmetic
-                paper_sgd_step_(weights, grads, velocities, *hyper)
-            else:
-                _scaled_paper_sgd_step_(weights, grads, velocities, *hyper, grad_scale, found_inf)
+            if scaled:
+                self._scaled_step_(weights, grads, velocities, group)
+            else:  # all tensors at once (foreach), same arithmetic
+                paper_sgd_step_(weights, grads, velocities, group["lr"], group["momentum"], group["weight_decay"])
         return loss
 
-
-@torch.no_grad()
-def _scaled_paper_sgd_step_(weights, grads, velocities, lr, momentum, weight_decay, grad_scale, found_inf):
-    """:func:`paper_sgd_step_` on gradients multiplied by ``grad_scale`` (a device tensor, or None
-    when the scaler has unscaled them already), tensor by tensor, skipped where ``found_inf`` (a 0/1
-    device tensor) is set; no value is read on the host."""
-    if grad_scale is not None:
-        inverse = grad_scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
-        for g in grads:  # in place, as GradScaler.unscale_ does
-            g.mul_(inverse.to(g.device))
-    skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
-    for w, g, v in zip(weights, grads, velocities):
-        skip_here = skip.to(w.device, non_blocking=True)
-        new = v.mul(momentum)
-        new.add_(w, alpha=-weight_decay * lr)
-        new.add_(g, alpha=-lr)
-        v.copy_(torch.where(skip_here, v, new))
-        w.add_(torch.where(skip_here, torch.zeros_like(v), v))
+    def _scaled_step_(self, weights, grads, velocities, group) -> None:
+        """:func:`paper_sgd_step_` on gradients multiplied by ``self.grad_scale`` (a device tensor set
+        by GradScaler.step, or None when the scaler has unscaled them already), tensor by tensor,
+        skipped where ``self.found_inf`` (a 0/1 device tensor) is set; no value is read on the host."""
+        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        if grad_scale is not None:
+            inverse = grad_scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
+            for g in grads:  # in place, as GradScaler.unscale_ does
+                g.mul_(inverse.to(g.device))
+        skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
+        for w, g, v in zip(weights, grads, velocities):
+            skip_here = skip.to(w.device, non_blocking=True)
+            new = v.mul(momentum)
+            new.add_(w, alpha=-weight_decay * lr)
+            new.add_(g, alpha=-lr)
+            v.copy_(torch.where(skip_here, v, new))
+            w.add_(torch.where(skip_here, torch.zeros_like(v), v))
 
 
 def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0005,
