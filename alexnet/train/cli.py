@@ -62,7 +62,7 @@ def _recipe_options(a) -> None:
       f"(default: {D.batch_size}, the paper's)")
     a("--lr", "--learning-rate", type=float, help=f"initial learning rate (default: {D.lr}, the paper's)")
     a("--momentum", type=float, help=f"(default: {D.momentum}, the paper's)")
-    a("--wd", "--weight-decay", dest="weight_decay", type=float, help=f"(default: {D.weight_decay}, the paper's)")
+    a("--weight-decay", "--wd", type=float, help=f"(default: {D.weight_decay}, the paper's)")
     a("--optimizer", choices=OPTIMIZERS, help="paper: section 5's update rule (default); torch-sgd: "
       "torch.optim.SGD, velocity in gradient units, differs just after a rate change [departs]")
     a("--schedule", choices=SCHEDULES, help="plateau: divide by 10 when validation error stalls, at most "

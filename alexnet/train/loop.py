@@ -50,7 +50,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> int:
     try:
         run = _start(config, ctx, resume)
         clock = Clock()
-        with StopRequest() as stop, MetricsLog(run) if ctx.main else contextlib.nullcontext() as log:
+        with StopRequest() as stop, (MetricsLog(run) if ctx.main else contextlib.nullcontext()) as log:
             while run.epoch < config.epochs:
                 waiting = DataWait(run.data.train_batches(run.epoch, run.position))
                 status = _train_epoch(run, waiting, stop, clock)
