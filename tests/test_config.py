@@ -65,6 +65,8 @@ def refused(capsys, argv, command="train") -> str:
     (["-j", "100000"], "--workers 100000: expected an integer in [0, 1024]"),
     (["--limit", str(10**30)], f"--limit {10**30}: expected an integer in [1, 10000000000]"),
     (["--log-every", str(2**70)], f"--log-every {2**70}: expected an integer in [1, 1000000000]"),
+    (["--model-option", "channels=" + "[" * 100_000 + "]" * 100_000], "--model-option channels: the value is "
+                                                                     "nested too deeply"),
 ])
 def test_a_value_out_of_range_is_refused_naming_the_option_and_the_allowed_values(capsys, argv, message):
     assert message in refused(capsys, ["--device", "cpu", *argv])

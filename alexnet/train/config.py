@@ -259,7 +259,9 @@ def parse_model_options(pairs: list[str]) -> dict:
         try:
             options[key.replace("-", "_")] = load_yaml(value)
         except yaml.YAMLError as err:
-            raise UserError(f"--model-option {pair}: cannot read the value: {parse_problem(err)}") from None
+            raise UserError(f"--model-option {_shown(pair)}: cannot read the value: {parse_problem(err)}") from None
+        except RecursionError:  # the parser recurses once per level
+            raise UserError(f"--model-option {_shown(key)}: the value is nested too deeply") from None
     return options
 
 
