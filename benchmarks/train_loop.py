@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from alexnet import build_model
 from alexnet.train.config import TrainConfig
-from alexnet.train.synthetic import SyntheticImages
+from alexnet.train.data import SyntheticImages
 from alexnet.train.loop import train
 
 

@@ -165,6 +165,19 @@ def test_no_package_module_is_over_400_lines():
     assert not long, f"modules over {MAX_LINES} lines (split them by job): {long}"
 
 
+MAX_TRAIN_MODULES = 7  # train/ in a few full modules (nanoGPT's train.py), not a sliver per thing the loop touches
+
+
+def test_training_is_at_most_seven_modules_each_described_in_docs_architecture():
+    train = sorted(m for m in module_files() if m.startswith("alexnet.train."))
+    assert len(train) <= MAX_TRAIN_MODULES, f"{len(train)} modules in alexnet/train: {train}"
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    described = doc.split("**training.**")[1].split("**analysis.**")[0] + doc.split("**commands.**")[1]
+    missing = [m for m in train if f"`{m.removeprefix('alexnet.')}`" not in described
+               and f"`{m.rpartition('.')[2]}`" not in described]
+    assert not missing, f"alexnet/train modules that docs/architecture.md does not describe: {missing}"
+
+
 def test_the_rule_catches_an_import_up_a_layer_across_to_a_sibling_of_a_command_and_a_circle():
     edges = {"alexnet.model": [("alexnet.train.loop", 3, True)], "alexnet.train.loop": [("alexnet.model", 1, False)],
              "alexnet.bench.data": [("alexnet.analysis.runs", 5, False)],

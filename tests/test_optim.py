@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from alexnet.train.config import TrainConfig
-from alexnet.train.optim import (PaperSGD, fast_sgd, make_optimizer, paper_sgd_step_, parameter_groups,
-                                 set_learning_rate)
+from alexnet.train.optim import (PaperSGD, fast_sgd, make_optimizer, make_schedule, paper_sgd_step_,
+                                 parameter_groups, set_learning_rate)
 
 
 def _quadratic_grads(w: np.ndarray) -> np.ndarray:
@@ -72,6 +72,7 @@ def test_bias_groups_carry_the_authors_rate_multiplier_and_no_decay():
 def test_paper_defaults_make_one_group_of_the_paper_optimizer():
     net = nn.Linear(3, 4)
     opt = make_optimizer(net, TrainConfig())
+    assert make_schedule(TrainConfig()).set(opt, epoch=0, progress=0.1) == 0.01  # the rate's one source
     assert isinstance(opt, PaperSGD) and len(opt.param_groups) == 1
     g = opt.param_groups[0]
     assert (g["lr"], g["momentum"], g["weight_decay"]) == (0.01, 0.9, 0.0005)
@@ -95,7 +96,9 @@ def test_negative_settings_are_refused():
 
 def test_fc8_rate_multiplier_applies_to_the_output_layer_only_and_combines_with_the_bias_rate():
     net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    opt = make_optimizer(net, TrainConfig(fc8_lr_mult=0.05, bias_lr_mult=2.0))
+    config = TrainConfig(fc8_lr_mult=0.05, bias_lr_mult=2.0)
+    opt = make_optimizer(net, config)
+    make_schedule(config).set(opt, epoch=0, progress=0.1)
     lrs = {tuple(p.shape): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert lrs == {(4, 3): 0.01, (4,): 0.02, (2, 4): pytest.approx(0.0005), (2,): pytest.approx(0.001)}
     set_learning_rate(opt, 0.001)  # a schedule's reduction keeps the multipliers

@@ -160,3 +160,28 @@ def test_a_run_on_prepared_shards_killed_mid_epoch_and_resumed_ends_with_the_sam
     done = train_prepared(prepared, run_dir, resume=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert_same_run(uninterrupted_on_shards, run_dir)
+
+
+@pytest.mark.usefixtures("tiny_net")
+def test_resume_takes_a_checkpoint_file_of_a_run_folder_as_pytorch_examples_does(tmp_path, capsys):
+    """``--resume RUN_DIR/checkpoints/FILE`` continues from that file, in RUN_DIR, as ``--resume RUN_DIR``
+    continues from its last.pt; a file outside a run folder, or a model file, is one line naming it."""
+    import shutil
+
+    from tests.kit import alexnet_command
+
+    args = ["--data", "synthetic", "--arch", "tiny-test", "--preset", "full", "--limit", "32", "--val-limit", "8",
+            "-b", "8", "--device", "cpu", "--seed", "5", "--model-option", "num_classes=3"]
+    by_folder, by_file = tmp_path / "by-folder", tmp_path / "by-file"
+    assert alexnet_command(capsys, "train", *args, "--epochs", "1", "--out", by_folder).returncode == 0
+    shutil.copytree(by_folder, by_file)
+    kept = (by_file / "checkpoints" / "last.pt").rename(by_file / "checkpoints" / "epoch1.pt")
+    assert alexnet_command(capsys, "train", "--resume", by_folder, "--epochs", "2").returncode == 0
+    done = alexnet_command(capsys, "train", "--resume", kept, "--epochs", "2")
+    assert done.returncode == 0 and f"resuming from epoch 2, step 1 of 4 ({kept})" in done.stderr
+    assert final(by_file)["epoch"] == 2
+    assert_same_run(by_folder, by_file)
+    for path, said in ((shutil.copy(kept, tmp_path / "loose.pt"), "a file outside a run folder"),
+                       (by_file / "checkpoints" / "best.pt", "a model file, not a training checkpoint")):
+        status, _, err = alexnet_command(capsys, "train", "--resume", path)
+        assert status == 2 and err.count("\n") == 1 and f"{path}" in err and said in err, err

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from alexnet.train.schedule import CosineWarmup, Krizhevsky2012, Plateau, Step, make_schedule
+from alexnet.train.optim import CosineWarmup, Krizhevsky2012, Plateau, Step, make_schedule
 from alexnet.train.config import TrainConfig
 
 

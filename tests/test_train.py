@@ -12,9 +12,9 @@ import alexnet.train.loop as loop
 from alexnet import load_model
 from alexnet.cli import build_parser
 from alexnet.errors import UserError
-from alexnet.train import backends, metrics, run_state
+from alexnet.train import checkpoint
 from alexnet.train.config import PRESETS, TrainConfig, check, config_from_args
-from alexnet.train.synthetic import SyntheticImages
+from alexnet.train.data import SyntheticImages
 from tests import kit
 
 METRIC_KEYS = {"epoch", "train_loss", "train_top1_error", "train_top5_error", "val_loss", "val_top1_error",
@@ -220,11 +220,14 @@ def test_a_new_run_refuses_a_folder_that_holds_one_and_offers_resume(tmp_path):
     ({"random_crop": False, "flip": False, "pca_std": 0.0}, True, False, False),
 ])
 def test_section_4_1_augmentations_can_each_be_switched_off(tmp_path, prepared, switches, centred, mirrored, noisy):
+    from types import SimpleNamespace
+
+    from alexnet.train.data import prepared_data
     from alexnet.train.distributed import Context
-    from alexnet.train.prepared import prepared_data
 
     config = tiny_config(tmp_path, data=str(prepared), workers=0, batch_size=16, **switches)
-    data = prepared_data(config, Context(), 64, "mean_image")
+    network = SimpleNamespace(input_size=64, normalization="mean_image")
+    data = prepared_data(config, Context(), network, ["c0", "c1", "c2"])
     _, _, windows = next(iter(data.train_batches(0, 0)))
     centre = (80 - 64) // 2
     assert bool((windows[:, :2] == centre).all()) == centred
@@ -276,7 +279,7 @@ def test_data_wait_counts_the_time_spent_waiting_for_batches(monkeypatch, loader
     from types import SimpleNamespace
 
     now = [0.0]
-    monkeypatch.setattr(metrics, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
     def batches():
         for i in range(5):
@@ -287,7 +290,7 @@ def test_data_wait_counts_the_time_spent_waiting_for_batches(monkeypatch, loader
         now[0] += step_s
         return batch
 
-    waiting = metrics.DataWait(batches())
+    waiting = loop.DataWait(batches())
     assert list(map(step, waiting)) == list(range(5))
     assert waiting.seconds == pytest.approx(5 * loader_s)
     assert waiting.seconds / (now[0] - waiting.started) == pytest.approx(loader_s / (loader_s + step_s))
@@ -304,24 +307,24 @@ def test_the_fast_preset_is_the_papers_recipe_with_the_gpu_speed_options():
 
 
 def test_default_workers_share_the_cores_and_leave_one_to_each_gpu_process(monkeypatch):
-    from alexnet.train import prepared
+    from alexnet.train import data
 
-    monkeypatch.setattr(prepared, "default_workers", lambda: 16)
+    monkeypatch.setattr(data, "default_workers", lambda: 16)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert prepared.default_workers_per_process(torch.device("cpu")) == 16
-    assert prepared.default_workers_per_process(torch.device("cuda", 0)) == 15
+    assert data.default_workers_per_process(torch.device("cpu")) == 16
+    assert data.default_workers_per_process(torch.device("cuda", 0)) == 15
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-    assert prepared.default_workers_per_process(torch.device("cuda", 3)) == 1
+    assert data.default_workers_per_process(torch.device("cuda", 3)) == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
-    assert prepared.default_workers_per_process(torch.device("cuda", 3)) == 1
+    assert data.default_workers_per_process(torch.device("cuda", 3)) == 1
 
 
 def test_channels_last_is_on_where_it_pays_unless_asked_otherwise():
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda", 0), torch.device("mps")
-    assert backends.channels_last(TrainConfig(), cpu) and backends.channels_last(TrainConfig(), cuda)
-    assert not backends.channels_last(TrainConfig(), mps)
-    assert not backends.channels_last(config_from_args(parse(["--no-channels-last", "--device", "cpu"])), cpu)
-    assert backends.channels_last(config_from_args(parse(["--channels-last", "--device", "cpu"])), mps)
+    assert loop.channels_last(TrainConfig(), cpu) and loop.channels_last(TrainConfig(), cuda)
+    assert not loop.channels_last(TrainConfig(), mps)
+    assert not loop.channels_last(config_from_args(parse(["--no-channels-last", "--device", "cpu"])), cpu)
+    assert loop.channels_last(config_from_args(parse(["--channels-last", "--device", "cpu"])), mps)
 
 
 def test_a_damaged_shard_ends_the_run_at_once_with_one_line_naming_the_shard_and_sample(tmp_path, prepared):
@@ -346,7 +349,7 @@ def test_a_damaged_shard_ends_the_run_at_once_with_one_line_naming_the_shard_and
 
 
 def _echo_after_ignoring_stop_signals(conn, trainer) -> None:
-    from alexnet.train.prepared import ignore_stop_signals
+    from alexnet.train.data import ignore_stop_signals
 
     ignore_stop_signals(0, trainer)
     conn.send("ready")
@@ -388,7 +391,7 @@ def test_best_pt_survives_a_failure_while_it_is_written(tmp_path, monkeypatch):
     while writing best.pt leaves last.pt before that epoch's end, and the resumed run writes it."""
     import errno
 
-    real_save, failures = run_state.save_checkpoint, []
+    real_save, failures = checkpoint.save_checkpoint, []
 
     def save_failing_once(path, checkpoint):
         if path.name == "best.pt" and not failures:
@@ -396,14 +399,14 @@ def test_best_pt_survives_a_failure_while_it_is_written(tmp_path, monkeypatch):
             raise OSError(errno.EIO, "Input/output error")
         real_save(path, checkpoint)
 
-    monkeypatch.setattr(run_state, "save_checkpoint", save_failing_once)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_failing_once)
     config = tiny_config(tmp_path, epochs=2, checkpoint_minutes=0)
     with pytest.raises(OSError):
         loop.train(config)
     checkpoints = tmp_path / "run" / "checkpoints"
     assert not (checkpoints / "best.pt").exists()
     assert torch.load(checkpoints / "last.pt", weights_only=True)["epoch"] == 0
-    assert loop.train(config, resume=True) == 0
+    assert loop.train(config, resume=checkpoints / "last.pt") == 0
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     best = min(records, key=lambda r: r["val_top1_error"])
     assert torch.load(checkpoints / "best.pt", weights_only=True)["epoch"] == best["epoch"]
@@ -417,7 +420,7 @@ def test_the_next_run_removes_the_temporaries_that_killed_writes_left(tmp_path):
                tmp_path / "run" / ".metrics.jsonl.x.tmp"]
     for orphan in orphans:
         orphan.write_bytes(b"half a checkpoint")
-    assert loop.train(config, resume=True) == 0
+    assert loop.train(config, resume=checkpoints / "last.pt") == 0
     assert not any(orphan.exists() for orphan in orphans)
     assert {p.name for p in checkpoints.iterdir()} == {"best.pt", "last.pt"}
 
@@ -426,7 +429,7 @@ def test_a_resumed_run_that_finds_no_best_pt_writes_one(tmp_path):
     assert loop.train(tiny_config(tmp_path)) == 0
     best = tmp_path / "run" / "checkpoints" / "best.pt"
     best.unlink()
-    assert loop.train(tiny_config(tmp_path, epochs=2), resume=True) == 0
+    assert loop.train(tiny_config(tmp_path, epochs=2), resume=best.with_name("last.pt")) == 0
     assert torch.load(best, weights_only=True)["epoch"] == 2
 
 

@@ -88,9 +88,9 @@ def run_variants(base, names, out: Path, drop_layer: str = "conv4") -> dict:
         if done >= config.epochs:
             print(f"{name}: finished earlier ({done} epochs), kept")
             continue
-        resume = (out / name / "checkpoints" / "last.pt").exists()
-        print(f"{name}: {'resuming' if resume else 'training'} ({PAPER_DIFFERENCES[name][0]})")
-        status = train(config, resume=resume)
+        last = out / name / "checkpoints" / "last.pt"
+        print(f"{name}: {'resuming' if last.exists() else 'training'} ({PAPER_DIFFERENCES[name][0]})")
+        status = train(config, resume=last if last.exists() else None)
         if status:
             raise UserError(f"ablation {name} stopped (exit status {status}); run the command again to resume")
     return table(names, out, skipped)

@@ -54,7 +54,7 @@ from alexnet.devices import pick_device
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train.config import parse_model_options
-from alexnet.train.prepared import prepared_dir
+from alexnet.train.data import prepared_dir
 
 
 # --- the pytorch/examples way ---------------------------------------------------------------

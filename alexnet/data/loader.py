@@ -78,7 +78,7 @@ class BatchLoader(torch.utils.data.DataLoader):
         """``batches``; however their iteration ends (exhausted, an error, closed), the workers are
         shut down then. Left to the iterator's garbage collection, they can outlive it: a traceback
         holds it, and at exit multiprocessing terminates and joins workers that ignore SIGTERM
-        (:func:`alexnet.train.prepared.ignore_stop_signals`) forever. A worker's UserError (a
+        (:func:`alexnet.train.data.ignore_stop_signals`) forever. A worker's UserError (a
         damaged sample) arrives as its one-line message."""
         try:
             yield from batches

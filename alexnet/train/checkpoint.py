@@ -1,4 +1,7 @@
-"""Checkpoints, and the random-number states that make a resumed run exact.
+"""A run's state and its checkpoints: everything the loop changes (:class:`Run`), the run folder,
+``checkpoints/last.pt`` to resume from and ``checkpoints/best.pt`` to evaluate and predict with,
+written atomically, the random-number states that make a resume exact, and the stop signals that
+end a run with a checkpoint.
 
 A checkpoint is a plain dict of tensors and Python values, so it loads with
 ``torch.load(path, weights_only=True)``: the keys of a model file (``model``, the state
@@ -12,21 +15,147 @@ and ``config``): half the size, since the optimiser's momentum is as large as th
 
 from __future__ import annotations
 
+import math
 import random
+import signal
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from alexnet.atomic import atomic_torch_save, make_folder, remove_temporaries
 from alexnet.errors import UserError
-from alexnet.atomic import atomic_torch_save
-from alexnet.modelfile import read_model_file
+from alexnet.model import one_to_two_device_state
+from alexnet.modelfile import model_record, read_model_file
+from alexnet.train import distributed
+from alexnet.train.config import TrainConfig
+from alexnet.train.data import TrainingData
+from alexnet.train.optim import Schedule, make_optimizer, make_schedule
+
+
+class Totals:
+    """The epoch's running numbers, kept on the device so that a step reads nothing on the host:
+    loss x images, top-1 and top-5 misses, images; and the first global step whose loss was not
+    finite (-1: none yet)."""
+
+    def __init__(self, sums: torch.Tensor):
+        self.sums = sums
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=sums.device)
+
+    @classmethod
+    def zeros(cls, device) -> Totals:
+        return cls(torch.zeros(4, dtype=torch.float64, device=device))
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, step: int = -1) -> None:
+        k = min(5, logits.shape[1])
+        hits = logits.topk(k, dim=1).indices == labels[:, None]
+        n = labels.shape[0]
+        self.sums += torch.stack([loss.detach().double() * n, n - hits[:, 0].sum().double(),
+                                  n - hits.any(dim=1).sum().double(),
+                                  torch.full((), n, dtype=torch.float64, device=loss.device)])
+        if step >= 0:
+            bad = (self.first_bad < 0) & ~torch.isfinite(loss.detach())
+            self.first_bad.copy_(torch.where(bad, step, self.first_bad))
+
+    def summary(self, ctx: distributed.Context) -> dict[str, float]:
+        loss, miss1, miss5, n = distributed.all_sum(ctx, self.sums.clone()).tolist()
+        n = max(n, 1.0)
+        return {"loss": loss / n, "top1_error": 100 * miss1 / n, "top5_error": 100 * miss5 / n}
+
+
+@dataclass
+class Run:
+    """Everything the loop changes, in one place, so that a checkpoint can hold all of it: the
+    network (as trained: wrapped for DDP and compile), the data, and the update of section 5 made
+    for them (optimizer, schedule, loss scaler), then the progress."""
+
+    config: TrainConfig
+    ctx: distributed.Context
+    model: nn.Module
+    data: TrainingData
+    optimizer: torch.optim.Optimizer = field(init=False)
+    schedule: Schedule = field(init=False)
+    scaler: torch.amp.GradScaler = field(init=False)
+    totals: Totals = field(init=False)
+    epoch: int = 0
+    position: int = 0  # training samples done in the epoch, over all processes
+    seconds: float = 0.0  # training time spent in the current epoch before this process
+    best_error: float = math.inf
+
+    def __post_init__(self):
+        self.optimizer = make_optimizer(self.plain_model, self.config)
+        self.schedule = make_schedule(self.config)
+        self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=self.config.amp == "fp16")
+        self.totals = Totals.zeros(self.ctx.device)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.config.out)
+
+    @property
+    def plain_model(self) -> nn.Module:
+        """The network without its DDP or torch.compile wrapping."""
+        m = self.model
+        m = getattr(m, "module", m)
+        return getattr(m, "_orig_mod", m)
+
+    def model_file(self) -> dict:
+        """best.pt: what evaluating and predicting need (alexnet.load_model), about half a checkpoint."""
+        mean = self.data.mean
+        return model_record(self.plain_model, self.data.class_names) | {
+            "mean": None if mean is None else torch.from_numpy(mean),
+            "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict(),
+        }
+
+    def checkpoint(self) -> dict:
+        """last.pt: the model file and everything a resumed run continues from."""
+        return self.model_file() | {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+            "position": self.position, "rng": rng_states(),
+            "progress": {"sums": self.totals.sums.cpu(), "seconds": self.seconds},
+        }
+
+    def restore(self, ck: dict) -> None:
+        """Continue from checkpoint ``ck`` (:func:`read_checkpoint`)."""
+        model = self.plain_model
+        two_devices = hasattr(model, "one_device_state_dict")
+        model.load_state_dict(one_to_two_device_state(ck["model"]) if two_devices else ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.schedule.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.epoch, self.position, self.best_error = ck["epoch"], ck["position"], ck["best_error"]
+        self.totals = Totals(ck["progress"]["sums"].to(self.ctx.device))
+        self.seconds = ck["progress"]["seconds"]
+        set_rng_states(ck["rng"])
+
+
+def make_run_folder(run_dir: Path) -> None:
+    """RUN_DIR and its checkpoints/, without what killed writes left there (half checkpoints)."""
+    make_folder(run_dir / "checkpoints", f"--out {run_dir}")
+    for folder in (run_dir, run_dir / "checkpoints"):
+        remove_temporaries(folder)
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
     """Write atomically: a kill at any moment leaves the previous checkpoint whole."""
     atomic_torch_save(checkpoint, path)
+
+
+def save(run: Run) -> None:
+    """checkpoints/last.pt, by the main process."""
+    if run.ctx.main:
+        save_checkpoint(run.folder / "checkpoints" / "last.pt", run.checkpoint())
+
+
+def save_best(run: Run) -> None:
+    """checkpoints/best.pt (weights without the optimiser's state), by the main process."""
+    if run.ctx.main:
+        save_checkpoint(run.folder / "checkpoints" / "best.pt", run.model_file())
 
 
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "position", "rng", "best_error", "progress")
@@ -68,3 +197,29 @@ def set_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     p = states["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+
+
+class StopRequest:
+    """SIGINT and SIGTERM (a cluster's pre-emption) set a flag; the loop finishes its step, saves
+    last.pt and exits (docs/training.md). A second SIGINT interrupts at once (the last checkpoint
+    stays). Signals reach only the main thread: elsewhere (a notebook's worker thread) nothing is
+    installed."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

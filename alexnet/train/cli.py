@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.train.config import AMP_MODES, DECODERS, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, config_from_args
+from alexnet.train.config import (AMP_MODES, DECODERS, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, config_from_args,
+                                  resume_paths)
 
 D = TrainConfig()  # the defaults, quoted in the help
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = ("Options marked [departs] change the paper's recipe. Single machine, several GPUs: "
+    parser.epilog = ("Options marked [departs] change the paper's recipe. Short options as in pytorch/examples' "
+                     "imagenet/main.py: -a (--arch), -b (--batch-size), -j (--workers), --learning-rate (--lr), "
+                     "--wd (--weight-decay). Single machine, several GPUs: "
                      "torchrun --nproc_per_node=N -m alexnet train ... (--batch-size is the global batch). "
                      "See docs/training.md.")
     for add in (_run_options, _recipe_options, _speed_options):  # in this order in --help
@@ -33,17 +36,18 @@ def _run_options(a) -> None:
       "arithmetic]; auto: quick when the device is the CPU, else full (default: auto)")
     a("--data", help="a prepared folder (alexnet prepare), imagenette or cifar10 (downloaded and prepared "
       f"on first use), or synthetic (random images, offline) (default: {D.data})")
-    a("--arch", help=f"named architecture (alexnet models) (default: {D.arch}, the paper's)")
+    a("-a", "--arch", help=f"named architecture (alexnet models) (default: {D.arch}, the paper's)")
     a("--model-option", action="append", default=[], metavar="KEY=VALUE", dest="model_option",
       help="an option of the network, e.g. lrn=false or dropout=0.3 (repeatable; values read as YAML, then "
       "strictly as the option's type: booleans true/false, yes/no or 1/0)")
     a("--out", metavar="RUN_DIR", help=f"where the run writes config.yaml, metrics.jsonl, tensorboard/ and "
       f"checkpoints/ (default: {D.out})")
-    a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped (mid-epoch "
-      "included), with its saved configuration; options given here override it")
+    a("--resume", metavar="RUN_DIR|CHECKPOINT", help="continue the run in RUN_DIR exactly where it stopped "
+      "(mid-epoch included), with its saved configuration, from its checkpoints/last.pt or the checkpoint "
+      "file given (RUN_DIR/checkpoints/FILE); options given here override it")
     a("--seed", type=int, help=f"seed of initialisation, data order and dropout (default: {D.seed})")
     a("--device", help="cpu, cuda, cuda:N or mps (default: cuda, else mps, else cpu)")
-    a("--workers", type=int, help="loader processes per training process; 0 loads in the training process "
+    a("-j", "--workers", type=int, help="loader processes per training process; 0 loads in the training process "
       "itself (default: the cores shared among the processes on this machine, less one for each process "
       "on a GPU)")
     a("--decode", choices=DECODERS, help="where JPEGs are decoded: workers (the loader's processes, "
@@ -54,11 +58,11 @@ def _run_options(a) -> None:
 def _recipe_options(a) -> None:
     """The paper's recipe (section 5) and augmentation (section 4.1), and what departs from them."""
     a("--epochs", type=int, help=f"passes over the training set (default: {D.epochs}, the paper's)")
-    a("--batch-size", type=int, help=f"global batch, split across data-parallel processes "
+    a("-b", "--batch-size", type=int, help=f"global batch, split across data-parallel processes "
       f"(default: {D.batch_size}, the paper's)")
-    a("--lr", type=float, help=f"initial learning rate (default: {D.lr}, the paper's)")
+    a("--lr", "--learning-rate", type=float, help=f"initial learning rate (default: {D.lr}, the paper's)")
     a("--momentum", type=float, help=f"(default: {D.momentum}, the paper's)")
-    a("--weight-decay", type=float, help=f"(default: {D.weight_decay}, the paper's)")
+    a("--weight-decay", "--wd", type=float, help=f"(default: {D.weight_decay}, the paper's)")
     a("--optimizer", choices=OPTIMIZERS, help="paper: section 5's update rule (default); torch-sgd: "
       "torch.optim.SGD, velocity in gradient units, differs just after a rate change [departs]")
     a("--schedule", choices=SCHEDULES, help="plateau: divide by 10 when validation error stalls, at most "
@@ -106,4 +110,4 @@ def _speed_options(a) -> None:
 def run(args: argparse.Namespace) -> int:
     from alexnet.train.loop import train
 
-    return train(config_from_args(args), resume=bool(args.resume))
+    return train(config_from_args(args), resume=resume_paths(args.resume)[1] if args.resume else None)

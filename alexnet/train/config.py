@@ -51,6 +51,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+MAX_EPOCHS = 100_000  # epochs x steps must count in int64 and a run end in this era
+MAX_IMAGES = 10**10  # images per epoch: far above any dataset
+
+
 @dataclass(frozen=True)
 class Allowed:
     """The values a setting accepts beyond its type: ``low``/``high`` inclusive bounds, ``above``/
@@ -106,11 +110,12 @@ class TrainConfig:
     seed: int = setting(0, low=0, high=2**32 - 1)
     device: str | None = None  # None: cuda, else mps, else cpu
     # loader processes per training process; None: the cores / local processes
-    workers: int | None = setting(None, low=0, note="0: load in the training process")
+    workers: int | None = setting(None, low=0, high=1024, note="0: load in the training process")
     # JPEGs decoded by the loader's workers, or on the device (nvJPEG on CUDA)
     decode: str = setting("workers", choices=DECODERS)
-    epochs: int = setting(90, low=1)  # "roughly 90 cycles through the training set"
-    batch_size: int = setting(128, low=1)  # global batch, split across data-parallel ranks
+    # Upper bounds keep every number to what can run (a step count fits int64; a batch, memory).
+    epochs: int = setting(90, low=1, high=MAX_EPOCHS)  # "roughly 90 cycles through the training set"
+    batch_size: int = setting(128, low=1, high=2**20)  # global batch, split across data-parallel ranks
     lr: float = setting(0.01, above=0)
     momentum: float = setting(0.9, low=0, below=1)
     weight_decay: float = setting(0.0005, low=0)
@@ -118,10 +123,10 @@ class TrainConfig:
     optimizer: str = setting("paper", choices=OPTIMIZERS)
     schedule: str = setting("plateau", choices=SCHEDULES)
     # epochs without improvement before a reduction (the paper gives no number)
-    patience: int = setting(5, low=1)
-    max_reductions: int = setting(3, low=0)  # "reduced three times prior to termination"
-    step_epochs: int = setting(30, low=1)  # step schedule: divide by 10 every this many epochs
-    warmup_epochs: float = setting(5.0, low=0)  # cosine schedule: linear warm-up
+    patience: int = setting(5, low=1, high=MAX_EPOCHS)
+    max_reductions: int = setting(3, low=0, high=100)  # "reduced three times prior to termination"
+    step_epochs: int = setting(30, low=1, high=MAX_EPOCHS)  # step schedule: divide by 10 every this many epochs
+    warmup_epochs: float = setting(5.0, low=0, high=MAX_EPOCHS)  # cosine schedule: linear warm-up
     bias_lr_mult: float = setting(1.0, low=0)  # authors' code: 2 (epsB = 2 epsW); the paper: one rate
     bias_no_decay: bool = False  # authors' code: no weight decay on biases
     # the output layer's rate multiplier; the paper: one rate for all layers
@@ -130,16 +135,16 @@ class TrainConfig:
     pca_std: float = setting(0.1, low=0, note="0: off")
     random_crop: bool = True  # random crops of the 256x256 images (section 4.1); False: the centre
     flip: bool = True  # horizontal reflections with probability 0.5 (section 4.1)
-    limit: int | None = setting(None, low=1)  # training images per epoch (None: all)
-    val_limit: int | None = setting(None, low=1)  # validation images (None: all)
+    limit: int | None = setting(None, low=1, high=MAX_IMAGES)  # training images per epoch (None: all)
+    val_limit: int | None = setting(None, low=1, high=MAX_IMAGES)  # validation images (None: all)
     amp: str | None = setting(None, choices=AMP_MODES)  # None (float32, as the paper) | bf16 | fp16
     channels_last: bool | None = None  # None: on where it pays (CPU, CUDA); speed only, same function
     compile: bool = False
     deterministic: bool = False
     # also after every epoch; 0: after every step
-    checkpoint_minutes: float = setting(30.0, low=0, note="0: after every step")
+    checkpoint_minutes: float = setting(30.0, low=0, high=10**6, note="0: after every step")
     model_parallel: bool = False  # section 3.2: the two towers on two devices
-    log_every: int = setting(20, low=1)  # steps between reads of the running loss (the only host syncs)
+    log_every: int = setting(20, low=1, high=10**9)  # steps between reads of the running loss (the only host syncs)
     # full: the settings above; quick: PRESETS["quick"] (see resolve)
     preset: str = setting("full", choices=tuple(PRESETS))
 
@@ -184,6 +189,15 @@ def parse_problem(err: Exception) -> str:
 
 CONFIG_READERS = {".yaml": load_yaml, ".yml": load_yaml, ".json": json.loads, ".toml": tomllib.loads}
 MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few lines; anything larger is the wrong file
+MAX_CONFIG_DEPTH = 8
+
+
+def _deeper_than(value, depth: int) -> bool:
+    """Whether ``value`` nests mappings or lists more than ``depth`` levels (without recursion)."""
+    level = [value]
+    for _ in range(depth + 1):
+        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
+    return bool(level)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -205,6 +219,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(f"--config {path}: not UTF-8 text; is it a configuration file?") from None
     except (yaml.YAMLError, ValueError) as err:  # JSON's and TOML's errors are ValueErrors
         raise UserError(f"--config {path}: cannot parse: {parse_problem(err)}") from None
+    except RecursionError:  # the parsers recurse once per level
+        raise UserError(f"--config {path}: nested too deeply; is it a configuration file?") from None
+    if _deeper_than(values, MAX_CONFIG_DEPTH):
+        raise UserError(f"--config {path}: nested more than {MAX_CONFIG_DEPTH} levels deep; settings are flat "
+                        "(model_options one level down)")
     if values is None:
         return {}
     if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
@@ -240,8 +259,26 @@ def parse_model_options(pairs: list[str]) -> dict:
         try:
             options[key.replace("-", "_")] = load_yaml(value)
         except yaml.YAMLError as err:
-            raise UserError(f"--model-option {pair}: cannot read the value: {parse_problem(err)}") from None
+            raise UserError(f"--model-option {_shown(pair)}: cannot read the value: {parse_problem(err)}") from None
+        except RecursionError:  # the parser recurses once per level
+            raise UserError(f"--model-option {_shown(key)}: the value is nested too deeply") from None
     return options
+
+
+def resume_paths(resume: str) -> tuple[Path, Path]:
+    """The run folder and the checkpoint that ``--resume`` names: a run folder (its
+    checkpoints/last.pt), or a checkpoint file in a run folder's checkpoints/ (as pytorch/examples'
+    ``--resume PATH``); the run goes on in that folder, with its config.yaml."""
+    path = Path(resume)
+    if not path.is_file():
+        if not (path / "config.yaml").is_file():
+            raise UserError(f"--resume {resume}: no config.yaml there; is it a run folder?")
+        return path, path / "checkpoints" / "last.pt"
+    run_dir = path.parent.parent
+    if path.parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+        raise UserError(f"--resume {resume}: a file outside a run folder; a checkpoint resumes from "
+                        "RUN_DIR/checkpoints/, beside RUN_DIR/config.yaml")
+    return run_dir, path
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -251,11 +288,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     file_values: dict = {}
     source = "command line"
     if args.resume:
-        saved = Path(args.resume) / "config.yaml"
-        if not saved.is_file():
-            raise UserError(f"--resume {args.resume}: no config.yaml there; is it a run folder?")
+        run_dir, _ = resume_paths(args.resume)
+        saved = run_dir / "config.yaml"
         file_values, source = read_config_file(saved), str(saved)
-        overrides["out"] = args.resume
+        overrides["out"] = str(run_dir)
     if args.config:
         file_values = {**file_values, **read_config_file(args.config)}
         source = args.config
@@ -270,7 +306,8 @@ _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a s
 
 
 def _shown(value) -> str:
-    return "''" if value == "" else str(value)
+    text = "''" if value == "" else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _kind(hint) -> tuple[type, bool]:

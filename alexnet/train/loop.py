@@ -1,63 +1,74 @@
-"""The training loop of paper section 5, with metrics, checkpoints, resumption and DDP around it.
+"""The training loop of paper section 5, with validation, metrics, checkpoints, resumption and DDP
+written plainly around it.
 
-:func:`train` reads top to bottom: set up the process, the data and the network; restore a
-checkpoint when resuming; then for each epoch its steps (:func:`_train_epoch`, one
-:func:`_step` per batch), then validation, one metrics line and the checkpoints
-(:func:`_end_epoch`). What the loop uses has a module of its own: the run's state
-(``run_state``), metrics (``metrics``), stop signals (``signals``), process settings
-(``backends``), the network (``network``), the data (``training_data``) and what it prints
-(``messages``). Inside a step nothing waits for the device: the loss and the
-top-1/top-5 counts accumulate in device tensors that are read only every ``log_every``
-steps, at the end of the epoch and before a checkpoint.
+:func:`train` reads top to bottom: set up the process, the data, the network and the run
+(:func:`_start`, restoring a checkpoint when resuming); then for each epoch its steps
+(:func:`_train_epoch`, one :func:`_step` per batch) and its end (:func:`_end_epoch`: validation,
+one metrics line, the checkpoints). Inside a step nothing waits for the device: the loss and the
+top-1/top-5 counts accumulate in device tensors that are read only every ``log_every`` steps, at
+the end of the epoch and before a checkpoint. What a run prints and writes: docs/training.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from alexnet import console
+from alexnet import console, speed
+from alexnet.atomic import atomic_write_text, write_error
 from alexnet.errors import UserError
+from alexnet.registry import build_model
 from alexnet.train import distributed
-from alexnet.train.backends import autocast, channels_last, configure_backends, seed_everything
-from alexnet.train.checkpoint import read_checkpoint
+from alexnet.train.checkpoint import Run, StopRequest, Totals, make_run_folder, read_checkpoint, save, save_best
 from alexnet.train.config import TrainConfig, save_config
-from alexnet.train.messages import format_record, header, stopped, what_it_learned
-from alexnet.train.metrics import DataWait, MetricsLog, Totals, epoch_record
-from alexnet.train.network import build_network, prepare_model
-from alexnet.train.optim import make_optimizer, set_learning_rate
-from alexnet.train.run_state import Run, make_run_folder, save, save_best
-from alexnet.train.schedule import make_schedule
-from alexnet.train.signals import StopRequest
 from alexnet.train.data import dataset_classes, open_data
-from alexnet.train.training_data import TrainingData, steps_per_epoch
 
 
 class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
 
 
-def train(config: TrainConfig, resume: bool = False) -> int:
-    """Train as ``config`` says; returns the process exit status. ``resume``: continue RUN_DIR's run.
+def train(config: TrainConfig, resume: str | Path | None = None) -> int:
+    """Train as ``config`` says; returns the process exit status. ``resume``: the checkpoint to
+    continue from (``RUN_DIR/checkpoints/last.pt`` continues RUN_DIR's run).
 
     Process-wide on the CPU, as the command: denormals flushed to zero and freed memory kept for
-    reuse (:func:`alexnet.train.backends.configure_backends`)."""
+    reuse (:func:`configure_backends`)."""
     ctx = distributed.setup(config.device, config.model_parallel)
     try:
-        return _train(config, resume, ctx)
+        run = _start(config, ctx, resume)
+        clock = Clock()
+        with StopRequest() as stop, (MetricsLog(run) if ctx.main else contextlib.nullcontext()) as log:
+            while run.epoch < config.epochs:
+                waiting = DataWait(run.data.train_batches(run.epoch, run.position))
+                status = _train_epoch(run, waiting, stop, clock)
+                if status is not None:
+                    return status
+                _end_epoch(run, waiting, clock, log)
+        if ctx.main:
+            print(what_it_learned(run), file=sys.stderr)
+        return 0
     finally:
         distributed.teardown(ctx)
 
 
-def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
+def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | None) -> Run:
+    """The process's settings and seeds, the data, the network on its device and the run (restored
+    from ``resume``); the main process makes the run folder, saves config.yaml and says what it does."""
     run_dir = Path(config.out)
-    if not resume and (run_dir / "checkpoints" / "last.pt").exists():
+    if resume is None and (run_dir / "checkpoints" / "last.pt").exists():
         raise UserError(f"--out {run_dir} holds a run already: continue it with `alexnet train --resume "
                         f"{run_dir}`, or choose another --out")
     if config.batch_size % ctx.world:
@@ -66,166 +77,304 @@ def _train(config: TrainConfig, resume: bool, ctx: distributed.Context) -> int:
     configure_backends(config, ctx.device)
     seed_everything(config.seed)
     class_names = dataset_classes(config, ctx)
-    model = build_network(config, len(class_names), ctx)
-    data = open_data(config, ctx, model, len(class_names))
+    options = {**config.model_options, "num_classes": len(class_names)}
+    if config.model_parallel:  # section 3.2: the two towers on this process's two devices
+        model = build_model(config.arch, devices=distributed.model_parallel_devices(ctx), **options)
+    else:
+        model = build_model(config.arch, **options).to(ctx.device)
+    data = open_data(config, ctx, model, class_names)
     seed_everything(config.seed + 7919 * ctx.rank)  # dropout differs between processes
-    run = Run(config, ctx, prepare_model(model, config, ctx), None, make_schedule(config),
-              torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16"), class_names, data.mean)
-    run.optimizer = make_optimizer(run.plain_model, config)
-    run.totals = Totals.zeros(ctx.device)
-    if resume:
-        run.restore(read_checkpoint(run_dir / "checkpoints" / "last.pt"))
-    steps = steps_per_epoch(data.train_size, config.batch_size, ctx.world)
-    if steps == 0:
-        raise UserError(f"--batch-size {config.batch_size} is larger than the {data.train_size} "
-                        "training images per epoch; lower it or raise --limit")
-    logger = None
+    run = Run(config, ctx, _for_speed(model, config, ctx), data)
+    if resume is not None:
+        run.restore(read_checkpoint(resume))
     if ctx.main:
         make_run_folder(run_dir)
         save_config(config, run_dir / "config.yaml")
-        logger = MetricsLog(run_dir, run.epoch)
-        print(header(run, data, steps, run_dir, resume), file=sys.stderr)
-    try:
-        with StopRequest() as stop:
-            status = _epochs(run, data, steps, stop, run_dir, logger)
-    finally:
-        if logger:
-            logger.close()
-    return status
+        print(header(run, resume), file=sys.stderr)
+    return run
+
+
+def _for_speed(model: nn.Module, config: TrainConfig, ctx: distributed.Context) -> nn.Module:
+    """The network as it trains: the same function, faster (docs/speed.md: in-place ReLUs,
+    channels-last, on the CPU conv1's weight gradient as a stride-1 convolution, which oneDNN runs
+    4-5x faster than the strided one), wrapped for DDP and torch.compile."""
+    model = speed.apply_speed_options(model, channels_last=channels_last(config, ctx.device),
+                                      conv1_stride1_grad=ctx.device.type == "cpu" and not config.model_parallel)
+    if ctx.distributed:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" and not config.model_parallel else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(model) if config.compile else model
 
 
 @dataclass
 class Clock:
     """When this process began the epoch's training (or last saved its seconds) and last saved last.pt."""
 
-    began: float
-    saved: float
+    began: float = field(default_factory=time.monotonic)
+    saved: float = field(default_factory=time.monotonic)
 
 
-def _epochs(run: Run, data: TrainingData, steps: int, stop: StopRequest, run_dir: Path,
-            logger: MetricsLog | None) -> int:
-    """Every epoch left: its steps, then validation, one metrics line and the checkpoints; the exit status."""
-    first_bad = torch.full((), -1, dtype=torch.int64, device=run.ctx.device)  # global step of a bad loss
-    clock = Clock(began=time.monotonic(), saved=time.monotonic())
-    run.model.train()
-    while run.epoch < run.config.epochs:
-        lr, waiting, status = _train_epoch(run, data, steps, stop, run_dir, first_bad, clock)
-        if status is not None:
-            return status
-        _end_epoch(run, data, steps, lr, waiting, clock, run_dir, logger, first_bad)
-    if run.ctx.main:
-        print(what_it_learned(run_dir, len(run.class_names), run.config.data), file=sys.stderr)
-    return 0
-
-
-def _train_epoch(run: Run, data: TrainingData, steps: int, stop: StopRequest, run_dir: Path,
-                 first_bad: torch.Tensor, clock: Clock) -> tuple[float, DataWait, int | None]:
-    """The epoch's steps from ``run.position``, saving last.pt every ``--checkpoint-minutes``; the
-    last rate, the data-wait clock and, when a stop was requested, the exit status (last.pt saved)."""
-    config, ctx, per_step = run.config, run.ctx, run.config.batch_size
+def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest, clock: Clock) -> int | None:
+    """The epoch's steps from ``run.position``, saving last.pt every ``--checkpoint-minutes``; when a
+    stop was requested, the exit status (last.pt saved)."""
+    config, ctx, steps, per_step = run.config, run.ctx, run.data.steps, run.config.batch_size
     start_step = run.position // per_step
     bar = console.progress(total=steps * per_step, initial=start_step * per_step, unit="img",
                            desc=f"epoch {run.epoch + 1}/{config.epochs}", disable=not ctx.main, leave=False)
     clock.began = time.monotonic()
-    lr = run.schedule.lr(run.epoch, 0.0)
-    waiting = DataWait(data.train_batches(run.epoch, start_step * per_step))
     for step, batch in enumerate(waiting, start=start_step):
-        lr = run.schedule.lr(run.epoch, (step + 1) / steps)
-        _step(run, data, batch, lr, first_bad, run.epoch * steps + step)
+        lr = run.schedule.set(run.optimizer, run.epoch, (step + 1) / steps)
+        _step(run, batch, run.epoch * steps + step)
         run.position = (step + 1) * per_step
         if step == start_step or (step + 1) % config.log_every == 0:  # the first: short epochs too
-            check_finite(first_bad, run, steps)
+            check_finite(run)
             bar.set_postfix(loss=f"{run.totals.sums[0].item() / max(run.totals.sums[3].item(), 1):.4f}",
                             lr=f"{lr:.2g}")
         bar.update(per_step)
         stopping, due = map(bool, distributed.max_over_ranks(
             ctx, stop.signal is not None, time.monotonic() - clock.saved >= 60 * config.checkpoint_minutes))
         if stopping or (due and step + 1 < steps):
-            check_finite(first_bad, run, steps)
+            check_finite(run)
             run.seconds += time.monotonic() - clock.began
             clock.began = time.monotonic()
-            save(run, run_dir)
+            save(run)
             clock.saved = time.monotonic()
         if stopping:
             bar.close()
             if ctx.main:
-                print(stopped(stop.signal, step + 1, run.epoch + 1, run_dir), file=sys.stderr)
-            return lr, waiting, 128 + (stop.signal or signal.SIGTERM)
+                print(stopped(stop.signal, step + 1, run), file=sys.stderr)
+            return 128 + (stop.signal or signal.SIGTERM)
     bar.close()
-    return lr, waiting, None
+    return None
 
 
-def _step(run: Run, data: TrainingData, batch, lr: float, first_bad: torch.Tensor, global_step: int) -> None:
-    """One update of section 5 on one batch; the loss and top-1/top-5 counts stay on the device, and
-    ``first_bad`` records the first global step whose loss was not finite."""
-    set_learning_rate(run.optimizer, lr)
-    x = data.to_input(batch, train=True)
-    if channels_last(run.config, run.ctx.device):
-        x = x.contiguous(memory_format=torch.channels_last)
-    labels = batch[1]
+def _step(run: Run, batch, global_step: int) -> None:
+    """One update of section 5 on one batch; the loss and top-1/top-5 counts stay on the device."""
+    x = _input(run, batch, train=True)
     with autocast(run.config, run.ctx.device):
         logits = run.model(x).float()
-    loss = F.cross_entropy(logits, labels)
+    loss = F.cross_entropy(logits, batch[1])
     run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
-    first_bad.copy_(torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), global_step, first_bad))
-    run.totals.add(loss, logits, labels)
+    if run.scaler.is_enabled():  # --amp fp16: loss scaling; the optimizer skips non-finite steps
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        run.optimizer.step()
+    run.totals.add(loss, logits, batch[1], global_step)
 
 
-def _end_epoch(run: Run, data: TrainingData, steps: int, lr: float, waiting: DataWait, clock: Clock,
-               run_dir: Path, logger: MetricsLog | None, first_bad: torch.Tensor) -> None:
+def _input(run: Run, batch, train: bool) -> torch.Tensor:
+    x = run.data.to_input(batch, train=train)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last(run.config, run.ctx.device) else x
+
+
+def _end_epoch(run: Run, waiting: DataWait, clock: Clock, log: MetricsLog | None) -> None:
     """Validation, the metrics line, the schedule's epoch end, then best.pt and last.pt."""
-    check_finite(first_bad, run, steps)
+    check_finite(run)
     train_stats = run.totals.summary(run.ctx)
     train_seconds = run.seconds + time.monotonic() - clock.began
     wait_share = waiting.seconds / max(time.monotonic() - waiting.started, 1e-9)
     val_began = time.monotonic()
-    val_stats = validate(run, data)
-    record = epoch_record(run.epoch + 1, train_stats, val_stats, lr=lr,
-                          images_per_s=steps * run.config.batch_size / max(train_seconds, 1e-9),
-                          data_wait_share=wait_share, seconds=train_seconds + time.monotonic() - val_began)
+    val_stats = validate(run)
+    record = {"epoch": run.epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()},
+              **{f"val_{k}": v for k, v in val_stats.items()}, "lr": run.schedule.lr(run.epoch, 1.0),
+              "images_per_s": run.data.steps * run.config.batch_size / max(train_seconds, 1e-9),
+              "data_wait_share": wait_share, "seconds": train_seconds + time.monotonic() - val_began}
     run.schedule.end_epoch(val_stats["top1_error"])
     # best.pt missing while last.pt records a best: lost to a run of before best.pt came first
-    improved = val_stats["top1_error"] < run.best_error or not (run_dir / "checkpoints" / "best.pt").exists()
+    improved = val_stats["top1_error"] < run.best_error or not (run.folder / "checkpoints" / "best.pt").exists()
     run.best_error = min(run.best_error, val_stats["top1_error"])
     run.epoch, run.position, run.seconds = run.epoch + 1, 0, 0.0
     run.totals = Totals.zeros(run.ctx.device)
-    if run.ctx.main:
-        logger.epoch(record)
+    if log is not None:
+        log.epoch(record)
         print(format_record(record, run.config.epochs), file=sys.stderr)
     # best.pt first: once last.pt records this epoch as done, a resumed run never writes its best.pt
     if improved:
-        save_best(run, run_dir)
-    save(run, run_dir)
+        save_best(run)
+    save(run)
     clock.saved = time.monotonic()
 
 
-def validate(run: Run, data: TrainingData) -> dict[str, float]:
+def validate(run: Run) -> dict[str, float]:
     """Validation loss and top-1/top-5 error on the centre crops, every image counted once."""
-    model = run.model
-    model.eval()
+    run.model.eval()
     totals = Totals.zeros(run.ctx.device)
-    nhwc = channels_last(run.config, run.ctx.device)
     with torch.no_grad(), autocast(run.config, run.ctx.device):
-        for batch in data.val_batches():
-            x = data.to_input(batch, train=False)
-            if nhwc:
-                x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x).float()
+        for batch in run.data.val_batches():
+            logits = run.model(_input(run, batch, train=False)).float()
             totals.add(F.cross_entropy(logits, batch[1]), logits, batch[1])
-    model.train()
+    run.model.train()
     return totals.summary(run.ctx)
 
 
-def check_finite(first_bad: torch.Tensor, run: Run, steps: int) -> None:
+def check_finite(run: Run) -> None:
     """Stop when a loss was NaN or infinite on any process, naming the step (read only at log points)."""
-    bad = distributed.max_over_ranks(run.ctx, int(first_bad.item()))[0]
+    bad = distributed.max_over_ranks(run.ctx, int(run.totals.first_bad.item()))[0]
     if bad >= 0:
-        epoch, step = divmod(bad, steps)
-        last = Path(run.config.out) / "checkpoints" / "last.pt"
+        epoch, step = divmod(bad, run.data.steps)
+        last = run.folder / "checkpoints" / "last.pt"
         kept = f"the last good checkpoint stays: {last}" if last.exists() else "no checkpoint was written yet"
         raise NonFiniteLoss(f"the training loss became NaN or infinite at step {step + 1} of epoch "
                             f"{epoch + 1} (global step {bad + 1}); stopping ({kept}). Try a lower --lr, "
                             "or no --amp.")
+
+
+# --- process settings -------------------------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_backends(config: TrainConfig, device: torch.device) -> None:
+    """Denormals, kept memory, deterministic kernels, cuDNN autotuning, TF32: speed settings that
+    compute the same function as the plain path (docs/speed.md)."""
+    # Denormal floats (below 1e-38, common with the paper's small initial weights) run many times
+    # slower on CPUs; flushing them to zero changes nothing measurable and speeds a CPU step ~1.8x.
+    torch.set_flush_denormal(True)
+    if device.type == "cpu":
+        # Every step allocates and frees the same large activations; by default glibc returns
+        # them to the system and the next step faults their pages in again, which costs more
+        # than the arithmetic of a memory-bound layer: kept, the CPU step is about 1.2x faster
+        # (BENCHMARKS.md). The process keeps its peak memory, which every step reaches anyway.
+        speed.keep_freed_memory()
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # autotune convolutions for the fixed input size
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
+        torch.backends.cudnn.allow_tf32 = not config.deterministic
+
+
+def channels_last(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the run uses channels-last memory: as asked, else where it pays (oneDNN on the CPU,
+    cuDNN on CUDA; docs/speed.md). Speed only: the function computed is the same."""
+    return config.channels_last if config.channels_last is not None else device.type in ("cpu", "cuda")
+
+
+def autocast(config: TrainConfig, device: torch.device):
+    if config.amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
+
+
+# --- what a run writes and prints -------------------------------------------------------------------
+
+class DataWait:
+    """The batches of an iterable, counting the seconds spent waiting for each (``seconds``) since
+    ``started``. A share of the epoch's time above a few percent means the step waits for the
+    loader: give it more ``--workers``, or ``--decode device`` on a GPU (docs/training.md)."""
+
+    def __init__(self, batches):
+        self.batches, self.seconds, self.started = batches, 0.0, time.monotonic()
+
+    def __iter__(self):
+        it = iter(self.batches)
+        while True:
+            before = time.monotonic()
+            batch = next(it, None)
+            self.seconds += time.monotonic() - before
+            if batch is None:
+                return
+            yield batch
+
+
+class MetricsLog:
+    """metrics.jsonl (one JSON object per epoch: ``epoch`` from 1, the training and validation
+    ``loss``, ``top1_error`` and ``top5_error`` in percent, ``lr``, ``images_per_s``,
+    ``data_wait_share``, ``seconds``) and TensorBoard events, written by the main process only."""
+
+    def __init__(self, run: Run):
+        self.path = run.folder / "metrics.jsonl"
+        # Epochs after the checkpoint will be run again: drop their lines, and their events.
+        if self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["epoch"] <= run.epoch]
+            atomic_write_text("".join(line + "\n" for line in kept), self.path)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(run.folder / "tensorboard"), purge_step=run.epoch + 1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.tb.close()
+
+    def epoch(self, record: dict) -> None:
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise write_error(self.path, err) from None
+        step = record["epoch"]
+        for split in ("train", "val"):
+            for key in ("loss", "top1_error", "top5_error"):
+                self.tb.add_scalar(f"{key}/{split}", record[f"{split}_{key}"], step)
+        for key in ("lr", "images_per_s", "data_wait_share"):
+            self.tb.add_scalar(key, record[key], step)
+        self.tb.flush()
+
+
+def header(run: Run, resume: str | Path | None) -> str:
+    """What a run is about to do: its data and size, where a resumed run continues, or that it has
+    nothing left to train (the closing summary follows)."""
+    config, data, run_dir = run.config, run.data, run.folder
+    if resume is not None and run.epoch >= config.epochs:
+        return (f"{run_dir} is finished: all {console.plural(config.epochs, 'epoch')} trained "
+                f"(--epochs more than {config.epochs} trains on)")
+    lines = [f"training {run.plain_model.arch} on {config.data}: {data.train_size} training and "
+             f"{data.val_size} validation images, {len(data.class_names)} classes, "
+             f"{console.plural(config.epochs, 'epoch')} of {console.plural(data.steps, 'step')} at global "
+             f"batch {config.batch_size} on {run.ctx.world} x {run.ctx.device}; results in {run_dir}"]
+    if resume is not None:
+        lines.append(f"resuming from epoch {run.epoch + 1}, step {run.position // config.batch_size + 1} of "
+                     f"{data.steps} ({resume})")
+    if config.preset == "quick":
+        lines.append("quick preset (no GPU, or --preset quick): fewer images and epochs than the paper and fc8 "
+                     f"at {config.fc8_lr_mult:g} x the rate, to show learning within minutes; --preset full runs "
+                     "the paper's recipe")
+    return "\n".join(lines)
+
+
+def format_record(r: dict, epochs: int) -> str:
+    return (f"epoch {r['epoch']}/{epochs}: train loss {r['train_loss']:.4f} top-1 error "
+            f"{r['train_top1_error']:.2f}% top-5 {r['train_top5_error']:.2f}% | val loss {r['val_loss']:.4f} "
+            f"top-1 error {r['val_top1_error']:.2f}% top-5 {r['val_top5_error']:.2f}% | lr {r['lr']:.2g} | "
+            f"{r['images_per_s']:.0f} images/s, waiting for data {100 * r['data_wait_share']:.0f}% of the "
+            f"time | {r['seconds']:.0f} s")
+
+
+def stopped(signum: int | None, step: int, run: Run) -> str:
+    """The line of a run stopped by a signal after ``step`` (from 1) of the epoch: how to resume."""
+    name = signal.Signals(signum).name if signum else "a stop request"
+    return (f"\nstopped by {name} after step {step} of epoch {run.epoch + 1}; saved "
+            f"{run.folder}/checkpoints/last.pt. Resume with:\n"
+            f"    alexnet train --resume {run.folder}")
+
+
+def what_it_learned(run: Run) -> str:
+    """The closing summary: validation error first and last against chance, and where results are."""
+    run_dir, data = run.folder, run.config.data
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    first, last = records[0], records[-1]
+    best = min(records, key=lambda r: r["val_top1_error"])
+    chance = 100 * (1 - 1 / len(run.data.class_names))
+    course = f"{first['val_top1_error']:.1f}% after epoch {first['epoch']}, " if len(records) > 1 else ""
+    return (f"\ndone. Validation top-1 error {course}{last['val_top1_error']:.1f}% after epoch "
+            f"{last['epoch']} (guessing: {chance:.1f}%); best "
+            f"{best['val_top1_error']:.1f}% (top-5 {best['val_top5_error']:.1f}%) at epoch {best['epoch']}.\n"
+            f"  checkpoints: {run_dir}/checkpoints/best.pt, last.pt\n"
+            f"  per-epoch metrics: {run_dir}/metrics.jsonl; curves: tensorboard --logdir {run_dir}/tensorboard\n"
+            + (f"  the paper's ten-crop test: alexnet evaluate {run_dir}/checkpoints/best.pt --data {data}\n"
+               if data != "synthetic" else "")
+            + f"  predictions: alexnet predict {run_dir}/checkpoints/best.pt IMAGE...")

@@ -1,5 +1,5 @@
-"""The paper's update rule (section 5): the optimizer, its fast and loss-scaled forms, and the
-parameter groups for biases.
+"""The paper's update rule (section 5): the optimizer, its fast and loss-scaled forms, the
+parameter groups, and the learning-rate schedules that set each group's rate before every step.
 
 Section 5, with epsilon the learning rate and <dL/dw> the batch gradient:
 
@@ -12,9 +12,18 @@ w <- w - lr v), which rescales the whole accumulated velocity the moment the rat
 changes. The two agree while the rate is constant. Every function here computes that rule
 (momentum and weight decay as given); they differ only in how many kernels they launch and
 whether the gradients arrive loss-scaled.
+
+The learning rate lives in one place, the schedule (``--lr`` is its base rate): before every
+step :meth:`Schedule.set` writes the rate into each parameter group (times the group's
+``lr_mult``). The paper's schedule is :class:`Plateau`: "We used an equal learning rate for all
+layers ... The heuristic which we followed was to divide the learning rate by 10 when the
+validation error rate stopped improving with the current learning rate. The learning rate was
+initialized at 0.01 and reduced three times prior to termination."
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -57,8 +66,7 @@ class PaperSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        grad_scale = getattr(self, "grad_scale", None)  # set by GradScaler.step (loss scaling only)
-        found_inf = getattr(self, "found_inf", None)
+        scaled = getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None
         for group in self.param_groups:
             weights = [w for w in group["params"] if w.grad is not None]
             for w in weights:
@@ -67,31 +75,30 @@ class PaperSGD(torch.optim.Optimizer):
             if not weights:
                 continue
             grads, velocities = [w.grad for w in weights], [self.state[w]["velocity"] for w in weights]
-            hyper = (group["lr"], group["momentum"], group["weight_decay"])
-            if grad_scale is None and found_inf is None:  # all tensors at once (foreach), same arithmetic
-                paper_sgd_step_(weights, grads, velocities, *hyper)
-            else:
-                _scaled_paper_sgd_step_(weights, grads, velocities, *hyper, grad_scale, found_inf)
+            if scaled:
+                self._scaled_step_(weights, grads, velocities, group)
+            else:  # all tensors at once (foreach), same arithmetic
+                paper_sgd_step_(weights, grads, velocities, group["lr"], group["momentum"], group["weight_decay"])
         return loss
 
-
-@torch.no_grad()
-def _scaled_paper_sgd_step_(weights, grads, velocities, lr, momentum, weight_decay, grad_scale, found_inf):
-    """:func:`paper_sgd_step_` on gradients multiplied by ``grad_scale`` (a device tensor, or None
-    when the scaler has unscaled them already), tensor by tensor, skipped where ``found_inf`` (a 0/1
-    device tensor) is set; no value is read on the host."""
-    if grad_scale is not None:
-        inverse = grad_scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
-        for g in grads:  # in place, as GradScaler.unscale_ does
-            g.mul_(inverse.to(g.device))
-    skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
-    for w, g, v in zip(weights, grads, velocities):
-        skip_here = skip.to(w.device, non_blocking=True)
-        new = v.mul(momentum)
-        new.add_(w, alpha=-weight_decay * lr)
-        new.add_(g, alpha=-lr)
-        v.copy_(torch.where(skip_here, v, new))
-        w.add_(torch.where(skip_here, torch.zeros_like(v), v))
+    def _scaled_step_(self, weights, grads, velocities, group) -> None:
+        """:func:`paper_sgd_step_` on gradients multiplied by ``self.grad_scale`` (a device tensor set
+        by GradScaler.step, or None when the scaler has unscaled them already), tensor by tensor,
+        skipped where ``self.found_inf`` (a 0/1 device tensor) is set; no value is read on the host."""
+        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        if grad_scale is not None:
+            inverse = grad_scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
+            for g in grads:  # in place, as GradScaler.unscale_ does
+                g.mul_(inverse.to(g.device))
+        skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
+        for w, g, v in zip(weights, grads, velocities):
+            skip_here = skip.to(w.device, non_blocking=True)
+            new = v.mul(momentum)
+            new.add_(w, alpha=-weight_decay * lr)
+            new.add_(g, alpha=-lr)
+            v.copy_(torch.where(skip_here, v, new))
+            w.add_(torch.where(skip_here, torch.zeros_like(v), v))
 
 
 def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0005,
@@ -129,18 +136,122 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """``--optimizer``'s optimizer over :func:`parameter_groups`, at rate 0 until the schedule sets
+    each group's rate (:meth:`Schedule.set`), before the first step."""
     groups = parameter_groups(model, config)
-    for g in groups:
-        g["lr"] = config.lr * g["lr_mult"]
+    hyper = dict(lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
     if config.optimizer == "paper":
-        return PaperSGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return PaperSGD(groups, **hyper)
     devices = {p.device for g in groups for p in g["params"]}
     if len(devices) > 1:  # the two towers on two devices: no single fused kernel
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return fast_sgd(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                    device=devices.pop())
+        return torch.optim.SGD(groups, **hyper)
+    return fast_sgd(groups, **hyper, device=devices.pop())
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's rate: ``lr`` times the group's ``lr_mult``."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_mult", 1.0)
+
+
+class Schedule:
+    """A learning-rate schedule: ``lr(epoch, progress)`` (progress: the fraction of the epoch done
+    after the step), told ``end_epoch(val_error)``; its state round-trips through
+    ``state_dict``/``load_state_dict`` so that a resumed run continues the same schedule. This base
+    is a pure function of the epoch: nothing to remember."""
+
+    def __init__(self, base_lr: float):
+        self.base_lr = base_lr
+
+    def lr(self, epoch: int, progress: float) -> float:
+        return self.base_lr
+
+    def set(self, optimizer: torch.optim.Optimizer, epoch: int, progress: float) -> float:
+        """Set every group's rate for the step that ends at ``progress`` of ``epoch``; the rate."""
+        lr = self.lr(epoch, progress)
+        set_learning_rate(optimizer, lr)
+        return lr
+
+    def end_epoch(self, val_error: float) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class Plateau(Schedule):
+    """Divide by 10 when the validation error has not improved for ``patience`` epochs, at most
+    ``max_reductions`` times (the paper: three)."""
+
+    def __init__(self, base_lr: float, patience: int, max_reductions: int = 3):
+        super().__init__(base_lr)
+        self.patience, self.max_reductions = patience, max_reductions
+        self.best, self.bad_epochs, self.reductions = math.inf, 0, 0
+
+    def lr(self, epoch: int, progress: float) -> float:
+        return self.base_lr * 0.1 ** self.reductions
+
+    def end_epoch(self, val_error: float) -> None:
+        if val_error < self.best:
+            self.best, self.bad_epochs = val_error, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience and self.reductions < self.max_reductions:
+            self.reductions += 1
+            self.bad_epochs = 0  # the new rate gets its own chance to improve
+
+    def state_dict(self) -> dict:
+        return dict(best=self.best, bad_epochs=self.bad_epochs, reductions=self.reductions)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.bad_epochs, self.reductions = state["best"], state["bad_epochs"], state["reductions"]
+
+
+class Step(Schedule):
+    """Divide by 10 every ``every`` epochs (torchvision's reference recipe: every 30)."""
+
+    def __init__(self, base_lr: float, every: int):
+        super().__init__(base_lr)
+        self.every = every
+
+    def lr(self, epoch: int, progress: float) -> float:
+        return self.base_lr * 0.1 ** (epoch // self.every)
+
+
+class CosineWarmup(Schedule):
+    """Linear warm-up over ``warmup`` epochs, then half a cosine down to 0 at the last epoch."""
+
+    def __init__(self, base_lr: float, warmup: float, epochs: int):
+        super().__init__(base_lr)
+        self.warmup, self.epochs = warmup, epochs
+
+    def lr(self, epoch: int, progress: float) -> float:
+        t = epoch + progress
+        if t < self.warmup:
+            return self.base_lr * t / self.warmup
+        span = max(self.epochs - self.warmup, 1e-9)
+        return 0.5 * self.base_lr * (1 + math.cos(math.pi * min((t - self.warmup) / span, 1.0)))
+
+
+class Krizhevsky2012(Schedule):
+    """The schedule recorded in the authors' ILSVRC-2012 run (layer-params-120-2012-full.cfg):
+    0.01 for epochs 1-23, 0.001 for epochs 24-49, 0.0001 after (scaled by ``base_lr / 0.01``)."""
+
+    BOUNDARIES = (23, 49)
+
+    def lr(self, epoch: int, progress: float) -> float:
+        return self.base_lr * 0.1 ** sum(epoch >= b for b in self.BOUNDARIES)
+
+
+def make_schedule(config: TrainConfig) -> Schedule:
+    """``--schedule`` from ``--lr``: the one place the learning rate is read."""
+    if config.schedule == "plateau":
+        return Plateau(config.lr, config.patience, config.max_reductions)
+    if config.schedule == "step":
+        return Step(config.lr, config.step_epochs)
+    if config.schedule == "cosine":
+        return CosineWarmup(config.lr, config.warmup_epochs, config.epochs)
+    return Krizhevsky2012(config.lr)
