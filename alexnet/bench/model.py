@@ -135,7 +135,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     num_classes = base.options["num_classes"]
     x = (torch.randn(batch_size, 3, base.input_size, base.input_size) * 60).to(device)
     labels = torch.randint(0, num_classes, (batch_size,)).to(device)
-    out = Rows(rows, {"kind": "model", "arch": arch, "batch_size": batch_size, "device_name": head["device_name"]})
+    out = Rows(rows, {**head, "kind": "model", "arch": arch, "batch_size": batch_size})
 
     runners, results = {}, {}
     for name in names:

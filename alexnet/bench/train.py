@@ -269,8 +269,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     size = base.input_size
     runner = Runner(SETTINGS[name], base, torch.zeros(batch_size, 3, size, size, device=device),
                     torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
-    out = Rows(rows, {"kind": "train", "arch": base.arch, "batch_size": batch_size, "setting": name,
-                      "device_name": head["device_name"]})
+    out = Rows(rows, {**head, "kind": "train", "arch": base.arch, "batch_size": batch_size, "setting": name})
     runs, examples = [], None  # one network for all runs of ours: compiled once
     for number, (decoder, count) in enumerate(plan(decoders, counts)):
         what = "main.py's recipe re-created" if decoder == "examples" else f"ours ({name}, decode in {decoder})"
