@@ -85,38 +85,35 @@ def train_lines(rows):
                    f"peak memory {gib(r.get('peak_memory'))}")
 
 
-def table(folders: list[list[dict]], out=sys.stdout) -> None:
+def table(folders: list[list[dict]]) -> None:
     rows = [r for f in folders for r in f]
     host = next((r for r in rows if r.get("kind") == "host"), {})
     bench = next((r for r in rows if "device_name" in r), {})
     print(f"\nalexnet GPU benchmarks: {host.get('gpu') or bench.get('device_name', '?')}, driver "
           f"{host.get('driver')}, torch {host.get('torch') or bench.get('torch')} (CUDA {host.get('cuda')}), "
           f"{host.get('date') or bench.get('date')}, {host.get('cores')} cores, /dev/shm {gib(host.get('shm_bytes'))}, "
-          f"JPEGs decoded by {bench.get('jpeg_decoder', '?')} in the loader's workers", file=out)
+          f"JPEGs decoded by {bench.get('jpeg_decoder', '?')} in the loader's workers")
     if "tf32_matmul" in bench:
         print(f"TF32 matmul {bench['tf32_matmul']}, cuDNN {bench['tf32_cudnn']}: the same for the baselines and "
-              "ours (one process; the trainer's setting)", file=out)
+              "ours (one process; the trainer's setting)")
     if host.get("shm_small"):
-        print("WARNING: /dev/shm was smaller than the loaders need; loader failures may come from it", file=out)
-    print(f"{'measurement':62s} {'images/s':>9s} {'vs base':>8s}  notes", file=out)
+        print("WARNING: /dev/shm was smaller than the loaders need; loader failures may come from it")
+    print(f"{'measurement':62s} {'images/s':>9s} {'vs base':>8s}  notes")
     for name, rate, ratio, notes in (line for f in folders for line in (*data_lines(f), *model_lines(f),
                                                                          *train_lines(f))):
         shown = (f"{rate:.0f}", f"{ratio:.2f}x" if ratio else "-") if rate else ("-", "-")
-        print(f"{name:62s} {shown[0]:>9s} {shown[1]:>8s}  {notes}", file=out)
-    print("(vs base: the usual way, plain PyTorch, or the pytorch/examples way at the same batch, same run)",
-          file=out)
+        print(f"{name:62s} {shown[0]:>9s} {shown[1]:>8s}  {notes}")
+    print("(vs base: the usual way, plain PyTorch, or the pytorch/examples way at the same batch, same run)")
     for r in (r for r in rows if "profile" in r):
         top = r["profile"]
         print(f"\nwhere the time of a {r['setting']} step goes (device kernels by self time per step; these "
-              f"{len(top)} take {100 * sum(e['share'] for e in top):.0f}% of all kernel time):", file=out)
+              f"{len(top)} take {100 * sum(e['share'] for e in top):.0f}% of all kernel time):")
         for e in top:
-            print(f"  {e['ms_per_step']:7.3f} ms {100 * e['share']:5.1f}%  x{e['calls_per_step']:<4g} {e['name'][:100]}",
-                  file=out)
+            print(f"  {e['ms_per_step']:7.3f} ms {100 * e['share']:5.1f}%  x{e['calls_per_step']:<4g} {e['name'][:100]}")
     missing = [k for k in ("data", "model", "train") if not any(r.get("kind") == k for r in rows)]
     if missing:
-        print(f"\nno rows from: {', '.join(missing)} (not run, or stopped before a first row; see log.txt)",
-              file=out)
-    print(f"\n{ONE_GPU}", file=out)
+        print(f"\nno rows from: {', '.join(missing)} (not run, or stopped before a first row; see log.txt)")
+    print(f"\n{ONE_GPU}")
 
 
 def main(folders: list[str]) -> int:
