@@ -55,8 +55,8 @@ if [ -d "$DATA/test" ]; then ARGS+=(--test-data "$DATA/test"); else ARGS+=(--hol
 [ -n "${LIMIT:-}" ] && ARGS+=(--limit "$LIMIT")
 $PYTHON -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
             torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
-LIMITED=()
-[ -n "${BUDGET:-}" ] && LIMITED=(timeout -k 10 "$(( BUDGET - 30 - $(date +%s) + started ))")
+LIMITED=()  # the runs stop 30 s before the budget, leaving time to assemble and pack
+[ -n "${BUDGET:-}" ] && LIMITED=(timeout -k 10 "$(( (left = BUDGET - 30 - $(date +%s) + started) > 1 ? left : 1 ))")
 pids=()
 for seed in "${SEEDS[@]}"; do
     for variant in without with; do

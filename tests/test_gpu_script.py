@@ -140,3 +140,49 @@ def test_the_kernel_table_keeps_device_kernels_only_and_their_shares_add_to_at_m
     assert [e["share"] for e in top] == pytest.approx([0.6, 0.3, 0.1])
     assert top[0]["ms_per_step"] == pytest.approx(0.3) and top[0]["calls_per_step"] == 1
     assert sum(e["share"] for e in device_kernels(events, cuda=True, steps=2, top=2)) <= 1
+
+
+def cifar_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (root / "train" / c).mkdir(parents=True)
+        for n in range(12):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "train" / c / f"{n}.png")
+    return root
+
+
+def lrn_gpu_sh(tmp_path, results, **env):
+    env = {**os.environ, "DEVICE": "cpu", "EPOCHS": "1", "ANNEAL": "0 0", "SEEDS": "0", "PYTHON": sys.executable,
+           "CIFAR": str(tmp_path / "cifar"), "TMPDIR": str(tmp_path), **env}
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "lrn_gpu.sh"), str(results)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+
+
+def archived(path: Path) -> set[str]:
+    import tarfile
+
+    with tarfile.open(path) as archive:
+        return {name.removeprefix("./") for name in archive.getnames()}
+
+
+def test_lrn_gpu_stops_at_its_budget_packs_one_archive_and_resumes_from_it(tmp_path):
+    cifar_folder(tmp_path / "cifar")
+    first = lrn_gpu_sh(tmp_path, tmp_path / "one", BUDGET="31", ARCHIVE=str(tmp_path / "one.tar.gz"))
+    assert first.returncode == 0, first.stderr
+    assert "stopped at the budget of 31s" in first.stderr and "carry the archive back as RESUME" in first.stderr
+    assert {"lrn-without-0.log", "lrn-with-0.log"} <= archived(tmp_path / "one.tar.gz")
+    again = lrn_gpu_sh(tmp_path, tmp_path / "two", BUDGET="31", RESUME=str(tmp_path / "one.tar.gz"),
+                       ARCHIVE=str(tmp_path / "two.tar.gz"))
+    assert again.returncode == 0 and "resumed from" in again.stderr
+    assert (tmp_path / "two" / "lrn-with-0.log").is_file()  # what came back, unpacked before the runs
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+@pytest.mark.slow
+def test_lrn_gpu_tests_on_a_held_out_share_without_a_test_set_and_archives_the_result(tmp_path):
+    cifar_folder(tmp_path / "cifar")
+    done = lrn_gpu_sh(tmp_path, tmp_path / "res", ARCHIVE=str(tmp_path / "back.tar.gz"))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "res" / "lrn" / "numbers.json").read_text())
+    assert (result["train_images"], result["test_images"]) == (19, 5)  # a fifth held out
+    assert {"lrn/numbers.json", "lrn/lrn.md", "lrn-with-0.log"} <= archived(tmp_path / "back.tar.gz")
