@@ -80,8 +80,11 @@ def train_lines(rows):
                 yield label, None, None, f"skipped: {r['skipped']}"
                 continue
             cpu = f"{100 * r['host_cpu_use']:.0f}%" if r.get("host_cpu_use") is not None else "-"
+            per_cpu = r.get("images_per_host_cpu_s")
+            cpu_ratio = base and per_cpu and base.get("images_per_host_cpu_s") and per_cpu / base["images_per_host_cpu_s"]
             yield (label, r["images_per_s"], base and r["images_per_s"] / base["images_per_s"],
-                   f"waits for data {100 * r['data_wait_share']:.0f}%, host CPU busy {cpu}, "
+                   f"waits for data {100 * r['data_wait_share']:.0f}%, host CPU busy {cpu}, {per_cpu} images "
+                   f"per host CPU second{f' ({cpu_ratio:.2f}x)' if cpu_ratio else ''}, "
                    f"peak memory {gib(r.get('peak_memory'))}")
 
 

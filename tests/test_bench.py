@@ -159,6 +159,8 @@ def test_bench_train_measures_ours_and_the_examples_way_with_the_ratio(prepared)
         assert r["steps"] == 2
         assert r["images_per_s"] == pytest.approx(8 / r["seconds"])
         assert 0.0 <= r["data_wait_share"] <= 1.0
+        assert 0 < r["host_cpu_use"] <= 1 and r["images_per_host_cpu_s"] > 0  # /proc/stat, Linux
+        assert r["peak_memory"] is None  # CUDA only
     assert record["ours"]["setting"] == "fast-fp32"
     ours, examples = record["ours"]["images_per_s"], record["examples"]["images_per_s"]
     assert record["ratio"] == pytest.approx(ours / examples)
@@ -181,6 +183,12 @@ def test_bench_train_with_decoding_on_the_device(prepared, fake_torchvision):
                                    model_options=dict(TINY), decode=["device"], report=quiet)
     assert record["ours"]["decode"] == "device" and record["ours"]["steps"] == 2 and calls
     assert record["ratio"] == pytest.approx(record["ours"]["images_per_s"] / record["examples"]["images_per_s"])
+
+
+def test_bench_train_measures_the_baseline_between_its_first_two_runs():
+    assert bench_train.plan(["workers", "device"], [15, 8]) == [
+        ("workers", 15), ("examples", 15), ("device", 15), ("workers", 8), ("device", 8)]
+    assert bench_train.plan(["workers"], [4]) == [("workers", 4), ("examples", 4)]
 
 
 def test_bench_train_refuses_a_folder_that_is_not_prepared(tmp_path, capsys):

@@ -108,8 +108,8 @@ def test_the_table_reads_what_rows_exist_and_compares_within_a_folder(tmp_path, 
     first.mkdir(), second.mkdir()
     train = dict(kind="train", batch_size=128, setting="compile", data_wait_share=0.1, host_cpu_use=0.5)
     lines = [dict(kind="host", gpu="H100", driver="580", torch="2.11", cuda="13.0", cores=16, shm_bytes=2**34),
-             dict(train, decode="workers", workers=15, images_per_s=9000.0),
-             dict(train, decode="examples", workers=15, images_per_s=3000.0)]
+             dict(train, decode="workers", workers=15, images_per_s=9000.0, images_per_host_cpu_s=1200.0),
+             dict(train, decode="examples", workers=15, images_per_s=3000.0, images_per_host_cpu_s=200.0)]
     (first / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"kind": "model", "sett')
     (second / "rows.jsonl").write_text(json.dumps(dict(train, decode="examples", workers=15, images_per_s=1000.0))
                                        + "\n" + json.dumps(dict(train, decode="device", workers=8, images_per_s=5000.0)))
@@ -118,6 +118,7 @@ def test_the_table_reads_what_rows_exist_and_compares_within_a_folder(tmp_path, 
     assert "H100, driver 580, torch 2.11 (CUDA 13.0)" in out
     ours_workers = next(line for line in out.splitlines() if "decoding in workers" in line)
     assert "9000" in ours_workers and "3.00x" in ours_workers  # against the first folder's baseline
+    assert "1200.0 images per host CPU second (6.00x)" in ours_workers
     ours_device = next(line for line in out.splitlines() if "decoding in device" in line)
     assert "5.00x" in ours_device  # against the second folder's own baseline
     assert gpu_table.main([str(tmp_path / "none")]) == 1

@@ -69,12 +69,15 @@ def host_cpu_times() -> tuple[float, float] | None:
     return (sum(fields) - idle) / ticks, sum(fields) / ticks
 
 
-def host_cpu_use(before: tuple[float, float] | None) -> float | None:
-    """The share of all the machine's cores busy since ``before`` (:func:`host_cpu_times`)."""
+def host_cpu_use(before: tuple[float, float] | None, images: int) -> dict:
+    """Since ``before`` (:func:`host_cpu_times`): the share of all the machine's cores busy, and
+    ``images`` over the CPU seconds they were busy (all processes: the loader's workers too)."""
     after = host_cpu_times()
     if before is None or after is None or after[1] <= before[1]:
-        return None
-    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+        return {"host_cpu_use": None, "images_per_host_cpu_s": None}
+    busy = after[0] - before[0]
+    return {"host_cpu_use": round(busy / (after[1] - before[1]), 3),
+            "images_per_host_cpu_s": round(images / busy, 1) if busy > 0 else None}
 
 
 def peak_memory(device: torch.device, reset: bool = False) -> int | None:

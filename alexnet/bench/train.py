@@ -153,7 +153,7 @@ class Clock:
             share = sum(self.waits) / wall
         return {"images_per_s": images / wall, "seconds": wall, "steps": len(self.waits),
                 "data_wait_share": share, "host_wait_s": sum(self.waits),
-                "host_cpu_use": host_cpu_use(self.host), "peak_memory": peak_memory(self.device)}
+                **host_cpu_use(self.host, images), "peak_memory": peak_memory(self.device)}
 
 
 def measure(batches, step, device: torch.device, warmup: int, steps: int | None, batch_size: int,
