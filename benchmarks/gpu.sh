@@ -38,6 +38,7 @@ cd "$(dirname "$0")/.."
 RESULTS=${1:-${OUT:-benchmarks/gpu-results}}
 mkdir -p "$RESULTS" || exit 2
 exec > >(tee -a "$RESULTS/log.txt") 2>&1
+TEE=$!
 started=$(date +%s)
 BUDGET=${BUDGET:-420} RESERVE=${RESERVE:-15} DEVICE=${DEVICE:-cuda} PYTHON=${PYTHON:-python3}
 BATCH=${BATCH:-128} BIG_BATCH=${BIG_BATCH:-512} SECONDS_EACH=${MEASURE_SECONDS:-3}
@@ -224,3 +225,5 @@ done
 $PYTHON benchmarks/gpu_table.py "$RESULTS" > "$RESULTS/table.txt" 2>&1
 cat "$RESULTS/table.txt"
 say "done within the budget of ${BUDGET}s"
+exec >&- 2>&-
+wait "$TEE" 2> /dev/null  # log.txt complete before the script returns

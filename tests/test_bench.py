@@ -232,3 +232,19 @@ def test_the_cuda_clock_counts_the_device_idle_between_steps(monkeypatch):
     assert record["data_wait_share"] == pytest.approx(90 / 130)
     assert record["images_per_s"] == pytest.approx(32 / record["seconds"])
     assert record["peak_memory"] == 12345
+
+
+def test_a_timing_in_seconds_doubles_its_runs_then_sizes_the_last_to_end_near_the_mark(monkeypatch):
+    """On a stand-in clock that each call advances by one second: runs of 1, 2, 4, then the 3 calls
+    that reach 10 s, not 8 (no sleeping, no wall clock)."""
+    import torch
+
+    from alexnet.bench import common
+
+    clock = [0.0]
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+    calls = []
+    per_call, _, count = common.timed_for(torch.device("cpu"), lambda: calls.append(clock.__setitem__(
+        0, clock[0] + 1)), seconds=10)
+    assert count == len(calls) == 10 and per_call == 1.0
+    assert common.timed_for(torch.device("cpu"), lambda: None, seconds=0)[2] == 1  # at least one call

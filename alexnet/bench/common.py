@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -38,16 +39,18 @@ def timed(device: torch.device, fn, repeats: int) -> tuple[float, float]:
 
 def timed_for(device: torch.device, fn, seconds: float) -> tuple[float, float, int]:
     """:func:`timed` over as many calls as fill ``seconds`` (at least one): runs of 1, 2, 4 ...
-    calls, a device sync after each run only, until the clock passes ``seconds``; also the number
-    of calls."""
+    calls, the last one sized by the rate so far so as to end near ``seconds``, with a device sync
+    after each run only; also the number of calls."""
     synchronize(device)
     start, cpu_start, calls, run = time.perf_counter(), time.process_time(), 0, 1
-    while not calls or time.perf_counter() - start < seconds:
+    while True:
         for _ in range(run):
             fn()
         synchronize(device)
-        calls, run = calls + run, run * 2
-    return (time.perf_counter() - start) / calls, (time.process_time() - cpu_start) / calls, calls
+        calls, elapsed = calls + run, time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / calls, (time.process_time() - cpu_start) / calls, calls
+        run = max(1, min(2 * run, math.ceil((seconds - elapsed) * calls / elapsed) if elapsed > 0 else 2 * run))
 
 
 def warm_up(device: torch.device, fn, seconds: float) -> None:
