@@ -4,9 +4,11 @@ of time the device waits for data, and in the same run main.py's recipe re-creat
 Ours: the prepared shards read by ``alexnet.data.loader.make_loader`` (workers decode and crop
 into uint8 batches, pinned on CUDA; or, with ``--decode device``, workers read the JPEG bytes and
 nvJPEG decodes them on the GPU), staged on the device a batch ahead by a thread on a side stream
-(``loader.to(device)``), ``DeviceTransform`` on the device
-(mean image, PCA colour noise), and one setting of ``alexnet bench model`` (default: the fastest
-for the device) with the fused SGD step.
+(``loader.to(device)``), ``DeviceTransform`` on the device (mean image, PCA colour noise), and
+one setting of ``alexnet bench model`` (default: the fastest for the device) with the trainer's
+optimizer (the paper's update). Besides images/s: the share of the host's cores busy during the
+run and the images per busy host CPU second (the loader's workers included), and on CUDA the
+peak GPU memory.
 
 The baseline is pytorch/examples imagenet/main.py's recipe RE-CREATED here, not the peer itself:
 it trains the network under test (``--arch``; main.py itself trains torchvision's ``alexnet``, which
@@ -40,12 +42,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from alexnet import speed
-from alexnet.console import plural
 from alexnet.bench.common import (Rows, check_counts, host_cpu_times, host_cpu_use, output, peak_memory,
                                   print_table, progress, setup, synchronize)
 from alexnet.bench.data import Repeated
 from alexnet.bench.model import Runner, skip_reason
 from alexnet.bench.settings import DEFAULT_SETTING, SETTINGS
+from alexnet.console import plural
 from alexnet.data.dataset import PreparedDataset
 from alexnet.data.device_decode import DECODERS
 from alexnet.data.images import IMAGE_SUFFIXES
