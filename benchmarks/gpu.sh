@@ -90,7 +90,7 @@ EOF
 [ "$(shm_bytes || echo 0)" -ge "$SHM_MIN" ] || say "/dev/shm holds $(shm_bytes) bytes, under the loaders' $SHM_MIN: the loaders may fail with a bus error; the table says so"
 
 # The budget: the chosen stages share what is left after the start by weight; each runs under
-# `timeout` until its mark, and a stage that ends early leaves its time to the next.
+# a watchdog until its mark, and a stage that ends early leaves its time to the next.
 needs_data=0
 for s in "${STAGE_LIST[@]}"; do case $s in data|train|big) needs_data=1 ;; esac; done
 [ $needs_data = 1 ] && STAGE_LIST=(prepare "${STAGE_LIST[@]}")
