@@ -28,7 +28,6 @@ from alexnet import speed
 from alexnet.bench.common import (Rows, check_counts, output, peak_memory, print_table, progress, setup,
                                   synchronize, timed, timed_for, trainer_optimizer, warm_up)
 from alexnet.bench.settings import DEFAULT_SETTINGS, SETTINGS, Setting
-from alexnet.devices import pick_device
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train.config import parse_model_options
@@ -121,7 +120,8 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     (plain first, then last, ...); each setting keeps its best round. Every timing is a row of
     ``rows`` (a JSON-lines file) the moment it ends. ``profile``: settings among them to profile
     afterwards (:func:`profile_step`); one that failed or was skipped is left out."""
-    names = list(settings or DEFAULT_SETTINGS.get(pick_device(device).type, ["plain", "ours-lrn"]))
+    device, head = setup(device, threads, keep_freed_memory, flush_denormal)
+    names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn"]))
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         raise UserError(f"--settings: unknown {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
@@ -129,7 +129,6 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     for name in profile or []:
         if name not in names:
             raise UserError(f"--profile {name}: not among the settings measured ({', '.join(names)})")
-    device, head = setup(device, threads, keep_freed_memory, flush_denormal)
     steps = steps or (20 if device.type == "cuda" else 3)
     base = build_model(arch, **(model_options or {}))
     num_classes = base.options["num_classes"]
