@@ -137,12 +137,20 @@ def _bench_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads (default: one per core this process may use)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _bench_timing(parser)
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="glibc malloc keeps freed memory for reuse (speed.keep_freed_memory); "
                         "process-wide, so it applies to the baseline too")
     parser.add_argument("--flush-denormal", action="store_true",
                         help="flush denormal floats to zero on the CPU, as alexnet train does "
                         "(torch.set_flush_denormal); process-wide, so it applies to the baseline too")
+
+
+def _bench_timing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="time each measurement for this long instead of a count of steps or images")
+    parser.add_argument("--rows", metavar="FILE", default=None,
+                        help="append each measured row to FILE as one JSON line the moment it exists")
 
 
 def _bench_model_options(parser: argparse.ArgumentParser) -> None:
@@ -167,6 +175,7 @@ def bench_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop-size", type=int, default=227,
                         help="the training pipeline's crop (default: %(default)s, the paper's net)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _bench_timing(parser)
 
 
 def bench_model(parser: argparse.ArgumentParser) -> None:
@@ -176,9 +185,11 @@ def bench_model(parser: argparse.ArgumentParser) -> None:
                         "(default: 3 on cpu, 20 on cuda)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed steps first (default: 1; 3 with compile)")
+    parser.add_argument("--warmup-seconds", type=float, default=0.0,
+                        help="run plain this long before the first timing (a GPU raises its clocks)")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="sweeps over all settings; each setting keeps its best round "
-                        "(interleaving evens out a busy machine)")
+                        help="sweeps over all settings, in turn forwards and backwards; each setting keeps "
+                        "its best round (interleaving evens out a busy machine)")
     parser.add_argument("--optimizer-step", action="store_true",
                         help="time forward + backward + SGD step (default: forward + backward)")
     parser.add_argument("--settings", nargs="+", default=None, metavar="NAME",
@@ -200,7 +211,9 @@ def bench_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed steps first (default: 1 cpu; cuda: 2 x workers + 3, which also "
                         "drains what the loader made during compilation)")
-    parser.add_argument("--workers", type=int, default=None, help="loader processes (default: one per core)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="loader processes; several: ours measured with each, the baseline with the "
+                        "first (default: one per core)")
     parser.add_argument("--decode", nargs="+", default=None, choices=DECODERS, metavar="WHERE",
                         help="where our pipeline decodes the JPEGs, measured in turn: workers (default) "
                         "and/or device (nvJPEG through torchvision on CUDA)")

@@ -21,7 +21,7 @@ TINY_OPTIONS = ["--model-option", "input_size=67", "--model-option", "fc_width=1
                 "--model-option", "channels=[8,16,16,16,16]"]
 TINY = dict(input_size=67, fc_width=16, channels=[8, 16, 16, 16, 16])
 SETTING_KEYS = {"name", "about", "lrn", "channels_last", "amp", "compile", "fused", "skipped",
-                "images_per_s", "step_ms", "cpu_ms", "ratio", "cpu_ratio"}
+                "images_per_s", "step_ms", "cpu_ms", "ratio", "cpu_ratio", "peak_memory"}
 
 
 def quiet(message):
@@ -67,11 +67,17 @@ def test_bench_model_profiles_a_setting_and_refuses_one_it_does_not_measure():
                               model_options=dict(TINY), profile=["bf16"], report=quiet)
 
 
-def test_bench_model_keeps_the_best_of_its_rounds():
+def test_bench_model_keeps_the_best_of_its_rounds_alternating_their_order_and_writes_each_row(tmp_path):
     seen = []
     record = bench_model.benchmark(batch_size=2, device="cpu", settings=["ours-lrn"], steps=1, warmup=0,
-                                   rounds=2, model_options={"num_classes": 3, **TINY}, report=seen.append)
-    assert len(seen) == 4  # two settings, two rounds
+                                   rounds=3, model_options={"num_classes": 3, **TINY}, report=seen.append,
+                                   rows=str(tmp_path / "rows.jsonl"))
+    assert [line.split(": ")[0].split(" ", 2)[2] for line in seen] == [
+        "plain", "ours-lrn", "ours-lrn", "plain", "plain", "ours-lrn"]  # forwards, backwards, forwards
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [(r["setting"], r["round"]) for r in rows] == [
+        ("plain", 1), ("ours-lrn", 1), ("ours-lrn", 2), ("plain", 2), ("plain", 3), ("ours-lrn", 3)]
+    assert all(r["kind"] == "model" and r["batch_size"] == 2 and r["steps"] == 1 for r in rows)
     rates = {}
     for line in seen:
         name, rate = line.split(" ", 2)[2].rstrip(" images/s").split(": ")
@@ -153,17 +159,19 @@ def test_bench_train_measures_ours_and_the_examples_way_with_the_ratio(prepared)
         assert r["steps"] == 2
         assert r["images_per_s"] == pytest.approx(8 / r["seconds"])
         assert 0.0 <= r["data_wait_share"] <= 1.0
+        assert 0 < r["host_cpu_use"] <= 1 and r["images_per_host_cpu_s"] > 0  # /proc/stat, Linux
+        assert r["peak_memory"] is None  # CUDA only
     assert record["ours"]["setting"] == "fast-fp32"
     ours, examples = record["ours"]["images_per_s"], record["examples"]["images_per_s"]
     assert record["ratio"] == pytest.approx(ours / examples)
-    assert [d["decode"] for d in record["decoders"]] == ["workers"] and record["ours"]["decode"] == "workers"
+    assert [d["decode"] for d in record["runs"]] == ["workers"] and record["ours"]["decode"] == "workers"
 
 
 def test_bench_train_measures_each_decoder_and_skips_one_that_cannot_run(prepared, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # no torchvision: decoding on the device fails
     record = bench_train.benchmark(str(prepared), batch_size=4, device="cpu", steps=1, warmup=0, workers=0,
                                    model_options=dict(TINY), decode=["workers", "device"], report=quiet)
-    workers, device = record["decoders"]
+    workers, device = record["runs"]
     assert workers["ratio"] == pytest.approx(record["ratio"]) and workers["steps"] == 1
     assert device["decode"] == "device" and "needs torchvision" in device["skipped"]
     json.dumps(record)
@@ -175,6 +183,12 @@ def test_bench_train_with_decoding_on_the_device(prepared, fake_torchvision):
                                    model_options=dict(TINY), decode=["device"], report=quiet)
     assert record["ours"]["decode"] == "device" and record["ours"]["steps"] == 2 and calls
     assert record["ratio"] == pytest.approx(record["ours"]["images_per_s"] / record["examples"]["images_per_s"])
+
+
+def test_bench_train_measures_the_baseline_between_its_first_two_runs():
+    assert bench_train.plan(["workers", "device"], [15, 8]) == [
+        ("workers", 15), ("examples", 15), ("device", 15), ("workers", 8), ("device", 8)]
+    assert bench_train.plan(["workers"], [4]) == [("workers", 4), ("examples", 4)]
 
 
 def test_bench_train_refuses_a_folder_that_is_not_prepared(tmp_path, capsys):
@@ -205,6 +219,8 @@ def test_the_cuda_clock_counts_the_device_idle_between_steps(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "Event", Event)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 12345)
     clock = bench_train.Clock(torch.device("cuda", 0))
     clock.begin()
     for _ in range(4):
@@ -215,3 +231,20 @@ def test_the_cuda_clock_counts_the_device_idle_between_steps(monkeypatch):
     # three gaps of 30 ms over a span of 4 x 10 + 3 x 30 = 130 ms
     assert record["data_wait_share"] == pytest.approx(90 / 130)
     assert record["images_per_s"] == pytest.approx(32 / record["seconds"])
+    assert record["peak_memory"] == 12345
+
+
+def test_a_timing_in_seconds_doubles_its_runs_then_sizes_the_last_to_end_near_the_mark(monkeypatch):
+    """On a stand-in clock that each call advances by one second: runs of 1, 2, 4, then the 3 calls
+    that reach 10 s, not 8 (no sleeping, no wall clock)."""
+    import torch
+
+    from alexnet.bench import common
+
+    clock = [0.0]
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+    calls = []
+    per_call, _, count = common.timed_for(torch.device("cpu"), lambda: calls.append(clock.__setitem__(
+        0, clock[0] + 1)), seconds=10)
+    assert count == len(calls) == 10 and per_call == 1.0
+    assert common.timed_for(torch.device("cpu"), lambda: None, seconds=0)[2] == 1  # at least one call

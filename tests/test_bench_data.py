@@ -65,3 +65,17 @@ def test_bench_data_reads_every_image_format_pillow_reads_from_its_source(tiny_p
     (tmp_path / "empty").mkdir()
     done = bench("--data", str(out), "--source", str(tmp_path / "empty"), "--workers", "1")
     assert done.returncode == 2 and ".tiff" in done.stderr and ".webp" in done.stderr
+
+
+def test_bench_data_sizes_each_pipeline_by_seconds_after_a_calibration_and_writes_rows(tiny_prepared, tmp_path):
+    out, _ = tiny_prepared
+    rows = tmp_path / "rows.jsonl"
+    done = bench("--data", str(out), "--workers", "1", "--batch-size", "2", "--seconds", "0.01",
+                 "--rows", str(rows), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    written = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert [r["way"] for r in written] == ["pipeline", "usual_way"]
+    for row, key in zip(written, ("pipeline", "usual_way")):
+        assert row["kind"] == "data" and row["workers"] == 1
+        assert row["images"] == result[key]["images"] >= 4 * 1 * 2  # at least the calibration's 4 batches

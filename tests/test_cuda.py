@@ -1,4 +1,4 @@
-"""The CUDA paths, on a GPU: skipped where PyTorch sees none (CI), run by benchmarks/gpu.sh first.
+"""The CUDA paths, on a GPU: skipped where PyTorch sees none (CI); benchmarks/gpu.sh runs them last.
 
 Each test checks a fast path against the plain one or against the CPU: the prefetcher's side
 stream, nvJPEG decoding, our LRN, the fused SGD step, float16 loss scaling, bf16 autocast with

@@ -1,9 +1,11 @@
-"""What the benchmarks share: the clock, the record of the machine, the output."""
+"""What the benchmarks share: the set-up, the clock, the record of the machine, the rows as they
+come, the output."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -13,6 +15,7 @@ import torch
 
 from alexnet import speed
 from alexnet.cores import available_cores
+from alexnet.devices import pick_device
 from alexnet.errors import UserError
 
 
@@ -32,6 +35,99 @@ def timed(device: torch.device, fn, repeats: int) -> tuple[float, float]:
         fn()
     synchronize(device)
     return (time.perf_counter() - start) / repeats, (time.process_time() - cpu_start) / repeats
+
+
+def timed_for(device: torch.device, fn, seconds: float) -> tuple[float, float, int]:
+    """:func:`timed` over as many calls as fill ``seconds`` (at least one): runs of 1, 2, 4 ...
+    calls, the last one sized by the rate so far so as to end near ``seconds``, with a device sync
+    after each run only; also the number of calls."""
+    synchronize(device)
+    start, cpu_start, calls, run = time.perf_counter(), time.process_time(), 0, 1
+    while True:
+        for _ in range(run):
+            fn()
+        synchronize(device)
+        calls, elapsed = calls + run, time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / calls, (time.process_time() - cpu_start) / calls, calls
+        run = max(1, min(2 * run, math.ceil((seconds - elapsed) * calls / elapsed) if elapsed > 0 else 2 * run))
+
+
+def warm_up(device: torch.device, fn, seconds: float) -> None:
+    """Run ``fn`` for ``seconds``: a GPU idles at low clocks and takes a while to raise them."""
+    if seconds:
+        timed_for(device, fn, seconds)
+
+
+def host_cpu_times() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (Linux; else None):
+    the host's CPU use over a stretch is the difference of two readings."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle and iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def host_cpu_use(before: tuple[float, float] | None, images: int) -> dict:
+    """Since ``before`` (:func:`host_cpu_times`): the share of all the machine's cores busy, and
+    ``images`` over the CPU seconds they were busy (all processes: the loader's workers too)."""
+    after = host_cpu_times()
+    if before is None or after is None or after[1] <= before[1]:
+        return {"host_cpu_use": None, "images_per_host_cpu_s": None}
+    busy = after[0] - before[0]
+    return {"host_cpu_use": round(busy / (after[1] - before[1]), 3),
+            "images_per_host_cpu_s": round(images / busy, 1) if busy > 0 else None}
+
+
+def peak_memory(device: torch.device, reset: bool = False) -> int | None:
+    """The most bytes of device memory tensors held since the last reset (CUDA; else None)."""
+    if device.type != "cuda":
+        return None
+    peak = torch.cuda.max_memory_allocated(device)
+    if reset:
+        torch.cuda.reset_peak_memory_stats(device)
+    return peak
+
+
+def setup(device: str | None, threads: int | None, keep_freed_memory: bool, flush_denormal: bool):
+    """What every device benchmark does first: the device, threads and process knobs, the trainer's
+    cuDNN and TF32 settings (so the baseline and ours share them), seed 0; the device and the
+    record of the machine."""
+    device = pick_device(device)
+    threads = speed.set_threads(threads)
+    knobs = process_knobs(keep_freed_memory, flush_denormal)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as alexnet train
+    torch.manual_seed(0)
+    return device, machine(device, threads, knobs)
+
+
+def trainer_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer ``alexnet train`` builds by default (the paper's update, section 5)."""
+    from alexnet.train.config import TrainConfig
+    from alexnet.train.optim import make_optimizer
+
+    return make_optimizer(model, TrainConfig())
+
+
+class Rows:
+    """Each measured row appended to a JSON-lines file the moment it exists (``--rows FILE``), so
+    that a run stopped part-way keeps what it measured; ``head`` (what ran, where) goes in every
+    row. Without a file, nothing is written."""
+
+    def __init__(self, path: str | None, head: dict):
+        self.path, self.head = path, head
+
+    def add(self, row: dict) -> dict:
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({**self.head, **row}) + "\n")
+        return row
 
 
 def cpu_name() -> str:
@@ -57,8 +153,10 @@ def machine(device: torch.device, threads: int, knobs: dict) -> dict:
     from alexnet.data.images import jpeg_library
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    tf32 = ({"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+            if device.type == "cuda" else {})
     return {"device": str(device), "device_name": name, "threads": threads, "jpeg_decoder": jpeg_library(),
-            **knobs,
+            **knobs, **tf32, "cuda": torch.version.cuda,
             "cores": available_cores(),
             "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None, "torch": torch.__version__,
             "python": platform.python_version(),

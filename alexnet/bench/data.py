@@ -14,12 +14,16 @@ repeated to the requested number of images in one epoch, with the same workers a
 Two rates for each: ``images_per_s`` (wall clock over the whole run, starting the workers
 included) and ``images_per_worker_cpu_s`` (images over the CPU seconds the worker processes used:
 the rate one worker core sustains, which other processes on a busy machine disturb much less).
+With ``--seconds S`` each pipeline first runs a short calibration (4 batches per worker), and then
+as many images as that rate reads in S seconds, so that starting the workers is a small part of
+the time (with 16 workers, a thousand images is mostly start-up).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import random
@@ -33,6 +37,7 @@ import torch
 import torch.utils.data
 from PIL import Image
 
+from alexnet.bench.common import Rows, check_counts, progress
 from alexnet.console import plural
 from alexnet.data.images import IMAGE_SUFFIXES, jpeg_library
 from alexnet.data.loader import default_workers, make_loader
@@ -124,8 +129,17 @@ def measure(loader) -> dict:
             "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
 
 
+def sized(make_loader_for, images: int, seconds: float | None, calibration: int) -> dict:
+    """:func:`measure` the loader ``make_loader_for(n)`` makes for ``n`` images: ``images``, or with
+    ``seconds`` as many as the rate of a ``calibration``-image run reads in that time."""
+    if seconds:
+        rate = measure(make_loader_for(calibration))["images_per_s"]
+        images = max(calibration, math.ceil(rate * seconds))
+    return measure(make_loader_for(images))
+
+
 def run_bench(data: Path, *, workers: int, source: str | None, images: int, baseline_images: int,
-              batch_size: int, crop_size: int) -> dict:
+              batch_size: int, crop_size: int, seconds: float | None = None, rows: str | None = None) -> dict:
     from alexnet.data.dataset import PreparedDataset
 
     if workers < 1:
@@ -134,14 +148,19 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
         raise UserError("--images, --baseline-images and --batch-size must be positive")
     dataset = PreparedDataset(data, "train")
     folder, files = source_images(data, source)
-    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    say(f"training pipeline: {images} images from {data} with {plural(workers, 'worker')} ...")
-    ours = measure(make_loader(Repeated(dataset, images), batch_size, train=True,
-                               crop_size=crop_size, workers=workers, pin_memory=False))
-    say(f"usual way: {baseline_images} images from {folder} with {plural(workers, 'worker')} ...")
-    usual = measure(torch.utils.data.DataLoader(
-        UsualWay(files, baseline_images), batch_size=batch_size, shuffle=True,
-        num_workers=workers))
+    out = Rows(rows, {"kind": "data", "workers": workers, "batch_size": batch_size,
+                      "jpeg_decoder": jpeg_library()})
+    calibration = 4 * workers * batch_size
+    size = f"{seconds} s" if seconds else "{} images"
+    progress(f"training pipeline: {size.format(images)} from {data} with {plural(workers, 'worker')} ...")
+    ours = out.add({"way": "pipeline", **sized(lambda n: make_loader(
+        Repeated(dataset, n), batch_size, train=True, crop_size=crop_size, workers=workers, pin_memory=False),
+        images, seconds, calibration)})
+    progress(f"usual way: {size.format(baseline_images)} from {folder} with {plural(workers, 'worker')} ...")
+    usual = out.add({"way": "usual_way", **sized(lambda n: torch.utils.data.DataLoader(
+        UsualWay(files, n), batch_size=batch_size, shuffle=True, num_workers=workers),
+        baseline_images, seconds, calibration)})
+    del ours["way"], usual["way"]
     ratio = {key: round(ours[key] / usual[key], 2) if ours[key] and usual[key] else None
              for key in ("images_per_s", "images_per_worker_cpu_s")}
     return {
@@ -160,10 +179,12 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
 
 
 def run(args) -> int:
+    check_counts(args, (), ("seconds",))
     workers = default_workers() if args.workers is None else args.workers
     result = run_bench(Path(args.data), workers=workers, source=args.source,
                        images=args.images, baseline_images=args.baseline_images,
-                       batch_size=args.batch_size, crop_size=args.crop_size)
+                       batch_size=args.batch_size, crop_size=args.crop_size, seconds=args.seconds,
+                       rows=args.rows)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -2,12 +2,15 @@
 plain PyTorch measured in the same run.
 
 The baseline, ``plain``, is our network with every LRN computed by ``nn.LocalResponseNorm``
-(alpha times n: the same function), NCHW memory, float32, eager, ``torch.optim.SGD`` with its
-defaults: the network as one would write it with PyTorch's own layers. Every other setting
-computes the same function (tests/test_speed.py) with one or more speed knobs of
-:mod:`alexnet.speed` switched on; ``vs plain`` is its images/s over the baseline's. All settings
-start from the same weights and see the same random batch, kept on the device: this measures the
-network and its step, not the input pipeline (``alexnet bench train`` does both).
+(alpha times n: the same function), NCHW memory, float32, eager, ``torch.optim.SGD`` (momentum
+0.9, weight decay 0.0005): the network as one would write it with PyTorch's own layers. Every
+other setting computes the same function (tests/test_speed.py) with one or more speed knobs of
+:mod:`alexnet.speed` switched on; the ``fused`` ones step with the optimizer ``alexnet train``
+uses (the paper's update, :func:`alexnet.bench.common.trainer_optimizer`). ``vs plain`` is a
+setting's images/s over the baseline's, ``cpu vs plain`` the same for the host CPU time per step.
+All settings run in one process, so they share the TF32 and cuDNN settings (the trainer's,
+recorded), start from the same weights and see the same random batch, kept on the device: this
+measures the network and its step, not the input pipeline (``alexnet bench train`` does both).
 
 Settings that cannot run on the device are listed as skipped, with the reason.
 """
@@ -22,13 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from alexnet import speed
-from alexnet.bench.common import check_counts, machine, output, print_table, process_knobs, progress, timed
+from alexnet.bench.common import (Rows, check_counts, output, peak_memory, print_table, progress, setup,
+                                  synchronize, timed, timed_for, trainer_optimizer, warm_up)
 from alexnet.bench.settings import DEFAULT_SETTINGS, SETTINGS, Setting
-from alexnet.devices import pick_device
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train.config import parse_model_options
-from alexnet.train.optim import fast_sgd
 
 
 def skip_reason(setting: Setting, device: torch.device) -> str | None:
@@ -58,9 +60,8 @@ class Runner:
         self.x = x.contiguous(memory_format=torch.channels_last) if setting.channels_last else x
         self.optimizer = None
         if optimizer_step:
-            params = model.parameters()
-            self.optimizer = (fast_sgd(params, lr=0.01, device=device) if setting.fused else
-                              torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=0.0005))
+            self.optimizer = (trainer_optimizer(model) if setting.fused else torch.optim.SGD(
+                model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005))
         self.scaler = torch.amp.GradScaler(device.type, enabled=setting.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setting.amp)
 
@@ -77,41 +78,50 @@ class Runner:
             self.model.zero_grad(set_to_none=True)
 
 
+def device_kernels(events, cuda: bool, steps: int, top: int) -> list[dict]:
+    """The ``top`` of ``events`` (``torch.profiler``'s key averages) by self time per step, each with
+    its share of all kept events' time. On CUDA the kernels themselves (and copies), not the
+    operators that launched them nor the profiler's user annotations (``## Call CompiledFxGraph``,
+    ``Optimizer.step#...``), which span whole regions and would count the same kernels twice
+    (PyTorch leaves them out of its own totals too); so the shares add to at most 1."""
+    field = "self_device_time_total" if cuda else "self_cpu_time_total"
+    wanted = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
+    kept = [e for e in events if getattr(e, "device_type", wanted) == wanted and getattr(e, field, 0) > 0
+            and not getattr(e, "is_user_annotation", False)]
+    total = sum(getattr(e, field) for e in kept) or 1.0
+    kept.sort(key=lambda e: getattr(e, field), reverse=True)
+    return [{"name": e.key, "ms_per_step": getattr(e, field) / 1000 / steps, "calls_per_step": e.count / steps,
+             "share": getattr(e, field) / total} for e in kept[:top]]
+
+
 def profile_step(runner: Runner, device: torch.device, steps: int = 3, top: int = 12) -> list[dict]:
     """Where one setting's step spends its time: the ``top`` operators (CPU) or kernels (CUDA) by
     self time, per step, from ``torch.profiler`` over ``steps`` steps after the timed ones."""
     from torch.profiler import ProfilerActivity, profile
 
-    from alexnet.bench.common import synchronize
-
     cuda = device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         for _ in range(steps):
             runner.step()
         synchronize(device)
-    field = "self_device_time_total" if cuda else "self_cpu_time_total"
-    # On CUDA the kernels themselves (and copies), not the operators that launched them, whose
-    # device time would count the same kernels twice.
-    wanted = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
-    events = [e for e in prof.key_averages()
-              if getattr(e, "device_type", wanted) == wanted and getattr(e, field, 0) > 0]
-    total = sum(getattr(e, field) for e in events) or 1.0
-    events.sort(key=lambda e: getattr(e, field), reverse=True)
-    return [{"name": e.key, "ms_per_step": getattr(e, field) / 1000 / steps, "calls_per_step": e.count / steps,
-             "share": getattr(e, field) / total} for e in events[:top]]
+    return device_kernels(prof.key_averages(), cuda, steps, top)
 
 
 def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None = None,
               settings: list[str] | None = None, steps: int | None = None, warmup: int | None = None,
               rounds: int = 1, optimizer_step: bool = False, threads: int | None = None,
               model_options: dict | None = None, keep_freed_memory: bool = False,
-              flush_denormal: bool = False, profile: list[str] | None = None, report=progress) -> dict:
+              flush_denormal: bool = False, profile: list[str] | None = None, seconds: float | None = None,
+              warmup_seconds: float = 0.0, rows: str | None = None, report=progress) -> dict:
     """Measure ``settings`` (and ``plain``) on ``device``; returns the record printed as JSON.
-    ``profile``: settings among them to profile afterwards (:func:`profile_step`); one that
-    failed or was skipped is left out."""
-    device = pick_device(device)
-    names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn", "channels-last"]))
+
+    Each timing is ``steps`` steps, or as many as fill ``seconds``. Before the first, ``plain``
+    runs for ``warmup_seconds`` (a GPU raises its clocks under load). Rounds alternate the order
+    (plain first, then last, ...); each setting keeps its best round. Every timing is a row of
+    ``rows`` (a JSON-lines file) the moment it ends. ``profile``: settings among them to profile
+    afterwards (:func:`profile_step`); one that failed or was skipped is left out."""
+    device, head = setup(device, threads, keep_freed_memory, flush_denormal)
+    names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn"]))
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         raise UserError(f"--settings: unknown {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
@@ -120,45 +130,51 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
         if name not in names:
             raise UserError(f"--profile {name}: not among the settings measured ({', '.join(names)})")
     steps = steps or (20 if device.type == "cuda" else 3)
-    threads = speed.set_threads(threads)
-    knobs = process_knobs(keep_freed_memory, flush_denormal)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(0)
     base = build_model(arch, **(model_options or {}))
     num_classes = base.options["num_classes"]
     x = (torch.randn(batch_size, 3, base.input_size, base.input_size) * 60).to(device)
     labels = torch.randint(0, num_classes, (batch_size,)).to(device)
+    out = Rows(rows, {**head, "kind": "model", "arch": arch, "batch_size": batch_size})
 
     runners, results = {}, {}
     for name in names:
         setting = SETTINGS[name]
         results[name] = {**asdict(setting), "skipped": skip_reason(setting, device),
                          "images_per_s": None, "step_ms": None, "cpu_ms": None, "ratio": None,
-                         "cpu_ratio": None}
+                         "cpu_ratio": None, "peak_memory": None}
         if results[name]["skipped"] is None:
             runners[name] = Runner(setting, base, x, labels, device, optimizer_step)
+        else:
+            out.add({"setting": name, "skipped": results[name]["skipped"]})
+    if "plain" in runners:
+        warm_up(device, runners["plain"].step, warmup_seconds)
     for round_ in range(rounds):
-        for name, runner in list(runners.items()):
-            first = round_ == 0
+        for name, runner in list(runners.items())[::-1 if round_ % 2 else 1]:
             try:
-                for _ in range((warmup if warmup is not None else 3 if runner.setting.compile else 1)
-                               if first else 0):
-                    runner.step()
-                seconds, cpu_seconds = timed(device, runner.step, steps)
+                if round_ == 0:
+                    for _ in range(warmup if warmup is not None else 3 if runner.setting.compile else 1):
+                        runner.step()
+                peak_memory(device, reset=True)
+                if seconds:
+                    step_s, cpu_s, count = timed_for(device, runner.step, seconds)
+                else:
+                    step_s, cpu_s = timed(device, runner.step, steps)
+                    count = steps
             except Exception as err:  # noqa: BLE001 - one setting failing (compile) must not hide the rest
                 results[name]["skipped"] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
                 report(f"{name}: {results[name]['skipped']}")
+                out.add({"setting": name, "skipped": results[name]["skipped"]})
                 del runners[name]
                 continue
-            best = results[name]["step_ms"]
-            if best is None or seconds * 1000 < best:
-                results[name]["step_ms"] = seconds * 1000
-                results[name]["images_per_s"] = batch_size / seconds
-            if device.type == "cpu":  # the process's CPU time is the device's time only here
-                best_cpu = results[name]["cpu_ms"]
-                results[name]["cpu_ms"] = min(best_cpu or math.inf, cpu_seconds * 1000)
-            report(f"round {round_ + 1}/{rounds} {name}: {batch_size / seconds:.1f} images/s")
+            r = results[name]
+            if r["step_ms"] is None or step_s * 1000 < r["step_ms"]:
+                r.update(step_ms=step_s * 1000, images_per_s=batch_size / step_s)
+            r["cpu_ms"] = min(r["cpu_ms"] or math.inf, cpu_s * 1000)
+            r["peak_memory"] = peak_memory(device)
+            out.add({"setting": name, "about": r["about"], "round": round_ + 1, "steps": count,
+                     "images_per_s": batch_size / step_s, "step_ms": step_s * 1000, "cpu_ms": cpu_s * 1000,
+                     "peak_memory": r["peak_memory"]})
+            report(f"round {round_ + 1}/{rounds} {name}: {batch_size / step_s:.1f} images/s")
     plain = results["plain"]
     for r in results.values():
         if r["images_per_s"] is not None and plain["images_per_s"] is not None:
@@ -168,11 +184,12 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     for name in profile or []:
         if name in runners:
             report(f"profiling {name} ...")
-            profiles.append({"setting": name, "top": profile_step(runners[name], device)})
+            profiles.append(out.add({"setting": name, "profile": profile_step(runners[name], device)}))
     return {"kind": "model", "arch": arch, "batch_size": batch_size, "input_size": base.input_size,
-            "model_options": base.options, "optimizer_step": optimizer_step, "steps": steps,
-            "rounds": rounds, **machine(device, threads, knobs), "baseline": "plain",
-            "settings": list(results.values()), "profiles": profiles}
+            "model_options": base.options, "optimizer_step": optimizer_step, "steps": steps, "seconds": seconds,
+            "rounds": rounds, **head, "baseline": "plain",
+            "settings": list(results.values()), "profiles": [{"setting": p["setting"], "top": p["profile"]}
+                                                             for p in profiles]}
 
 
 def print_record(record: dict) -> None:
@@ -205,9 +222,10 @@ def print_profile(profiled: dict) -> None:
 
 
 def run(args) -> int:
-    check_counts(args, ("batch_size", "steps", "rounds", "threads"), ("warmup",))
+    check_counts(args, ("batch_size", "steps", "rounds", "threads"), ("warmup", "seconds", "warmup_seconds"))
     record = benchmark(args.arch, args.batch_size, args.device, args.settings, args.steps, args.warmup,
                        args.rounds, args.optimizer_step, args.threads, parse_model_options(args.model_option),
-                       keep_freed_memory=args.keep_freed_memory,
-                       flush_denormal=args.flush_denormal, profile=args.profile)
+                       keep_freed_memory=args.keep_freed_memory, flush_denormal=args.flush_denormal,
+                       profile=args.profile, seconds=args.seconds, warmup_seconds=args.warmup_seconds,
+                       rows=args.rows)
     return output(record, args.json, print_record)

@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class Setting:
-    """One way of running the same network; ``fused``: in-place ReLUs, the fused SGD kernel, and
-    on the CPU conv1's weight gradient as a stride-1 convolution (alexnet.strided_conv)."""
+    """One way of running the same network; ``fused``: in-place ReLUs, the trainer's optimizer (the
+    paper's update in foreach kernels), and on the CPU conv1's weight gradient as a stride-1
+    convolution (alexnet.strided_conv)."""
 
     name: str
     about: str
@@ -20,7 +21,7 @@ class Setting:
     fused: bool = False
 
 
-_FAST = Setting("fast-fp32", "ours, channels-last, in-place ReLU, conv1 stride-1 grad (CPU), fused SGD",
+_FAST = Setting("fast-fp32", "ours, channels-last, in-place ReLU, conv1 stride-1 grad (CPU), the paper's update",
                 channels_last=True, fused=True)
 SETTINGS = {s.name: s for s in [
     Setting("plain", "nn.LocalResponseNorm, NCHW, fp32, eager, torch.optim.SGD", lrn="torch"),

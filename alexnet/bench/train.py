@@ -4,9 +4,11 @@ of time the device waits for data, and in the same run main.py's recipe re-creat
 Ours: the prepared shards read by ``alexnet.data.loader.make_loader`` (workers decode and crop
 into uint8 batches, pinned on CUDA; or, with ``--decode device``, workers read the JPEG bytes and
 nvJPEG decodes them on the GPU), staged on the device a batch ahead by a thread on a side stream
-(``loader.to(device)``), ``DeviceTransform`` on the device
-(mean image, PCA colour noise), and one setting of ``alexnet bench model`` (default: the fastest
-for the device) with the fused SGD step.
+(``loader.to(device)``), ``DeviceTransform`` on the device (mean image, PCA colour noise), and
+one setting of ``alexnet bench model`` (default: the fastest for the device) with the trainer's
+optimizer (the paper's update). Besides images/s: the share of the host's cores busy during the
+run and the images per busy host CPU second (the loader's workers included), and on CUDA the
+peak GPU memory.
 
 The baseline is pytorch/examples imagenet/main.py's recipe RE-CREATED here, not the peer itself:
 it trains the network under test (``--arch``; main.py itself trains torchvision's ``alexnet``, which
@@ -40,17 +42,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from alexnet import speed
-from alexnet.bench.common import (check_counts, machine, output, print_table, process_knobs, progress,
-                                  synchronize)
+from alexnet.bench.common import (Rows, check_counts, host_cpu_times, host_cpu_use, output, peak_memory,
+                                  print_table, progress, setup, synchronize)
 from alexnet.bench.data import Repeated
 from alexnet.bench.model import Runner, skip_reason
 from alexnet.bench.settings import DEFAULT_SETTING, SETTINGS
+from alexnet.console import plural
 from alexnet.data.dataset import PreparedDataset
 from alexnet.data.device_decode import DECODERS
 from alexnet.data.images import IMAGE_SUFFIXES
 from alexnet.data.loader import default_workers, make_loader
 from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, DeviceTransform
-from alexnet.devices import pick_device
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train.config import parse_model_options
@@ -120,15 +122,16 @@ class ExamplesImageFolder(torch.utils.data.Dataset):
 
 
 class Clock:
-    """Step boundaries and the time the loop waited for data (module docstring)."""
+    """Step boundaries, the time the loop waited for data (module docstring), the host's CPU use."""
 
     def __init__(self, device: torch.device):
         self.device, self.waits, self.events = device, [], []
-        self.start = self.stop = None
+        self.start = self.host = None
 
     def begin(self) -> None:
         synchronize(self.device)
-        self.start = time.perf_counter()
+        peak_memory(self.device, reset=True)
+        self.start, self.host = time.perf_counter(), host_cpu_times()
 
     def step(self, waited: float, run) -> None:
         if self.device.type == "cuda":
@@ -151,36 +154,40 @@ class Clock:
         else:
             share = sum(self.waits) / wall
         return {"images_per_s": images / wall, "seconds": wall, "steps": len(self.waits),
-                "data_wait_share": share, "host_wait_s": sum(self.waits)}
+                "data_wait_share": share, "host_wait_s": sum(self.waits),
+                **host_cpu_use(self.host, images), "peak_memory": peak_memory(self.device)}
 
 
-def measure(batches, step, device: torch.device, warmup: int, steps: int, batch_size: int) -> dict:
-    """Run ``step(batch)`` on ``warmup`` then ``steps`` batches of ``batches``; the timed part's record."""
+def measure(batches, step, device: torch.device, warmup: int, steps: int | None, batch_size: int,
+            seconds: float | None = None) -> dict:
+    """Run ``step(batch)`` on ``warmup`` batches of ``batches``, then time ``steps`` more, or as
+    many as fill ``seconds`` (at least one); the timed part's record."""
     it = iter(batches)
     clock = Clock(device)
-    for number in range(warmup + steps):
-        if number == warmup:
-            clock.begin()
+    for number in range(warmup):
+        step(next_batch(it))
+    clock.begin()
+    while len(clock.waits) < (steps or 1) or (seconds and time.perf_counter() - clock.start < seconds):
         before = time.perf_counter()
-        batch = next(it, None)
-        if batch is None:
-            raise UserError("the data ran out before the measurement ended (raise --repeat)")
-        waited = time.perf_counter() - before
-        if number < warmup:
-            step(batch)
-        else:
-            clock.step(waited, lambda: step(batch))
-    return clock.result(steps * batch_size)
+        batch = next_batch(it)
+        clock.step(time.perf_counter() - before, lambda: step(batch))
+    return clock.result(len(clock.waits) * batch_size)
 
 
-def measure_ours(runner: Runner, base, dataset, times: int, batch_size: int, workers: int,
-                 device: torch.device, warmup: int, steps: int, decode: str = "workers") -> dict:
+def next_batch(it):
+    batch = next(it, None)
+    if batch is None:
+        raise UserError("the data ran out before the measurement ended (raise --repeat)")
+    return batch
+
+
+def measure_ours(runner: Runner, base, dataset, length: int, workers: int, decode: str, timing: dict) -> dict:
     """Our pipeline: prepared shards, uint8 crops from loader workers (or JPEGs decoded on the
     device, ``decode="device"``) staged on the device a batch ahead by the prefetch thread,
     DeviceTransform, and ``runner``'s step (a ``bench model`` setting)."""
-    size = base.input_size
+    size, device, batch_size = base.input_size, runner.device, timing["batch_size"]
     transform = DeviceTransform.for_dataset(dataset, size, normalization=base.normalization).to(device)
-    loader = make_loader(Repeated(dataset, times * len(dataset)), batch_size, train=True, crop_size=size,
+    loader = make_loader(Repeated(dataset, length), batch_size, train=True, crop_size=size,
                          workers=workers, drop_last=True, pin_memory=device.type == "cuda", decode=decode)
 
     def step(batch):
@@ -189,18 +196,18 @@ def measure_ours(runner: Runner, base, dataset, times: int, batch_size: int, wor
         runner.labels = labels
         runner.step()
 
-    return measure(loader.to(device), step, device, warmup, steps, batch_size)
+    return measure(loader.to(device), step, device, **timing)
 
 
-def measure_examples(base, files: list[tuple[str, int]], times: int, batch_size: int, workers: int,
-                     device: torch.device, warmup: int, steps: int) -> dict:
+def measure_examples(base, files: list[tuple[str, int]], length: int, workers: int, device: torch.device,
+                     timing: dict) -> dict:
     """The pytorch/examples imagenet/main.py loop (module docstring) with the plain network."""
-    size = base.input_size
+    size, batch_size = base.input_size, timing["batch_size"]
     plain = Runner(SETTINGS["plain"], base, torch.zeros(batch_size, 3, size, size, device=device),
                    torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
     loader = torch.utils.data.DataLoader(
-        ExamplesImageFolder(files, size, times), batch_size=batch_size, shuffle=True, drop_last=True,
-        num_workers=workers, pin_memory=device.type == "cuda")
+        ExamplesImageFolder(files, size, math.ceil(length / len(files))), batch_size=batch_size, shuffle=True,
+        drop_last=True, num_workers=workers, pin_memory=device.type == "cuda")
 
     def step(batch):
         images, labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
@@ -212,97 +219,115 @@ def measure_examples(base, files: list[tuple[str, int]], times: int, batch_size:
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
         loss.item(), top5[:, 0].float().mean().item(), top5.any(1).float().mean().item()  # main.py's meters
 
-    return measure(loader, step, device, warmup, steps, batch_size)
+    return measure(loader, step, device, **timing)
+
+
+def plan(decoders: list[str], workers: list[int]) -> list[tuple[str, int]]:
+    """The order of the measurements: ours with the first decoder and worker count, the baseline
+    (``examples``) with that count, then ours with every other (decoder, workers): the baseline
+    sits between our first two, so a slow drift of the machine does not favour either side."""
+    ours = [(d, w) for w in workers for d in decoders]
+    return ours[:1] + [("examples", workers[0])] + ours[1:]
 
 
 def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: str | None = None,
               setting: str | None = None, steps: int | None = None, warmup: int | None = None,
-              workers: int | None = None, threads: int | None = None, model_options: dict | None = None,
-              repeat: int | None = None, keep_freed_memory: bool = False, flush_denormal: bool = False,
-              decode: list[str] | None = None, report=progress) -> dict:
+              workers: int | list[int] | None = None, threads: int | None = None,
+              model_options: dict | None = None, repeat: int | None = None, keep_freed_memory: bool = False,
+              flush_denormal: bool = False, decode: list[str] | None = None, seconds: float | None = None,
+              rows: str | None = None, report=progress) -> dict:
     """Ours and the pytorch/examples way on ``data`` (a prepared folder); the record printed as JSON.
 
-    ``decode``: our pipeline once per decoder listed (``workers``, ``device``); ``ours`` and
-    ``ratio`` are the first's, ``decoders`` has each with its ratio. A decoder that fails (no
-    torchvision for ``device``) is recorded as skipped with the reason, after the first."""
-    device = pick_device(device)
+    ``decode`` and ``workers``: our pipeline once per decoder listed (``workers``, ``device``) and
+    loader worker count, in :func:`plan`'s order; ``ours`` and ``ratio`` are the first's, ``runs``
+    has each with its ratio. A measurement that fails (no torchvision for ``device``) after the
+    first is recorded as skipped with the reason. Each timing is ``steps`` steps or as many as fill
+    ``seconds``, and a row of ``rows`` (JSON lines) the moment it ends."""
+    decoders = list(dict.fromkeys(decode or ["workers"]))
+    unknown = [d for d in decoders if d not in DECODERS]
+    if unknown:
+        raise UserError(f"--decode {unknown[0]}: unknown; choose from {', '.join(DECODERS)}")
+    counts = list(dict.fromkeys([workers] if isinstance(workers, int) else workers or [default_workers()]))
+    device, head = setup(device, threads, keep_freed_memory, flush_denormal)
     name = setting or DEFAULT_SETTING.get(device.type, "channels-last")
     if name not in SETTINGS:
         raise UserError(f"--setting {name}: unknown; known: {', '.join(SETTINGS)}")
     reason = skip_reason(SETTINGS[name], device)
     if reason:
         raise UserError(f"--setting {name} does not run on {device}: {reason}")
-    workers = default_workers() if workers is None else workers
-    steps = steps or (200 if device.type == "cuda" else 3)
+    steps = None if seconds else steps or (200 if device.type == "cuda" else 3)
     # On a GPU the warm-up also drains the batches the loader made while the network compiled
     # (workers x 2, and the prefetcher's 2): timed from a full queue, a loader slower than the
     # device would look faster than it is.
-    warmup = warmup if warmup is not None else (2 * workers + 3 if device.type == "cuda" else 1)
-    threads = speed.set_threads(threads)
-    knobs = process_knobs(keep_freed_memory, flush_denormal)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    most = max(counts)
+    warmup = warmup if warmup is not None else (2 * most + 3 if device.type == "cuda" else 1)
     dataset = PreparedDataset(prepared_dir(data), "train")
     files = source_images(dataset)
-    torch.manual_seed(0)
     base = build_model(arch, **{"num_classes": len(dataset.classes), **(model_options or {})})
-    needed = (warmup + steps + 2 * max(workers, 1)) * batch_size  # with what the workers prefetch
-    times = repeat or max(1, math.ceil(needed / len(dataset)))
-    decoders = list(dict.fromkeys(decode or ["workers"]))
-    unknown = [d for d in decoders if d not in DECODERS]
-    if unknown:
-        raise UserError(f"--decode {unknown[0]}: unknown; choose from {', '.join(DECODERS)}")
-    common = dict(batch_size=batch_size, workers=workers, device=device, warmup=warmup, steps=steps)
+    # what the timing reads, what the workers prefetch, and for ``seconds`` a generous 50,000 images/s
+    needed = (warmup + (steps or 0) + 2 * max(most, 1)) * batch_size + int(50_000 * (seconds or 0))
+    length = (repeat or max(1, math.ceil(needed / len(dataset)))) * len(dataset)
+    timing = dict(batch_size=batch_size, warmup=warmup, steps=steps, seconds=seconds)
     size = base.input_size
     runner = Runner(SETTINGS[name], base, torch.zeros(batch_size, 3, size, size, device=device),
                     torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
-    measured = {}  # one network for all decoders: compiled once
-    for number, decoder in enumerate(decoders):
-        report(f"ours ({name}, decode in {decoder}): {warmup} warm-up and {steps} timed steps of "
-               f"{batch_size} ...")
+    out = Rows(rows, {**head, "kind": "train", "arch": base.arch, "batch_size": batch_size, "setting": name})
+    runs, examples = [], None  # one network for all runs of ours: compiled once
+    for number, (decoder, count) in enumerate(plan(decoders, counts)):
+        what = "main.py's recipe re-created" if decoder == "examples" else f"ours ({name}, decode in {decoder})"
+        report(f"{what}, {plural(count, 'worker')}: {warmup} warm-up steps, then "
+               f"{f'{steps} timed steps' if steps else f'{seconds} s'} of {batch_size} ...")
         try:
-            measured[decoder] = {"decode": decoder,
-                                 **measure_ours(runner, base, dataset, times, decode=decoder, **common)}
+            if decoder == "examples":
+                measured = measure_examples(base, files, length, count, device, timing)
+            else:
+                measured = measure_ours(runner, base, dataset, length, count, decoder, timing)
         except (UserError, RuntimeError) as err:
             if number == 0:
                 raise
-            measured[decoder] = {"decode": decoder, "skipped": f"{type(err).__name__}: {err}"[:300]}
-            report(f"decode in {decoder}: skipped: {measured[decoder]['skipped']}")
-    report(f"main.py's recipe re-created: {warmup} warm-up and {steps} timed steps of {batch_size} ...")
-    examples = measure_examples(base, files, times, **common)
-    for record in measured.values():
-        if "images_per_s" in record:
-            record["ratio"] = record["images_per_s"] / examples["images_per_s"]
-    ours = measured[decoders[0]]
+            measured = {"skipped": f"{type(err).__name__}: {err}"[:300]}
+            report(f"{what}: skipped: {measured['skipped']}")
+        record = out.add({"decode": decoder, "workers": count, **measured})
+        if decoder == "examples":
+            examples = record
+        else:
+            runs.append(record)
+    if examples is None or "images_per_s" not in examples:
+        raise UserError(f"the pytorch/examples baseline did not run: {(examples or {}).get('skipped')}")
+    for r in runs:
+        if "images_per_s" in r:
+            r["ratio"] = r["images_per_s"] / examples["images_per_s"]
+    ours = runs[0]
     return {"kind": "train", "data": str(data), "train_images": len(dataset), "source_images": len(files),
-            "batch_size": batch_size, "input_size": base.input_size, "arch": base.arch, "workers": workers,
-            "warmup": warmup, **machine(device, threads, knobs),
+            "batch_size": batch_size, "input_size": base.input_size, "arch": base.arch, "workers": counts[0],
+            "warmup": warmup, **head,
             "ours": {"setting": name, "about": SETTINGS[name].about, **ours},
-            "decoders": list(measured.values()),
+            "runs": runs,
             "examples": {"about": "pytorch/examples imagenet/main.py's recipe re-created (not the peer): "
                          "per-image PIL transforms in DataLoader workers, plain network, fp32, eager",
                          **examples},
-            "ratio": ours["images_per_s"] / examples["images_per_s"]}
+            "ratio": ours["ratio"]}
 
 
 def print_record(r: dict) -> None:
     print(f"alexnet bench train: {r['arch']} at batch {r['batch_size']} on {r['data']} ({r['train_images']} "
-          f"prepared, {r['source_images']} source images), {r['workers']} loader workers, {r['device']} "
-          f"({r['device_name']}, {r['threads']} threads), {r['date']}")
-    rows = [[label, f"{rec['images_per_s']:.1f}", f"{100 * rec['data_wait_share']:.0f}%", f"{rec['steps']}",
-             rec["about"]] for label, rec in (("ours", r["ours"]), ("main.py re-created", r["examples"]))]
-    print_table(["way", "images/s", "waits for data", "steps", "what"], rows)
-    print(f"ratio: {r['ratio']:.2f}x")
-    for d in r.get("decoders", [])[1:]:
-        print(f"ours, decoding in {d['decode']}: " + (f"skipped: {d['skipped']}" if "skipped" in d else
-              f"{d['images_per_s']:.1f} images/s, waits for data {100 * d['data_wait_share']:.0f}%, "
-              f"{d['ratio']:.2f}x"))
+          f"prepared, {r['source_images']} source images), {r['device']} ({r['device_name']}, "
+          f"{r['threads']} threads), {r['date']}; ours: {r['ours']['setting']}")
+    rows = [[label, f"{rec['workers']}", *(("skipped", "", "", "", rec["skipped"]) if "skipped" in rec else
+             (f"{rec['images_per_s']:.1f}", f"{rec.get('ratio', 1.0):.2f}x", f"{100 * rec['data_wait_share']:.0f}%",
+              f"{rec['steps']}", ""))]
+            for label, rec in [(f"ours, decoding in {d['decode']}", d) for d in r["runs"]]
+            + [("main.py re-created", r["examples"])]]
+    print_table(["way", "workers", "images/s", "vs main.py", "waits for data", "steps", ""], rows)
 
 
 def run(args) -> int:
-    check_counts(args, ("batch_size", "steps", "threads", "repeat"), ("warmup", "workers"))
+    check_counts(args, ("batch_size", "steps", "threads", "repeat"), ("warmup", "seconds"))
+    if any(w < 0 for w in args.workers or []):
+        raise UserError(f"--workers must be >= 0, got {' '.join(map(str, args.workers))}")
     record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps,
                        args.warmup, args.workers, args.threads, parse_model_options(args.model_option),
                        args.repeat, keep_freed_memory=args.keep_freed_memory,
-                       flush_denormal=args.flush_denormal, decode=args.decode)
+                       flush_denormal=args.flush_denormal, decode=args.decode, seconds=args.seconds,
+                       rows=args.rows)
     return output(record, args.json, print_record)
