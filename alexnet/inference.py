@@ -2,8 +2,8 @@
 
 One home for what ``alexnet evaluate``, ``alexnet predict`` and the analysis commands share:
 
-- :func:`load_trained_model`: a model file or checkpoint (read by :mod:`alexnet.modelfile`) with
-  the mean image of its training set;
+- :func:`load_model` (``alexnet.load_model``): a model file, checkpoint or run folder (read by
+  :mod:`alexnet.modelfile`) with the mean image of its training set;
 - :func:`input_transform` and :func:`model_mean`: the float half of the test-time input pipeline,
   the mean image subtracted as the paper does (section 2) or torchvision's normalisation;
 - :func:`class_probabilities`: the softmax outputs of one batch, averaged over the crops of each
@@ -11,6 +11,8 @@ One home for what ``alexnet evaluate``, ``alexnet predict`` and the analysis com
 - :func:`predictions`: those of every image of a prepared dataset, batch by batch, through
   training's own loader (workers cut the crops, :class:`alexnet.data.transforms.DeviceTransform`
   subtracts the mean image cut at each crop's window, mirrored with the crop);
+- :func:`evaluate`: their top-1 and top-5 error (section 2), one model or an ensemble (Table 2's
+  "5 CNNs"), ten crops (section 4.1) or the centre one; what ``alexnet evaluate`` prints;
 - :func:`predict`: the most probable classes of image files (Figure 4, left).
 """
 
@@ -24,11 +26,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from alexnet.classes import check_classes
+from alexnet import console
+from alexnet.classes import check_classes, class_lists
 from alexnet.data.images import BadImage, centre_patch, open_image, to_rgb
 from alexnet.data.transforms import DeviceTransform, centre_window, crop_into, ten_crop_windows
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
+from alexnet.modelfile import model_from_record, read_model_file
 
 CROPS = ("center", "ten")
 IMAGE_SIZE = 256  # section 2: shorter side to 256, then the central 256x256 patch
@@ -38,13 +42,17 @@ BATCH = 32  # image files per forward pass (x10 with ten crops)
 # --- the model and its training set's mean image ----------------------------------------------------
 
 
-def load_trained_model(path: str | Path) -> nn.Module:
-    """:func:`alexnet.load_model`, with the mean image of the network's training set as ``model.mean``
-    (see :func:`training_mean`; None when unknown)."""
-    from alexnet.modelfile import model_from_record, read_model_file
+def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
+    """The network saved in ``path``: a model file, a training checkpoint or a run folder (its
+    ``checkpoints/best.pt``, else ``last.pt``), checked before anything is built
+    (:func:`alexnet.modelfile.read_model_file`, :func:`~alexnet.modelfile.model_from_record`).
 
+    The result is in eval mode on ``map_location`` (or on two devices with ``devices=(a, b)``), with
+    ``class_names`` (list or None) and ``mean``: the training set's mean image (see
+    :func:`training_mean`; None when unknown).
+    """
     record = read_model_file(path)
-    model = model_from_record(record, path)
+    model = model_from_record(record, path, map_location, devices)
     if model.mean is None and getattr(model, "normalization", None) == "mean_image":
         model.mean = training_mean(record)
     return model
@@ -183,6 +191,83 @@ def predictions(
                          workers=workers, pin_memory=device.type == "cuda")
     for images, labels, windows in loader.to(device):  # staged on the device a batch ahead
         yield class_probabilities(models, transforms, images, windows).cpu(), labels.cpu()
+
+
+# --- top-1 and top-5 error (section 2) over a prepared dataset --------------------------------------
+
+
+def topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Per image, whether the label is among the ``k`` most probable classes (all, if fewer than k)."""
+    k = min(k, probs.shape[1])
+    return (probs.topk(k, dim=1).indices == labels.view(-1, 1)).any(dim=1)
+
+
+class ErrorCounter:
+    """Accumulates top-1/top-5 hits and per-class top-1 hits over batches."""
+
+    def __init__(self, num_classes: int):
+        self.images = 0
+        self.top1 = 0
+        self.top5 = 0
+        self.class_images = torch.zeros(num_classes, dtype=torch.int64)
+        self.class_top1 = torch.zeros(num_classes, dtype=torch.int64)
+
+    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        probs, labels = probs.cpu(), labels.cpu()
+        hit1 = topk_correct(probs, labels, 1)
+        self.images += len(labels)
+        self.top1 += int(hit1.sum())
+        self.top5 += int(topk_correct(probs, labels, 5).sum())
+        self.class_images += torch.bincount(labels, minlength=len(self.class_images))
+        self.class_top1 += torch.bincount(labels[hit1], minlength=len(self.class_images))
+
+    def result(self, class_ids: Sequence[str]) -> dict:
+        """Errors in percent; per-class top-1 accuracy in percent keyed by class id (None for a class
+        without images)."""
+        if self.images == 0:
+            raise UserError("the split holds no images")
+        per_class = {
+            name: (100.0 * int(hits) / int(n) if n else None)
+            for name, hits, n in zip(class_ids, self.class_top1, self.class_images, strict=True)
+        }
+        return {
+            "top1_error": 100.0 * (1 - self.top1 / self.images),
+            "top5_error": 100.0 * (1 - self.top5 / self.images),
+            "images": self.images,
+            "per_class_accuracy": per_class,
+        }
+
+
+def evaluate(
+    models: nn.Module | Sequence[nn.Module],
+    dataset,
+    crops: str = "ten",
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    names: Sequence[str] | None = None,
+) -> dict:
+    """Top-1/top-5 error (percent) of one model or an ensemble, every image of ``dataset`` once.
+
+    ``dataset``: a :class:`alexnet.data.dataset.PreparedDataset` (or anything with its ``read``,
+    ``labels``, ``classes``, ``mean`` and ``len``). ``crops``: ``"ten"`` (section 4.1) or
+    ``"center"``. The models are put in evaluation mode on ``device`` (default: cuda, else mps, else
+    cpu); those of an ensemble must take the same input size. ``workers``: decoding processes
+    (default: one per core). ``names`` name the models in error messages (default: their
+    architecture). Returns ``top1_error``, ``top5_error``, ``images``, ``crops``, ``models`` and
+    ``per_class_accuracy`` (top-1, percent, keyed by class id: the wnid for ImageNet).
+    """
+    models = [models] if isinstance(models, nn.Module) else list(models)
+    class_ids = class_lists(dataset)[1]
+    counter = ErrorCounter(len(class_ids))
+    bar = console.progress(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress)
+    for probs, labels in predictions(models, dataset, crops, batch_size, device, workers, names):
+        counter.update(probs, labels)
+        bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%", refresh=False)
+        bar.update(len(labels))
+    bar.close()
+    return {**counter.result(class_ids), "crops": crops, "models": len(models)}
 
 
 # --- image files (section 2: the shorter side to 256, the central 256x256 patch) ---------------------

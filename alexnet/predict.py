@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from alexnet.errors import UserError
-from alexnet.inference import load_trained_model, predict
+from alexnet.inference import load_model, predict
 
 
 def load_mean(path: str | Path) -> torch.Tensor:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:  # before the model is loaded: a typo costs no wait, and no image's answer is lost
         more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])})" if len(missing) > 1 else ""
         raise UserError(f"{missing[0]}: no such image file{more}")
-    model = load_trained_model(args.checkpoint)
+    model = load_model(args.checkpoint)
     mean = load_mean(args.mean) if args.mean else None
     results = predict(model, args.images, crops=args.crops, top=args.top, mean=mean, device=args.device)
     print(json.dumps(results, indent=2) if args.json else format_predictions(results))

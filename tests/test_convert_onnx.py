@@ -20,7 +20,7 @@ from alexnet.bvlc import CAFFE_MEAN_BGR, model_from_layers, save_bvlc_model
 from alexnet.classes import imagenet_class_names
 from alexnet.convert_onnx import convert_onnx
 from alexnet.errors import UserError
-from alexnet.inference import load_trained_model, predictions
+from alexnet.inference import load_model, predictions
 from alexnet.lrn import LocalResponseNorm
 from tests.kit import StandInDataset, alexnet_command
 
@@ -131,7 +131,7 @@ def converted(tmp_path_factory):
 def test_the_converted_model_computes_the_onnx_graphs_logits(converted):
     folder, graph, lines = converted
     assert lines and lines[0].startswith("verified against onnxruntime")
-    model = load_trained_model(folder / "bvlc.pt")
+    model = load_model(folder / "bvlc.pt")
     assert model.arch == "alexnet" and model.input_size == 227
     assert model.options["lrn_k"] == 1.0 and model.options["lrn_across_towers"] and model.options["lrn_scaling"] == "code"
     x = np.random.default_rng(5).normal(0, 60, (3, 3, 227, 227)).astype(np.float32)  # mean-subtracted BGR
@@ -164,7 +164,7 @@ def test_a_mean_image_is_stored_converted_from_bgr_to_rgb(tmp_path):
 
 def test_evaluate_ten_crops_the_converted_model_at_227_and_equals_the_graph_on_the_same_crops(converted):
     folder, graph, _ = converted
-    model = load_trained_model(folder / "bvlc.pt")
+    model = load_model(folder / "bvlc.pt")
     data = StandInDataset(count=2, size=256, num_classes=1000, seed=3)
     data.classes = imagenet_class_names()
     data.mean = np.zeros((256, 256, 3), np.float32)  # not used: the model file's mean is

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from alexnet.errors import UserError
-from alexnet.evaluate import ErrorCounter, evaluate, topk_correct
-from alexnet.inference import predictions
+from alexnet.inference import ErrorCounter, evaluate, predictions, topk_correct
 from tests.kit import StandInDataset, alexnet_command, make_prepared, tiny_alexnet
 
 

@@ -156,7 +156,7 @@ def test_missing_images_are_named_before_the_model_is_loaded(tmp_path, capsys, c
     import alexnet.predict
 
     path, _, _ = checkpoint
-    monkeypatch.setattr(alexnet.predict, "load_trained_model", lambda *a: pytest.fail("loaded the model first"))
+    monkeypatch.setattr(alexnet.predict, "load_model", lambda *a: pytest.fail("loaded the model first"))
     image = images_in(tmp_path, 1)[0]
     status, _, err = alexnet_command(capsys, "predict", str(path), image, str(tmp_path / "a.jpg"),
                                      str(tmp_path / "b.jpg"))
@@ -233,7 +233,7 @@ def test_a_file_that_is_not_a_model_file_is_named_with_what_it_is(tmp_path, caps
         assert f"alexnet predict: error: {tmp_path / name}: not a readable model file: {said}" in err, err
     assert "pickled code ran" not in capsys.readouterr().out
     status, _, err = alexnet_command(capsys, "predict", str(tmp_path), image)
-    assert status == 2 and f"{tmp_path}: a folder, not a model file" in err
+    assert status == 2 and f"{tmp_path}: a folder without checkpoints/best.pt or checkpoints/last.pt" in err
 
 
 def test_a_mean_file_that_is_not_a_mean_image_is_named_with_what_it_is(tmp_path, capsys, checkpoint):
