@@ -30,11 +30,11 @@ from alexnet import console
 from alexnet.classes import check_classes, class_lists
 from alexnet.data.images import BadImage, centre_patch, open_image, to_rgb
 from alexnet.data.transforms import DeviceTransform, centre_window, crop_into, ten_crop_windows
+from alexnet.defaults import CROPS
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
 from alexnet.modelfile import model_from_record, read_model_file
 
-CROPS = ("center", "ten")
 IMAGE_SIZE = 256  # section 2: shorter side to 256, then the central 256x256 patch
 BATCH = 32  # image files per forward pass (x10 with ten crops)
 

@@ -20,21 +20,14 @@ try:  # libjpeg-turbo called directly: the same pixels as Pillow's decoder, in h
 except ImportError:  # pragma: no cover - a checkout run without its dependencies: Pillow decodes
     simplejpeg = None
 
-ENCODINGS = {"jpeg": "jpg", "raw": "npy"}  # --format -> file extension inside the shards
-
 # The file names taken for images where a folder is listed by name (analysis and benchmark image
 # folders): the formats Pillow reads in every build (torchvision's ImageFolder list, plus GIF and
 # PBM). `alexnet prepare` itself identifies every file by its content, not its name.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff",
                             ".webp"})
 
-# The pixel budget of one decode (--max-pixels): 33.5 megapixels (8192x4096), counted after JPEG
-# draft mode, so only images that cannot be decoded at reduced scale reach it. A decode costs at
-# most 13 bytes per pixel (greyscale with alpha, the dearest mode: docs/data.md), so the
-# budget bounds what a hostile file (a 360 KB PNG claiming 13000x13000 pixels) can cost a worker.
-MAX_PIXELS = 2**25
 # A source file is read whole into memory; one larger than this many bytes per pixel of the
-# budget (an uncompressed RGBA image at the budget) is not read at all.
+# budget (alexnet.defaults.MAX_PIXELS; an uncompressed RGBA image at the budget) is not read at all.
 FILE_BYTES_PER_PIXEL = 4
 BAND = 256  # rows converted at a time from 16/32-bit greyscale: its float temporaries stay small
 
