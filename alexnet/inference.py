@@ -18,6 +18,7 @@ One home for what ``alexnet evaluate``, ``alexnet predict`` and the analysis com
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -28,9 +29,10 @@ from torch import nn
 
 from alexnet import console
 from alexnet.classes import check_classes, class_lists
-from alexnet.data.images import BadImage, centre_patch, open_image, to_rgb
+from alexnet.data.images import FILE_BYTES_PER_PIXEL, BadImage, centre_patch, check_pixels, open_image, to_rgb
+from alexnet.data.source_files import read_regular
 from alexnet.data.transforms import DeviceTransform, centre_window, crop_into, ten_crop_windows
-from alexnet.defaults import CROPS
+from alexnet.defaults import CROPS, MAX_PIXELS
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
 from alexnet.modelfile import model_from_record, read_model_file
@@ -283,17 +285,22 @@ def torchvision_patch(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
-def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMAGE_SIZE) -> np.ndarray:
+def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMAGE_SIZE,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """The central ``size`` x ``size`` patch (uint8 ``[size, size, 3]``) of an image file, prepared
     for ``model``: as the training data (default) or as torchvision (``normalization="imagenet"``).
 
-    Any format and mode PIL reads (CMYK, greyscale, PNG under a .JPEG name) becomes RGB.
+    Any format and mode PIL reads (CMYK, greyscale, PNG under a .JPEG name) becomes RGB. The file
+    and its decoded pixels are bounded as ``alexnet prepare`` bounds them (``max_pixels``).
     """
     try:
-        image = open_image(Path(path).read_bytes())
+        with warnings.catch_warnings():  # PIL's own bomb warning: the budget below is what holds
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = open_image(read_regular(Path(path), FILE_BYTES_PER_PIXEL * max_pixels))
         if getattr(model, "normalization", None) == "imagenet":
+            check_pixels(image, max_pixels)
             return torchvision_patch(image, size)
-        return centre_patch(image, size)
+        return centre_patch(image, size, max_pixels)
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file") from None
     except BadImage as err:
@@ -322,10 +329,11 @@ def predict(
     top: int = 5,
     mean: torch.Tensor | None = None,
     device: str | torch.device | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> list[dict]:
     """The ``top`` most probable classes of each image: ``[{"image", "predictions": [{"class",
     "index", "probability"}, ...]}]``, most probable first. ``mean`` is used when the model file
-    holds no mean image of its own."""
+    holds no mean image of its own; ``max_pixels`` bounds each image (:func:`load_image`)."""
     check_crops(crops)
     device = pick_device(device)
     model.to(device).eval()
@@ -336,7 +344,7 @@ def predict(
     results = []
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
-        patches = np.stack([load_image(p, model, size) for p in chunk])
+        patches = np.stack([load_image(p, model, size, max_pixels) for p in chunk])
         images, windows = crop_images(patches, model.input_size, crops)
         probs = class_probabilities([model], [transform], images, windows).cpu()
         values, indices = probs.topk(min(top, probs.shape[1]), dim=1)

@@ -149,6 +149,14 @@ def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu",
         options = checked_options(record["arch"], record["options"], "option")
     except UserError as err:
         raise UserError(f"{path}: {err}") from None
+    with torch.device("meta"):  # the shapes the options make, no memory taken
+        expected = {k: tuple(v.shape) for k, v in build_model(record["arch"], **options).state_dict().items()}
+    weights = record["model"] if isinstance(record["model"], dict) else {}
+    found = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    if found != expected:
+        key = next(k for k in sorted(expected.keys() | found.keys()) if found.get(k) != expected.get(k))
+        raise UserError(f"{path}: its weights do not fit its architecture {record['arch']!r} and options: "
+                        f"{key} is {found.get(key, 'absent')} in the file, {expected.get(key, 'absent')} for the options")
     model = build_model(record["arch"], **options)
     names, outputs = record.get("class_names"), num_outputs(model)
     if names is not None and not (isinstance(names, list) and len(names) == outputs

@@ -58,6 +58,7 @@ def predict(parser: argparse.ArgumentParser) -> None:
         "for a model file that holds none",
     )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: cuda, else mps, else cpu)")
+    _max_pixels(parser, "refuse")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -88,18 +89,22 @@ def prepare(parser: argparse.ArgumentParser) -> None:
                         "(default: exact, over all of them)")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first bad file instead of skipping and listing it")
-    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
-                        help="skip (and list) an image that would decode to more than N pixels, after "
-                        f"reduced-scale JPEG decoding; bounds each worker's memory (default: {MAX_PIXELS})")
+    _max_pixels(parser, "skip (and list)")
     parser.add_argument("--cache-dir", default=None,
                         help="where named datasets are downloaded (default: $ALEXNET_CACHE or ~/.cache/alexnet)")
+
+
+def _max_pixels(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                        help=f"{what} an image that would decode to more than N pixels, after reduced-scale "
+                        f"JPEG decoding; bounds the memory one image takes (default: {MAX_PIXELS})")
 
 
 def summary(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="alexnet", help="architecture name (default: alexnet)")
     parser.add_argument("--input-size", type=int, default=None,
                         help="input side in pixels (default: the architecture's own, 227 for alexnet)")
-    parser.add_argument("--list", action="store_true", help="list the architectures and exit")
+    parser.add_argument("--list", action="store_true", help="list the architectures and exit (as alexnet models)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -75,6 +75,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def check_pixels(image: Image.Image, max_pixels: int | None, claimed: tuple[int, int] | None = None) -> None:
+    """BadImage when ``image`` would decode to more than ``max_pixels`` pixels (if given), known from
+    its header alone; ``claimed``: its size before JPEG draft mode reduced it."""
+    width, height = image.size
+    claimed = claimed or image.size
+    if max_pixels is not None and width * height > max_pixels:
+        reduced = f", {width}x{height} at reduced scale," if image.size != claimed else ""
+        raise BadImage(f"too large: {claimed[0]}x{claimed[1]} pixels{reduced} above the pixel budget of "
+                       f"{max_pixels} (--max-pixels)")
+
+
 def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = None) -> np.ndarray:
     """The central ``size`` x ``size`` patch after rescaling the shorter side to ``size`` (section 2).
 
@@ -86,11 +97,8 @@ def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = N
     claimed = image.size
     if image.format == "JPEG":
         image.draft("RGB", (size, size))  # keeps both sides >= size
+    check_pixels(image, max_pixels, claimed)
     width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-        reduced = f", {width}x{height} at reduced scale," if image.size != claimed else ""
-        raise BadImage(f"too large: {claimed[0]}x{claimed[1]} pixels{reduced} above the pixel budget of "
-                       f"{max_pixels} (--max-pixels)")
     short = min(width, height)
     # Offsets of the central patch in the rescaled image, mapped back to source pixels.
     left = (round(width * size / short) - size) // 2 * short / size
