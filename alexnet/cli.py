@@ -2,8 +2,8 @@
 
 Each subcommand has its options in ``alexnet.options``, a function of its name ``(parser) -> None``
 that imports neither torch nor numpy nor matplotlib, and its work in a module with
-``run(args) -> int``, imported only once the arguments parsed: ``--help`` and argument errors come at once, and one subcommand's dependencies never
-burden another.
+``run(args) -> int``, imported only once the arguments parsed: ``--help`` and argument errors come
+at once, and one subcommand's dependencies never burden another.
 """
 
 from __future__ import annotations

@@ -250,15 +250,11 @@ def evaluate(
     progress: bool = True,
     names: Sequence[str] | None = None,
 ) -> dict:
-    """Top-1/top-5 error (percent) of one model or an ensemble, every image of ``dataset`` once.
-
-    ``dataset``: a :class:`alexnet.data.dataset.PreparedDataset` (or anything with its ``read``,
-    ``labels``, ``classes``, ``mean`` and ``len``). ``crops``: ``"ten"`` (section 4.1) or
-    ``"center"``. The models are put in evaluation mode on ``device`` (default: cuda, else mps, else
-    cpu); those of an ensemble must take the same input size. ``workers``: decoding processes
-    (default: one per core). ``names`` name the models in error messages (default: their
-    architecture). Returns ``top1_error``, ``top5_error``, ``images``, ``crops``, ``models`` and
-    ``per_class_accuracy`` (top-1, percent, keyed by class id: the wnid for ImageNet).
+    """Top-1/top-5 error (percent) of one model or an ensemble, every image of ``dataset`` once (a
+    :class:`alexnet.data.dataset.PreparedDataset`, or anything with its ``read``, ``labels``,
+    ``classes``, ``mean`` and ``len``); the other arguments as for :func:`predictions`. Returns
+    ``top1_error``, ``top5_error``, ``images``, ``crops``, ``models`` and ``per_class_accuracy``
+    (top-1, percent, keyed by class id: the wnid for ImageNet).
     """
     models = [models] if isinstance(models, nn.Module) else list(models)
     class_ids = class_lists(dataset)[1]

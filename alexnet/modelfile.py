@@ -1,7 +1,8 @@
 """Model files: the weights with what rebuilds the network (architecture name, options, class names).
 
 Loading never executes pickled code (``torch.load(..., weights_only=True)``). Training checkpoints
-carry the same keys, so ``load_model`` reads them too.
+carry the same keys, so ``alexnet.load_model`` (:mod:`alexnet.inference`) reads them too, and a run folder
+gives its ``checkpoints/best.pt``.
 """
 
 from __future__ import annotations
@@ -155,8 +156,8 @@ def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu",
     found = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
     if found != expected:
         key = next(k for k in sorted(expected.keys() | found.keys()) if found.get(k) != expected.get(k))
-        raise UserError(f"{path}: its weights do not fit its architecture {record['arch']!r} and options: "
-                        f"{key} is {found.get(key, 'absent')} in the file, {expected.get(key, 'absent')} for the options")
+        raise UserError(f"{path}: its weights do not fit its architecture {record['arch']!r} and options: {key} "
+                        f"is {found.get(key, 'absent')} in the file, {expected.get(key, 'absent')} for the options")
     model = build_model(record["arch"], **options)
     names, outputs = record.get("class_names"), num_outputs(model)
     if names is not None and not (isinstance(names, list) and len(names) == outputs
