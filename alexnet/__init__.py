@@ -13,7 +13,7 @@ _EXPORTS = {
     "AlexNet": "alexnet.model", "AlexNetOWT": "alexnet.model", "TwoDeviceAlexNet": "alexnet.model",
     "LocalResponseNorm": "alexnet.lrn",
     "build_model": "alexnet.registry", "list_models": "alexnet.registry", "register_model": "alexnet.registry",
-    "load_model": "alexnet.modelfile", "save_model": "alexnet.modelfile",
+    "load_model": "alexnet.inference", "save_model": "alexnet.modelfile",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -1,10 +1,9 @@
 """The `alexnet` command: a thin shell over functions a notebook could call the same way.
 
-Each subcommand has its options in a light module (``alexnet.options``; train's in
-``alexnet.train.cli``), a function ``(parser) -> None`` that imports neither torch nor numpy nor
-matplotlib, and its work in a module with ``run(args) -> int``, imported only once the arguments
-parsed: ``--help`` and argument errors come at once, and one subcommand's dependencies never
-burden another.
+Each subcommand has its options in ``alexnet.options``, a function of its name ``(parser) -> None``
+that imports neither torch nor numpy nor matplotlib, and its work in a module with
+``run(args) -> int``, imported only once the arguments parsed: ``--help`` and argument errors come
+at once, and one subcommand's dependencies never burden another.
 """
 
 from __future__ import annotations
@@ -14,39 +13,31 @@ import difflib
 import importlib
 import sys
 
-from alexnet import __version__
+from alexnet import __version__, options
 from alexnet.errors import UserError
 
-# name -> (its options: "module:function", its work: module with run(args), one-line help). The
-# order is the order `alexnet --help` lists them in.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": ("alexnet.train.cli:add_arguments", "alexnet.train.cli",
-              "train a network with the paper's recipe (section 5)"),
-    "evaluate": ("alexnet.options:evaluate", "alexnet.evaluate",
-                 "top-1/top-5 error with the centre crop or the paper's ten crops"),
-    "predict": ("alexnet.options:predict", "alexnet.predict", "the five most probable classes of images"),
-    "prepare": ("alexnet.options:prepare", "alexnet.data.prepare",
-                "prepare a dataset once: 256x256 centre patches in shards (section 2)"),
-    "summary": ("alexnet.options:summary", "alexnet.summary",
-                "layer-by-layer shapes, neurons, parameters and multiply-adds"),
-    "models": ("alexnet.options:models", "alexnet.registry", "list the named architectures"),
-    "convert": ("alexnet.options:convert", "alexnet.convert",
+# name -> (the module whose run(args) does its work, one-line help); its options: alexnet.options.<name>.
+# The order is the order `alexnet --help` lists them in.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("alexnet.train.cli", "train a network with the paper's recipe (section 5)"),
+    "evaluate": ("alexnet.evaluate", "top-1/top-5 error with the centre crop or the paper's ten crops"),
+    "predict": ("alexnet.predict", "the five most probable classes of images"),
+    "prepare": ("alexnet.data.prepare", "prepare a dataset once: 256x256 centre patches in shards (section 2)"),
+    "summary": ("alexnet.summary", "layer-by-layer shapes, neurons, parameters and multiply-adds"),
+    "models": ("alexnet.registry", "list the named architectures"),
+    "convert": ("alexnet.convert",
                 "published weights as a model file: torchvision's, or Caffe's bvlc_alexnet (.onnx, .caffemodel)"),
-    "bench": ("alexnet.options:bench", "alexnet.bench",
-              "measure data, model and training throughput against plain PyTorch"),
-    "figures": ("alexnet.options:figures", "alexnet.analysis.figures",
-                "the paper's figures 3 and 4 and training curves from a run"),
-    "experiment": ("alexnet.options:experiment", "alexnet.analysis.experiments",
-                   "the paper's experiments: relu-vs-tanh, ablations"),
-    "report": ("alexnet.options:report", "alexnet.analysis.report",
-               "one self-contained HTML page beside the paper's numbers"),
-    "retrieval": ("alexnet.options:retrieval", "alexnet.analysis.retrieval",
-                  "section 6.1: retrieval with short binary codes of fc7 features"),
+    "export": ("alexnet.export", "a model file as ONNX, checked against onnxruntime"),
+    "bench": ("alexnet.bench", "measure data, model and training throughput against plain PyTorch"),
+    "figures": ("alexnet.analysis.figures", "the paper's figures 3 and 4 and training curves from a run"),
+    "experiment": ("alexnet.analysis.experiments", "the paper's experiments: relu-vs-tanh, lrn, ablations"),
+    "report": ("alexnet.analysis.report", "one self-contained HTML page beside the paper's numbers"),
+    "retrieval": ("alexnet.analysis.retrieval", "section 6.1: retrieval with short binary codes of fc7 features"),
 }
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; only ``command``'s options are added (from its light options module)."""
+    """The full parser; only ``command``'s options are added (``alexnet.options.<command>``)."""
     parser = argparse.ArgumentParser(
         prog="alexnet",
         description="AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012): train, evaluate and study "
@@ -55,11 +46,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.subcommands = {}
-    for name, (options, _, help_text) in COMMANDS.items():
+    for name, (_, help_text) in COMMANDS.items():
         p = parser.subcommands[name] = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
-            module, function = options.split(":")
-            getattr(importlib.import_module(module), function)(p)
+            getattr(options, name)(p)
     return parser
 
 
@@ -82,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    module = importlib.import_module(COMMANDS[args.command][1])
+    module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
     except BrokenPipeError:  # output piped into `head` and the like

@@ -2,8 +2,8 @@
 
 One home for what ``alexnet evaluate``, ``alexnet predict`` and the analysis commands share:
 
-- :func:`load_trained_model`: a model file or checkpoint (read by :mod:`alexnet.modelfile`) with
-  the mean image of its training set;
+- :func:`load_model` (``alexnet.load_model``): a model file, checkpoint or run folder (read by
+  :mod:`alexnet.modelfile`) with the mean image of its training set;
 - :func:`input_transform` and :func:`model_mean`: the float half of the test-time input pipeline,
   the mean image subtracted as the paper does (section 2) or torchvision's normalisation;
 - :func:`class_probabilities`: the softmax outputs of one batch, averaged over the crops of each
@@ -11,11 +11,14 @@ One home for what ``alexnet evaluate``, ``alexnet predict`` and the analysis com
 - :func:`predictions`: those of every image of a prepared dataset, batch by batch, through
   training's own loader (workers cut the crops, :class:`alexnet.data.transforms.DeviceTransform`
   subtracts the mean image cut at each crop's window, mirrored with the crop);
+- :func:`evaluate`: their top-1 and top-5 error (section 2), one model or an ensemble (Table 2's
+  "5 CNNs"), ten crops (section 4.1) or the centre one; what ``alexnet evaluate`` prints;
 - :func:`predict`: the most probable classes of image files (Figure 4, left).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,13 +27,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from alexnet.classes import check_classes
-from alexnet.data.images import BadImage, centre_patch, open_image, to_rgb
+from alexnet import console
+from alexnet.classes import check_classes, class_lists
+from alexnet.data.images import FILE_BYTES_PER_PIXEL, BadImage, centre_patch, check_pixels, open_image, to_rgb
+from alexnet.data.source_files import read_regular
 from alexnet.data.transforms import DeviceTransform, centre_window, crop_into, ten_crop_windows
+from alexnet.defaults import CROPS, MAX_PIXELS
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
+from alexnet.modelfile import model_from_record, read_model_file
 
-CROPS = ("center", "ten")
 IMAGE_SIZE = 256  # section 2: shorter side to 256, then the central 256x256 patch
 BATCH = 32  # image files per forward pass (x10 with ten crops)
 
@@ -38,13 +44,17 @@ BATCH = 32  # image files per forward pass (x10 with ten crops)
 # --- the model and its training set's mean image ----------------------------------------------------
 
 
-def load_trained_model(path: str | Path) -> nn.Module:
-    """:func:`alexnet.load_model`, with the mean image of the network's training set as ``model.mean``
-    (see :func:`training_mean`; None when unknown)."""
-    from alexnet.modelfile import model_from_record, read_model_file
+def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
+    """The network saved in ``path``: a model file, a training checkpoint or a run folder (its
+    ``checkpoints/best.pt``, else ``last.pt``), checked before anything is built
+    (:func:`alexnet.modelfile.read_model_file`, :func:`~alexnet.modelfile.model_from_record`).
 
+    The result is in eval mode on ``map_location`` (or on two devices with ``devices=(a, b)``), with
+    ``class_names`` (list or None) and ``mean``: the training set's mean image (see
+    :func:`training_mean`; None when unknown).
+    """
     record = read_model_file(path)
-    model = model_from_record(record, path)
+    model = model_from_record(record, path, map_location, devices)
     if model.mean is None and getattr(model, "normalization", None) == "mean_image":
         model.mean = training_mean(record)
     return model
@@ -185,6 +195,79 @@ def predictions(
         yield class_probabilities(models, transforms, images, windows).cpu(), labels.cpu()
 
 
+# --- top-1 and top-5 error (section 2) over a prepared dataset --------------------------------------
+
+
+def topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Per image, whether the label is among the ``k`` most probable classes (all, if fewer than k)."""
+    k = min(k, probs.shape[1])
+    return (probs.topk(k, dim=1).indices == labels.view(-1, 1)).any(dim=1)
+
+
+class ErrorCounter:
+    """Accumulates top-1/top-5 hits and per-class top-1 hits over batches."""
+
+    def __init__(self, num_classes: int):
+        self.images = 0
+        self.top1 = 0
+        self.top5 = 0
+        self.class_images = torch.zeros(num_classes, dtype=torch.int64)
+        self.class_top1 = torch.zeros(num_classes, dtype=torch.int64)
+
+    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        probs, labels = probs.cpu(), labels.cpu()
+        hit1 = topk_correct(probs, labels, 1)
+        self.images += len(labels)
+        self.top1 += int(hit1.sum())
+        self.top5 += int(topk_correct(probs, labels, 5).sum())
+        self.class_images += torch.bincount(labels, minlength=len(self.class_images))
+        self.class_top1 += torch.bincount(labels[hit1], minlength=len(self.class_images))
+
+    def result(self, class_ids: Sequence[str]) -> dict:
+        """Errors in percent; per-class top-1 accuracy in percent keyed by class id (None for a class
+        without images)."""
+        if self.images == 0:
+            raise UserError("the split holds no images")
+        per_class = {
+            name: (100.0 * int(hits) / int(n) if n else None)
+            for name, hits, n in zip(class_ids, self.class_top1, self.class_images, strict=True)
+        }
+        return {
+            "top1_error": 100.0 * (1 - self.top1 / self.images),
+            "top5_error": 100.0 * (1 - self.top5 / self.images),
+            "images": self.images,
+            "per_class_accuracy": per_class,
+        }
+
+
+def evaluate(
+    models: nn.Module | Sequence[nn.Module],
+    dataset,
+    crops: str = "ten",
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    names: Sequence[str] | None = None,
+) -> dict:
+    """Top-1/top-5 error (percent) of one model or an ensemble, every image of ``dataset`` once (a
+    :class:`alexnet.data.dataset.PreparedDataset`, or anything with its ``read``, ``labels``,
+    ``classes``, ``mean`` and ``len``); the other arguments as for :func:`predictions`. Returns
+    ``top1_error``, ``top5_error``, ``images``, ``crops``, ``models`` and ``per_class_accuracy``
+    (top-1, percent, keyed by class id: the wnid for ImageNet).
+    """
+    models = [models] if isinstance(models, nn.Module) else list(models)
+    class_ids = class_lists(dataset)[1]
+    counter = ErrorCounter(len(class_ids))
+    bar = console.progress(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress)
+    for probs, labels in predictions(models, dataset, crops, batch_size, device, workers, names):
+        counter.update(probs, labels)
+        bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%", refresh=False)
+        bar.update(len(labels))
+    bar.close()
+    return {**counter.result(class_ids), "crops": crops, "models": len(models)}
+
+
 # --- image files (section 2: the shorter side to 256, the central 256x256 patch) ---------------------
 
 
@@ -198,17 +281,22 @@ def torchvision_patch(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
-def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMAGE_SIZE) -> np.ndarray:
+def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMAGE_SIZE,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """The central ``size`` x ``size`` patch (uint8 ``[size, size, 3]``) of an image file, prepared
     for ``model``: as the training data (default) or as torchvision (``normalization="imagenet"``).
 
-    Any format and mode PIL reads (CMYK, greyscale, PNG under a .JPEG name) becomes RGB.
+    Any format and mode PIL reads (CMYK, greyscale, PNG under a .JPEG name) becomes RGB. The file
+    and its decoded pixels are bounded as ``alexnet prepare`` bounds them (``max_pixels``).
     """
     try:
-        image = open_image(Path(path).read_bytes())
+        with warnings.catch_warnings():  # PIL's own bomb warning: the budget below is what holds
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = open_image(read_regular(Path(path), FILE_BYTES_PER_PIXEL * max_pixels))
         if getattr(model, "normalization", None) == "imagenet":
+            check_pixels(image, max_pixels)
             return torchvision_patch(image, size)
-        return centre_patch(image, size)
+        return centre_patch(image, size, max_pixels)
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file") from None
     except BadImage as err:
@@ -237,10 +325,11 @@ def predict(
     top: int = 5,
     mean: torch.Tensor | None = None,
     device: str | torch.device | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> list[dict]:
     """The ``top`` most probable classes of each image: ``[{"image", "predictions": [{"class",
     "index", "probability"}, ...]}]``, most probable first. ``mean`` is used when the model file
-    holds no mean image of its own."""
+    holds no mean image of its own; ``max_pixels`` bounds each image (:func:`load_image`)."""
     check_crops(crops)
     device = pick_device(device)
     model.to(device).eval()
@@ -251,7 +340,7 @@ def predict(
     results = []
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
-        patches = np.stack([load_image(p, model, size) for p in chunk])
+        patches = np.stack([load_image(p, model, size, max_pixels) for p in chunk])
         images, windows = crop_images(patches, model.input_size, crops)
         probs = class_probabilities([model], [transform], images, windows).cpu()
         values, indices = probs.topk(min(top, probs.shape[1]), dim=1)

@@ -199,11 +199,19 @@ class AlexNet(nn.Module):
                 nn.init.constant_(module.bias, biases[name])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+        return self.classifier(self._flat_features(x))
 
     def fc7_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer (fc7 after its ReLU, 4096-d), as used for Figure 4's retrieval."""
-        return self.classifier[:5](torch.flatten(self.features(x), 1))
+        return self.classifier[:5](self._flat_features(x))
+
+    def _flat_features(self, x: torch.Tensor) -> torch.Tensor:
+        features = torch.flatten(self.features(x), 1)
+        if features.shape[1] != self.classifier.fc6.in_features:  # one integer comparison per batch
+            size = self.input_size
+            raise ValueError(f"this network takes [N, 3, {size}, {size}] images (input_size={size}), not "
+                             f"{list(x.shape)}; build it with input_size={x.shape[-1]} for that size")
+        return features
 
 
 class AlexNetOWT(nn.Module):

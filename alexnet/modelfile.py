@@ -1,7 +1,8 @@
 """Model files: the weights with what rebuilds the network (architecture name, options, class names).
 
 Loading never executes pickled code (``torch.load(..., weights_only=True)``). Training checkpoints
-carry the same keys, so ``load_model`` reads them too.
+carry the same keys, so ``alexnet.load_model`` (:mod:`alexnet.inference`) reads them too, and a run folder
+gives its ``checkpoints/best.pt``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from torch import nn
 
 from alexnet.errors import UserError
 from alexnet.atomic import atomic_torch_save
+from alexnet.classes import num_outputs
 from alexnet.model import TwoDeviceAlexNet
-from alexnet.registry import build_model
+from alexnet.registry import build_model, checked_options
 
 FORMAT = "alexnet-model"
 REQUIRED = ("model", "arch", "options")
@@ -82,14 +84,25 @@ def _pickles_code(path: Path) -> bool:
         return False
 
 
+def model_file(path: str | os.PathLike) -> Path:
+    """``path``, or for a run folder (``alexnet train --out``) its ``checkpoints/best.pt``, else
+    ``last.pt``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in ("best.pt", "last.pt"):
+        if (path / "checkpoints" / name).is_file():
+            return path / "checkpoints" / name
+    raise UserError(f"{path}: a folder without checkpoints/best.pt or checkpoints/last.pt; give a run folder "
+                    "of alexnet train, or a model file")
+
+
 def read_model_file(path: str | os.PathLike) -> dict:
-    """The dict in a model file or checkpoint, checked; errors name the file and what it is instead
+    """The dict in a model file, checkpoint or run folder (:func:`model_file`), checked; errors name
+    the file and what it is instead
     (absent, a folder, empty, text or another kind of file, truncated, holding pickled code, or a
     torch file that is not alexnet's). Used for every model file and checkpoint read."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: a folder, not a model file; for a run folder give its "
-                        f"checkpoints/best.pt or checkpoints/last.pt")
+    path = model_file(path)
     record = read_torch_file(path, "model file")
     if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
         missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
@@ -127,20 +140,30 @@ def read_torch_file(path: str | os.PathLike, what: str):
     return record
 
 
-def load_model(path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
-    """Rebuild the network saved in ``path`` (a model file or a training checkpoint).
-
-    The result has ``class_names`` (list or None), ``mean`` (the training set's mean image, or
-    None) and is on ``map_location`` (or on two devices
-    with ``devices=(a, b)``), in eval mode.
-    """
-    return model_from_record(read_model_file(path), path, map_location, devices)
-
-
 def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
-    """The network of a dict :func:`read_model_file` returned (``path`` names it in errors), as
-    :func:`load_model` describes."""
-    model = build_model(record["arch"], **record["options"])
+    """The network of a dict :func:`read_model_file` returned (``path`` names it in errors): its
+    architecture, options and class names checked first against the ranges the command line declares
+    (:func:`alexnet.registry.checked_options`), so that a file that lies allocates nothing. In eval
+    mode on ``map_location`` (or on two devices with ``devices=(a, b)``), with ``class_names`` (list
+    or None) and ``mean`` (the training set's mean image where the file holds it, else None)."""
+    try:
+        options = checked_options(record["arch"], record["options"], "option")
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    with torch.device("meta"):  # the shapes the options make, no memory taken
+        expected = {k: tuple(v.shape) for k, v in build_model(record["arch"], **options).state_dict().items()}
+    weights = record["model"] if isinstance(record["model"], dict) else {}
+    found = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    if found != expected:
+        key = next(k for k in sorted(expected.keys() | found.keys()) if found.get(k) != expected.get(k))
+        raise UserError(f"{path}: its weights do not fit its architecture {record['arch']!r} and options: {key} "
+                        f"is {found.get(key, 'absent')} in the file, {expected.get(key, 'absent')} for the options")
+    model = build_model(record["arch"], **options)
+    names, outputs = record.get("class_names"), num_outputs(model)
+    if names is not None and not (isinstance(names, list) and len(names) == outputs
+                                  and all(isinstance(n, str) for n in names)):
+        held = f"{len(names)} names" if isinstance(names, list) else type(names).__name__
+        raise UserError(f"{path}: class_names must be {outputs} names, one per output of the network, not {held}")
     try:
         model.load_state_dict(record["model"])
     except RuntimeError as err:
@@ -153,6 +176,6 @@ def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu",
         model.arch = record["arch"]
     else:
         model.to(map_location)
-    model.class_names = record.get("class_names")
+    model.class_names = names
     model.mean = record.get("mean")  # the training set's mean image, where the file holds it
     return model.eval()

@@ -1,9 +1,8 @@
-"""The options of every subcommand but ``train`` (``alexnet.train.cli``), in a module that imports
+"""Every subcommand's options, ``alexnet.options.<command>(parser)``, in a module that imports
 neither torch nor numpy nor matplotlib: ``alexnet CMD --help`` and argument errors come at once,
 and the module that does the work (``alexnet.cli.COMMANDS``) is imported only after parsing.
-
-A list of choices or a default that a heavier module also holds is written here again, its home
-named beside it; tests/test_cli.py checks that the two agree.
+Choices and defaults that a library also acts on have their one home in a light module
+(``alexnet.defaults``, ``alexnet.bench.settings``, ``alexnet.data.device_decode``).
 """
 
 from __future__ import annotations
@@ -12,11 +11,14 @@ import argparse
 
 from alexnet.bench.settings import DEFAULT_SETTING, DEFAULT_SETTINGS, SETTINGS
 from alexnet.data.device_decode import DECODERS
+from alexnet.defaults import CROPS, ENCODINGS, MAX_PIXELS, SHARD_SIZE
 
-CROPS = ("center", "ten")  # as alexnet.inference.CROPS
-ENCODINGS = ("jpeg", "raw")  # as alexnet.data.images.ENCODINGS
-SHARD_SIZE = 1000  # as alexnet.data.prepare.SHARD_SIZE
-MAX_PIXELS = 2**25  # as alexnet.data.images.MAX_PIXELS
+
+def train(parser: argparse.ArgumentParser) -> None:
+    """``alexnet train``'s options: TrainConfig's settings, beside it in alexnet.train.cli (light)."""
+    from alexnet.train.cli import add_arguments
+
+    add_arguments(parser)
 
 
 def evaluate(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +58,7 @@ def predict(parser: argparse.ArgumentParser) -> None:
         "for a model file that holds none",
     )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: cuda, else mps, else cpu)")
+    _max_pixels(parser, "refuse")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -86,23 +89,35 @@ def prepare(parser: argparse.ArgumentParser) -> None:
                         "(default: exact, over all of them)")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first bad file instead of skipping and listing it")
-    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
-                        help="skip (and list) an image that would decode to more than N pixels, after "
-                        f"reduced-scale JPEG decoding; bounds each worker's memory (default: {MAX_PIXELS})")
+    _max_pixels(parser, "skip (and list)")
     parser.add_argument("--cache-dir", default=None,
                         help="where named datasets are downloaded (default: $ALEXNET_CACHE or ~/.cache/alexnet)")
+
+
+def _max_pixels(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                        help=f"{what} an image that would decode to more than N pixels, after reduced-scale "
+                        f"JPEG decoding; bounds the memory one image takes (default: {MAX_PIXELS})")
 
 
 def summary(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="alexnet", help="architecture name (default: alexnet)")
     parser.add_argument("--input-size", type=int, default=None,
                         help="input side in pixels (default: the architecture's own, 227 for alexnet)")
-    parser.add_argument("--list", action="store_true", help="list the architectures and exit")
+    parser.add_argument("--list", action="store_true", help="list the architectures and exit (as alexnet models)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def models(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a model file, training checkpoint or run folder "
+                        "(its checkpoints/best.pt)")
+    parser.add_argument("out", metavar="OUT", help="the ONNX file to write (.onnx): input 'images' "
+                        "[batch, 3, S, S] as the network takes it (the mean image already subtracted), "
+                        "output 'logits' [batch, classes]; any batch size")
 
 
 def convert(parser: argparse.ArgumentParser) -> None:

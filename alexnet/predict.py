@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from alexnet.errors import UserError
-from alexnet.inference import load_trained_model, predict
+from alexnet.inference import load_model, predict
 
 
 def load_mean(path: str | Path) -> torch.Tensor:
@@ -52,25 +52,32 @@ def load_mean(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(mean.astype(np.float32))
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters (a terminal's escape sequences) written as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def format_predictions(results: list[dict]) -> str:
     """One block per image: its path, then one line per class with its probability in percent."""
     lines = []
     for result in results:
-        lines.append(result["image"])
+        lines.append(printable(result["image"]))
         for rank, p in enumerate(result["predictions"], 1):
-            lines.append(f"  {rank}. {100 * p['probability']:6.2f}%  {p['class']}")
+            lines.append(f"  {rank}. {100 * p['probability']:6.2f}%  {printable(p['class'])}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.top < 1:
-        raise UserError(f"--top must be at least 1, not {args.top}")
+    for flag, value in (("--top", args.top), ("--max-pixels", args.max_pixels)):
+        if value < 1:
+            raise UserError(f"{flag} must be at least 1, not {value}")
     missing = [image for image in args.images if not Path(image).is_file()]
     if missing:  # before the model is loaded: a typo costs no wait, and no image's answer is lost
         more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])})" if len(missing) > 1 else ""
         raise UserError(f"{missing[0]}: no such image file{more}")
-    model = load_trained_model(args.checkpoint)
+    model = load_model(args.checkpoint)
     mean = load_mean(args.mean) if args.mean else None
-    results = predict(model, args.images, crops=args.crops, top=args.top, mean=mean, device=args.device)
+    results = predict(model, args.images, crops=args.crops, top=args.top, mean=mean, device=args.device,
+                      max_pixels=args.max_pixels)
     print(json.dumps(results, indent=2) if args.json else format_predictions(results))
     return 0

@@ -91,14 +91,28 @@ def _expected(hint) -> str:
             str: "a string"}.get(hint, str(hint))
 
 
-def option_values(name: str, options: dict) -> dict:
+# What can run, the same for the command line and a model file: each size in [1, its bound], and
+# the whole network within MAX_PARAMETERS (8 GiB of float32 weights, 35 times the paper's 61M).
+SIZES = {"num_classes": 100_000, "input_size": 1024, "fc_width": 16_384, "channels": 4096}
+MAX_PARAMETERS = 2**31
+
+
+def _out_of_range(key: str, value) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return key in SIZES and any(v is not None and not 1 <= v <= SIZES[key] for v in values)
+
+
+def option_values(name: str, options: dict, flag: str = "--model-option") -> dict:
     """``options`` of architecture ``name`` as the types its builder declares (``lrn="no"`` is
-    False, ``dropout="0.3"`` is 0.3). Unknown names and values that are not of the type (``lrn=nope``,
-    ``dropout=abc``) raise a UserError naming the option and what it takes."""
+    False, ``dropout="0.3"`` is 0.3), each size within :data:`SIZES`. Unknown names and values that
+    are not of the type (``lrn=nope``, ``dropout=abc``) raise a UserError naming the option (as
+    ``flag``) and what it takes."""
+    if not isinstance(options, dict):
+        raise UserError(f"{flag}s: expected a mapping of option names to values, not {type(options).__name__}")
     known = model_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise UserError(f"--model-option {unknown[0]}: architecture {name!r} has no option "
+        raise UserError(f"{flag} {unknown[0]}: architecture {name!r} has no option "
                         f"{', '.join(unknown)}; its options are: {', '.join(known)}")
     try:
         signature = inspect.signature(model_entry(name).builder, eval_str=True)
@@ -108,20 +122,27 @@ def option_values(name: str, options: dict) -> dict:
     typed = {}
     for key, value in options.items():
         typed[key] = _typed(value, hints[key])
-        if typed[key] is _BAD:
-            raise UserError(f"--model-option {key}={value}: expected {_expected(hints[key])}")
+        if typed[key] is _BAD or _out_of_range(key, typed[key]):
+            each = "each " if isinstance(typed[key], list) else ""
+            bound = f" ({each}from 1 to {SIZES[key]:,})" if key in SIZES else ""
+            raise UserError(f"{flag} {key}={value}: expected {_expected(hints[key])}{bound}")
     return typed
 
 
-def checked_options(name: str, options: dict) -> dict:
+def checked_options(name: str, options: dict, flag: str = "--model-option") -> dict:
     """:func:`option_values`, and the builder's own checks (choices, ranges, sizes) run by building
-    the network on the meta device, which allocates no memory."""
-    options = option_values(name, options)
+    the network on the meta device, which allocates no memory; at most :data:`MAX_PARAMETERS`."""
+    options = option_values(name, options, flag)
     try:
         with torch.device("meta"):
-            build_model(name, **options)
+            model = build_model(name, **options)
     except UserError as err:
-        raise UserError(f"--model-option: {err}") from None
+        raise UserError(f"{flag}: {err}") from None
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        given = ", ".join(f"{k}={v}" for k, v in options.items())
+        raise UserError(f"{flag}s {given}: the network would have {count:,} parameters, more than "
+                        f"{MAX_PARAMETERS:,} (8 GiB of float32 weights)")
     return options
 
 

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from alexnet.lrn import LocalResponseNorm
-from alexnet.registry import build_model, list_models
+from alexnet import registry
+from alexnet.registry import build_model
 
 SHOWN = (nn.Conv2d, nn.Linear, LocalResponseNorm, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
 # Section 3.5 prints 253,440 neurons for conv1; its own 55x55x96 feature maps make 290,400.
@@ -81,9 +82,8 @@ def format_table(summary: dict) -> str:
 
 
 def run(args) -> int:
-    if args.list:
-        print("\n".join(list_models()))
-        return 0
+    if args.list:  # kept for scripts that use it: the same as `alexnet models`
+        return registry.run(args)
     options = {} if args.input_size is None or args.arch == "alexnet-owt" else {"input_size": args.input_size}
     summary = summarize(build_model(args.arch, **options), args.input_size)
     print(json.dumps(summary, indent=2) if args.json else format_table(summary))

@@ -1,6 +1,6 @@
 """Ten-crop evaluation throughput of the paper's network (section 4.1), against the plain way.
 
-Ours: ``alexnet.evaluate.evaluate`` (loader workers cut uint8 crops; the mean image is subtracted
+Ours: ``alexnet.inference.evaluate`` (loader workers cut uint8 crops; the mean image is subtracted
 batched on the device). Baseline, measured in the same run on the same prepared images and network:
 what torchvision's ``TenCrop`` recipe does, a DataLoader whose workers turn each image into ten
 float crops minus the mean, stacked into float batches. Also the centre crop, for the cost of the
@@ -21,7 +21,7 @@ from PIL import Image
 from alexnet import build_model
 from alexnet.data.dataset import PreparedDataset
 from alexnet.data.prepare import prepare
-from alexnet.evaluate import ErrorCounter, evaluate
+from alexnet.inference import ErrorCounter, evaluate
 
 
 def synthetic_prepared(root: Path, images: int) -> PreparedDataset:

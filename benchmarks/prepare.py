@@ -25,7 +25,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: the ba
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from alexnet.data.images import MAX_PIXELS  # noqa: E402
+from alexnet.defaults import MAX_PIXELS  # noqa: E402
 from alexnet.data.prepare import prepare  # noqa: E402
 from alexnet.data.prepare_shards import CHUNK, prepare_chunk  # noqa: E402
 from alexnet.data.sources import open_source  # noqa: E402

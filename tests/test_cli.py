@@ -82,17 +82,6 @@ def test_trains_help_still_quotes_the_papers_defaults(capsys):
     assert "(default: 0.01, the paper's)" in out and "(default: 128, the paper's)" in out
 
 
-def test_the_options_choices_are_those_of_the_libraries_that_read_them():
-    from alexnet import inference, options
-    from alexnet.data import images, loader, prepare
-
-    assert options.CROPS == inference.CROPS
-    assert sorted(options.ENCODINGS) == sorted(images.ENCODINGS)
-    assert options.SHARD_SIZE == prepare.SHARD_SIZE
-    assert options.MAX_PIXELS == images.MAX_PIXELS
-    assert options.DECODERS == loader.DECODERS
-
-
 # --- progress: a bar on a terminal, plain lines in a log ---------------------------------------------
 
 

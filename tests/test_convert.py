@@ -122,3 +122,41 @@ def test_a_file_that_is_not_weights_is_named_with_what_it_is_in_one_line(tmp_pat
     assert "notes.pth: not a readable PyTorch weights file: it is a text file" in message
     assert "\n" not in message and "weights_only" not in message  # not torch's own advice to unpickle it
     assert not (tmp_path / "out.pt").exists()
+
+
+# --- alexnet export: a model file as ONNX ----------------------------------------------------------
+
+
+def test_export_writes_an_onnx_graph_that_onnxruntime_runs_as_pytorch_does_at_any_batch(tmp_path, capsys):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from alexnet import save_model
+    from tests.kit import save_run, tiny_alexnet
+
+    model = tiny_alexnet(3, lrn_k=1.0)  # LRN's window sums matter: k=1 and a wide input scale below
+    save_run(tmp_path / "run", model)
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "net.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "input 'images' [batch, 3, 67, 67]" in out and "verified against onnxruntime" in out
+    session = onnxruntime.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, 3, 67, 67) * 100
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert np.abs(session.run(["logits"], {"images": x.numpy()})[0] - expected).max() < 1e-4 * np.abs(expected).max()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx", "run"]  # no temporary left
+    save_model(model, tmp_path / "m.pt")
+    assert main(["export", str(tmp_path / "m.pt"), str(tmp_path / "net.pth")]) == 2
+    assert "net.pth: the ONNX file to write must end in .onnx" in capsys.readouterr().err
+
+
+def test_an_export_that_onnxruntime_does_not_confirm_writes_nothing(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import alexnet.export
+    from alexnet import save_model
+    from tests.kit import tiny_alexnet
+
+    save_model(tiny_alexnet(3), tmp_path / "m.pt")
+    monkeypatch.setattr(alexnet.export, "TOLERANCE", -1.0)  # no difference passes
+    assert main(["export", str(tmp_path / "m.pt"), str(tmp_path / "net.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "verification failed: the logits of PyTorch and onnxruntime differ" in err and "nothing written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]

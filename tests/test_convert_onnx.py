@@ -26,7 +26,7 @@ from alexnet.bvlc import CAFFE_MEAN_BGR, model_from_layers, save_bvlc_model
 from alexnet.classes import imagenet_class_names
 from alexnet.convert_onnx import convert_onnx
 from alexnet.errors import UserError
-from alexnet.inference import load_trained_model, predictions
+from alexnet.inference import load_model, predictions
 from alexnet.lrn import LocalResponseNorm
 from tests.kit import StandInDataset, alexnet_command
 
@@ -137,7 +137,7 @@ def converted(tmp_path_factory):
 def test_the_converted_model_computes_the_onnx_graphs_logits(converted):
     folder, graph, lines = converted
     assert lines and lines[0].startswith("verified against onnxruntime")
-    model = load_trained_model(folder / "bvlc.pt")
+    model = load_model(folder / "bvlc.pt")
     assert model.arch == "alexnet" and model.input_size == 227
     assert model.options["lrn_k"] == 1.0 and model.options["lrn_across_towers"] and model.options["lrn_scaling"] == "code"
     x = np.random.default_rng(5).normal(0, 60, (3, 3, 227, 227)).astype(np.float32)  # mean-subtracted BGR
@@ -170,7 +170,7 @@ def test_a_mean_image_is_stored_converted_from_bgr_to_rgb(tmp_path):
 
 def test_evaluate_ten_crops_the_converted_model_at_227_and_equals_the_graph_on_the_same_crops(converted):
     folder, graph, _ = converted
-    model = load_trained_model(folder / "bvlc.pt")
+    model = load_model(folder / "bvlc.pt")
     data = StandInDataset(count=2, size=256, num_classes=1000, seed=3)
     data.classes = imagenet_class_names()
     data.mean = np.zeros((256, 256, 3), np.float32)  # not used: the model file's mean is
@@ -327,7 +327,7 @@ def test_the_temporary_a_convert_killed_while_writing_left_is_removed_by_the_nex
     ran = alexnet_command(capsys, "convert", "onnx", path, tmp_path / "k.pt")
     assert ran.returncode == 0, ran.stderr
     assert list(tmp_path.glob(".*.tmp")) == [writing]
-    assert load_trained_model(tmp_path / "k.pt").arch == "alexnet"
+    assert load_model(tmp_path / "k.pt").arch == "alexnet"
 
 
 @pytest.mark.parametrize(("shape", "message"), [

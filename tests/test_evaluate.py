@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from alexnet.errors import UserError
-from alexnet.evaluate import ErrorCounter, evaluate, topk_correct
-from alexnet.inference import predictions
+from alexnet.inference import ErrorCounter, evaluate, predictions, topk_correct
 from tests.kit import StandInDataset, alexnet_command, make_prepared, tiny_alexnet
 
 
@@ -206,3 +205,24 @@ def test_a_model_may_know_its_classes_by_id_or_by_name_and_results_are_keyed_by_
     for model in (by_id, by_name):
         result = evaluate(model, data, crops="center", device="cpu", workers=0, progress=False)
         assert list(result["per_class_accuracy"]) == ["n00", "n01", "n02"]
+
+
+def test_evaluate_takes_a_run_folder_for_its_best_pt_as_figures_and_report_do(prepared, capsys, tmp_path):
+    import shutil
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    shutil.copy(prepared / "cnn1.pt", tmp_path / "run" / "checkpoints" / "best.pt")
+    argv = ["--data", prepared / "prepared", "--crops", "center", "--device", "cpu", "--workers", "0", "--json"]
+    by_folder = alexnet_command(capsys, "evaluate", tmp_path / "run", *argv)
+    by_file = alexnet_command(capsys, "evaluate", prepared / "cnn1.pt", *argv)
+    assert by_folder.returncode == by_file.returncode == 0
+    drop = lambda out: {k: v for k, v in json.loads(out).items() if k != "checkpoints"}  # noqa: E731
+    assert drop(by_folder.stdout) == drop(by_file.stdout)
+    status, _, err = alexnet_command(capsys, "evaluate", tmp_path, *argv)
+    assert status == 2 and f"{tmp_path}: a folder without checkpoints/best.pt or checkpoints/last.pt" in err
+
+
+def test_a_negative_worker_count_is_one_line_naming_the_option(prepared, capsys):
+    status, out, err = alexnet_command(capsys, "evaluate", prepared / "cnn1.pt", "--data", prepared / "prepared",
+                                       "--workers", "-1", "--device", "cpu")
+    assert (status, out, err) == (2, "", "alexnet evaluate: error: --workers must be at least 0, not -1\n")

@@ -12,7 +12,8 @@ MAX_LINES = 400
 # Bottom to top, as in docs/architecture.md; a tuple holds layers of one height, which do not
 # import each other. The first matching prefix names a module's layer.
 LAYERS = [
-    ("base", ["alexnet.errors", "alexnet.console", "alexnet.atomic", "alexnet.cores", "alexnet.devices"]),
+    ("base", ["alexnet.errors", "alexnet.console", "alexnet.atomic", "alexnet.cores", "alexnet.devices",
+              "alexnet.defaults"]),
     ("model", ["alexnet.lrn", "alexnet.strided_conv", "alexnet.model", "alexnet.registry", "alexnet.modelfile",
                "alexnet.summary", "alexnet.classes", "alexnet.speed", "alexnet.bvlc"]),
     ("data", ["alexnet.data"]),
@@ -20,11 +21,12 @@ LAYERS = [
     ("training", ["alexnet.train"]),
     (("analysis", "speed"), {"analysis": ["alexnet.analysis"], "speed": ["alexnet.bench"]}),
     ("commands", ["alexnet.cli", "alexnet.__main__", "alexnet.options", "alexnet.train.cli", "alexnet.evaluate",
-                  "alexnet.predict", "alexnet.convert", "alexnet.convert_onnx", "alexnet.convert_caffe"]),
+                  "alexnet.predict", "alexnet.convert", "alexnet.convert_onnx", "alexnet.convert_caffe",
+                  "alexnet.export"]),
 ]
 # Commands: thin shells (``run(args)``, options) that no library module may import.
 COMMAND_MODULES = {"alexnet.cli", "alexnet.__main__", "alexnet.evaluate", "alexnet.predict", "alexnet.convert",
-                   "alexnet.convert_onnx", "alexnet.convert_caffe"}
+                   "alexnet.convert_onnx", "alexnet.convert_caffe", "alexnet.export"}
 
 
 
@@ -47,8 +49,13 @@ def package_exports() -> dict[str, str]:
 
 
 def imports_of(name: str, path: Path, modules, exports) -> list[tuple[str, int, bool]]:
-    """``(imported module, line, inside a function)`` for each import of a package module."""
+    """``(imported module, line, inside a function)`` for each import of a package module; in a module
+    that calls ``importlib.import_module``, every string naming a package module counts as an import
+    of it (a command dispatched by name), but for the package's lazy exports, counted at each importer."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    dispatches = name != "alexnet" and any(
+        getattr(node, "attr", getattr(node, "id", None)) == "import_module" for node in ast.walk(tree))
     found = []
 
     def visit(node, in_function):
@@ -65,9 +72,11 @@ def imports_of(name: str, path: Path, modules, exports) -> list[tuple[str, int, 
                     full = f"{base}.{a.name}"
                     target = full if full in modules else exports.get(a.name, base) if base == "alexnet" else base
                     found.append((target, child.lineno, in_function))
+            elif dispatches and isinstance(child, ast.Constant) and child.value in modules:
+                found.append((child.value, child.lineno, True))
             visit(child, inner)
 
-    visit(ast.parse(path.read_text()), False)
+    visit(tree, False)
     return [(target, line, f) for target, line, f in found if target in modules and target != name]
 
 
@@ -191,3 +200,14 @@ def test_the_rule_catches_an_import_up_a_layer_across_to_a_sibling_of_a_command_
     assert layer_of("alexnet.analysis.figures")[0] == layer_of("alexnet.bench.train")[0]
     assert layer_of("alexnet.analysis.figures")[1] != layer_of("alexnet.bench.train")[1]
     assert circles(edges) == [["alexnet.model", "alexnet.train.loop"]]
+
+
+def test_a_module_dispatched_by_its_name_through_importlib_counts_as_imported(tmp_path):
+    modules, edges = graph()
+    assert ("alexnet.analysis.figures", True) in {(t, f) for t, _, f in edges["alexnet.cli"]}
+    assert ("alexnet.bench.model", True) in {(t, f) for t, _, f in edges["alexnet.bench"]}
+    assert not any(t == "alexnet.data" for t, _, _ in edges["alexnet.classes"])  # resources.files("alexnet.data")
+    (tmp_path / "model.py").write_text('import importlib\nCOMMANDS = {"x": "alexnet.train.loop"}\n'
+                                       'def run(n):\n    return importlib.import_module(COMMANDS[n])\n')
+    found = imports_of("alexnet.model", tmp_path / "model.py", modules, {})
+    assert sorted(violations(modules, {"alexnet.model": found})) == [("alexnet.model", "alexnet.train.loop")]

@@ -1,5 +1,7 @@
 """The paper's network (section 3): shapes, wiring, initialisation, ablations, two devices."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -223,3 +225,46 @@ def test_fc_bias_sets_only_the_initial_biases_of_fc6_and_fc7():
     net = AlexNet(fc_width=64, fc_bias=0.1)
     assert torch.all(net.classifier.fc6.bias == 0.1) and torch.all(net.classifier.fc7.bias == 0.1)
     assert torch.all(net.features.conv2.bias == 1.0) and torch.all(net.classifier.fc8.bias == 0.0)
+
+
+def test_an_input_of_another_size_says_what_size_the_network_takes():
+    from tests.kit import tiny_alexnet
+
+    net = tiny_alexnet(3)  # input_size 67
+    with pytest.raises(ValueError, match=r"takes \[N, 3, 67, 67\] images \(input_size=67\), not \[1, 3, 99, 99\]; "
+                       r"build it with input_size=99"):
+        net(torch.zeros(1, 3, 99, 99))
+    with pytest.raises(ValueError, match="input_size=67"):
+        net.fc7_features(torch.zeros(1, 3, 131, 131))
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_torch_hub_loads_each_architecture_and_a_model_file_from_a_clone(tmp_path):
+    from alexnet import save_model
+    from alexnet.errors import UserError
+    from tests.kit import tiny_alexnet
+
+    def hub(entry, **kwargs):
+        return torch.hub.load(str(REPO), entry, source="local", **kwargs)
+
+    net = hub("alexnet", num_classes=10, fc_width=64)
+    assert (net.arch, net.options["num_classes"], net.options["fc_width"]) == ("alexnet", 10, 64)
+    with pytest.raises(ValueError, match=r"takes \[N, 3, 227, 227\] images"):  # torchvision's 224 habit
+        net(torch.zeros(1, 3, 224, 224))
+    assert hub("alexnet_onetower", fc_width=64).options["towers"] == 1
+    assert hub("alexnet_owt", num_classes=5).arch == "alexnet-owt"
+    saved = tiny_alexnet(3)
+    save_model(saved, tmp_path / "m.pt", class_names=["a", "b", "c"])
+    loaded = hub("alexnet", weights=str(tmp_path / "m.pt"))
+    assert loaded.class_names == ["a", "b", "c"] and not loaded.training
+    x = torch.randn(2, 3, 67, 67)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), saved(x))
+    with pytest.raises(UserError, match="holds alexnet, not alexnet-owt; load it with the entry point 'alexnet'"):
+        hub("alexnet_owt", weights=str(tmp_path / "m.pt"))
+    with pytest.raises(UserError, match="option pretrained: architecture 'alexnet' has no option pretrained"):
+        hub("alexnet", pretrained=True)
+    with pytest.raises(UserError, match=r"option fc_width=1000000000: expected an integer \(from 1 to 16,384\)"):
+        hub("alexnet", fc_width=10**9)

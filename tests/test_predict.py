@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,7 +157,7 @@ def test_missing_images_are_named_before_the_model_is_loaded(tmp_path, capsys, c
     import alexnet.predict
 
     path, _, _ = checkpoint
-    monkeypatch.setattr(alexnet.predict, "load_trained_model", lambda *a: pytest.fail("loaded the model first"))
+    monkeypatch.setattr(alexnet.predict, "load_model", lambda *a: pytest.fail("loaded the model first"))
     image = images_in(tmp_path, 1)[0]
     status, _, err = alexnet_command(capsys, "predict", str(path), image, str(tmp_path / "a.jpg"),
                                      str(tmp_path / "b.jpg"))
@@ -233,7 +234,7 @@ def test_a_file_that_is_not_a_model_file_is_named_with_what_it_is(tmp_path, caps
         assert f"alexnet predict: error: {tmp_path / name}: not a readable model file: {said}" in err, err
     assert "pickled code ran" not in capsys.readouterr().out
     status, _, err = alexnet_command(capsys, "predict", str(tmp_path), image)
-    assert status == 2 and f"{tmp_path}: a folder, not a model file" in err
+    assert status == 2 and f"{tmp_path}: a folder without checkpoints/best.pt or checkpoints/last.pt" in err
 
 
 def test_a_mean_file_that_is_not_a_mean_image_is_named_with_what_it_is(tmp_path, capsys, checkpoint):
@@ -251,3 +252,67 @@ def test_a_mean_file_that_is_not_a_mean_image_is_named_with_what_it_is(tmp_path,
         status, _, err = alexnet_command(capsys, "predict", str(path), image, "--mean", str(tmp_path / name))
         assert status == 2 and err.count("\n") == 1, err
         assert f"--mean {tmp_path / name}: {said}" in err, err
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 16-bit greyscale PNG whose header claims ``width`` x ``height`` pixels, with one tiny IDAT."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+
+
+def test_predict_refuses_an_image_over_prepares_pixel_budget_before_decoding_it(tmp_path, capsys, checkpoint):
+    path, _, _ = checkpoint
+    (tmp_path / "bomb.png").write_bytes(png_claiming(13000, 13000))
+    status, out, err = alexnet_command(capsys, "predict", path, tmp_path / "bomb.png", "--device", "cpu")
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert f"{tmp_path / 'bomb.png'}: too large: 13000x13000 pixels above the pixel budget of 33554432" in err
+    small = images_in(tmp_path, 1)[0]  # 256x256: within the default budget, over a budget of 60,000
+    assert alexnet_command(capsys, "predict", path, small, "--device", "cpu").returncode == 0
+    status, _, err = alexnet_command(capsys, "predict", path, small, "--device", "cpu", "--max-pixels", "60000")
+    assert status == 2 and "256x256 pixels above the pixel budget of 60000 (--max-pixels)" in err
+
+
+def lying_model_file(tmp_path, **changes) -> Path:
+    """A model file whose record says ``changes`` (options, class names) about a tiny network."""
+    from alexnet import save_model
+
+    save_model(tiny_alexnet(10), tmp_path / "liar.pt", class_names=[f"c{i}" for i in range(10)])
+    record = torch.load(tmp_path / "liar.pt", weights_only=True)
+    record["options"].update(changes.pop("options", {}))
+    torch.save(record | changes, tmp_path / "liar.pt")
+    return tmp_path / "liar.pt"
+
+
+@pytest.mark.parametrize("changes, said", [
+    ({"options": {"fc_width": 10**9}}, "option fc_width=1000000000: expected an integer (from 1 to 16,384)"),
+    ({"options": {"input_size": 20000}}, "option input_size=20000: expected an integer (from 1 to 1,024)"),
+    ({"options": {"input_size": 1024, "fc_width": 16384, "channels": None}}, "more than 2,147,483,648 (8 GiB"),
+    ({"options": {"input_size": 1024, "channels": [4096] * 5}},  # 570M parameters: the weights' shapes tell
+     "weights do not fit its architecture 'alexnet' and options: classifier.fc6.weight is (16, 8) in the file"),
+    ({"options": {"lrn": "perhaps"}}, "option lrn=perhaps: expected true or false"),
+    ({"options": {"fc_widht": 16}}, "option fc_widht: architecture 'alexnet' has no option fc_widht"),
+    ({"arch": "resnet"}, "unknown architecture 'resnet'"),
+    ({"class_names": ["cat", "dog"]}, "class_names must be 10 names, one per output of the network, not 2 names"),
+])
+def test_a_model_file_that_lies_about_its_network_is_refused_naming_the_file_before_anything_is_built(
+        tmp_path, capsys, changes, said):
+    liar = lying_model_file(tmp_path, **changes)
+    status, out, err = alexnet_command(capsys, "predict", liar, *images_in(tmp_path, 1), "--device", "cpu")
+    assert status == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"alexnet predict: error: {liar}: ") and said in err and "--model-option" not in err
+
+
+def test_class_names_with_terminal_escape_sequences_are_printed_escaped(tmp_path, capsys):
+    from alexnet import save_model
+
+    names = ["\x1b[2J\x1b[31mred", "plain", "tab\there"]
+    save_model(tiny_alexnet(3), tmp_path / "m.pt", class_names=names, mean=torch.full((3,), 120.0))
+    status, out, _ = alexnet_command(capsys, "predict", tmp_path / "m.pt", *images_in(tmp_path, 1), "--device", "cpu")
+    assert status == 0 and "\x1b" not in out and "\t" not in out
+    assert "\\x1b[2J\\x1b[31mred" in out and "tab\\there" in out and "  plain" in out

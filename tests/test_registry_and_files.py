@@ -130,6 +130,14 @@ def test_the_command_lists_its_subcommands_and_version(capsys):
     assert "unknown architecture 'nope'" in capsys.readouterr().err
 
 
+def test_summary_list_is_the_same_as_models(capsys):
+    for flags in ([], ["--json"]):
+        assert main(["models", *flags]) == 0
+        models = capsys.readouterr().out
+        assert main(["summary", "--list", *flags]) == 0
+        assert capsys.readouterr().out == models
+
+
 def test_python_dash_m_alexnet_runs_the_command():
     version = subprocess.run([sys.executable, "-m", "alexnet", "--version"], capture_output=True,
                              text=True, check=True).stdout

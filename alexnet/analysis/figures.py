@@ -29,7 +29,7 @@ from alexnet.analysis.runs import read_metrics, resolve_checkpoint
 from alexnet.classes import check_classes, class_count
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
-from alexnet.inference import class_probabilities, load_trained_model
+from alexnet.inference import class_probabilities, load_model
 
 
 def conv1_kernels(model) -> tuple[np.ndarray, int]:
@@ -121,7 +121,7 @@ def class_names(model, dataset) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     checkpoint, run_dir = resolve_checkpoint(args.source)
     out = Path(args.out) if args.out else (run_dir or checkpoint.parent) / "figures"
-    model = load_trained_model(checkpoint)
+    model = load_model(checkpoint)
     if args.data:
         from alexnet.data.dataset import PreparedDataset
         from alexnet.data.prepare import ensure_prepared

@@ -36,12 +36,12 @@ def extract_split_features(args, out: Path) -> None:
     from alexnet.analysis.runs import resolve_checkpoint
     from alexnet.data.dataset import PreparedDataset
     from alexnet.data.prepare import ensure_prepared
-    from alexnet.inference import load_trained_model
+    from alexnet.inference import load_model
 
     if not args.data:
         raise UserError("--data is needed to extract features (give the prepared dataset)")
     checkpoint = resolve_checkpoint(args.source)[0]
-    model = load_trained_model(checkpoint)
+    model = load_model(checkpoint)
     root = ensure_prepared(args.data)
     datasets = [PreparedDataset(root, split) for split in SPLITS]
     check_classes([model], datasets[0], [str(checkpoint)])  # as evaluate: the classes it was trained on

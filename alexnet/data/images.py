@@ -20,21 +20,14 @@ try:  # libjpeg-turbo called directly: the same pixels as Pillow's decoder, in h
 except ImportError:  # pragma: no cover - a checkout run without its dependencies: Pillow decodes
     simplejpeg = None
 
-ENCODINGS = {"jpeg": "jpg", "raw": "npy"}  # --format -> file extension inside the shards
-
 # The file names taken for images where a folder is listed by name (analysis and benchmark image
 # folders): the formats Pillow reads in every build (torchvision's ImageFolder list, plus GIF and
 # PBM). `alexnet prepare` itself identifies every file by its content, not its name.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff",
                             ".webp"})
 
-# The pixel budget of one decode (--max-pixels): 33.5 megapixels (8192x4096), counted after JPEG
-# draft mode, so only images that cannot be decoded at reduced scale reach it. A decode costs at
-# most 13 bytes per pixel (greyscale with alpha, the dearest mode: docs/data.md), so the
-# budget bounds what a hostile file (a 360 KB PNG claiming 13000x13000 pixels) can cost a worker.
-MAX_PIXELS = 2**25
 # A source file is read whole into memory; one larger than this many bytes per pixel of the
-# budget (an uncompressed RGBA image at the budget) is not read at all.
+# budget (alexnet.defaults.MAX_PIXELS; an uncompressed RGBA image at the budget) is not read at all.
 FILE_BYTES_PER_PIXEL = 4
 BAND = 256  # rows converted at a time from 16/32-bit greyscale: its float temporaries stay small
 
@@ -82,6 +75,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def check_pixels(image: Image.Image, max_pixels: int | None, claimed: tuple[int, int] | None = None) -> None:
+    """BadImage when ``image`` would decode to more than ``max_pixels`` pixels (if given), known from
+    its header alone; ``claimed``: its size before JPEG draft mode reduced it."""
+    width, height = image.size
+    claimed = claimed or image.size
+    if max_pixels is not None and width * height > max_pixels:
+        reduced = f", {width}x{height} at reduced scale," if image.size != claimed else ""
+        raise BadImage(f"too large: {claimed[0]}x{claimed[1]} pixels{reduced} above the pixel budget of "
+                       f"{max_pixels} (--max-pixels)")
+
+
 def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = None) -> np.ndarray:
     """The central ``size`` x ``size`` patch after rescaling the shorter side to ``size`` (section 2).
 
@@ -93,11 +97,8 @@ def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = N
     claimed = image.size
     if image.format == "JPEG":
         image.draft("RGB", (size, size))  # keeps both sides >= size
+    check_pixels(image, max_pixels, claimed)
     width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-        reduced = f", {width}x{height} at reduced scale," if image.size != claimed else ""
-        raise BadImage(f"too large: {claimed[0]}x{claimed[1]} pixels{reduced} above the pixel budget of "
-                       f"{max_pixels} (--max-pixels)")
     short = min(width, height)
     # Offsets of the central patch in the rescaled image, mapped back to source pixels.
     left = (round(width * size / short) - size) // 2 * short / size

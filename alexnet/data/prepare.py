@@ -29,7 +29,7 @@ import numpy as np
 
 from alexnet.atomic import make_folder
 from alexnet.cores import available_cores
-from alexnet.data.images import ENCODINGS, MAX_PIXELS
+from alexnet.defaults import ENCODINGS, MAX_PIXELS, SHARD_SIZE
 from alexnet.data.prepare_finish import FORMAT_VERSION, finish
 from alexnet.data.prepare_job import (claim, clear_partial, discard_results, finished, only_writer, refuse_foreign,
                                       remove_partial)
@@ -39,7 +39,6 @@ from alexnet.data.sources import Source, open_source
 from alexnet.data.verify import verify_command
 from alexnet.errors import UserError
 
-SHARD_SIZE = 1000  # images per shard: ~25 MB of JPEG at 256x256, quality 90
 # --size: at 1024 a shard's exact pixel sums take 25 MB; at 100000 they would take 224 GiB.
 MIN_SIZE, MAX_SIZE = 8, 1024
 HOLD_OUT = 20  # a source without validation images: 1 in 20 of each class's training images become them

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.data.images import ENCODINGS
+from alexnet.defaults import ENCODINGS
 from alexnet.data.prepare_shards import partial_file
 from alexnet.data.shards import DIGEST, file_digest, shard_name, write_atomically
 from alexnet.data.sources import Source

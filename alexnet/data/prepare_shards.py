@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from alexnet import console
-from alexnet.data.images import ENCODINGS, FILE_BYTES_PER_PIXEL, MAX_PIXELS, BadImage, centre_patch, encode, open_image
+from alexnet.data.images import FILE_BYTES_PER_PIXEL, BadImage, centre_patch, encode, open_image
+from alexnet.defaults import ENCODINGS, MAX_PIXELS
 from alexnet.data.shards import BLOCK, DIGEST, file_digest, sample_checksum, shard_name, write_atomically, write_shard
 from alexnet.data.sources import read_item
 from alexnet.errors import UserError

@@ -1,0 +1,83 @@
+"""`alexnet export MODEL OUT.onnx`: a trained network as an ONNX graph, for onnxruntime and the
+other runtimes that read ONNX.
+
+The graph is traced by ``torch.onnx.export(..., dynamo=False)``, TorchScript's exporter (the default,
+dynamo, needs onnxscript, which no extra installs). Its input ``images`` is ``[batch, 3, S, S]``
+float32 (S: the network's input size, 227 for the paper's), prepared as ``alexnet predict`` prepares
+it: the training set's mean image already subtracted (or torchvision's normalisation, for
+``alexnet-owt``); its output ``logits`` is ``[batch, classes]``; any batch size. Before OUT is
+written, onnxruntime runs the graph on a random batch of another size than the traced one, and its
+logits must agree with PyTorch's within float32 tolerance, as ``alexnet convert onnx`` checks its
+graph (:data:`alexnet.convert_onnx.TOLERANCE`); without onnxruntime the file is written and said
+unverified. OUT is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alexnet.atomic import atomic_path
+from alexnet.classes import num_outputs
+from alexnet.convert_onnx import EXTRA, TOLERANCE
+from alexnet.errors import UserError
+from alexnet.inference import load_model
+
+
+def compare_with_onnxruntime(graph: bytes, inputs: dict[str, np.ndarray], logits: str,
+                             ours: np.ndarray) -> tuple[float, float] | None:
+    """The largest |logit| difference between ``graph`` run by onnxruntime on ``inputs`` (its graph
+    optimisations off) and ``ours``, and the bound it must stay within (TOLERANCE times the largest
+    logit, at least 1); None without onnxruntime. A UserError beyond the bound."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    theirs = session.run([logits], inputs)[0]
+    diff = float(np.abs(theirs - ours).max())
+    bound = TOLERANCE * max(1.0, float(np.abs(theirs).max()))
+    if not diff <= bound:
+        raise UserError(f"verification failed: the logits of PyTorch and onnxruntime differ by {diff:.3g}, "
+                        f"more than float32 tolerance ({bound:.3g}); nothing written")
+    return diff, bound
+
+
+def export_onnx(model: torch.nn.Module, out: str | Path, seed: int = 0) -> tuple[float, float] | None:
+    """Write ``model`` to ``out`` as ONNX (see the module doc); what :func:`compare_with_onnxruntime`
+    returns."""
+    model = model.cpu().eval()
+    size = model.input_size
+    graph = io.BytesIO()
+    with warnings.catch_warnings():  # the tracer's notes on sizes it records as constants
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, 3, size, size),), graph, input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                          dynamo=False)
+    x = np.random.default_rng(seed).normal(0.0, 60.0, (3, 3, size, size)).astype(np.float32)
+    with torch.inference_mode():
+        ours = model(torch.from_numpy(x)).numpy()
+    checked = compare_with_onnxruntime(graph.getvalue(), {"images": x}, "logits", ours)
+    with atomic_path(out, len(graph.getvalue())) as tmp:
+        tmp.write_bytes(graph.getvalue())
+    return checked
+
+
+def run(args: argparse.Namespace) -> int:
+    if Path(args.out).suffix != ".onnx":
+        raise UserError(f"{args.out}: the ONNX file to write must end in .onnx")
+    model = load_model(args.model)
+    checked = export_onnx(model, args.out)
+    size, classes = model.input_size, num_outputs(model)
+    print(f"wrote {args.out}: {model.arch}, input 'images' [batch, 3, {size}, {size}] (mean-subtracted as "
+          f"alexnet predict prepares it), output 'logits' [batch, {classes}]")
+    print(f"verified against onnxruntime: largest logit difference {checked[0]:.3g} (float32 tolerance "
+          f"{checked[1]:.3g})" if checked is not None else f"not verified: onnxruntime is not installed ({EXTRA})")
+    return 0
