@@ -13,6 +13,7 @@ steps, at the end of the epoch and before a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from alexnet import console
+from alexnet.atomic import only_writer
 from alexnet.errors import UserError
 from alexnet.train import distributed
 from alexnet.train.backends import autocast, channels_last, configure_backends, seed_everything
@@ -49,8 +51,12 @@ def train(config: TrainConfig, resume: bool = False) -> int:
     Process-wide on the CPU, as the command: denormals flushed to zero and freed memory kept for
     reuse (:func:`alexnet.train.backends.configure_backends`)."""
     ctx = distributed.setup(config.device, config.model_parallel)
+    # One writer per run folder (issue 23): two runs into one folder mixed their metrics and deleted
+    # each other's temporaries. The main process holds it from before it looks for last.pt.
+    label = f"{'--resume' if resume else '--out'} {config.out}"
     try:
-        return _train(config, resume, ctx)
+        with only_writer(Path(config.out), "alexnet train", label) if ctx.main else contextlib.nullcontext():
+            return _train(config, resume, ctx)
     finally:
         distributed.teardown(ctx)
 

@@ -52,14 +52,20 @@ class Run:
             "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict(),
         }
 
-    def checkpoint(self) -> dict:
-        """last.pt: the model file and everything a resumed run continues from."""
+    def checkpoint(self, ranks: list[dict] | None = None) -> dict:
+        """last.pt: the model file and everything a resumed run continues from; ``ranks``: every
+        process's :meth:`own_state` in a distributed run (the main process's is also at the top)."""
         return self.model_file() | {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "position": self.position, "rng": rng_states(),
             "progress": {"sums": self.totals.sums.cpu(), "seconds": self.seconds},
-        }
+        } | ({"ranks": ranks} if ranks else {})
+
+    def own_state(self) -> dict:
+        """What differs between data-parallel processes: the random states (each draws its own
+        dropout masks) and the epoch's running sums (each counts its own share of the batches)."""
+        return {"rng": rng_states(), "sums": self.totals.sums.cpu()}
 
     def restore(self, ck: dict) -> None:
         model = self.plain_model
@@ -69,9 +75,22 @@ class Run:
         self.schedule.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.position, self.best_error = ck["epoch"], ck["position"], ck["best_error"]
-        self.totals = Totals(ck["progress"]["sums"].to(self.ctx.device))
         self.seconds = ck["progress"]["seconds"]
-        set_rng_states(ck["rng"])
+        mine = _own_state(ck, self.ctx)
+        self.totals = Totals(mine["sums"].to(self.ctx.device))
+        if mine["rng"] is not None:
+            set_rng_states(mine["rng"])
+
+
+def _own_state(ck: dict, ctx: distributed.Context) -> dict:
+    """This process's random states and running sums in ``ck``: its own when the checkpoint was
+    saved by as many processes (then the resumed run is exact); with another number of processes
+    the saved sums are counted once, by the main process, and each keeps its fresh random states."""
+    ranks = ck.get("ranks") or [{"rng": ck["rng"], "sums": ck["progress"]["sums"]}]
+    if len(ranks) == ctx.world:
+        return ranks[ctx.rank]
+    sums = sum(r["sums"] for r in ranks) if ctx.main else torch.zeros_like(ranks[0]["sums"])
+    return {"rng": None, "sums": sums}
 
 
 def make_run_folder(run_dir: Path) -> None:
@@ -82,9 +101,11 @@ def make_run_folder(run_dir: Path) -> None:
 
 
 def save(run: Run, run_dir: Path) -> None:
-    """checkpoints/last.pt, by the main process."""
+    """checkpoints/last.pt, by the main process, with every process's own state: restoring the main
+    process's random states into all of them made a resumed distributed run differ (issue 23)."""
+    ranks = distributed.gather_to_main(run.ctx, run.own_state()) if run.ctx.distributed else None
     if run.ctx.main:
-        save_checkpoint(run_dir / "checkpoints" / "last.pt", run.checkpoint())
+        save_checkpoint(run_dir / "checkpoints" / "last.pt", run.checkpoint(ranks))
 
 
 def save_best(run: Run, run_dir: Path) -> None:
