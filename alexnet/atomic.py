@@ -44,45 +44,43 @@ def make_folder(path: Path, label: str) -> None:
 
 
 @contextmanager
-def only_writer(folder: Path, command: str, label: str):
+def only_writer(folder: Path, label: str):
     """Hold an exclusive lock on ``folder`` (made if missing; ``label``: the option or argument that
-    named it, for :func:`make_folder`) while ``command`` writes there: another process that asks for
-    it meanwhile gets a one-line UserError naming the folder and the holder's process id.
+    named it, for :func:`make_folder`) while this process writes there: another process that asks
+    for it meanwhile gets a one-line UserError naming the folder and the holder's process id.
 
     The lock is an ``flock`` on the folder itself: nothing is added to the folder, and the lock dies
     with its process, so a run killed with SIGKILL never blocks the next one. A folder this call made
     and that is still empty at the end is removed again (a command that failed at once leaves
     nothing)."""
     folder = Path(folder)
-    made, fd = not folder.exists(), None
-    while fd is None:
-        make_folder(folder, label)
-        fd = _lock(folder, folder, command)
-    try:
-        yield
-    finally:
-        with suppress(OSError):
-            if made and not any(folder.iterdir()):
-                folder.rmdir()  # before the lock goes: the next writer finds no folder, or its own
-        os.close(fd)
+    made = not folder.exists()
+    make_folder(folder, label)
+    with holding_lock(folder, folder):
+        try:
+            yield
+        finally:
+            with suppress(OSError):
+                if made and not any(folder.iterdir()):
+                    folder.rmdir()  # before the lock goes: the next writer finds no folder, or its own
 
 
 @contextmanager
-def holding_lock(lock_file: Path, folder: Path, command: str):
-    """:func:`only_writer`'s lock, on a lock file in ``folder`` (made if missing) instead of the folder."""
+def holding_lock(lock: Path, folder: Path):
+    """:func:`only_writer`'s lock on ``lock``: ``folder`` itself, or a lock file in it (made if missing)."""
     fd = None
     while fd is None:
-        fd = _lock(lock_file, folder, command)
+        fd = _lock(lock, folder)
     try:
         yield
     finally:
         os.close(fd)
 
 
-def _lock(lock: Path, folder: Path, command: str) -> int | None:
+def _lock(lock: Path, folder: Path) -> int | None:
     """A descriptor of ``lock`` holding its exclusive ``flock``; None when ``lock`` was removed or
     replaced before the lock was taken (the caller tries again: a lock on a removed file guards
-    nothing); a UserError naming ``folder``, ``command`` and the holder when another process holds it."""
+    nothing); a UserError naming ``folder`` and the holder when another process holds it."""
     try:
         fd = os.open(lock, os.O_RDONLY if lock.is_dir() else os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
@@ -92,9 +90,8 @@ def _lock(lock: Path, folder: Path, command: str) -> int | None:
     except BlockingIOError:
         holder = _lock_holder(os.fstat(fd).st_ino)
         os.close(fd)
-        raise UserError(f"{folder} is being written by another `{command}`"
-                        f"{f' (process {holder})' if holder else ''}; wait for it to finish, or choose "
-                        "another folder") from None
+        raise UserError(f"{folder} is being written by another process{f' (pid {holder})' if holder else ''}; "
+                        "wait for it to finish, or choose another folder") from None
     try:
         same = os.stat(lock).st_ino == os.fstat(fd).st_ino
     except OSError:

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,102 @@ def test_two_gloo_processes_end_identical_and_equal_to_one_process_on_the_same_g
         assert a["val_top1_error"] == b["val_top1_error"] and a["val_top5_error"] == b["val_top5_error"]
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+
+
+# --- a preempted multi-process run: exact resume, and no process outlives its launcher ------------
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tests.kit"]
+# 2 epochs of 6 steps (48 images, global batch 8: 4 per process), dropout on (tiny-test's default),
+# a loader worker per process, last.pt after every step.
+SHARDS = ["--arch", "tiny-test", "--preset", "full", "--epochs", "2", "--batch-size", "8", "--workers", "1",
+          "--device", "cpu", "--seed", "3", "--checkpoint-minutes", "0"]
+
+
+def torchrun(data: Path, run_dir: Path, resume: bool = False, signal_at: str = "", **popen) -> subprocess.Popen:
+    """``torchrun -m alexnet train`` (tiny-test) on prepared shards; ``signal_at``: tests/kit.py's TINY_SIGNAL,
+    which each process sends itself."""
+    argv = ["--resume", str(run_dir)] if resume else ["--data", str(data), *SHARDS, "--out", str(run_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TINY_SIGNAL": signal_at}
+    return subprocess.Popen([*TORCHRUN, "train", *argv], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finished(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    from tests.kit import make_prepared
+
+    return make_prepared(tmp_path_factory.mktemp("data"), per_class=(16, 2), size=24)
+
+
+def test_a_preempted_two_process_run_resumes_to_the_same_weights_and_metrics_bit_for_bit(tmp_path, shards):
+    """Each process draws its own dropout masks: a checkpoint with only the main process's random
+    states and running sums made every weight of the resumed run differ (issue 23)."""
+    status, err = finished(torchrun(shards, tmp_path / "whole"))
+    assert status == 0, err[-3000:]
+    run = tmp_path / "cut"
+    status, err = finished(torchrun(shards, run, signal_at="SIGTERM@4"))  # both stop at step 4 of epoch 1
+    assert "stopped by SIGTERM" in err, err[-3000:]
+    ck = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert (ck["epoch"], ck["position"]) == (0, 4 * 8)
+    status, err = finished(torchrun(shards, run, resume=True))
+    assert status == 0, err[-3000:]
+    whole, resumed = (torch.load(r / "checkpoints" / "last.pt", weights_only=True) for r in (tmp_path / "whole", run))
+    for key in whole["model"]:
+        assert torch.equal(whole["model"][key], resumed["model"][key]), key
+    timing = ("images_per_s", "data_wait_share", "seconds")
+    lines = [[{k: v for k, v in json.loads(line).items() if k not in timing}
+              for line in (r / "metrics.jsonl").read_text().splitlines()] for r in (tmp_path / "whole", run)]
+    assert lines[0] == lines[1] and len(lines[0]) == 2
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (children, their children...), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_processes_die_with_their_launcher_when_it_is_killed(tmp_path, shards):
+    """torchrun starts its processes in sessions of their own: a SIGKILL to its process group left
+    them training on into the run folder (issue 23). Each process stops itself (SIGSTOP) after its
+    first step, so that the launcher is killed while all of them are alive."""
+    run = tmp_path / "run"
+    launcher = torchrun(shards, run, signal_at="SIGSTOP@2", start_new_session=True)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while True:
+        below = _descendants(launcher.pid)
+        stopped = [p for p in below if Path(f"/proc/{p}/stat").exists()
+                   and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"]
+        if len(stopped) == 2:
+            break
+        assert launcher.poll() is None, launcher.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the processes never reached their second step"
+        time.sleep(0.05)
+    os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.communicate()
+    while alive := [p for p in below if _alive(p)]:
+        assert time.monotonic() < deadline, f"processes {alive} outlived their launcher"
+        time.sleep(0.05)
+    status, err = finished(torchrun(shards, run, resume=True))  # nothing holds the folder any more
+    assert status == 0, err[-3000:]

@@ -19,7 +19,7 @@ from alexnet.errors import UserError
 
 def only_writer(lock_file: Path):
     """Hold an exclusive lock on OUT for this run: two runs writing the same shards would spoil them."""
-    return holding_lock(lock_file, lock_file.parent.parent, "alexnet prepare")
+    return holding_lock(lock_file, lock_file.parent.parent)
 
 
 def finished(out: Path, source: str, options: dict) -> bool:

@@ -55,7 +55,7 @@ def train(config: TrainConfig, resume: bool = False) -> int:
     # each other's temporaries. The main process holds it from before it looks for last.pt.
     label = f"{'--resume' if resume else '--out'} {config.out}"
     try:
-        with only_writer(Path(config.out), "alexnet train", label) if ctx.main else contextlib.nullcontext():
+        with only_writer(Path(config.out), label) if ctx.main else contextlib.nullcontext():
             return _train(config, resume, ctx)
     finally:
         distributed.teardown(ctx)
