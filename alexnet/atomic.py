@@ -175,32 +175,17 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     import torch  # here, so that the command line's options (train/config.py) stay light
 
     with atomic_path(path, needed=_tensor_bytes(obj, torch.Tensor)) as tmp, open(tmp, "wb") as f:
-        writes = _Writes(f)
         try:
-            torch.save(obj, writes)
-        except RuntimeError:
+            torch.save(obj, f)  # a file, not a path: its writes raise OSError, which torch then replaces
+        except RuntimeError as err:
             # torch.save reports a failed write (a full disk) as "RuntimeError: [enforce fail at
-            # inline_container.cc...] unexpected pos": the OSError behind it says what happened
-            if writes.error is not None:
-                raise writes.error from None
-            raise
-
-
-class _Writes:
-    """A file for torch.save that keeps the OSError of a failed write (torch replaces it)."""
-
-    def __init__(self, file):
-        self.file, self.error = file, None
-
-    def write(self, data) -> int:
-        try:
-            return self.file.write(data)
-        except OSError as err:
-            self.error = err
-            raise
-
-    def flush(self) -> None:
-        self.file.flush()
+            # inline_container.cc...] unexpected pos", raised while the OSError is handled: that says why
+            cause = err.__context__
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
 
 def _tensor_bytes(obj, tensor: type) -> int:
