@@ -76,13 +76,22 @@ def shards(tmp_path_factory) -> Path:
 
 
 def test_a_preempted_two_process_run_resumes_to_the_same_weights_and_metrics_bit_for_bit(tmp_path, shards):
-    """Each process draws its own dropout masks: a checkpoint with only the main process's random
-    states and running sums made every weight of the resumed run differ (issue 23)."""
+    """SIGTERM to torchrun's process group, as a scheduler preempts a job: torchrun passes it on, both
+    processes save after their step and stop. Each process draws its own dropout masks: a checkpoint
+    with only the main process's random states and running sums made every weight of the resumed run
+    differ (issue 23). The processes stop themselves (SIGSTOP) at step 4 and go on only once both
+    hold torchrun's SIGTERM, so that the stop lands there whatever the machine's load."""
     status, err = finished(torchrun(shards, tmp_path / "whole"))
     assert status == 0, err[-3000:]
     run = tmp_path / "cut"
-    status, err = finished(torchrun(shards, run, signal_at="SIGTERM@4"))  # both stop at step 4 of epoch 1
-    assert "stopped by SIGTERM" in err, err[-3000:]
+    launcher = torchrun(shards, run, signal_at="SIGSTOP@4", start_new_session=True)
+    stopped = _stopped_processes(launcher)
+    os.killpg(launcher.pid, signal.SIGTERM)
+    _wait_for(lambda: all(_pending(pid, signal.SIGTERM) for pid in stopped), launcher, "torchrun passing SIGTERM on")
+    for pid in stopped:
+        os.kill(pid, signal.SIGCONT)
+    status, err = finished(launcher)
+    assert err.count("stopped by SIGTERM") == 1, err[-3000:]  # said once, by the main process
     ck = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert (ck["epoch"], ck["position"]) == (0, 4 * 8)
     status, err = finished(torchrun(shards, run, resume=True))
@@ -96,14 +105,17 @@ def test_a_preempted_two_process_run_resumes_to_the_same_weights_and_metrics_bit
     assert lines[0] == lines[1] and len(lines[0]) == 2
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state, parent, ...); [] when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def _descendants(pid: int) -> set[int]:
     """The processes below ``pid`` (children, their children...), from /proc."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            pass
+    parents = {int(p.name): int(fields[1]) for p in Path("/proc").glob("[0-9]*") if (fields := _stat(int(p.name)))}
     found, frontier = set(), {pid}
     while frontier:
         frontier = {p for p, parent in parents.items() if parent in frontier} - found
@@ -111,11 +123,32 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+def _pending(pid: int, sig: int) -> bool:
+    """Whether ``sig`` waits to be handled by the (stopped) process ``pid``."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    pending = next(line for line in status.splitlines() if line.startswith("ShdPnd:")).split()[1]
+    return bool(int(pending, 16) & (1 << (sig - 1)))
+
+
+def _wait_for(condition, launcher: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not condition():
+        assert launcher.poll() is None, launcher.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"waited {HANG_GUARD_S} s for {what}"
+        time.sleep(0.05)
+
+
+def _stopped_processes(launcher: subprocess.Popen) -> set[int]:
+    """The two training processes under ``launcher``, once both have stopped themselves (SIGSTOP)."""
+    stopped = set()
+
+    def both_stopped():
+        stopped.clear()
+        stopped.update(p for p in _descendants(launcher.pid) if _stat(p)[:1] == ["T"])
+        return len(stopped) == 2
+
+    _wait_for(both_stopped, launcher, "both processes to reach the step where they stop")
+    return stopped
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
@@ -125,19 +158,12 @@ def test_processes_die_with_their_launcher_when_it_is_killed(tmp_path, shards):
     first step, so that the launcher is killed while all of them are alive."""
     run = tmp_path / "run"
     launcher = torchrun(shards, run, signal_at="SIGSTOP@2", start_new_session=True)
-    deadline = time.monotonic() + HANG_GUARD_S
-    while True:
-        below = _descendants(launcher.pid)
-        stopped = [p for p in below if Path(f"/proc/{p}/stat").exists()
-                   and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"]
-        if len(stopped) == 2:
-            break
-        assert launcher.poll() is None, launcher.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "the processes never reached their second step"
-        time.sleep(0.05)
+    _stopped_processes(launcher)
+    below = _descendants(launcher.pid)  # the two training processes and their loader workers
     os.killpg(launcher.pid, signal.SIGKILL)
     launcher.communicate()
-    while alive := [p for p in below if _alive(p)]:
+    deadline = time.monotonic() + HANG_GUARD_S
+    while alive := [p for p in below if _stat(p)[:1] not in ([], ["Z"])]:
         assert time.monotonic() < deadline, f"processes {alive} outlived their launcher"
         time.sleep(0.05)
     status, err = finished(torchrun(shards, run, resume=True))  # nothing holds the folder any more
