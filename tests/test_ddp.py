@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.kit import HANG_GUARD_S
+from tests.kit import HANG_GUARD_S, descendants, process_state
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,24 +105,6 @@ def test_a_preempted_two_process_run_resumes_to_the_same_weights_and_metrics_bit
     assert lines[0] == lines[1] and len(lines[0]) == 2
 
 
-def _stat(pid: int) -> list[str]:
-    """The fields of /proc/PID/stat after the command name (state, parent, ...); [] when gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return []
-
-
-def _descendants(pid: int) -> set[int]:
-    """The processes below ``pid`` (children, their children...), from /proc."""
-    parents = {int(p.name): int(fields[1]) for p in Path("/proc").glob("[0-9]*") if (fields := _stat(int(p.name)))}
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
 def _pending(pid: int, sig: int) -> bool:
     """Whether ``sig`` waits to be handled by the (stopped) process ``pid``."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -144,7 +126,7 @@ def _stopped_processes(launcher: subprocess.Popen) -> set[int]:
 
     def both_stopped():
         stopped.clear()
-        stopped.update(p for p in _descendants(launcher.pid) if _stat(p)[:1] == ["T"])
+        stopped.update(p for p in descendants(launcher.pid) if process_state(p) == "T")
         return len(stopped) == 2
 
     _wait_for(both_stopped, launcher, "both processes to reach the step where they stop")
@@ -159,11 +141,11 @@ def test_processes_die_with_their_launcher_when_it_is_killed(tmp_path, shards):
     run = tmp_path / "run"
     launcher = torchrun(shards, run, signal_at="SIGSTOP@2", start_new_session=True)
     _stopped_processes(launcher)
-    below = _descendants(launcher.pid)  # the two training processes and their loader workers
+    below = descendants(launcher.pid)  # the two training processes and their loader workers
     os.killpg(launcher.pid, signal.SIGKILL)
     launcher.communicate()
     deadline = time.monotonic() + HANG_GUARD_S
-    while alive := [p for p in below if _stat(p)[:1] not in ([], ["Z"])]:
+    while alive := [p for p in below if process_state(p) not in ("", "Z")]:
         assert time.monotonic() < deadline, f"processes {alive} outlived their launcher"
         time.sleep(0.05)
     status, err = finished(torchrun(shards, run, resume=True))  # nothing holds the folder any more

@@ -60,7 +60,8 @@ def test_torch_save_reports_a_full_disk_as_a_runtime_error_not_an_oserror(tmp_pa
 def full_disk(monkeypatch):
     """torch.save, as on a disk that fills after 200 bytes (torch raises its RuntimeError)."""
     real_save = torch.save
-    monkeypatch.setattr(torch, "save", lambda obj, f, *args, **kwargs: real_save(obj, FillsUp(f, 200), *args, **kwargs))
+    monkeypatch.setattr(torch, "save", lambda obj, f, *args, **kwargs: real_save(obj, FillsUp(f, 200), *args,
+                                                                               **kwargs))
 
 
 def test_a_checkpoint_on_a_full_disk_is_the_one_line_no_space_error_and_the_previous_file_stays(tmp_path, full_disk):
@@ -76,13 +77,12 @@ TRAIN = ["train", "--data", "synthetic", "--arch", "tiny-test", "--epochs", "1",
          "--batch-size", "8", "--device", "cpu", "--model-option", "num_classes=3"]
 
 
-def test_train_on_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, tiny_net, monkeypatch):
+def test_train_on_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, tiny_net, request):
     run = tmp_path / "run"
     assert kit.alexnet_command(capsys, *TRAIN, "--out", run).returncode == 0
     last = run / "checkpoints" / "last.pt"
     before = last.read_bytes()
-    real_save = torch.save
-    monkeypatch.setattr(torch, "save", lambda obj, f, *args, **kwargs: real_save(obj, FillsUp(f, 200), *args, **kwargs))
+    request.getfixturevalue("full_disk")  # from here on
     status, _, err = kit.alexnet_command(capsys, "train", "--resume", run, "--epochs", "2")
     assert status == 2 and "Traceback" not in err, err
     assert err.splitlines()[-1].startswith(f"alexnet train: error: {run / 'checkpoints'}")

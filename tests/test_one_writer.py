@@ -26,17 +26,9 @@ def start(*argv, signal_at: str = "") -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def state(pid: int) -> str:
-    """The process's state letter (R, S, T for stopped, Z for a zombie) from /proc, or "" when gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return ""
-
-
 def wait_until_stopped(proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + kit.HANG_GUARD_S
-    while state(proc.pid) != "T":
+    while kit.process_state(proc.pid) != "T":
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         assert time.monotonic() < deadline, "the run never reached the step where it stops itself"
         time.sleep(0.02)
