@@ -92,6 +92,9 @@ def _lock(lock: Path, folder: Path) -> int | None:
         os.close(fd)
         raise UserError(f"{folder} is being written by another process{f' (pid {holder})' if holder else ''}; "
                         "wait for it to finish, or choose another folder") from None
+    except OSError as err:  # a file system without locks (ENOLCK)
+        os.close(fd)
+        raise write_error(lock, err) from None
     try:
         same = os.stat(lock).st_ino == os.fstat(fd).st_ino
     except OSError:
