@@ -5,7 +5,8 @@ A checkpoint is a plain dict of tensors and Python values, so it loads with
 dict in the one-device layout; ``arch``, ``options``, ``class_names``; so that
 ``alexnet.load_model`` reads it), then ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (the epoch in
 progress, from 0), ``position`` (training samples done in it), ``rng``, ``config``, and
-``progress`` (the epoch's running sums, so its metrics line comes out the same).
+``progress`` (the epoch's running sums, so its metrics line comes out the same), and in a run of
+several processes ``ranks`` (each process's ``rng`` and running ``sums``: each draws its own dropout).
 A run's ``best.pt`` is a model file only (the first keys, with ``mean``, ``epoch``, ``best_error``
 and ``config``): half the size, since the optimiser's momentum is as large as the weights.
 """
