@@ -1,14 +1,17 @@
-"""Files that are never half-written: write to a temporary name in the same folder, fsync, rename.
+"""Files that are never half-written: write to a temporary name in the same folder, fsync, rename;
+and folders that one process writes at a time.
 
 A write that fails for a reason of the file system (full, read-only, a path through a file, no
 permission) raises a one-line UserError naming the file; the previous file stays whole and the
 temporary is removed. A kill leaves the temporary behind: the next write of the same file removes it
 (its name holds the writer's process id and host), and :func:`remove_temporaries` clears a folder.
+A command that writes a folder holds :func:`only_writer` on it: a second one is refused at once.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import glob
 import json
 import os
@@ -16,7 +19,7 @@ import re
 import shutil
 import socket
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from alexnet.errors import UserError
@@ -42,6 +45,80 @@ def make_folder(path: Path, label: str) -> None:
     except OSError as err:
         where = f": {err.filename}" if err.filename and str(err.filename) != str(path) else ""
         raise UserError(f"{label}: cannot make the folder {path} ({err.strerror or err}{where})") from None
+
+
+@contextmanager
+def only_writer(folder: Path, label: str):
+    """Hold an exclusive lock on ``folder`` (made if missing; ``label``: the option or argument that
+    named it, for :func:`make_folder`) while this process writes there: another process that asks
+    for it meanwhile gets a one-line UserError naming the folder and the holder's process id.
+
+    The lock is an ``flock`` on the folder itself: nothing is added to the folder, and the lock dies
+    with its process, so a run killed with SIGKILL never blocks the next one. A folder this call made
+    and that is still empty at the end is removed again (a command that failed at once leaves
+    nothing)."""
+    folder = Path(folder)
+    made = not folder.exists()
+    make_folder(folder, label)
+    with holding_lock(folder, folder):
+        try:
+            yield
+        finally:
+            with suppress(OSError):
+                if made and not any(folder.iterdir()):
+                    folder.rmdir()  # before the lock goes: the next writer finds no folder, or its own
+
+
+@contextmanager
+def holding_lock(lock: Path, folder: Path):
+    """:func:`only_writer`'s lock on ``lock``: ``folder`` itself, or a lock file in it (made if missing)."""
+    fd = None
+    while fd is None:
+        fd = _lock(lock, folder)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lock(lock: Path, folder: Path) -> int | None:
+    """A descriptor of ``lock`` holding its exclusive ``flock``; None when ``lock`` was removed or
+    replaced before the lock was taken (the caller tries again: a lock on a removed file guards
+    nothing); a UserError naming ``folder`` and the holder when another process holds it."""
+    try:
+        fd = os.open(lock, os.O_RDONLY if lock.is_dir() else os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise write_error(lock, err) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(os.fstat(fd).st_ino)
+        os.close(fd)
+        raise UserError(f"{folder} is being written by another process{f' (pid {holder})' if holder else ''}; "
+                        "wait for it to finish, or choose another folder") from None
+    except OSError as err:  # a file system without locks (ENOLCK)
+        os.close(fd)
+        raise write_error(lock, err) from None
+    try:
+        same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        same = False
+    if not same:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _lock_holder(inode: int) -> int | None:
+    """The process holding an ``flock`` on the file of ``inode``, from Linux's /proc/locks (else None)."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for fields in map(str.split, lines):
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return int(fields[4])
+    return None
 
 
 def _size(n: int) -> str:
@@ -126,8 +203,18 @@ def _umask() -> int:
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     import torch  # here, so that the command line's options (train/config.py) stay light
 
-    with atomic_path(path, needed=_tensor_bytes(obj, torch.Tensor)) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path, needed=_tensor_bytes(obj, torch.Tensor)) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(obj, f)  # a file, not a path: its writes raise OSError, which torch then replaces
+        except RuntimeError as err:
+            # torch.save reports a failed write (a full disk) as "RuntimeError: [enforce fail at
+            # inline_container.cc...] unexpected pos", raised while the OSError is handled: that says why
+            cause = err.__context__
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
 
 def _tensor_bytes(obj, tensor: type) -> int:

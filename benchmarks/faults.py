@@ -599,6 +599,143 @@ def _(w):
     return (show(argv), *refused(run(argv), "train", "src"))
 
 
+@case("train outputs", "a checkpoint on a full disk (a 1 MiB tmpfs; root only)", "refused")
+def _(w):
+    disk = w.fresh("fulldisk") / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk], capture_output=True).returncode:
+        return "mount -t tmpfs -o size=1m", "cannot mount a tmpfs here (needs root)", False
+    try:  # the shrunk AlexNet with 512-wide fc6 and fc7: its checkpoints are larger than the disk
+        wide = ["fc_width=512" if option == "fc_width=16" else option for option in TRAIN]
+        argv = ["train", "--data", w.data, *wide, "--epochs", 1, "--batch-size", 4, "--out", disk / "run"]
+        cmd, got, held = (show(argv), *refused(run(argv), "train", "disk is full"))
+        return cmd, got, held and not list(disk.rglob(".*.tmp"))
+    finally:
+        subprocess.run(["umount", disk], check=True)
+
+
+# ---------------------------------------------------------------- one writer per folder
+
+
+def stopped_writer(w: World, name: str) -> tuple[subprocess.Popen, Path]:
+    """``alexnet train`` (tiny-test) that stops itself (SIGSTOP) at its first step, holding its folder."""
+    run_dir = w.fresh(name) / "run"
+    argv = ["train", *w.train_args(), "--out", run_dir]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.kit", *map(str, argv)], cwd=ROOT,
+                            env={**ENV, "TINY_SIGNAL": "SIGSTOP@1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + TIMEOUT
+    while proc.poll() is None and time.monotonic() < deadline and process_state(proc.pid) != "T":
+        time.sleep(0.02)
+    return proc, run_dir
+
+
+def process_state(pid: int) -> str:
+    """R, S, T (stopped), Z (zombie) from /proc; "" when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def second_writer(w: World, name: str, argv_of, entry: str = "tests.kit") -> tuple[str, str, bool]:
+    """A command started while a stopped train holds the folder: refused, naming the folder and the pid."""
+    holder, run_dir = stopped_writer(w, name)
+    try:
+        argv = argv_of(run_dir)
+        return (show(argv, "tinynet" if entry == "tests.kit" else "alexnet"),
+                *refused(run(argv, entry=entry), argv[0], str(run_dir), f"pid {holder.pid}"))
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+
+
+@case("one writer", "a second fresh train into a folder being written", "refused")
+def _(w):
+    return second_writer(w, "twofresh", lambda d: ["train", *w.train_args(), "--out", d])
+
+
+@case("one writer", "train --resume of a folder being written", "refused")
+def _(w):
+    return second_writer(w, "tworesume", lambda d: ["train", "--resume", d])
+
+
+@case("one writer", "experiment lrn --out a folder being written", "refused")
+def _(w):
+    return second_writer(w, "experiment", lambda d: ["experiment", "lrn", "--out", d], entry="alexnet")
+
+
+@case("one writer", "a fresh train after the writer was killed with SIGKILL", "handled")
+def _(w):
+    holder, run_dir = stopped_writer(w, "afterkill")
+    os.killpg(holder.pid, signal.SIGKILL)
+    holder.wait()
+    argv = ["train", *w.train_args(), "--out", run_dir]
+    return (show(argv, "tinynet"), *exited(run(argv, entry="tests.kit")))
+
+
+# ---------------------------------------------------------------- train: two processes (torchrun)
+
+
+TORCHRUN = ["--standalone", "--nproc_per_node=2", "-m", "tests.kit"]  # after python3 -m torch.distributed.run
+
+
+@case("train torchrun", "2 processes, SIGTERM mid-epoch 1, --resume = uninterrupted", "survived")
+def _(w):
+    whole, cut = w.fresh("ddpwhole") / "run", w.fresh("ddpcut") / "run"
+    argv = [*TORCHRUN, "train", *w.train_args()]
+    # torchrun reports processes that stopped on SIGTERM (exit 143) as failed, with its own traceback
+    for target, env, done in ((whole, {}, "done."), (cut, {"TINY_SIGNAL": "SIGTERM@2"}, "stopped by SIGTERM")):
+        r = run([*argv, "--out", target], entry="torch.distributed.run", env=env)
+        if done not in r.err:
+            return "torchrun -m alexnet train ...", f"exit {r.rc}: {last_line(r.err)}", False
+    where = saved_at(cut)  # batches of 4: 2 per process
+    r = run([*TORCHRUN, "train", "--resume", cut], entry="torch.distributed.run")
+    if r.rc != 0:
+        return "torchrun -m alexnet train --resume", f"exit {r.rc}: {last_line(r.err)}", False
+    got, held = same_run(whole, cut)
+    return "torchrun -m alexnet train ... (SIGTERM at step 2); --resume", f"saved at {where}; {got}", held
+
+
+@case("train torchrun", "kill -9 of torchrun's process group: no process outlives it", "handled")
+def _(w):
+    run_dir = w.fresh("ddpkill") / "run"
+    argv = [*TORCHRUN, "train", *w.train_args(), "--out", run_dir]
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *map(str, argv)], cwd=ROOT,
+                            env={**ENV, "TINY_SIGNAL": "SIGSTOP@2"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + TIMEOUT
+    while len(stopped := [p for p in descendants(proc.pid) if process_state(p) == "T"]) < 2:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return "torchrun -m alexnet train ...", "the processes never reached their second step", False
+        time.sleep(0.05)
+    below = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    while (alive := [p for p in below if process_state(p) not in ("", "Z")]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in alive:  # what the fault left running
+        os.kill(pid, signal.SIGKILL)
+    got = f"{len(alive)} of {len(below)} processes outlived it" if alive else f"all {len(below)} processes ended"
+    return "kill -KILL -PGID (torchrun -m alexnet train ...)", got, not alive
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (children, their children...), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 # ---------------------------------------------------------------- train: damaged files
 
 

@@ -366,6 +366,31 @@ def alexnet_command(capsys, *args) -> Ran:
     return Ran(status, captured.out, captured.err)
 
 
+# --- processes (Linux's /proc) ----------------------------------------------------------------------
+
+def process_state(pid: int) -> str:
+    """The process's state letter from /proc (R, S, T when stopped, Z a zombie); "" when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (children, their children...), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            pass  # gone meanwhile
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def main(argv: list[str]) -> int:
     """``alexnet ARGV...`` with ``tiny-test`` registered; saves the last TinyNet's weights to TINY_FINAL."""
     from alexnet.cli import main as cli_main

@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from alexnet.atomic import atomic_write_text, save_figure, write_json
+from alexnet.atomic import atomic_write_text, only_writer, save_figure, write_json
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
 
@@ -144,7 +144,7 @@ def run_ablations(args: argparse.Namespace) -> int:
 
     if args.resume:
         raise UserError("--resume: ablations resume on their own; run the same command again")
-    out = Path(args.out or "runs/ablations")
+    out = Path(args.out)
     train_args = argparse.Namespace(**{k: v for k, v in vars(args).items()
                                        if k not in ("experiment", "variants", "drop_layer")})
     train_args.out = str(out / "paper")
@@ -161,4 +161,6 @@ def run_ablations(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"relu-vs-tanh": run_relu_vs_tanh, "lrn": run_lrn, "ablations": run_ablations}[args.experiment](args)
+    args.out = args.out or "runs/ablations"  # ablations take train's --out, which has no default of its own
+    with only_writer(Path(args.out), f"--out {args.out}"):
+        return {"relu-vs-tanh": run_relu_vs_tanh, "lrn": run_lrn, "ablations": run_ablations}[args.experiment](args)

@@ -22,7 +22,7 @@ import torch
 
 from alexnet.analysis import drawing
 from alexnet.analysis.colour import compare_towers, random_kernel_specificity, tower_specificity
-from alexnet.atomic import save_figure, write_json
+from alexnet.atomic import only_writer, save_figure, write_json
 from alexnet.analysis.inputs import CentreInput, centre_batches, centre_crop, sample_indices
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.analysis.runs import read_metrics, resolve_checkpoint
@@ -121,6 +121,11 @@ def class_names(model, dataset) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     checkpoint, run_dir = resolve_checkpoint(args.source)
     out = Path(args.out) if args.out else (run_dir or checkpoint.parent) / "figures"
+    with only_writer(out, f"--out {out}"):
+        return _draw(args, checkpoint, run_dir, out)
+
+
+def _draw(args: argparse.Namespace, checkpoint: Path, run_dir: Path | None, out: Path) -> int:
     model = load_model(checkpoint)
     if args.data:
         from alexnet.data.dataset import PreparedDataset

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.analysis.codes import encode, hamming_search, precision_at_k, train_autoencoder
-from alexnet.atomic import write_json
+from alexnet.atomic import only_writer, write_json
 from alexnet.analysis.inputs import sample_indices
 from alexnet.analysis.neighbours import extract_features, nearest
 from alexnet.classes import check_classes
@@ -90,9 +90,13 @@ def compare(base, base_labels, queries, query_labels, bits=256, hidden=1024, k=1
 
 
 def run(args: argparse.Namespace) -> int:
+    with only_writer(Path(args.out), f"--out {args.out}"):
+        return _run(args, Path(args.out))
+
+
+def _run(args: argparse.Namespace, out: Path) -> int:
     if args.bits < 8 or args.bits % 8:
         raise UserError(f"--bits must be a positive multiple of 8, not {args.bits}")
-    out = Path(args.out)
     if args.source:
         extract_split_features(args, out)
     (base, base_labels), (queries, query_labels) = load_split_features(out)

@@ -8,26 +8,18 @@ wrote.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import shutil
 from pathlib import Path
 
+from alexnet.atomic import holding_lock
 from alexnet.data.dataset import listed_files, prepare_again, read_meta
 from alexnet.errors import UserError
 
 
-@contextlib.contextmanager
 def only_writer(lock_file: Path):
     """Hold an exclusive lock on OUT for this run: two runs writing the same shards would spoil them."""
-    with open(lock_file, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"{lock_file.parent.parent} is being written by another `alexnet prepare`; "
-                            "wait for it to finish") from None
-        yield
+    return holding_lock(lock_file, lock_file.parent.parent)
 
 
 def finished(out: Path, source: str, options: dict) -> bool:

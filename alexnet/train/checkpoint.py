@@ -8,7 +8,8 @@ A checkpoint is a plain dict of tensors and Python values, so it loads with
 dict in the one-device layout; ``arch``, ``options``, ``class_names``; so that
 ``alexnet.load_model`` reads it), then ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (the epoch in
 progress, from 0), ``position`` (training samples done in it), ``rng``, ``config``, and
-``progress`` (the epoch's running sums, so its metrics line comes out the same).
+``progress`` (the epoch's running sums, so its metrics line comes out the same), and in a run of
+several processes ``ranks`` (each process's ``rng`` and running ``sums``: each draws its own dropout).
 A run's ``best.pt`` is a model file only (the first keys, with ``mean``, ``epoch``, ``best_error``
 and ``config``): half the size, since the optimiser's momentum is as large as the weights.
 """
@@ -111,14 +112,20 @@ class Run:
             "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict(),
         }
 
-    def checkpoint(self) -> dict:
-        """last.pt: the model file and everything a resumed run continues from."""
+    def checkpoint(self, ranks: list[dict] | None = None) -> dict:
+        """last.pt: the model file and everything a resumed run continues from; ``ranks``: every
+        process's :meth:`own_state` in a distributed run (the main process's is also at the top)."""
         return self.model_file() | {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "position": self.position, "rng": rng_states(),
             "progress": {"sums": self.totals.sums.cpu(), "seconds": self.seconds},
-        }
+        } | ({"ranks": ranks} if ranks else {})
+
+    def own_state(self) -> dict:
+        """What differs between data-parallel processes: the random states (each draws its own
+        dropout masks) and the epoch's running sums (each counts its own share of the batches)."""
+        return {"rng": rng_states(), "sums": self.totals.sums.cpu()}
 
     def restore(self, ck: dict) -> None:
         """Continue from checkpoint ``ck`` (:func:`read_checkpoint`)."""
@@ -129,9 +136,22 @@ class Run:
         self.schedule.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.position, self.best_error = ck["epoch"], ck["position"], ck["best_error"]
-        self.totals = Totals(ck["progress"]["sums"].to(self.ctx.device))
         self.seconds = ck["progress"]["seconds"]
-        set_rng_states(ck["rng"])
+        mine = _own_state(ck, self.ctx)
+        self.totals = Totals(mine["sums"].to(self.ctx.device))
+        if mine["rng"] is not None:
+            set_rng_states(mine["rng"])
+
+
+def _own_state(ck: dict, ctx: distributed.Context) -> dict:
+    """This process's random states and running sums in ``ck``: its own when the checkpoint was
+    saved by as many processes (then the resumed run is exact); with another number of processes
+    the saved sums are counted once, by the main process, and each keeps its fresh random states."""
+    ranks = ck.get("ranks") or [{"rng": ck["rng"], "sums": ck["progress"]["sums"]}]
+    if len(ranks) == ctx.world:
+        return ranks[ctx.rank]
+    sums = sum(r["sums"] for r in ranks) if ctx.main else torch.zeros_like(ranks[0]["sums"])
+    return {"rng": None, "sums": sums}
 
 
 def make_run_folder(run_dir: Path) -> None:
@@ -147,9 +167,11 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
 
 
 def save(run: Run) -> None:
-    """checkpoints/last.pt, by the main process."""
+    """checkpoints/last.pt, by the main process, with every process's own state: restoring the main
+    process's random states into all of them made a resumed distributed run differ (issue 23)."""
+    ranks = distributed.gather_to_main(run.ctx, run.own_state()) if run.ctx.distributed else None
     if run.ctx.main:
-        save_checkpoint(run.folder / "checkpoints" / "last.pt", run.checkpoint())
+        save_checkpoint(run.folder / "checkpoints" / "last.pt", run.checkpoint(ranks))
 
 
 def save_best(run: Run) -> None:

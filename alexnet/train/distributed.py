@@ -11,7 +11,10 @@ requests) so that they never wait for the GPU.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +53,7 @@ def setup(device_name: str | None, model_parallel: bool = False) -> Context:
     device = pick_device(device_name)
     if world == 1:
         return Context(device=device)
+    die_with_launcher()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank * (2 if model_parallel else 1))
@@ -59,6 +63,23 @@ def setup(device_name: str | None, model_parallel: bool = False) -> Context:
         dist.init_process_group(backend)
     control = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
     return Context(rank=rank, world=world, local_rank=local_rank, device=device, control=control)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_launcher() -> None:
+    """Have the kernel kill this process (SIGKILL) when its launcher dies, on Linux.
+
+    torchrun starts each process in a session of its own (``start_new_session``), so a kill of the
+    launcher's process group misses them, and a launcher killed with SIGKILL cannot stop them: they
+    trained on into the run folder while a resumed run wrote there too (issue 23). A launcher
+    stopped by SIGTERM or Ctrl-C passes SIGTERM on, and the processes save and stop as alone. A
+    launcher that died before this call leaves the process unable to join the group, so it never
+    trains either. Its loader workers exit when it does (PyTorch's workers watch their parent).
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def teardown(ctx: Context) -> None:
@@ -81,6 +102,14 @@ def max_over_ranks(ctx: Context, *values: int) -> list[int]:
     t = torch.tensor(values, dtype=torch.int64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=ctx.control)
     return t.tolist()
+
+
+def gather_to_main(ctx: Context, value) -> list | None:
+    """``value`` of every process, in rank order, on the main process (None elsewhere); over the CPU
+    control group. For small per-process state (random states, running sums) a checkpoint holds."""
+    values = [None] * ctx.world if ctx.main else None
+    dist.gather_object(value, values, dst=0, group=ctx.control)
+    return values
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet import console, speed
-from alexnet.atomic import atomic_write_text, write_error
+from alexnet.atomic import atomic_write_text, only_writer, write_error
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train import distributed
@@ -47,19 +47,23 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> int:
     Process-wide on the CPU, as the command: denormals flushed to zero and freed memory kept for
     reuse (:func:`configure_backends`)."""
     ctx = distributed.setup(config.device, config.model_parallel)
+    # One writer per run folder (issue 23): two runs into one folder mixed their metrics and deleted
+    # each other's temporaries. The main process holds it from before it looks for last.pt.
+    label = f"{'--resume' if resume else '--out'} {config.out}"
     try:
-        run = _start(config, ctx, resume)
-        clock = Clock()
-        with StopRequest() as stop, (MetricsLog(run) if ctx.main else contextlib.nullcontext()) as log:
-            while run.epoch < config.epochs:
-                waiting = DataWait(run.data.train_batches(run.epoch, run.position))
-                status = _train_epoch(run, waiting, stop, clock)
-                if status is not None:
-                    return status
-                _end_epoch(run, waiting, clock, log)
-        if ctx.main:
-            print(what_it_learned(run), file=sys.stderr)
-        return 0
+        with only_writer(Path(config.out), label) if ctx.main else contextlib.nullcontext():
+            run = _start(config, ctx, resume)
+            clock = Clock()
+            with StopRequest() as stop, (MetricsLog(run) if ctx.main else contextlib.nullcontext()) as log:
+                while run.epoch < config.epochs:
+                    waiting = DataWait(run.data.train_batches(run.epoch, run.position))
+                    status = _train_epoch(run, waiting, stop, clock)
+                    if status is not None:
+                        return status
+                    _end_epoch(run, waiting, clock, log)
+            if ctx.main:
+                print(what_it_learned(run), file=sys.stderr)
+            return 0
     finally:
         distributed.teardown(ctx)
 
