@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,23 @@ def test_cifar10_archive_keeps_its_pixels_and_test_batch_is_val(tmp_path):
     assert all(np.array_equal(train[i][0], expected[i]) for i in range(10))
     assert np.array_equal(val[1][0], kit.cifar_pixels(5, 2)[1]) and val[1][1] == 6
     assert not (out / ".partial").exists()  # the extracted archive went with the work folder
+
+
+def test_class_folders_alone_are_an_image_folder_whose_validation_split_is_held_out_and_said(tmp_path, capsys):
+    from alexnet.cli import main
+
+    made = kit.image_folder(tmp_path / "made", per_class=20, val_per_class=0)  # train/<class>/<image> alone
+    shutil.copytree(made / "train", tmp_path / "plain")  # <class>/<image>, as torchvision's ImageFolder takes
+    assert main(["prepare", str(tmp_path / "plain"), str(tmp_path / "out"), "--size", str(SIZE)]) == 0
+    said = capsys.readouterr().out
+    assert "prepared 57 train, 3 val images" in said
+    assert "train: the class folders of SOURCE itself (it has no train/ and val/)" in said
+    assert "val: held out from the training images" in said and "1 in 20 of each class" in said
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert [c["id"] for c in meta["classes"]] == kit.WNIDS
+    assert "held out" in meta["splits"]["val"]["note"]
+    files = lambda out: {name: data for name, data in tree(out).items() if name != "meta.json"}
+    assert files(tmp_path / "out") == files(kit.run_prepare(made, tmp_path / "from-train"))  # the same split
 
 
 def test_wrong_source_names_what_was_expected(tmp_path):
