@@ -59,16 +59,18 @@ class _WritesMarker:
         return (open, (self.marker, "w"))
 
 
-def _cifar_folder(root: Path, protocol: int = pickle.DEFAULT_PROTOCOL, per_batch: int = 2) -> Path:
-    """cifar-10-batches-py/ with the real files' structure, pickled with ``protocol``."""
+def _cifar_folder(root: Path, protocol: int = pickle.DEFAULT_PROTOCOL, per_batch: int = 2,
+                  label_names=kit.CIFAR_NAMES, file_name: str = "img_{b}_{i}.png") -> Path:
+    """cifar-10-batches-py/ with the real files' structure, pickled with ``protocol``; ``file_name``:
+    image ``i`` of batch ``b``'s name."""
     folder = root / "cifar-10-batches-py"
     kit.write(folder / "batches.meta",
-              pickle.dumps({b"label_names": [n.encode() for n in kit.CIFAR_NAMES], b"num_vis": 3072}, protocol))
+              pickle.dumps({b"label_names": [n.encode() for n in label_names], b"num_vis": 3072}, protocol))
     for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
         batch = {b"batch_label": f"batch {b}".encode(),
                  b"data": kit.cifar_pixels(b, per_batch).transpose(0, 3, 1, 2).reshape(per_batch, -1),
                  b"labels": [(b + i) % 10 for i in range(per_batch)],
-                 b"filenames": [f"img_{b}_{i}.png".encode() for i in range(per_batch)]}
+                 b"filenames": [file_name.format(b=b, i=i).encode() for i in range(per_batch)]}
         data = pickle.dumps(batch, protocol)
         if protocol <= 3:  # the real files (numpy 1, protocol 2) name numpy.core, not numpy._core
             data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
@@ -84,6 +86,20 @@ def test_genuine_cifar_batches_still_prepare(tmp_path, protocol):
     expected = np.concatenate([kit.cifar_pixels(b, 2) for b in range(5)])
     assert len(train) == 10 and all(np.array_equal(train[i][0], expected[i]) for i in range(10))
     assert train.labels.tolist() == [(b + i) % 10 for b in range(5) for i in range(2)]
+
+
+def test_cifar_classes_and_file_names_that_clash_once_made_harmless_stay_distinct(tmp_path):
+    import webdataset as wds
+
+    names = [".", "", *kit.CIFAR_NAMES[2:]]  # both would be class _
+    folder = _cifar_folder(tmp_path / "src", label_names=names, file_name="same.png")  # every image: one name
+    out = kit.run_prepare(folder, tmp_path / "out", size=32, encoding="raw")
+    meta = json.loads((out / "meta.json").read_text())
+    assert [c["id"] for c in meta["classes"]] == ["_", "_-2", *kit.CIFAR_NAMES[2:]]
+    for split, count in (("train", 10), ("val", 2)):
+        samples = list(wds.WebDataset([str(out / s) for s in meta["splits"][split]["shards"]], shardshuffle=False))
+        assert [s["__key__"] for s in samples] == ["same"] + [f"same-{n}" for n in range(2, count + 1)]
+        assert [s["npy"] for s in samples] == [PreparedDataset(out, split).read(i)[0] for i in range(count)]
 
 
 @pytest.mark.parametrize("name", ["batches.meta", "data_batch_3"])

@@ -289,6 +289,21 @@ def test_webdataset_library_reads_the_shards(tmp_path):
         assert int(sample["cls"]) == ds.read(i)[1] == ds.labels[i]
 
 
+def test_keys_are_unique_in_a_split_so_the_webdataset_library_reads_every_sample(tmp_path):
+    import webdataset as wds
+
+    source = kit.image_folder(tmp_path / "src", per_class=1, val_per_class=0)
+    for name in ["dup.JPEG", "dup.png", "x.y.JPEG", "x_y.JPEG", "dup-2.JPEG"]:  # dup and x_y twice each
+        kit.write(source / "train" / kit.WNIDS[0] / name, kit.jpeg(0))
+    out = kit.run_prepare(source, tmp_path / "out")
+    shards = [str(out / s) for s in json.loads((out / "meta.json").read_text())["splits"]["train"]["shards"]]
+    samples = list(wds.WebDataset(shards, shardshuffle=False))
+    ds = PreparedDataset(out, "train")
+    assert len(samples) == len(ds) == 8 and all(sample["jpg"] == ds.read(i)[0] for i, sample in enumerate(samples))
+    assert [s["__key__"].split("/")[1] for s in samples[:6]] == [  # in file order; a repeat takes a free -N
+        "dup-2", "dup", "dup-3", f"{kit.WNIDS[0]}_0", "x_y", "x_y-2"]
+
+
 def test_random_access_by_index_equals_sequential_tar_reading(tmp_path):
     out = kit.run_prepare(_noisy_folder(tmp_path / "src", 11), tmp_path / "out", shard_size=3)
     sequential = []

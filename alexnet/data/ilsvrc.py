@@ -139,7 +139,7 @@ def ilsvrc_source(path: Path) -> Source:
         raise UserError(f"SOURCE {path} looks like ILSVRC-2012 but lacks " + "; ".join(missing))
     ids = sorted(per_class)  # sorted wnids: the standard class index
     index = {wnid: i for i, wnid in enumerate(ids)}
-    source = Source("ilsvrc2012", path, class_names([safe_component(i) for i in ids]))
+    source = Source("ilsvrc2012", path, class_names(ids))
     source.splits["train"] = [(k, index[w], loc, shown) for w in ids for k, w, loc, shown in per_class[w]]
     source.splits["val"] = [
         (make_key(name), index.get(labels.get(make_key(name), ""), -1), loc, shown) for name, loc, shown in val

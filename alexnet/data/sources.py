@@ -42,8 +42,8 @@ from alexnet.data.cifar10 import cifar10_source, cifar_pixels
 from alexnet.data.ilsvrc import (DEVKIT_DIR, DEVKIT_TAR, KAGGLE_CSV, KAGGLE_DIR, MARKERS, TRAIN_TAR, VAL_TAR,
                                  ilsvrc_source)
 from alexnet.data.images import BadImage
-from alexnet.data.source_files import (Source, class_files, class_names, file_locator, read_regular,
-                                       safe_component, subdirs, too_large)
+from alexnet.data.source_files import (Source, class_files, class_names, distinct, file_locator, read_regular,
+                                       subdirs, too_large)
 from alexnet.errors import UserError
 
 LAYOUT_PARTS = ("train", "val", DEVKIT_DIR, KAGGLE_DIR.parts[0])  # top folders a layout is made of
@@ -81,8 +81,16 @@ def read_item(locator: tuple, max_bytes: int) -> bytes | np.ndarray:
 
 
 def open_source(path: Path, scratch: Path) -> Source:
-    """The Source that ``path`` holds; archives are extracted under ``scratch`` first."""
-    path = Path(path)
+    """The Source that ``path`` holds, each sample's key unique in its split (:func:`distinct`);
+    archives are extracted under ``scratch`` first."""
+    source = _find_source(Path(path), scratch)
+    for split, items in source.splits.items():
+        keys = distinct([item[0] for item in items])
+        source.splits[split] = [(key, *item[1:]) for key, item in zip(keys, items)]
+    return source
+
+
+def _find_source(path: Path, scratch: Path) -> Source:
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         path = extract_archive(path, scratch / "source")
     if not path.is_dir():
@@ -150,7 +158,7 @@ def _image_folder(path: Path) -> Source:
     if not ids:
         raise UserError(f"SOURCE {path}/train holds no class folders; {EXPECTED}")
     index = {c: i for i, c in enumerate(ids)}
-    source = Source("image-folder", path, class_names([safe_component(i) for i in ids]))
+    source = Source("image-folder", path, class_names(ids))
     source.splits["train"] = _folder_items(path / "train", index)
     if (path / "val").is_dir():
         source.splits["val"] = _folder_items(path / "val", index)
@@ -160,7 +168,7 @@ def _image_folder(path: Path) -> Source:
 def _class_folders(path: Path, ids: list[str]) -> Source:
     """``SOURCE/<class>/<image>`` (torchvision's ImageFolder): all training images; prepare holds
     out the validation split."""
-    source = Source("image-folder", path, class_names([safe_component(i) for i in ids]))
+    source = Source("image-folder", path, class_names(ids))
     source.splits["train"] = _folder_items(path, {c: i for i, c in enumerate(ids)})
     source.notes["train"] = "the class folders of SOURCE itself (it has no train/ and val/)"
     return source
