@@ -216,6 +216,61 @@ def test_two_ilsvrc_members_that_make_one_class_are_an_error(tmp_path):
         kit.run_prepare(root, tmp_path / "out")
 
 
+GROUND_TRUTH, META_MAT = "data/ILSVRC2012_validation_ground_truth.txt", "data/meta.mat"
+DEVKIT_FAULTS = {  # what a devkit file holds -> the error after "<devkit>: <file>"
+    "garbage meta.mat": (META_MAT, b"garbage" * 40, "not the devkit's meta.mat ("),
+    "empty meta.mat": (META_MAT, b"", "not the devkit's meta.mat ("),
+    "a label that is no number": (GROUND_TRUTH, b"2\nx2\n", "the label of ILSVRC2012_val_00000002 is 'x2', not "
+                                  "one of the 3 ILSVRC2012_IDs of data/meta.mat"),
+    "an unknown ID": (GROUND_TRUTH, b"2\n1001\n", "the label of ILSVRC2012_val_00000002 is '1001', not one of "
+                      "the 3 ILSVRC2012_IDs of data/meta.mat"),  # 1001: meta.mat's synset that is no leaf
+}
+
+
+@pytest.mark.parametrize("layout, devkit", [("ilsvrc_tars", "ILSVRC2012_devkit_t12.tar.gz"),
+                                            ("ilsvrc_extracted", "ILSVRC2012_devkit_t12")])
+@pytest.mark.parametrize("fault", DEVKIT_FAULTS)
+def test_a_damaged_devkit_is_one_line_naming_the_file_and_what_is_wrong(tmp_path, capsys, layout, devkit, fault):
+    root = getattr(kit, layout)(tmp_path / "src", per_class=1, n_val=2)
+    name, data, said = DEVKIT_FAULTS[fault]
+    files = {**kit.devkit_files(2), f"ILSVRC2012_devkit_t12/{name}": data}
+    if layout == "ilsvrc_tars":
+        kit.write(root / devkit, kit._tar_bytes(files, mode="w:gz"))
+    else:
+        kit.write(root / "ILSVRC2012_devkit_t12" / name, data)
+    assert main(["prepare", str(root), str(tmp_path / "out"), "--size", str(kit.SOLID_SIZE)]) == 2
+    assert _error_line(capsys).startswith(f"alexnet prepare: error: {root / devkit}: {name}: {said}")
+
+
+def test_a_devkit_archive_member_over_the_bound_is_refused_without_being_read(tmp_path, capsys):
+    import tracemalloc
+
+    from alexnet.data.ilsvrc import DEVKIT_MAX_BYTES
+
+    root = kit.ilsvrc_tars(tmp_path / "src", per_class=1, n_val=2)
+    files = {**kit.devkit_files(2), f"ILSVRC2012_devkit_t12/{GROUND_TRUTH}": bytes(DEVKIT_MAX_BYTES + 1)}
+    kit.write(root / "ILSVRC2012_devkit_t12.tar.gz", kit._tar_bytes(files, mode="w:gz"))  # 64 kB compressed
+    del files
+    tracemalloc.start()
+    try:
+        status = main(["prepare", str(root), str(tmp_path / "out"), "--size", str(kit.SOLID_SIZE)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 2 and peak < DEVKIT_MAX_BYTES // 4
+    assert _error_line(capsys) == (
+        f"alexnet prepare: error: SOURCE {root / 'ILSVRC2012_devkit_t12.tar.gz'}: {GROUND_TRUTH} is too large: "
+        f"{DEVKIT_MAX_BYTES + 1} bytes, above the limit of {DEVKIT_MAX_BYTES}; not read")
+
+
+def test_a_kaggle_solution_file_without_its_columns_is_one_line_naming_it(tmp_path, capsys):
+    root = kit.kaggle(tmp_path / "src", per_class=1, n_val=2)
+    kit.write(root / "LOC_val_solution.csv", b"ImageId,Boxes\nILSVRC2012_val_00000001,n01440764 1 2 3 4\n")
+    assert main(["prepare", str(root), str(tmp_path / "out"), "--size", str(kit.SOLID_SIZE)]) == 2
+    assert _error_line(capsys) == (f"alexnet prepare: error: SOURCE {root / 'LOC_val_solution.csv'}: line 2 is not "
+                                   "ImageId,PredictionString with a wnid first")
+
+
 # ---------------------------------------------------------------- memory
 
 
