@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.data import cifar_pickle
-from alexnet.data.images import BadImage
-from alexnet.data.source_files import Source, class_ids, make_key, read_regular
+from alexnet.data.source_files import Source, class_ids, make_key, read_source_file
 from alexnet.errors import UserError
 
 CIFAR_MAX_BYTES = 2**27  # a CIFAR-10 batch file is 31 MB; a larger one is not loaded into memory
@@ -36,10 +35,7 @@ def cifar10_source(folder: Path) -> Source:
 
 
 def _cifar_bytes(path: Path) -> bytes:
-    try:
-        return read_regular(path, CIFAR_MAX_BYTES)
-    except BadImage as err:
-        raise UserError(f"{path}: {err}") from None
+    return read_source_file(path, CIFAR_MAX_BYTES)
 
 
 @functools.lru_cache(maxsize=2)

@@ -14,9 +14,8 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from alexnet.data.images import BadImage
 from alexnet.data.source_files import (Source, class_files, class_names, file_locator, files_under, make_key,
-                                       read_regular, safe_component, subdirs, too_large)
+                                       read_source_file, safe_component, subdirs, too_large)
 from alexnet.errors import UserError
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -91,7 +90,7 @@ def _devkit_labels(path: Path) -> dict[str, str] | None:
         truth, meta = _devkit_members(devkit)
     elif (path / DEVKIT_DIR).is_dir():
         devkit = path / DEVKIT_DIR
-        truth, meta = (_devkit_file(devkit / name) for name in (GROUND_TRUTH, META_MAT))
+        truth, meta = (read_source_file(devkit / name, DEVKIT_MAX_BYTES) for name in (GROUND_TRUTH, META_MAT))
     else:
         return None
     id_to_wnid = _meta_mat_wnids(meta, f"{devkit}: {META_MAT}")
@@ -108,15 +107,6 @@ def _devkit_labels(path: Path) -> dict[str, str] | None:
                             f"{field[:20].decode(errors='replace')!r}, not one of the {len(id_to_wnid)} "
                             f"ILSVRC2012_IDs of {META_MAT}") from None
     return labels
-
-
-def _devkit_file(path: Path) -> bytes:
-    try:
-        return read_regular(path, DEVKIT_MAX_BYTES)
-    except BadImage as err:
-        raise UserError(f"SOURCE {path}: {err}") from None
-    except OSError as err:
-        raise UserError(f"SOURCE {path}: {err.strerror}") from None
 
 
 def _devkit_members(devkit: Path) -> tuple[bytes, bytes]:
@@ -154,7 +144,7 @@ def _kaggle_labels(path: Path) -> dict[str, str] | None:
     """Validation image stem -> wnid from Kaggle's LOC_val_solution.csv (first box's wnid)."""
     if not (path / KAGGLE_CSV).is_file():
         return None
-    rows = csv.DictReader(io.StringIO(_devkit_file(path / KAGGLE_CSV).decode(errors="replace")))
+    rows = csv.DictReader(io.StringIO(read_source_file(path / KAGGLE_CSV, DEVKIT_MAX_BYTES).decode(errors="replace")))
     try:
         return {row["ImageId"]: row["PredictionString"].split()[0] for row in rows}
     except (KeyError, IndexError, AttributeError, csv.Error):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from alexnet.classes import imagenet_classes
 from alexnet.data.images import BadImage
+from alexnet.errors import UserError
 
 
 @dataclass
@@ -46,6 +47,17 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise BadImage(too_large(len(data), max_bytes))
     return data
+
+
+def read_source_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a file a source is described by (labels, class names, CIFAR-10's batches):
+    :func:`read_regular`, but what is wrong is one line naming the file."""
+    try:
+        return read_regular(path, max_bytes)
+    except BadImage as err:
+        raise UserError(f"{path}: {err}") from None
+    except OSError as err:
+        raise UserError(f"{path}: {err.strerror}") from None
 
 
 def too_large(size: int, max_bytes: int) -> str:
