@@ -242,25 +242,52 @@ def test_a_damaged_devkit_is_one_line_naming_the_file_and_what_is_wrong(tmp_path
     assert _error_line(capsys).startswith(f"alexnet prepare: error: {root / devkit}: {name}: {said}")
 
 
-def test_a_devkit_archive_member_over_the_bound_is_refused_without_being_read(tmp_path, capsys):
+def _prepare_traced(source: Path, out: Path) -> tuple[int, int]:
+    """`alexnet prepare SOURCE OUT`'s exit status and the peak of the memory Python allocated meanwhile."""
     import tracemalloc
 
+    tracemalloc.start()
+    try:
+        status = main(["prepare", str(source), str(out), "--size", str(kit.SOLID_SIZE)])
+        return status, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_devkit_archive_member_over_the_bound_is_refused_without_being_read(tmp_path, capsys):
     from alexnet.data.ilsvrc import DEVKIT_MAX_BYTES
 
     root = kit.ilsvrc_tars(tmp_path / "src", per_class=1, n_val=2)
     files = {**kit.devkit_files(2), f"ILSVRC2012_devkit_t12/{GROUND_TRUTH}": bytes(DEVKIT_MAX_BYTES + 1)}
     kit.write(root / "ILSVRC2012_devkit_t12.tar.gz", kit._tar_bytes(files, mode="w:gz"))  # 64 kB compressed
     del files
-    tracemalloc.start()
-    try:
-        status = main(["prepare", str(root), str(tmp_path / "out"), "--size", str(kit.SOLID_SIZE)])
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    status, peak = _prepare_traced(root, tmp_path / "out")
     assert status == 2 and peak < DEVKIT_MAX_BYTES // 4
     assert _error_line(capsys) == (
         f"alexnet prepare: error: SOURCE {root / 'ILSVRC2012_devkit_t12.tar.gz'}: {GROUND_TRUTH} is too large: "
         f"{DEVKIT_MAX_BYTES + 1} bytes, above the limit of {DEVKIT_MAX_BYTES}; not read")
+
+
+def _huge_meta_mat(how: str) -> bytes:
+    data = bytearray(kit.meta_mat())
+    if how == "declares 10^8 synsets":
+        at = data.find(struct.pack("<II", 5, 8), 128)  # the dims of the synsets: 1 x 4
+        data[at + 8:at + 16] = struct.pack("<ii", 10**8, 1)
+        return bytes(data)
+    deflated = zlib.compress(bytes(2**26 + 1))  # a variable of 64 MiB + 1 in 65 kB
+    return bytes(data[:128]) + struct.pack("<II", 15, len(deflated)) + deflated
+
+
+@pytest.mark.parametrize("how, said", [
+    ("declares 10^8 synsets", "its arrays declare 100000104 elements, above the limit of 16777216"),
+    ("inflates past the bound", "its variables inflate past 67108864 bytes")])
+def test_a_meta_mat_that_would_cost_gigabytes_is_refused_before_it_is_read(tmp_path, capsys, how, said):
+    root = kit.ilsvrc_extracted(tmp_path / "src", per_class=1, n_val=2)
+    kit.write(root / "ILSVRC2012_devkit_t12" / META_MAT, _huge_meta_mat(how))
+    status, peak = _prepare_traced(root, tmp_path / "out")
+    assert status == 2 and peak < 3 * 2**26  # the inflated bytes at most; scipy would build 3.2 GB for the first
+    assert _error_line(capsys) == (f"alexnet prepare: error: {root / 'ILSVRC2012_devkit_t12'}: {META_MAT}: not the "
+                                   f"devkit's meta.mat ({said}); not read")
 
 
 def test_a_kaggle_solution_file_without_its_columns_is_one_line_naming_it(tmp_path, capsys):

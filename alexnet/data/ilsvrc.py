@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
+import struct
 import tarfile
 import zlib
 from pathlib import Path
@@ -27,6 +30,7 @@ KAGGLE_DIR = Path("ILSVRC", "Data", "CLS-LOC")
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
 META_MAT = "data/meta.mat"
 DEVKIT_MAX_BYTES = 2**26  # the devkit's files are at most 2 MB
+MAT_MAX_ELEMENTS = 2**24  # the real meta.mat's arrays hold under 10^6 elements in all
 MAX_VAL_LABELS = 10**6  # labels in the ground truth: 50,000 (each costs about 150 bytes in memory)
 MARKERS = (TRAIN_TAR, VAL_TAR, DEVKIT_TAR, DEVKIT_DIR, KAGGLE_CSV, KAGGLE_DIR)  # any of them: ILSVRC-2012
 
@@ -131,6 +135,10 @@ def _meta_mat_wnids(data: bytes, shown: str) -> dict[int, str]:
     from scipy.io import loadmat
 
     try:
+        _check_mat_sizes(data)
+    except ValueError as err:
+        raise UserError(f"{shown}: not the devkit's meta.mat ({err}); not read") from None
+    try:
         synsets = loadmat(io.BytesIO(data), squeeze_me=True)["synsets"]
         wnids = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
     except Exception as err:  # scipy and a damaged file fail in any way a parser can
@@ -138,6 +146,42 @@ def _meta_mat_wnids(data: bytes, shown: str) -> dict[int, str]:
     if not wnids:
         raise UserError(f"{shown}: not the devkit's meta.mat (no leaf synsets)")
     return wnids
+
+
+def _check_mat_sizes(data: bytes) -> None:
+    """ValueError unless ``data`` is a MATLAB 5 file whose arrays declare at most MAT_MAX_ELEMENTS
+    elements in all, counted from their headers, its compressed variables inflating to at most
+    DEVKIT_MAX_BYTES in all.
+
+    scipy makes an array of the declared size before it reads what fills it: a meta.mat of 300 bytes
+    that declares 10^8 synsets would cost gigabytes.
+    """
+    if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
+        raise ValueError("not a MATLAB 5 file")
+    order = "<" if data[126:128] == b"IM" else ">"
+    # Every array starts with its flags (miUINT32, 8 bytes), then its dims (miINT32).
+    flags, dims_tag = struct.pack(f"{order}II", 6, 8), struct.pack(f"{order}I", 5)
+    array_flags = re.compile(re.escape(flags) + b".{8}" + re.escape(dims_tag), re.DOTALL)
+    declared, position, budget = 0, 128, DEVKIT_MAX_BYTES
+    while position + 8 <= len(data):
+        kind, size = struct.unpack_from(f"{order}II", data, position)
+        body = data[position + 8:position + 8 + size]
+        if kind == 15:  # miCOMPRESSED: one variable, deflated
+            inflate = zlib.decompressobj()
+            try:
+                body = inflate.decompress(body, budget)
+            except zlib.error as err:
+                raise ValueError(f"a compressed variable is damaged: {err}") from None
+            if inflate.unconsumed_tail:
+                raise ValueError(f"its variables inflate past {DEVKIT_MAX_BYTES} bytes")
+            budget -= len(body)
+        for found in array_flags.finditer(body):
+            (length,) = struct.unpack_from(f"{order}I", body, found.end())
+            dims = struct.unpack_from(f"{order}{min(length // 4, 32)}i", body, found.end() + 4)
+            declared += math.prod(max(d, 0) for d in dims)
+        position += 8 + size + (0 if kind == 15 else -size % 8)
+    if declared > MAT_MAX_ELEMENTS:
+        raise ValueError(f"its arrays declare {declared} elements, above the limit of {MAT_MAX_ELEMENTS}")
 
 
 def _kaggle_labels(path: Path) -> dict[str, str] | None:

@@ -42,8 +42,11 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
     check(os.stat(path))
     # O_NONBLOCK: if it was swapped for a FIFO since, the open does not wait for a writer.
     with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-        check(os.fstat(f.fileno()))
-        data = f.read(max_bytes + 1)
+        info = os.fstat(f.fileno())
+        check(info)
+        data = f.read(info.st_size + 1)  # read(n) sets n bytes aside first: not max_bytes for every image
+        if len(data) > info.st_size:  # it grew since: read on, within the bound
+            data += f.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
         raise BadImage(too_large(len(data), max_bytes))
     return data
