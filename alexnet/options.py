@@ -65,7 +65,7 @@ def predict(parser: argparse.ArgumentParser) -> None:
 def prepare(parser: argparse.ArgumentParser) -> None:
     parser.usage = "%(prog)s SOURCE OUT [options]\n       %(prog)s --verify OUT"
     parser.add_argument("source", metavar="SOURCE", nargs="?",
-                        help="an image folder (train/<class>/..., val/<class>/...), the folder holding "
+                        help="an image folder (train/<class>/..., val/<class>/..., or <class>/... alone), the folder holding "
                         "the ILSVRC-2012 tars and devkit (or their extracted forms, or Kaggle's layout), "
                         "a .tar.gz of one of these, or a name: imagenette, cifar10 (downloaded)")
     parser.add_argument("out", metavar="OUT", nargs="?", help="folder to write the prepared dataset to")
@@ -81,7 +81,7 @@ def prepare(parser: argparse.ArgumentParser) -> None:
                         help="how images are stored: jpeg (default) or raw uint8 arrays (.npy)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default: 90)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default: all cores)")
+                        help="worker processes (default: one per core; 0: prepare in this process)")
     parser.add_argument("--shard-size", type=int, default=SHARD_SIZE,
                         help=f"images per shard (default: {SHARD_SIZE})")
     parser.add_argument("--stats-sample", type=int, default=None, metavar="N",

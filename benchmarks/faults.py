@@ -432,12 +432,18 @@ def _(w):
     archive = d / "train-only.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(src / "train", arcname="train")
-    argv = ["prepare", archive, d / "out", "--size", 16, "--workers", 1]
-    got, held = exited(run(argv))
+    return held_out(archive, d / "out")
+
+
+def held_out(source: Path, out: Path) -> tuple[str, str, bool]:
+    """Prepare 20 training images of each class alone: 1 in 20 held out for val, and said."""
+    argv = ["prepare", source, out, "--size", 16, "--workers", 1]
+    r = run(argv)
+    got, held = exited(r)
     if held:
-        splits = json.loads((d / "out" / "meta.json").read_text())["splits"]
-        held = splits["val"]["samples"] > 0 and splits["train"]["samples"] + splits["val"]["samples"] == 60
-        got += f", {splits['train']['samples']} train + {splits['val']['samples']} held out for val"
+        splits = json.loads((out / "meta.json").read_text())["splits"]
+        held = splits["train"]["samples"] == 57 and splits["val"]["samples"] == 3 and "held out" in r.out
+        got += f", {splits['train']['samples']} train + {splits['val']['samples']} held out for val, said"
     return show(argv), got, held
 
 
@@ -466,6 +472,99 @@ def _(w):
         held = tree(out) == tree(d / "whole")
         got += f" after a kill at {shards} of 60 shards; " + ("all files identical" if held else "FILES DIFFER")
     return "kill -9 " + show(argv(out)) + "; rerun", got, held
+
+
+@case("prepare", "a worker killed part-way ends the run with one line; the rerun = uninterrupted", "survived")
+def _(w):
+    d = w.fresh("workerdies")
+    src = image_folder(d / "src", train=8, val=1)
+    write(src / "train" / "cat" / "die.jpg", jpeg(9, 2))
+    # Every Python started with this on its path kills itself as it opens die.jpg: only a worker does.
+    write(d / "hook" / "sitecustomize.py", b"import os, signal, sys\n"
+          b"sys.addaudithook(lambda event, args: event == 'open' and str(args[0]).endswith('die.jpg')"
+          b" and os.kill(os.getpid(), signal.SIGKILL))\n")
+    argv = lambda out: ["prepare", src, out, "--size", SIZE, "--workers", 2, "--shard-size", 4]  # noqa: E731
+    got, held = refused(run(argv(d / "out"), env={"PYTHONPATH": f"{d / 'hook'}{os.pathsep}{ROOT}"}), "prepare",
+                        "worker process was killed by SIGKILL", "run the same command again")
+    if held:
+        again, whole = run(argv(d / "out")), run(argv(d / "whole"))
+        held = again.rc == whole.rc == 0 and tree(d / "out") == tree(d / "whole")
+        got += "; rerun: " + ("all files identical to an uninterrupted run" if held else last_line(again.err))
+    return "kill -9 of a worker: " + show(argv(d / "out")) + "; rerun", got, held
+
+
+@case("prepare", "run from the folder holding the clone (a folder named alexnet there)", "handled")
+def _(w):
+    d = w.fresh("parent")
+    (d / "work").mkdir()
+    (d / "work" / "alexnet").symlink_to(ROOT)  # a namespace package `alexnet` for whatever starts there
+    launcher = write(d / "bin" / "alexnet", f"import sys\nsys.path.insert(1, {str(ROOT)!r})\n"
+                     "from alexnet.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n".encode())
+    argv = ["prepare", w.src, d / "out", "--size", SIZE, "--workers", 2]
+    env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}  # as an installed `alexnet` command runs
+    try:
+        done = subprocess.run([sys.executable, launcher, *map(str, argv)], cwd=d / "work", env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        got, held = exited(Run(done.returncode, done.stdout, done.stderr))
+    except subprocess.TimeoutExpired:
+        got, held = f"hung (killed after {TIMEOUT} s)", False
+    return "cd folder-holding-the-clone; " + show(argv), got, held
+
+
+@case("prepare", "--workers -2", "refused")
+def _(w):
+    d = w.fresh("workers")
+    return prepare_refused(w, w.src, d / "out", "--workers", -2, needles=("--workers -2",))
+
+
+@case("prepare", "SOURCE/<class>/<image> alone: a validation split held out", "handled")
+def _(w):
+    d = w.fresh("classesonly")
+    return held_out(image_folder(d / "folder", train=20, val=0, splits=("train",)) / "train", d / "out")
+
+
+@case("prepare", "dup.jpg, dup.png, x.y.jpg, x_y.jpg in a class: webdataset reads every sample", "handled")
+def _(w):
+    import webdataset as wds
+
+    d = w.fresh("keys")
+    src = image_folder(d / "src", train=1, val=1)
+    for name in ("dup.jpg", "dup.png", "x.y.jpg", "x_y.jpg"):
+        write(src / "train" / "ant" / name, jpeg(len(name), 0))
+    argv = ["prepare", src, d / "out", "--size", 16, "--workers", 1]
+    got, held = exited(run(argv))
+    if held:
+        shards = sorted(str(p) for p in (d / "out" / "train").glob("shard-*.tar"))
+        try:
+            keys = [sample["__key__"] for sample in wds.WebDataset(shards, shardshuffle=False)]
+            held = len(keys) == len(set(keys)) == 7
+            got += f", webdataset reads {len(keys)} samples, {len(set(keys))} keys"
+        except ValueError as err:
+            held, got = False, got + f", webdataset: {err}"
+    return show(argv), got, held
+
+
+def devkit(d: Path, **files: bytes) -> Path:
+    """The ILSVRC-2012 files (tests/kit.py's), the devkit's members replaced by ``files`` (truth, meta)."""
+    from tests import kit
+
+    src = kit.ilsvrc_tars(d / "src", per_class=1, n_val=2)
+    names = {"truth": "data/ILSVRC2012_validation_ground_truth.txt", "meta": "data/meta.mat"}
+    members = {**kit.devkit_files(2), **{f"ILSVRC2012_devkit_t12/{names[k]}": v for k, v in files.items()}}
+    write(src / "ILSVRC2012_devkit_t12.tar.gz", kit._tar_bytes(members, mode="w:gz"))
+    return src
+
+
+for _title, _files, _needle in (
+        ("garbage meta.mat", {"meta": b"garbage" * 40}, "data/meta.mat: not the devkit's meta.mat"),
+        ("empty meta.mat", {"meta": b""}, "data/meta.mat: not the devkit's meta.mat"),
+        ("a ground-truth label that is no number", {"truth": b"2\nx\n"}, "ILSVRC2012_val_00000002 is 'x'"),
+        ("a ground-truth ID meta.mat lacks", {"truth": b"2\n7\n"}, "ILSVRC2012_val_00000002 is '7'"),
+        ("a 64 MiB + 1 ground truth (65 kB compressed)", {"truth": bytes(2**26 + 1)}, "too large")):
+    @case("prepare", f"ILSVRC devkit .tar.gz with {_title}", "refused")
+    def _(w, files=_files, needle=_needle):
+        d = w.fresh("devkit")
+        return prepare_refused(w, devkit(d, **files), d / "out", needles=("ILSVRC2012_devkit_t12.tar.gz", needle))
 
 
 @case("prepare", "--verify on an intact dataset", "handled")

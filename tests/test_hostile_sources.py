@@ -59,16 +59,18 @@ class _WritesMarker:
         return (open, (self.marker, "w"))
 
 
-def _cifar_folder(root: Path, protocol: int = pickle.DEFAULT_PROTOCOL, per_batch: int = 2) -> Path:
-    """cifar-10-batches-py/ with the real files' structure, pickled with ``protocol``."""
+def _cifar_folder(root: Path, protocol: int = pickle.DEFAULT_PROTOCOL, per_batch: int = 2,
+                  label_names=kit.CIFAR_NAMES, file_name: str = "img_{b}_{i}.png") -> Path:
+    """cifar-10-batches-py/ with the real files' structure, pickled with ``protocol``; ``file_name``:
+    image ``i`` of batch ``b``'s name."""
     folder = root / "cifar-10-batches-py"
     kit.write(folder / "batches.meta",
-              pickle.dumps({b"label_names": [n.encode() for n in kit.CIFAR_NAMES], b"num_vis": 3072}, protocol))
+              pickle.dumps({b"label_names": [n.encode() for n in label_names], b"num_vis": 3072}, protocol))
     for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
         batch = {b"batch_label": f"batch {b}".encode(),
                  b"data": kit.cifar_pixels(b, per_batch).transpose(0, 3, 1, 2).reshape(per_batch, -1),
                  b"labels": [(b + i) % 10 for i in range(per_batch)],
-                 b"filenames": [f"img_{b}_{i}.png".encode() for i in range(per_batch)]}
+                 b"filenames": [file_name.format(b=b, i=i).encode() for i in range(per_batch)]}
         data = pickle.dumps(batch, protocol)
         if protocol <= 3:  # the real files (numpy 1, protocol 2) name numpy.core, not numpy._core
             data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
@@ -84,6 +86,20 @@ def test_genuine_cifar_batches_still_prepare(tmp_path, protocol):
     expected = np.concatenate([kit.cifar_pixels(b, 2) for b in range(5)])
     assert len(train) == 10 and all(np.array_equal(train[i][0], expected[i]) for i in range(10))
     assert train.labels.tolist() == [(b + i) % 10 for b in range(5) for i in range(2)]
+
+
+def test_cifar_classes_and_file_names_that_clash_once_made_harmless_stay_distinct(tmp_path):
+    import webdataset as wds
+
+    names = [".", "", *kit.CIFAR_NAMES[2:]]  # both would be class _
+    folder = _cifar_folder(tmp_path / "src", label_names=names, file_name="same.png")  # every image: one name
+    out = kit.run_prepare(folder, tmp_path / "out", size=32, encoding="raw")
+    meta = json.loads((out / "meta.json").read_text())
+    assert [c["id"] for c in meta["classes"]] == ["_", "_-2", *kit.CIFAR_NAMES[2:]]
+    for split, count in (("train", 10), ("val", 2)):
+        samples = list(wds.WebDataset([str(out / s) for s in meta["splits"][split]["shards"]], shardshuffle=False))
+        assert [s["__key__"] for s in samples] == ["same"] + [f"same-{n}" for n in range(2, count + 1)]
+        assert [s["npy"] for s in samples] == [PreparedDataset(out, split).read(i)[0] for i in range(count)]
 
 
 @pytest.mark.parametrize("name", ["batches.meta", "data_batch_3"])
@@ -198,6 +214,88 @@ def test_two_ilsvrc_members_that_make_one_class_are_an_error(tmp_path):
     kit.write(root / "ILSVRC2012_img_train.tar", kit._tar_bytes({"a/...tar": inner, "b/...tar": inner}))
     with pytest.raises(UserError, match=r"two members make the class __ \(the second: b/...tar\)"):
         kit.run_prepare(root, tmp_path / "out")
+
+
+GROUND_TRUTH, META_MAT = "data/ILSVRC2012_validation_ground_truth.txt", "data/meta.mat"
+DEVKIT_FAULTS = {  # what a devkit file holds -> the error after "<devkit>: <file>"
+    "garbage meta.mat": (META_MAT, b"garbage" * 40, "not the devkit's meta.mat ("),
+    "empty meta.mat": (META_MAT, b"", "not the devkit's meta.mat ("),
+    "a label that is no number": (GROUND_TRUTH, b"2\nx2\n", "the label of ILSVRC2012_val_00000002 is 'x2', not "
+                                  "one of the 3 ILSVRC2012_IDs of data/meta.mat"),
+    "an unknown ID": (GROUND_TRUTH, b"2\n1001\n", "the label of ILSVRC2012_val_00000002 is '1001', not one of "
+                      "the 3 ILSVRC2012_IDs of data/meta.mat"),  # 1001: meta.mat's synset that is no leaf
+}
+
+
+@pytest.mark.parametrize("layout, devkit", [("ilsvrc_tars", "ILSVRC2012_devkit_t12.tar.gz"),
+                                            ("ilsvrc_extracted", "ILSVRC2012_devkit_t12")])
+@pytest.mark.parametrize("fault", DEVKIT_FAULTS)
+def test_a_damaged_devkit_is_one_line_naming_the_file_and_what_is_wrong(tmp_path, capsys, layout, devkit, fault):
+    root = getattr(kit, layout)(tmp_path / "src", per_class=1, n_val=2)
+    name, data, said = DEVKIT_FAULTS[fault]
+    files = {**kit.devkit_files(2), f"ILSVRC2012_devkit_t12/{name}": data}
+    if layout == "ilsvrc_tars":
+        kit.write(root / devkit, kit._tar_bytes(files, mode="w:gz"))
+    else:
+        kit.write(root / "ILSVRC2012_devkit_t12" / name, data)
+    assert main(["prepare", str(root), str(tmp_path / "out"), "--size", str(kit.SOLID_SIZE)]) == 2
+    assert _error_line(capsys).startswith(f"alexnet prepare: error: {root / devkit}: {name}: {said}")
+
+
+def _prepare_traced(source: Path, out: Path) -> tuple[int, int]:
+    """`alexnet prepare SOURCE OUT`'s exit status and the peak of the memory Python allocated meanwhile."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        status = main(["prepare", str(source), str(out), "--size", str(kit.SOLID_SIZE)])
+        return status, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_devkit_archive_member_over_the_bound_is_refused_without_being_read(tmp_path, capsys):
+    from alexnet.data.ilsvrc import DEVKIT_MAX_BYTES
+
+    root = kit.ilsvrc_tars(tmp_path / "src", per_class=1, n_val=2)
+    files = {**kit.devkit_files(2), f"ILSVRC2012_devkit_t12/{GROUND_TRUTH}": bytes(DEVKIT_MAX_BYTES + 1)}
+    kit.write(root / "ILSVRC2012_devkit_t12.tar.gz", kit._tar_bytes(files, mode="w:gz"))  # 64 kB compressed
+    del files
+    status, peak = _prepare_traced(root, tmp_path / "out")
+    assert status == 2 and peak < DEVKIT_MAX_BYTES // 4
+    assert _error_line(capsys) == (
+        f"alexnet prepare: error: SOURCE {root / 'ILSVRC2012_devkit_t12.tar.gz'}: {GROUND_TRUTH} is too large: "
+        f"{DEVKIT_MAX_BYTES + 1} bytes, above the limit of {DEVKIT_MAX_BYTES}; not read")
+
+
+def _huge_meta_mat(how: str) -> bytes:
+    data = bytearray(kit.meta_mat())
+    if how == "declares 10^8 synsets":
+        at = data.find(struct.pack("<II", 5, 8), 128)  # the dims of the synsets: 1 x 4
+        data[at + 8:at + 16] = struct.pack("<ii", 10**8, 1)
+        return bytes(data)
+    deflated = zlib.compress(bytes(2**26 + 1))  # a variable of 64 MiB + 1 in 65 kB
+    return bytes(data[:128]) + struct.pack("<II", 15, len(deflated)) + deflated
+
+
+@pytest.mark.parametrize("how, said", [
+    ("declares 10^8 synsets", "its arrays declare 100000104 elements, above the limit of 16777216"),
+    ("inflates past the bound", "its variables inflate past 67108864 bytes")])
+def test_a_meta_mat_that_would_cost_gigabytes_is_refused_before_it_is_read(tmp_path, capsys, how, said):
+    root = kit.ilsvrc_extracted(tmp_path / "src", per_class=1, n_val=2)
+    kit.write(root / "ILSVRC2012_devkit_t12" / META_MAT, _huge_meta_mat(how))
+    status, peak = _prepare_traced(root, tmp_path / "out")
+    assert status == 2 and peak < 3 * 2**26  # the inflated bytes at most; scipy would build 3.2 GB for the first
+    assert _error_line(capsys) == (f"alexnet prepare: error: {root / 'ILSVRC2012_devkit_t12'}: {META_MAT}: not the "
+                                   f"devkit's meta.mat ({said}); not read")
+
+
+def test_a_kaggle_solution_file_without_its_columns_is_one_line_naming_it(tmp_path, capsys):
+    root = kit.kaggle(tmp_path / "src", per_class=1, n_val=2)
+    kit.write(root / "LOC_val_solution.csv", b"ImageId,Boxes\nILSVRC2012_val_00000001,n01440764 1 2 3 4\n")
+    assert main(["prepare", str(root), str(tmp_path / "out"), "--size", str(kit.SOLID_SIZE)]) == 2
+    assert _error_line(capsys) == (f"alexnet prepare: error: SOURCE {root / 'LOC_val_solution.csv'}: line 2 is not "
+                                   "ImageId,PredictionString with a wnid first")
 
 
 # ---------------------------------------------------------------- memory

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,23 @@ def test_cifar10_archive_keeps_its_pixels_and_test_batch_is_val(tmp_path):
     assert all(np.array_equal(train[i][0], expected[i]) for i in range(10))
     assert np.array_equal(val[1][0], kit.cifar_pixels(5, 2)[1]) and val[1][1] == 6
     assert not (out / ".partial").exists()  # the extracted archive went with the work folder
+
+
+def test_class_folders_alone_are_an_image_folder_whose_validation_split_is_held_out_and_said(tmp_path, capsys):
+    from alexnet.cli import main
+
+    made = kit.image_folder(tmp_path / "made", per_class=20, val_per_class=0)  # train/<class>/<image> alone
+    shutil.copytree(made / "train", tmp_path / "plain")  # <class>/<image>, as torchvision's ImageFolder takes
+    assert main(["prepare", str(tmp_path / "plain"), str(tmp_path / "out"), "--size", str(SIZE)]) == 0
+    said = capsys.readouterr().out
+    assert "prepared 57 train, 3 val images" in said
+    assert "train: the class folders of SOURCE itself (it has no train/ and val/)" in said
+    assert "val: held out from the training images" in said and "1 in 20 of each class" in said
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert [c["id"] for c in meta["classes"]] == kit.WNIDS
+    assert "held out" in meta["splits"]["val"]["note"]
+    files = lambda out: {name: data for name, data in tree(out).items() if name != "meta.json"}
+    assert files(tmp_path / "out") == files(kit.run_prepare(made, tmp_path / "from-train"))  # the same split
 
 
 def test_wrong_source_names_what_was_expected(tmp_path):
@@ -271,6 +289,21 @@ def test_webdataset_library_reads_the_shards(tmp_path):
         assert int(sample["cls"]) == ds.read(i)[1] == ds.labels[i]
 
 
+def test_keys_are_unique_in_a_split_so_the_webdataset_library_reads_every_sample(tmp_path):
+    import webdataset as wds
+
+    source = kit.image_folder(tmp_path / "src", per_class=1, val_per_class=0)
+    for name in ["dup.JPEG", "dup.png", "x.y.JPEG", "x_y.JPEG", "dup-2.JPEG"]:  # dup and x_y twice each
+        kit.write(source / "train" / kit.WNIDS[0] / name, kit.jpeg(0))
+    out = kit.run_prepare(source, tmp_path / "out")
+    shards = [str(out / s) for s in json.loads((out / "meta.json").read_text())["splits"]["train"]["shards"]]
+    samples = list(wds.WebDataset(shards, shardshuffle=False))
+    ds = PreparedDataset(out, "train")
+    assert len(samples) == len(ds) == 8 and all(sample["jpg"] == ds.read(i)[0] for i, sample in enumerate(samples))
+    assert [s["__key__"].split("/")[1] for s in samples[:6]] == [  # in file order; a repeat takes a free -N
+        "dup-2", "dup", "dup-3", f"{kit.WNIDS[0]}_0", "x_y", "x_y-2"]
+
+
 def test_random_access_by_index_equals_sequential_tar_reading(tmp_path):
     out = kit.run_prepare(_noisy_folder(tmp_path / "src", 11), tmp_path / "out", shard_size=3)
     sequential = []
@@ -384,3 +417,66 @@ def test_a_second_run_on_the_same_out_is_refused_while_the_first_writes(tmp_path
         fcntl.flock(lock, fcntl.LOCK_EX)  # what a running prepare holds
         with pytest.raises(UserError, match="being written by another"):
             kit.run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+def test_prepare_from_the_folder_that_holds_the_clone_imports_the_same_package_in_its_workers(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "alexnet").symlink_to(ROOT)  # the clone, seen from its parent: a namespace package `alexnet`
+    # What an installed `alexnet` command does: its own folder first on the import path (not the
+    # current one), the package found by the installer's means (here: the path it adds).
+    launcher = kit.write(tmp_path / "bin" / "alexnet", (
+        f"import sys\nsys.path.insert(1, {str(ROOT)!r})\nfrom alexnet.cli import main\n"
+        "if __name__ == '__main__':\n    sys.exit(main())\n").encode())
+    source = kit.image_folder(tmp_path / "src")
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(launcher), "prepare", str(source), str(tmp_path / "out"), "--size",
+                           str(SIZE), "--workers", "2"], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=kit.HANG_GUARD_S)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert tree(tmp_path / "out") == tree(kit.run_prepare(source, tmp_path / "here"))
+
+
+@pytest.mark.parametrize("death, said", [("os.kill(os.getpid(), signal.SIGKILL)", "was killed by SIGKILL"),
+                                         ("os._exit(3)", "exited with status 3 (its error, if any, is printed above)")])
+def test_a_worker_that_dies_ends_the_run_at_once_with_one_line_and_the_rerun_finishes(tmp_path, death, said):
+    # Every Python started with this on its path dies as it opens die.JPEG: of prepare's processes,
+    # only a worker reads images.
+    kit.write(tmp_path / "hook" / "sitecustomize.py", (
+        "import os, signal, sys\n"
+        "def die(event, args):\n"
+        "    if event == 'open' and str(args[0]).endswith('die.JPEG'):\n"
+        f"        {death}\n"
+        "sys.addaudithook(die)\n").encode())
+    source = kit.image_folder(tmp_path / "src", per_class=4)
+    die = kit.write(source / "train" / kit.WNIDS[2] / "die.JPEG", kit.jpeg(2))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-m", "alexnet", "prepare", str(source), str(tmp_path / "out"), "--size",
+                           str(SIZE), "--shard-size", "4", "--workers", "2"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=kit.HANG_GUARD_S)  # a hang detector only
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert lines[-1].startswith(f"alexnet prepare: error: a worker process {said}; finished shards are kept: "
+                                "run the same command again")
+    die.unlink()
+    assert tree(kit.run_prepare(source, tmp_path / "out", shard_size=4)) == tree(
+        kit.run_prepare(source, tmp_path / "whole", shard_size=4))
+
+
+def test_workers_0_prepares_in_this_process_and_a_negative_count_is_refused(tmp_path, capsys, monkeypatch):
+    from alexnet.cli import main
+
+    source = kit.image_folder(tmp_path / "src")
+    command = ["prepare", str(source), str(tmp_path / "out"), "--size", str(SIZE)]
+    assert main(command + ["--workers", "-2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "alexnet prepare: error: --workers -2: expected a number of worker processes, 1 or more, or 0 to "
+        "prepare in this process (default: one per core)")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(prepare_shards, "_start_workers", lambda count: pytest.fail("started workers"))
+    assert main(command + ["--workers", "0"]) == 0
+    monkeypatch.undo()
+    assert tree(tmp_path / "out") == tree(kit.run_prepare(source, tmp_path / "with-workers"))

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.data import cifar_pickle
-from alexnet.data.images import BadImage
-from alexnet.data.source_files import Source, make_key, read_regular, safe_component
+from alexnet.data.source_files import Source, class_ids, make_key, read_source_file
 from alexnet.errors import UserError
 
 CIFAR_MAX_BYTES = 2**27  # a CIFAR-10 batch file is 31 MB; a larger one is not loaded into memory
@@ -20,7 +19,7 @@ CIFAR_MAX_BYTES = 2**27  # a CIFAR-10 batch file is 31 MB; a larger one is not l
 
 def cifar10_source(folder: Path) -> Source:
     meta = folder / "batches.meta"
-    ids = [safe_component(n) for n in cifar_pickle.label_names(meta, _cifar_bytes(meta))]
+    ids = class_ids(cifar_pickle.label_names(meta, _cifar_bytes(meta)))
     source = Source("cifar10", folder, [(i, i) for i in ids])
     batches = {"train": [f"data_batch_{i}" for i in range(1, 6)], "val": ["test_batch"]}
     for split, files in batches.items():
@@ -36,10 +35,7 @@ def cifar10_source(folder: Path) -> Source:
 
 
 def _cifar_bytes(path: Path) -> bytes:
-    try:
-        return read_regular(path, CIFAR_MAX_BYTES)
-    except BadImage as err:
-        raise UserError(f"{path}: {err}") from None
+    return read_source_file(path, CIFAR_MAX_BYTES)
 
 
 @functools.lru_cache(maxsize=2)

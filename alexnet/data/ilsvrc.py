@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 
-from alexnet.data.images import BadImage
 from alexnet.data.source_files import (Source, class_files, class_names, file_locator, files_under, make_key,
-                                       read_regular, safe_component, subdirs)
+                                       read_source_file, safe_component, subdirs, too_large)
 from alexnet.errors import UserError
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -27,6 +30,8 @@ KAGGLE_DIR = Path("ILSVRC", "Data", "CLS-LOC")
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
 META_MAT = "data/meta.mat"
 DEVKIT_MAX_BYTES = 2**26  # the devkit's files are at most 2 MB
+MAT_MAX_ELEMENTS = 2**24  # the real meta.mat's arrays hold under 10^6 elements in all
+MAX_VAL_LABELS = 10**6  # labels in the ground truth: 50,000 (each costs about 150 bytes in memory)
 MARKERS = (TRAIN_TAR, VAL_TAR, DEVKIT_TAR, DEVKIT_DIR, KAGGLE_CSV, KAGGLE_DIR)  # any of them: ILSVRC-2012
 
 
@@ -82,41 +87,113 @@ def _devkit_labels(path: Path) -> dict[str, str] | None:
 
     The ground truth gives, for ILSVRC2012_val_00000001 onwards, an ILSVRC2012_ID; meta.mat maps
     those IDs to wnids. The IDs are not in sorted-wnid order, so they are never used as class indices.
+    Each file is read only if it holds at most DEVKIT_MAX_BYTES.
     """
     if (path / DEVKIT_TAR).is_file():
-        with tarfile.open(path / DEVKIT_TAR) as tar:
-            files = {Path(m.name).as_posix().split("/", 1)[-1]: m for m in tar if m.isfile()}
-            try:
-                truth = tar.extractfile(files[GROUND_TRUTH]).read().decode()
-                meta = tar.extractfile(files[META_MAT]).read()
-            except KeyError as err:
-                raise UserError(f"SOURCE {path / DEVKIT_TAR} lacks {err.args[0]}") from None
+        devkit = path / DEVKIT_TAR
+        truth, meta = _devkit_members(devkit)
     elif (path / DEVKIT_DIR).is_dir():
-        try:
-            truth = read_regular(path / DEVKIT_DIR / GROUND_TRUTH, DEVKIT_MAX_BYTES).decode()
-            meta = read_regular(path / DEVKIT_DIR / META_MAT, DEVKIT_MAX_BYTES)
-        except (OSError, BadImage) as err:
-            raise UserError(f"SOURCE {path / DEVKIT_DIR}: {err}") from None
+        devkit = path / DEVKIT_DIR
+        truth, meta = (read_source_file(devkit / name, DEVKIT_MAX_BYTES) for name in (GROUND_TRUTH, META_MAT))
     else:
         return None
-    id_to_wnid = _meta_mat_wnids(meta)
-    return {f"ILSVRC2012_val_{n:08d}": id_to_wnid[int(i)] for n, i in enumerate(truth.split(), start=1)}
+    id_to_wnid = _meta_mat_wnids(meta, f"{devkit}: {META_MAT}")
+    fields = truth.split(maxsplit=MAX_VAL_LABELS)  # never more pieces than that, whatever the file holds
+    if len(fields) > MAX_VAL_LABELS:
+        raise UserError(f"{devkit}: {GROUND_TRUTH} holds more than {MAX_VAL_LABELS} labels "
+                        "(ILSVRC-2012 has 50,000 validation images); not the devkit's")
+    labels = {}
+    for n, field in enumerate(fields, start=1):
+        try:
+            labels[f"ILSVRC2012_val_{n:08d}"] = id_to_wnid[int(field)]
+        except (ValueError, KeyError):
+            raise UserError(f"{devkit}: {GROUND_TRUTH}: the label of ILSVRC2012_val_{n:08d} is "
+                            f"{field[:20].decode(errors='replace')!r}, not one of the {len(id_to_wnid)} "
+                            f"ILSVRC2012_IDs of {META_MAT}") from None
+    return labels
 
 
-def _meta_mat_wnids(data: bytes) -> dict[int, str]:
+def _devkit_members(devkit: Path) -> tuple[bytes, bytes]:
+    """The ground truth and meta.mat of the devkit's .tar.gz, each read only if it is small enough."""
+    try:
+        with tarfile.open(devkit) as tar:
+            files = {Path(m.name).as_posix().split("/", 1)[-1]: m for m in tar if m.isfile()}
+            found = []
+            for name in (GROUND_TRUTH, META_MAT):
+                if name not in files:
+                    raise UserError(f"SOURCE {devkit} lacks {name}")
+                if files[name].size > DEVKIT_MAX_BYTES:
+                    raise UserError(f"SOURCE {devkit}: {name} is {too_large(files[name].size, DEVKIT_MAX_BYTES)}")
+                found.append(tar.extractfile(files[name]).read())
+            return found[0], found[1]
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise UserError(f"SOURCE {devkit}: not a readable .tar.gz: {err}") from None
+
+
+def _meta_mat_wnids(data: bytes, shown: str) -> dict[int, str]:
     """ILSVRC2012_ID -> wnid for the leaf synsets of the devkit's meta.mat."""
     from scipy.io import loadmat
 
-    synsets = loadmat(io.BytesIO(data), squeeze_me=True)["synsets"]
-    return {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
+    try:
+        _check_mat_sizes(data)
+    except ValueError as err:
+        raise UserError(f"{shown}: not the devkit's meta.mat ({err}); not read") from None
+    try:
+        synsets = loadmat(io.BytesIO(data), squeeze_me=True)["synsets"]
+        wnids = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
+    except Exception as err:  # scipy and a damaged file fail in any way a parser can
+        raise UserError(f"{shown}: not the devkit's meta.mat ({type(err).__name__}: {err})") from None
+    if not wnids:
+        raise UserError(f"{shown}: not the devkit's meta.mat (no leaf synsets)")
+    return wnids
+
+
+def _check_mat_sizes(data: bytes) -> None:
+    """ValueError unless ``data`` is a MATLAB 5 file whose arrays declare at most MAT_MAX_ELEMENTS
+    elements in all, counted from their headers, its compressed variables inflating to at most
+    DEVKIT_MAX_BYTES in all.
+
+    scipy makes an array of the declared size before it reads what fills it: a meta.mat of 300 bytes
+    that declares 10^8 synsets would cost gigabytes.
+    """
+    if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
+        raise ValueError("not a MATLAB 5 file")
+    order = "<" if data[126:128] == b"IM" else ">"
+    # Every array starts with its flags (miUINT32, 8 bytes), then its dims (miINT32).
+    flags, dims_tag = struct.pack(f"{order}II", 6, 8), struct.pack(f"{order}I", 5)
+    array_flags = re.compile(re.escape(flags) + b".{8}" + re.escape(dims_tag), re.DOTALL)
+    declared, position, budget = 0, 128, DEVKIT_MAX_BYTES
+    while position + 8 <= len(data):
+        kind, size = struct.unpack_from(f"{order}II", data, position)
+        body = data[position + 8:position + 8 + size]
+        if kind == 15:  # miCOMPRESSED: one variable, deflated
+            inflate = zlib.decompressobj()
+            try:
+                body = inflate.decompress(body, budget)
+            except zlib.error as err:
+                raise ValueError(f"a compressed variable is damaged: {err}") from None
+            if inflate.unconsumed_tail:
+                raise ValueError(f"its variables inflate past {DEVKIT_MAX_BYTES} bytes")
+            budget -= len(body)
+        for found in array_flags.finditer(body):
+            (length,) = struct.unpack_from(f"{order}I", body, found.end())
+            dims = struct.unpack_from(f"{order}{min(length // 4, 32)}i", body, found.end() + 4)
+            declared += math.prod(max(d, 0) for d in dims)
+        position += 8 + size + (0 if kind == 15 else -size % 8)
+    if declared > MAT_MAX_ELEMENTS:
+        raise ValueError(f"its arrays declare {declared} elements, above the limit of {MAT_MAX_ELEMENTS}")
 
 
 def _kaggle_labels(path: Path) -> dict[str, str] | None:
     """Validation image stem -> wnid from Kaggle's LOC_val_solution.csv (first box's wnid)."""
     if not (path / KAGGLE_CSV).is_file():
         return None
-    with open(path / KAGGLE_CSV, newline="") as f:
-        return {row["ImageId"]: row["PredictionString"].split()[0] for row in csv.DictReader(f)}
+    rows = csv.DictReader(io.StringIO(read_source_file(path / KAGGLE_CSV, DEVKIT_MAX_BYTES).decode(errors="replace")))
+    try:
+        return {row["ImageId"]: row["PredictionString"].split()[0] for row in rows}
+    except (KeyError, IndexError, AttributeError, csv.Error):
+        raise UserError(f"SOURCE {path / KAGGLE_CSV}: line {rows.line_num} is not ImageId,PredictionString "
+                        "with a wnid first") from None
 
 
 def ilsvrc_source(path: Path) -> Source:
@@ -139,7 +216,7 @@ def ilsvrc_source(path: Path) -> Source:
         raise UserError(f"SOURCE {path} looks like ILSVRC-2012 but lacks " + "; ".join(missing))
     ids = sorted(per_class)  # sorted wnids: the standard class index
     index = {wnid: i for i, wnid in enumerate(ids)}
-    source = Source("ilsvrc2012", path, class_names([safe_component(i) for i in ids]))
+    source = Source("ilsvrc2012", path, class_names(ids))
     source.splits["train"] = [(k, index[w], loc, shown) for w in ids for k, w, loc, shown in per_class[w]]
     source.splits["val"] = [
         (make_key(name), index.get(labels.get(make_key(name), ""), -1), loc, shown) for name, loc, shown in val

@@ -94,6 +94,9 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
         raise UserError(f"--size {size}: expected {MIN_SIZE} to {MAX_SIZE} pixels (the paper: 256)")
     if max_pixels < 1 or shard_size < 1 or not 1 <= quality <= 100:
         raise UserError("--max-pixels and --shard-size must be positive and --quality between 1 and 100")
+    if workers is not None and workers < 0:
+        raise UserError(f"--workers {workers}: expected a number of worker processes, 1 or more, or 0 to "
+                        "prepare in this process (default: one per core)")
     _check_out_outside(source, out)
     options = {"size": size, "encoding": encoding, "quality": quality if encoding == "jpeg" else None,
                "shard_size": shard_size, "stats_sample": stats_sample}
@@ -127,7 +130,8 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
         plan = {split: [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
                 for split, items in src.splits.items() if items}
         in_stats = _stats_selection(len(src.splits["train"]), stats_sample)
-        write_shards(out, plan, in_stats, options, strict, workers or available_cores(), progress)
+        write_shards(out, plan, in_stats, options, strict, available_cores() if workers is None else workers,
+                     progress)
         samples = sum(len(items) for items in src.splits.values())
         with space_for(out, 40 * samples + 4 * 3 * size**2 + 2**20):  # index files, mean.npy, meta.json
             finish(out, src, plan, options, str(source))

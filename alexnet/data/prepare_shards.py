@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import multiprocessing
 import os
+import queue
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -67,45 +70,140 @@ def write_shards(out, plan, in_stats, options, strict, workers, progress) -> Non
         print(f"resuming: {done_images} of {total} images already prepared")
     bar = console.progress(total=total, initial=done_images, unit="img", desc="prepare", disable=not progress,
                            smoothing=0.05)
-    pool = _worker_pool(max(1, min(workers, len(tasks))))
     try:
-        results = pool.imap(prepare_chunk, [t[3] for t in tasks])
-        shard = ShardBuffer(options["size"])
-        for (split, number, last, _), result in zip(tasks, results):
-            for shown, reason in result[-1]:
-                if strict:
-                    raise UserError(f"{shown}: {reason} (--strict stops at the first bad file)")
-                bar.write(f"skipped {shown}: {reason}")
-            shard.add(result)
-            bar.update(len(result[0]) + len(result[-1]))
-            if last:
-                shard.save(out, split, number, ENCODINGS[options["encoding"]])
-                shard = ShardBuffer(options["size"])
+        with prepared_chunks([t[3] for t in tasks], min(workers, len(tasks))) as results:
+            shard = ShardBuffer(options["size"])
+            for (split, number, last, _), result in zip(tasks, results):
+                for shown, reason in result[-1]:
+                    if strict:
+                        raise UserError(f"{shown}: {reason} (--strict stops at the first bad file)")
+                    bar.write(f"skipped {shown}: {reason}")
+                shard.add(result)
+                bar.update(len(result[0]) + len(result[-1]))
+                if last:
+                    shard.save(out, split, number, ENCODINGS[options["encoding"]])
+                    shard = ShardBuffer(options["size"])
     except KeyboardInterrupt:
         bar.write("stopped; run the same command again to resume (finished shards are kept)")
         raise
     finally:
         bar.close()
-        pool.terminate()
-        pool.join()
 
 
-def _worker_pool(workers: int):
-    """``workers`` processes, each with single-threaded BLAS (one busy process per core; a
-    multi-threaded BLAS in each of them would fight the others for the cores).
+@contextlib.contextmanager
+def prepared_chunks(tasks: list, workers: int):
+    """``prepare_chunk`` of each task, in order, computed by ``workers`` processes (0: in this one).
+
+    Unlike a ``multiprocessing.Pool``, which replaces a dead worker and waits forever for the
+    chunk it held, a worker that dies (killed, out of memory, failing to start) ends the run at
+    once with one line saying how it died. The workers end with the run, and with this process:
+    the only other end of each one's pipe is here.
+    """
+    if workers == 0:
+        yield map(prepare_chunk, tasks)
+        return
+    started = _start_workers(workers)
+    received = queue.SimpleQueue()
+    exchange = threading.Thread(target=_exchange, args=(enumerate(tasks), len(tasks), started, received),
+                                daemon=True)
+    exchange.start()
+    try:
+        yield _in_order(len(tasks), received)
+    finally:
+        for process, _ in started:
+            process.terminate()
+        exchange.join()  # it ends once it has received everything or seen a worker end
+        for process, pipe in started:
+            process.join()
+            pipe.close()
+
+
+def _in_order(count: int, received: queue.SimpleQueue):
+    done = {}
+    for wanted in range(count):
+        while wanted not in done:
+            number, result = received.get()
+            if isinstance(result, BaseException):  # a worker's UserError, a worker's death, or a fault of _exchange
+                raise result
+            done[number] = result
+        yield done.pop(wanted)
+
+
+def _exchange(tasks, count: int, started: list, received: queue.SimpleQueue) -> None:
+    """In a thread, so that the workers go on while the main thread writes shards: give each worker
+    two tasks at a time (it never waits for the next), pass on what they send, until all ``count``
+    came back or a worker ended (then pass on how)."""
+    try:
+        _pass_on(tasks, count, started, received)
+    except BaseException as err:  # the main thread waits on `received`: never leave it waiting
+        received.put((None, err))
+
+
+def _pass_on(tasks, count: int, started: list, received: queue.SimpleQueue) -> None:
+    from multiprocessing.connection import wait
+
+    of_pipe = {pipe: process for process, pipe in started}
+    of_sentinel = {process.sentinel: process for process, _ in started}
+
+    def give(pipe) -> None:
+        with contextlib.suppress(OSError):  # it died: its sentinel says how
+            for number_task in itertools.islice(tasks, 1):
+                pipe.send(number_task)
+
+    for pipe in [*of_pipe, *of_pipe]:
+        give(pipe)
+    while count:
+        for ready in wait([*of_pipe, *of_sentinel]):
+            try:
+                if ready in of_sentinel:
+                    raise EOFError
+                received.put(ready.recv())
+            except (EOFError, OSError):  # it ended (a reset: with tasks it had not read)
+                process = of_sentinel.get(ready) or of_pipe[ready]
+                process.join()
+                received.put((None, UserError(_death(process))))
+                return
+            count -= 1
+            give(ready)
+
+
+def _death(process) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        how = f"was killed by {signal.Signals(-code).name}"
+        hint = " (with fewer --workers or a smaller --max-pixels if memory ran out: the system then kills one)"
+    else:
+        how, hint = f"exited with status {code} (its error, if any, is printed above)", ""
+    return f"a worker process {how}; finished shards are kept: run the same command again{hint}"
+
+
+def _start_workers(count: int) -> list:
+    """``count`` worker processes with their pipes, each with single-threaded BLAS (one busy
+    process per core; a multi-threaded BLAS in each of them would fight the others for the cores).
 
     They are forked from a fork server that started clean (no threads, this module imported
-    once), so a pool costs milliseconds, and the server inherits the BLAS settings made here.
+    once), so starting them costs milliseconds, and the server inherits the settings made here:
+    the BLAS threads, and this process's import path, without which it would put the current folder
+    first and take a folder named ``alexnet`` there (the clone, seen from its parent) for the package.
     """
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "PYTHONPATH", "PYTHONSAFEPATH")}
     os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+    os.environ.update(PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in sys.path if isinstance(p, str)),
+                      PYTHONSAFEPATH="1")
     # Started with Ctrl-C ignored, the server and its children leave Ctrl-C to this process.
     in_main_thread = threading.current_thread() is threading.main_thread()
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+    started = []
     try:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])
-        return context.Pool(workers, initializer=_ignore_interrupts)
+        for _ in range(count):
+            pipe, theirs = context.Pipe()
+            process = context.Process(target=_serve, args=(theirs,), daemon=True)
+            process.start()
+            theirs.close()
+            started.append((process, pipe))
+        return started
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, handler)
@@ -114,6 +212,20 @@ def _worker_pool(workers: int):
                 del os.environ[name]
             else:
                 os.environ[name] = value
+
+
+def _serve(pipe) -> None:
+    """A worker: prepare each chunk it is sent and send back the result, until the main process ends.
+    Ctrl-C reaches the whole process group: only the main process handles it (and stops the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(EOFError, BrokenPipeError):
+        while True:
+            number, task = pipe.recv()
+            try:
+                result = prepare_chunk(task)
+            except UserError as err:  # a source file that changed since it was listed: the main process says so
+                result = err
+            pipe.send((number, result))
 
 
 class ShardBuffer:
@@ -160,11 +272,6 @@ def space_for(path: Path, needed: int):
             raise
         raise UserError(f"{path}: no space left on the device (writing it needs about {needed / 2**20:.1f} MiB); "
                         "free some space and run the same command again: finished shards are kept") from None
-
-
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group: only the main process handles it (and stops the workers)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def prepare_chunk(task):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from alexnet.classes import imagenet_classes
 from alexnet.data.images import BadImage
+from alexnet.errors import UserError
 
 
 @dataclass
@@ -41,21 +42,64 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
     check(os.stat(path))
     # O_NONBLOCK: if it was swapped for a FIFO since, the open does not wait for a writer.
     with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-        check(os.fstat(f.fileno()))
-        data = f.read(max_bytes + 1)
+        info = os.fstat(f.fileno())
+        check(info)
+        data = f.read(info.st_size + 1)  # read(n) sets n bytes aside first: not max_bytes for every image
+        if len(data) > info.st_size:  # it grew since: read on, within the bound
+            data += f.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
         raise BadImage(too_large(len(data), max_bytes))
     return data
+
+
+def read_source_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a file a source is described by (labels, class names, CIFAR-10's batches):
+    :func:`read_regular`, but what is wrong is one line naming the file."""
+    try:
+        return read_regular(path, max_bytes)
+    except BadImage as err:
+        raise UserError(f"{path}: {err}") from None
+    except OSError as err:
+        raise UserError(f"{path}: {err.strerror}") from None
 
 
 def too_large(size: int, max_bytes: int) -> str:
     return f"too large: {size} bytes, above the limit of {max_bytes}; not read"
 
 
-def class_names(ids: list[str], names: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """``[(id, name)]``: the given names, else ImageNet's names for wnids, else the id itself."""
-    known = {**imagenet_classes(), **(names or {})}
-    return [(i, known.get(i, i)) for i in ids]
+def class_names(ids: list[str]) -> list[tuple[str, str]]:
+    """``[(id, name)]`` for the classes named ``ids`` (made :func:`class_ids`): ImageNet's names for
+    wnids, else the id itself."""
+    known = imagenet_classes()
+    return [(i, known.get(i, i)) for i in class_ids(ids)]
+
+
+def class_ids(names: list[str]) -> list[str]:
+    """Class names as ids: each a harmless path component (:func:`safe_component`), and still
+    distinct (:func:`distinct`: a class ``.`` and a class with an empty name are ``_`` and ``_-2``)."""
+    return distinct([safe_component(name) for name in names])
+
+
+def distinct(names: list[str]) -> list[str]:
+    """``names`` with every repeat of a name made ``<name>-N``, with the first N from 2 that no other
+    name has; each name's first occurrence stays as it is.
+
+    Sample keys must be unique: a WebDataset reader takes the members of one key for one sample and
+    refuses a second ``.jpg`` in it, and ``dup.JPEG`` and ``dup.png``, ``x.y.JPEG`` and ``x_y.JPEG``
+    (dots become ``_``) or a CIFAR batch's repeated file names would otherwise make one key.
+    """
+    taken, seen, following, result = set(names), set(), {}, []
+    for name in names:
+        if name in seen:
+            number = following.get(name, 2)
+            while f"{name}-{number}" in taken:
+                number += 1
+            following[name] = number + 1
+            name = f"{name}-{number}"
+            taken.add(name)
+        seen.add(name)
+        result.append(name)
+    return result
 
 
 def files_under(folder: Path) -> list[tuple[Path, str | None]]:

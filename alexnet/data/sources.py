@@ -7,7 +7,8 @@ extension (the sample's name in the shards, so that each sample traces back to i
 ``shown`` is how messages name the file.
 
 Layouts:
-- an image folder: ``train/<class>/<image>`` and ``val/<class>/<image>`` (pytorch/examples);
+- an image folder: ``train/<class>/<image>`` and ``val/<class>/<image>`` (pytorch/examples), or
+  ``<class>/<image>`` alone (torchvision's ImageFolder: training images, a validation split held out);
 - the official ILSVRC-2012 files, as torchvision's ImageNet expects them: ``ILSVRC2012_img_train.tar``
   (a tar of 1000 per-class tars, read in place, never extracted), ``ILSVRC2012_img_val.tar`` (50,000
   flat images), ``ILSVRC2012_devkit_t12.tar.gz`` (validation labels); their extracted forms
@@ -41,14 +42,15 @@ from alexnet.data.cifar10 import cifar10_source, cifar_pixels
 from alexnet.data.ilsvrc import (DEVKIT_DIR, DEVKIT_TAR, KAGGLE_CSV, KAGGLE_DIR, MARKERS, TRAIN_TAR, VAL_TAR,
                                  ilsvrc_source)
 from alexnet.data.images import BadImage
-from alexnet.data.source_files import (Source, class_files, class_names, file_locator, read_regular,
-                                       safe_component, subdirs, too_large)
+from alexnet.data.source_files import (Source, class_files, class_names, distinct, file_locator, read_regular,
+                                       subdirs, too_large)
 from alexnet.errors import UserError
 
 LAYOUT_PARTS = ("train", "val", DEVKIT_DIR, KAGGLE_DIR.parts[0])  # top folders a layout is made of
 
 EXPECTED = (
-    "expected one of: an image folder (SOURCE/train/<class>/<image>, SOURCE/val/<class>/<image>); "
+    "expected one of: an image folder (SOURCE/train/<class>/<image>, SOURCE/val/<class>/<image>, "
+    "or SOURCE/<class>/<image> alone); "
     f"the ILSVRC-2012 files ({TRAIN_TAR}, {VAL_TAR}, {DEVKIT_TAR} or {KAGGLE_CSV}) or their "
     "extracted forms; CIFAR-10's cifar-10-batches-py; a .tar.gz of one of these; "
     "or a name: imagenette, cifar10"
@@ -79,8 +81,16 @@ def read_item(locator: tuple, max_bytes: int) -> bytes | np.ndarray:
 
 
 def open_source(path: Path, scratch: Path) -> Source:
-    """The Source that ``path`` holds; archives are extracted under ``scratch`` first."""
-    path = Path(path)
+    """The Source that ``path`` holds, each sample's key unique in its split (:func:`distinct`);
+    archives are extracted under ``scratch`` first."""
+    source = _find_source(Path(path), scratch)
+    for split, items in source.splits.items():
+        keys = distinct([item[0] for item in items])
+        source.splits[split] = [(key, *item[1:]) for key, item in zip(keys, items)]
+    return source
+
+
+def _find_source(path: Path, scratch: Path) -> Source:
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         path = extract_archive(path, scratch / "source")
     if not path.is_dir():
@@ -92,6 +102,9 @@ def open_source(path: Path, scratch: Path) -> Source:
         return ilsvrc_source(path)
     if (path / "train").is_dir():
         return _image_folder(path)
+    classes = subdirs(path)
+    if classes and not set(classes) & set(LAYOUT_PARTS):
+        return _class_folders(path, classes)
     raise UserError(f"SOURCE {path} holds no dataset this command knows; {EXPECTED}")
 
 
@@ -145,10 +158,19 @@ def _image_folder(path: Path) -> Source:
     if not ids:
         raise UserError(f"SOURCE {path}/train holds no class folders; {EXPECTED}")
     index = {c: i for i, c in enumerate(ids)}
-    source = Source("image-folder", path, class_names([safe_component(i) for i in ids]))
+    source = Source("image-folder", path, class_names(ids))
     source.splits["train"] = _folder_items(path / "train", index)
     if (path / "val").is_dir():
         source.splits["val"] = _folder_items(path / "val", index)
+    return source
+
+
+def _class_folders(path: Path, ids: list[str]) -> Source:
+    """``SOURCE/<class>/<image>`` (torchvision's ImageFolder): all training images; prepare holds
+    out the validation split."""
+    source = Source("image-folder", path, class_names(ids))
+    source.splits["train"] = _folder_items(path, {c: i for i, c in enumerate(ids)})
+    source.notes["train"] = "the class folders of SOURCE itself (it has no train/ and val/)"
     return source
 
 
