@@ -20,8 +20,8 @@ LAYERS = [
     ("inference", ["alexnet.inference"]),
     ("training", ["alexnet.train"]),
     (("analysis", "speed"), {"analysis": ["alexnet.analysis"], "speed": ["alexnet.bench"]}),
-    ("commands", ["alexnet.cli", "alexnet.__main__", "alexnet.options", "alexnet.train.cli", "alexnet.evaluate",
-                  "alexnet.predict", "alexnet.convert", "alexnet.convert_onnx", "alexnet.convert_caffe",
+    ("commands", ["alexnet.cli", "alexnet.__main__", "alexnet.options", "alexnet.train.cli", "alexnet.bench.cli",
+                  "alexnet.evaluate", "alexnet.predict", "alexnet.convert", "alexnet.convert_onnx", "alexnet.convert_caffe",
                   "alexnet.export"]),
 ]
 # Commands: thin shells (``run(args)``, options) that no library module may import.

@@ -1,7 +1,7 @@
 """`alexnet bench data|model|train`: throughput against plain PyTorch, measured in the same run.
 
 Each kind lives in its own module (``alexnet.bench.data`` ...) with ``run``; their options are
-``alexnet.options``'s ``bench_data`` ....
+``alexnet.bench.cli``.
 """
 
 from __future__ import annotations
