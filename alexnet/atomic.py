@@ -25,14 +25,16 @@ from pathlib import Path
 from alexnet.errors import UserError
 
 
-def write_error(path: Path, err: OSError, needed: int | None = None) -> UserError:
+def write_error(path: Path, err: OSError, needed: int | None = None,
+                advice: str = "free some space or write elsewhere") -> UserError:
     """What the user reads when ``path`` cannot be written or made: the file, the reason and, on a
-    full disk, the space there is and (``needed``, in bytes) the space the file needs."""
+    full disk (the one message of every command), the space there is, (``needed``, in bytes) the
+    space the file needs, and ``advice``."""
     if err.errno == errno.ENOSPC:
         folder = next((p for p in (path, *path.parents) if p.is_dir()), Path("."))
-        wanted = f"it needs about {_size(needed)}, " if needed else ""
-        return UserError(f"{path}: cannot write it, the disk is full ({wanted}{_size(shutil.disk_usage(folder).free)} "
-                         "free there); free some space or write elsewhere")
+        wanted = f"writing it needs about {_size(needed)}, " if needed else ""
+        return UserError(f"{path}: no space left on the device ({wanted}{_size(shutil.disk_usage(folder).free)} "
+                         f"free there); {advice}")
     other = f" {err.filename}" if err.filename and str(err.filename) != str(path) else ""
     return UserError(f"{path}: cannot write it ({err.strerror or err}{':' + other if other else ''})")
 

@@ -461,7 +461,7 @@ def test_a_full_disk_names_the_file_and_the_space_it_needs_and_keeps_the_previou
     monkeypatch.setattr(torch, "save", fill_the_disk)
     status, _, err = kit.alexnet_command(capsys, "train", "--resume", tmp_path / "run", "--epochs", "2")
     assert status == 2 and "Traceback" not in err
-    assert f"{tmp_path / 'run' / 'checkpoints'}" in err and "disk is full" in err and "needs about" in err
+    assert f"{tmp_path / 'run' / 'checkpoints'}" in err and "no space left on the device" in err and "needs about" in err
     assert last.read_bytes() == before
     assert not list(last.parent.glob(".*.tmp"))
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet import console
+from alexnet.atomic import write_error
 from alexnet.data.images import FILE_BYTES_PER_PIXEL, BadImage, centre_patch, encode, open_image
 from alexnet.defaults import ENCODINGS, MAX_PIXELS
 from alexnet.data.shards import BLOCK, DIGEST, file_digest, sample_checksum, shard_name, write_atomically, write_shard
@@ -270,8 +271,8 @@ def space_for(path: Path, needed: int):
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
-        raise UserError(f"{path}: no space left on the device (writing it needs about {needed / 2**20:.1f} MiB); "
-                        "free some space and run the same command again: finished shards are kept") from None
+        raise write_error(path, err, needed, "free some space and run the same command again: finished shards "
+                          "are kept") from None
 
 
 def prepare_chunk(task):
