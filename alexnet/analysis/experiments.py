@@ -25,24 +25,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
+from alexnet import console
 from alexnet.atomic import atomic_write_text, save_figure, write_json
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
+
+
+def check_options(args: argparse.Namespace, at_least: dict, rates: tuple) -> None:
+    """Each option of ``at_least`` (name: least value) at least that, when given, and each of
+    ``rates`` a finite positive number (or a list of them): a one-line error naming the first
+    that is not."""
+    for name, least in at_least.items():
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value >= least):
+            raise UserError(f"--{name.replace('_', '-')} must be {'a number ' if least == 0 else ''}at least "
+                            f"{least}, not {value}")
+    for name in rates:
+        values = getattr(args, name)
+        for value in values if isinstance(values, list) else [values]:
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UserError(f"--{name.replace('_', '-')} must be a finite positive number, not {value}")
+
+
+def emit(result: dict, json_to: str | None, lines: list[str]) -> None:
+    """``result`` as JSON to ``json_to`` ('-': standard output, which then carries nothing else:
+    ``lines`` go to standard error) and ``lines`` for the reader."""
+    if json_to == "-":
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    elif json_to:
+        write_json(json_to, result)
+    print("\n".join(lines), file=sys.stderr if json_to == "-" else sys.stdout)
 
 
 def run_relu_vs_tanh(args: argparse.Namespace) -> int:
     from alexnet.analysis.figure1 import DEFAULT_LRS, draw_figure1, protocol_settings, relu_vs_tanh
     from alexnet.analysis.imageset import load_images
 
-    if args.epochs < 1 or (args.limit is not None and args.limit < 2) or args.search_epochs < 1:
-        raise UserError("--epochs and --search-epochs must be at least 1 and --limit at least 2")
-    if args.after_crossing is not None and args.after_crossing < 0:
-        raise UserError(f"--after-crossing must be at least 0, not {args.after_crossing}")
-    if any(lr <= 0 for lr in args.lrs or ()):
-        raise UserError("--lrs must be positive")
+    check_options(args, {"epochs": 1, "search_epochs": 1, "limit": 2, "batch_size": 1, "after_crossing": 0},
+                  ("lrs", "bias_lr"))
     protocol = protocol_settings(args.protocol, inputs=args.inputs, init=args.init, bias_lr=args.bias_lr)
     seeds = list(dict.fromkeys(args.seeds))
     data = load_images(args.data, size=32, limit=args.limit, seed=seeds[0])
@@ -57,16 +82,14 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
                        **options)
         result["data"] = str(args.data)
         if set(settings) != set(SETTINGS):
-            print(format_sweep(result))
-            print(f"{', '.join(settings)}: runs stored in {out / 'sweep'}; run again with --sweep alone (the same "
-                  "options) to write the table of all settings")
+            emit(result, args.json, [format_sweep(result), f"{', '.join(settings)}: runs stored in {out / 'sweep'}; "
+                 "run again with --sweep alone (the same options) to write the table of all settings"])
             return 0
         write_json(out / "sweep.json", result)
         table = format_sweep(result)
         atomic_write_text(table + "\n", out / "sweep.md")
         save_figure(draw_sweep(result), out / "sweep.png")
-        print(table)
-        print(f"written: {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
+        emit(result, args.json, [table, f"written: {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}"])
         return 0
     result = relu_vs_tanh(data, args.epochs, seeds=seeds, activations=tuple(args.activations), protocol=protocol,
                           out=out, search_seed=args.search_seed, **options)
@@ -74,16 +97,11 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
     if "speedup" in result:
         save_figure(draw_figure1(result), out / "figure1.png")
         write_json(out / "relu-vs-tanh.json", result)
-        if args.json == "-":
-            json.dump(result, sys.stdout, indent=2)
-            print()
-        elif args.json:
-            write_json(args.json, result)
-        print(relu_vs_tanh_summary(result))
-        print(f"written: {out / 'figure1.png'}, {out / 'relu-vs-tanh.json'}")
+        emit(result, args.json, [relu_vs_tanh_summary(result),
+                                 f"written: {out / 'figure1.png'}, {out / 'relu-vs-tanh.json'}"])
     else:
         print(f"{', '.join(args.activations)}: runs stored in {out / 'runs'}; run again with both activations "
-              "(the same options) to draw figure1.png")
+              "(the same options) to draw figure1.png", file=sys.stderr if args.json == "-" else sys.stdout)
     return 0
 
 
@@ -96,7 +114,7 @@ def relu_vs_tanh_summary(result: dict) -> str:
         for run in result["runs"][activation]:
             cross = run["crossing_25"]
             reached = (f"25% after {cross['epoch']:.2f} epochs, {cross['seconds']:.1f} s" if cross
-                       else f"not 25% within {run['epochs']} epochs ({run['points'][-1]['train_error']:.1f}% at the end)")
+                       else f"not 25% within {console.plural(run['epochs'], 'epoch')} ({run['points'][-1]['train_error']:.1f}% at the end)")
             lines.append(f"{activation:5s} lr {run['lr']:<6g}{where} seed {run['seed']}: {reached}")
     speed = result["speedup"]
     if speed.get("epochs"):
@@ -113,8 +131,7 @@ def run_lrn(args: argparse.Namespace) -> int:
     from alexnet.analysis.imageset import load_train_test
     from alexnet.analysis.lrn_cifar import run_lrn_experiment
 
-    if args.epochs < 1 or args.lr <= 0 or args.batch_size < 1 or (args.limit is not None and args.limit < 2):
-        raise UserError("--epochs and --batch-size must be at least 1, --lr positive and --limit at least 2")
+    check_options(args, {"epochs": 1, "batch_size": 1, "limit": 2}, ("lr",))
     if min(args.anneal) < 0 or sum(args.anneal) >= args.epochs:
         raise UserError(f"--anneal {args.anneal[0]} {args.anneal[1]}: both must be at least 0 and together fewer "
                         f"than --epochs ({args.epochs}), so that some epochs train at --lr")
@@ -126,15 +143,9 @@ def run_lrn(args: argparse.Namespace) -> int:
                                 describe={"data": str(args.data), "test_set": test_set}, variants=args.variants)
     if result is None:
         print(f"{', '.join(args.variants)} normalisation: runs stored in {out / 'runs'}; run again with both "
-              "variants (the same options) to compare them")
+              "variants (the same options) to compare them", file=sys.stderr if args.json == "-" else sys.stdout)
         return 0
-    if args.json == "-":
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    elif args.json:
-        write_json(args.json, result)
-    print(result["verdict"])
-    print(f"written: {out / 'lrn.json'}, {out / 'lrn.md'}, {out / 'lrn.png'}")
+    emit(result, args.json, [result["verdict"], f"written: {out / 'lrn.json'}, {out / 'lrn.md'}, {out / 'lrn.png'}"])
     return 0
 
 

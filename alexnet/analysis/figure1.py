@@ -31,24 +31,23 @@ by one global std and keeps PyTorch's default initialisation and one learning ra
 parameters; ``alexnet.analysis.figure1_sweep`` measures what the ratio depends on.
 
 Every finished run (and every search candidate) is stored as its own JSON record in the output
-folder (``RunStore``): run again, the experiment redoes only what is missing, so it can be
-killed and resumed, or split over processes (``--activations``, ``--seeds``).
+folder, and a run under way after each epoch (:class:`alexnet.analysis.smalltrain.RunStore`): run
+again, the experiment redoes only what is missing, so it can be killed and resumed, or split over
+processes (``--activations``, ``--seeds``).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from alexnet import console
-from alexnet.analysis.imageset import ImageSet, mean_image
+from alexnet.analysis.imageset import ImageSet
 from alexnet.analysis.smallcnn import FourLayerCNN
-from alexnet.atomic import read_run_record, write_json
+from alexnet.analysis.smalltrain import Inputs, RunStore, SmallTrainer
 from alexnet.errors import UserError
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03)  # cuda-convnet's layers-18pct ran epsW 0.001
@@ -77,22 +76,6 @@ def crossing(points: list[dict], threshold: float = 25.0) -> dict | None:
     return None
 
 
-class Standardise:
-    """Raw RGB minus the training set's mean image, divided by one global std (``divide=False``:
-    only centred, as the authors fed their nets)."""
-
-    def __init__(self, images: torch.Tensor, chunk: int = 4096, divide: bool = True):
-        self.mean = mean_image(images, chunk)
-        self.std = 1.0
-        if divide:
-            squares = sum(float(((images[s : s + chunk].float() - self.mean) ** 2).sum())
-                          for s in range(0, len(images), chunk))
-            self.std = max(math.sqrt(squares / images.numel()), 1e-6)
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        return (batch.float() - self.mean.to(batch.device)) / self.std
-
-
 def protocol_settings(name: str = "authors", **overrides) -> dict:
     """A protocol's settings (``PROTOCOLS``) with any of inputs/init/bias_lr overridden."""
     if name not in PROTOCOLS:
@@ -105,95 +88,45 @@ def protocol_settings(name: str = "authors", **overrides) -> dict:
     return settings
 
 
-class SmallRun:
-    """One training run of the four-layer net, continued a given number of epochs at a time."""
+POINT = {"epoch": float, "train_error": float, "seconds": float}
+RUN = {"activation": str, "lr": float, "seed": int, "diverged": bool, "epochs": int, "points": [POINT],
+       "crossing_25": (None, {"epoch": float, "seconds": float})}  # a run's record (smalltrain.RunStore)
+
+
+class SmallRun(SmallTrainer):
+    """One training run of the four-layer net (:class:`alexnet.analysis.smalltrain.SmallTrainer`):
+    ``activation`` at rate ``lr``, the protocol's initialisation and bias rate, whole images."""
 
     def __init__(self, data: ImageSet, activation: str, lr: float, protocol: dict | None = None,
-                 batch_size: int = 128, segments: int = 4, seed: int = 0, device="cpu",
-                 standardise: Standardise | None = None):
+                 batch_size: int = 128, segments: int = 4, seed: int = 0, device="cpu", inputs: Inputs | None = None):
         protocol = protocol or PROTOCOLS["authors"]
         torch.manual_seed(seed)
-        self.model = FourLayerCNN(activation, num_classes=len(data.classes), init=protocol["init"]).to(device)
-        weights = [p for n, p in self.model.named_parameters() if not n.endswith("bias")]
-        biases = [p for n, p in self.model.named_parameters() if n.endswith("bias")]
-        self.optimizer = torch.optim.SGD([{"params": weights}, {"params": biases, "lr": lr * protocol["bias_lr"]}],
-                                         lr=lr, momentum=0.9)
-        self.data, self.batch_size, self.segments, self.device = data, batch_size, segments, device
-        self.standardise = standardise or Standardise(data.images, divide=protocol["inputs"] == "standardised")
-        self.order = torch.Generator().manual_seed(seed)
+        model = FourLayerCNN(activation, num_classes=len(data.classes), init=protocol["init"]).to(device)
+        weights = [p for n, p in model.named_parameters() if not n.endswith("bias")]
+        biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+        optimizer = torch.optim.SGD([{"params": weights}, {"params": biases, "lr": lr * protocol["bias_lr"]}],
+                                    lr=lr, momentum=0.9)
+        inputs = inputs or Inputs(data.images, divide=protocol["inputs"] == "standardised")
+        super().__init__(model, optimizer, data, inputs, seed=seed, batch_size=batch_size, segments=segments,
+                         device=device)
         self.activation, self.lr, self.seed = activation, lr, seed
-        self.points: list[dict] = []
-        self.epochs_done, self.seconds, self.diverged = 0, 0.0, False
-
-    def train(self, epochs: int, desc: str = "", after_crossing: float | None = None) -> list[dict]:
-        """Train up to ``epochs`` more epochs, appending one point per segment to ``self.points``;
-        with ``after_crossing``, stop once that many epochs have passed since the 25% crossing."""
-        n = len(self.data)
-        batches = math.ceil(n / self.batch_size)
-        bounds = np.linspace(0, batches, self.segments + 1).round().astype(int)[1:]
-        self.model.train()
-        progress = console.progress(total=epochs * batches, desc=desc or f"{self.activation} lr={self.lr:g}",
-                                    unit="batch", leave=False)
-        for _ in range(epochs):
-            perm = torch.randperm(n, generator=self.order)
-            wrong = seen = 0
-            start = time.perf_counter()
-            for b in range(batches):
-                idx = perm[b * self.batch_size : (b + 1) * self.batch_size]
-                x = self.standardise(self.data.images[idx].to(self.device))
-                y = self.data.labels[idx].to(self.device)
-                logits = self.model(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                wrong += int((logits.argmax(1) != y).sum())
-                seen += len(y)
-                progress.update()
-                if b + 1 in bounds:
-                    self.seconds += time.perf_counter() - start
-                    start = time.perf_counter()
-                    self.points.append({"epoch": self.epochs_done + (b + 1) / batches,
-                                        "train_error": 100.0 * wrong / seen, "seconds": self.seconds})
-                    progress.set_postfix(epoch=f"{self.points[-1]['epoch']:.2f}",
-                                         train_error=f"{self.points[-1]['train_error']:.1f}%")
-                    wrong = seen = 0
-            self.epochs_done += 1
-            if not math.isfinite(loss.item()):
-                self.diverged = True
-                break
-            cross = crossing(self.points)
-            if after_crossing is not None and cross and self.epochs_done >= cross["epoch"] + after_crossing:
-                break
-        progress.close()
-        return self.points
 
     def summary(self) -> dict:
+        points = [{k: p[k] for k in POINT} for p in self.points]
         return {"activation": self.activation, "lr": self.lr, "seed": self.seed, "diverged": self.diverged,
-                "epochs": self.epochs_done, "points": self.points, "crossing_25": crossing(self.points)}
+                "epochs": self.epochs_done, "points": points, "crossing_25": crossing(points)}
 
 
-class RunStore:
-    """Finished runs as JSON records in ``folder``, each under a key naming what defines it."""
+def stop_after(after_crossing: float | None):
+    """``SmallTrainer.train``'s ``stop``: once ``after_crossing`` epochs have passed since the 25% crossing."""
+    if after_crossing is None:
+        return None
 
-    def __init__(self, folder: Path | None, defining: dict):
-        self.folder, self.defining = folder, defining
+    def stop(points: list[dict]) -> bool:
+        cross = crossing(points)
+        return bool(cross) and points[-1]["epoch"] >= cross["epoch"] + after_crossing
 
-    def _path(self, key: str) -> Path:
-        return self.folder / f"{key}.json"
-
-    def get(self, key: str) -> dict | None:
-        if self.folder is None:
-            return None
-        record = read_run_record(self._path(key))
-        if not isinstance(record, dict) or record.get("defining") != self.defining:
-            return None  # a run of other settings (data, protocol, budget): redone, then overwritten
-        return record.get("run")
-
-    def put(self, key: str, run: dict) -> dict:
-        if self.folder is not None:
-            write_json(self._path(key), {"defining": self.defining, "run": run})
-        return run
+    return stop
 
 
 def _search_score(run: dict, segments: int) -> float:
@@ -218,7 +151,7 @@ def search_lr(data: ImageSet, activation: str, lrs, search_epochs: int, store: R
         record = store.get(key)
         if record is None:
             run = SmallRun(data, activation, lr, seed=seed, segments=segments, **run_options)
-            run.train(search_epochs, desc=f"search {activation} lr={lr:g}")
+            run.train(search_epochs, f"search {activation} lr={lr:g}")
             trained[lr] = run
             record = store.put(key, run.summary())
         scores[lr] = _search_score(record, segments)
@@ -253,9 +186,10 @@ def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: in
     defining = {"protocol": protocol, "images": len(data), "classes": data.classes, "epochs": epochs,
                 "search_epochs": search_epochs, "after_crossing": after_crossing,
                 "batch_size": run_options.get("batch_size", 128)}
-    store = RunStore(out / "runs" if out is not None else None, defining)
-    run_options.setdefault("standardise", Standardise(data.images, divide=protocol["inputs"] == "standardised"))
+    store = RunStore(out, defining, RUN)
+    run_options.setdefault("inputs", Inputs(data.images, divide=protocol["inputs"] == "standardised"))
     run_options["protocol"] = protocol
+    data = data.to(run_options.get("device", "cpu"))
     result = {"threshold": 25.0, **defining, "seeds": seeds, "search": {}, "runs": {}}
     for activation in activations:
         carried = None
@@ -271,10 +205,12 @@ def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: in
             key = f"run-{activation}-lr{lr:g}-seed{seed}"
             record = store.get(key)
             if record is None:
-                run = carried if seed == seeds[0] and carried is not None else SmallRun(
-                    data, activation, lr, seed=seed, **run_options)
-                run.train(epochs - run.epochs_done, desc=f"{activation} lr={lr:g} seed {seed}",
-                          after_crossing=after_crossing)
+                run, partial = carried if seed == seeds[0] else None, store.partial(key)
+                if run is None:
+                    run = SmallRun(data, activation, lr, seed=seed, **run_options)
+                    run.resume(partial)
+                run.train(epochs - run.epochs_done, f"{activation} lr={lr:g} seed {seed}", stop_after(after_crossing),
+                          partial)
                 record = store.put(key, run.summary())
             result["runs"][activation].append(record)
     if set(activations) >= {"relu", "tanh"}:
@@ -311,10 +247,19 @@ def speedup(relu_runs: list[dict], tanh_runs: list[dict]) -> dict:
     return result
 
 
+def error_axis(ax, errors) -> None:
+    """The paper's axis, training error 0-0.75, raised to show every point when the curves
+    (``errors``, percent) climb higher, the paper's top then marked with a dash-dotted line."""
+    highest = max(errors, default=0.0) / 100
+    top = 0.75 if highest <= 0.75 else min(1.0, math.ceil(highest * 20) / 20)
+    ax.set_ylim(0, top)
+    if top > 0.75:
+        ax.axhline(0.75, color="grey", linestyle="-.", linewidth=0.8, label="top of the paper's axis")
+
+
 def draw_figure1(result: dict):
     """Figure 1 in the paper's style: training error against epochs, ReLU solid, tanh dashed, on the
-    paper's axis (0-0.75; higher parts of the curves leave the top, as in the paper), the first
-    seed drawn bold and the other seeds thin."""
+    paper's axis (:func:`error_axis`), the first seed drawn bold and the other seeds thin."""
     from alexnet.analysis.drawing import pyplot
 
     plt = pyplot()
@@ -329,7 +274,7 @@ def draw_figure1(result: dict):
     ax.set_xlabel("Epochs")
     ax.set_ylabel("Training error rate")
     ax.set_xlim(0, result["epochs"])
-    ax.set_ylim(0, 0.75)
+    error_axis(ax, [p["train_error"] for runs in result["runs"].values() for run in runs for p in run["points"]])
     ax.legend()
     speed = result.get("speedup", {})
     if speed.get("epochs"):

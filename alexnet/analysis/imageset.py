@@ -39,13 +39,8 @@ class ImageSet:
         indices = torch.as_tensor(indices)
         return ImageSet(self.images[indices], self.labels[indices], self.classes)
 
-
-def mean_image(images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """The training set's mean image, float32 [3, H, W] on the 0-255 scale."""
-    total = torch.zeros(images.shape[1:], dtype=torch.float64)
-    for start in range(0, len(images), chunk):
-        total += images[start : start + chunk].double().sum(dim=0)
-    return (total / len(images)).float()
+    def to(self, device) -> "ImageSet":
+        return ImageSet(self.images.to(device), self.labels.to(device), self.classes)
 
 
 def _to_array(image: Image.Image | np.ndarray, size: int) -> np.ndarray:

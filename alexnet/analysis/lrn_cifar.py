@@ -30,63 +30,22 @@ continues an unfinished run from its last epoch.
 from __future__ import annotations
 
 import hashlib
-import math
 import statistics
-import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from alexnet import console
 from alexnet.analysis.convlocal import CROP, LR, VARIANTS, ConvLocalNet, make_optimizer
-from alexnet.analysis.imageset import ImageSet, mean_image
-from alexnet.atomic import atomic_torch_save, atomic_write_text, read_run_record, save_figure, write_json
+from alexnet.analysis.imageset import ImageSet
+from alexnet.analysis.smalltrain import Inputs, RunStore, SmallTrainer, test_errors
+from alexnet.atomic import atomic_write_text, save_figure, write_json
 
 PAPER = {"without": 13.0, "with": 11.0}  # section 3.3, test error (percent)
 PAPER_EPOCHS = {"without": 160, "with": 500}  # about: cuda-convnet's 13pct and 11pct methodology
 BATCH_SIZE = 128
 ANNEAL = (10, 10)  # epochs at lr / 10, then at lr / 100, ending the budget (layer-params-conv-local-11pct.cfg)
-RECORD_VERSION = 2  # 2: the anneal epochs in the key
-
-
-def crops(images: torch.Tensor, mean: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
-          flip: torch.Tensor, size: int = CROP) -> torch.Tensor:
-    """``size`` x ``size`` windows of ``images - mean`` at (top, left), mirrored where ``flip``:
-    one gather for the whole batch. images uint8 [N, 3, H, W]; top, left, flip [N]."""
-    steps = torch.arange(size, device=images.device)
-    rows = top[:, None] + steps
-    cols = torch.where(flip[:, None].bool(), left[:, None] + size - 1 - steps, left[:, None] + steps)
-    full = images.float() - mean
-    picked = full[torch.arange(len(images), device=images.device)[:, None, None], :, rows[:, :, None],
-                  cols[:, None, :]]  # [N, size, size, 3]
-    return picked.permute(0, 3, 1, 2).contiguous()
-
-
-def ten_views(images: torch.Tensor, mean: torch.Tensor, size: int = CROP) -> list[torch.Tensor]:
-    """The ten test views of cuda-convnet's multiview test: the four corners and the centre,
-    then the same five mirrored (each [N, 3, size, size], mean subtracted)."""
-    x = images.float() - mean
-    h, w = x.shape[-2:]
-    starts = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
-    views = [x[:, :, t : t + size, l : l + size] for t, l in starts]
-    return views + [v.flip(3) for v in views]
-
-
-@torch.no_grad()
-def test_errors(model: nn.Module, data: ImageSet, mean: torch.Tensor, device, batch: int = 500) -> dict:
-    """Top-1 error (percent) of the ten-view test (softmax averaged) and of the centre view alone."""
-    model.eval()
-    wrong_ten = wrong_centre = 0
-    mean = mean.to(device)
-    for start in range(0, len(data), batch):
-        images = data.images[start : start + batch].to(device)
-        labels = data.labels[start : start + batch].to(device)
-        probs = [model(v).softmax(1) for v in ten_views(images, mean)]
-        wrong_ten += int((torch.stack(probs).mean(0).argmax(1) != labels).sum())
-        wrong_centre += int((probs[4].argmax(1) != labels).sum())
-    model.train()
-    return {"ten_view": 100.0 * wrong_ten / len(data), "centre": 100.0 * wrong_centre / len(data)}
+RECORD_VERSION = 3  # 2: the anneal epochs in the key; 3: records of alexnet.analysis.smalltrain.RunStore
 
 
 def fingerprint(*sets: ImageSet) -> str:
@@ -120,72 +79,31 @@ def rate_factor(epoch: int, epochs: int, anneal) -> float:
     return 0.1 if epoch >= epochs - second - first else 1.0
 
 
-def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: Path | None = None) -> dict:
-    """One (variant, seed) run to ``key['epochs']``; the record of its result (module doc)."""
+HISTORY = {"epoch": int, "lr": float, "train_loss": float, "train_error": float, "seconds": float}
+RUN = {"key": dict, "variant": str, "seed": int, "epochs": int, "lr": float, "anneal": [int], "batch_size": int,
+       "test_error_ten_view": float, "test_error_centre": float, "train_error_last_epoch": (None, float),
+       "diverged": bool, "seconds": float, "device": str, "history": [HISTORY]}  # a run's record
+
+
+def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: dict | None = None) -> dict:
+    """One (variant, seed) run to ``key['epochs']`` through :class:`alexnet.analysis.smalltrain.SmallTrainer`
+    (its state saved in ``partial`` after every epoch); the record of its result (module doc)."""
     device = torch.device(device)
-    seed, epochs, batch_size = key["seed"], key["epochs"], key["batch_size"]
     model = ConvLocalNet(norm=key["variant"] == "with", num_classes=len(train.classes))
-    model.reset_parameters(generator=torch.Generator().manual_seed(seed))
+    model.reset_parameters(generator=torch.Generator().manual_seed(key["seed"]))
     model.to(device)
-    optimizer = make_optimizer(model, key["lr"])
-    base_rates = [group["lr"] for group in optimizer.param_groups]  # before a partial's annealed rates load
-    order = torch.Generator().manual_seed(seed)  # batch order and crops: the same for both variants
-    mean = mean_image(train.images)
-    history, done, seconds, diverged = [], 0, 0.0, False
-    if partial is not None and partial.exists():
-        state = torch.load(partial, weights_only=True)
-        if state["key"] == key:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            order.set_state(state["order"])
-            history, done, seconds = state["history"], state["epoch"], state["seconds"]
-    images, labels, mean_d = train.images.to(device), train.labels.to(device), mean.to(device)
-    n, free = len(train), train.images.shape[-1] - CROP
-    batches = math.ceil(n / batch_size)
-    bar = console.progress(total=epochs * batches, initial=done * batches, unit="batch",
-                           desc=f"{key['variant']} norm, seed {seed}")
-    model.train()
-    for epoch in range(done, epochs):
-        factor = rate_factor(epoch, epochs, key["anneal"])
-        for group, rate in zip(optimizer.param_groups, base_rates):
-            group["lr"] = rate * factor
-        perm = torch.randperm(n, generator=order).to(device)  # drawn on the CPU: the same on every device
-        top, left = torch.randint(0, free + 1, (2, n), generator=order).to(device)
-        flip = torch.randint(0, 2, (n,), generator=order).to(device)
-        # summed on the device and read once an epoch: a read per step would make a GPU wait each step
-        start = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        wrong = torch.zeros((), dtype=torch.int64, device=device)
-        for b in range(batches):
-            idx = perm[b * batch_size : (b + 1) * batch_size]
-            x = crops(images[idx], mean_d, top[idx], left[idx], flip[idx])
-            y = labels[idx]
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().double() * len(y)
-            wrong += (logits.argmax(1) != y).sum()
-            bar.update()
-        loss_sum, wrong = float(loss_sum), int(wrong)
-        seconds += time.perf_counter() - start
-        history.append({"epoch": epoch + 1, "lr": key["lr"] * factor, "train_loss": loss_sum / n,
-                        "train_error": 100.0 * wrong / n, "seconds": seconds})
-        bar.set_postfix(epoch=epoch + 1, train_error=f"{history[-1]['train_error']:.1f}%")
-        if not math.isfinite(loss_sum):
-            diverged = True
-            break
-        if partial is not None and epoch + 1 < epochs:
-            atomic_torch_save({"key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "order": order.get_state(), "history": history, "epoch": epoch + 1,
-                               "seconds": seconds}, partial)
-    bar.close()
-    errors = test_errors(model, test, mean, device)
+    inputs = Inputs(train.images)
+    run = SmallTrainer(model, make_optimizer(model, key["lr"]), train, inputs, seed=key["seed"],
+                       batch_size=key["batch_size"], crop=CROP, device=device,
+                       schedule=lambda epoch: rate_factor(epoch, key["epochs"], key["anneal"]))
+    run.resume(partial)
+    run.train(key["epochs"] - run.epochs_done, f"{key['variant']} norm, seed {key['seed']}", partial=partial)
+    history = [{**{k: p[k] for k in HISTORY}, "epoch": round(p["epoch"])} for p in run.points]
+    errors = test_errors(model, test, inputs, CROP, device)
     return {"key": key, **{k: key[k] for k in ("variant", "seed", "epochs", "lr", "anneal", "batch_size")},
             "test_error_ten_view": errors["ten_view"], "test_error_centre": errors["centre"],
             "train_error_last_epoch": history[-1]["train_error"] if history else None,
-            "diverged": diverged, "seconds": seconds, "device": str(device), "history": history}
+            "diverged": run.diverged, "seconds": run.seconds, "device": str(device), "history": history}
 
 
 def _spread(values: list[float]) -> dict:
@@ -229,13 +147,10 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
     for seed in seeds:
         for variant in (v for v in VARIANTS if v in variants):
             key = run_key(variant, seed, epochs, lr, batch_size, train, test, data_hash, anneal)
-            path = out / "runs" / f"{key_name(key)}.json"
-            record = _read_record(path, key)
+            store = RunStore(out, key, RUN)
+            record = store.get(key_name(key))
             if record is None:
-                partial = out / "partial" / f"{key_name(key)}.pt"
-                record = train_run(train, test, key, device, partial)
-                write_json(path, record)
-                partial.unlink(missing_ok=True)
+                record = store.put(key_name(key), train_run(train, test, key, device, store.partial(key_name(key))))
             records.append(record)
     if set(variants) != set(VARIANTS):
         return None
@@ -249,14 +164,6 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
     return result
 
 
-def _read_record(path: Path, key: dict) -> dict | None:
-    """The finished run stored at ``path`` if it is the run ``key`` defines; None when there is none
-    (or it is another run's: redone, then overwritten). A file that is not a record stops the
-    experiment with its name (alexnet.atomic.read_run_record): it is never trained over."""
-    record = read_run_record(path)
-    return record if isinstance(record, dict) and record.get("key") == key else None
-
-
 def format_table(result: dict) -> str:
     """lrn.md: the per-seed errors, the means and the paired difference beside the paper's."""
     def cell(s: dict) -> str:
@@ -267,7 +174,7 @@ def format_table(result: dict) -> str:
              f"{console.plural(result['epochs'] - first - second, 'epoch')}, then {first} at lr / 10 and "
              f"{second} at lr / 100" if first or second else
              f"lr {result['lr']:g} (biases {result['bias_lr']:g}) throughout")
-    lines = [f"# Section 3.3 on CIFAR-10: response normalisation, {result['epochs']} epochs per run",
+    lines = [f"# Section 3.3 on CIFAR-10: response normalisation, {console.plural(result['epochs'], 'epoch')} per run",
              "", f"Test set: {result.get('test_set', 'given')} ({result['test_images']} images); "
              f"{result['train_images']} training images; {rates}; batch {result['batch_size']}.", "",
              "| seed | without norm, ten-view | with norm, ten-view | without, centre | with, centre |",
@@ -303,15 +210,15 @@ def draw_lrn(result: dict):
                 label="paper" if x == 0 else None)
     ax.set_xticks(range(len(VARIANTS)), ["without norm\n(13pct net)", "with norm\n(11pct net)"])
     ax.set_ylabel("CIFAR-10 test error, ten-view (%)")
-    ax.set_title(f"{result['epochs']} epochs each; paper: 13% (~160 ep) and 11% (~500 ep)", fontsize=9)
+    ax.set_title(f"{console.plural(result['epochs'], 'epoch')} each; paper: 13% (~160 ep) and 11% (~500 ep)", fontsize=9)
     ax.legend(fontsize=8)
     labelled = set()
     for run in result["runs"]:
         epochs = [h["epoch"] for h in run["history"]]
         label = None if run["variant"] in labelled else f"{run['variant']} norm"
         labelled.add(run["variant"])
-        curves.plot(epochs, [h["train_error"] for h in run["history"]], color=colours[run["variant"]],
-                    linewidth=1, label=label)
+        curves.plot(epochs, [h["train_error"] for h in run["history"]], "o-", color=colours[run["variant"]],
+                    linewidth=1, markersize=3, label=label)  # markers: a 1-epoch run is one point per run
     first, second = result.get("anneal", (0, 0))
     if first or second:
         curves.axvspan(result["epochs"] - first - second + 0.5, result["epochs"] + 0.5, color="0.92",
