@@ -298,7 +298,7 @@ def experiment(parser: argparse.ArgumentParser) -> None:
 SWEEP_SETTINGS = ("raw-authors", "raw-pytorch", "standardised-authors", "standardised-pytorch")  # as
 # alexnet.analysis.figure1_sweep.SETTINGS (not imported: it needs torch, and --help must not)
 LRN_EPOCHS = 160  # as alexnet.analysis.lrn_cifar.PAPER_EPOCHS["without"]
-LRN_LR = 0.001  # as alexnet.analysis.convlocal.LR
+LRN_LR = 0.001  # as alexnet.analysis.lrn_cifar.LR
 LRN_SEEDS = (0, 1, 2)
 LRN_ANNEAL = (10, 10)  # as alexnet.analysis.lrn_cifar.ANNEAL
 

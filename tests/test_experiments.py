@@ -13,7 +13,7 @@ from alexnet.analysis import figure1
 from alexnet.analysis.figure1 import SmallRun, crossing, search_lr, speedup, stop_after
 from alexnet.analysis.figure1_sweep import SETTINGS
 from alexnet.analysis.imageset import load_images
-from alexnet.analysis.smallcnn import FourLayerCNN
+from alexnet.analysis.figure1 import FourLayerCNN
 from alexnet.analysis.smalltrain import Inputs, RunStore
 from tests.kit import alexnet_command, colour, image_folder, make_prepared
 

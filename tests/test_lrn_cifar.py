@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from alexnet.analysis import lrn_cifar, smalltrain
-from alexnet.analysis.convlocal import INIT_STD, WEIGHT_DECAY, ConvLocalNet, make_optimizer
+from alexnet.analysis.lrn_cifar import INIT_STD, WEIGHT_DECAY, ConvLocalNet, make_optimizer
 from alexnet.analysis.imageset import ImageSet, load_train_test
 from alexnet.analysis.localconn import LocallyConnected2d
 from alexnet.errors import UserError
@@ -375,10 +375,9 @@ def test_option_values_that_cannot_run_are_refused_by_name(folders, tmp_path, ca
 
 def test_the_command_line_defaults_are_the_protocols_and_stated_in_help(capsys):
     from alexnet import options
-    from alexnet.analysis import convlocal
 
     assert options.LRN_EPOCHS == lrn_cifar.PAPER_EPOCHS["without"] == 160
-    assert options.LRN_LR == convlocal.LR and lrn_cifar.BATCH_SIZE == 128
+    assert options.LRN_LR == lrn_cifar.LR and lrn_cifar.BATCH_SIZE == 128
     with pytest.raises(SystemExit):
         alexnet_command(capsys, "experiment", "lrn", "--help")
     text = " ".join(capsys.readouterr().out.split())

@@ -1,25 +1,7 @@
-"""``alexnet experiment``: the paper's experiments as commands that measure them.
-
-    alexnet experiment relu-vs-tanh [--data cifar10] [--epochs 35] [--seeds 0 1] [--protocol authors]
-                                    [--sweep [SETTING ...]]
-        Figure 1 (section 3.1): epochs and seconds to 25% CIFAR-10 training error with ReLU and
-        with tanh, per seed, and their ratio (the paper: about 6); figure1.png, in the authors'
-        cuda-convnet setup by default. --sweep measures what the ratio depends on (input scaling,
-        initialisation, learning-rate choice). See alexnet.analysis.figure1 for the protocol.
-
-    alexnet experiment lrn [--data cifar10] [--test-data FOLDER | --holdout F] [--epochs N] [--seeds ...]
-        Section 3.3 (CIFAR-10): cuda-convnet's layers-conv-local nets without and with response
-        normalisation, the same budget for each seed, tested on the test set (ten views); their
-        errors, spreads and paired difference beside the paper's 13% and 11% (lrn.json, lrn.md,
-        lrn.png). See alexnet.analysis.lrn_cifar.
-
-    alexnet experiment ablations --data PREPARED [--out DIR] [--variants ...] [any alexnet train option]
-        Trains the paper's network and its variants (no LRN, non-overlapping pooling, no dropout,
-        no PCA colour noise, one tower with half the kernels, a middle conv layer removed) for the
-        same budget, each in DIR/<variant> (resumed when run again), and writes the table of their
-        errors beside the paper's differences (ablations.json, ablations.md). See
-        alexnet.analysis.ablations.
-"""
+"""``alexnet experiment``: the paper's experiments as commands that measure them (their options:
+:func:`alexnet.options.experiment`): ``relu-vs-tanh`` (Figure 1, :mod:`alexnet.analysis.figure1`,
+``--sweep``: :mod:`alexnet.analysis.figure1_sweep`), ``lrn`` (section 3.3,
+:mod:`alexnet.analysis.lrn_cifar`) and ``ablations`` (:mod:`alexnet.analysis.ablations`)."""
 
 from __future__ import annotations
 

@@ -1,29 +1,23 @@
-"""One trainer for the small CIFAR-10 nets of the experiments: Figure 1 and its sweep
-(:mod:`alexnet.analysis.figure1`) and section 3.3 (:mod:`alexnet.analysis.lrn_cifar`). Each
-experiment keeps only its protocol (the net, its initialisation and rates, what it reports); what
-they share is here:
+"""One trainer for the small CIFAR-10 nets of the experiments, Figure 1 and its sweep
+(:mod:`alexnet.analysis.figure1`) and section 3.3 (:mod:`alexnet.analysis.lrn_cifar`), each of
+which keeps only its protocol (net, initialisation, rates, what it reports):
 
-- the images stay uint8 in memory (:class:`alexnet.analysis.imageset.ImageSet`, moved to the
-  device once); each step gathers its batch there, cut at its crop windows and mirrored where
-  flipped (:func:`alexnet.data.transforms.cut_at_windows`, the loader's own gather), minus the
-  training set's mean image cut at the same windows, divided by one global std where the protocol
-  asks (:class:`Inputs`);
-- the batch order and the crops come from one CPU generator per run, seeded by the run's seed
-  and drawn once an epoch (the order, then the windows): the same run on every device;
-- the training error and loss are summed on the device and read ``segments`` times an epoch (a
-  read per step would make a GPU wait each step); ``schedule`` scales every rate per epoch;
-- :func:`test_errors`: the ten-view test (:func:`alexnet.data.transforms.ten_crop_windows`, the
-  ten crops of ``alexnet evaluate``), softmax averaged, and the centre view alone;
-- :class:`RunStore`, the one record store: every finished run is one JSON record
-  ``OUT/runs/<name>.json`` holding the settings that define it; a run under way keeps its state
-  in ``OUT/partial/<name>.pt`` after every epoch and continues from there when run again.
+- :class:`SmallTrainer`: the uint8 images stay in memory on the device; each step gathers its
+  batch there, cut at its crop windows and mirrored where flipped (the loader's gather,
+  :func:`alexnet.data.transforms.cut_at_windows`), minus the mean image cut at the same windows
+  (:class:`Inputs`). Batch order and crops come from one CPU generator per run, drawn once an
+  epoch: the same run on every device. Errors and losses are summed on the device and read
+  ``segments`` times an epoch, not each step;
+- :func:`test_errors`: the ten-view test (:func:`alexnet.data.transforms.ten_crop_windows`);
+- :class:`RunStore`: each finished run is one JSON record ``OUT/runs/<name>.json`` holding the
+  settings that define it; a run under way saves its state to ``OUT/partial/<name>.pt`` after
+  every epoch and continues from there when run again.
 
-What the store does with what it finds (docs/analysis.md, docs/reliability.md): no record: the
-run is trained (continued from its partial state when there is one of the same settings); a
-record of the same settings: reused; a record of other settings under the same name: trained
-again and replaced; a file that is not a whole record (not JSON, too large, a field missing or of
-the wrong type) or a partial state that cannot be read: the experiment stops with the file's name
-and what is wrong, and the file is kept (delete it to redo that run): no run is trained over it.
+The store's one behaviour (docs/analysis.md): no record: the run is trained; a record of the same
+settings: reused; a record of other settings under the same name: trained again and replaced; a
+file that is not a whole record (not JSON, too large, a field missing or of the wrong type) or a
+saved state that cannot be read: the experiment stops with the file's name and what is wrong, and
+the file is kept (delete it to redo that run).
 """
 
 from __future__ import annotations
@@ -196,30 +190,31 @@ def test_errors(model: nn.Module, data: ImageSet, inputs: Inputs, crop: int, dev
     return {"ten_view": 100.0 * wrong_ten / len(data), "centre": 100.0 * wrong_centre / len(data)}
 
 
+KINDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false", dict: "an object"}
+
+
 def check_shape(value, shape, where: str = "") -> str | None:
-    """What in ``value`` does not fit ``shape`` (None when all does): a type (``float`` takes any
-    number, no type takes a bool but ``bool``), ``None``, a tuple of alternatives, a list
-    ``[item shape]`` or a dict of required fields."""
+    """What in ``value`` does not fit ``shape``, None when all does. A shape is a type (``float``
+    takes any number; only ``bool`` takes a bool), None, a tuple of alternatives, ``[item shape]``
+    or a dict of required fields."""
     if isinstance(shape, tuple):
-        found = [check_shape(value, s, where) for s in shape]
-        return None if None in found else found[-1]
-    if isinstance(shape, dict):
-        if not isinstance(value, dict):
-            return f"{where or 'the record'}: not an object"
-        missing = [k for k in shape if k not in value]
-        if missing:
-            return f"{where or 'the record'}: no field {missing[0]!r}"
-        return next((p for k, s in shape.items() if (p := check_shape(value[k], s, f"{where}.{k}".lstrip(".")))), None)
-    if isinstance(shape, list):
-        if not isinstance(value, list):
-            return f"{where}: not a list"
-        return next((p for n, v in enumerate(value) if (p := check_shape(v, shape[0], f"{where}[{n}]"))), None)
-    if shape is None:
-        return None if value is None else f"{where}: not null"
-    types = (int, float) if shape is float else shape
-    if isinstance(value, types) and (shape is bool or not isinstance(value, bool)):
+        problems = [check_shape(value, s, where) for s in shape]
+        return None if None in problems else problems[-1]
+    if isinstance(shape, dict) and isinstance(value, dict):
+        for name, field in shape.items():
+            inner = f"{where}.{name}".lstrip(".")
+            if problem := (check_shape(value[name], field, inner) if name in value else f"{where or 'the record'}: "
+                           f"no field {name!r}"):
+                return problem
         return None
-    return f"{where}: not {'a number' if shape is float else 'an integer' if shape is int else shape.__name__}"
+    if isinstance(shape, list) and isinstance(value, list):
+        return next(filter(None, (check_shape(v, shape[0], f"{where}[{n}]") for n, v in enumerate(value))), None)
+    if shape is None or isinstance(shape, (dict, list)):
+        kind = {None: "null", dict: "an object", list: "a list"}[shape if shape is None else type(shape)]
+        return None if value is None and shape is None else f"{where or 'the record'}: not {kind}"
+    if isinstance(value, (int, float) if shape is float else shape) and (shape is bool or not isinstance(value, bool)):
+        return None
+    return f"{where}: not {KINDS[shape]}"
 
 
 class RunStore:
