@@ -8,7 +8,8 @@ which keeps only its protocol (net, initialisation, rates, what it reports):
   (:class:`Inputs`). Batch order and crops come from one CPU generator per run, drawn once an
   epoch: the same run on every device. Errors and losses are summed on the device and read
   ``segments`` times an epoch, not each step;
-- :func:`test_errors`: the ten-view test (:func:`alexnet.data.transforms.ten_crop_windows`);
+- :func:`test_errors`: the ten-view test (:func:`alexnet.data.transforms.view_windows`, the ten
+  crops of ``alexnet evaluate``);
 - :class:`RunStore`: each finished run is one JSON record ``OUT/runs/<name>.json`` holding the
   settings that define it; a run under way saves its state to ``OUT/partial/<name>.pt`` after
   every epoch and continues from there when run again.
@@ -33,7 +34,7 @@ from torch import nn
 from alexnet import console
 from alexnet.analysis.imageset import ImageSet
 from alexnet.atomic import atomic_torch_save, read_run_record, write_json
-from alexnet.data.transforms import cut_at_windows, ten_crop_windows
+from alexnet.data.transforms import cut_at_windows, view_windows
 from alexnet.errors import UserError
 
 
@@ -178,7 +179,7 @@ def test_errors(model: nn.Module, data: ImageSet, inputs: Inputs, crop: int, dev
     """Top-1 error (percent) of the ten-view test (softmax averaged over the four corner and the
     centre crops and their mirrors) and of the centre view alone."""
     model.eval()
-    windows = torch.from_numpy(ten_crop_windows(tuple(data.images.shape[-2:]), crop)).to(device)
+    windows = torch.from_numpy(view_windows(tuple(data.images.shape[-2:]), crop, "ten")).to(device)
     wrong_ten = wrong_centre = 0
     for start in range(0, len(data), batch):
         images = data.images[start : start + batch].to(device)
