@@ -357,6 +357,14 @@ def test_relu_vs_tanh_rejects_bad_settings_by_name(tmp_path, capsys, option, val
     assert proc.returncode == 2 and message in proc.stderr
 
 
+def test_experiment_help_names_every_experiment(capsys):
+    with pytest.raises(SystemExit):
+        alexnet_command(capsys, "experiment", "--help")
+    text = capsys.readouterr().out
+    description = text.split("positional arguments")[0]
+    assert all(name in description for name in ("relu-vs-tanh", "lrn", "ablations"))
+
+
 def test_relu_vs_tanh_rejects_a_folder_without_images(tmp_path, capsys):
     proc = alexnet_command(capsys, "experiment", "relu-vs-tanh", "--data", tmp_path)
     assert proc.returncode == 2 and str(tmp_path) in proc.stderr and "image folder" in proc.stderr
