@@ -401,7 +401,8 @@ def test_the_figure_has_the_test_errors_beside_each_runs_training_curve_with_the
     assert not lrn_cifar.draw_lrn({**result, "anneal": [0, 0]}).axes[1].patches
     one = {**result, "epochs": 1, "anneal": [0, 0], "runs": [{**r, "history": r["history"][:1]} for r in runs]}
     bars, curves = lrn_cifar.draw_lrn(one).axes
-    assert all(line.get_marker() == "o" for line in curves.get_lines())  # one epoch: one visible point per run
+    assert [line.get_marker() for line in curves.get_lines()] == ["o", "o", "x", "x"]  # one visible point per run
+    assert curves.get_xlim() == pytest.approx((0.5, 1.5)) and [t for t in curves.get_xticks() if 0.5 <= t <= 1.5] == [1]
     assert bars.get_title().startswith("1 epoch each;")
 
 

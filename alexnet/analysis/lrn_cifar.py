@@ -292,6 +292,8 @@ def format_table(result: dict) -> str:
 def draw_lrn(result: dict):
     """Left: per-seed test errors (points) and their means (bars) of both variants, the paper's as
     dashed marks. Right: each run's training error per epoch (the rate drops of --anneal shaded)."""
+    from matplotlib.ticker import MaxNLocator
+
     from alexnet.analysis.drawing import pyplot
 
     plt = pyplot()
@@ -314,12 +316,15 @@ def draw_lrn(result: dict):
         epochs = [h["epoch"] for h in run["history"]]
         label = None if run["variant"] in labelled else f"{run['variant']} norm"
         labelled.add(run["variant"])
-        curves.plot(epochs, [h["train_error"] for h in run["history"]], "o-", color=colours[run["variant"]],
-                    linewidth=1, markersize=3, label=label)  # markers: a 1-epoch run is one point per run
+        # marked points: a 1-epoch run is one point per run; a cross over a dot where the two coincide
+        curves.plot(epochs, [h["train_error"] for h in run["history"]], "o-" if run["variant"] == "without" else "x-",
+                    color=colours[run["variant"]], linewidth=1, markersize=5, label=label)
     first, second = result.get("anneal", (0, 0))
     if first or second:
         curves.axvspan(result["epochs"] - first - second + 0.5, result["epochs"] + 0.5, color="0.92",
                        label="lr / 10, then / 100", zorder=0)
+    curves.set_xlim(0.5, result["epochs"] + 0.5)
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs
     curves.set_xlabel("epoch")
     curves.set_ylabel("training error, random crops (%)")
     curves.set_title("training error per epoch, one line per run", fontsize=9)
