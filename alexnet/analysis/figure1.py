@@ -1,39 +1,17 @@
-"""Figure 1 (section 3.1), measured the way its authors ran it.
+"""Figure 1 (section 3.1), measured the way its authors ran it with cuda-convnet: "A four-layer
+convolutional neural network with ReLUs (solid line) reaches a 25% training error rate on
+CIFAR-10 six times faster than an equivalent network with tanh neurons (dashed line). The
+learning rates for each network were chosen independently to make training as fast as possible.
+No regularization of any kind was employed."
 
-Figure 1: "A four-layer convolutional neural network with ReLUs (solid line) reaches a 25%
-training error rate on CIFAR-10 six times faster than an equivalent network with tanh neurons
-(dashed line). The learning rates for each network were chosen independently to make
-training as fast as possible. No regularization of any kind was employed."
-
-The authors ran it with cuda-convnet (the paper's footnote points to its layer files). The
-default protocol, ``authors``, is that setup; every choice is stated:
-- the net is :class:`FourLayerCNN` (layers-18pct's four weight layers),
-  each layer initialised from a Gaussian of its own std (conv1 0.0001, the others 0.01),
-  biases 0 (``init="authors"``);
-- inputs are the raw 0-255 RGB values minus the training set's mean image, not divided by
-  anything (``inputs="raw"``; section 2's "centred raw RGB values");
-- cuda-convnet's update: momentum 0.9 on the batch-mean gradient, the biases' learning rate
-  twice the weights' (``bias_lr=2``), batch 128, all 50,000 training images, 35 epochs
-  (Figure 1's axis), no weight decay, dropout or augmentation;
-- "training error" is what the paper plots: the error on the training batches as training
-  goes, measured over each of ``segments`` equal parts of every epoch (no extra pass);
-- each activation's learning rate is searched on a grid (with the first seed, or ``search_seed``;
-  the other seeds reuse the choice): each candidate trains ``search_epochs`` and the lowest mean
-  training error over its last epoch wins. When the winner lies on an edge of the grid, the grid
-  grows past that edge (up to ``MAX_EXTENSIONS`` times) so that the choice is never an edge; the
-  result says whether it
-  is inside. The winner's run is continued to the full budget, so the search costs no repeated
-  epochs of it;
-- the 25% crossing is interpolated linearly between the two measurements around it, in epochs
-  and in training seconds (``crossing``); the ratio is tanh's crossing over ReLU's, per seed.
-The other protocol, ``standardised`` (this project's earlier one), divides the centred inputs
-by one global std and keeps PyTorch's default initialisation and one learning rate for all
-parameters; ``alexnet.analysis.figure1_sweep`` measures what the ratio depends on.
-
-Every finished run (and every search candidate) is stored as its own JSON record in the output
-folder, and a run under way after each epoch (:class:`alexnet.analysis.smalltrain.RunStore`): run
-again, the experiment redoes only what is missing, so it can be killed and resumed, or split over
-processes (``--activations``, ``--seeds``).
+The protocol, every choice stated with its source, is in docs/analysis.md ("alexnet experiment
+relu-vs-tanh"): :class:`FourLayerCNN` (layers-18pct), raw inputs minus the mean image
+(``PROTOCOLS``), momentum SGD with the biases at twice the weights' rate (:class:`SmallRun`, through
+the experiments' trainer, :mod:`alexnet.analysis.smalltrain`), the training error over each
+quarter of every epoch, each activation's rate searched on a grid grown past an edge winner
+(:func:`search_lr`), the 25% crossing interpolated (:func:`crossing`) and the ratio per seed
+(:func:`speedup`). Every run is stored (``RunStore``): run again, the experiment redoes only what
+is missing, so it can be killed and resumed, or split over processes.
 """
 
 from __future__ import annotations
@@ -62,28 +40,13 @@ INITS = ("authors", "pytorch")
 class FourLayerCNN(nn.Module):
     """conv5x5(32)-pool-conv5x5(32)-pool-conv5x5(64)-pool-fc(10) on 32x32 RGB images.
 
-    The paper says only "a four-layer convolutional neural network" (Figure 1). Its authors ran the
-    experiment with cuda-convnet, whose example CIFAR-10 net ``layers-18pct.cfg`` is exactly four
-    weight layers: three 5x5 convolutions with 32, 32 and 64 kernels (padding 2), each followed by
-    3x3 pooling with stride 2 (max, then average, average), and one fully connected layer to the
-    10 classes. The numbers here were read from the copies of cuda-convnet's
-    ``example-layers/layers-18pct.cfg`` and ``layer-params-18pct.cfg`` in dnouri/cuda-convnet on
-    GitHub. We build that net, with these choices stated:
-
-    - the activation after each convolution is ReLU or tanh (Figure 1 compares the two; the rest
-      of the net is identical). The file puts conv1's ReLU after pool1; max pooling commutes with
-      any increasing function, so applying it before pooling is the same net;
-    - pooling windows start at the first pixel and the last window is cut at the border, as
-      cuda-convnet pools (``start=0``, ``outputsX=0``: the count rounded up): 32 -> 16 -> 8 -> 4,
-      which is PyTorch's ``ceil_mode`` without padding;
-    - layers-18pct's same-map contrast normalisation layers (``rnorm1``, ``rnorm2``) and its weight
-      costs (``wc`` 0.004 on the convolutions, 1 on fc10) are left out: Figure 1 says "no
-      regularization of any kind", and the comparison is about the activation;
-    - ``init="authors"`` (the default) draws every weight from a zero-mean Gaussian of its layer's
-      own std, biases 0, as layers-18pct's ``initW``: conv1 0.0001, conv2 0.01, conv3 0.01, fc10
-      0.01. ``init="pytorch"`` keeps PyTorch's default (Kaiming-uniform) initialisation.
-      (layer-params-18pct's rates, epsW 0.001 and epsB 0.002 with momentum 0.9, are :class:`SmallRun`'s
-      update.)
+    cuda-convnet's example CIFAR-10 net ``layers-18pct.cfg`` (read from dnouri/cuda-convnet on
+    GitHub), the four weight layers the paper names: ReLU or tanh after each convolution (the
+    file's ReLU after pool1 is the same net: max pooling commutes with it); pooling windows from
+    the first pixel, the last cut at the border (``ceil_mode``: 32 -> 16 -> 8 -> 4); its
+    contrast normalisation and weight costs left out ("no regularization of any kind").
+    ``init="authors"``: each layer's weights from a Gaussian of its own std (``initW``: conv1
+    0.0001, the others 0.01), biases 0; ``init="pytorch"``: PyTorch's default.
     """
 
     def __init__(self, activation: str = "relu", num_classes: int = 10, init: str = "authors"):

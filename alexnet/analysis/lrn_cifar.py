@@ -1,28 +1,15 @@
-"""Section 3.3's CIFAR-10 experiment as the authors ran it: test error with and without response
-normalisation ("13% ... without normalization and 11% with normalization").
+"""Section 3.3's CIFAR-10 experiment as the authors ran it with cuda-convnet: test error with
+and without response normalisation ("13% ... without normalization and 11% with normalization").
 
-The protocol (cuda-convnet's; the nets and the update: :class:`ConvLocalNet`):
-- inputs: the raw 0-255 RGB values minus the training set's mean image, no division by a
-  standard deviation (cuda-convnet's CIFAR-10 data provider); the mean image is cut at the
-  crop's window (mirrored with the crop), where cuda-convnet cut its centre for every crop;
-- training: a random 24x24 crop of each 32x32 image, mirrored with probability 1/2, drawn anew
-  every epoch (cifar-cropped, --crop-border=4); batches of 128 in a random order;
-- the update: momentum SGD, weight rate ``lr`` (cuda-convnet's epsW 0.001), bias rate 2 x lr,
-  momentum 0.9, weight decay per layer (0 for conv1 and conv2, 0.004 for local3, local4, fc10),
-  the rate ``lr`` until the last ``A + B`` epochs of the budget, then ``A`` epochs at lr / 10 and
-  ``B`` at lr / 100 (``anneal=(A, B)``, default 10 and 10: the methodology of cuda-convnet's
-  layer-params-conv-local-11pct.cfg, steps 5 and 6, ended its ~470 epochs so);
-- the test: the ten-view test (cuda-convnet's --multiview-test): the four corner and the centre
-  24x24 crops and their mirrors, the softmax probabilities averaged over the ten; the error of
-  the centre view alone is reported too;
-- both variants train for the SAME number of epochs for each seed, and one seed gives both the
-  same initial weights (the norm layers have none), the same batch order and the same crops.
-
-The authors' numbers came from unequal budgets (about 160 epochs for 13%, about 500 for 11%),
-so the verdict here compares equal budgets, over seeds, by the paired difference.
-
-Each run is stored by :class:`alexnet.analysis.smalltrain.RunStore` under a name saying what
-defines it (variant, seed, epochs, rate, batch, the sizes and a fingerprint of the data).
+The protocol, each number with its source, is in docs/analysis.md ("alexnet experiment lrn"):
+:class:`ConvLocalNet` (layers-conv-local-13pct and the first -11pct), raw pixels minus the mean
+image, random 24x24 crops mirrored with probability 1/2 (through the experiments' trainer,
+:mod:`alexnet.analysis.smalltrain`), cuda-convnet's per-layer update (:func:`make_optimizer`),
+the rate ending at a tenth and a hundredth (:func:`rate_factor`), the ten-view test. Both
+variants train for the same epochs with each seed, from the same initial weights, batch order
+and crops; the authors' numbers came from unequal budgets (about 160 and 500 epochs), so the
+verdict compares equal budgets over seeds by the paired difference. Each run is stored under a
+name saying what defines it (variant, seed, epochs, rate, batch, sizes, a fingerprint of the data).
 """
 
 from __future__ import annotations
@@ -67,37 +54,15 @@ class ConvLocalNet(nn.Module):
 
     cuda-convnet's layers-conv-local nets, behind section 3.3's CIFAR-10 result (13% and 11%).
 
-    Section 3.3: "On the CIFAR-10 dataset, a four-layer CNN achieved a 13% test error rate without
-    normalization and 11% with normalization." The authors ran it with cuda-convnet, whose example
-    nets ``layers-conv-local-13pct.cfg`` and ``layers-conv-local-11pct.cfg`` are these (read here
-    from the copies of cuda-convnet's ``example-layers/`` in dnouri/cuda-convnet on GitHub):
-
-        data 24x24 (random crops of the 32x32 images)
-        conv1   64 filters 5x5, padding 2, ReLU          initW 0.0001
-        [rnorm1 cross-map, size 5, scale 0.001, pow 0.75]            (11pct only)
-        pool1   max 3x3 stride 2 (24 -> 12; cuda-convnet rounds the count up: ceil mode)
-        conv2   64 filters 5x5, padding 2, ReLU          initW 0.01
-        [rnorm2 as rnorm1]                                           (11pct only)
-        pool2   max 3x3 stride 2 (12 -> 6)
-        local3  32 filters 3x3, padding 1, unshared, ReLU initW 0.04
-        local4  32 filters 3x3, padding 1, unshared, ReLU initW 0.04
-        fc10    10 outputs                               initW 0.01
-
-    ``initW`` is the standard deviation of the Gaussian each layer's weights are drawn from; biases
-    start at 0 (cuda-convnet's default initB). That 11pct file is the first version the issue names
-    (the normalisation after conv1 and conv2, before pooling); cuda-convnet's later 11pct file moved
-    it after pool1, used size 9 and changed widths and weight decay, and is not built here.
-
-    cuda-convnet's response normalisation (``crossMap=1``) divides ``scale`` by ``size`` and adds 1
-    (as issue 12 states cuda-convnet's code; its source is not read here):
-    ``b = a / (1 + scale/size * sum of a^2 over 5 adjacent maps) ** pow``, which is
-    ``alexnet.lrn.LocalResponseNorm(size=5, alpha=0.001, beta=0.75, k=1, scaling="code")``.
-
-    The update (``layer-params-conv-local-13pct.cfg`` and ``-11pct.cfg``, identical): epsW 0.001,
-    epsB 0.002 (the bias rate twice the weight rate), momW = momB = 0.9, weight cost ``wc`` 0 for
-    conv1 and conv2 and 0.004 for local3, local4 and fc10 (biases have none). cuda-convnet's step,
-    inc = mom * inc - eps * (mean gradient + wc * w); w += inc, is PyTorch's SGD with momentum and
-    weight_decay = wc at a fixed rate, so :func:`param_groups` builds that.
+    cuda-convnet's ``layers-conv-local-13pct.cfg`` and the first ``-11pct.cfg`` (read from
+    dnouri/cuda-convnet on GitHub; docs/analysis.md): conv1 64 5x5 - [norm] - max-pool 3/2 -
+    conv2 64 5x5 - [norm] - max-pool 3/2 - local3 32 3x3 - local4 32 3x3 - fc10, ReLU after each
+    weight layer but fc10, pooling counts rounded up (24 -> 12 -> 6), local layers unshared
+    (:class:`alexnet.analysis.localconn.LocallyConnected2d`), weights from each layer's Gaussian
+    (``INIT_STD``, initW), biases 0. The norm is cuda-convnet's cross-map one, ``scale / size``
+    plus 1: ``LocalResponseNorm(size=5, alpha=0.001, beta=0.75, k=1, scaling="code")``. The update
+    (layer-params: epsW, epsB = 2 epsW, momentum 0.9, weight cost ``wc`` per layer) is PyTorch's
+    SGD with momentum and weight decay (:func:`param_groups`).
     """
 
     def __init__(self, norm: bool = False, num_classes: int = 10):
