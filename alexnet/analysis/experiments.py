@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -33,15 +34,15 @@ def check_options(args: argparse.Namespace, at_least: dict, rates: tuple) -> Non
                 raise UserError(f"--{name.replace('_', '-')} must be a finite positive number, not {value}")
 
 
-def emit(result: dict, json_to: str | None, lines: list[str]) -> None:
-    """``result`` as JSON to ``json_to`` ('-': standard output, which then carries nothing else:
-    ``lines`` go to standard error) and ``lines`` for the reader."""
-    if json_to == "-":
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    elif json_to:
-        write_json(json_to, result)
-    print("\n".join(lines), file=sys.stderr if json_to == "-" else sys.stdout)
+def emit(result: dict, args: argparse.Namespace, lines: list[str]) -> None:
+    """``result`` as JSON to ``--json`` ('-': the real standard output, see :func:`run`) and
+    ``lines`` for the reader."""
+    if args.json == "-":
+        json.dump(result, args.json_out, indent=2)
+        args.json_out.write("\n")
+    elif args.json:
+        write_json(args.json, result)
+    print("\n".join(lines))
 
 
 def run_relu_vs_tanh(args: argparse.Namespace) -> int:
@@ -64,14 +65,14 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
                        **options)
         result["data"] = str(args.data)
         if set(settings) != set(SETTINGS):
-            emit(result, args.json, [format_sweep(result), f"{', '.join(settings)}: runs stored in {out / 'sweep'}; "
+            emit(result, args, [format_sweep(result), f"{', '.join(settings)}: runs stored in {out / 'sweep'}; "
                  "run again with --sweep alone (the same options) to write the table of all settings"])
             return 0
         write_json(out / "sweep.json", result)
         table = format_sweep(result)
         atomic_write_text(table + "\n", out / "sweep.md")
         save_figure(draw_sweep(result), out / "sweep.png")
-        emit(result, args.json, [table, f"written: {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}"])
+        emit(result, args, [table, f"written: {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}"])
         return 0
     result = relu_vs_tanh(data, args.epochs, seeds=seeds, activations=tuple(args.activations), protocol=protocol,
                           out=out, search_seed=args.search_seed, **options)
@@ -79,11 +80,11 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
     if "speedup" in result:
         save_figure(draw_figure1(result), out / "figure1.png")
         write_json(out / "relu-vs-tanh.json", result)
-        emit(result, args.json, [relu_vs_tanh_summary(result),
+        emit(result, args, [relu_vs_tanh_summary(result),
                                  f"written: {out / 'figure1.png'}, {out / 'relu-vs-tanh.json'}"])
     else:
         print(f"{', '.join(args.activations)}: runs stored in {out / 'runs'}; run again with both activations "
-              "(the same options) to draw figure1.png", file=sys.stderr if args.json == "-" else sys.stdout)
+              "(the same options) to draw figure1.png")
     return 0
 
 
@@ -125,9 +126,9 @@ def run_lrn(args: argparse.Namespace) -> int:
                                 describe={"data": str(args.data), "test_set": test_set}, variants=args.variants)
     if result is None:
         print(f"{', '.join(args.variants)} normalisation: runs stored in {out / 'runs'}; run again with both "
-              "variants (the same options) to compare them", file=sys.stderr if args.json == "-" else sys.stdout)
+              "variants (the same options) to compare them")
         return 0
-    emit(result, args.json, [result["verdict"], f"written: {out / 'lrn.json'}, {out / 'lrn.md'}, {out / 'lrn.png'}"])
+    emit(result, args, [result["verdict"], f"written: {out / 'lrn.json'}, {out / 'lrn.md'}, {out / 'lrn.png'}"])
     return 0
 
 
@@ -154,4 +155,9 @@ def run_ablations(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"relu-vs-tanh": run_relu_vs_tanh, "lrn": run_lrn, "ablations": run_ablations}[args.experiment](args)
+    command = {"relu-vs-tanh": run_relu_vs_tanh, "lrn": run_lrn, "ablations": run_ablations}[args.experiment]
+    if getattr(args, "json", None) != "-":
+        return command(args)
+    args.json_out = sys.stdout  # with --json -, standard output carries the JSON alone: | jq reads it
+    with contextlib.redirect_stdout(sys.stderr):  # everything else printed (also by prepare) goes here
+        return command(args)
