@@ -284,7 +284,8 @@ def test_a_run_killed_after_an_epoch_continues_from_its_saved_state(tmp_path, ca
 
 
 @pytest.mark.parametrize("option, value", [("--lrs", "nan"), ("--lrs", "inf"), ("--batch-size", "0"),
-                                           ("--bias-lr", "nan"), ("--after-crossing", "nan"), ("--epochs", "0")])
+                                           ("--bias-lr", "nan"), ("--after-crossing", "nan"), ("--epochs", "0"),
+                                           ("--seeds", "-1")])
 def test_option_values_that_cannot_run_are_refused_by_name_before_anything_trains(tmp_path, capsys, option, value):
     data = make_image_folder(tmp_path / "imgs", per_class=2)
     proc = alexnet_command(capsys, "experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, option, value,

@@ -19,19 +19,17 @@ from alexnet.errors import UserError
 
 
 def check_options(args: argparse.Namespace, at_least: dict, rates: tuple) -> None:
-    """Each option of ``at_least`` (name: least value) at least that, when given, and each of
-    ``rates`` a finite positive number (or a list of them): a one-line error naming the first
-    that is not."""
-    for name, least in at_least.items():
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value >= least):
-            raise UserError(f"--{name.replace('_', '-')} must be {'a number ' if least == 0 else ''}at least "
-                            f"{least}, not {value}")
-    for name in rates:
+    """Each option of ``at_least`` (name: least value) at least that, and each of ``rates`` a
+    finite positive number, where given (every value of a list): a one-line error naming the
+    first that is not."""
+    for name, least in [*at_least.items(), *((rate, None) for rate in rates)]:
         values = getattr(args, name)
         for value in values if isinstance(values, list) else [values]:
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise UserError(f"--{name.replace('_', '-')} must be a finite positive number, not {value}")
+            if value is None or math.isfinite(value) and (value > 0 if least is None else value >= least):
+                continue
+            flag = f"--{name.replace('_', '-')}"
+            raise UserError(f"{flag} must be a finite positive number, not {value}" if least is None else
+                            f"{flag} must be {'a number ' if least == 0 else ''}at least {least}, not {value}")
 
 
 def emit(result: dict, args: argparse.Namespace, lines: list[str]) -> None:
@@ -49,8 +47,8 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
     from alexnet.analysis.figure1 import DEFAULT_LRS, draw_figure1, protocol_settings, relu_vs_tanh
     from alexnet.analysis.imageset import load_images
 
-    check_options(args, {"epochs": 1, "search_epochs": 1, "limit": 2, "batch_size": 1, "after_crossing": 0},
-                  ("lrs", "bias_lr"))
+    check_options(args, {"epochs": 1, "search_epochs": 1, "limit": 2, "batch_size": 1, "after_crossing": 0,
+                         "seeds": 0, "search_seed": 0}, ("lrs", "bias_lr"))
     protocol = protocol_settings(args.protocol, inputs=args.inputs, init=args.init, bias_lr=args.bias_lr)
     seeds = list(dict.fromkeys(args.seeds))
     data = load_images(args.data, size=32, limit=args.limit, seed=seeds[0])
@@ -114,7 +112,7 @@ def run_lrn(args: argparse.Namespace) -> int:
     from alexnet.analysis.imageset import load_train_test
     from alexnet.analysis.lrn_cifar import run_lrn_experiment
 
-    check_options(args, {"epochs": 1, "batch_size": 1, "limit": 2}, ("lr",))
+    check_options(args, {"epochs": 1, "batch_size": 1, "limit": 2, "seeds": 0}, ("lr",))
     if min(args.anneal) < 0 or sum(args.anneal) >= args.epochs:
         raise UserError(f"--anneal {args.anneal[0]} {args.anneal[1]}: both must be at least 0 and together fewer "
                         f"than --epochs ({args.epochs}), so that some epochs train at --lr")
