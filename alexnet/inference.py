@@ -31,7 +31,7 @@ from alexnet import console
 from alexnet.classes import check_classes, class_lists
 from alexnet.data.images import FILE_BYTES_PER_PIXEL, BadImage, centre_patch, check_pixels, open_image, to_rgb
 from alexnet.data.source_files import read_regular
-from alexnet.data.transforms import DeviceTransform, centre_window, crop_into, ten_crop_windows
+from alexnet.data.transforms import DeviceTransform, crop_into, view_windows
 from alexnet.defaults import CROPS, MAX_PIXELS
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
@@ -309,7 +309,7 @@ def crop_images(images: np.ndarray, size: int, crops: str) -> tuple[torch.Tensor
     """uint8 images ``[N, H, W, 3]`` -> their test crops ``[N, V, 3, size, size]`` and windows
     ``[N, V, 3]``: the centre crop (V = 1) or the ten crops of section 4.1, as the loader cuts them."""
     image_size = images.shape[1:3]
-    windows = ten_crop_windows(image_size, size) if crops == "ten" else centre_window(image_size, size)[None]
+    windows = view_windows(image_size, size, crops)
     out = np.empty((len(images), len(windows), size, size, 3), np.uint8)
     for k, image in enumerate(images):
         for v, window in enumerate(windows):

@@ -164,6 +164,8 @@ def figures(parser: argparse.ArgumentParser) -> None:
 
 
 def experiment(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("the paper's experiments: relu-vs-tanh (Figure 1), lrn (section 3.3) and ablations "
+                          "(sections 3 and 4); each writes its numbers and its table into --out")
     sub = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     p = sub.add_parser("relu-vs-tanh", help="Figure 1: ReLU reaches 25%% CIFAR-10 training error ~6x sooner "
                        "than tanh (section 3.1), in the authors' cuda-convnet setup")
@@ -231,7 +233,7 @@ def experiment(parser: argparse.ArgumentParser) -> None:
 SWEEP_SETTINGS = ("raw-authors", "raw-pytorch", "standardised-authors", "standardised-pytorch")  # as
 # alexnet.analysis.figure1_sweep.SETTINGS (not imported: it needs torch, and --help must not)
 LRN_EPOCHS = 160  # as alexnet.analysis.lrn_cifar.PAPER_EPOCHS["without"]
-LRN_LR = 0.001  # as alexnet.analysis.convlocal.LR
+LRN_LR = 0.001  # as alexnet.analysis.lrn_cifar.LR
 LRN_SEEDS = (0, 1, 2)
 LRN_ANNEAL = (10, 10)  # as alexnet.analysis.lrn_cifar.ANNEAL
 

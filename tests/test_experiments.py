@@ -10,10 +10,11 @@ import yaml
 from alexnet import options
 from alexnet.analysis.ablations import table, variant_changes
 from alexnet.analysis import figure1
-from alexnet.analysis.figure1 import SmallRun, Standardise, crossing, search_lr, speedup
+from alexnet.analysis.figure1 import SmallRun, crossing, search_lr, speedup, stop_after
 from alexnet.analysis.figure1_sweep import SETTINGS
 from alexnet.analysis.imageset import load_images
-from alexnet.analysis.smallcnn import FourLayerCNN
+from alexnet.analysis.figure1 import FourLayerCNN
+from alexnet.analysis.smalltrain import Inputs, RunStore
 from tests.kit import alexnet_command, colour, image_folder, make_prepared
 
 
@@ -70,7 +71,7 @@ def test_pooling_windows_start_at_the_first_pixel_and_the_last_is_cut_at_the_bor
 
 def test_raw_inputs_are_only_centred_on_the_mean_image():
     images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
-    raw = Standardise(images, chunk=3, divide=False)
+    raw = Inputs(images, chunk=3)
     assert raw.std == 1.0
     assert torch.allclose(raw(images), images.float() - images.double().mean(0).float(), atol=1e-4)
 
@@ -86,7 +87,7 @@ def test_the_authors_update_gives_biases_twice_the_weights_learning_rate(tmp_pat
     bias = run.model.classifier.bias
     before = bias.detach().clone()
     run.train(1)  # one epoch of 8 images in batches of 8: one step, first momentum step is -lr * gradient
-    x = run.standardise(data.images)
+    x = run.inputs(data.images)
     run2 = SmallRun(data, "relu", lr=0.01, batch_size=8, protocol=figure1.PROTOCOLS["authors"])
     idx = torch.randperm(8, generator=torch.Generator().manual_seed(0))
     loss = torch.nn.functional.cross_entropy(run2.model(x[idx]), data.labels[idx])
@@ -99,7 +100,7 @@ def fake_training(best_lr):
     """SmallRun.train replaced: the training error of a candidate grows with its distance from best_lr."""
     import math
 
-    def train(self, epochs, desc="", after_crossing=None):
+    def train(self, epochs, desc="", stop=None, partial=None):
         error = 30 + 10 * abs(math.log10(self.lr / best_lr))
         self.points += [{"epoch": self.epochs_done + 1 + i, "train_error": error, "seconds": 1.0} for i in range(epochs)]
         self.epochs_done += epochs
@@ -111,7 +112,7 @@ def fake_training(best_lr):
 def test_the_search_grows_its_grid_until_the_winner_is_inside(tmp_path, monkeypatch, best, chosen, tries):
     monkeypatch.setattr(SmallRun, "train", fake_training(best))
     data = load_images(str(make_image_folder(tmp_path, per_class=2)))
-    store = figure1.RunStore(None, {})
+    store = RunStore(None, {}, figure1.RUN)
     lr, _, record = search_lr(data, "tanh", (0.001, 0.01, 0.1), 1, store, segments=1, batch_size=4)
     assert lr == pytest.approx(chosen)
     tried = [g["lr"] for g in record["grid"]]
@@ -136,13 +137,13 @@ def test_a_run_stops_the_given_number_of_epochs_after_it_crosses(tmp_path, monke
     data = load_images(str(make_image_folder(tmp_path, per_class=4)))
     run = SmallRun(data, "relu", lr=0.01, batch_size=8, segments=1)
     monkeypatch.setattr(figure1, "crossing", lambda points: {"epoch": 1.5, "seconds": 0.0} if len(points) >= 2 else None)
-    run.train(6, after_crossing=2)
+    run.train(6, stop=stop_after(2))
     assert run.epochs_done == 4  # crossed at 1.5: epoch 4 is the first at least 2 epochs past it
 
 
 def test_standardise_subtracts_the_mean_image_and_divides_by_one_std():
     images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
-    s = Standardise(images, chunk=3)
+    s = Inputs(images, divide=True, chunk=3)
     x = images.double()
     assert torch.allclose(s.mean.double(), x.mean(0), atol=1e-4)
     expected = ((x - x.mean(0)) / (x - x.mean(0)).pow(2).mean().sqrt()).float()
@@ -226,17 +227,94 @@ def test_the_runs_of_one_activation_per_process_make_one_figure(tmp_path, capsys
     assert result["protocol"] == {"inputs": "standardised", "init": "pytorch", "bias_lr": 1.0}
 
 
-def test_a_damaged_run_record_stops_the_experiment_with_its_name_and_is_kept(tmp_path, capsys):
-    data = make_image_folder(tmp_path / "imgs", per_class=8)
+def edit(change):
+    """A run record edited by hand: ``change`` applied to its JSON, the file's name kept."""
+    def damage(path):
+        record = json.loads(path.read_text())
+        change(record)
+        path.write_text(json.dumps(record))
+    return damage
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda path: path.write_bytes(path.read_bytes()[:40]), "Expecting"),  # cut short, as by a full disk
+    (edit(lambda r: r["run"].update(lr="0.01")), "(run.lr: not a number)"),  # a number replaced by a string
+    (edit(lambda r: r["run"].pop("points")), "(run: no field 'points')"),  # a list removed
+    (edit(lambda r: r["run"]["points"][0].update(train_error=None)), "(run.points[0].train_error: not a number)")])
+def test_a_damaged_run_record_is_refused_by_name_and_kept_until_deleted(tmp_path, capsys, damage, problem):
+    data = make_image_folder(tmp_path / "imgs", per_class=4)
     out = tmp_path / "out"
     args = ["experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, "--lrs", 0.01, "--search-epochs", 1,
             "--seeds", 0, "--batch-size", 8, "--out", out, "--device", "cpu"]
     assert alexnet_command(capsys, *args).returncode == 0
-    record = out / "runs" / "run-relu-lr0.01-seed0.json"
-    record.write_bytes(record.read_bytes()[:40])  # cut short, as by a full disk outside our writes
+    path = out / "runs" / "run-tanh-lr0.01-seed0.json"
+    damage(path)
+    edited = path.read_bytes()
     proc = alexnet_command(capsys, *args)
-    assert proc.returncode == 2 and f"{record}: not a run record" in proc.stderr and "delete it" in proc.stderr
-    assert len(record.read_bytes()) == 40  # not trained over
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{path}: not a run record " in proc.stderr and problem in proc.stderr
+    assert "; delete it to redo that run" in proc.stderr and proc.stderr.count("\n") == 1
+    assert path.read_bytes() == edited  # kept: nothing trained over it
+    path.unlink()  # as the message says: the run is redone
+    assert alexnet_command(capsys, *args).returncode == 0 and "lr" in json.loads(path.read_text())["run"]
+
+
+def test_a_run_killed_after_an_epoch_continues_from_its_saved_state(tmp_path, capsys, monkeypatch):
+    from alexnet.analysis import smalltrain
+
+    data = make_image_folder(tmp_path / "imgs", per_class=4)
+    args = ["experiment", "relu-vs-tanh", "--data", data, "--epochs", 3, "--lrs", 0.01, "--search-epochs", 1,
+            "--seeds", 0, "--batch-size", 8, "--device", "cpu", "--activations", "relu", "--out"]
+    assert alexnet_command(capsys, *args, tmp_path / "whole").returncode == 0
+    real_save = smalltrain.atomic_torch_save
+
+    def save_then_die(state, path):
+        real_save(state, path)
+        raise KeyboardInterrupt  # killed once epoch 2 of the run is saved (the search's 1 carried over)
+
+    monkeypatch.setattr(smalltrain, "atomic_torch_save", save_then_die)
+    assert alexnet_command(capsys, *args, tmp_path / "split").returncode != 0
+    assert (tmp_path / "split" / "partial" / "run-relu-lr0.01-seed0.pt").is_file()
+    monkeypatch.setattr(smalltrain, "atomic_torch_save", real_save)
+    trained = []
+    monkeypatch.setattr(SmallRun, "train", lambda self, epochs, *a, **k: trained.append(epochs))
+    assert alexnet_command(capsys, *args, tmp_path / "split").returncode == 0
+    assert trained == [1]  # only the third epoch was left
+    assert not (tmp_path / "split" / "partial" / "run-relu-lr0.01-seed0.pt").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--lrs", "nan"), ("--lrs", "inf"), ("--batch-size", "0"),
+                                           ("--bias-lr", "nan"), ("--after-crossing", "nan"), ("--epochs", "0"),
+                                           ("--seeds", "-1")])
+def test_option_values_that_cannot_run_are_refused_by_name_before_anything_trains(tmp_path, capsys, option, value):
+    data = make_image_folder(tmp_path / "imgs", per_class=2)
+    proc = alexnet_command(capsys, "experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, option, value,
+                           "--out", tmp_path / "out", "--device", "cpu")
+    assert proc.returncode == 2 and option in proc.stderr and value in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_json_to_standard_output_leaves_nothing_else_there(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "imgs", per_class=4)
+    proc = alexnet_command(capsys, "experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, "--lrs", 0.01,
+                           "--search-epochs", 1, "--seeds", 0, "--batch-size", 8, "--out", tmp_path / "out",
+                           "--device", "cpu", "--json", "-")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout) == json.loads((tmp_path / "out" / "relu-vs-tanh.json").read_text())  # as | jq
+    assert "seed 0: not 25% within 1 epoch (" in proc.stderr and "written:" in proc.stderr  # for the reader
+
+
+def test_figure1_raises_its_axis_over_the_papers_to_show_curves_above_75_percent():
+    from alexnet.analysis.figure1 import draw_figure1
+
+    def result(errors):
+        return {"threshold": 25.0, "epochs": 2, "runs": {"relu": [{"lr": 0.01, "points": curve(errors)}]}}
+
+    ax = draw_figure1(result([60, 20])).axes[0]
+    assert ax.get_ylim() == (0, 0.75) and "top of the paper's axis" not in [t.get_text() for t in ax.get_legend().get_texts()]
+    ax = draw_figure1(result([90.2, 20])).axes[0]
+    assert ax.get_ylim() == (0, 0.95)  # every point shown, the paper's top marked
+    assert "top of the paper's axis" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_the_sweep_measures_the_ratio_for_each_input_scaling_init_and_lr_choice(tmp_path, capsys):
@@ -278,6 +356,14 @@ def test_relu_vs_tanh_rejects_bad_settings_by_name(tmp_path, capsys, option, val
     data = make_image_folder(tmp_path / "imgs", per_class=2)
     proc = alexnet_command(capsys, "experiment", "relu-vs-tanh", "--data", data, option, value, "--out", tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_experiment_help_names_every_experiment(capsys):
+    with pytest.raises(SystemExit):
+        alexnet_command(capsys, "experiment", "--help")
+    text = capsys.readouterr().out
+    description = text.split("positional arguments")[0]
+    assert all(name in description for name in ("relu-vs-tanh", "lrn", "ablations"))
 
 
 def test_relu_vs_tanh_rejects_a_folder_without_images(tmp_path, capsys):

@@ -140,9 +140,11 @@ def test_predictions_figure_has_a_legend_and_marks_a_true_class_outside_the_top_
 
 def test_neighbours_figure_has_a_query_and_six_neighbours_per_row():
     img = np.zeros((10, 10, 3), np.uint8)
-    fig, layout = drawing.draw_neighbours([img] * 3, [[img] * 6] * 3, ["a", "b", "c"])
+    fig, layout = drawing.draw_neighbours([img] * 3, [[img] * 6] * 3, ["a", "b", "c"],
+                                          [[f"{q}{n}" for n in range(6)] for q in "abc"])
     assert layout.panels == 3 and layout.items_per_panel == [6, 6, 6]
     assert sum(1 for ax in fig.axes if ax.images) == 3 * 7
+    assert [ax.get_title() for ax in fig.axes[7:14]] == ["b", "b0", "b1", "b2", "b3", "b4", "b5"]  # each its class
 
 
 def search_with(request):
@@ -269,6 +271,7 @@ def test_figures_command_draws_kernels_colour_numbers_and_curves_from_a_run_fold
     assert proc.returncode == 0, proc.stderr
     out = run / "figures"
     assert {p.name for p in out.iterdir()} == {"kernels.png", "colour.json", "curves.png"}
+    assert f"written: {out / 'kernels.png'}, {out / 'colour.json'}, {out / 'curves.png'}" in proc.stdout
     colour = json.loads((out / "colour.json").read_text())
     assert [t["kernels"] for t in colour["towers"]] == [[0, 47], [48, 95]]
     assert "tower 2 (kernels 48-95): colour specificity" in proc.stdout
@@ -284,6 +287,7 @@ def test_figures_command_with_a_prepared_dataset_draws_figure4(tmp_path, capsys)
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert names == {"kernels.png", "colour.json", "predictions.png", "neighbours.png", "fc7-train.npy"}
+    assert all(str(tmp_path / "out" / name) in proc.stdout for name in names)  # each file it wrote, by name
     assert np.load(tmp_path / "out" / "fc7-train.npy").shape == (18, 32)  # every training image searched
     with Image.open(tmp_path / "out" / "neighbours.png") as image:
         width, height = image.size

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from alexnet.analysis import lrn_cifar
-from alexnet.analysis.convlocal import INIT_STD, WEIGHT_DECAY, ConvLocalNet, make_optimizer
+from alexnet.analysis import lrn_cifar, smalltrain
+from alexnet.analysis.lrn_cifar import INIT_STD, WEIGHT_DECAY, ConvLocalNet, make_optimizer
 from alexnet.analysis.imageset import ImageSet, load_train_test
 from alexnet.analysis.localconn import LocallyConnected2d
 from alexnet.errors import UserError
@@ -124,10 +124,11 @@ def test_the_update_is_cuda_convnets_per_layer_rates_and_weight_decay():
 
 def test_training_crops_are_raw_pixels_minus_the_mean_at_the_same_window_mirrored_together():
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
-    mean = lrn_cifar.mean_image(images)
+    inputs = smalltrain.Inputs(images)
+    mean = inputs.mean
     assert torch.allclose(mean, images.double().mean(0).float())
     top, left, flip = torch.tensor([0, 8, 3]), torch.tensor([8, 0, 5]), torch.tensor([0, 1, 1])
-    out = lrn_cifar.crops(images, mean, top, left, flip)
+    out = inputs(images, torch.stack([top, left, flip], 1), 24)
     for i in range(3):
         t, l = int(top[i]), int(left[i])
         expected = images[i, :, t : t + 24, l : l + 24].float() - mean[:, t : t + 24, l : l + 24]
@@ -144,7 +145,7 @@ class Fixed(nn.Module):
 def test_ten_view_test_averages_the_softmax_of_the_four_corners_centre_and_their_mirrors():
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     data = ImageSet(images, torch.tensor([0, 1, 2, 3, 4, 5]), [str(c) for c in range(6)])
-    mean = lrn_cifar.mean_image(images)
+    mean = smalltrain.mean_image(images)
     model = Fixed()
     x = images.float() - mean
     corners = [(0, 0), (0, 8), (8, 0), (8, 8), (4, 4)]
@@ -153,7 +154,7 @@ def test_ten_view_test_averages_the_softmax_of_the_four_corners_centre_and_their
     probs = torch.stack([model(v).softmax(1) for v in views]).mean(0)
     expected_ten = 100 * (probs.argmax(1) != data.labels).float().mean().item()
     expected_centre = 100 * (model(views[4]).argmax(1) != data.labels).float().mean().item()
-    errors = lrn_cifar.test_errors(model, data, mean, "cpu", batch=4)
+    errors = smalltrain.test_errors(model, data, smalltrain.Inputs(images), 24, "cpu", batch=4)
     assert errors == pytest.approx({"ten_view": expected_ten, "centre": expected_centre})
 
 
@@ -264,21 +265,21 @@ def test_a_run_killed_after_an_epoch_continues_from_it_to_the_same_result(folder
     key = lrn_cifar.run_key("with", 0, 3, 0.001, 16, train, test, "x", anneal=(1, 1))
     whole = lrn_cifar.train_run(train, test, key, "cpu")
     assert [h["lr"] for h in whole["history"]] == pytest.approx([0.001, 0.0001, 0.00001])
-    partial = tmp_path / "partial.pt"
-    real_save = lrn_cifar.atomic_torch_save
+    partial = {"path": tmp_path / "partial.pt", "run": {"name": "x"}}
+    real_save = smalltrain.atomic_torch_save
     saves = []
 
     def save_then_die(state, path):
         real_save(state, path)
-        saves.append(state["epoch"])
+        saves.append(state["epochs_done"])
         if len(saves) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(lrn_cifar, "atomic_torch_save", save_then_die)
+    monkeypatch.setattr(smalltrain, "atomic_torch_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         lrn_cifar.train_run(train, test, key, "cpu", partial)
-    monkeypatch.setattr(lrn_cifar, "atomic_torch_save", real_save)
-    assert torch.load(partial, weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(smalltrain, "atomic_torch_save", real_save)
+    assert torch.load(partial["path"], weights_only=True)["epochs_done"] == 2
     resumed = lrn_cifar.train_run(train, test, key, "cpu", partial)
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in whole["history"]])
     assert resumed["test_error_ten_view"] == whole["test_error_ten_view"]
@@ -339,12 +340,44 @@ def test_a_damaged_run_record_stops_with_its_name_and_is_not_trained_over(folder
     assert record.read_text() == '{"key": '
 
 
+def test_a_run_record_with_a_string_for_a_number_is_refused_by_name_and_kept(folders, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert alexnet_command(capsys, *lrn_args(folders, out, seeds=(0,))).returncode == 0
+    path = next(out.glob("runs/without-seed0-*.json"))
+    record = json.loads(path.read_text())
+    record["run"]["test_error_ten_view"] = "12.5"  # edited by hand: the key intact
+    path.write_text(json.dumps(record))
+    proc = alexnet_command(capsys, *lrn_args(folders, out, seeds=(0,)))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{path}: not a run record (run.test_error_ten_view: not a number); delete it" in proc.stderr
+    assert json.loads(path.read_text()) == record
+
+
+def test_json_to_standard_output_carries_only_the_json(folders, tmp_path, capsys):
+    proc = alexnet_command(capsys, *lrn_args(folders, tmp_path / "out", "--json", "-", seeds=(0,)))
+    assert proc.returncode == 0
+    result = json.loads(proc.stdout)  # what | jq reads
+    assert result == json.loads((tmp_path / "out" / "lrn.json").read_text()) and result["verdict"] in proc.stderr
+
+
+@pytest.mark.parametrize("option, value", [("--lr", "nan"), ("--lr", "inf"), ("--batch-size", "0"),
+                                           ("--limit", "1")])
+def test_option_values_that_cannot_run_are_refused_by_name(folders, tmp_path, capsys, option, value):
+    args = lrn_args(folders, tmp_path / "out")
+    if option in args:
+        args[args.index(option) + 1] = value
+    else:
+        args += [option, value]
+    proc = alexnet_command(capsys, *args)
+    assert proc.returncode == 2 and option in proc.stderr and value in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
 def test_the_command_line_defaults_are_the_protocols_and_stated_in_help(capsys):
     from alexnet import options
-    from alexnet.analysis import convlocal
 
     assert options.LRN_EPOCHS == lrn_cifar.PAPER_EPOCHS["without"] == 160
-    assert options.LRN_LR == convlocal.LR and lrn_cifar.BATCH_SIZE == 128
+    assert options.LRN_LR == lrn_cifar.LR and lrn_cifar.BATCH_SIZE == 128
     with pytest.raises(SystemExit):
         alexnet_command(capsys, "experiment", "lrn", "--help")
     text = " ".join(capsys.readouterr().out.split())
@@ -366,6 +399,11 @@ def test_the_figure_has_the_test_errors_beside_each_runs_training_curve_with_the
     assert [t.get_text() for t in curves.get_legend().get_texts()] == ["without norm", "with norm",
                                                                        "lr / 10, then / 100"]
     assert not lrn_cifar.draw_lrn({**result, "anneal": [0, 0]}).axes[1].patches
+    one = {**result, "epochs": 1, "anneal": [0, 0], "runs": [{**r, "history": r["history"][:1]} for r in runs]}
+    bars, curves = lrn_cifar.draw_lrn(one).axes
+    assert [line.get_marker() for line in curves.get_lines()] == ["o", "o", "x", "x"]  # one visible point per run
+    assert curves.get_xlim() == pytest.approx((0.5, 1.5)) and [t for t in curves.get_xticks() if 0.5 <= t <= 1.5] == [1]
+    assert bars.get_title().startswith("1 epoch each;")
 
 
 def test_one_variant_per_process_shares_the_work_and_a_last_call_assembles_it(folders, tmp_path, capsys, monkeypatch):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from alexnet.data.transforms import (TEN_CROP_ORDER, DeviceTransform, centre_window, crop_into,
-                                     cut_at_windows, random_windows,
-                                     ten_crop_windows)
+                                     cut_at_windows, pca_colour_augmentation, random_windows,
+                                     ten_crop_windows, view_windows)
 
 
 def crop_numpy(image, window, size):
@@ -44,6 +44,9 @@ def test_the_ten_crops_are_corners_then_centre_then_the_same_mirrored():
     assert len(TEN_CROP_ORDER) == 10
     assert centre_window((256, 256), 227).tolist() == [14, 14, 0]
     assert centre_window((40, 60), 32).tolist() == [4, 14, 0]
+    # the test views every user of them takes (loader, inference, the CIFAR experiments)
+    assert view_windows((256, 256), 227, "ten").tolist() == windows.tolist()
+    assert view_windows((40, 60), 32, "centre").tolist() == [[4, 14, 0]]
 
 
 def test_a_crop_that_does_not_fit_is_refused():
@@ -104,6 +107,17 @@ def test_pca_noise_is_one_colour_per_image_with_alpha_std_0_1():
     assert np.abs(alphas.mean(axis=0)).max() < 0.01
     np.testing.assert_allclose(alphas.std(axis=0), 0.1, rtol=0.05)
     assert abs(np.corrcoef(alphas.T)[0, 1]) < 0.1  # independent per component
+
+
+def test_pca_colour_augmentation_adds_the_basis_times_one_alpha_per_image_to_every_pixel():
+    """Section 4.1 by name: image n gets [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T, alpha drawn from the generator."""
+    images = torch.rand(5, 3, 4, 6) * 255
+    basis = torch.randn(3, 3)
+    out = pca_colour_augmentation(images, basis, 0.1, torch.Generator().manual_seed(3))
+    alpha = torch.randn(5, 3, generator=torch.Generator().manual_seed(3)) * 0.1
+    for n in range(5):
+        shift = basis @ alpha[n]
+        assert torch.allclose(out[n] - images[n], shift[:, None, None].expand(3, 4, 6), atol=1e-4)
 
 
 def test_pca_noise_with_the_authors_stdev_scale():

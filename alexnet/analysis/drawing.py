@@ -146,8 +146,9 @@ def _short(label: str, width: int = 22) -> str:
 
 
 def draw_neighbours(queries: list[np.ndarray], neighbours: list[list[np.ndarray]],
-                    query_labels: list[str] | None = None):
-    """Figure 4 (right): each row is a query image followed by its nearest training images."""
+                    query_labels: list[str] | None = None, neighbour_labels: list[list[str]] | None = None):
+    """Figure 4 (right): each row is a query image (framed red) followed by its nearest training
+    images, each titled with its class (``query_labels``, ``neighbour_labels``) where given."""
     plt = pyplot()
     rows = len(queries)
     cols = 1 + max(len(row) for row in neighbours)
@@ -158,6 +159,8 @@ def draw_neighbours(queries: list[np.ndarray], neighbours: list[list[np.ndarray]
         axes[r, 0].set_title(_short(query_labels[r], 14) if query_labels else "query", fontsize=7)
         for c, image in enumerate(neighbours[r], start=1):
             axes[r, c].imshow(image)
+            if neighbour_labels:
+                axes[r, c].set_title(_short(neighbour_labels[r][c - 1], 14), fontsize=7)
         shown.append(len(neighbours[r]))
         for ax in axes[r]:
             ax.set_xticks([])

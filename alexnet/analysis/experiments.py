@@ -1,48 +1,54 @@
-"""``alexnet experiment``: the paper's experiments as commands that measure them.
-
-    alexnet experiment relu-vs-tanh [--data cifar10] [--epochs 35] [--seeds 0 1] [--protocol authors]
-                                    [--sweep [SETTING ...]]
-        Figure 1 (section 3.1): epochs and seconds to 25% CIFAR-10 training error with ReLU and
-        with tanh, per seed, and their ratio (the paper: about 6); figure1.png, in the authors'
-        cuda-convnet setup by default. --sweep measures what the ratio depends on (input scaling,
-        initialisation, learning-rate choice). See alexnet.analysis.figure1 for the protocol.
-
-    alexnet experiment lrn [--data cifar10] [--test-data FOLDER | --holdout F] [--epochs N] [--seeds ...]
-        Section 3.3 (CIFAR-10): cuda-convnet's layers-conv-local nets without and with response
-        normalisation, the same budget for each seed, tested on the test set (ten views); their
-        errors, spreads and paired difference beside the paper's 13% and 11% (lrn.json, lrn.md,
-        lrn.png). See alexnet.analysis.lrn_cifar.
-
-    alexnet experiment ablations --data PREPARED [--out DIR] [--variants ...] [any alexnet train option]
-        Trains the paper's network and its variants (no LRN, non-overlapping pooling, no dropout,
-        no PCA colour noise, one tower with half the kernels, a middle conv layer removed) for the
-        same budget, each in DIR/<variant> (resumed when run again), and writes the table of their
-        errors beside the paper's differences (ablations.json, ablations.md). See
-        alexnet.analysis.ablations.
-"""
+"""``alexnet experiment``: the paper's experiments as commands that measure them (their options:
+:func:`alexnet.options.experiment`): ``relu-vs-tanh`` (Figure 1, :mod:`alexnet.analysis.figure1`,
+``--sweep``: :mod:`alexnet.analysis.figure1_sweep`), ``lrn`` (section 3.3,
+:mod:`alexnet.analysis.lrn_cifar`) and ``ablations`` (:mod:`alexnet.analysis.ablations`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 
+from alexnet import console
 from alexnet.atomic import atomic_write_text, only_writer, save_figure, write_json
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
+
+
+def check_options(args: argparse.Namespace, at_least: dict, rates: tuple) -> None:
+    """Each option of ``at_least`` (name: least value) at least that, and each of ``rates`` a
+    finite positive number, where given (every value of a list): a one-line error naming the
+    first that is not."""
+    for name, least in [*at_least.items(), *((rate, None) for rate in rates)]:
+        values = getattr(args, name)
+        for value in values if isinstance(values, list) else [values]:
+            if value is None or math.isfinite(value) and (value > 0 if least is None else value >= least):
+                continue
+            flag = f"--{name.replace('_', '-')}"
+            raise UserError(f"{flag} must be a finite positive number, not {value}" if least is None else
+                            f"{flag} must be {'a number ' if least == 0 else ''}at least {least}, not {value}")
+
+
+def emit(result: dict, args: argparse.Namespace, lines: list[str]) -> None:
+    """``result`` as JSON to ``--json`` ('-': the real standard output, see :func:`run`) and
+    ``lines`` for the reader."""
+    if args.json == "-":
+        json.dump(result, args.json_out, indent=2)
+        args.json_out.write("\n")
+    elif args.json:
+        write_json(args.json, result)
+    print("\n".join(lines))
 
 
 def run_relu_vs_tanh(args: argparse.Namespace) -> int:
     from alexnet.analysis.figure1 import DEFAULT_LRS, draw_figure1, protocol_settings, relu_vs_tanh
     from alexnet.analysis.imageset import load_images
 
-    if args.epochs < 1 or (args.limit is not None and args.limit < 2) or args.search_epochs < 1:
-        raise UserError("--epochs and --search-epochs must be at least 1 and --limit at least 2")
-    if args.after_crossing is not None and args.after_crossing < 0:
-        raise UserError(f"--after-crossing must be at least 0, not {args.after_crossing}")
-    if any(lr <= 0 for lr in args.lrs or ()):
-        raise UserError("--lrs must be positive")
+    check_options(args, {"epochs": 1, "search_epochs": 1, "limit": 2, "batch_size": 1, "after_crossing": 0,
+                         "seeds": 0, "search_seed": 0}, ("lrs", "bias_lr"))
     protocol = protocol_settings(args.protocol, inputs=args.inputs, init=args.init, bias_lr=args.bias_lr)
     seeds = list(dict.fromkeys(args.seeds))
     data = load_images(args.data, size=32, limit=args.limit, seed=seeds[0])
@@ -57,16 +63,14 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
                        **options)
         result["data"] = str(args.data)
         if set(settings) != set(SETTINGS):
-            print(format_sweep(result))
-            print(f"{', '.join(settings)}: runs stored in {out / 'sweep'}; run again with --sweep alone (the same "
-                  "options) to write the table of all settings")
+            emit(result, args, [format_sweep(result), f"{', '.join(settings)}: runs stored in {out / 'sweep'}; "
+                 "run again with --sweep alone (the same options) to write the table of all settings"])
             return 0
         write_json(out / "sweep.json", result)
         table = format_sweep(result)
         atomic_write_text(table + "\n", out / "sweep.md")
         save_figure(draw_sweep(result), out / "sweep.png")
-        print(table)
-        print(f"written: {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
+        emit(result, args, [table, f"written: {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}"])
         return 0
     result = relu_vs_tanh(data, args.epochs, seeds=seeds, activations=tuple(args.activations), protocol=protocol,
                           out=out, search_seed=args.search_seed, **options)
@@ -74,13 +78,8 @@ def run_relu_vs_tanh(args: argparse.Namespace) -> int:
     if "speedup" in result:
         save_figure(draw_figure1(result), out / "figure1.png")
         write_json(out / "relu-vs-tanh.json", result)
-        if args.json == "-":
-            json.dump(result, sys.stdout, indent=2)
-            print()
-        elif args.json:
-            write_json(args.json, result)
-        print(relu_vs_tanh_summary(result))
-        print(f"written: {out / 'figure1.png'}, {out / 'relu-vs-tanh.json'}")
+        emit(result, args, [relu_vs_tanh_summary(result),
+                                 f"written: {out / 'figure1.png'}, {out / 'relu-vs-tanh.json'}"])
     else:
         print(f"{', '.join(args.activations)}: runs stored in {out / 'runs'}; run again with both activations "
               "(the same options) to draw figure1.png")
@@ -96,7 +95,7 @@ def relu_vs_tanh_summary(result: dict) -> str:
         for run in result["runs"][activation]:
             cross = run["crossing_25"]
             reached = (f"25% after {cross['epoch']:.2f} epochs, {cross['seconds']:.1f} s" if cross
-                       else f"not 25% within {run['epochs']} epochs ({run['points'][-1]['train_error']:.1f}% at the end)")
+                       else f"not 25% within {console.plural(run['epochs'], 'epoch')} ({run['points'][-1]['train_error']:.1f}% at the end)")
             lines.append(f"{activation:5s} lr {run['lr']:<6g}{where} seed {run['seed']}: {reached}")
     speed = result["speedup"]
     if speed.get("epochs"):
@@ -113,8 +112,7 @@ def run_lrn(args: argparse.Namespace) -> int:
     from alexnet.analysis.imageset import load_train_test
     from alexnet.analysis.lrn_cifar import run_lrn_experiment
 
-    if args.epochs < 1 or args.lr <= 0 or args.batch_size < 1 or (args.limit is not None and args.limit < 2):
-        raise UserError("--epochs and --batch-size must be at least 1, --lr positive and --limit at least 2")
+    check_options(args, {"epochs": 1, "batch_size": 1, "limit": 2, "seeds": 0}, ("lr",))
     if min(args.anneal) < 0 or sum(args.anneal) >= args.epochs:
         raise UserError(f"--anneal {args.anneal[0]} {args.anneal[1]}: both must be at least 0 and together fewer "
                         f"than --epochs ({args.epochs}), so that some epochs train at --lr")
@@ -128,13 +126,7 @@ def run_lrn(args: argparse.Namespace) -> int:
         print(f"{', '.join(args.variants)} normalisation: runs stored in {out / 'runs'}; run again with both "
               "variants (the same options) to compare them")
         return 0
-    if args.json == "-":
-        json.dump(result, sys.stdout, indent=2)
-        print()
-    elif args.json:
-        write_json(args.json, result)
-    print(result["verdict"])
-    print(f"written: {out / 'lrn.json'}, {out / 'lrn.md'}, {out / 'lrn.png'}")
+    emit(result, args, [result["verdict"], f"written: {out / 'lrn.json'}, {out / 'lrn.md'}, {out / 'lrn.png'}"])
     return 0
 
 
@@ -162,5 +154,10 @@ def run_ablations(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     args.out = args.out or "runs/ablations"  # ablations take train's --out, which has no default of its own
+    command = {"relu-vs-tanh": run_relu_vs_tanh, "lrn": run_lrn, "ablations": run_ablations}[args.experiment]
     with only_writer(Path(args.out), f"--out {args.out}"):
-        return {"relu-vs-tanh": run_relu_vs_tanh, "lrn": run_lrn, "ablations": run_ablations}[args.experiment](args)
+        if getattr(args, "json", None) != "-":
+            return command(args)
+        args.json_out = sys.stdout  # with --json -, standard output carries the JSON alone: | jq reads it
+        with contextlib.redirect_stdout(sys.stderr):  # everything else printed (also by prepare) goes here
+            return command(args)

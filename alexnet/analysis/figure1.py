@@ -1,54 +1,30 @@
-"""Figure 1 (section 3.1), measured the way its authors ran it.
+"""Figure 1 (section 3.1), measured the way its authors ran it with cuda-convnet: "A four-layer
+convolutional neural network with ReLUs (solid line) reaches a 25% training error rate on
+CIFAR-10 six times faster than an equivalent network with tanh neurons (dashed line). The
+learning rates for each network were chosen independently to make training as fast as possible.
+No regularization of any kind was employed."
 
-Figure 1: "A four-layer convolutional neural network with ReLUs (solid line) reaches a 25%
-training error rate on CIFAR-10 six times faster than an equivalent network with tanh neurons
-(dashed line). The learning rates for each network were chosen independently to make
-training as fast as possible. No regularization of any kind was employed."
-
-The authors ran it with cuda-convnet (the paper's footnote points to its layer files). The
-default protocol, ``authors``, is that setup; every choice is stated:
-- the net is ``alexnet.analysis.smallcnn.FourLayerCNN`` (layers-18pct's four weight layers),
-  each layer initialised from a Gaussian of its own std (conv1 0.0001, the others 0.01),
-  biases 0 (``init="authors"``);
-- inputs are the raw 0-255 RGB values minus the training set's mean image, not divided by
-  anything (``inputs="raw"``; section 2's "centred raw RGB values");
-- cuda-convnet's update: momentum 0.9 on the batch-mean gradient, the biases' learning rate
-  twice the weights' (``bias_lr=2``), batch 128, all 50,000 training images, 35 epochs
-  (Figure 1's axis), no weight decay, dropout or augmentation;
-- "training error" is what the paper plots: the error on the training batches as training
-  goes, measured over each of ``segments`` equal parts of every epoch (no extra pass);
-- each activation's learning rate is searched on a grid (with the first seed, or ``search_seed``;
-  the other seeds reuse the choice): each candidate trains ``search_epochs`` and the lowest mean
-  training error over its last epoch wins. When the winner lies on an edge of the grid, the grid
-  grows past that edge (up to ``MAX_EXTENSIONS`` times) so that the choice is never an edge; the
-  result says whether it
-  is inside. The winner's run is continued to the full budget, so the search costs no repeated
-  epochs of it;
-- the 25% crossing is interpolated linearly between the two measurements around it, in epochs
-  and in training seconds (``crossing``); the ratio is tanh's crossing over ReLU's, per seed.
-The other protocol, ``standardised`` (this project's earlier one), divides the centred inputs
-by one global std and keeps PyTorch's default initialisation and one learning rate for all
-parameters; ``alexnet.analysis.figure1_sweep`` measures what the ratio depends on.
-
-Every finished run (and every search candidate) is stored as its own JSON record in the output
-folder (``RunStore``): run again, the experiment redoes only what is missing, so it can be
-killed and resumed, or split over processes (``--activations``, ``--seeds``).
+The protocol, every choice stated with its source, is in docs/analysis.md ("alexnet experiment
+relu-vs-tanh"): :class:`FourLayerCNN` (layers-18pct), raw inputs minus the mean image
+(``PROTOCOLS``), momentum SGD with the biases at twice the weights' rate (:class:`SmallRun`, through
+the experiments' trainer, :mod:`alexnet.analysis.smalltrain`), the training error over each
+quarter of every epoch, each activation's rate searched on a grid grown past an edge winner
+(:func:`search_lr`), the 25% crossing interpolated (:func:`crossing`) and the ratio per seed
+(:func:`speedup`). Every run is stored (``RunStore``): run again, the experiment redoes only what
+is missing, so it can be killed and resumed, or split over processes.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from alexnet import console
-from alexnet.analysis.imageset import ImageSet, mean_image
-from alexnet.analysis.smallcnn import FourLayerCNN
-from alexnet.atomic import read_run_record, write_json
+from alexnet.analysis.imageset import ImageSet
+from alexnet.analysis.smalltrain import Inputs, RunStore, SmallTrainer
 from alexnet.errors import UserError
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03)  # cuda-convnet's layers-18pct ran epsW 0.001
@@ -57,6 +33,48 @@ PROTOCOLS = {
     "authors": {"inputs": "raw", "init": "authors", "bias_lr": 2.0},
     "standardised": {"inputs": "standardised", "init": "pytorch", "bias_lr": 1.0},
 }
+AUTHORS_INIT_STD = {"features.0": 1e-4, "features.3": 1e-2, "features.6": 1e-2, "classifier": 1e-2}
+INITS = ("authors", "pytorch")
+
+
+class FourLayerCNN(nn.Module):
+    """conv5x5(32)-pool-conv5x5(32)-pool-conv5x5(64)-pool-fc(10) on 32x32 RGB images.
+
+    cuda-convnet's example CIFAR-10 net ``layers-18pct.cfg`` (read from dnouri/cuda-convnet on
+    GitHub), the four weight layers the paper names: ReLU or tanh after each convolution (the
+    file's ReLU after pool1 is the same net: max pooling commutes with it); pooling windows from
+    the first pixel, the last cut at the border (``ceil_mode``: 32 -> 16 -> 8 -> 4); its
+    contrast normalisation and weight costs left out ("no regularization of any kind").
+    ``init="authors"``: each layer's weights from a Gaussian of its own std (``initW``: conv1
+    0.0001, the others 0.01), biases 0; ``init="pytorch"``: PyTorch's default.
+    """
+
+    def __init__(self, activation: str = "relu", num_classes: int = 10, init: str = "authors"):
+        super().__init__()
+        if activation not in ("relu", "tanh"):
+            raise ValueError(f"activation must be relu or tanh, not {activation!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
+        act = nn.ReLU if activation == "relu" else nn.Tanh
+
+        def block(cin, cout, pool):
+            return [nn.Conv2d(cin, cout, 5, padding=2), act(), pool(3, stride=2, ceil_mode=True)]
+
+        self.features = nn.Sequential(
+            *block(3, 32, nn.MaxPool2d),  # 32 -> 16
+            *block(32, 32, nn.AvgPool2d),  # 16 -> 8
+            *block(32, 64, nn.AvgPool2d),  # 8 -> 4
+        )
+        self.classifier = nn.Linear(64 * 4 * 4, num_classes)
+        self.activation, self.init = activation, init
+        if init == "authors":
+            for name, module in self.named_modules():
+                if name in AUTHORS_INIT_STD:
+                    nn.init.normal_(module.weight, std=AUTHORS_INIT_STD[name])
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
 
 
 def crossing(points: list[dict], threshold: float = 25.0) -> dict | None:
@@ -77,123 +95,53 @@ def crossing(points: list[dict], threshold: float = 25.0) -> dict | None:
     return None
 
 
-class Standardise:
-    """Raw RGB minus the training set's mean image, divided by one global std (``divide=False``:
-    only centred, as the authors fed their nets)."""
-
-    def __init__(self, images: torch.Tensor, chunk: int = 4096, divide: bool = True):
-        self.mean = mean_image(images, chunk)
-        self.std = 1.0
-        if divide:
-            squares = sum(float(((images[s : s + chunk].float() - self.mean) ** 2).sum())
-                          for s in range(0, len(images), chunk))
-            self.std = max(math.sqrt(squares / images.numel()), 1e-6)
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        return (batch.float() - self.mean.to(batch.device)) / self.std
-
-
 def protocol_settings(name: str = "authors", **overrides) -> dict:
-    """A protocol's settings (``PROTOCOLS``) with any of inputs/init/bias_lr overridden."""
+    """A protocol's settings (``PROTOCOLS``) with any of inputs/init/bias_lr overridden (the
+    command line checks their values: its choices, and a finite positive --bias-lr)."""
     if name not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {name!r}")
-    settings = dict(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
-    if settings["inputs"] not in ("raw", "standardised"):
-        raise UserError(f"--inputs must be raw or standardised, not {settings['inputs']!r}")
-    if not settings["bias_lr"] > 0:
-        raise UserError(f"--bias-lr must be positive, not {settings['bias_lr']}")
-    return settings
+    return dict(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
-class SmallRun:
-    """One training run of the four-layer net, continued a given number of epochs at a time."""
+POINT = {"epoch": float, "train_error": float, "seconds": float}
+RUN = {"activation": str, "lr": float, "seed": int, "diverged": bool, "epochs": int, "points": [POINT],
+       "crossing_25": (None, {"epoch": float, "seconds": float})}  # a run's record (smalltrain.RunStore)
+
+
+class SmallRun(SmallTrainer):
+    """One training run of the four-layer net (:class:`alexnet.analysis.smalltrain.SmallTrainer`):
+    ``activation`` at rate ``lr``, the protocol's initialisation and bias rate, whole images."""
 
     def __init__(self, data: ImageSet, activation: str, lr: float, protocol: dict | None = None,
-                 batch_size: int = 128, segments: int = 4, seed: int = 0, device="cpu",
-                 standardise: Standardise | None = None):
+                 batch_size: int = 128, segments: int = 4, seed: int = 0, device="cpu", inputs: Inputs | None = None):
         protocol = protocol or PROTOCOLS["authors"]
         torch.manual_seed(seed)
-        self.model = FourLayerCNN(activation, num_classes=len(data.classes), init=protocol["init"]).to(device)
-        weights = [p for n, p in self.model.named_parameters() if not n.endswith("bias")]
-        biases = [p for n, p in self.model.named_parameters() if n.endswith("bias")]
-        self.optimizer = torch.optim.SGD([{"params": weights}, {"params": biases, "lr": lr * protocol["bias_lr"]}],
-                                         lr=lr, momentum=0.9)
-        self.data, self.batch_size, self.segments, self.device = data, batch_size, segments, device
-        self.standardise = standardise or Standardise(data.images, divide=protocol["inputs"] == "standardised")
-        self.order = torch.Generator().manual_seed(seed)
+        model = FourLayerCNN(activation, num_classes=len(data.classes), init=protocol["init"]).to(device)
+        weights = [p for n, p in model.named_parameters() if not n.endswith("bias")]
+        biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+        optimizer = torch.optim.SGD([{"params": weights}, {"params": biases, "lr": lr * protocol["bias_lr"]}],
+                                    lr=lr, momentum=0.9)
+        inputs = inputs or Inputs(data.images, divide=protocol["inputs"] == "standardised")
+        super().__init__(model, optimizer, data, inputs, seed=seed, batch_size=batch_size, segments=segments,
+                         device=device)
         self.activation, self.lr, self.seed = activation, lr, seed
-        self.points: list[dict] = []
-        self.epochs_done, self.seconds, self.diverged = 0, 0.0, False
-
-    def train(self, epochs: int, desc: str = "", after_crossing: float | None = None) -> list[dict]:
-        """Train up to ``epochs`` more epochs, appending one point per segment to ``self.points``;
-        with ``after_crossing``, stop once that many epochs have passed since the 25% crossing."""
-        n = len(self.data)
-        batches = math.ceil(n / self.batch_size)
-        bounds = np.linspace(0, batches, self.segments + 1).round().astype(int)[1:]
-        self.model.train()
-        progress = console.progress(total=epochs * batches, desc=desc or f"{self.activation} lr={self.lr:g}",
-                                    unit="batch", leave=False)
-        for _ in range(epochs):
-            perm = torch.randperm(n, generator=self.order)
-            wrong = seen = 0
-            start = time.perf_counter()
-            for b in range(batches):
-                idx = perm[b * self.batch_size : (b + 1) * self.batch_size]
-                x = self.standardise(self.data.images[idx].to(self.device))
-                y = self.data.labels[idx].to(self.device)
-                logits = self.model(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                wrong += int((logits.argmax(1) != y).sum())
-                seen += len(y)
-                progress.update()
-                if b + 1 in bounds:
-                    self.seconds += time.perf_counter() - start
-                    start = time.perf_counter()
-                    self.points.append({"epoch": self.epochs_done + (b + 1) / batches,
-                                        "train_error": 100.0 * wrong / seen, "seconds": self.seconds})
-                    progress.set_postfix(epoch=f"{self.points[-1]['epoch']:.2f}",
-                                         train_error=f"{self.points[-1]['train_error']:.1f}%")
-                    wrong = seen = 0
-            self.epochs_done += 1
-            if not math.isfinite(loss.item()):
-                self.diverged = True
-                break
-            cross = crossing(self.points)
-            if after_crossing is not None and cross and self.epochs_done >= cross["epoch"] + after_crossing:
-                break
-        progress.close()
-        return self.points
 
     def summary(self) -> dict:
+        points = [{k: p[k] for k in POINT} for p in self.points]
         return {"activation": self.activation, "lr": self.lr, "seed": self.seed, "diverged": self.diverged,
-                "epochs": self.epochs_done, "points": self.points, "crossing_25": crossing(self.points)}
+                "epochs": self.epochs_done, "points": points, "crossing_25": crossing(points)}
 
 
-class RunStore:
-    """Finished runs as JSON records in ``folder``, each under a key naming what defines it."""
+def stop_after(after_crossing: float | None):
+    """``SmallTrainer.train``'s ``stop``: once ``after_crossing`` epochs have passed since the 25% crossing."""
+    if after_crossing is None:
+        return None
 
-    def __init__(self, folder: Path | None, defining: dict):
-        self.folder, self.defining = folder, defining
+    def stop(points: list[dict]) -> bool:
+        cross = crossing(points)
+        return bool(cross) and points[-1]["epoch"] >= cross["epoch"] + after_crossing
 
-    def _path(self, key: str) -> Path:
-        return self.folder / f"{key}.json"
-
-    def get(self, key: str) -> dict | None:
-        if self.folder is None:
-            return None
-        record = read_run_record(self._path(key))
-        if not isinstance(record, dict) or record.get("defining") != self.defining:
-            return None  # a run of other settings (data, protocol, budget): redone, then overwritten
-        return record.get("run")
-
-    def put(self, key: str, run: dict) -> dict:
-        if self.folder is not None:
-            write_json(self._path(key), {"defining": self.defining, "run": run})
-        return run
+    return stop
 
 
 def _search_score(run: dict, segments: int) -> float:
@@ -218,7 +166,7 @@ def search_lr(data: ImageSet, activation: str, lrs, search_epochs: int, store: R
         record = store.get(key)
         if record is None:
             run = SmallRun(data, activation, lr, seed=seed, segments=segments, **run_options)
-            run.train(search_epochs, desc=f"search {activation} lr={lr:g}")
+            run.train(search_epochs, f"search {activation} lr={lr:g}")
             trained[lr] = run
             record = store.put(key, run.summary())
         scores[lr] = _search_score(record, segments)
@@ -253,9 +201,10 @@ def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: in
     defining = {"protocol": protocol, "images": len(data), "classes": data.classes, "epochs": epochs,
                 "search_epochs": search_epochs, "after_crossing": after_crossing,
                 "batch_size": run_options.get("batch_size", 128)}
-    store = RunStore(out / "runs" if out is not None else None, defining)
-    run_options.setdefault("standardise", Standardise(data.images, divide=protocol["inputs"] == "standardised"))
+    store = RunStore(out, defining, RUN)
+    run_options.setdefault("inputs", Inputs(data.images, divide=protocol["inputs"] == "standardised"))
     run_options["protocol"] = protocol
+    data = data.to(run_options.get("device", "cpu"))
     result = {"threshold": 25.0, **defining, "seeds": seeds, "search": {}, "runs": {}}
     for activation in activations:
         carried = None
@@ -271,10 +220,12 @@ def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: in
             key = f"run-{activation}-lr{lr:g}-seed{seed}"
             record = store.get(key)
             if record is None:
-                run = carried if seed == seeds[0] and carried is not None else SmallRun(
-                    data, activation, lr, seed=seed, **run_options)
-                run.train(epochs - run.epochs_done, desc=f"{activation} lr={lr:g} seed {seed}",
-                          after_crossing=after_crossing)
+                run, partial = carried if seed == seeds[0] else None, store.partial(key)
+                if run is None:
+                    run = SmallRun(data, activation, lr, seed=seed, **run_options)
+                    run.resume(partial)
+                run.train(epochs - run.epochs_done, f"{activation} lr={lr:g} seed {seed}", stop_after(after_crossing),
+                          partial)
                 record = store.put(key, run.summary())
             result["runs"][activation].append(record)
     if set(activations) >= {"relu", "tanh"}:
@@ -311,10 +262,19 @@ def speedup(relu_runs: list[dict], tanh_runs: list[dict]) -> dict:
     return result
 
 
+def error_axis(ax, errors) -> None:
+    """The paper's axis, training error 0-0.75, raised to show every point when the curves
+    (``errors``, percent) climb higher, the paper's top then marked with a dash-dotted line."""
+    highest = max(errors, default=0.0) / 100
+    top = 0.75 if highest <= 0.75 else min(1.0, math.ceil(highest * 20) / 20)
+    ax.set_ylim(0, top)
+    if top > 0.75:
+        ax.axhline(0.75, color="grey", linestyle="-.", linewidth=0.8, label="top of the paper's axis")
+
+
 def draw_figure1(result: dict):
     """Figure 1 in the paper's style: training error against epochs, ReLU solid, tanh dashed, on the
-    paper's axis (0-0.75; higher parts of the curves leave the top, as in the paper), the first
-    seed drawn bold and the other seeds thin."""
+    paper's axis (:func:`error_axis`), the first seed drawn bold and the other seeds thin."""
     from alexnet.analysis.drawing import pyplot
 
     plt = pyplot()
@@ -329,7 +289,7 @@ def draw_figure1(result: dict):
     ax.set_xlabel("Epochs")
     ax.set_ylabel("Training error rate")
     ax.set_xlim(0, result["epochs"])
-    ax.set_ylim(0, 0.75)
+    error_axis(ax, [p["train_error"] for runs in result["runs"].values() for run in runs for p in run["points"]])
     ax.legend()
     speed = result.get("speedup", {})
     if speed.get("epochs"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alexnet.analysis.figure1 import relu_vs_tanh, speedup
+from alexnet.analysis.figure1 import error_axis, relu_vs_tanh, speedup
 from alexnet.analysis.imageset import ImageSet
 
 COMBINATIONS = (("raw", "authors"), ("raw", "pytorch"), ("standardised", "authors"), ("standardised", "pytorch"))
@@ -105,7 +105,7 @@ def draw_sweep(result: dict):
             title += f"\nratio {ratio_text(own)} (own lr), {ratio_text(shared)} (ReLU's lr)"
         ax.set_title(title, fontsize=9)
         ax.set_xlim(0, result["epochs"])
-        ax.set_ylim(0, 0.75)
+        error_axis(ax, [e for each in result["curves"].values() for c in each.values() for e in c["train_error"]])
         ax.legend(fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("Epochs")

@@ -101,11 +101,12 @@ def figure_neighbours(model, train, val, queries, train_indices, k, args, out: P
                             out=out / "fc7-train.npy", desc="fc7 of training images")
     query = extract_features(model, val, queries, args.batch_size, device, 0, desc="fc7 of queries")
     _, found = nearest(base, query, k)
-    size = model.input_size
+    size, names = model.input_size, class_names(model, val)
     fig, layout = drawing.draw_neighbours(
         [centre_crop(val[int(q)][0], size) for q in queries],
         [[centre_crop(train[int(train_indices[j])][0], size) for j in row] for row in found],
-        [class_names(model, val)[int(val[int(q)][1])] for q in queries],
+        [names[int(val[int(q)][1])] for q in queries],
+        [[names[int(train.labels[int(train_indices[j])])] for j in row] for row in found],
     )
     save_figure(fig, out / "neighbours.png")
     return layout
@@ -135,9 +136,11 @@ def _draw(args: argparse.Namespace, checkpoint: Path, run_dir: Path | None, out:
         train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
         check_classes([model], val, [str(checkpoint)])  # before anything is drawn under wrong names
     figure_kernels(model, out)
+    written = ["kernels.png", "colour.json"]
     if run_dir is not None and (metrics := read_metrics(run_dir)):
         fig, _ = drawing.draw_curves(metrics, class_count(model))
         save_figure(fig, out / "curves.png")
+        written.append("curves.png")
     if args.data:
         rng = np.random.default_rng(args.seed)
         names = class_names(model, val)
@@ -146,5 +149,6 @@ def _draw(args: argparse.Namespace, checkpoint: Path, run_dir: Path | None, out:
         train_indices = sample_indices(len(train), args.train_limit, rng)
         queries = picks[args.images :] if len(picks) > args.images else picks[: args.queries]
         figure_neighbours(model, train, val, queries, train_indices, args.neighbours, args, out)
-    print(f"figures written to {out}")
+        written += ["predictions.png", "neighbours.png", "fc7-train.npy"]
+    print("written: " + ", ".join(str(out / name) for name in written))
     return 0

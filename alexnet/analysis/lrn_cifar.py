@@ -1,92 +1,113 @@
-"""Section 3.3's CIFAR-10 experiment as the authors ran it: test error with and without response
-normalisation ("13% ... without normalization and 11% with normalization").
+"""Section 3.3's CIFAR-10 experiment as the authors ran it with cuda-convnet: test error with
+and without response normalisation ("13% ... without normalization and 11% with normalization").
 
-The protocol (cuda-convnet's, see alexnet.analysis.convlocal for the nets and the update):
-- inputs: the raw 0-255 RGB values minus the training set's mean image, no division by a
-  standard deviation (cuda-convnet's CIFAR-10 data provider); the mean image is cut at the
-  crop's window (mirrored with the crop), where cuda-convnet cut its centre for every crop;
-- training: a random 24x24 crop of each 32x32 image, mirrored with probability 1/2, drawn anew
-  every epoch (cifar-cropped, --crop-border=4); batches of 128 in a random order;
-- the update: momentum SGD, weight rate ``lr`` (cuda-convnet's epsW 0.001), bias rate 2 x lr,
-  momentum 0.9, weight decay per layer (0 for conv1 and conv2, 0.004 for local3, local4, fc10),
-  the rate ``lr`` until the last ``A + B`` epochs of the budget, then ``A`` epochs at lr / 10 and
-  ``B`` at lr / 100 (``anneal=(A, B)``, default 10 and 10: the methodology of cuda-convnet's
-  layer-params-conv-local-11pct.cfg, steps 5 and 6, ended its ~470 epochs so);
-- the test: the ten-view test (cuda-convnet's --multiview-test): the four corner and the centre
-  24x24 crops and their mirrors, the softmax probabilities averaged over the ten; the error of
-  the centre view alone is reported too;
-- both variants train for the SAME number of epochs for each seed, and one seed gives both the
-  same initial weights (the norm layers have none), the same batch order and the same crops.
-
-The authors' numbers came from unequal budgets (about 160 epochs for 13%, about 500 for 11%),
-so the verdict here compares equal budgets, over seeds, by the paired difference.
-
-Each finished run is one JSON record in ``OUT/runs/`` named by what defines it (variant, seed,
-epochs, rate, batch, the sizes and a fingerprint of the data); a run under way keeps its state
-in ``OUT/partial/`` after every epoch. The same command run again reuses the finished records and
-continues an unfinished run from its last epoch.
+The protocol, each number with its source, is in docs/analysis.md ("alexnet experiment lrn"):
+:class:`ConvLocalNet` (layers-conv-local-13pct and the first -11pct), raw pixels minus the mean
+image, random 24x24 crops mirrored with probability 1/2 (through the experiments' trainer,
+:mod:`alexnet.analysis.smalltrain`), cuda-convnet's per-layer update (:func:`make_optimizer`),
+the rate ending at a tenth and a hundredth (:func:`rate_factor`), the ten-view test. Both
+variants train for the same epochs with each seed, from the same initial weights, batch order
+and crops; the authors' numbers came from unequal budgets (about 160 and 500 epochs), so the
+verdict compares equal budgets over seeds by the paired difference. Each run is stored under a
+name saying what defines it (variant, seed, epochs, rate, batch, sizes, a fingerprint of the data).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from alexnet import console
-from alexnet.analysis.convlocal import CROP, LR, VARIANTS, ConvLocalNet, make_optimizer
-from alexnet.analysis.imageset import ImageSet, mean_image
-from alexnet.atomic import atomic_torch_save, atomic_write_text, read_run_record, save_figure, write_json
+from alexnet.analysis.imageset import ImageSet
+from alexnet.analysis.localconn import LocallyConnected2d
+from alexnet.analysis.smalltrain import Inputs, RunStore, SmallTrainer, test_errors
+from alexnet.atomic import atomic_write_text, save_figure, write_json
 
 PAPER = {"without": 13.0, "with": 11.0}  # section 3.3, test error (percent)
 PAPER_EPOCHS = {"without": 160, "with": 500}  # about: cuda-convnet's 13pct and 11pct methodology
 BATCH_SIZE = 128
 ANNEAL = (10, 10)  # epochs at lr / 10, then at lr / 100, ending the budget (layer-params-conv-local-11pct.cfg)
-RECORD_VERSION = 2  # 2: the anneal epochs in the key
+RECORD_VERSION = 3  # 2: the anneal epochs in the key; 3: records of alexnet.analysis.smalltrain.RunStore
+CROP = 24  # cuda-convnet's cifar-cropped provider, --crop-border=4: 24x24 crops of the 32x32 images
+INIT_STD = {"conv1": 1e-4, "conv2": 0.01, "local3": 0.04, "local4": 0.04, "fc10": 0.01}  # layers-*.cfg initW
+WEIGHT_DECAY = {"conv1": 0.0, "conv2": 0.0, "local3": 0.004, "local4": 0.004, "fc10": 0.004}  # layer-params wc
+LR = 0.001  # layer-params epsW, every layer
+BIAS_LR_FACTOR = 2.0  # layer-params epsB = 0.002 = 2 x epsW
+MOMENTUM = 0.9  # layer-params momW, momB
+NORM = {"size": 5, "alpha": 0.001, "beta": 0.75, "k": 1.0, "scaling": "code"}  # layers-conv-local-11pct rnorm1/2
+VARIANTS = ("without", "with")  # response normalisation: the 13pct net, the (first) 11pct net
 
 
-def crops(images: torch.Tensor, mean: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
-          flip: torch.Tensor, size: int = CROP) -> torch.Tensor:
-    """``size`` x ``size`` windows of ``images - mean`` at (top, left), mirrored where ``flip``:
-    one gather for the whole batch. images uint8 [N, 3, H, W]; top, left, flip [N]."""
-    steps = torch.arange(size, device=images.device)
-    rows = top[:, None] + steps
-    cols = torch.where(flip[:, None].bool(), left[:, None] + size - 1 - steps, left[:, None] + steps)
-    full = images.float() - mean
-    picked = full[torch.arange(len(images), device=images.device)[:, None, None], :, rows[:, :, None],
-                  cols[:, None, :]]  # [N, size, size, 3]
-    return picked.permute(0, 3, 1, 2).contiguous()
+def cuda_convnet_norm() -> nn.Module:
+    """cuda-convnet's cross-map response normalisation of the 11pct net (:class:`ConvLocalNet`)."""
+    from alexnet.lrn import LocalResponseNorm
+
+    return LocalResponseNorm(**NORM)
 
 
-def ten_views(images: torch.Tensor, mean: torch.Tensor, size: int = CROP) -> list[torch.Tensor]:
-    """The ten test views of cuda-convnet's multiview test: the four corners and the centre,
-    then the same five mirrored (each [N, 3, size, size], mean subtracted)."""
-    x = images.float() - mean
-    h, w = x.shape[-2:]
-    starts = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
-    views = [x[:, :, t : t + size, l : l + size] for t, l in starts]
-    return views + [v.flip(3) for v in views]
+class ConvLocalNet(nn.Module):
+    """conv-[norm]-pool-conv-[norm]-pool-local-local-fc on 24x24 RGB crops.
+
+    cuda-convnet's layers-conv-local nets, behind section 3.3's CIFAR-10 result (13% and 11%).
+
+    cuda-convnet's ``layers-conv-local-13pct.cfg`` and the first ``-11pct.cfg`` (read from
+    dnouri/cuda-convnet on GitHub; docs/analysis.md): conv1 64 5x5 - [norm] - max-pool 3/2 -
+    conv2 64 5x5 - [norm] - max-pool 3/2 - local3 32 3x3 - local4 32 3x3 - fc10, ReLU after each
+    weight layer but fc10, pooling counts rounded up (24 -> 12 -> 6), local layers unshared
+    (:class:`alexnet.analysis.localconn.LocallyConnected2d`), weights from each layer's Gaussian
+    (``INIT_STD``, initW), biases 0. The norm is cuda-convnet's cross-map one, ``scale / size``
+    plus 1: ``LocalResponseNorm(size=5, alpha=0.001, beta=0.75, k=1, scaling="code")``. The update
+    (layer-params: epsW, epsB = 2 epsW, momentum 0.9, weight cost ``wc`` per layer) is PyTorch's
+    SGD with momentum and weight decay (:func:`param_groups`).
+    """
+
+    def __init__(self, norm: bool = False, num_classes: int = 10):
+        super().__init__()
+        self.norm, self.num_classes = norm, num_classes
+        self.conv1 = nn.Conv2d(3, 64, 5, padding=2)
+        self.norm1 = cuda_convnet_norm() if norm else nn.Identity()
+        self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # 24 -> 12
+        self.conv2 = nn.Conv2d(64, 64, 5, padding=2)
+        self.norm2 = cuda_convnet_norm() if norm else nn.Identity()
+        self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # 12 -> 6
+        self.local3 = LocallyConnected2d(64, 32, 6, 3, padding=1)
+        self.local4 = LocallyConnected2d(32, 32, 6, 3, padding=1)
+        self.fc10 = nn.Linear(32 * 6 * 6, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """cuda-convnet's initialisation: Gaussian weights of each layer's ``INIT_STD``, biases 0."""
+        for name, std in INIT_STD.items():
+            layer = getattr(self, name)
+            nn.init.normal_(layer.weight, 0.0, std, generator=generator)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.norm1(torch.relu(self.conv1(x))))
+        x = self.pool2(self.norm2(torch.relu(self.conv2(x))))
+        x = torch.relu(self.local4(torch.relu(self.local3(x))))
+        return self.fc10(x.flatten(1))
 
 
-@torch.no_grad()
-def test_errors(model: nn.Module, data: ImageSet, mean: torch.Tensor, device, batch: int = 500) -> dict:
-    """Top-1 error (percent) of the ten-view test (softmax averaged) and of the centre view alone."""
-    model.eval()
-    wrong_ten = wrong_centre = 0
-    mean = mean.to(device)
-    for start in range(0, len(data), batch):
-        images = data.images[start : start + batch].to(device)
-        labels = data.labels[start : start + batch].to(device)
-        probs = [model(v).softmax(1) for v in ten_views(images, mean)]
-        wrong_ten += int((torch.stack(probs).mean(0).argmax(1) != labels).sum())
-        wrong_centre += int((probs[4].argmax(1) != labels).sum())
-    model.train()
-    return {"ten_view": 100.0 * wrong_ten / len(data), "centre": 100.0 * wrong_centre / len(data)}
+def param_groups(model: ConvLocalNet, lr: float = LR) -> list[dict]:
+    """SGD parameter groups: each layer's weights at ``lr`` with its weight decay, biases at
+    ``BIAS_LR_FACTOR * lr`` without decay (cuda-convnet's layer-params files)."""
+    groups = []
+    for name, decay in WEIGHT_DECAY.items():
+        layer = getattr(model, name)
+        groups.append({"params": [layer.weight], "lr": lr, "weight_decay": decay, "name": f"{name}.weight"})
+        groups.append({"params": [layer.bias], "lr": BIAS_LR_FACTOR * lr, "weight_decay": 0.0,
+                       "name": f"{name}.bias"})
+    return groups
+
+
+def make_optimizer(model: ConvLocalNet, lr: float = LR) -> torch.optim.SGD:
+    """cuda-convnet's update rule as PyTorch SGD (:class:`ConvLocalNet`)."""
+    return torch.optim.SGD(param_groups(model, lr), lr=lr, momentum=MOMENTUM)
 
 
 def fingerprint(*sets: ImageSet) -> str:
@@ -120,72 +141,31 @@ def rate_factor(epoch: int, epochs: int, anneal) -> float:
     return 0.1 if epoch >= epochs - second - first else 1.0
 
 
-def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: Path | None = None) -> dict:
-    """One (variant, seed) run to ``key['epochs']``; the record of its result (module doc)."""
+HISTORY = {"epoch": int, "lr": float, "train_loss": float, "train_error": float, "seconds": float}
+RUN = {"key": dict, "variant": str, "seed": int, "epochs": int, "lr": float, "anneal": [int], "batch_size": int,
+       "test_error_ten_view": float, "test_error_centre": float, "train_error_last_epoch": (None, float),
+       "diverged": bool, "seconds": float, "device": str, "history": [HISTORY]}  # a run's record
+
+
+def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: dict | None = None) -> dict:
+    """One (variant, seed) run to ``key['epochs']`` through :class:`alexnet.analysis.smalltrain.SmallTrainer`
+    (its state saved in ``partial`` after every epoch); the record of its result (module doc)."""
     device = torch.device(device)
-    seed, epochs, batch_size = key["seed"], key["epochs"], key["batch_size"]
     model = ConvLocalNet(norm=key["variant"] == "with", num_classes=len(train.classes))
-    model.reset_parameters(generator=torch.Generator().manual_seed(seed))
+    model.reset_parameters(generator=torch.Generator().manual_seed(key["seed"]))
     model.to(device)
-    optimizer = make_optimizer(model, key["lr"])
-    base_rates = [group["lr"] for group in optimizer.param_groups]  # before a partial's annealed rates load
-    order = torch.Generator().manual_seed(seed)  # batch order and crops: the same for both variants
-    mean = mean_image(train.images)
-    history, done, seconds, diverged = [], 0, 0.0, False
-    if partial is not None and partial.exists():
-        state = torch.load(partial, weights_only=True)
-        if state["key"] == key:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            order.set_state(state["order"])
-            history, done, seconds = state["history"], state["epoch"], state["seconds"]
-    images, labels, mean_d = train.images.to(device), train.labels.to(device), mean.to(device)
-    n, free = len(train), train.images.shape[-1] - CROP
-    batches = math.ceil(n / batch_size)
-    bar = console.progress(total=epochs * batches, initial=done * batches, unit="batch",
-                           desc=f"{key['variant']} norm, seed {seed}")
-    model.train()
-    for epoch in range(done, epochs):
-        factor = rate_factor(epoch, epochs, key["anneal"])
-        for group, rate in zip(optimizer.param_groups, base_rates):
-            group["lr"] = rate * factor
-        perm = torch.randperm(n, generator=order).to(device)  # drawn on the CPU: the same on every device
-        top, left = torch.randint(0, free + 1, (2, n), generator=order).to(device)
-        flip = torch.randint(0, 2, (n,), generator=order).to(device)
-        # summed on the device and read once an epoch: a read per step would make a GPU wait each step
-        start = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        wrong = torch.zeros((), dtype=torch.int64, device=device)
-        for b in range(batches):
-            idx = perm[b * batch_size : (b + 1) * batch_size]
-            x = crops(images[idx], mean_d, top[idx], left[idx], flip[idx])
-            y = labels[idx]
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().double() * len(y)
-            wrong += (logits.argmax(1) != y).sum()
-            bar.update()
-        loss_sum, wrong = float(loss_sum), int(wrong)
-        seconds += time.perf_counter() - start
-        history.append({"epoch": epoch + 1, "lr": key["lr"] * factor, "train_loss": loss_sum / n,
-                        "train_error": 100.0 * wrong / n, "seconds": seconds})
-        bar.set_postfix(epoch=epoch + 1, train_error=f"{history[-1]['train_error']:.1f}%")
-        if not math.isfinite(loss_sum):
-            diverged = True
-            break
-        if partial is not None and epoch + 1 < epochs:
-            atomic_torch_save({"key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "order": order.get_state(), "history": history, "epoch": epoch + 1,
-                               "seconds": seconds}, partial)
-    bar.close()
-    errors = test_errors(model, test, mean, device)
+    inputs = Inputs(train.images)
+    run = SmallTrainer(model, make_optimizer(model, key["lr"]), train, inputs, seed=key["seed"],
+                       batch_size=key["batch_size"], crop=CROP, device=device,
+                       schedule=lambda epoch: rate_factor(epoch, key["epochs"], key["anneal"]))
+    run.resume(partial)
+    run.train(key["epochs"] - run.epochs_done, f"{key['variant']} norm, seed {key['seed']}", partial=partial)
+    history = [{**{k: p[k] for k in HISTORY}, "epoch": round(p["epoch"])} for p in run.points]
+    errors = test_errors(model, test, inputs, CROP, device)
     return {"key": key, **{k: key[k] for k in ("variant", "seed", "epochs", "lr", "anneal", "batch_size")},
             "test_error_ten_view": errors["ten_view"], "test_error_centre": errors["centre"],
             "train_error_last_epoch": history[-1]["train_error"] if history else None,
-            "diverged": diverged, "seconds": seconds, "device": str(device), "history": history}
+            "diverged": run.diverged, "seconds": run.seconds, "device": str(device), "history": history}
 
 
 def _spread(values: list[float]) -> dict:
@@ -229,13 +209,10 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
     for seed in seeds:
         for variant in (v for v in VARIANTS if v in variants):
             key = run_key(variant, seed, epochs, lr, batch_size, train, test, data_hash, anneal)
-            path = out / "runs" / f"{key_name(key)}.json"
-            record = _read_record(path, key)
+            store = RunStore(out, key, RUN)
+            record = store.get(key_name(key))
             if record is None:
-                partial = out / "partial" / f"{key_name(key)}.pt"
-                record = train_run(train, test, key, device, partial)
-                write_json(path, record)
-                partial.unlink(missing_ok=True)
+                record = store.put(key_name(key), train_run(train, test, key, device, store.partial(key_name(key))))
             records.append(record)
     if set(variants) != set(VARIANTS):
         return None
@@ -249,14 +226,6 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
     return result
 
 
-def _read_record(path: Path, key: dict) -> dict | None:
-    """The finished run stored at ``path`` if it is the run ``key`` defines; None when there is none
-    (or it is another run's: redone, then overwritten). A file that is not a record stops the
-    experiment with its name (alexnet.atomic.read_run_record): it is never trained over."""
-    record = read_run_record(path)
-    return record if isinstance(record, dict) and record.get("key") == key else None
-
-
 def format_table(result: dict) -> str:
     """lrn.md: the per-seed errors, the means and the paired difference beside the paper's."""
     def cell(s: dict) -> str:
@@ -267,7 +236,7 @@ def format_table(result: dict) -> str:
              f"{console.plural(result['epochs'] - first - second, 'epoch')}, then {first} at lr / 10 and "
              f"{second} at lr / 100" if first or second else
              f"lr {result['lr']:g} (biases {result['bias_lr']:g}) throughout")
-    lines = [f"# Section 3.3 on CIFAR-10: response normalisation, {result['epochs']} epochs per run",
+    lines = [f"# Section 3.3 on CIFAR-10: response normalisation, {console.plural(result['epochs'], 'epoch')} per run",
              "", f"Test set: {result.get('test_set', 'given')} ({result['test_images']} images); "
              f"{result['train_images']} training images; {rates}; batch {result['batch_size']}.", "",
              "| seed | without norm, ten-view | with norm, ten-view | without, centre | with, centre |",
@@ -288,6 +257,8 @@ def format_table(result: dict) -> str:
 def draw_lrn(result: dict):
     """Left: per-seed test errors (points) and their means (bars) of both variants, the paper's as
     dashed marks. Right: each run's training error per epoch (the rate drops of --anneal shaded)."""
+    from matplotlib.ticker import MaxNLocator
+
     from alexnet.analysis.drawing import pyplot
 
     plt = pyplot()
@@ -303,19 +274,22 @@ def draw_lrn(result: dict):
                 label="paper" if x == 0 else None)
     ax.set_xticks(range(len(VARIANTS)), ["without norm\n(13pct net)", "with norm\n(11pct net)"])
     ax.set_ylabel("CIFAR-10 test error, ten-view (%)")
-    ax.set_title(f"{result['epochs']} epochs each; paper: 13% (~160 ep) and 11% (~500 ep)", fontsize=9)
+    ax.set_title(f"{console.plural(result['epochs'], 'epoch')} each; paper: 13% (~160 ep) and 11% (~500 ep)", fontsize=9)
     ax.legend(fontsize=8)
     labelled = set()
     for run in result["runs"]:
         epochs = [h["epoch"] for h in run["history"]]
         label = None if run["variant"] in labelled else f"{run['variant']} norm"
         labelled.add(run["variant"])
-        curves.plot(epochs, [h["train_error"] for h in run["history"]], color=colours[run["variant"]],
-                    linewidth=1, label=label)
+        # marked points: a 1-epoch run is one point per run; a cross over a dot where the two coincide
+        curves.plot(epochs, [h["train_error"] for h in run["history"]], "o-" if run["variant"] == "without" else "x-",
+                    color=colours[run["variant"]], linewidth=1, markersize=5, label=label)
     first, second = result.get("anneal", (0, 0))
     if first or second:
         curves.axvspan(result["epochs"] - first - second + 0.5, result["epochs"] + 0.5, color="0.92",
                        label="lr / 10, then / 100", zorder=0)
+    curves.set_xlim(0.5, result["epochs"] + 0.5)
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs
     curves.set_xlabel("epoch")
     curves.set_ylabel("training error, random crops (%)")
     curves.set_title("training error per epoch, one line per run", fontsize=9)

@@ -19,7 +19,7 @@ import torch.utils.data
 from alexnet.data.dataset import image_shape
 from alexnet.data.device_decode import check_device_decoding, decode_jpegs
 from alexnet.data.images import decode
-from alexnet.data.transforms import centre_window, crop_into, cut_at_windows, random_windows, ten_crop_windows
+from alexnet.data.transforms import crop_into, cut_at_windows, random_windows, view_windows
 from alexnet.errors import UserError
 
 
@@ -76,9 +76,8 @@ class CropBatches(torch.utils.data.Dataset):
             found = random_windows(indices, self.image_size, self.crop_size, seed=self.seed,
                                    epoch=self.epoch, random_crop=self.random_crop, flip=self.flip)
             return found[:, None]
-        fixed = (ten_crop_windows if self.windows == "ten" else centre_window)(self.image_size,
-                                                                                self.crop_size)
-        return np.tile(fixed.reshape(1, self.views, 3), (len(indices), 1, 1))
+        fixed = view_windows(self.image_size, self.crop_size, self.windows)
+        return np.tile(fixed[None], (len(indices), 1, 1))
 
     def read(self, index: int) -> bytes:
         """The stored bytes of sample ``index``; a failure names the sample and its shard."""

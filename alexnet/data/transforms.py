@@ -4,8 +4,9 @@ Loader workers do only what needs the encoded image: decode it and copy out a cr
 when flipped, as uint8. A window is three int64 numbers ``(top, left, flipped)``; workers hand them
 over beside the images (``windows [N, 3]``). The float work runs batched on the training device in
 :class:`DeviceTransform`: conversion, subtraction of the mean image cut at each sample's window
-(paper section 2), and PCA colour noise (section 4.1, "Augmentation 2"). So a quarter of the bytes
-cross the bus, and the CPU does no per-pixel arithmetic.
+(paper section 2), and PCA colour noise (section 4.1, "Augmentation 2",
+:func:`pca_colour_augmentation`). So a quarter of the bytes cross the bus, and the CPU does no
+per-pixel arithmetic.
 
 Windows (all deterministic):
 
@@ -85,6 +86,14 @@ def ten_crop_windows(image_size: tuple[int, int], crop_size: int) -> np.ndarray:
     return np.array([(t, l, f) for f in (0, 1) for t, l in corners], np.int64)
 
 
+def view_windows(image_size: tuple[int, int], crop_size: int, views: str) -> np.ndarray:
+    """The test windows ``[V, 3]`` of ``views``: ``"ten"`` (section 4.1's ten patches, the order
+    of :data:`TEN_CROP_ORDER`) or else the centre window alone."""
+    if views == "ten":
+        return ten_crop_windows(image_size, crop_size)
+    return centre_window(image_size, crop_size)[None]
+
+
 def crop_into(out: np.ndarray, image: np.ndarray, window) -> None:
     """Copy ``image`` (HxWx3) cut at ``window`` into ``out`` (SxSx3), mirrored when flipped."""
     top, left, flipped = (int(v) for v in window)
@@ -113,6 +122,20 @@ def cut_at_windows(images: torch.Tensor, windows: torch.Tensor, crop_size: int) 
         return images[rows, cols]
     sample = torch.arange(len(windows), device=images.device)[:, None, None, None]
     return images[sample, rows, cols]
+
+
+def pca_colour_augmentation(images: torch.Tensor, basis: torch.Tensor, std: float,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Section 4.1, "Augmentation 2": alter the intensities of the RGB channels of each image.
+
+    To every pixel of image ``n`` (``images [N, 3, S, S]``, float, 0-255 scale) add
+    ``basis @ alpha_n``, with ``alpha_n ~ N(0, std)`` (three numbers) drawn from ``generator``
+    once for the image, the same for all its pixels. ``basis`` (3x3): column ``j`` is the ``j``-th
+    eigenvector of the training set's RGB covariance times its magnitude (the paper's
+    ``[p1, p2, p3][a1 l1, a2 l2, a3 l3]^T``; :class:`DeviceTransform` says which magnitude).
+    """
+    alpha = torch.randn(len(images), 3, generator=generator, device=images.device) * std
+    return images + (alpha @ basis.T)[:, :, None, None]
 
 
 class DeviceTransform(torch.nn.Module):
@@ -183,16 +206,15 @@ class DeviceTransform(torch.nn.Module):
         self.epoch = epoch
         self.position = positions_before(start, self.rank, self.world_size)
 
-    def _colour_noise(self, count: int, device: torch.device) -> torch.Tensor:
-        """PCA colour shifts ``[count, 3]`` on the 0-255 scale, one per image (section 4.1)."""
+    def _generator_for(self, count: int, device: torch.device) -> torch.Generator:
+        """The generator of the next ``count`` images' colour noise, seeded for where they stand."""
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
         key = [self.seed, self.epoch, self.rank, self.position]
         self._generator.manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
                                         >> np.uint64(1)))
         self.position += count
-        alpha = torch.randn(count, 3, generator=self._generator, device=device) * self.pca_std
-        return alpha @ self.pca_basis.T
+        return self._generator
 
     def forward(self, images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
         shape = images.shape
@@ -205,7 +227,7 @@ class DeviceTransform(torch.nn.Module):
             mean = cut_at_windows(self.mean_image, windows.reshape(-1, 1, 3), self.crop_size)
             x = x - mean[:, 0].permute(0, 3, 1, 2)
         if self.training and self.pca_std > 0:
-            x = x + self._colour_noise(len(x), x.device)[:, :, None, None]
+            x = pca_colour_augmentation(x, self.pca_basis, self.pca_std, self._generator_for(len(x), x.device))
         if self.normalization == "imagenet":
             x = (x - self.channel_mean) / self.channel_std
         return x.reshape(shape)
