@@ -1,6 +1,8 @@
 """`alexnet experiment relu-vs-tanh` (Figure 1 in the authors' setup) and `alexnet experiment ablations`."""
 
+import fcntl
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -257,6 +259,25 @@ def test_a_damaged_run_record_is_refused_by_name_and_kept_until_deleted(tmp_path
     assert path.read_bytes() == edited  # kept: nothing trained over it
     path.unlink()  # as the message says: the run is redone
     assert alexnet_command(capsys, *args).returncode == 0 and "lr" in json.loads(path.read_text())["run"]
+
+
+def test_a_run_under_way_in_another_process_is_refused_by_name_and_the_others_are_shared(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "imgs", per_class=4)
+    out = tmp_path / "out"
+    args = ["experiment", "relu-vs-tanh", "--data", data, "--epochs", 1, "--lrs", 0.01, "--search-epochs", 1,
+            "--seeds", 0, "--batch-size", 8, "--out", out, "--device", "cpu"]
+    (out / "partial").mkdir(parents=True)
+    held = os.open(out / "partial" / "run-tanh-lr0.01-seed0.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as a process training that run holds it
+    try:
+        proc = alexnet_command(capsys, *args)
+    finally:
+        os.close(held)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{out / 'runs' / 'run-tanh-lr0.01-seed0'} is being written by another process (pid {os.getpid()})" \
+        in proc.stderr
+    assert (out / "runs" / "run-relu-lr0.01-seed0.json").exists()  # the runs nobody held were trained
+    assert alexnet_command(capsys, *args).returncode == 0  # the holder gone, the run is trained
 
 
 def test_a_run_killed_after_an_epoch_continues_from_its_saved_state(tmp_path, capsys, monkeypatch):

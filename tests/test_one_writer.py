@@ -73,7 +73,7 @@ def held(tmp_path):
 
 
 @pytest.mark.parametrize("command", [
-    ["experiment", "relu-vs-tanh"], ["experiment", "lrn"], ["experiment", "ablations", "--data", "synthetic"],
+    ["experiment", "ablations", "--data", "synthetic"],
     ["retrieval"], ["figures", "RUN"], ["train", *TRAIN[1:]]])
 def test_every_command_that_writes_a_folder_refuses_one_being_written(tmp_path, capsys, held, tiny_net, command):
     run = kit.save_run(tmp_path / "run")

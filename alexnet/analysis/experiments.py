@@ -153,11 +153,15 @@ def run_ablations(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.out = args.out or "runs/ablations"  # ablations take train's --out, which has no default of its own
-    command = {"relu-vs-tanh": run_relu_vs_tanh, "lrn": run_lrn, "ablations": run_ablations}[args.experiment]
-    with only_writer(Path(args.out), f"--out {args.out}"):
-        if getattr(args, "json", None) != "-":
-            return command(args)
-        args.json_out = sys.stdout  # with --json -, standard output carries the JSON alone: | jq reads it
-        with contextlib.redirect_stdout(sys.stderr):  # everything else printed (also by prepare) goes here
-            return command(args)
+    if args.experiment == "ablations":  # train's --out, which has no default of its own; one writer
+        args.out = args.out or "runs/ablations"
+        with only_writer(Path(args.out), f"--out {args.out}"):
+            return run_ablations(args)
+    # relu-vs-tanh and lrn: processes may share OUT (--sweep, --variants); the run store holds each
+    # run while it trains (one writer per run), and the files that assemble them are written whole
+    command = {"relu-vs-tanh": run_relu_vs_tanh, "lrn": run_lrn}[args.experiment]
+    if getattr(args, "json", None) != "-":
+        return command(args)
+    args.json_out = sys.stdout  # with --json -, standard output carries the JSON alone: | jq reads it
+    with contextlib.redirect_stdout(sys.stderr):  # everything else printed (also by prepare) goes here
+        return command(args)

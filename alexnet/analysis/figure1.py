@@ -162,14 +162,12 @@ def search_lr(data: ImageSet, activation: str, lrs, search_epochs: int, store: R
     scores, trained = {}, {}
 
     def evaluate(lr):
-        key = f"search-{activation}-lr{lr:g}-seed{seed}"
-        record = store.get(key)
-        if record is None:
-            run = SmallRun(data, activation, lr, seed=seed, segments=segments, **run_options)
+        def train(partial):
+            run = trained[lr] = SmallRun(data, activation, lr, seed=seed, segments=segments, **run_options)
             run.train(search_epochs, f"search {activation} lr={lr:g}")
-            trained[lr] = run
-            record = store.put(key, run.summary())
-        scores[lr] = _search_score(record, segments)
+            return run.summary()
+
+        scores[lr] = _search_score(store.record(f"search-{activation}-lr{lr:g}-seed{seed}", train), segments)
 
     for lr in grid:
         evaluate(lr)
@@ -217,17 +215,16 @@ def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: in
                 seed=seeds[0] if search_seed is None else search_seed, **run_options)
         result["runs"][activation] = []
         for seed in seeds:
-            key = f"run-{activation}-lr{lr:g}-seed{seed}"
-            record = store.get(key)
-            if record is None:
-                run, partial = carried if seed == seeds[0] else None, store.partial(key)
+            def train(partial):
+                run = carried if seed == seeds[0] else None
                 if run is None:
                     run = SmallRun(data, activation, lr, seed=seed, **run_options)
                     run.resume(partial)
                 run.train(epochs - run.epochs_done, f"{activation} lr={lr:g} seed {seed}", stop_after(after_crossing),
                           partial)
-                record = store.put(key, run.summary())
-            result["runs"][activation].append(record)
+                return run.summary()
+
+            result["runs"][activation].append(store.record(f"run-{activation}-lr{lr:g}-seed{seed}", train))
     if set(activations) >= {"relu", "tanh"}:
         result["speedup"] = speedup(result["runs"]["relu"], result["runs"]["tanh"])
     return result

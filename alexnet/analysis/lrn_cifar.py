@@ -210,10 +210,7 @@ def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out:
         for variant in (v for v in VARIANTS if v in variants):
             key = run_key(variant, seed, epochs, lr, batch_size, train, test, data_hash, anneal)
             store = RunStore(out, key, RUN)
-            record = store.get(key_name(key))
-            if record is None:
-                record = store.put(key_name(key), train_run(train, test, key, device, store.partial(key_name(key))))
-            records.append(record)
+            records.append(store.record(key_name(key), lambda partial: train_run(train, test, key, device, partial)))
     if set(variants) != set(VARIANTS):
         return None
     result = {"experiment": "lrn", **(describe or {}), "epochs": epochs, "seeds": list(seeds), "lr": lr,

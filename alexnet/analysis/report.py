@@ -35,7 +35,7 @@ import yaml
 from alexnet.analysis import drawing
 from alexnet.atomic import atomic_write_text
 from alexnet.analysis.report_schema import EVALUATION, EXPERIMENTS, METRICS_ROW, check
-from alexnet.analysis.runs import checkpoint_classes, read_config, read_metrics, run_checkpoint
+from alexnet.analysis.runs import checkpoint_classes, read_config, read_metrics, resolve_checkpoint
 from alexnet.classes import chance_error
 from alexnet.errors import UserError
 
@@ -90,7 +90,10 @@ def collect(folder: str | Path) -> dict:
     check(found["config"], dict, folder / "config.yaml")
     for row in found["metrics"]:
         check(row, METRICS_ROW, f"{folder / 'metrics.jsonl'}, epoch {row['epoch']}")
-    checkpoint = run_checkpoint(folder)
+    try:
+        checkpoint = resolve_checkpoint(folder)[0]
+    except UserError:  # a folder of experiments only
+        checkpoint = None
     found["classes"] = checkpoint_classes(checkpoint) if checkpoint else None
     places = [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIPPED_FOLDERS)
     for place in places:

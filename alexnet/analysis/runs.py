@@ -51,14 +51,6 @@ def read_config(run_dir: str | Path) -> dict:
         raise UserError(f"{path}: not valid YAML ({err})") from err
 
 
-def run_checkpoint(run_dir: str | Path) -> Path | None:
-    """A run folder's ``checkpoints/best.pt``, else ``last.pt``; None without either."""
-    for name in ("best.pt", "last.pt"):
-        if (path := Path(run_dir) / "checkpoints" / name).is_file():
-            return path
-    return None
-
-
 def checkpoint_classes(path: str | Path) -> int | None:
     """The number of classes of a model file or checkpoint, read memory-mapped: the weights stay
     on disk, only the small entries are read."""
@@ -80,11 +72,11 @@ def resolve_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
     A run folder gives its ``checkpoints/best.pt`` (else ``last.pt``); a checkpoint inside a
     run folder's ``checkpoints/`` also gives that run folder, for its metrics.
     """
+    from alexnet.modelfile import model_file
+
     source = Path(source)
     if source.is_dir():
-        if (checkpoint := run_checkpoint(source)) is not None:
-            return checkpoint, source
-        raise UserError(f"{source}: no checkpoints/best.pt or checkpoints/last.pt in this run folder")
+        return model_file(source), source
     if not source.exists():
         raise UserError(f"{source}: no such run folder or checkpoint")
     run_dir = source.parent.parent if source.parent.name == "checkpoints" else None

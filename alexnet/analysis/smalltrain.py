@@ -16,6 +16,7 @@ which keeps only its protocol (net, initialisation, rates, what it reports):
 
 The store's one behaviour (docs/analysis.md): no record: the run is trained; a record of the same
 settings: reused; a record of other settings under the same name: trained again and replaced; a
+run under way in another process: refused with that process's id (one writer per run); a
 file that is not a whole record (not JSON, too large, a field missing or of the wrong type) or a
 saved state that cannot be read: the experiment stops with the file's name and what is wrong, and
 the file is kept (delete it to redo that run).
@@ -33,9 +34,10 @@ from torch import nn
 
 from alexnet import console
 from alexnet.analysis.imageset import ImageSet
-from alexnet.atomic import atomic_torch_save, read_run_record, write_json
+from alexnet.atomic import atomic_torch_save, holding_lock, make_folder, read_run_record, write_json
 from alexnet.data.transforms import cut_at_windows, view_windows
 from alexnet.errors import UserError
+from alexnet.modelfile import read_torch_file
 
 
 def mean_image(images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -162,10 +164,9 @@ class SmallTrainer:
         if path is None or not path.exists():
             return
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:  # noqa: BLE001 - torch raises many kinds on a damaged file
-            raise UserError(f"{path}: not a run's saved state ({type(err).__name__}); delete it to start that "
-                            "run over") from None
+            state = read_torch_file(path, "run's saved state")
+        except UserError as err:
+            raise UserError(f"{err}; delete it to start that run over") from None
         if not isinstance(state, dict) or state.get("run") != partial["run"]:
             return  # another run's (other settings): started over, then overwritten
         self.model.load_state_dict(state["model"])
@@ -237,6 +238,22 @@ class RunStore:
         if record is None or record["defining"] != self.defining:
             return None  # a run of other settings (data, protocol, budget): redone, then replaced
         return record["run"]
+
+    def record(self, name: str, train) -> dict:
+        """Run ``name``'s record: the stored one, else ``train(partial)``'s (:meth:`partial`), stored.
+        While a process trains a run it holds the run (an ``flock`` on ``OUT/partial/<name>.lock``):
+        processes that share OUT (``--sweep``, ``--variants``) each train their own runs, and one that
+        asks for a run under way elsewhere is refused with the holder's process id."""
+        found = self.get(name)
+        if found is not None or self.out is None:
+            return found if found is not None else train(None)
+        lock = self.out / "partial" / f"{name}.lock"
+        make_folder(lock.parent, f"--out {self.out}")
+        with holding_lock(lock, self.out / "runs" / name):
+            found = self.get(name)  # finished by another process meanwhile
+            found = found if found is not None else self.put(name, train(self.partial(name)))
+            lock.unlink()  # safe while held: a process that opened it before finds it gone and retries
+            return found
 
     def put(self, name: str, run: dict) -> dict:
         if self.out is not None:
