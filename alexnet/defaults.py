@@ -11,3 +11,9 @@ SHARD_SIZE = 1000  # images per shard: ~25 MB of JPEG at 256x256, quality 90
 # most 13 bytes per pixel (greyscale with alpha, the dearest mode: docs/data.md), so the
 # budget bounds what a hostile file (a 360 KB PNG claiming 13000x13000 pixels) can cost a worker.
 MAX_PIXELS = 2**25
+
+# The experiments' protocols that --help states (alexnet.analysis.figure1_sweep, alexnet.analysis.lrn_cifar)
+SWEEP_SETTINGS = ("raw-authors", "raw-pytorch", "standardised-authors", "standardised-pytorch")  # inputs-init
+LRN_EPOCHS = 160  # section 3.3 on CIFAR-10: about cuda-convnet's 13pct methodology's budget (the net without)
+LRN_LR = 0.001  # cuda-convnet's layer-params epsW, every layer
+LRN_ANNEAL = (10, 10)  # epochs at lr / 10, then at lr / 100, ending the budget (layer-params-conv-local-11pct.cfg)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.defaults import CROPS, ENCODINGS, MAX_PIXELS, SHARD_SIZE
+from alexnet.defaults import CROPS, ENCODINGS, LRN_ANNEAL, LRN_EPOCHS, LRN_LR, MAX_PIXELS, SHARD_SIZE, SWEEP_SETTINGS
 
 
 def train(parser: argparse.ArgumentParser) -> None:
@@ -230,12 +230,7 @@ def experiment(parser: argparse.ArgumentParser) -> None:
                    help="the middle layer no-middle-conv removes (default conv4)")
 
 
-SWEEP_SETTINGS = ("raw-authors", "raw-pytorch", "standardised-authors", "standardised-pytorch")  # as
-# alexnet.analysis.figure1_sweep.SETTINGS (not imported: it needs torch, and --help must not)
-LRN_EPOCHS = 160  # as alexnet.analysis.lrn_cifar.PAPER_EPOCHS["without"]
-LRN_LR = 0.001  # as alexnet.analysis.lrn_cifar.LR
 LRN_SEEDS = (0, 1, 2)
-LRN_ANNEAL = (10, 10)  # as alexnet.analysis.lrn_cifar.ANNEAL
 
 
 def _experiment_lrn(sub) -> None:

@@ -374,10 +374,8 @@ def test_option_values_that_cannot_run_are_refused_by_name(folders, tmp_path, ca
 
 
 def test_the_command_line_defaults_are_the_protocols_and_stated_in_help(capsys):
-    from alexnet import options
-
-    assert options.LRN_EPOCHS == lrn_cifar.PAPER_EPOCHS["without"] == 160
-    assert options.LRN_LR == lrn_cifar.LR and lrn_cifar.BATCH_SIZE == 128
+    assert lrn_cifar.PAPER_EPOCHS["without"] == 160 and lrn_cifar.ANNEAL == (10, 10)
+    assert lrn_cifar.LR == 0.001 and lrn_cifar.BATCH_SIZE == 128
     with pytest.raises(SystemExit):
         alexnet_command(capsys, "experiment", "lrn", "--help")
     text = " ".join(capsys.readouterr().out.split())

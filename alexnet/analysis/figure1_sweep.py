@@ -21,9 +21,10 @@ from pathlib import Path
 
 from alexnet.analysis.figure1 import error_axis, relu_vs_tanh, speedup
 from alexnet.analysis.imageset import ImageSet
+from alexnet.defaults import SWEEP_SETTINGS
 
-COMBINATIONS = (("raw", "authors"), ("raw", "pytorch"), ("standardised", "authors"), ("standardised", "pytorch"))
-SETTINGS = tuple(f"{inputs}-{init}" for inputs, init in COMBINATIONS)  # also the folder names under OUT/sweep
+SETTINGS = SWEEP_SETTINGS  # inputs-init; also the folder names under OUT/sweep
+COMBINATIONS = tuple(tuple(setting.split("-")) for setting in SETTINGS)
 
 
 def _cross(run: dict, budget: int) -> str:

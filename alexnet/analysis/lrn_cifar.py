@@ -26,16 +26,17 @@ from alexnet.analysis.imageset import ImageSet
 from alexnet.analysis.localconn import LocallyConnected2d
 from alexnet.analysis.smalltrain import Inputs, RunStore, SmallTrainer, test_errors
 from alexnet.atomic import atomic_write_text, save_figure, write_json
+from alexnet.defaults import LRN_ANNEAL, LRN_EPOCHS, LRN_LR
 
 PAPER = {"without": 13.0, "with": 11.0}  # section 3.3, test error (percent)
-PAPER_EPOCHS = {"without": 160, "with": 500}  # about: cuda-convnet's 13pct and 11pct methodology
+PAPER_EPOCHS = {"without": LRN_EPOCHS, "with": 500}  # about: cuda-convnet's 13pct and 11pct methodology
 BATCH_SIZE = 128
-ANNEAL = (10, 10)  # epochs at lr / 10, then at lr / 100, ending the budget (layer-params-conv-local-11pct.cfg)
+ANNEAL = LRN_ANNEAL
 RECORD_VERSION = 3  # 2: the anneal epochs in the key; 3: records of alexnet.analysis.smalltrain.RunStore
 CROP = 24  # cuda-convnet's cifar-cropped provider, --crop-border=4: 24x24 crops of the 32x32 images
 INIT_STD = {"conv1": 1e-4, "conv2": 0.01, "local3": 0.04, "local4": 0.04, "fc10": 0.01}  # layers-*.cfg initW
 WEIGHT_DECAY = {"conv1": 0.0, "conv2": 0.0, "local3": 0.004, "local4": 0.004, "fc10": 0.004}  # layer-params wc
-LR = 0.001  # layer-params epsW, every layer
+LR = LRN_LR
 BIAS_LR_FACTOR = 2.0  # layer-params epsB = 0.002 = 2 x epsW
 MOMENTUM = 0.9  # layer-params momW, momB
 NORM = {"size": 5, "alpha": 0.001, "beta": 0.75, "k": 1.0, "scaling": "code"}  # layers-conv-local-11pct rnorm1/2
