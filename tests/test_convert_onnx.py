@@ -305,9 +305,9 @@ def test_a_constant_stored_outside_the_file_is_refused_unread_even_when_its_file
 
 KILLED_WHILE_WRITING = """
 import os, signal, sys, torch
-def save(obj, path, *args, **kwargs):  # half the file written, then killed as by the OOM killer
-    with open(path, "wb") as out:
-        out.write(b"half a model file")
+def save(obj, f, *args, **kwargs):  # half the file written, then killed as by the OOM killer
+    f.write(b"half a model file")  # atomic_torch_save hands torch.save its open temporary
+    f.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 torch.save = save
 from alexnet.cli import main
