@@ -305,15 +305,35 @@ def bvlc_layers(model, source: str) -> tuple[dict, dict]:
     return layers, {"input": inputs[0].name, "logits": by_name["fc8"].output, "batch": batch}
 
 
-def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple[float, float] | None:
-    """The largest |logit| difference between the ONNX graph (onnxruntime) and ``model`` on one
-    random mean-subtracted input (BGR for the graph, RGB for ours), and the bound it must stay
-    within (:data:`TOLERANCE` times the largest logit); None without onnxruntime. Raises a UserError
-    beyond the bound."""
+def compare_with_onnxruntime(graph: bytes, inputs: dict[str, np.ndarray], logits: str, ours: np.ndarray,
+                             differ: str) -> tuple[float, float] | None:
+    """The largest |logit| difference between ``graph`` run by onnxruntime on ``inputs`` (its graph
+    optimisations off) and ``ours``, and the bound it must stay within (:data:`TOLERANCE` times the
+    largest logit, at least 1); None without onnxruntime. A UserError beyond the bound, starting
+    "verification failed: " and ``differ``."""
     try:
         import onnxruntime
     except ImportError:
         return None
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        theirs = session.run([logits], inputs)[0]
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own errors (an op version it lacks)
+        raise UserError(f"verification failed: onnxruntime cannot run the graph "
+                        f"({str(err).strip().splitlines()[0][:300]}); nothing written") from None
+    diff = float(np.abs(theirs - ours).max())
+    bound = TOLERANCE * max(1.0, float(np.abs(theirs).max()))
+    if not diff <= bound:
+        raise UserError(f"verification failed: {differ} by {diff:.3g}, more than float32 tolerance "
+                        f"({bound:.3g}); nothing written")
+    return diff, bound
+
+
+def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple[float, float] | None:
+    """:func:`compare_with_onnxruntime` of the ONNX graph, run at Caffe's 227, and ``model`` on one
+    random mean-subtracted input (BGR for the graph, RGB for ours)."""
     onnx, _ = _onnx()
     graph = onnx.ModelProto()
     graph.CopyFrom(onnx_model)
@@ -327,24 +347,10 @@ def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple
     graph.graph.output.append(onnx.helper.make_tensor_value_info(io["logits"], onnx.TensorProto.FLOAT, None))
     batch = io["batch"] or 2
     x = np.random.default_rng(seed).normal(0.0, 60.0, (batch, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = onnxruntime.InferenceSession(graph.SerializeToString(), options,
-                                               providers=["CPUExecutionProvider"])
-        theirs = session.run([io["logits"]], {io["input"]: x})[0]
-    except Exception as err:  # noqa: BLE001 - onnxruntime's own errors (an op version it lacks)
-        raise UserError(f"verification failed: onnxruntime cannot run the graph at 227x227 "
-                        f"({str(err).strip().splitlines()[0][:300]}); nothing written (the zoo's "
-                        f"bvlcalexnet-12.onnx runs in onnxruntime)") from None
     with torch.inference_mode():
         ours = model.eval()(torch.from_numpy(x).flip(1)).numpy()  # BGR -> RGB
-    diff = float(np.abs(theirs - ours).max())
-    bound = TOLERANCE * max(1.0, float(np.abs(theirs).max()))
-    if not diff <= bound:
-        raise UserError(f"verification failed: the converted model's logits differ from onnxruntime's by "
-                        f"{diff:.3g}, more than float32 tolerance ({bound:.3g}); nothing written")
-    return diff, bound
+    return compare_with_onnxruntime(graph.SerializeToString(), {io["input"]: x}, io["logits"], ours,
+                                    "the converted model's logits differ from onnxruntime's")
 
 
 def convert_onnx(path: str | Path, out: str | Path, mean: str | Path | None = None, report=print):
