@@ -80,11 +80,6 @@ def _layer(layers: dict, name: str, source: str) -> tuple[np.ndarray, np.ndarray
     return weight, bias
 
 
-def _expect(source: str, name: str, shape, expected) -> None:
-    if tuple(shape) != tuple(expected):
-        raise UserError(f"{source}: not bvlc_alexnet: {name} weight is {list(shape)}, expected {list(expected)}")
-
-
 def caffe_widths(layers: dict, source: str) -> dict:
     """The widths of a bvlc_alexnet layer list (conv kernels, fc width, classes), every shape checked
     against the architecture: conv1 [c1, 3, 11, 11]; conv2 [c2, c1/2, 5, 5]; conv3 [c3, c2, 3, 3];
@@ -104,16 +99,14 @@ def caffe_widths(layers: dict, source: str) -> dict:
         raise UserError(f"{source}: not bvlc_alexnet: {odd[0][0]} has {odd[0][1]} kernels, "
                         f"which do not split into two groups")
     c1, c2, c3, c4, c5 = channels
-    _expect(source, "conv1", w["conv1"].shape, (c1, 3, 11, 11))
-    _expect(source, "conv2", w["conv2"].shape, (c2, c1 // 2, 5, 5))
-    _expect(source, "conv3", w["conv3"].shape, (c3, c2, 3, 3))
-    _expect(source, "conv4", w["conv4"].shape, (c4, c3 // 2, 3, 3))
-    _expect(source, "conv5", w["conv5"].shape, (c5, c4 // 2, 3, 3))
-    width = int(w["fc6"].shape[0])
-    _expect(source, "fc6", w["fc6"].shape, (width, c5 * 6 * 6))
-    _expect(source, "fc7", w["fc7"].shape, (width, width))
-    classes = int(w["fc8"].shape[0])
-    _expect(source, "fc8", w["fc8"].shape, (classes, width))
+    width, classes = int(w["fc6"].shape[0]), int(w["fc8"].shape[0])
+    expected = {"conv1": (c1, 3, 11, 11), "conv2": (c2, c1 // 2, 5, 5), "conv3": (c3, c2, 3, 3),
+                "conv4": (c4, c3 // 2, 3, 3), "conv5": (c5, c4 // 2, 3, 3), "fc6": (width, c5 * 6 * 6),
+                "fc7": (width, width), "fc8": (classes, width)}
+    for name, shape in expected.items():
+        if w[name].shape != shape:
+            raise UserError(f"{source}: not bvlc_alexnet: {name} weight is {list(w[name].shape)}, "
+                            f"expected {list(shape)}")
     return dict(channels=channels, fc_width=width, num_classes=classes)
 
 
@@ -158,11 +151,8 @@ def mean_rgb_image(mean_bgr: np.ndarray | None, source: str) -> torch.Tensor:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def save_bvlc_model(model: nn.Module, out: str | os.PathLike, mean_bgr: np.ndarray | None, source: str,

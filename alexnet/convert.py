@@ -41,16 +41,10 @@ def check_state_dict(found: dict[str, torch.Tensor], expected: dict[str, torch.T
     """Same keys and shapes as ``expected``; the message lists what is missing, extra or misshapen."""
     missing = sorted(expected.keys() - found.keys())
     extra = sorted(found.keys() - expected.keys())
-    shapes = [
-        f"{k}: {tuple(found[k].shape)} instead of {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in found and found[k].shape != v.shape
-    ]
-    problems = (
-        ([f"missing {', '.join(missing)}"] if missing else [])
-        + ([f"unexpected {', '.join(extra)}"] if extra else [])
-        + shapes
-    )
+    shapes = [f"{k}: {tuple(found[k].shape)} instead of {tuple(v.shape)}"
+              for k, v in expected.items() if k in found and found[k].shape != v.shape]
+    problems = (([f"missing {', '.join(missing)}"] if missing else [])
+                + ([f"unexpected {', '.join(extra)}"] if extra else []) + shapes)
     if problems:
         raise UserError(f"{path}: not torchvision's alexnet weights: " + "; ".join(problems))
 

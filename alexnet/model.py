@@ -47,8 +47,6 @@ PAPER_CONVS = (
     ConvSpec("conv5", 256, 3, 1, 1, False, False, True, 1.0),
 )
 
-
-
 def one_tower_channels(channels=None) -> tuple[int, ...]:
     """Section 3.2's one-tower net: half the kernels of conv1-conv4 of ``channels`` (default: the
     paper's), conv5's kept, as the paper's footnote 3 reads "half" (about the same parameters)."""
@@ -74,8 +72,7 @@ class CeilPad(nn.Module):
         self.kernel, self.stride, self.padding = kernel, stride, padding
 
     def _extra(self, size: int) -> int:
-        span = size + 2 * self.padding - self.kernel
-        out = 1 + math.ceil(span / self.stride)
+        out = _conv_output(size, self.kernel, self.stride, self.padding, ceil=True)
         return (out - 1) * self.stride + self.kernel - (size + 2 * self.padding)
 
     def forward(self, x):
