@@ -53,12 +53,6 @@ def timed_for(device: torch.device, fn, seconds: float) -> tuple[float, float, i
         run = max(1, min(2 * run, math.ceil((seconds - elapsed) * calls / elapsed) if elapsed > 0 else 2 * run))
 
 
-def warm_up(device: torch.device, fn, seconds: float) -> None:
-    """Run ``fn`` for ``seconds``: a GPU idles at low clocks and takes a while to raise them."""
-    if seconds:
-        timed_for(device, fn, seconds)
-
-
 def host_cpu_times() -> tuple[float, float] | None:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (Linux; else None):
     the host's CPU use over a stretch is the difference of two readings."""
@@ -99,7 +93,8 @@ def setup(device: str | None, threads: int | None, keep_freed_memory: bool, flus
     record of the machine."""
     device = pick_device(device)
     threads = speed.set_threads(threads)
-    knobs = process_knobs(keep_freed_memory, flush_denormal)
+    knobs = {"keep_freed_memory": keep_freed_memory and speed.keep_freed_memory(),
+             "flush_denormal": flush_denormal and torch.set_flush_denormal(True)}  # what took effect
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as alexnet train
@@ -142,12 +137,6 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def process_knobs(keep_freed_memory: bool, flush_denormal: bool) -> dict:
-    """Apply the process-wide CPU knobs asked for; what took effect, for the record."""
-    return {"keep_freed_memory": keep_freed_memory and speed.keep_freed_memory(),
-            "flush_denormal": flush_denormal and torch.set_flush_denormal(True)}
-
-
 def machine(device: torch.device, threads: int, knobs: dict) -> dict:
     """The facts a benchmark record needs: what ran, where, when."""
     from alexnet.data.images import jpeg_library
@@ -175,7 +164,7 @@ def check_counts(args, positive: tuple[str, ...], non_negative: tuple[str, ...] 
 def output(record: dict, as_json: bool, print_record) -> int:
     """The record as JSON or as ``print_record`` shows it; the exit status."""
     if as_json:
-        emit_json(record)
+        print(json.dumps(record, indent=2))
     else:
         print_record(record)
     return 0
@@ -186,10 +175,6 @@ def print_table(header: list[str], rows: list[list[str]], out=sys.stdout) -> Non
     for row in [header] + rows:
         print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
                         for i, (v, w) in enumerate(zip(row, widths))), file=out)
-
-
-def emit_json(record: dict) -> None:
-    print(json.dumps(record, indent=2))
 
 
 def progress(message: str) -> None:

@@ -37,7 +37,7 @@ import torch
 import torch.utils.data
 from PIL import Image
 
-from alexnet.bench.common import Rows, check_counts, progress
+from alexnet.bench.common import Rows, check_counts, output, progress
 from alexnet.console import plural
 from alexnet.data.images import IMAGE_SUFFIXES, jpeg_library
 from alexnet.data.loader import default_workers, make_loader
@@ -123,10 +123,8 @@ def measure(loader) -> dict:
     workers_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (workers_after.ru_utime + workers_after.ru_stime
            - workers_before.ru_utime - workers_before.ru_stime)
-    return {"images": count, "seconds": round(seconds, 3),
-            "images_per_s": round(count / seconds, 1),
-            "worker_cpu_s": round(cpu, 3),
-            "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
+    return {"images": count, "seconds": round(seconds, 3), "images_per_s": round(count / seconds, 1),
+            "worker_cpu_s": round(cpu, 3), "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
 
 
 def sized(make_loader_for, images: int, seconds: float | None, calibration: int) -> dict:
@@ -164,8 +162,7 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
     ratio = {key: round(ours[key] / usual[key], 2) if ours[key] and usual[key] else None
              for key in ("images_per_s", "images_per_worker_cpu_s")}
     return {
-        "benchmark": "data", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
+        "benchmark": "data", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "torch": torch.__version__, "jpeg_decoder": jpeg_library()},
         "data": str(data), "source": str(folder), "source_images": len(files),
@@ -181,13 +178,13 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
 def run(args) -> int:
     check_counts(args, (), ("seconds",))
     workers = default_workers() if args.workers is None else args.workers
-    result = run_bench(Path(args.data), workers=workers, source=args.source,
-                       images=args.images, baseline_images=args.baseline_images,
-                       batch_size=args.batch_size, crop_size=args.crop_size, seconds=args.seconds,
-                       rows=args.rows)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
+    result = run_bench(Path(args.data), workers=workers, source=args.source, images=args.images,
+                       baseline_images=args.baseline_images, batch_size=args.batch_size,
+                       crop_size=args.crop_size, seconds=args.seconds, rows=args.rows)
+    return output(result, args.json, print_record)
+
+
+def print_record(result: dict) -> None:
     print(f"{'':22}{'images/s':>10}{'per worker':>12}{'per CPU second':>18}")
     for name, key in (("training pipeline", "pipeline"), ("usual way", "usual_way")):
         r = result[key]
@@ -195,4 +192,3 @@ def run(args) -> int:
               f"{r['images_per_worker_cpu_s']:>18}")
     print(f"{'ratio':22}{result['ratio']['images_per_s']:>10}{'':>12}"
           f"{result['ratio']['images_per_worker_cpu_s']:>18}")
-    return 0

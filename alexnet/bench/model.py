@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from alexnet import speed
 from alexnet.bench.common import (Rows, check_counts, output, peak_memory, print_table, progress, setup,
-                                  synchronize, timed, timed_for, trainer_optimizer, warm_up)
+                                  synchronize, timed, timed_for, trainer_optimizer)
 from alexnet.bench.settings import DEFAULT_SETTINGS, SETTINGS, Setting
 from alexnet.errors import UserError
 from alexnet.registry import build_model
@@ -48,16 +48,17 @@ def skip_reason(setting: Setting, device: torch.device) -> str | None:
 
 
 class Runner:
-    """One setting's network, optimizer and step on a fixed batch."""
+    """One setting's network, optimizer and step on a fixed batch (``x``, ``labels``; bench train
+    sets them before each step)."""
 
-    def __init__(self, setting: Setting, base: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor,
-                 device: torch.device, optimizer_step: bool):
+    def __init__(self, setting: Setting, base: torch.nn.Module, device: torch.device, optimizer_step: bool,
+                 x: torch.Tensor | None = None, labels: torch.Tensor | None = None):
         self.setting, self.device, self.labels = setting, device, labels
         model = copy.deepcopy(base).to(device)
         self.model = speed.apply_speed_options(
             model, lrn=setting.lrn, channels_last=setting.channels_last, compile=setting.compile,
             relu_inplace=setting.fused, conv1_stride1_grad=setting.fused and device.type == "cpu")
-        self.x = x.contiguous(memory_format=torch.channels_last) if setting.channels_last else x
+        self.x = x.contiguous(memory_format=torch.channels_last) if setting.channels_last and x is not None else x
         self.optimizer = None
         if optimizer_step:
             self.optimizer = (trainer_optimizer(model) if setting.fused else torch.optim.SGD(
@@ -143,11 +144,11 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
                          "images_per_s": None, "step_ms": None, "cpu_ms": None, "ratio": None,
                          "cpu_ratio": None, "peak_memory": None}
         if results[name]["skipped"] is None:
-            runners[name] = Runner(setting, base, x, labels, device, optimizer_step)
+            runners[name] = Runner(setting, base, device, optimizer_step, x, labels)
         else:
             out.add({"setting": name, "skipped": results[name]["skipped"]})
-    if "plain" in runners:
-        warm_up(device, runners["plain"].step, warmup_seconds)
+    if "plain" in runners and warmup_seconds:  # a GPU idles at low clocks and takes a while to raise them
+        timed_for(device, runners["plain"].step, warmup_seconds)
     for round_ in range(rounds):
         for name, runner in list(runners.items())[::-1 if round_ % 2 else 1]:
             try:
