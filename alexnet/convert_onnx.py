@@ -1,16 +1,13 @@
 """`alexnet convert onnx FILE.onnx OUT.pt [--mean FILE]`: the ONNX model zoo's bvlc_alexnet as our model file.
 
 The ONNX model zoo (github.com/onnx/models, ``validated/vision/classification/alexnet``) publishes
-Caffe's ``bvlc_alexnet`` converted through Caffe2 as ``bvlcalexnet-{3,6,7,8,9,12}.onnx``. Its graph,
-as public dumps of it show: input ``data_0`` (declared ``[1, 3, 224, 224]``), initializers
-``conv1_w_0``/``conv1_b_0`` ... ``fc8_w_0``/``fc8_b_0``, nodes Conv, Relu, LRN, MaxPool, Conv
-(group 2), Relu, LRN, MaxPool, Conv, Relu, Conv (group 2), Relu, Conv (group 2), Relu, MaxPool,
-Reshape (``OC2_DUMMY_1``), Gemm, Relu, Dropout, Gemm, Relu, Dropout, Gemm, Softmax (``prob_1``).
+Caffe's ``bvlc_alexnet`` converted through Caffe2 as ``bvlcalexnet-{3,6,7,8,9,12}.onnx``: input
+``data_0`` (declared ``[1, 3, 224, 224]``), initializers ``conv1_w_0`` ... ``fc8_b_0``, the nodes of
+:data:`SEQUENCE` (Reshape ``OC2_DUMMY_1`` as the flatten, Gemm as fc, Dropouts), then Softmax.
 
-Read here with ``onnx`` (an optional extra, ``pip install 'alexnet[convert]'``) and checked node by
-node against that sequence and bvlc_alexnet's constants (every kernel, stride, pad and group; LRN
-size 5, alpha 1e-4, beta 0.75, bias 1): another architecture or other constants are refused with a
-message naming the node. The layers are taken by position, whatever their names.
+Read with ``onnx`` (the extra ``pip install 'alexnet[convert]'``) and checked node by node against
+that sequence and bvlc_alexnet's constants (kernels, strides, pads, groups, LRN's): anything else is
+refused with a message naming the node. The layers are taken by position, whatever their names.
 
 Two details of the zoo's graph, and why they change nothing at Caffe's 227x227 input:
 
@@ -22,16 +19,14 @@ Two details of the zoo's graph, and why they change nothing at Caffe's 227x227 i
 - its declared input is 224 wide, but Caffe's network (deploy.prototxt) takes 227, which the
   weights need for Caffe's sizes; the verification runs the graph at 227.
 
-Verification (when ``onnxruntime`` is installed, also in the extra): the ONNX graph and the converted
-model on the same random input, mean-subtracted BGR for the graph and the same values as RGB for
-ours; the largest difference of their fc8 outputs (logits) is printed, and the conversion fails
-(exit status 2, nothing written) when it exceeds :data:`TOLERANCE` times the largest logit.
+Verification (with ``onnxruntime``, also in the extra): the graph and the converted model on the
+same random input (BGR for the graph, the same values as RGB for ours); the largest difference of
+their logits is printed, and beyond :data:`TOLERANCE` times the largest logit nothing is written.
 
-Safety: the file's size is bounded (1 GiB, ``alexnet.convert_caffe.protobuf.MAX_FILE_BYTES``); any
-tensor stored outside it (ONNX's external data, paths that loading would follow: an initializer, a
-Constant node's value, anywhere in the file) is refused before any tensor is read, and so is a
-tensor whose declared shape does not match the bytes it holds, each naming the tensor. The model
-file is written whole or not at all; the temporary a killed convert leaves is removed by the next.
+Safety: the file's size is bounded (``alexnet.convert_caffe.protobuf.MAX_FILE_BYTES``); a tensor
+stored outside it (ONNX's external data, anywhere in the file) or whose declared shape does not
+match the bytes it holds is refused, naming it, before any tensor is read. The model file is
+written whole or not at all.
 """
 
 from __future__ import annotations
