@@ -118,19 +118,22 @@ class BatchSampler(torch.utils.data.Sampler):
     """Yields this rank's samples as int64 numpy arrays of ``batch_size`` sample numbers, so that a
     loader worker receives one small array per batch rather than a list of Python ints.
 
-    ``drop_last`` drops a final short batch (training keeps every step the same size).
+    ``drop_last`` drops a final short batch (training keeps every step the same size). With
+    ``slots``, each batch comes as ``(slot, sample numbers)``: the slot of a ring of ``slots``
+    batches it is to be written into, in turn (:class:`alexnet.data.loader.BatchLoader`).
     """
 
-    def __init__(self, sampler: EpochSampler, batch_size: int, drop_last: bool = False):
+    def __init__(self, sampler: EpochSampler, batch_size: int, drop_last: bool = False, slots: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
+        self.sampler, self.batch_size, self.drop_last, self.slots = sampler, batch_size, drop_last, slots
 
     def __iter__(self) -> Iterator[np.ndarray]:
         indices = self.sampler.indices()
         stop = len(indices) - len(indices) % self.batch_size if self.drop_last else len(indices)
-        for begin in range(0, stop, self.batch_size):
-            yield indices[begin:begin + self.batch_size]
+        for number, begin in enumerate(range(0, stop, self.batch_size)):
+            batch = indices[begin:begin + self.batch_size]
+            yield batch if self.slots is None else (number % self.slots, batch)
 
     def __len__(self) -> int:
         n = len(self.sampler)
