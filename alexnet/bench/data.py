@@ -1,22 +1,17 @@
 """`alexnet bench data`: images/s of the training input pipeline against the usual way, same run.
 
-The training pipeline (:func:`alexnet.data.loader.make_loader`): workers read 256x256 samples
-prepared once, decode, crop 227x227 at a random window, mirror half, and hand over uint8 batches;
-the float work is left to the training device (:class:`alexnet.data.transforms.DeviceTransform`).
+The training pipeline (:func:`alexnet.data.loader.make_loader`): workers read the prepared 256x256
+samples, decode, crop 227x227 at random, mirror half, and hand over uint8 batches (the float work
+is the training device's). The usual way (pytorch/examples' ``main.py``, written with PIL, numpy
+and torch): per image in DataLoader workers, decode the ORIGINAL JPEG, resize its shorter side to
+256, crop 224x224 at random, mirror half, convert to float on the 0-1 scale and normalise.
 
-The usual way (pytorch/examples' ImageNet ``main.py``, written here with PIL/numpy/torch since
-torchvision is not required): every epoch, per image in DataLoader workers, decode the ORIGINAL
-JPEG, resize its shorter side to 256, crop 224x224 at random, mirror half, convert to a float
-tensor on the 0-1 scale and normalise with torchvision's mean and std.
-
-Both read the same source images (the prepared split's source, from meta.json or ``--source``),
-repeated to the requested number of images in one epoch, with the same workers and batch size.
-Two rates for each: ``images_per_s`` (wall clock over the whole run, starting the workers
-included) and ``images_per_worker_cpu_s`` (images over the CPU seconds the worker processes used:
-the rate one worker core sustains, which other processes on a busy machine disturb much less).
-With ``--seconds S`` each pipeline first runs a short calibration (4 batches per worker), and then
-as many images as that rate reads in S seconds, so that starting the workers is a small part of
-the time (with 16 workers, a thousand images is mostly start-up).
+Both read the same source images (from meta.json or ``--source``), repeated to the requested
+number, with the same workers and batch size. Two rates each: ``images_per_s`` (wall clock, starting
+the workers included) and ``images_per_worker_cpu_s`` (over the worker processes' CPU seconds,
+which a busy machine disturbs much less). With ``--seconds S`` each first runs a calibration (4
+batches per worker), then as many images as that rate reads in S seconds, so that starting the
+workers is a small part of the time.
 """
 
 from __future__ import annotations
