@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.errors import UserError
+from alexnet.modelfile import looks_like_text
 
 MAX_FILE_BYTES = 1 << 30  # bvlc_alexnet.caffemodel is 233 MB; nothing of this network is near 1 GiB
 # What a hostile file could make this reader hold: each bound is far above what Caffe writes.
@@ -331,7 +332,7 @@ def _read(path, what: str, parse):
     try:
         return parse(buf)
     except WireError as err:
-        if not any(b < 32 and b not in b"\t\n\r\f" for b in bytes(buf[:512])):
+        if looks_like_text(bytes(buf[:512])):
             raise UserError(f"{path}: not a {what}: it is a text file (a .prototxt network definition?); "
                             f"give the binary file with the weights") from None
         raise UserError(f"{path}: not a readable {what}: {err}; is it truncated (downloaded only in part) "
