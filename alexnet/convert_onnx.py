@@ -191,14 +191,11 @@ def _check(cond: bool, source: str, node, what: str) -> None:
 def _check_conv(node, name, kernel, stride, pad, group, source):
     a = _attrs(node)
     _check(_text(a.get("auto_pad", "NOTSET")) == "NOTSET", source, node, f"auto_pad {a.get('auto_pad')}")
-    _check(list(a.get("kernel_shape", [kernel] * 2)) == [kernel] * 2, source, node,
-           f"{name} has {kernel}x{kernel} kernels, this one {a.get('kernel_shape')}")
-    _check(list(a.get("strides", [1, 1])) == [stride] * 2, source, node, f"{name} has stride {stride}, "
-           f"this one {a.get('strides', [1, 1])}")
-    _check(list(a.get("pads", [0] * 4)) == [pad] * 4, source, node, f"{name} pads by {pad}, "
-           f"this one {a.get('pads', [0] * 4)}")
+    for key, want, default in (("kernel_shape", [kernel] * 2, [kernel] * 2), ("strides", [stride] * 2, [1, 1]),
+                               ("pads", [pad] * 4, [0] * 4), ("dilations", [1, 1], [1, 1])):
+        _check(list(a.get(key, default)) == want, source, node, f"{name} has {key} {want}, this one "
+               f"{list(a.get(key, default))}")
     _check(a.get("group", 1) == group, source, node, f"{name} has {group} group(s), this one {a.get('group', 1)}")
-    _check(list(a.get("dilations", [1, 1])) == [1, 1], source, node, f"dilations {a.get('dilations')}")
     _check(len(node.input) == 3, source, node, f"{name} has a bias (a third input)")
 
 

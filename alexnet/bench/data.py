@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -40,6 +39,12 @@ from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from alexnet.errors import UserError
 
 USUAL_CROP = 224  # pytorch/examples' RandomResizedCrop/CenterCrop size
+
+
+def examples_tensor(image: Image.Image) -> torch.Tensor:
+    """torchvision's ToTensor then Normalize with ImageNet's mean and std, as pytorch/examples."""
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+    return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 class Repeated:
@@ -63,8 +68,6 @@ class UsualWay(torch.utils.data.Dataset):
 
     def __init__(self, files: list[str], length: int):
         self.files, self.length = files, length
-        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return self.length
@@ -80,8 +83,7 @@ class UsualWay(torch.utils.data.Dataset):
         image = image.crop((left, top, left + USUAL_CROP, top + USUAL_CROP))
         if random.random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float().div(255)
-        return (tensor - self.mean) / self.std, 0
+        return examples_tensor(image), 0
 
 
 def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:

@@ -37,7 +37,7 @@ from PIL import Image
 from alexnet import speed
 from alexnet.bench.common import (Rows, check_counts, host_cpu_times, host_cpu_use, output, peak_memory,
                                   print_table, progress, setup, synchronize)
-from alexnet.bench.data import Repeated
+from alexnet.bench.data import Repeated, examples_tensor
 from alexnet.bench.model import Runner, skip_reason
 from alexnet.bench.settings import DEFAULT_SETTING, SETTINGS
 from alexnet.console import plural
@@ -45,7 +45,7 @@ from alexnet.data.dataset import PreparedDataset
 from alexnet.data.device_decode import DECODERS
 from alexnet.data.images import IMAGE_SUFFIXES
 from alexnet.data.loader import default_workers, make_loader
-from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, DeviceTransform
+from alexnet.data.transforms import DeviceTransform
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train.config import parse_model_options
@@ -94,8 +94,6 @@ class ExamplesImageFolder(torch.utils.data.Dataset):
 
     def __init__(self, files: list[tuple[str, int]], size: int, times: int):
         self.files, self.size, self.times = files, size, times
-        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.files) * self.times
@@ -107,8 +105,7 @@ class ExamplesImageFolder(torch.utils.data.Dataset):
             image = random_resized_crop(f.convert("RGB"), self.size, rng)
         if rng.random() < 0.5:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
-        return (x - self.mean) / self.std, label
+        return examples_tensor(image), label
 
 
 # --- measurement ----------------------------------------------------------------------------
