@@ -294,18 +294,13 @@ class TwoDeviceAlexNet(nn.Module):
         self.drop6, self.drop7 = net.classifier.drop6, net.classifier.drop7
         self.fc8 = nn.Linear(net.classifier.fc8.in_features, net.classifier.fc8.out_features)
         self.load_state_dict(one_to_two_device_state(net.state_dict()))
-        self.place()
+        self.towers[0].to(self.devices[0])
+        self.towers[1].to(self.devices[1])
+        self.fc8.to(self.devices[0])
 
     @classmethod
     def from_one_device(cls, net: AlexNet, devices=("cuda:0", "cuda:1")) -> "TwoDeviceAlexNet":
         return cls(net, devices)
-
-    def place(self) -> "TwoDeviceAlexNet":
-        """Move each tower to its device (fc8 with tower A)."""
-        self.towers[0].to(self.devices[0])
-        self.towers[1].to(self.devices[1])
-        self.fc8.to(self.devices[0])
-        return self
 
     def _both(self, a, b):
         """Each tower's view of the concatenation of both towers' maps (tower A's first)."""

@@ -25,30 +25,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(device: torch.device, fn, repeats: int) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds per call of ``fn`` over ``repeats`` calls, with one device
-    sync at each end only. On a busy machine the CPU seconds (all threads of this process) vary
-    less than the wall clock, which includes the time other jobs held the cores."""
+def timed_for(device: torch.device, fn, seconds: float | None, steps: int = 1) -> tuple[float, float, int]:
+    """Wall-clock and process CPU seconds per call of ``fn``, and the number of calls: ``steps``
+    calls, or with ``seconds`` as many as fill that time (at least one), in runs of 1, 2, 4 ...
+    calls, the last sized by the rate so far to end near ``seconds``; a device sync after each run
+    only. On a busy machine the CPU seconds (all threads of this process) vary less than the wall
+    clock, which includes the time other jobs held the cores."""
     synchronize(device)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(repeats):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats, (time.process_time() - cpu_start) / repeats
-
-
-def timed_for(device: torch.device, fn, seconds: float) -> tuple[float, float, int]:
-    """:func:`timed` over as many calls as fill ``seconds`` (at least one): runs of 1, 2, 4 ...
-    calls, the last one sized by the rate so far so as to end near ``seconds``, with a device sync
-    after each run only; also the number of calls."""
-    synchronize(device)
-    start, cpu_start, calls, run = time.perf_counter(), time.process_time(), 0, 1
+    start, cpu_start, calls, run = time.perf_counter(), time.process_time(), 0, 1 if seconds else steps
     while True:
         for _ in range(run):
             fn()
         synchronize(device)
         calls, elapsed = calls + run, time.perf_counter() - start
-        if elapsed >= seconds:
+        if not seconds or elapsed >= seconds:
             return elapsed / calls, (time.process_time() - cpu_start) / calls, calls
         run = max(1, min(2 * run, math.ceil((seconds - elapsed) * calls / elapsed) if elapsed > 0 else 2 * run))
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from alexnet import speed
 from alexnet.bench.common import (Rows, check_counts, output, peak_memory, print_table, progress, setup,
-                                  synchronize, timed, timed_for, trainer_optimizer)
+                                  synchronize, timed_for, trainer_optimizer)
 from alexnet.bench.settings import DEFAULT_SETTINGS, SETTINGS, Setting
 from alexnet.errors import UserError
 from alexnet.registry import build_model
@@ -156,11 +156,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
                     for _ in range(warmup if warmup is not None else 3 if runner.setting.compile else 1):
                         runner.step()
                 peak_memory(device, reset=True)
-                if seconds:
-                    step_s, cpu_s, count = timed_for(device, runner.step, seconds)
-                else:
-                    step_s, cpu_s = timed(device, runner.step, steps)
-                    count = steps
+                step_s, cpu_s, count = timed_for(device, runner.step, seconds, steps)
             except Exception as err:  # noqa: BLE001 - one setting failing (compile) must not hide the rest
                 results[name]["skipped"] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
                 report(f"{name}: {results[name]['skipped']}")
