@@ -1,18 +1,14 @@
 """`alexnet bench model`: training-step images/s of the network for each speed setting, against
 plain PyTorch measured in the same run.
 
-The baseline, ``plain``, is our network with every LRN computed by ``nn.LocalResponseNorm``
-(alpha times n: the same function), NCHW memory, float32, eager, ``torch.optim.SGD`` (momentum
-0.9, weight decay 0.0005): the network as one would write it with PyTorch's own layers. Every
-other setting computes the same function (tests/test_speed.py) with one or more speed knobs of
-:mod:`alexnet.speed` switched on; the ``fused`` ones step with the optimizer ``alexnet train``
-uses (the paper's update, :func:`alexnet.bench.common.trainer_optimizer`). ``vs plain`` is a
-setting's images/s over the baseline's, ``cpu vs plain`` the same for the host CPU time per step.
-All settings run in one process, so they share the TF32 and cuDNN settings (the trainer's,
-recorded), start from the same weights and see the same random batch, kept on the device: this
-measures the network and its step, not the input pipeline (``alexnet bench train`` does both).
-
-Settings that cannot run on the device are listed as skipped, with the reason.
+The baseline, ``plain``: every LRN computed by ``nn.LocalResponseNorm`` (alpha times n: the same
+function), NCHW, float32, eager, ``torch.optim.SGD`` (momentum 0.9, weight decay 0.0005). Every
+other setting computes the same function (tests/test_speed.py) with knobs of :mod:`alexnet.speed`
+on; the ``fused`` ones step with the trainer's optimizer (the paper's update). ``vs plain`` is a
+setting's images/s over the baseline's, ``cpu vs plain`` the same for host CPU time per step. All
+settings run in one process (the trainer's TF32 and cuDNN settings, recorded), from the same
+weights, on the same random batch kept on the device: the network and its step, not the input
+pipeline (``alexnet bench train`` does both). Settings that cannot run are listed as skipped.
 """
 
 from __future__ import annotations
