@@ -2,20 +2,15 @@
 
 ``bvlc_alexnet`` (BVLC model zoo; 57.1% top-1 / 80.2% top-5 on the ILSVRC-2012 validation set,
 centre crop, as its readme publishes) is the paper's network with Caffe's conventions. What it
-computes, checked against BVLC/caffe's ``models/bvlc_alexnet/deploy.prototxt`` and
-``train_val.prototxt`` (the layer list), Caffe's ``lrn_layer.cpp`` / ONNX's LRN definition (the
-formula) and the ONNX model zoo's ``bvlcalexnet-*.onnx`` graph (node and initializer names, read
-through public dumps of it: ``data_0``, ``conv1_w_0`` ... ``fc8_b_0``, ``prob_1``):
+computes, checked against BVLC/caffe's ``deploy.prototxt`` and ``train_val.prototxt``, Caffe's
+``lrn_layer.cpp`` / ONNX's LRN definition and the ONNX model zoo's ``bvlcalexnet-*.onnx`` graph:
 
 - input 227x227 (deploy.prototxt's ``input_dim``), **BGR**, 0-255, minus the 256x256 mean image
   cut at the crop (train_val.prototxt's ``transform_param { crop_size: 227 mean_file:
   "data/ilsvrc12/imagenet_mean.binaryproto" }``; Caffe's Python examples subtract
   python/caffe/imagenet/``ilsvrc_2012_mean.npy``, the ILSVRC-2012 mean as a numpy array);
-- conv1 96 11x11 stride 4, one group -> ReLU -> LRN -> max-pool 3/2; conv2 256 5x5 pad 2
-  ``group: 2`` -> ReLU -> LRN -> pool; conv3 384 3x3 pad 1 (one group); conv4 384 3x3 pad 1
-  ``group: 2``; conv5 256 3x3 pad 1 ``group: 2`` -> pool; fc6 4096 -> fc7 4096 -> fc8 1000, ReLU
-  after each but fc8, dropout 0.5 after fc6 and fc7 (training only), softmax at the end. The
-  order ReLU -> LRN -> pool is bvlc_alexnet's (CaffeNet, ``bvlc_reference_caffenet``, pools first);
+- the paper's layers, conv2, conv4 and conv5 with ``group: 2``, in the order ReLU -> LRN -> pool
+  (CaffeNet, ``bvlc_reference_caffenet``, pools first);
 - LRN ``local_size: 5, alpha: 0.0001, beta: 0.75`` with Caffe's defaults ``k: 1`` and
   ``norm_region: ACROSS_CHANNELS``: ``b = a / (1 + alpha/5 * sum of a^2 over 5 adjacent maps)^0.75``,
   alpha divided by n and the window over **all** 96 (256) maps of the layer, not within a group:
@@ -25,15 +20,13 @@ through public dumps of it: ``data_0``, ``conv1_w_0`` ... ``fc8_b_0``, ``prob_1`
   divides exactly (conv1 55, pool1 27, pool2 13, pool5 6), so ceil and floor agree and our default
   ``conv_rounding="floor"`` computes the same thing; the weights fix the input at 227 anyway
   (fc6 takes 256 * 6 * 6 = 9216 inputs);
-- Caffe's InnerProduct flattens ``[C, H, W]`` in that order, as ``torch.flatten``; its weights are
-  ``[out, in]`` as ``nn.Linear``'s; convolution weights ``[out, in/groups, kh, kw]`` as ``nn.Conv2d``'s.
+- Caffe's InnerProduct flattens ``[C, H, W]`` as ``torch.flatten``; its weight layouts are
+  ``nn.Linear``'s and ``nn.Conv2d``'s.
 
 The one difference we remove rather than carry: the channel order. conv1's weights are permuted
 from BGR to RGB, and the mean converted likewise, so the converted model takes raw 0-255 RGB minus
 its mean image like every other ``mean_image`` model of the project (:mod:`alexnet.inference`).
-
-:func:`model_from_layers` is shared by ``alexnet convert caffe`` (:mod:`alexnet.convert_caffe`) and
-``alexnet convert onnx`` (:mod:`alexnet.convert_onnx`); :func:`save_bvlc_model` writes the file.
+Shared by ``alexnet convert caffe`` and ``alexnet convert onnx``.
 """
 
 from __future__ import annotations
@@ -80,11 +73,6 @@ def _layer(layers: dict, name: str, source: str) -> tuple[np.ndarray, np.ndarray
     return weight, bias
 
 
-def _expect(source: str, name: str, shape, expected) -> None:
-    if tuple(shape) != tuple(expected):
-        raise UserError(f"{source}: not bvlc_alexnet: {name} weight is {list(shape)}, expected {list(expected)}")
-
-
 def caffe_widths(layers: dict, source: str) -> dict:
     """The widths of a bvlc_alexnet layer list (conv kernels, fc width, classes), every shape checked
     against the architecture: conv1 [c1, 3, 11, 11]; conv2 [c2, c1/2, 5, 5]; conv3 [c3, c2, 3, 3];
@@ -104,16 +92,14 @@ def caffe_widths(layers: dict, source: str) -> dict:
         raise UserError(f"{source}: not bvlc_alexnet: {odd[0][0]} has {odd[0][1]} kernels, "
                         f"which do not split into two groups")
     c1, c2, c3, c4, c5 = channels
-    _expect(source, "conv1", w["conv1"].shape, (c1, 3, 11, 11))
-    _expect(source, "conv2", w["conv2"].shape, (c2, c1 // 2, 5, 5))
-    _expect(source, "conv3", w["conv3"].shape, (c3, c2, 3, 3))
-    _expect(source, "conv4", w["conv4"].shape, (c4, c3 // 2, 3, 3))
-    _expect(source, "conv5", w["conv5"].shape, (c5, c4 // 2, 3, 3))
-    width = int(w["fc6"].shape[0])
-    _expect(source, "fc6", w["fc6"].shape, (width, c5 * 6 * 6))
-    _expect(source, "fc7", w["fc7"].shape, (width, width))
-    classes = int(w["fc8"].shape[0])
-    _expect(source, "fc8", w["fc8"].shape, (classes, width))
+    width, classes = int(w["fc6"].shape[0]), int(w["fc8"].shape[0])
+    expected = {"conv1": (c1, 3, 11, 11), "conv2": (c2, c1 // 2, 5, 5), "conv3": (c3, c2, 3, 3),
+                "conv4": (c4, c3 // 2, 3, 3), "conv5": (c5, c4 // 2, 3, 3), "fc6": (width, c5 * 6 * 6),
+                "fc7": (width, width), "fc8": (classes, width)}
+    for name, shape in expected.items():
+        if w[name].shape != shape:
+            raise UserError(f"{source}: not bvlc_alexnet: {name} weight is {list(w[name].shape)}, "
+                            f"expected {list(shape)}")
     return dict(channels=channels, fc_width=width, num_classes=classes)
 
 
@@ -158,11 +144,8 @@ def mean_rgb_image(mean_bgr: np.ndarray | None, source: str) -> torch.Tensor:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def save_bvlc_model(model: nn.Module, out: str | os.PathLike, mean_bgr: np.ndarray | None, source: str,

@@ -56,15 +56,12 @@ def check_classes(models: Sequence, dataset, names: Sequence[str]) -> None:
             outputs = num_outputs(model)
             if outputs != len(data_names):
                 raise UserError(f"{name} has {outputs} outputs but the data has {len(data_names)} classes")
+        elif len(model_classes) != len(data_names):
+            raise UserError(f"{name}: the model knows {len(model_classes)} classes but the data has {len(data_names)}")
         elif list(model_classes) not in (data_names, data_ids):
-            raise UserError(f"{name}: {class_list_difference(list(model_classes), data_names)}")
-
-
-def class_list_difference(model: list[str], data: list[str]) -> str:
-    if len(model) != len(data):
-        return f"the model knows {len(model)} classes but the data has {len(data)}"
-    i = next(i for i, (a, b) in enumerate(zip(model, data)) if a != b)
-    return f"the model's classes differ from the data's: class {i} is {model[i]!r} in the model, {data[i]!r} in the data"
+            i = next(i for i, (a, b) in enumerate(zip(model_classes, data_names)) if a != b)
+            raise UserError(f"{name}: the model's classes differ from the data's: class {i} is "
+                            f"{model_classes[i]!r} in the model, {data_names[i]!r} in the data")
 
 
 def num_outputs(model) -> int:

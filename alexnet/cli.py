@@ -38,11 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; only ``command``'s options are added (``alexnet.options.<command>``)."""
-    parser = argparse.ArgumentParser(
-        prog="alexnet",
-        description="AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012): train, evaluate and study "
-        "the paper's network.",
-    )
+    parser = argparse.ArgumentParser(prog="alexnet", description="AlexNet (Krizhevsky, Sutskever, Hinton, "
+                                     "NIPS 2012): train, evaluate and study the paper's network.")
     parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.subcommands = {}

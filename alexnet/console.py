@@ -29,16 +29,11 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: s
             total = len(iterable)
         except TypeError:  # an iterator: counts without a total
             pass
-    if _is_terminal(stream):
+    if getattr(stream, "isatty", None) and stream.isatty():
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave, disable=disable,
                     dynamic_ncols=True, file=stream, **tqdm_options)
     return LogLines(iterable, total, desc, unit, initial, leave, disable, stream,
                     scaled=bool(tqdm_options.get("unit_scale")))
-
-
-def _is_terminal(stream) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
 
 
 class LogLines:

@@ -1,16 +1,12 @@
 """`alexnet convert torchvision|onnx|caffe FILE OUT.pt`: published AlexNet weights as our model file.
 
-``onnx`` (the ONNX model zoo's bvlcalexnet-*.onnx) is :mod:`alexnet.convert_onnx`, ``caffe``
-(bvlc_alexnet.caffemodel) :mod:`alexnet.convert_caffe`: Caffe's bvlc_alexnet, the paper's
-architecture, as our ``alexnet`` (:mod:`alexnet.bvlc`). ``torchvision`` is here:
-
-torchvision's ``alexnet`` weights (``alexnet-owt-7be5be79.pth``) are those of the "one weird trick"
-variant (Krizhevsky 2014: 64-192-384-256-256 kernels, one tower, no LRN, 224x224 inputs), whose
-layers our ``alexnet-owt`` architecture names exactly as torchvision does (``features.0.weight`` ...
-``classifier.6.bias``). The conversion checks every key and shape, and writes a model file with
-the 1000 ILSVRC-2012 class names that ``alexnet evaluate`` and ``alexnet predict`` read.
-
-The weights are read with ``torch.load(weights_only=True)``: a downloaded file cannot run code.
+``onnx`` and ``caffe`` (Caffe's bvlc_alexnet, the paper's architecture) are
+:mod:`alexnet.convert_onnx` and :mod:`alexnet.convert_caffe`; ``torchvision`` is here: its
+``alexnet`` weights (``alexnet-owt-7be5be79.pth``) are the "one weird trick" variant's (Krizhevsky
+2014: 64-192-384-256-256 kernels, one tower, no LRN, 224x224 inputs), whose layers our
+``alexnet-owt`` names exactly as torchvision does. Every key and shape is checked, the weights are
+read with ``torch.load(weights_only=True)`` (a downloaded file cannot run code), and the model file
+gets the 1000 ILSVRC-2012 class names.
 """
 
 from __future__ import annotations
@@ -41,16 +37,10 @@ def check_state_dict(found: dict[str, torch.Tensor], expected: dict[str, torch.T
     """Same keys and shapes as ``expected``; the message lists what is missing, extra or misshapen."""
     missing = sorted(expected.keys() - found.keys())
     extra = sorted(found.keys() - expected.keys())
-    shapes = [
-        f"{k}: {tuple(found[k].shape)} instead of {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in found and found[k].shape != v.shape
-    ]
-    problems = (
-        ([f"missing {', '.join(missing)}"] if missing else [])
-        + ([f"unexpected {', '.join(extra)}"] if extra else [])
-        + shapes
-    )
+    shapes = [f"{k}: {tuple(found[k].shape)} instead of {tuple(v.shape)}"
+              for k, v in expected.items() if k in found and found[k].shape != v.shape]
+    problems = (([f"missing {', '.join(missing)}"] if missing else [])
+                + ([f"unexpected {', '.join(extra)}"] if extra else []) + shapes)
     if problems:
         raise UserError(f"{path}: not torchvision's alexnet weights: " + "; ".join(problems))
 

@@ -1,16 +1,13 @@
 """`alexnet convert onnx FILE.onnx OUT.pt [--mean FILE]`: the ONNX model zoo's bvlc_alexnet as our model file.
 
 The ONNX model zoo (github.com/onnx/models, ``validated/vision/classification/alexnet``) publishes
-Caffe's ``bvlc_alexnet`` converted through Caffe2 as ``bvlcalexnet-{3,6,7,8,9,12}.onnx``. Its graph,
-as public dumps of it show: input ``data_0`` (declared ``[1, 3, 224, 224]``), initializers
-``conv1_w_0``/``conv1_b_0`` ... ``fc8_w_0``/``fc8_b_0``, nodes Conv, Relu, LRN, MaxPool, Conv
-(group 2), Relu, LRN, MaxPool, Conv, Relu, Conv (group 2), Relu, Conv (group 2), Relu, MaxPool,
-Reshape (``OC2_DUMMY_1``), Gemm, Relu, Dropout, Gemm, Relu, Dropout, Gemm, Softmax (``prob_1``).
+Caffe's ``bvlc_alexnet`` converted through Caffe2 as ``bvlcalexnet-{3,6,7,8,9,12}.onnx``: input
+``data_0`` (declared ``[1, 3, 224, 224]``), initializers ``conv1_w_0`` ... ``fc8_b_0``, the nodes of
+:data:`SEQUENCE` (Reshape ``OC2_DUMMY_1`` as the flatten, Gemm as fc, Dropouts), then Softmax.
 
-Read here with ``onnx`` (an optional extra, ``pip install 'alexnet[convert]'``) and checked node by
-node against that sequence and bvlc_alexnet's constants (every kernel, stride, pad and group; LRN
-size 5, alpha 1e-4, beta 0.75, bias 1): another architecture or other constants are refused with a
-message naming the node. The layers are taken by position, whatever their names.
+Read with ``onnx`` (the extra ``pip install 'alexnet[convert]'``) and checked node by node against
+that sequence and bvlc_alexnet's constants (kernels, strides, pads, groups, LRN's): anything else is
+refused with a message naming the node. The layers are taken by position, whatever their names.
 
 Two details of the zoo's graph, and why they change nothing at Caffe's 227x227 input:
 
@@ -22,16 +19,14 @@ Two details of the zoo's graph, and why they change nothing at Caffe's 227x227 i
 - its declared input is 224 wide, but Caffe's network (deploy.prototxt) takes 227, which the
   weights need for Caffe's sizes; the verification runs the graph at 227.
 
-Verification (when ``onnxruntime`` is installed, also in the extra): the ONNX graph and the converted
-model on the same random input, mean-subtracted BGR for the graph and the same values as RGB for
-ours; the largest difference of their fc8 outputs (logits) is printed, and the conversion fails
-(exit status 2, nothing written) when it exceeds :data:`TOLERANCE` times the largest logit.
+Verification (with ``onnxruntime``, also in the extra): the graph and the converted model on the
+same random input (BGR for the graph, the same values as RGB for ours); the largest difference of
+their logits is printed, and beyond :data:`TOLERANCE` times the largest logit nothing is written.
 
-Safety: the file's size is bounded (1 GiB, ``alexnet.convert_caffe.protobuf.MAX_FILE_BYTES``); any
-tensor stored outside it (ONNX's external data, paths that loading would follow: an initializer, a
-Constant node's value, anywhere in the file) is refused before any tensor is read, and so is a
-tensor whose declared shape does not match the bytes it holds, each naming the tensor. The model
-file is written whole or not at all; the temporary a killed convert leaves is removed by the next.
+Safety: the file's size is bounded (``alexnet.convert_caffe.protobuf.MAX_FILE_BYTES``); a tensor
+stored outside it (ONNX's external data, anywhere in the file) or whose declared shape does not
+match the bytes it holds is refused, naming it, before any tensor is read. The model file is
+written whole or not at all.
 """
 
 from __future__ import annotations
@@ -196,14 +191,11 @@ def _check(cond: bool, source: str, node, what: str) -> None:
 def _check_conv(node, name, kernel, stride, pad, group, source):
     a = _attrs(node)
     _check(_text(a.get("auto_pad", "NOTSET")) == "NOTSET", source, node, f"auto_pad {a.get('auto_pad')}")
-    _check(list(a.get("kernel_shape", [kernel] * 2)) == [kernel] * 2, source, node,
-           f"{name} has {kernel}x{kernel} kernels, this one {a.get('kernel_shape')}")
-    _check(list(a.get("strides", [1, 1])) == [stride] * 2, source, node, f"{name} has stride {stride}, "
-           f"this one {a.get('strides', [1, 1])}")
-    _check(list(a.get("pads", [0] * 4)) == [pad] * 4, source, node, f"{name} pads by {pad}, "
-           f"this one {a.get('pads', [0] * 4)}")
+    for key, want, default in (("kernel_shape", [kernel] * 2, [kernel] * 2), ("strides", [stride] * 2, [1, 1]),
+                               ("pads", [pad] * 4, [0] * 4), ("dilations", [1, 1], [1, 1])):
+        _check(list(a.get(key, default)) == want, source, node, f"{name} has {key} {want}, this one "
+               f"{list(a.get(key, default))}")
     _check(a.get("group", 1) == group, source, node, f"{name} has {group} group(s), this one {a.get('group', 1)}")
-    _check(list(a.get("dilations", [1, 1])) == [1, 1], source, node, f"dilations {a.get('dilations')}")
     _check(len(node.input) == 3, source, node, f"{name} has a bias (a third input)")
 
 
@@ -305,15 +297,35 @@ def bvlc_layers(model, source: str) -> tuple[dict, dict]:
     return layers, {"input": inputs[0].name, "logits": by_name["fc8"].output, "batch": batch}
 
 
-def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple[float, float] | None:
-    """The largest |logit| difference between the ONNX graph (onnxruntime) and ``model`` on one
-    random mean-subtracted input (BGR for the graph, RGB for ours), and the bound it must stay
-    within (:data:`TOLERANCE` times the largest logit); None without onnxruntime. Raises a UserError
-    beyond the bound."""
+def compare_with_onnxruntime(graph: bytes, inputs: dict[str, np.ndarray], logits: str, ours: np.ndarray,
+                             differ: str) -> tuple[float, float] | None:
+    """The largest |logit| difference between ``graph`` run by onnxruntime on ``inputs`` (its graph
+    optimisations off) and ``ours``, and the bound it must stay within (:data:`TOLERANCE` times the
+    largest logit, at least 1); None without onnxruntime. A UserError beyond the bound, starting
+    "verification failed: " and ``differ``."""
     try:
         import onnxruntime
     except ImportError:
         return None
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        theirs = session.run([logits], inputs)[0]
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own errors (an op version it lacks)
+        raise UserError(f"verification failed: onnxruntime cannot run the graph "
+                        f"({str(err).strip().splitlines()[0][:300]}); nothing written") from None
+    diff = float(np.abs(theirs - ours).max())
+    bound = TOLERANCE * max(1.0, float(np.abs(theirs).max()))
+    if not diff <= bound:
+        raise UserError(f"verification failed: {differ} by {diff:.3g}, more than float32 tolerance "
+                        f"({bound:.3g}); nothing written")
+    return diff, bound
+
+
+def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple[float, float] | None:
+    """:func:`compare_with_onnxruntime` of the ONNX graph, run at Caffe's 227, and ``model`` on one
+    random mean-subtracted input (BGR for the graph, RGB for ours)."""
     onnx, _ = _onnx()
     graph = onnx.ModelProto()
     graph.CopyFrom(onnx_model)
@@ -327,24 +339,10 @@ def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple
     graph.graph.output.append(onnx.helper.make_tensor_value_info(io["logits"], onnx.TensorProto.FLOAT, None))
     batch = io["batch"] or 2
     x = np.random.default_rng(seed).normal(0.0, 60.0, (batch, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = onnxruntime.InferenceSession(graph.SerializeToString(), options,
-                                               providers=["CPUExecutionProvider"])
-        theirs = session.run([io["logits"]], {io["input"]: x})[0]
-    except Exception as err:  # noqa: BLE001 - onnxruntime's own errors (an op version it lacks)
-        raise UserError(f"verification failed: onnxruntime cannot run the graph at 227x227 "
-                        f"({str(err).strip().splitlines()[0][:300]}); nothing written (the zoo's "
-                        f"bvlcalexnet-12.onnx runs in onnxruntime)") from None
     with torch.inference_mode():
         ours = model.eval()(torch.from_numpy(x).flip(1)).numpy()  # BGR -> RGB
-    diff = float(np.abs(theirs - ours).max())
-    bound = TOLERANCE * max(1.0, float(np.abs(theirs).max()))
-    if not diff <= bound:
-        raise UserError(f"verification failed: the converted model's logits differ from onnxruntime's by "
-                        f"{diff:.3g}, more than float32 tolerance ({bound:.3g}); nothing written")
-    return diff, bound
+    return compare_with_onnxruntime(graph.SerializeToString(), {io["input"]: x}, io["logits"], ours,
+                                    "the converted model's logits differ from onnxruntime's")
 
 
 def convert_onnx(path: str | Path, out: str | Path, mean: str | Path | None = None, report=print):

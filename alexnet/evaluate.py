@@ -1,10 +1,7 @@
-"""`alexnet evaluate`: top-1 and top-5 error with the paper's test protocol (sections 4.1 and 6),
-a shell over :func:`alexnet.inference.evaluate`.
-
-At test time the paper's network predicts from ten patches of each 256x256 image, the four corner
-patches and the centre patch and their horizontal reflections, by averaging its softmax outputs over
-the ten (section 4.1). Several networks are combined the same way, by averaging their softmax
-outputs (section 6, Table 2's "5 CNNs").
+"""`alexnet evaluate`: top-1 and top-5 error with the paper's test protocol, a shell over
+:func:`alexnet.inference.evaluate`: softmax outputs averaged over ten patches of each image (the
+four corners and the centre, and their reflections; section 4.1) and over several networks
+(section 6, Table 2's "5 CNNs").
 """
 
 from __future__ import annotations
@@ -25,10 +22,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} must be at least {least}, not {value}")
     models = [load_model(path) for path in args.checkpoints]
     dataset = PreparedDataset(ensure_prepared(args.data), args.split)
-    result = evaluate(
-        models, dataset, crops=args.crops, batch_size=args.batch_size, device=args.device,
-        workers=args.workers, names=args.checkpoints,
-    )
+    result = evaluate(models, dataset, crops=args.crops, batch_size=args.batch_size, device=args.device,
+                      workers=args.workers, names=args.checkpoints)
     result["checkpoints"] = list(args.checkpoints)
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0
@@ -37,7 +32,5 @@ def run(args: argparse.Namespace) -> int:
 def format_result(result: dict) -> str:
     what = f"ensemble of {result['models']} models" if result["models"] > 1 else "1 model"
     crops = "ten crops" if result["crops"] == "ten" else "centre crop"
-    return (
-        f"top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  "
-        f"on {result['images']} images ({what}, {crops})"
-    )
+    return (f"top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  "
+            f"on {result['images']} images ({what}, {crops})")

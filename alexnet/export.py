@@ -24,30 +24,9 @@ import torch
 
 from alexnet.atomic import atomic_path
 from alexnet.classes import num_outputs
-from alexnet.convert_onnx import EXTRA, TOLERANCE
+from alexnet.convert_onnx import EXTRA, compare_with_onnxruntime
 from alexnet.errors import UserError
 from alexnet.inference import load_model
-
-
-def compare_with_onnxruntime(graph: bytes, inputs: dict[str, np.ndarray], logits: str,
-                             ours: np.ndarray) -> tuple[float, float] | None:
-    """The largest |logit| difference between ``graph`` run by onnxruntime on ``inputs`` (its graph
-    optimisations off) and ``ours``, and the bound it must stay within (TOLERANCE times the largest
-    logit, at least 1); None without onnxruntime. A UserError beyond the bound."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-    theirs = session.run([logits], inputs)[0]
-    diff = float(np.abs(theirs - ours).max())
-    bound = TOLERANCE * max(1.0, float(np.abs(theirs).max()))
-    if not diff <= bound:
-        raise UserError(f"verification failed: the logits of PyTorch and onnxruntime differ by {diff:.3g}, "
-                        f"more than float32 tolerance ({bound:.3g}); nothing written")
-    return diff, bound
 
 
 def export_onnx(model: torch.nn.Module, out: str | Path, seed: int = 0) -> tuple[float, float] | None:
@@ -64,7 +43,8 @@ def export_onnx(model: torch.nn.Module, out: str | Path, seed: int = 0) -> tuple
     x = np.random.default_rng(seed).normal(0.0, 60.0, (3, 3, size, size)).astype(np.float32)
     with torch.inference_mode():
         ours = model(torch.from_numpy(x)).numpy()
-    checked = compare_with_onnxruntime(graph.getvalue(), {"images": x}, "logits", ours)
+    checked = compare_with_onnxruntime(graph.getvalue(), {"images": x}, "logits", ours,
+                                       "the logits of PyTorch and onnxruntime differ")
     with atomic_path(out, len(graph.getvalue())) as tmp:
         tmp.write_bytes(graph.getvalue())
     return checked

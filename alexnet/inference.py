@@ -1,19 +1,11 @@
 """Running a trained network: its file, its inputs, its softmax outputs (sections 2 and 4.1).
 
-One home for what ``alexnet evaluate``, ``alexnet predict`` and the analysis commands share:
-
-- :func:`load_model` (``alexnet.load_model``): a model file, checkpoint or run folder (read by
-  :mod:`alexnet.modelfile`) with the mean image of its training set;
-- :func:`input_transform` and :func:`model_mean`: the float half of the test-time input pipeline,
-  the mean image subtracted as the paper does (section 2) or torchvision's normalisation;
-- :func:`class_probabilities`: the softmax outputs of one batch, averaged over the crops of each
-  image (the ten patches of section 4.1) and over the networks of an ensemble (section 6);
-- :func:`predictions`: those of every image of a prepared dataset, batch by batch, through
-  training's own loader (workers cut the crops, :class:`alexnet.data.transforms.DeviceTransform`
-  subtracts the mean image cut at each crop's window, mirrored with the crop);
-- :func:`evaluate`: their top-1 and top-5 error (section 2), one model or an ensemble (Table 2's
-  "5 CNNs"), ten crops (section 4.1) or the centre one; what ``alexnet evaluate`` prints;
-- :func:`predict`: the most probable classes of image files (Figure 4, left).
+One home for what ``alexnet evaluate``, ``alexnet predict`` and the analysis commands share: the
+model file with its training set's mean image (:func:`load_model`), the float half of the test-time
+input pipeline (:func:`input_transform`), softmax outputs averaged over the ten patches of section
+4.1 and over an ensemble (section 6) (:func:`class_probabilities`, :func:`predictions`, through
+training's own loader), their top-1 and top-5 error (:func:`evaluate`) and the most probable
+classes of image files (:func:`predict`, Figure 4, left).
 """
 
 from __future__ import annotations
@@ -50,32 +42,22 @@ def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
     (:func:`alexnet.modelfile.read_model_file`, :func:`~alexnet.modelfile.model_from_record`).
 
     The result is in eval mode on ``map_location`` (or on two devices with ``devices=(a, b)``), with
-    ``class_names`` (list or None) and ``mean``: the training set's mean image (see
-    :func:`training_mean`; None when unknown).
+    ``class_names`` (list or None) and ``mean``: the training set's mean image (float32 ``[256, 256,
+    3]``, 0-255) from the file, else the ``mean.npy`` of the prepared data its run trained on
+    (``config["data"]``: a folder, or a named dataset in the default cache) when that is still on
+    this machine; None when unknown.
     """
     record = read_model_file(path)
     model = model_from_record(record, path, map_location, devices)
-    if model.mean is None and getattr(model, "normalization", None) == "mean_image":
-        model.mean = training_mean(record)
-    return model
-
-
-def training_mean(record: dict) -> torch.Tensor | None:
-    """The training set's mean image of a model file or checkpoint: its ``mean`` entry (a float32
-    ``[256, 256, 3]`` tensor on the 0-255 scale), else the ``mean.npy`` of the prepared data its run
-    trained on (``config["data"]``: a folder, or a named dataset in the default cache) when that is
-    still on this machine."""
-    if record.get("mean") is not None:
-        return record["mean"]
     data = (record.get("config") or {}).get("data")
-    if not data:
-        return None
-    from alexnet.data.download import DATASETS, cache_root
+    if model.mean is None and getattr(model, "normalization", None) == "mean_image" and data:
+        from alexnet.data.download import DATASETS, cache_root
 
-    for folder in [Path(data)] + ([cache_root() / data] if data in DATASETS else []):
-        if (folder / "mean.npy").is_file():
-            return torch.from_numpy(np.load(folder / "mean.npy", allow_pickle=False))
-    return None
+        for folder in [Path(data)] + ([cache_root() / data] if data in DATASETS else []):
+            if (folder / "mean.npy").is_file():
+                model.mean = torch.from_numpy(np.load(folder / "mean.npy", allow_pickle=False))
+                break
+    return model
 
 
 def model_name(model: nn.Module) -> str:
@@ -110,10 +92,8 @@ def input_transform(model: nn.Module, mean, image_size: tuple[int, int]) -> Devi
     normalization = getattr(model, "normalization", "mean_image")
     if normalization == "mean_image":
         if mean is None:
-            raise UserError(
-                "the model subtracts its training set's mean image (section 2) and its file holds none: "
-                "pass --mean with the mean.npy of the prepared training data"
-            )
+            raise UserError("the model subtracts its training set's mean image (section 2) and its file holds "
+                            "none: pass --mean with the mean.npy of the prepared training data")
         mean = torch.as_tensor(mean, dtype=torch.float32)
         if mean.shape == (3,):
             mean = mean.expand(*image_size, 3)
@@ -132,12 +112,8 @@ def check_crops(crops: str) -> None:
 
 
 @torch.inference_mode()
-def class_probabilities(
-    models: Sequence[nn.Module],
-    transforms: Sequence[DeviceTransform],
-    images: torch.Tensor,
-    windows: torch.Tensor,
-) -> torch.Tensor:
+def class_probabilities(models: Sequence[nn.Module], transforms: Sequence[DeviceTransform],
+                        images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
     """Softmax outputs ``[N, classes]``, averaged over the crops of each image (section 4.1) and
     over the models (an ensemble, section 6).
 
@@ -155,15 +131,9 @@ def class_probabilities(
     return total / len(models)
 
 
-def predictions(
-    models: Sequence[nn.Module],
-    dataset,
-    crops: str = "ten",
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    workers: int | None = None,
-    names: Sequence[str] | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def predictions(models: Sequence[nn.Module], dataset, crops: str = "ten", batch_size: int = 128,
+                device: str | torch.device | None = None, workers: int | None = None,
+                names: Sequence[str] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches ``(probabilities [N, classes], labels [N])`` over every image of ``dataset`` once, in
     order: the softmax outputs averaged over the crops and the models.
 
@@ -208,9 +178,7 @@ class ErrorCounter:
     """Accumulates top-1/top-5 hits and per-class top-1 hits over batches."""
 
     def __init__(self, num_classes: int):
-        self.images = 0
-        self.top1 = 0
-        self.top5 = 0
+        self.images = self.top1 = self.top5 = 0
         self.class_images = torch.zeros(num_classes, dtype=torch.int64)
         self.class_top1 = torch.zeros(num_classes, dtype=torch.int64)
 
@@ -228,28 +196,16 @@ class ErrorCounter:
         without images)."""
         if self.images == 0:
             raise UserError("the split holds no images")
-        per_class = {
-            name: (100.0 * int(hits) / int(n) if n else None)
-            for name, hits, n in zip(class_ids, self.class_top1, self.class_images, strict=True)
-        }
-        return {
-            "top1_error": 100.0 * (1 - self.top1 / self.images),
-            "top5_error": 100.0 * (1 - self.top5 / self.images),
-            "images": self.images,
-            "per_class_accuracy": per_class,
-        }
+        per_class = {name: (100.0 * int(hits) / int(n) if n else None)
+                     for name, hits, n in zip(class_ids, self.class_top1, self.class_images, strict=True)}
+        return {"top1_error": 100.0 * (1 - self.top1 / self.images),
+                "top5_error": 100.0 * (1 - self.top5 / self.images), "images": self.images,
+                "per_class_accuracy": per_class}
 
 
-def evaluate(
-    models: nn.Module | Sequence[nn.Module],
-    dataset,
-    crops: str = "ten",
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-    names: Sequence[str] | None = None,
-) -> dict:
+def evaluate(models: nn.Module | Sequence[nn.Module], dataset, crops: str = "ten", batch_size: int = 128,
+             device: str | torch.device | None = None, workers: int | None = None, progress: bool = True,
+             names: Sequence[str] | None = None) -> dict:
     """Top-1/top-5 error (percent) of one model or an ensemble, every image of ``dataset`` once (a
     :class:`alexnet.data.dataset.PreparedDataset`, or anything with its ``read``, ``labels``,
     ``classes``, ``mean`` and ``len``); the other arguments as for :func:`predictions`. Returns
@@ -318,15 +274,9 @@ def crop_images(images: np.ndarray, size: int, crops: str) -> tuple[torch.Tensor
     return torch.from_numpy(out).permute(0, 1, 4, 2, 3), torch.from_numpy(windows.copy())
 
 
-def predict(
-    model: nn.Module,
-    paths: Sequence[str | Path],
-    crops: str = "ten",
-    top: int = 5,
-    mean: torch.Tensor | None = None,
-    device: str | torch.device | None = None,
-    max_pixels: int = MAX_PIXELS,
-) -> list[dict]:
+def predict(model: nn.Module, paths: Sequence[str | Path], crops: str = "ten", top: int = 5,
+            mean: torch.Tensor | None = None, device: str | torch.device | None = None,
+            max_pixels: int = MAX_PIXELS) -> list[dict]:
     """The ``top`` most probable classes of each image: ``[{"image", "predictions": [{"class",
     "index", "probability"}, ...]}]``, most probable first. ``mean`` is used when the model file
     holds no mean image of its own; ``max_pixels`` bounds each image (:func:`load_image`)."""
@@ -345,8 +295,7 @@ def predict(
         probs = class_probabilities([model], [transform], images, windows).cpu()
         values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
         for path, p, i in zip(chunk, values.tolist(), indices.tolist()):
-            ranked = [
-                {"class": names[c] if names else f"class {c}", "index": c, "probability": q} for q, c in zip(p, i)
-            ]
+            ranked = [{"class": names[c] if names else f"class {c}", "index": c, "probability": q}
+                      for q, c in zip(p, i)]
             results.append({"image": str(path), "predictions": ranked})
     return results

@@ -47,8 +47,6 @@ PAPER_CONVS = (
     ConvSpec("conv5", 256, 3, 1, 1, False, False, True, 1.0),
 )
 
-
-
 def one_tower_channels(channels=None) -> tuple[int, ...]:
     """Section 3.2's one-tower net: half the kernels of conv1-conv4 of ``channels`` (default: the
     paper's), conv5's kept, as the paper's footnote 3 reads "half" (about the same parameters)."""
@@ -74,8 +72,7 @@ class CeilPad(nn.Module):
         self.kernel, self.stride, self.padding = kernel, stride, padding
 
     def _extra(self, size: int) -> int:
-        span = size + 2 * self.padding - self.kernel
-        out = 1 + math.ceil(span / self.stride)
+        out = _conv_output(size, self.kernel, self.stride, self.padding, ceil=True)
         return (out - 1) * self.stride + self.kernel - (size + 2 * self.padding)
 
     def forward(self, x):
@@ -297,18 +294,13 @@ class TwoDeviceAlexNet(nn.Module):
         self.drop6, self.drop7 = net.classifier.drop6, net.classifier.drop7
         self.fc8 = nn.Linear(net.classifier.fc8.in_features, net.classifier.fc8.out_features)
         self.load_state_dict(one_to_two_device_state(net.state_dict()))
-        self.place()
+        self.towers[0].to(self.devices[0])
+        self.towers[1].to(self.devices[1])
+        self.fc8.to(self.devices[0])
 
     @classmethod
     def from_one_device(cls, net: AlexNet, devices=("cuda:0", "cuda:1")) -> "TwoDeviceAlexNet":
         return cls(net, devices)
-
-    def place(self) -> "TwoDeviceAlexNet":
-        """Move each tower to its device (fc8 with tower A)."""
-        self.towers[0].to(self.devices[0])
-        self.towers[1].to(self.devices[1])
-        self.fc8.to(self.devices[0])
-        return self
 
     def _both(self, a, b):
         """Each tower's view of the concatenation of both towers' maps (tower A's first)."""

@@ -45,7 +45,8 @@ WHAT_A_MODEL_FILE_IS = ("a model file is what torch.save writes: alexnet train's
                         "last.pt, or alexnet convert's output")
 
 
-def _is_text(head: bytes) -> bool:
+def looks_like_text(head: bytes) -> bool:
+    """Whether a file's first bytes hold no control characters but whitespace."""
     return not any(b < 32 and b not in b"\t\n\r\f" for b in head)
 
 
@@ -66,7 +67,7 @@ def _not_a_torch_file(path: Path, hint: str) -> str | None:
         return None
     if head[:1] == b"\x80":  # a pickle: PyTorch's legacy format, or any pickled object (judged on loading)
         return None
-    if _is_text(head):
+    if looks_like_text(head):
         return f"it is a text file; {hint}"
     return f"it is neither a zip archive (torch.save's format) nor a pickle; {hint}"
 
@@ -99,13 +100,12 @@ def model_file(path: str | os.PathLike) -> Path:
 
 def read_model_file(path: str | os.PathLike) -> dict:
     """The dict in a model file, checkpoint or run folder (:func:`model_file`), checked; errors name
-    the file and what it is instead
-    (absent, a folder, empty, text or another kind of file, truncated, holding pickled code, or a
-    torch file that is not alexnet's). Used for every model file and checkpoint read."""
+    the file and what it is instead (absent, a folder, empty, text or another kind of file, truncated,
+    holding pickled code, or a torch file that is not alexnet's)."""
     path = model_file(path)
     record = read_torch_file(path, "model file")
-    if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
-        missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
+    missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
+    if missing:
         raise UserError(f"{path}: not an alexnet model file or checkpoint (missing {', '.join(missing)})")
     return record
 

@@ -45,7 +45,7 @@ def model_entry(name: str) -> ModelEntry:
 
 def model_options(name: str) -> list[str]:
     """The option names ``build_model(name, ...)`` accepts."""
-    return [p for p in inspect.signature(model_entry(name).builder).parameters]
+    return list(inspect.signature(model_entry(name).builder).parameters)
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")

@@ -3,20 +3,10 @@
 The paper trained for five to six days on two GTX 580s; what makes our training fast is not a
 different network but the same function computed with less waste. Every knob here is an option
 that leaves the mathematics unchanged (tests/test_speed.py checks outputs and gradients against the
-plain path), so a trainer may switch any of them on without changing what it learns:
-
-- :func:`apply_speed_options`: channels-last memory (convolutions and pooling read each pixel's
-  channels contiguously; pays on GPUs and with oneDNN on CPUs), in-place ReLUs (one full-size
-  activation less to allocate and write per layer), ``torch.compile`` (fuses LRN, ReLU and pooling
-  with their neighbours on the GPU), the LRN implementation (ours or ``nn.LocalResponseNorm``),
-  and conv1's weight gradient as a stride-1 convolution (alexnet.strided_conv; pays on CPUs).
-- :func:`set_threads`: one intra-op thread per core this process may use; :func:`keep_freed_memory`:
-  glibc keeps freed activations for the next step instead of unmapping them (CPU).
-- the optimizers' fast paths (fused SGD, the paper's update rule with foreach kernels) live with
-  the update rule, in :mod:`alexnet.train.optim`.
-- :func:`to_device`: uint8 batches from pinned memory copied without blocking the host.
-- :func:`torch_lrn`: the plain baseline: our network with every LRN computed by
-  ``nn.LocalResponseNorm`` (alpha times n, since PyTorch divides alpha by n; see alexnet.lrn).
+plain path), so a trainer may switch any of them on without changing what it learns: see
+:func:`apply_speed_options`, :func:`set_threads`, :func:`keep_freed_memory`, :func:`to_device` and
+:func:`torch_lrn` (the plain baseline). The optimizers' fast paths live with the update rule, in
+:mod:`alexnet.train.optim`.
 """
 
 from __future__ import annotations
@@ -62,25 +52,16 @@ def torch_lrn(model: nn.Module) -> nn.Module:
     return _replace_modules(model, lambda m: isinstance(m, LocalResponseNorm), TorchLRN)
 
 
-def inplace_relu(model: nn.Module) -> nn.Module:
-    """Every ``nn.ReLU`` of ``model`` made in-place. Safe in our networks: a ReLU follows a
-    convolution or linear layer, whose backward pass needs its input and not its output."""
-    for module in model.modules():
-        if isinstance(module, nn.ReLU):
-            module.inplace = True
-    return model
-
-
-def strided_conv_grad(model: nn.Module) -> nn.Module:
-    """``model`` (changed in place) with every plain strided convolution (conv1) computing its
-    weight gradient as a stride-1 convolution; parameters and state_dict keys stay the same."""
-    return _replace_modules(model, SpaceToDepthGradConv2d.applies_to, SpaceToDepthGradConv2d.from_conv)
-
-
 def apply_speed_options(model: nn.Module, *, channels_last: bool = False, compile: bool = False,
                         lrn: str = "ours", relu_inplace: bool = True, conv1_stride1_grad: bool = False,
                         compile_mode: str | None = None) -> nn.Module:
     """``model`` with the given speed options; the function it computes is unchanged.
+
+    ``channels_last``: convolutions and pooling read each pixel's channels contiguously (pays on
+    GPUs and with oneDNN on CPUs); ``relu_inplace``: one full-size activation less to allocate and
+    write per layer; ``compile``: fuses LRN, ReLU and pooling with their neighbours on the GPU;
+    ``lrn``: ours or ``"torch"`` (:func:`torch_lrn`); ``conv1_stride1_grad``: conv1's weight
+    gradient as a stride-1 convolution (:mod:`alexnet.strided_conv`; pays on CPUs).
 
     Changes ``model`` in place. Call after moving the model to its device and before building the
     optimizer: the parameters stay the same tensors (the modules swapped in for LRN have none, and
@@ -92,10 +73,12 @@ def apply_speed_options(model: nn.Module, *, channels_last: bool = False, compil
         raise ValueError(f"lrn must be one of {LRN_IMPLEMENTATIONS}, not {lrn!r}")
     if lrn == "torch":
         torch_lrn(model)
-    if relu_inplace:
-        inplace_relu(model)
+    if relu_inplace:  # safe: a ReLU follows a conv or linear layer, whose backward needs its input only
+        for module in model.modules():
+            if isinstance(module, nn.ReLU):
+                module.inplace = True
     if conv1_stride1_grad:
-        strided_conv_grad(model)
+        _replace_modules(model, SpaceToDepthGradConv2d.applies_to, SpaceToDepthGradConv2d.from_conv)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if compile:

@@ -150,12 +150,12 @@ def test_export_writes_an_onnx_graph_that_onnxruntime_runs_as_pytorch_does_at_an
 
 def test_an_export_that_onnxruntime_does_not_confirm_writes_nothing(tmp_path, capsys, monkeypatch):
     pytest.importorskip("onnxruntime")
-    import alexnet.export
+    import alexnet.convert_onnx
     from alexnet import save_model
     from tests.kit import tiny_alexnet
 
     save_model(tiny_alexnet(3), tmp_path / "m.pt")
-    monkeypatch.setattr(alexnet.export, "TOLERANCE", -1.0)  # no difference passes
+    monkeypatch.setattr(alexnet.convert_onnx, "TOLERANCE", -1.0)  # no difference passes
     assert main(["export", str(tmp_path / "m.pt"), str(tmp_path / "net.onnx")]) == 2
     err = capsys.readouterr().err
     assert "verification failed: the logits of PyTorch and onnxruntime differ" in err and "nothing written" in err

@@ -126,8 +126,8 @@ def test_each_gpu_setting_takes_a_training_step_like_plain(setting):
     base = build_model("alexnet", **TINY)
     x, labels = torch.randn(8, 3, 67, 67, device="cuda") * 60, torch.arange(8, device="cuda") % 7
     device = torch.device("cuda")
-    plain = Runner(SETTINGS["plain"], base, x, labels, device, optimizer_step=True)
-    fast = Runner(SETTINGS[setting], base, x, labels, device, optimizer_step=True)
+    plain = Runner(SETTINGS["plain"], base, device, True, x, labels)
+    fast = Runner(SETTINGS[setting], base, device, True, x, labels)
     if fast.scaler.is_enabled():  # float16: a scale that does not overflow (and skip) the first steps
         fast.scaler = torch.amp.GradScaler("cuda", init_scale=256.0)
     for runner in (plain, fast):

@@ -25,38 +25,22 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(device: torch.device, fn, repeats: int) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds per call of ``fn`` over ``repeats`` calls, with one device
-    sync at each end only. On a busy machine the CPU seconds (all threads of this process) vary
-    less than the wall clock, which includes the time other jobs held the cores."""
+def timed_for(device: torch.device, fn, seconds: float | None, steps: int = 1) -> tuple[float, float, int]:
+    """Wall-clock and process CPU seconds per call of ``fn``, and the number of calls: ``steps``
+    calls, or with ``seconds`` as many as fill that time (at least one), in runs of 1, 2, 4 ...
+    calls, the last sized by the rate so far to end near ``seconds``; a device sync after each run
+    only. On a busy machine the CPU seconds (all threads of this process) vary less than the wall
+    clock, which includes the time other jobs held the cores."""
     synchronize(device)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(repeats):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats, (time.process_time() - cpu_start) / repeats
-
-
-def timed_for(device: torch.device, fn, seconds: float) -> tuple[float, float, int]:
-    """:func:`timed` over as many calls as fill ``seconds`` (at least one): runs of 1, 2, 4 ...
-    calls, the last one sized by the rate so far so as to end near ``seconds``, with a device sync
-    after each run only; also the number of calls."""
-    synchronize(device)
-    start, cpu_start, calls, run = time.perf_counter(), time.process_time(), 0, 1
+    start, cpu_start, calls, run = time.perf_counter(), time.process_time(), 0, 1 if seconds else steps
     while True:
         for _ in range(run):
             fn()
         synchronize(device)
         calls, elapsed = calls + run, time.perf_counter() - start
-        if elapsed >= seconds:
+        if not seconds or elapsed >= seconds:
             return elapsed / calls, (time.process_time() - cpu_start) / calls, calls
         run = max(1, min(2 * run, math.ceil((seconds - elapsed) * calls / elapsed) if elapsed > 0 else 2 * run))
-
-
-def warm_up(device: torch.device, fn, seconds: float) -> None:
-    """Run ``fn`` for ``seconds``: a GPU idles at low clocks and takes a while to raise them."""
-    if seconds:
-        timed_for(device, fn, seconds)
 
 
 def host_cpu_times() -> tuple[float, float] | None:
@@ -99,7 +83,8 @@ def setup(device: str | None, threads: int | None, keep_freed_memory: bool, flus
     record of the machine."""
     device = pick_device(device)
     threads = speed.set_threads(threads)
-    knobs = process_knobs(keep_freed_memory, flush_denormal)
+    knobs = {"keep_freed_memory": keep_freed_memory and speed.keep_freed_memory(),
+             "flush_denormal": flush_denormal and torch.set_flush_denormal(True)}  # what took effect
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as alexnet train
@@ -142,12 +127,6 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def process_knobs(keep_freed_memory: bool, flush_denormal: bool) -> dict:
-    """Apply the process-wide CPU knobs asked for; what took effect, for the record."""
-    return {"keep_freed_memory": keep_freed_memory and speed.keep_freed_memory(),
-            "flush_denormal": flush_denormal and torch.set_flush_denormal(True)}
-
-
 def machine(device: torch.device, threads: int, knobs: dict) -> dict:
     """The facts a benchmark record needs: what ran, where, when."""
     from alexnet.data.images import jpeg_library
@@ -175,7 +154,7 @@ def check_counts(args, positive: tuple[str, ...], non_negative: tuple[str, ...] 
 def output(record: dict, as_json: bool, print_record) -> int:
     """The record as JSON or as ``print_record`` shows it; the exit status."""
     if as_json:
-        emit_json(record)
+        print(json.dumps(record, indent=2))
     else:
         print_record(record)
     return 0
@@ -186,10 +165,6 @@ def print_table(header: list[str], rows: list[list[str]], out=sys.stdout) -> Non
     for row in [header] + rows:
         print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
                         for i, (v, w) in enumerate(zip(row, widths))), file=out)
-
-
-def emit_json(record: dict) -> None:
-    print(json.dumps(record, indent=2))
 
 
 def progress(message: str) -> None:

@@ -1,22 +1,17 @@
 """`alexnet bench data`: images/s of the training input pipeline against the usual way, same run.
 
-The training pipeline (:func:`alexnet.data.loader.make_loader`): workers read 256x256 samples
-prepared once, decode, crop 227x227 at a random window, mirror half, and hand over uint8 batches;
-the float work is left to the training device (:class:`alexnet.data.transforms.DeviceTransform`).
+The training pipeline (:func:`alexnet.data.loader.make_loader`): workers read the prepared 256x256
+samples, decode, crop 227x227 at random, mirror half, and hand over uint8 batches (the float work
+is the training device's). The usual way (pytorch/examples' ``main.py``, written with PIL, numpy
+and torch): per image in DataLoader workers, decode the ORIGINAL JPEG, resize its shorter side to
+256, crop 224x224 at random, mirror half, convert to float on the 0-1 scale and normalise.
 
-The usual way (pytorch/examples' ImageNet ``main.py``, written here with PIL/numpy/torch since
-torchvision is not required): every epoch, per image in DataLoader workers, decode the ORIGINAL
-JPEG, resize its shorter side to 256, crop 224x224 at random, mirror half, convert to a float
-tensor on the 0-1 scale and normalise with torchvision's mean and std.
-
-Both read the same source images (the prepared split's source, from meta.json or ``--source``),
-repeated to the requested number of images in one epoch, with the same workers and batch size.
-Two rates for each: ``images_per_s`` (wall clock over the whole run, starting the workers
-included) and ``images_per_worker_cpu_s`` (images over the CPU seconds the worker processes used:
-the rate one worker core sustains, which other processes on a busy machine disturb much less).
-With ``--seconds S`` each pipeline first runs a short calibration (4 batches per worker), and then
-as many images as that rate reads in S seconds, so that starting the workers is a small part of
-the time (with 16 workers, a thousand images is mostly start-up).
+Both read the same source images (from meta.json or ``--source``), repeated to the requested
+number, with the same workers and batch size. Two rates each: ``images_per_s`` (wall clock, starting
+the workers included) and ``images_per_worker_cpu_s`` (over the worker processes' CPU seconds,
+which a busy machine disturbs much less). With ``--seconds S`` each first runs a calibration (4
+batches per worker), then as many images as that rate reads in S seconds, so that starting the
+workers is a small part of the time.
 """
 
 from __future__ import annotations
@@ -28,7 +23,6 @@ import os
 import platform
 import random
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -37,7 +31,7 @@ import torch
 import torch.utils.data
 from PIL import Image
 
-from alexnet.bench.common import Rows, check_counts, progress
+from alexnet.bench.common import Rows, check_counts, output, progress
 from alexnet.console import plural
 from alexnet.data.images import IMAGE_SUFFIXES, jpeg_library
 from alexnet.data.loader import default_workers, make_loader
@@ -45,6 +39,12 @@ from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from alexnet.errors import UserError
 
 USUAL_CROP = 224  # pytorch/examples' RandomResizedCrop/CenterCrop size
+
+
+def examples_tensor(image: Image.Image) -> torch.Tensor:
+    """torchvision's ToTensor then Normalize with ImageNet's mean and std, as pytorch/examples."""
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+    return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 class Repeated:
@@ -68,8 +68,6 @@ class UsualWay(torch.utils.data.Dataset):
 
     def __init__(self, files: list[str], length: int):
         self.files, self.length = files, length
-        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return self.length
@@ -85,8 +83,7 @@ class UsualWay(torch.utils.data.Dataset):
         image = image.crop((left, top, left + USUAL_CROP, top + USUAL_CROP))
         if random.random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float().div(255)
-        return (tensor - self.mean) / self.std, 0
+        return examples_tensor(image), 0
 
 
 def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
@@ -123,10 +120,8 @@ def measure(loader) -> dict:
     workers_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (workers_after.ru_utime + workers_after.ru_stime
            - workers_before.ru_utime - workers_before.ru_stime)
-    return {"images": count, "seconds": round(seconds, 3),
-            "images_per_s": round(count / seconds, 1),
-            "worker_cpu_s": round(cpu, 3),
-            "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
+    return {"images": count, "seconds": round(seconds, 3), "images_per_s": round(count / seconds, 1),
+            "worker_cpu_s": round(cpu, 3), "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
 
 
 def sized(make_loader_for, images: int, seconds: float | None, calibration: int) -> dict:
@@ -164,8 +159,7 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
     ratio = {key: round(ours[key] / usual[key], 2) if ours[key] and usual[key] else None
              for key in ("images_per_s", "images_per_worker_cpu_s")}
     return {
-        "benchmark": "data", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
+        "benchmark": "data", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "torch": torch.__version__, "jpeg_decoder": jpeg_library()},
         "data": str(data), "source": str(folder), "source_images": len(files),
@@ -181,13 +175,13 @@ def run_bench(data: Path, *, workers: int, source: str | None, images: int, base
 def run(args) -> int:
     check_counts(args, (), ("seconds",))
     workers = default_workers() if args.workers is None else args.workers
-    result = run_bench(Path(args.data), workers=workers, source=args.source,
-                       images=args.images, baseline_images=args.baseline_images,
-                       batch_size=args.batch_size, crop_size=args.crop_size, seconds=args.seconds,
-                       rows=args.rows)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
+    result = run_bench(Path(args.data), workers=workers, source=args.source, images=args.images,
+                       baseline_images=args.baseline_images, batch_size=args.batch_size,
+                       crop_size=args.crop_size, seconds=args.seconds, rows=args.rows)
+    return output(result, args.json, print_record)
+
+
+def print_record(result: dict) -> None:
     print(f"{'':22}{'images/s':>10}{'per worker':>12}{'per CPU second':>18}")
     for name, key in (("training pipeline", "pipeline"), ("usual way", "usual_way")):
         r = result[key]
@@ -195,4 +189,3 @@ def run(args) -> int:
               f"{r['images_per_worker_cpu_s']:>18}")
     print(f"{'ratio':22}{result['ratio']['images_per_s']:>10}{'':>12}"
           f"{result['ratio']['images_per_worker_cpu_s']:>18}")
-    return 0

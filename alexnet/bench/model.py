@@ -1,18 +1,14 @@
 """`alexnet bench model`: training-step images/s of the network for each speed setting, against
 plain PyTorch measured in the same run.
 
-The baseline, ``plain``, is our network with every LRN computed by ``nn.LocalResponseNorm``
-(alpha times n: the same function), NCHW memory, float32, eager, ``torch.optim.SGD`` (momentum
-0.9, weight decay 0.0005): the network as one would write it with PyTorch's own layers. Every
-other setting computes the same function (tests/test_speed.py) with one or more speed knobs of
-:mod:`alexnet.speed` switched on; the ``fused`` ones step with the optimizer ``alexnet train``
-uses (the paper's update, :func:`alexnet.bench.common.trainer_optimizer`). ``vs plain`` is a
-setting's images/s over the baseline's, ``cpu vs plain`` the same for the host CPU time per step.
-All settings run in one process, so they share the TF32 and cuDNN settings (the trainer's,
-recorded), start from the same weights and see the same random batch, kept on the device: this
-measures the network and its step, not the input pipeline (``alexnet bench train`` does both).
-
-Settings that cannot run on the device are listed as skipped, with the reason.
+The baseline, ``plain``: every LRN computed by ``nn.LocalResponseNorm`` (alpha times n: the same
+function), NCHW, float32, eager, ``torch.optim.SGD`` (momentum 0.9, weight decay 0.0005). Every
+other setting computes the same function (tests/test_speed.py) with knobs of :mod:`alexnet.speed`
+on; the ``fused`` ones step with the trainer's optimizer (the paper's update). ``vs plain`` is a
+setting's images/s over the baseline's, ``cpu vs plain`` the same for host CPU time per step. All
+settings run in one process (the trainer's TF32 and cuDNN settings, recorded), from the same
+weights, on the same random batch kept on the device: the network and its step, not the input
+pipeline (``alexnet bench train`` does both). Settings that cannot run are listed as skipped.
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ import torch.nn.functional as F
 
 from alexnet import speed
 from alexnet.bench.common import (Rows, check_counts, output, peak_memory, print_table, progress, setup,
-                                  synchronize, timed, timed_for, trainer_optimizer, warm_up)
+                                  synchronize, timed_for, trainer_optimizer)
 from alexnet.bench.settings import DEFAULT_SETTINGS, SETTINGS, Setting
 from alexnet.errors import UserError
 from alexnet.registry import build_model
@@ -48,16 +44,17 @@ def skip_reason(setting: Setting, device: torch.device) -> str | None:
 
 
 class Runner:
-    """One setting's network, optimizer and step on a fixed batch."""
+    """One setting's network, optimizer and step on a fixed batch (``x``, ``labels``; bench train
+    sets them before each step)."""
 
-    def __init__(self, setting: Setting, base: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor,
-                 device: torch.device, optimizer_step: bool):
+    def __init__(self, setting: Setting, base: torch.nn.Module, device: torch.device, optimizer_step: bool,
+                 x: torch.Tensor | None = None, labels: torch.Tensor | None = None):
         self.setting, self.device, self.labels = setting, device, labels
         model = copy.deepcopy(base).to(device)
         self.model = speed.apply_speed_options(
             model, lrn=setting.lrn, channels_last=setting.channels_last, compile=setting.compile,
             relu_inplace=setting.fused, conv1_stride1_grad=setting.fused and device.type == "cpu")
-        self.x = x.contiguous(memory_format=torch.channels_last) if setting.channels_last else x
+        self.x = x.contiguous(memory_format=torch.channels_last) if setting.channels_last and x is not None else x
         self.optimizer = None
         if optimizer_step:
             self.optimizer = (trainer_optimizer(model) if setting.fused else torch.optim.SGD(
@@ -143,11 +140,11 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
                          "images_per_s": None, "step_ms": None, "cpu_ms": None, "ratio": None,
                          "cpu_ratio": None, "peak_memory": None}
         if results[name]["skipped"] is None:
-            runners[name] = Runner(setting, base, x, labels, device, optimizer_step)
+            runners[name] = Runner(setting, base, device, optimizer_step, x, labels)
         else:
             out.add({"setting": name, "skipped": results[name]["skipped"]})
-    if "plain" in runners:
-        warm_up(device, runners["plain"].step, warmup_seconds)
+    if "plain" in runners and warmup_seconds:  # a GPU idles at low clocks and takes a while to raise them
+        timed_for(device, runners["plain"].step, warmup_seconds)
     for round_ in range(rounds):
         for name, runner in list(runners.items())[::-1 if round_ % 2 else 1]:
             try:
@@ -155,11 +152,7 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
                     for _ in range(warmup if warmup is not None else 3 if runner.setting.compile else 1):
                         runner.step()
                 peak_memory(device, reset=True)
-                if seconds:
-                    step_s, cpu_s, count = timed_for(device, runner.step, seconds)
-                else:
-                    step_s, cpu_s = timed(device, runner.step, steps)
-                    count = steps
+                step_s, cpu_s, count = timed_for(device, runner.step, seconds, steps)
             except Exception as err:  # noqa: BLE001 - one setting failing (compile) must not hide the rest
                 results[name]["skipped"] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
                 report(f"{name}: {results[name]['skipped']}")

@@ -2,32 +2,25 @@
 of time the device waits for data, and in the same run main.py's recipe re-created in this process.
 
 Ours: the prepared shards read by ``alexnet.data.loader.make_loader`` (workers decode and crop
-into uint8 batches, pinned on CUDA; or, with ``--decode device``, workers read the JPEG bytes and
-nvJPEG decodes them on the GPU), staged on the device a batch ahead by a thread on a side stream
-(``loader.to(device)``), ``DeviceTransform`` on the device (mean image, PCA colour noise), and
-one setting of ``alexnet bench model`` (default: the fastest for the device) with the trainer's
-optimizer (the paper's update). Besides images/s: the share of the host's cores busy during the
-run and the images per busy host CPU second (the loader's workers included), and on CUDA the
-peak GPU memory.
+uint8 batches, pinned on CUDA; or, with ``--decode device``, workers read the JPEG bytes and nvJPEG
+decodes them on the GPU), staged on the device a batch ahead (``loader.to(device)``),
+``DeviceTransform`` there, and one setting of ``alexnet bench model`` (default: the fastest for the
+device) with the trainer's optimizer. Besides images/s: the share of the host's cores busy, the
+images per busy host CPU second (the loader's workers included), and on CUDA the peak GPU memory.
 
-The baseline is pytorch/examples imagenet/main.py's recipe RE-CREATED here, not the peer itself:
-it trains the network under test (``--arch``; main.py itself trains torchvision's ``alexnet``, which
-is ``--arch alexnet-owt`` here). ``benchmarks/peer_examples.py`` runs the real main.py beside ours
-on the same network, where torchvision is installed. The re-created recipe: an image folder of the source JPEGs that the prepared
-dataset was made from (``meta.json``'s source), a ``DataLoader`` whose workers open each JPEG and
-apply torchvision's per-image transforms (RandomResizedCrop, RandomHorizontalFlip, ToTensor,
-Normalize; written here with PIL, numpy and torch, as torchvision is not a dependency), pinned
-batches copied with ``non_blocking``, the same network in the plain form of ``bench model``
-(nn.LocalResponseNorm, NCHW, float32, eager) with ``torch.optim.SGD``, and main.py's per-step
-``loss.item()`` and top-1/top-5 accuracy.
-
-Both read their data repeatedly (the epoch is the dataset repeated until the measurement ends),
-so a small dataset measures the pipeline as a large one would, page cache aside.
+The baseline is pytorch/examples imagenet/main.py's recipe RE-CREATED here, not the peer itself
+(``benchmarks/peer_examples.py`` runs the real main.py, where torchvision is installed), on the
+network under test (main.py trains torchvision's ``alexnet``, ``--arch alexnet-owt`` here): the
+source JPEGs of the prepared dataset (``meta.json``'s source) opened one by one in ``DataLoader``
+workers with torchvision's per-image transforms (RandomResizedCrop, RandomHorizontalFlip, ToTensor,
+Normalize; written with PIL, numpy and torch), pinned batches copied with ``non_blocking``, the
+plain network of ``bench model`` with ``torch.optim.SGD``, and main.py's per-step ``loss.item()``
+and top-1/top-5 accuracy. Both repeat their data until the measurement ends, so a small dataset
+measures the pipeline as a large one would, page cache aside.
 
 Waiting for data: on the CPU, the time the loop is blocked on the loader over the wall time; on
-CUDA, the device's idle time between the end of one step and the start of the next (CUDA events
-around each step, read once at the end), over the device time from the first timed step's start
-to the last one's end.
+CUDA, the device's idle time between steps (CUDA events around each step) over the device time from
+the first timed step's start to the last one's end.
 """
 
 from __future__ import annotations
@@ -44,7 +37,7 @@ from PIL import Image
 from alexnet import speed
 from alexnet.bench.common import (Rows, check_counts, host_cpu_times, host_cpu_use, output, peak_memory,
                                   print_table, progress, setup, synchronize)
-from alexnet.bench.data import Repeated
+from alexnet.bench.data import Repeated, examples_tensor
 from alexnet.bench.model import Runner, skip_reason
 from alexnet.bench.settings import DEFAULT_SETTING, SETTINGS
 from alexnet.console import plural
@@ -52,7 +45,7 @@ from alexnet.data.dataset import PreparedDataset
 from alexnet.data.device_decode import DECODERS
 from alexnet.data.images import IMAGE_SUFFIXES
 from alexnet.data.loader import default_workers, make_loader
-from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, DeviceTransform
+from alexnet.data.transforms import DeviceTransform
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train.config import parse_model_options
@@ -101,8 +94,6 @@ class ExamplesImageFolder(torch.utils.data.Dataset):
 
     def __init__(self, files: list[tuple[str, int]], size: int, times: int):
         self.files, self.size, self.times = files, size, times
-        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.files) * self.times
@@ -114,8 +105,7 @@ class ExamplesImageFolder(torch.utils.data.Dataset):
             image = random_resized_crop(f.convert("RGB"), self.size, rng)
         if rng.random() < 0.5:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
-        return (x - self.mean) / self.std, label
+        return examples_tensor(image), label
 
 
 # --- measurement ----------------------------------------------------------------------------
@@ -202,12 +192,11 @@ def measure_ours(runner: Runner, base, dataset, length: int, workers: int, decod
 def measure_examples(base, files: list[tuple[str, int]], length: int, workers: int, device: torch.device,
                      timing: dict) -> dict:
     """The pytorch/examples imagenet/main.py loop (module docstring) with the plain network."""
-    size, batch_size = base.input_size, timing["batch_size"]
-    plain = Runner(SETTINGS["plain"], base, torch.zeros(batch_size, 3, size, size, device=device),
-                   torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
+    plain = Runner(SETTINGS["plain"], base, device, optimizer_step=True)
     loader = torch.utils.data.DataLoader(
-        ExamplesImageFolder(files, size, math.ceil(length / len(files))), batch_size=batch_size, shuffle=True,
-        drop_last=True, num_workers=workers, pin_memory=device.type == "cuda")
+        ExamplesImageFolder(files, base.input_size, math.ceil(length / len(files))),
+        batch_size=timing["batch_size"], shuffle=True, drop_last=True, num_workers=workers,
+        pin_memory=device.type == "cuda")
 
     def step(batch):
         images, labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
@@ -268,9 +257,7 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     needed = (warmup + (steps or 0) + 2 * max(most, 1)) * batch_size + int(50_000 * (seconds or 0))
     length = (repeat or max(1, math.ceil(needed / len(dataset)))) * len(dataset)
     timing = dict(batch_size=batch_size, warmup=warmup, steps=steps, seconds=seconds)
-    size = base.input_size
-    runner = Runner(SETTINGS[name], base, torch.zeros(batch_size, 3, size, size, device=device),
-                    torch.zeros(batch_size, dtype=torch.int64, device=device), device, optimizer_step=True)
+    runner = Runner(SETTINGS[name], base, device, optimizer_step=True)
     out = Rows(rows, {**head, "kind": "train", "arch": base.arch, "batch_size": batch_size, "setting": name})
     runs, examples = [], None  # one network for all runs of ours: compiled once
     for number, (decoder, count) in enumerate(plan(decoders, counts)):

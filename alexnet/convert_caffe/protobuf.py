@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.errors import UserError
+from alexnet.modelfile import looks_like_text
 
 MAX_FILE_BYTES = 1 << 30  # bvlc_alexnet.caffemodel is 233 MB; nothing of this network is near 1 GiB
 # What a hostile file could make this reader hold: each bound is far above what Caffe writes.
@@ -324,28 +325,26 @@ def read_bounded(path: str | Path, what: str, example: str = "bvlc_alexnet.caffe
     return memoryview(path.read_bytes())
 
 
-def _looks_like_text(buf: memoryview) -> bool:
-    return not any(b < 32 and b not in b"\t\n\r\f" for b in bytes(buf[:512]))
-
-
-def _unreadable(path, what: str, buf: memoryview, err: Exception) -> UserError:
-    if _looks_like_text(buf):
-        return UserError(f"{path}: not a {what}: it is a text file (a .prototxt network definition?); "
-                         f"give the binary file with the weights")
-    return UserError(f"{path}: not a readable {what}: {err}; is it truncated (downloaded only in part) "
-                     f"or another kind of file?")
+def _read(path, what: str, parse):
+    """``parse`` of the bytes of ``path`` (:func:`read_bounded`); its errors name the file, and a
+    damaged one says whether it is text or what else it may be."""
+    buf = read_bounded(path, what)
+    try:
+        return parse(buf)
+    except WireError as err:
+        if looks_like_text(bytes(buf[:512])):
+            raise UserError(f"{path}: not a {what}: it is a text file (a .prototxt network definition?); "
+                            f"give the binary file with the weights") from None
+        raise UserError(f"{path}: not a readable {what}: {err}; is it truncated (downloaded only in part) "
+                        f"or another kind of file?") from None
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
 
 
 def read_caffemodel(path: str | Path) -> list[CaffeLayer]:
     """The layers of a ``.caffemodel`` file; errors name the file and what is wrong with it."""
     what = "Caffe model (.caffemodel)"
-    buf = read_bounded(path, what)
-    try:
-        layers = read_net(buf)
-    except WireError as err:
-        raise _unreadable(path, what, buf, err) from None
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+    layers = _read(path, what, read_net)
     if not layers:
         raise UserError(f"{path}: not a {what}: it holds no layers")
     return layers
@@ -355,14 +354,7 @@ def read_mean_binaryproto(path: str | Path) -> np.ndarray:
     """Caffe's mean image from a ``.binaryproto`` (one BlobProto: imagenet_mean.binaryproto,
     Caffe's ILSVRC-2012 mean, is 1x3x256x256):
     float32 ``[3, H, W]``, BGR as Caffe stores it, on the 0-255 scale."""
-    what = "Caffe mean file (.binaryproto)"
-    buf = read_bounded(path, what)
-    try:
-        mean = read_blob(buf, "the mean")
-    except WireError as err:
-        raise _unreadable(path, what, buf, err) from None
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+    mean = _read(path, "Caffe mean file (.binaryproto)", lambda buf: read_blob(buf, "the mean"))
     shape = mean.shape
     if len(shape) == 4 and shape[0] == 1:
         mean = mean[0]

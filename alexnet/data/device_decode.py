@@ -1,25 +1,19 @@
 """JPEG decoding on the training device (``decode="device"``): nvJPEG on CUDA, through torchvision.
 
-With ``make_loader(..., decode="device")`` the loader's workers do no decoding at all: each batch
-is the stored JPEG bytes of its samples, packed into one uint8 tensor with their sizes, plus the
-labels and crop windows (the same windows as the default path, so the same crops:
-:class:`alexnet.data.batches.EncodedBatches`). The stage that
-:class:`alexnet.data.prefetch.DevicePrefetcher` runs in its thread (on a side CUDA stream) hands
-the JPEGs to ``torchvision.io.decode_jpeg(..., device=...)`` (:func:`decode_jpegs`), which on CUDA
-decodes the whole batch with nvJPEG, then cuts every crop window out of the 256x256 images in one
-gather, mirrored where flipped (:func:`alexnet.data.transforms.cut_at_windows`). What comes
-out is what the default loader gives, on the device: uint8 ``[N, 3, S, S]`` (ten crops:
-``[N, 10, 3, S, S]``), channels-last in memory, labels and windows.
+With ``make_loader(..., decode="device")`` the loader's workers only read: each batch is the stored
+JPEG bytes of its samples packed into one uint8 tensor with their sizes, plus the labels and the
+same crop windows as the default path (:class:`alexnet.data.batches.EncodedBatches`). The stage
+of :class:`alexnet.data.prefetch.DevicePrefetcher` (on a side CUDA stream) decodes the batch with
+``torchvision.io.decode_jpeg(..., device=...)`` (:func:`decode_jpegs`) and cuts the windows in one
+gather (:func:`alexnet.data.transforms.cut_at_windows`): what the default loader gives, on the device.
 
-When it pays: when the CPU cores, not the GPU, limit training (fewer than about one core per
-2,450 images/s the GPU can train, the rate of one loader worker on the development machine;
-BENCHMARKS.md). nvJPEG's output can differ from libjpeg's
-(Pillow) by a level or two in some pixels: the inverse DCT and the chroma upsampling are not
-specified exactly by the JPEG standard. Needs torchvision 0.19 or newer (batched decode) and
-shards stored as JPEG (``alexnet prepare --format jpeg``, the default).
+When it pays: when the CPU cores, not the GPU, limit training (fewer than about one core per 2,450
+images/s the GPU can train, one loader worker's rate on the development machine; BENCHMARKS.md).
+nvJPEG's pixels can differ from libjpeg's (Pillow) by a level or two: the JPEG standard does not
+fix the inverse DCT and chroma upsampling exactly. Needs torchvision 0.19 or newer and JPEG shards
+(``alexnet prepare --format jpeg``, the default).
 
-This module imports neither torch nor numpy (torchvision only when decoding), so that the
-command-line options can take :data:`DECODERS` from it.
+Imports neither torch nor numpy, so that the command-line options can take :data:`DECODERS` from it.
 """
 
 from __future__ import annotations

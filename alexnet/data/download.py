@@ -31,10 +31,6 @@ class Remote:
     url: str
     md5: str  # as published (torchvision's dataset classes check the same sums)
 
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
 
 DATASETS = {
     # fast.ai's 10-class ImageNet subset, shorter side 320: train/<wnid>/, val/<wnid>/.
@@ -54,7 +50,7 @@ def cache_root(cache_dir=None) -> Path:
 def fetch(name: str, cache_dir=None, progress: bool = True) -> Path:
     """The archive of the named dataset in the cache, downloaded first if it is not there yet."""
     remote = DATASETS[name]
-    dest = cache_root(cache_dir) / "downloads" / remote.filename
+    dest = cache_root(cache_dir) / "downloads" / remote.url.rsplit("/", 1)[-1]
     if not dest.is_file():
         return download(remote.url, dest, remote.md5, progress=progress)
     got = file_digest(dest, "md5")

@@ -32,30 +32,6 @@ from alexnet.data.sampler import BatchSampler, EpochSampler
 from alexnet.errors import UserError
 
 
-def _worker_message(err: UserError) -> str | None:
-    """The message a worker's UserError was raised with (a DataLoader raises it again in this process
-    with "Caught ... in DataLoader worker" and the worker's traceback in front of it); None for an
-    error of this process."""
-    text, name = str(err), type(err).__qualname__
-    if not text.startswith(f"Caught {name} in DataLoader worker"):
-        return None
-    return text.rstrip().rpartition(f"{type(err).__module__}.{name}: ")[2]
-
-
-class _SlottedBatches(torch.utils.data.Sampler):
-    """Batches of sample numbers with the ring slot each is to be written into, in turn."""
-
-    def __init__(self, batches: BatchSampler, slots: int):
-        self.batches, self.slots = batches, slots
-
-    def __iter__(self):
-        for number, indices in enumerate(self.batches):
-            yield number % self.slots, indices
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 class BatchLoader(torch.utils.data.DataLoader):
     """A ``DataLoader`` of :class:`CropBatches` whose workers write into a ring of shared slots.
 
@@ -82,11 +58,11 @@ class BatchLoader(torch.utils.data.DataLoader):
         damaged sample) arrives as its one-line message."""
         try:
             yield from batches
-        except UserError as err:
-            message = _worker_message(err)
-            if message is None:
+        except UserError as err:  # a DataLoader raises a worker's again with its traceback in front
+            text, name = str(err), type(err).__qualname__
+            if not text.startswith(f"Caught {name} in DataLoader worker"):
                 raise
-            raise UserError(message) from None
+            raise UserError(text.rstrip().rpartition(f"{type(err).__module__}.{name}: ")[2]) from None
         finally:
             shut_down = getattr(workers, "_shutdown_workers", None)  # absent without workers
             if shut_down is not None:
@@ -154,12 +130,10 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
     kind = EncodedBatches if decode == "device" else CropBatches
     batches = kind(dataset, crop_size, windows, seed=seed, epoch=epoch, random_crop=random_crop, flip=flip)
     workers = default_workers() if workers is None else workers
-    batch_sampler = BatchSampler(sampler, batch_size, drop_last)
-    if workers > 0 and decode == "workers":
-        slots = workers * prefetch_factor + 1
-        batches.ring = torch.empty((slots, *batches.batch_shape(batch_size)),
-                                   dtype=torch.uint8).share_memory_()
-        batch_sampler = _SlottedBatches(batch_sampler, slots)
+    slots = workers * prefetch_factor + 1 if workers > 0 and decode == "workers" else None
+    if slots:
+        batches.ring = torch.empty((slots, *batches.batch_shape(batch_size)), dtype=torch.uint8).share_memory_()
+    batch_sampler = BatchSampler(sampler, batch_size, drop_last, slots)
     # A generator of its own: by default a DataLoader seeds its workers from the global torch RNG
     # when iterated, which would shift the training's dropout draws (a resumed run would differ).
     own_rng = torch.Generator().manual_seed(int(np.random.SeedSequence((seed, epoch, rank)).generate_state(1)[0]))

@@ -1,23 +1,18 @@
 """Batches on the training device, made ahead of the step by a background thread.
 
-:class:`DevicePrefetcher` takes an iterator of host batches (the loader's pinned uint8 crops, or
-the encoded JPEGs of ``decode="device"``) and a ``stage`` that puts one batch on the device (by
-default: every tensor copied without blocking). A thread runs the stage ``depth`` batches ahead of
-the consumer, so that the training loop's thread never waits on the loader's queue, never copies
-a batch out of the loader's shared ring (``BatchLoader`` does that in the thread calling it), and
-never issues a host-to-device copy between two steps.
+:class:`DevicePrefetcher` runs a ``stage`` (default: every tensor copied without blocking) on the
+host batches ``depth`` batches ahead of the consumer, so that the training loop's thread never
+waits on the loader's queue, never copies a batch out of the loader's shared ring, and never issues
+a host-to-device copy between two steps.
 
-On CUDA the stage runs on a side stream of its own: the copies (and, with ``decode="device"``, the
-nvJPEG decoding) overlap the previous step's kernels instead of queueing behind them on the
-compute stream. Each batch carries an event recorded after its stage; the consumer's stream waits
-on that event (on the device, not the host) and every tensor of the batch is marked as used by the
-consumer's stream (``Tensor.record_stream``), so the caching allocator does not hand its memory to
-the side stream before the step that reads it has run.
+On CUDA the stage runs on a side stream: the copies (and nvJPEG decoding) overlap the previous
+step's kernels. The consumer's stream waits on an event recorded after each batch's stage (on the
+device, not the host), and every tensor is marked as used by it (``Tensor.record_stream``), so the
+caching allocator does not hand its memory to the side stream before the step that reads it ran.
 
-Exceptions in the loader or the stage reach the consumer, raised from its ``next``. Stopping early
-(``break``, or the generator closed) stops the thread and lets the loader shut its workers down.
-Why a thread and not a process: the work is a memory copy and kernel launches, which release the
-GIL; a process could not share the CUDA context and streams.
+Errors in the loader or the stage are raised from the consumer's ``next``; stopping early stops
+the thread and lets the loader shut its workers down. A thread, not a process: the work is copies
+and kernel launches, which release the GIL, and a process could not share the CUDA streams.
 """
 
 from __future__ import annotations

@@ -1,23 +1,17 @@
 """Which samples each rank reads, in which order: a fresh shuffle every epoch (paper section 5, SGD
 over shuffled data), split across distributed ranks, resumable at any position.
 
-Everything is a pure function of ``(seed, epoch, rank, world_size, start)``: two processes that agree
+Everything is a pure function of ``(seed, epoch, rank, world_size, start)``: processes that agree
 on these numbers read the same samples in the same order, and a run resumed at ``start`` reads the
-rest of the epoch exactly as the interrupted run would have. Indices live in numpy int64 arrays (8
-bytes a sample), never in per-sample Python objects.
+rest of the epoch as the interrupted run would have. Indices live in numpy int64 arrays, never in
+per-sample Python objects.
 
-The epoch's global order is dealt to ranks like cards: position ``p`` of the order goes to rank
-``p % world_size``. ``start`` counts positions of the global order already done (over all ranks),
-which is what a checkpoint stores as its ``position``; a trainer that runs ``k`` steps of batch ``b``
-per rank on ``w`` ranks has done ``k * b * w`` positions.
-
-Two ways to split an order whose length is not a multiple of the world size:
-
-- ``pad=True`` (training): the order is extended with its own first few positions so that every
-  rank gets the same number of samples (ranks must take the same number of optimiser steps).
-  At most ``world_size - 1`` samples are read twice in an epoch; every sample is read at least once.
-- ``pad=False`` (evaluation): no sample is repeated, so distributed evaluation counts every
-  validation image exactly once; ranks then differ by at most one sample.
+The epoch's global order is dealt to ranks like cards: position ``p`` goes to rank ``p %
+world_size``. ``start`` counts positions of the global order already done over all ranks (a
+checkpoint's ``position``: ``k`` steps of batch ``b`` on ``w`` ranks are ``k * b * w``).
+``pad=True`` (training) extends the order with its own first positions so that every rank takes
+the same number of optimiser steps (at most ``world_size - 1`` samples read twice);
+``pad=False`` (evaluation) repeats nothing, so every validation image counts exactly once.
 """
 
 from __future__ import annotations
@@ -118,19 +112,22 @@ class BatchSampler(torch.utils.data.Sampler):
     """Yields this rank's samples as int64 numpy arrays of ``batch_size`` sample numbers, so that a
     loader worker receives one small array per batch rather than a list of Python ints.
 
-    ``drop_last`` drops a final short batch (training keeps every step the same size).
+    ``drop_last`` drops a final short batch (training keeps every step the same size). With
+    ``slots``, each batch comes as ``(slot, sample numbers)``: the slot of a ring of ``slots``
+    batches it is to be written into, in turn (:class:`alexnet.data.loader.BatchLoader`).
     """
 
-    def __init__(self, sampler: EpochSampler, batch_size: int, drop_last: bool = False):
+    def __init__(self, sampler: EpochSampler, batch_size: int, drop_last: bool = False, slots: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
+        self.sampler, self.batch_size, self.drop_last, self.slots = sampler, batch_size, drop_last, slots
 
     def __iter__(self) -> Iterator[np.ndarray]:
         indices = self.sampler.indices()
         stop = len(indices) - len(indices) % self.batch_size if self.drop_last else len(indices)
-        for begin in range(0, stop, self.batch_size):
-            yield indices[begin:begin + self.batch_size]
+        for number, begin in enumerate(range(0, stop, self.batch_size)):
+            batch = indices[begin:begin + self.batch_size]
+            yield batch if self.slots is None else (number % self.slots, batch)
 
     def __len__(self) -> int:
         n = len(self.sampler)
