@@ -717,7 +717,7 @@ def _(w):
     try:  # the shrunk AlexNet with 512-wide fc6 and fc7: its checkpoints are larger than the disk
         wide = ["fc_width=512" if option == "fc_width=16" else option for option in TRAIN]
         argv = ["train", "--data", w.data, *wide, "--epochs", 1, "--batch-size", 4, "--out", disk / "run"]
-        cmd, got, held = (show(argv), *refused(run(argv), "train", "disk is full"))
+        cmd, got, held = (show(argv), *refused(run(argv), "train", "no space left on the device"))
         return cmd, got, held and not list(disk.rglob(".*.tmp"))
     finally:
         subprocess.run(["umount", disk], check=True)
@@ -769,9 +769,9 @@ def _(w):
     return second_writer(w, "tworesume", lambda d: ["train", "--resume", d])
 
 
-@case("one writer", "experiment lrn --out a folder being written", "refused")
+@case("one writer", "experiment ablations --out a folder being written", "refused")
 def _(w):
-    return second_writer(w, "experiment", lambda d: ["experiment", "lrn", "--out", d], entry="alexnet")
+    return second_writer(w, "experiment", lambda d: ["experiment", "ablations", "--out", d], entry="alexnet")
 
 
 @case("one writer", "a fresh train after the writer was killed with SIGKILL", "handled")
