@@ -10,9 +10,11 @@ Each case expects one of:
 
 - refused: exit status 2, the last line of standard error ``alexnet CMD: error: ...`` (one line,
   naming what the case names), no ``Traceback``, and nothing run from the file (marker files absent);
-- handled: exit status 0 (1 for ``--verify`` of a damaged dataset), the bad item skipped or named;
+- handled: exit status 0 (1 for ``--verify`` of a damaged dataset), the bad item skipped, named, or
+  shown harmlessly (escaped on the terminal, as text on the report's page);
 - survived: a process killed part-way (SIGKILL or SIGTERM), then resumed or run again, ends with outputs
-  identical to an uninterrupted run (every tensor of last.pt equal, bit for bit; every prepared file equal).
+  identical to an uninterrupted run (every tensor of last.pt equal, bit for bit; every prepared file equal;
+  a killed convert's temporary removed by the next).
 
 It prints a table (group, case, command, expected, got, held) and ``N cases: K held, F failed``; the
 exit status is 1 when any case failed. docs/reliability.md says which tests back each promise.
@@ -335,7 +337,7 @@ def link_loops(train: Path) -> list[str]:
 
 
 def pixel_bomb(train: Path) -> list[str]:
-    write(train / "ant" / "bomb.png", png_claiming(9000, 9000))  # 162 MB decoded, 70 bytes stored
+    write(train / "ant" / "bomb.png", png_claiming(9000, 9000))  # 162 MB decoded, 68 bytes stored
     return ["bomb.png"]
 
 
@@ -1090,7 +1092,7 @@ def _(w):
 
 @case("predict / evaluate", "predict a 16-bit PNG whose header claims 13000x13000 pixels", "refused")
 def _(w):
-    bomb = write(w.fresh("predictbomb") / "bomb.png", png_claiming(13000, 13000))  # 338 MB decoded, 70 bytes stored
+    bomb = write(w.fresh("predictbomb") / "bomb.png", png_claiming(13000, 13000))  # 338 MB decoded, 68 bytes stored
     argv = ["predict", w.model3, bomb, "--device", "cpu"]
     return (show(argv), *refused(run(argv), "predict", "bomb.png", "13000x13000 pixels above the pixel budget"))
 
