@@ -10,9 +10,11 @@ Each case expects one of:
 
 - refused: exit status 2, the last line of standard error ``alexnet CMD: error: ...`` (one line,
   naming what the case names), no ``Traceback``, and nothing run from the file (marker files absent);
-- handled: exit status 0 (1 for ``--verify`` of a damaged dataset), the bad item skipped or named;
+- handled: exit status 0 (1 for ``--verify`` of a damaged dataset), the bad item skipped, named, or
+  shown harmlessly (escaped on the terminal, as text on the report's page);
 - survived: a process killed part-way (SIGKILL or SIGTERM), then resumed or run again, ends with outputs
-  identical to an uninterrupted run (every tensor of last.pt equal, bit for bit; every prepared file equal).
+  identical to an uninterrupted run (every tensor of last.pt equal, bit for bit; every prepared file equal;
+  a killed convert's temporary removed by the next).
 
 It prints a table (group, case, command, expected, got, held) and ``N cases: K held, F failed``; the
 exit status is 1 when any case failed. docs/reliability.md says which tests back each promise.
@@ -21,6 +23,7 @@ exit status is 1 when any case failed. docs/reliability.md says which tests back
 from __future__ import annotations
 
 import argparse
+import fcntl
 import io
 import json
 import os
@@ -64,9 +67,10 @@ class Run:
     err: str
 
 
-def run(argv: list, entry: str = "alexnet", env: dict | None = None, timeout: float = TIMEOUT) -> Run:
+def run(argv: list, entry: str = "alexnet", env: dict | None = None, timeout: float = TIMEOUT,
+        cwd: Path = ROOT) -> Run:
     """``python3 -m ENTRY ARGV`` in its own session; on timeout the whole group is killed."""
-    proc = subprocess.Popen([sys.executable, "-m", entry, *map(str, argv)], cwd=ROOT, env={**ENV, **(env or {})},
+    proc = subprocess.Popen([sys.executable, "-m", entry, *map(str, argv)], cwd=cwd, env={**ENV, **(env or {})},
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -333,7 +337,7 @@ def link_loops(train: Path) -> list[str]:
 
 
 def pixel_bomb(train: Path) -> list[str]:
-    write(train / "ant" / "bomb.png", png_claiming(9000, 9000))  # 162 MB decoded, 70 bytes stored
+    write(train / "ant" / "bomb.png", png_claiming(9000, 9000))  # 162 MB decoded, 68 bytes stored
     return ["bomb.png"]
 
 
@@ -632,7 +636,8 @@ def train_refused(w: World, *extra, needles=(), markers=(), out: Path | None = N
 
 for _option, _value in (("--lr", "nan"), ("--lr", "-0.01"), ("--momentum", "5"), ("--patience", "-1"),
                         ("--pca-std", "-1"), ("--weight-decay", "-1"), ("--workers", "-1"), ("--limit", "0"),
-                        ("--limit", "-1"), ("--val-limit", "0"), ("--epochs", "0"), ("--batch-size", "0")):
+                        ("--limit", "-1"), ("--val-limit", "0"), ("--epochs", "0"), ("--batch-size", "0"),
+                        ("--epochs", "99999999999999999999")):
     @case("train settings", f"{_option} {_value}", "refused")
     def _(w, option=_option, value=_value):
         return train_refused(w, option, value, needles=(option,))
@@ -664,6 +669,13 @@ def _(w):
 def _(w):
     config = write(w.fresh("ini") / "run.ini", b"[train]\nlr = 0.1\n")
     return train_refused(w, "--config", config, needles=("run.ini",))
+
+
+for _suffix, _text in ((".yaml", "a: {}\n"), (".json", '{{"a": {}}}')):
+    @case("train config files", f"config{_suffix} nested 100,000 levels deep", "refused")
+    def _(w, suffix=_suffix, text=_text):
+        config = write(w.fresh("deep") / f"deep{suffix}", text.format("[" * 100_000 + "]" * 100_000).encode())
+        return train_refused(w, "--config", config, needles=(f"{config}: nested",))
 
 
 @case("train config files", "--config that does not exist", "refused")
@@ -707,7 +719,7 @@ def _(w):
     try:  # the shrunk AlexNet with 512-wide fc6 and fc7: its checkpoints are larger than the disk
         wide = ["fc_width=512" if option == "fc_width=16" else option for option in TRAIN]
         argv = ["train", "--data", w.data, *wide, "--epochs", 1, "--batch-size", 4, "--out", disk / "run"]
-        cmd, got, held = (show(argv), *refused(run(argv), "train", "disk is full"))
+        cmd, got, held = (show(argv), *refused(run(argv), "train", "no space left on the device"))
         return cmd, got, held and not list(disk.rglob(".*.tmp"))
     finally:
         subprocess.run(["umount", disk], check=True)
@@ -759,9 +771,9 @@ def _(w):
     return second_writer(w, "tworesume", lambda d: ["train", "--resume", d])
 
 
-@case("one writer", "experiment lrn --out a folder being written", "refused")
+@case("one writer", "experiment ablations --out a folder being written", "refused")
 def _(w):
-    return second_writer(w, "experiment", lambda d: ["experiment", "lrn", "--out", d], entry="alexnet")
+    return second_writer(w, "experiment", lambda d: ["experiment", "ablations", "--out", d], entry="alexnet")
 
 
 @case("one writer", "a fresh train after the writer was killed with SIGKILL", "handled")
@@ -1076,6 +1088,270 @@ def _(w):
     argv = ["figures", w.model10, "--data", w.data, "--out", out, "--device", "cpu", "--workers", 1]
     cmd, got, held = (show(argv), *refused(run(argv), "figures", "10 classes"))
     return cmd, got, held and not out.exists()
+
+
+@case("predict / evaluate", "predict a 16-bit PNG whose header claims 13000x13000 pixels", "refused")
+def _(w):
+    bomb = write(w.fresh("predictbomb") / "bomb.png", png_claiming(13000, 13000))  # 338 MB decoded, 68 bytes stored
+    argv = ["predict", w.model3, bomb, "--device", "cpu"]
+    return (show(argv), *refused(run(argv), "predict", "bomb.png", "13000x13000 pixels above the pixel budget"))
+
+
+@case("predict / evaluate", "evaluate --workers -1", "refused")
+def _(w):
+    argv = ["evaluate", w.model3, "--data", w.data, "--device", "cpu", "--workers", -1]
+    return (show(argv), *refused(run(argv), "evaluate", "--workers", "-1"))
+
+
+def lying_model(w: World, name: str, options: dict | None = None, **record) -> Path:
+    """model10.pt with its record's ``options`` updated and ``record``'s keys replaced: weights unchanged."""
+    import torch
+
+    saved = torch.load(w.model10, weights_only=True)
+    saved["options"].update(options or {})
+    path = w.fresh("liar") / f"{name}.pt"
+    torch.save(saved | record, path)
+    return path
+
+
+for _name, _lie, _said in (
+        ("fc_width", {"options": {"fc_width": 10**9}}, "option fc_width=1000000000: expected an integer"),
+        ("input_size", {"options": {"input_size": 20000}}, "option input_size=20000: expected an integer"),
+        ("names", {"class_names": ["cat", "dog"]}, "class_names must be 10 names")):
+    for _command in ("predict", "evaluate"):
+        @case("model files that lie", f"{_command} a model file saying {_lie}", "refused")
+        def _(w, name=_name, lie=_lie, said=_said, command=_command):
+            liar = lying_model(w, name, **lie)
+            extra = [w.image] if command == "predict" else ["--data", w.data, "--workers", 1, "--crops", "center"]
+            argv = [command, liar, *extra, "--device", "cpu"]
+            r = run(argv)
+            got, held = refused(r, command, f"{liar}: ", said)
+            return show(argv), got, held and "--model-option" not in r.err  # refused before building: no traceback
+
+
+@case("model files that lie", "predict with class names holding terminal escape sequences", "handled")
+def _(w):
+    import torch
+
+    saved = torch.load(w.model3, weights_only=True)
+    liar = w.fresh("escapes") / "escapes.pt"
+    torch.save(saved | {"class_names": ["\x1b[2J\x1b[31mred", "plain", "tab\there"]}, liar)
+    argv = ["predict", liar, w.image, "--device", "cpu"]
+    r = run(argv)
+    got, held = exited(r)
+    held = held and "\x1b" not in r.out + r.err and "\\x1b[2J\\x1b[31mred" in r.out
+    return show(argv), got + f": {short(r.out, 80)!r}" + ("" if held else " [ESCAPES RAW OR MISSING]"), held
+
+
+# ---------------------------------------------------------------- report
+
+
+def report_argv(folder: Path, out: Path) -> list:
+    return ["report", folder, "--out", out, "--title", "the report"]
+
+
+@case("report", "experiment and run files whose text fields hold <img src=x onerror=...>", "handled")
+def _(w):
+    from tests.test_report import PAYLOAD, Markup, hostile_folder
+
+    d = w.fresh("reporttext")
+    pages = {}
+    for name, text in (("hostile", PAYLOAD), ("plain", "plain")):
+        argv = report_argv(hostile_folder(d / name, text), d / f"{name}.html")
+        got, held = exited(run(argv))
+        if not held:
+            return show(argv), got, False
+        pages[name] = Markup((d / f"{name}.html").read_text())
+    extra = [e for e in pages["hostile"].elements if e not in pages["plain"].elements]
+    shown = "".join(pages["hostile"].text).count(PAYLOAD)
+    return ("alexnet report FOLDER --out page.html --title 'the report'", f"exit 0; the payload shown as text {shown} times; "
+            f"elements or attributes from a file: {extra or 'none'}", not extra and shown >= 20)
+
+
+for _file, _field in (("relu-vs-tanh.json", "images"), ("lrn.json", "train_images"), ("retrieval.json", "queries")):
+    @case("report", f"{_file}'s {_field} holding <img src=x onerror=...>", "refused")
+    def _(w, file=_file, field=_field):
+        from tests.test_report import PAYLOAD, Markup, break_file, hostile_folder
+
+        d = w.fresh("reportnumber")
+        folder = hostile_folder(d / "run", "plain")
+        break_file(folder, file, lambda data: data.update({field: PAYLOAD}))
+        argv = report_argv(folder, d / "page.html")
+        got, held = refused(run(argv), "report", f"{file}: {field} is text, not a whole number")
+        if (d / "page.html").exists():  # written anyway: then it must hold no markup from the file
+            held = held and "img" not in {tag for tag, _ in Markup((d / "page.html").read_text()).elements}
+            got += " [A PAGE WAS WRITTEN]"
+        return show(argv), got, held
+
+
+for _file, _change, _said in (
+        ("relu-vs-tanh.json", lambda d: d["runs"].pop("tanh"), "relu-vs-tanh.json: no field runs.tanh"),
+        ("ablations.json", lambda d: d["rows"][0].update(top1_error="40%"),
+         "ablations.json: rows[0].top1_error is text, not a number"),
+        ("metrics.jsonl", None, "metrics.jsonl, epoch 2: val_top1_error is text, not a number")):
+    @case("report", f"a malformed {_file}: {_said.partition(': ')[2]}", "refused")
+    def _(w, file=_file, change=_change, said=_said):
+        from tests.test_report import break_file, hostile_folder
+
+        d = w.fresh("reportmalformed")
+        folder = hostile_folder(d / "run", "plain")
+        if change:
+            break_file(folder, file, change)
+        else:
+            write(folder / file, b'{"epoch": 1, "val_top1_error": 50.0}\n{"epoch": 2, "val_top1_error": "40%"}\n')
+        argv = report_argv(folder, d / "page.html")
+        got, held = refused(run(argv), "report", said)
+        return show(argv), got, held and not (d / "page.html").exists()
+
+
+# ---------------------------------------------------------------- convert onnx
+
+
+def bvlc_onnx(path: Path, damage=None) -> Path:
+    """tests/test_convert_onnx.py's bvlc_alexnet graph at reduced width, ``damage(graph)`` done to it."""
+    from tests.test_convert_onnx import bvlc_graph, bvlc_weights, save
+
+    graph = bvlc_graph(bvlc_weights())
+    if damage:
+        damage(graph)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save(graph, path)
+
+
+def initializer(graph, name: str):
+    return next(t for t in graph.graph.initializer if t.name == name)
+
+
+@case("convert onnx", "an initializer that declares more elements than it holds", "refused")
+def _(w):
+    d = w.fresh("onnxlies")
+    path = bvlc_onnx(d / "lies.onnx", lambda graph: initializer(graph, "fc7_w_0").dims.__setitem__(0, 64))
+    argv = ["convert", "onnx", path, d / "x.pt"]
+    got, held = refused(run(argv), "convert", "lies.onnx: fc7_w_0 declares shape [64, 32]", "but holds 4,096")
+    return show(argv), got, held and not (d / "x.pt").exists()
+
+
+def external_constant(graph) -> None:
+    """The Reshape's shape as a Constant node whose tensor lies in shape.bin (ONNX external data)."""
+    import onnx
+    from onnx import helper
+
+    shape = initializer(graph, "OC2_DUMMY_1")
+    graph.graph.initializer.remove(shape)
+    value = onnx.TensorProto(data_type=onnx.TensorProto.INT64, dims=shape.dims,
+                             data_location=onnx.TensorProto.EXTERNAL)
+    value.external_data.add(key="location", value="shape.bin")
+    graph.graph.node.insert(0, helper.make_node("Constant", [], ["OC2_DUMMY_1"], value=value, name="shape"))
+
+
+@case("convert onnx", "a Constant with external data, its file in the current folder: refused unread", "refused")
+def _(w):
+    d = w.fresh("onnxexternal")
+    path = bvlc_onnx(d / "outside.onnx", external_constant)
+    shape = write(d / "shape.bin", np.array([1, -1], np.int64).tobytes())  # what loading would follow
+    # Its access time set before its modification time: a read moves it (relatime; onnx reads
+    # external data in C++, where an audit hook would not see it).
+    os.utime(shape, (1e9, shape.stat().st_mtime))
+    argv = ["convert", "onnx", path, d / "x.pt"]
+    got, held = refused(run(argv, cwd=d), "convert", "node shape (Constant) is stored outside the file")
+    read = shape.stat().st_atime != 1e9
+    shape.read_bytes()  # the control: this read must move it, or access times tell nothing here
+    if shape.stat().st_atime == 1e9:
+        return show(argv), got + " [cannot tell: this file system keeps no access times]", False
+    got += " [shape.bin WAS READ]" if read else "; shape.bin unread (its access time unchanged)"
+    held = held and not read
+    return "cd FOLDER-WITH-shape.bin; " + show(argv), got, held and not (d / "x.pt").exists()
+
+
+@case("convert onnx", "SIGKILL while writing the model file; the next convert removes the temporary", "survived")
+def _(w):
+    from tests.test_convert_onnx import KILLED_WHILE_WRITING
+
+    d = w.fresh("onnxkill")
+    path, out = bvlc_onnx(d / "k.onnx"), d / "k.pt"
+    argv = ["convert", "onnx", path, out]
+    try:
+        killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, *map(str, argv)], cwd=ROOT, env=ENV,
+                                capture_output=True, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return show(argv), f"hung (killed after {TIMEOUT} s)", False
+    left = [p.name for p in d.glob(".k.pt.*.tmp")]
+    if killed.returncode != -signal.SIGKILL or len(left) != 1 or out.exists():
+        return show(argv), f"the kill: exit {killed.returncode}, temporaries {left}, k.pt {out.exists()}", False
+    got, held = exited(run(argv))
+    after = [p.name for p in d.glob(".*.tmp")]
+    held = held and not after and out.is_file()
+    return ("kill -9 while writing: " + show(argv) + "; again", f"killed leaving {left[0]}; again: {got}, "
+            f"temporaries left: {after or 'none'}, k.pt written", held)
+
+
+# ---------------------------------------------------------------- experiment run records
+
+
+EXPERIMENT = ["--epochs", 1, "--lrs", 0.01, "--search-epochs", 1, "--seeds", 0, "--batch-size", 8, "--device", "cpu"]
+
+
+def relu_vs_tanh(w: World, out: Path, *extra) -> list:
+    """``alexnet experiment relu-vs-tanh`` on two classes of 4 noisy 32x32 PNGs (made once)."""
+    from tests import kit
+
+    images = w.root / "two-classes"
+    if not images.exists():
+        kit.image_folder(images, 4, 0, classes=("bright", "dark"), size=(32, 32), noise=30, suffix=".png")
+    return ["experiment", "relu-vs-tanh", "--data", images, *EXPERIMENT, "--out", out, *extra]
+
+
+def damaged_record(w: World, name: str, change) -> tuple[str, str, bool]:
+    """A finished experiment whose run record was edited (``change`` to its JSON, the key intact),
+    run again: refused naming the record, the record kept as it was."""
+    out = w.root / "experiment"
+    if not out.exists():
+        first = run(relu_vs_tanh(w, out))
+        if first.rc != 0:
+            shutil.rmtree(out, ignore_errors=True)
+            return "", f"the first experiment failed: exit {first.rc}: {last_line(first.err)}", False
+    out = Path(shutil.copytree(out, w.fresh(name) / "out"))
+    record = out / "runs" / "run-tanh-lr0.01-seed0.json"
+    data = json.loads(record.read_text())
+    change(data["run"])
+    record.write_text(json.dumps(data))
+    edited = record.read_bytes()
+    argv = relu_vs_tanh(w, out)
+    got, held = refused(run(argv), "experiment", f"{record}: not a run record", "delete it to redo that run")
+    return show(argv), got, held and record.read_bytes() == edited
+
+
+@case("experiment records", "a run record whose learning rate is the string \"0.01\"", "refused")
+def _(w):
+    return damaged_record(w, "recordtext", lambda run_: run_.update(lr="0.01"))
+
+
+@case("experiment records", "a run record whose list of points was removed", "refused")
+def _(w):
+    return damaged_record(w, "recordlist", lambda run_: run_.pop("points"))
+
+
+for _option, _value in (("--lrs", "nan"), ("--batch-size", "0")):
+    @case("experiment records", f"relu-vs-tanh {_option} {_value}", "refused")
+    def _(w, option=_option, value=_value):
+        out = w.fresh("experimentoption") / "out"
+        argv = relu_vs_tanh(w, out, option, value)  # given last: the command line's later value wins
+        got, held = refused(run(argv), "experiment", option, value)
+        return show(argv), got, held and not out.exists()
+
+
+@case("one writer", "experiment relu-vs-tanh reaching a run another process trains (its flock held)", "refused")
+def _(w):
+    out = w.fresh("experimentrun") / "out"
+    (out / "partial").mkdir(parents=True)
+    held = os.open(out / "partial" / "run-tanh-lr0.01-seed0.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as the process training that run holds it
+    try:
+        argv = relu_vs_tanh(w, out)
+        return (show(argv), *refused(run(argv), "experiment", str(out / "runs" / "run-tanh-lr0.01-seed0"),
+                                     f"being written by another process (pid {os.getpid()})"))
+    finally:
+        os.close(held)
 
 
 # ---------------------------------------------------------------- the run
