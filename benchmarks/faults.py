@@ -43,6 +43,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tests.kit import descendants, process_state  # noqa: E402 - after the root is on the path
 TIMEOUT = 120  # seconds: every case takes a few; a case still running then hangs
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "TINY_SIGNAL": "", "TINY_SLEEP": "0"}
 CLASSES = ("ant", "bee", "cat")
@@ -741,14 +742,6 @@ def stopped_writer(w: World, name: str) -> tuple[subprocess.Popen, Path]:
     return proc, run_dir
 
 
-def process_state(pid: int) -> str:
-    """R, S, T (stopped), Z (zombie) from /proc; "" when there is no such process."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return ""
-
-
 def second_writer(w: World, name: str, argv_of, entry: str = "tests.kit") -> tuple[str, str, bool]:
     """A command started while a stopped train holds the folder: refused, naming the folder and the pid."""
     holder, run_dir = stopped_writer(w, name)
@@ -830,21 +823,6 @@ def _(w):
         os.kill(pid, signal.SIGKILL)
     got = f"{len(alive)} of {len(below)} processes outlived it" if alive else f"all {len(below)} processes ended"
     return "kill -KILL -PGID (torchrun -m alexnet train ...)", got, not alive
-
-
-def descendants(pid: int) -> set[int]:
-    """The processes below ``pid`` (children, their children...), from /proc."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            pass
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 # ---------------------------------------------------------------- train: damaged files
