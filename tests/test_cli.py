@@ -137,7 +137,7 @@ def test_trains_bar_counts_whole_images_and_shows_the_loss_of_an_epoch_shorter_t
     counts = [re.search(r"\| (\S+)/(\S+) \[", frame).groups() for frame in frames]
     assert counts and all(done.isdigit() and total == "64" for done, total in counts)
     # read at the first step (redrawn then, whatever the clock), though 100 steps is --log-every
-    assert any("loss=" in frame and "lr=0.01" in frame for frame in frames)
+    assert any("loss=" in frame and "lr=0.002" in frame for frame in frames)
 
 
 def test_train_in_a_log_writes_progress_lines_and_a_resumed_run_says_where_it_continues(

@@ -152,7 +152,7 @@ def test_values_at_the_edges_of_their_ranges_are_accepted():
 @pytest.mark.parametrize("written, read", [("true", True), ("false", False), ("yes", True), ("no", False),
                                            ("1", True), ("0", False), ("True", True), ("NO", False)])
 def test_boolean_model_options_take_true_false_yes_no_1_0(written, read):
-    c = config_from_args(parse(["--device", "cpu", "--model-option", f"lrn={written}"]))
+    c = config_from_args(parse(["--device", "cpu", "--preset", "full", "--model-option", f"lrn={written}"]))
     assert c.model_options == {"lrn": read} and type(c.model_options["lrn"]) is bool
 
 

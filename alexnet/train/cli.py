@@ -30,8 +30,9 @@ def _run_options(a) -> None:
     a("--config", metavar="FILE", help="settings from a YAML (.yaml, .yml), JSON (.json) or TOML (.toml) "
       "file; options given here override it")
     a("--preset", choices=["auto", *PRESETS], help="full: the paper's recipe; quick: a "
-      "laptop-CPU run that shows learning in about ten minutes "
-      f"({', '.join(f'{k}={v}' for k, v in PRESETS['quick'].items())}) [departs]; fast: the paper's "
+      "2-core-CPU run that shows learning in about ten minutes "
+      f"({', '.join(f'{k}={v}' for k, v in PRESETS['quick'].items())}; amp only where the CPU computes "
+      "bfloat16 natively: AVX512-BF16 or AMX) [departs]; fast: the paper's "
       "recipe with a GPU's speed options (amp=bf16, channels-last, compile) [departs: bfloat16 "
       "arithmetic]; auto: quick when the device is the CPU, else full (default: auto)")
     a("--data", help="a prepared folder (alexnet prepare), imagenette or cifar10 (downloaded and prepared "
@@ -78,7 +79,7 @@ def _recipe_options(a) -> None:
     a("--bias-lr-mult", type=float, help="learning-rate multiplier for biases; the authors' code used 2 "
       f"(default: {D.bias_lr_mult}, the paper's one rate) [departs unless 1]")
     a("--fc8-lr-mult", type=float, help="learning-rate multiplier for the output layer (fc8); the quick "
-      f"preset uses 0.05 for few classes (default: {D.fc8_lr_mult}, the paper's one rate) [departs unless 1]")
+      f"preset uses 0.2 for few classes (default: {D.fc8_lr_mult}, the paper's one rate) [departs unless 1]")
     a("--bias-no-decay", action="store_true", default=None, help="no weight decay on biases, as the "
       "authors' code [departs]")
     a("--pca-std", type=float, help=f"PCA colour augmentation: alpha ~ N(0, PCA_STD); 0 switches it off "

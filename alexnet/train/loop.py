@@ -344,9 +344,11 @@ def header(run: Run, resume: str | Path | None) -> str:
         lines.append(f"resuming from epoch {run.epoch + 1}, step {run.position // config.batch_size + 1} of "
                      f"{data.steps} ({resume})")
     if config.preset == "quick":
-        lines.append("quick preset (no GPU, or --preset quick): fewer images and epochs than the paper and fc8 "
-                     f"at {config.fc8_lr_mult:g} x the rate, to show learning within minutes; --preset full runs "
-                     "the paper's recipe")
+        lines.append("quick preset (no GPU, or --preset quick): fewer images and epochs than the paper, rate "
+                     f"{config.lr:g} with fc8 at {config.fc8_lr_mult:g} x that, a {config.schedule} schedule, dropout "
+                     f"{config.model_options.get('dropout', 0.5):g}"
+                     + (f", {config.amp} arithmetic" if config.amp else "")
+                     + ", to show learning within minutes; --preset full runs the paper's recipe")
     return "\n".join(lines)
 
 
