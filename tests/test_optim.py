@@ -109,9 +109,10 @@ def test_fc8_rate_multiplier_applies_to_the_output_layer_only_and_combines_with_
 def test_the_quick_preset_slows_only_fc8():
     from alexnet.train.config import resolve
 
-    quick = resolve({}, {"preset": "quick"}, "test")
-    assert quick.fc8_lr_mult == 0.05 and quick.lr == 0.01 and quick.batch_size == 32
-    assert resolve({}, {"preset": "full"}, "test").fc8_lr_mult == 1.0
+    quick, full = resolve({}, {"preset": "quick"}, "test"), resolve({}, {"preset": "full"}, "test")
+    assert quick.batch_size == 32 and full.batch_size == 128 and full.lr == 0.01  # section 5
+    assert quick.lr == full.lr * quick.batch_size / full.batch_size  # the paper's rate per image
+    assert quick.fc8_lr_mult == 0.2 and full.fc8_lr_mult == 1.0
 
 
 class _HostCheckedPaperSGD(PaperSGD):
