@@ -115,7 +115,8 @@ def export(parser: argparse.ArgumentParser) -> None:
                         "(its checkpoints/best.pt)")
     parser.add_argument("out", metavar="OUT", help="the ONNX file to write (.onnx): input 'images' "
                         "[batch, 3, S, S] as the network takes it (the mean image already subtracted), "
-                        "output 'logits' [batch, classes]; any batch size")
+                        "output 'logits' [batch, classes]; any batch size (needs onnx and onnxruntime: "
+                        "pip install 'alexnet[convert]')")
 
 
 def convert(parser: argparse.ArgumentParser) -> None:
