@@ -208,6 +208,8 @@ def test_curves_have_whole_epochs_the_chance_level_and_the_full_error_range():
     rows = [{"epoch": e, "train_top1_error": 90.1 - 0.1 * e, "train_top5_error": 50.2, "val_top1_error": 90.0 + 0.05 * e,
              "val_top5_error": 49.9, "lr": 0.01} for e in (1, 2, 3)]  # 10 classes, nothing learned: noise
     fig, _ = drawing.draw_curves(rows, classes=10)
+    for one in drawing.draw_curves(rows[:1], classes=10)[0].axes:  # a one-epoch run: the tick 1 alone
+        assert [t for t in one.get_xticks() if one.get_xlim()[0] <= t <= one.get_xlim()[1]] == [1]
     for ax, chance in zip(fig.axes, (90.0, 50.0)):
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks)

@@ -207,7 +207,11 @@ def draw_curves(metrics: list[dict], classes: int | None = None):
             ax.axhline(chance, color="black", linestyle="-.", linewidth=1,
                        label=f"chance ({chance:.1f}%, {classes} classes)")
         ax.set_ylim(0, 100)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(set(epochs)) == 1:  # else matplotlib spans a hair around the one epoch, in fractions
+            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
+            ax.set_xticks(epochs[:1])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"top-{k} error (%)")
         ax.grid(alpha=0.3)
