@@ -22,8 +22,8 @@ def train(parser: argparse.ArgumentParser) -> None:
 def evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoints", nargs="+", metavar="CHECKPOINT",
-        help="model file(s), training checkpoint(s) or run folder(s) (their checkpoints/best.pt); several are an ensemble that averages their "
-        "softmax outputs (Table 2's '5 CNNs')",
+        help="model file(s), training checkpoint(s) or run folder(s) (their checkpoints/best.pt); "
+        "several are an ensemble that averages their softmax outputs (Table 2's '5 CNNs')",
     )
     parser.add_argument(
         "--data", required=True, metavar="PREPARED",
