@@ -9,7 +9,8 @@ it: the training set's mean image already subtracted (or torchvision's normalisa
 written, onnxruntime runs the graph on a random batch of another size than the traced one, and its
 logits must agree with PyTorch's within float32 tolerance, as ``alexnet convert onnx`` checks its
 graph (:data:`alexnet.convert_onnx.TOLERANCE`); without onnxruntime the file is written and said
-unverified. OUT is written whole or not at all.
+unverified. The exporter needs the ``onnx`` package (the extra ``alexnet[convert]``); without it, a
+one-line error says so. OUT is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from alexnet.inference import load_model
 def export_onnx(model: torch.nn.Module, out: str | Path, seed: int = 0) -> tuple[float, float] | None:
     """Write ``model`` to ``out`` as ONNX (see the module doc); what :func:`compare_with_onnxruntime`
     returns."""
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export needs it, and fails deep inside without it)
+    except ImportError:
+        raise UserError(f"alexnet export needs the onnx package: {EXTRA}") from None
     model = model.cpu().eval()
     size = model.input_size
     graph = io.BytesIO()

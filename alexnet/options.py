@@ -22,8 +22,8 @@ def train(parser: argparse.ArgumentParser) -> None:
 def evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoints", nargs="+", metavar="CHECKPOINT",
-        help="model file(s) or training checkpoint(s); several are an ensemble that averages their "
-        "softmax outputs (Table 2's '5 CNNs')",
+        help="model file(s), training checkpoint(s) or run folder(s) (their checkpoints/best.pt); "
+        "several are an ensemble that averages their softmax outputs (Table 2's '5 CNNs')",
     )
     parser.add_argument(
         "--data", required=True, metavar="PREPARED",
@@ -42,7 +42,8 @@ def evaluate(parser: argparse.ArgumentParser) -> None:
 
 
 def predict(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a model file or training checkpoint")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a model file, training checkpoint or run folder "
+                        "(its checkpoints/best.pt)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format PIL reads)")
     parser.add_argument(
         "--crops", choices=CROPS, default="ten",
@@ -115,7 +116,8 @@ def export(parser: argparse.ArgumentParser) -> None:
                         "(its checkpoints/best.pt)")
     parser.add_argument("out", metavar="OUT", help="the ONNX file to write (.onnx): input 'images' "
                         "[batch, 3, S, S] as the network takes it (the mean image already subtracted), "
-                        "output 'logits' [batch, classes]; any batch size")
+                        "output 'logits' [batch, classes]; any batch size (needs onnx and onnxruntime: "
+                        "pip install 'alexnet[convert]')")
 
 
 def convert(parser: argparse.ArgumentParser) -> None:

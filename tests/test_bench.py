@@ -2,6 +2,7 @@
 well-formed records whose numbers hang together."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,19 @@ def test_examples_baseline_reads_the_source_jpegs_with_the_prepared_class_indice
     assert len(files) == 12
     for path, label in files:
         assert Path(path).parent.name == f"n0000000{label}"
+
+
+def test_examples_baseline_reads_a_plain_class_folder_source(tmp_path):
+    from alexnet.data.dataset import PreparedDataset
+    from tests.kit import image_folder, run_prepare
+
+    source = image_folder(tmp_path / "src", per_class=4, val_per_class=0)
+    shutil.rmtree(source / "val", ignore_errors=True)
+    for d in (source / "train").iterdir():  # ROOT/<class>/<image>, no train/ (prepare holds out a share)
+        d.rename(source / d.name)
+    (source / "train").rmdir()
+    files = bench_train.source_images(PreparedDataset(run_prepare(source, tmp_path / "out"), "train"))
+    assert len(files) == len(list(source.rglob("*.JPEG"))) > 0 and {Path(f).parent.parent for f, _ in files} == {source}
 
 
 def crop_boxes(monkeypatch) -> list:

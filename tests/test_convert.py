@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -146,6 +147,17 @@ def test_export_writes_an_onnx_graph_that_onnxruntime_runs_as_pytorch_does_at_an
     save_model(model, tmp_path / "m.pt")
     assert main(["export", str(tmp_path / "m.pt"), str(tmp_path / "net.pth")]) == 2
     assert "net.pth: the ONNX file to write must end in .onnx" in capsys.readouterr().err
+
+
+def test_export_without_the_onnx_package_says_which_extra_to_install(tmp_path, capsys, monkeypatch):
+    from alexnet import save_model
+    from tests.kit import tiny_alexnet
+
+    save_model(tiny_alexnet(3), tmp_path / "m.pt")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed: `import onnx` fails
+    assert main(["export", str(tmp_path / "m.pt"), str(tmp_path / "net.onnx")]) == 2
+    assert "alexnet export needs the onnx package: pip install 'alexnet[convert]'" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 
 
 def test_an_export_that_onnxruntime_does_not_confirm_writes_nothing(tmp_path, capsys, monkeypatch):

@@ -335,6 +335,9 @@ def test_figure1_raises_its_axis_over_the_papers_to_show_curves_above_75_percent
     ax = draw_figure1(result([90.2, 20])).axes[0]
     assert ax.get_ylim() == (0, 0.95)  # every point shown, the paper's top marked
     assert "top of the paper's axis" in [t.get_text() for t in ax.get_legend().get_texts()]
+    ax = draw_figure1({**result([90.2]), "epochs": 1}).axes[0]  # a one-epoch run: one point, still seen
+    assert [line.get_marker() for line in ax.lines if line.get_label().startswith("ReLU")] == ["o"]
+    assert [line.get_marker() for line in draw_figure1(result([60, 20])).axes[0].lines if line.get_label() == "ReLU (lr 0.01)"] == ["None"]
 
 
 def test_the_sweep_measures_the_ratio_for_each_input_scaling_init_and_lr_choice(tmp_path, capsys):

@@ -194,10 +194,22 @@ def test_curves_mark_the_epochs_where_the_learning_rate_was_divided(tmp_path):
     assert sorted(line.get_xdata()[0] for line in vertical) == [3, 5]
 
 
+def test_curves_mark_no_division_along_a_cosine_schedule():
+    from alexnet.train.optim import CosineWarmup
+
+    for epochs in (2, 5, 10, 90):  # 5: the quick preset's; each row holds the rate at its epoch's end
+        rows = [{"epoch": e, "lr": CosineWarmup(0.0025, 0.0, epochs).lr(e, 0.0)} for e in range(1, epochs + 1)]
+        assert drawing.lr_reductions(rows) == []
+    rows = [{"epoch": e, "lr": lr} for e, lr in enumerate([0.01, 0.009, 0.001, 0.001, 0.0001], start=1)]
+    assert drawing.lr_reductions(rows) == [3, 5]
+
+
 def test_curves_have_whole_epochs_the_chance_level_and_the_full_error_range():
     rows = [{"epoch": e, "train_top1_error": 90.1 - 0.1 * e, "train_top5_error": 50.2, "val_top1_error": 90.0 + 0.05 * e,
              "val_top5_error": 49.9, "lr": 0.01} for e in (1, 2, 3)]  # 10 classes, nothing learned: noise
     fig, _ = drawing.draw_curves(rows, classes=10)
+    for one in drawing.draw_curves(rows[:1], classes=10)[0].axes:  # a one-epoch run: the tick 1 alone
+        assert [t for t in one.get_xticks() if one.get_xlim()[0] <= t <= one.get_xlim()[1]] == [1]
     for ax, chance in zip(fig.axes, (90.0, 50.0)):
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks)

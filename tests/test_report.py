@@ -119,6 +119,8 @@ def test_the_lrn_comparison_and_the_sweep_are_shown_beside_the_paper(tmp_path):
     assert "<td>with response normalisation</td><td>30.00% ± 0.50</td>" in html and "<td>11%</td>" in html
     assert "normalisation lowered test error by 1 point" in html and "CIFAR-10&#x27;s test_batch" in html
     assert "10 epochs per run, the last 2 annealed (1 at lr/10, then 1 at lr/100)" in html
+    write_json(folder / "lrn.json", {**lrn_result(), "epochs": 1, "anneal": [0, 0]})
+    assert "1 epoch per run" in report.render([report.collect(folder)], "t")  # not "1 epochs"
     assert "<td>raw</td><td>authors</td><td>own best</td><td>0.003</td><td>0.01</td><td>1.50</td><td>&gt; 3</td>" \
            "<td>&gt;= 2.0x</td>" in html
 

@@ -466,6 +466,15 @@ def test_a_full_disk_names_the_file_and_the_space_it_needs_and_keeps_the_previou
     assert not list(last.parent.glob(".*.tmp"))
 
 
+def test_a_synthetic_run_suggests_no_command_that_cannot_work_on_it(tmp_path, capsys):
+    argv = ["train", "--data", "synthetic", "--arch", "tiny-test", "--epochs", "1", "--limit", "8",
+            "--val-limit", "8", "--batch-size", "8", "--device", "cpu", "--out", str(tmp_path / "run")]
+    status, _, err = kit.alexnet_command(capsys, *argv)
+    assert status == 0 and "done. Validation top-1 error" in err
+    assert "alexnet predict" not in err and "alexnet evaluate" not in err  # no mean image, no real data
+    assert "train with --data PATH or a dataset name for those" in err
+
+
 @pytest.mark.parametrize("where", ["a file", "under a file", "read-only"])
 def test_an_out_folder_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys, monkeypatch, where):
     import errno

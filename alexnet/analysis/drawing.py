@@ -181,8 +181,8 @@ def draw_curves(metrics: list[dict], classes: int | None = None):
     """Training and validation top-1 and top-5 error per epoch, learning-rate reductions marked.
 
     ``metrics`` are the rows of a run's metrics.jsonl. A dotted vertical line marks each epoch
-    whose learning rate is lower than the epoch before (section 5: divided by 10 whenever the
-    validation error stops improving). With ``classes``, a dash-dotted line is the error of
+    whose learning rate was divided (section 5: by 10 whenever the validation error stops
+    improving; see :func:`lr_reductions`). With ``classes``, a dash-dotted line is the error of
     guessing (90% top-1 for 10 classes). The error axis always spans 0-100%, so that a run that
     learns nothing reads as flat, not as noise magnified into oscillation; epochs are whole.
     """
@@ -207,7 +207,11 @@ def draw_curves(metrics: list[dict], classes: int | None = None):
             ax.axhline(chance, color="black", linestyle="-.", linewidth=1,
                        label=f"chance ({chance:.1f}%, {classes} classes)")
         ax.set_ylim(0, 100)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(set(epochs)) == 1:  # else matplotlib spans a hair around the one epoch, in fractions
+            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
+            ax.set_xticks(epochs[:1])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"top-{k} error (%)")
         ax.grid(alpha=0.3)
@@ -220,6 +224,8 @@ def draw_curves(metrics: list[dict], classes: int | None = None):
 
 
 def lr_reductions(metrics: list[dict]) -> list[int]:
-    """The epochs whose learning rate is lower than the previous epoch's."""
+    """The epochs whose learning rate is divided: at most a fifth of the previous epoch's, and not 0.
+    A cosine schedule's steady decay is no division: from one epoch to the next its rate falls by
+    less than a factor 4 until its last epoch's 0."""
     return [b["epoch"] for a, b in zip(metrics, metrics[1:])
-            if a.get("lr") is not None and b.get("lr") is not None and b["lr"] < a["lr"]]
+            if a.get("lr") is not None and b.get("lr") is not None and 0 < b["lr"] <= a["lr"] / 5]

@@ -269,6 +269,12 @@ def error_axis(ax, errors) -> None:
         ax.axhline(0.75, color="grey", linestyle="-.", linewidth=0.8, label="top of the paper's axis")
 
 
+def alone_marker(activation: str) -> dict:
+    """How one point is drawn (a line of one point draws nothing): ReLU a dot, tanh a cross, whole
+    at the axis's right edge, where a one-epoch run's point lies."""
+    return {"marker": "o" if activation == "relu" else "x", "clip_on": False}
+
+
 def draw_figure1(result: dict):
     """Figure 1 in the paper's style: training error against epochs, ReLU solid, tanh dashed, on the
     paper's axis (:func:`error_axis`), the first seed drawn bold and the other seeds thin."""
@@ -281,7 +287,8 @@ def draw_figure1(result: dict):
             points = run["points"]
             label = f"{'ReLU' if activation == 'relu' else 'tanh'} (lr {run['lr']:g})" if n == 0 else None
             ax.plot([p["epoch"] for p in points], [p["train_error"] / 100 for p in points], style, color="black",
-                    linewidth=1.6 if n == 0 else 0.7, alpha=1.0 if n == 0 else 0.6, label=label)
+                    linewidth=1.6 if n == 0 else 0.7, alpha=1.0 if n == 0 else 0.6, label=label,
+                    **alone_marker(activation) if len(points) == 1 else {})
     ax.axhline(result["threshold"] / 100, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("Epochs")
     ax.set_ylabel("Training error rate")

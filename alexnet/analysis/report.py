@@ -37,6 +37,7 @@ from alexnet.atomic import atomic_write_text
 from alexnet.analysis.report_schema import EVALUATION, EXPERIMENTS, METRICS_ROW, check
 from alexnet.analysis.runs import checkpoint_classes, read_config, read_metrics, resolve_checkpoint
 from alexnet.classes import chance_error
+from alexnet.console import plural
 from alexnet.errors import UserError
 
 # Table 2 (section 6): ILSVRC-2012, errors in percent; None where the paper gives none.
@@ -285,7 +286,7 @@ def render_relu_vs_tanh(result: dict) -> str:
     setup = ", ".join(f"{k} {v}" for k, v in protocol.items())
     return ("<h3>Figure 1: ReLU against tanh on CIFAR-10</h3>" +
             _table(["activation", "seed", "learning rate", "epochs to 25%", "seconds to 25%"], rows) +
-            _p(f"{verdict}; {result['images']} training images, up to {result['epochs']} epochs"
+            _p(f"{verdict}; {result['images']} training images, up to {plural(result['epochs'], 'epoch')}"
                f"{'; ' + setup if setup else ''}."))
 
 
@@ -299,7 +300,7 @@ def render_sweep(result: dict) -> str:
     return ("<h3>Figure 1: what the ratio depends on</h3>" +
             _table(["inputs", "init", "tanh's learning rate", "ReLU lr", "tanh lr", "ReLU: epochs to 25%",
                     "tanh: epochs to 25%", "ratio"], rows) +
-            _p(f"{result['images']} training images, up to {result['epochs']} epochs, seed {result['seed']}."))
+            _p(f"{result['images']} training images, up to {plural(result['epochs'], 'epoch')}, seed {result['seed']}."))
 
 
 def render_lrn(result: dict) -> str:
@@ -313,7 +314,7 @@ def render_lrn(result: dict) -> str:
     return ("<h3>Section 3.3: response normalisation on CIFAR-10</h3>" +
             _table(["net", "ten-view test error (mean ± sd)", "per seed", "paper"], rows) +
             _p(f"{result['verdict']}. Test set: {result.get('test_set', 'given')}; {result['train_images']} "
-               f"training images, {result['epochs']} epochs per run{_anneal(result)}."))
+               f"training images, {plural(result['epochs'], 'epoch')} per run{_anneal(result)}."))
 
 
 def _anneal(result: dict) -> str:

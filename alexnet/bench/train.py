@@ -57,13 +57,15 @@ from alexnet.train.data import prepared_dir
 
 def source_images(dataset: PreparedDataset) -> list[tuple[str, int]]:
     """(file, class index) of the source JPEGs of ``dataset``'s training split: the image folder
-    (``train/<class>/...``) named by its meta.json, classes indexed as the prepared dataset."""
+    (``train/<class>/...``, or ``<class>/...`` alone) named by its meta.json, classes indexed as
+    the prepared dataset."""
     source = dataset.meta.get("source", {})
-    folder = Path(source.get("path") or "") / "train"
-    if not folder.is_dir():
+    root = Path(source.get("path") or "")
+    folder = root / "train" if (root / "train").is_dir() else root
+    if source.get("kind") != "image-folder" or not folder.is_dir():
         raise UserError(f"{dataset.root}/meta.json: its source ({source.get('given')}, kind "
-                        f"{source.get('kind')}) is not an image folder with a train/ folder on this "
-                        "machine, which the pytorch/examples baseline reads")
+                        f"{source.get('kind')}) is not an image folder on this machine, which the "
+                        "pytorch/examples baseline reads")
     index = {c["id"]: c["index"] for c in dataset.classes}
     files = [(str(f), index[d.name]) for d in sorted(folder.iterdir()) if d.name in index
              for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]

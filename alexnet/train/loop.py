@@ -382,5 +382,6 @@ def what_it_learned(run: Run) -> str:
             f"  checkpoints: {run_dir}/checkpoints/best.pt, last.pt\n"
             f"  per-epoch metrics: {run_dir}/metrics.jsonl; curves: tensorboard --logdir {run_dir}/tensorboard\n"
             + (f"  the paper's ten-crop test: alexnet evaluate {run_dir}/checkpoints/best.pt --data {data}\n"
-               if data != "synthetic" else "")
-            + f"  predictions: alexnet predict {run_dir}/checkpoints/best.pt IMAGE...")
+               f"  predictions: alexnet predict {run_dir}/checkpoints/best.pt IMAGE..." if data != "synthetic" else
+               "  synthetic images: no real test set or mean image to evaluate or predict with; train with "
+               "--data PATH or a dataset name for those"))
