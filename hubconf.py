@@ -19,6 +19,10 @@ def _model(arch: str, weights, options: dict):
     from alexnet.inference import load_model
     from alexnet.registry import build_model, checked_options
 
+    if weights in ("DEFAULT", True) or options.get("pretrained"):  # torchvision's spellings
+        raise _UserError("no weights are downloaded here: give weights= a model file or run folder (for "
+                         "torchvision's published weights: `alexnet convert torchvision W.pth OUT.pt`, "
+                         "then alexnet_owt(weights='OUT.pt'))")
     if weights is None:
         return build_model(arch, **checked_options(arch, options, "option"))
     if options:

@@ -264,7 +264,8 @@ def test_torch_hub_loads_each_architecture_and_a_model_file_from_a_clone(tmp_pat
         assert torch.equal(loaded(x), saved(x))
     with pytest.raises(UserError, match="holds alexnet, not alexnet-owt; load it with the entry point 'alexnet'"):
         hub("alexnet_owt", weights=str(tmp_path / "m.pt"))
-    with pytest.raises(UserError, match="option pretrained: architecture 'alexnet' has no option pretrained"):
-        hub("alexnet", pretrained=True)
+    for torchvision_spelling in ({"pretrained": True}, {"weights": "DEFAULT"}):
+        with pytest.raises(UserError, match=r"no weights are downloaded here: .*alexnet convert torchvision"):
+            hub("alexnet", **torchvision_spelling)
     with pytest.raises(UserError, match=r"option fc_width=1000000000: expected an integer \(from 1 to 16,384\)"):
         hub("alexnet", fc_width=10**9)
