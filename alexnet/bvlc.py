@@ -1,32 +1,13 @@
 """Caffe's ``bvlc_alexnet`` as our ``alexnet`` architecture: its layer list to a model, and its model file.
 
-``bvlc_alexnet`` (BVLC model zoo; 57.1% top-1 / 80.2% top-5 on the ILSVRC-2012 validation set,
-centre crop, as its readme publishes) is the paper's network with Caffe's conventions. What it
-computes, checked against BVLC/caffe's ``deploy.prototxt`` and ``train_val.prototxt``, Caffe's
-``lrn_layer.cpp`` / ONNX's LRN definition and the ONNX model zoo's ``bvlcalexnet-*.onnx`` graph:
-
-- input 227x227 (deploy.prototxt's ``input_dim``), **BGR**, 0-255, minus the 256x256 mean image
-  cut at the crop (train_val.prototxt's ``transform_param { crop_size: 227 mean_file:
-  "data/ilsvrc12/imagenet_mean.binaryproto" }``; Caffe's Python examples subtract
-  python/caffe/imagenet/``ilsvrc_2012_mean.npy``, the ILSVRC-2012 mean as a numpy array);
-- the paper's layers, conv2, conv4 and conv5 with ``group: 2``, in the order ReLU -> LRN -> pool
-  (CaffeNet, ``bvlc_reference_caffenet``, pools first);
-- LRN ``local_size: 5, alpha: 0.0001, beta: 0.75`` with Caffe's defaults ``k: 1`` and
-  ``norm_region: ACROSS_CHANNELS``: ``b = a / (1 + alpha/5 * sum of a^2 over 5 adjacent maps)^0.75``,
-  alpha divided by n and the window over **all** 96 (256) maps of the layer, not within a group:
-  Caffe's LRN layer knows nothing of conv2's groups. Our options: ``lrn_scaling="code"``,
-  ``lrn_k=1``, ``lrn_across_towers=True``;
-- Caffe's pooling rounds its output size up (``ceil``), its convolution down. At 227 every size
-  divides exactly (conv1 55, pool1 27, pool2 13, pool5 6), so ceil and floor agree and our default
-  ``conv_rounding="floor"`` computes the same thing; the weights fix the input at 227 anyway
-  (fc6 takes 256 * 6 * 6 = 9216 inputs);
-- Caffe's InnerProduct flattens ``[C, H, W]`` as ``torch.flatten``; its weight layouts are
-  ``nn.Linear``'s and ``nn.Conv2d``'s.
-
-The one difference we remove rather than carry: the channel order. conv1's weights are permuted
-from BGR to RGB, and the mean converted likewise, so the converted model takes raw 0-255 RGB minus
-its mean image like every other ``mean_image`` model of the project (:mod:`alexnet.inference`).
-Shared by ``alexnet convert caffe`` and ``alexnet convert onnx``.
+``bvlc_alexnet`` (57.1% top-1 / 80.2% top-5 on ILSVRC-2012 validation, centre crop, as its readme
+publishes) is the paper's network with Caffe's conventions, each an option here (docs/model.md,
+checked against BVLC/caffe's ``deploy.prototxt`` and ``lrn_layer.cpp``): LRN with alpha divided
+by n, k = 1 and the window over all maps of the layer, since Caffe's LRN knows nothing of conv2's
+``group: 2``; its pooling rounds up, which at 227 gives the same sizes as our floor. Its input is
+BGR, 0-255, minus a 256x256 mean image: conv1's weights and the mean are permuted to RGB, so that
+the model takes RGB like every other ``mean_image`` model here. Shared by ``alexnet convert
+caffe`` and ``alexnet convert onnx``.
 """
 
 from __future__ import annotations
@@ -43,7 +24,6 @@ from alexnet.classes import imagenet_class_names
 from alexnet.errors import UserError
 
 BVLC_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-GROUPED = ("conv2", "conv4", "conv5")  # group: 2 in deploy.prototxt
 
 # The options that make our AlexNet compute what Caffe computes (the module doc says why).
 CAFFE_OPTIONS = dict(input_size=227, conv_rounding="floor", lrn=True, lrn_scaling="code", lrn_k=1.0,
@@ -51,10 +31,8 @@ CAFFE_OPTIONS = dict(input_size=227, conv_rounding="floor", lrn=True, lrn_scalin
                      dropout=0.5, drop_layer=None, fc_bias=0.1)
 CAFFE_LRN = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)  # deploy.prototxt's lrn_param, Caffe's k
 
-# Caffe's published per-channel mean, BGR on the 0-255 scale: the per-channel average of its mean
-# image ilsvrc_2012_mean (Caffe's examples/00-classification.ipynb computes it as
-# mean.mean(1).mean(1) of python/caffe/imagenet/ilsvrc_2012_mean.npy; the same three numbers are in
-# FCN's voc_layers.py and OpenCV's HED sample). Used when no mean file is given.
+# Caffe's per-channel mean, BGR 0-255, used when no mean file is given: ilsvrc_2012_mean.npy's
+# channel averages, as Caffe's examples/00-classification.ipynb computes them.
 CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 IMAGE_SIZE = 256  # the mean image's side, and the project's images' (section 2)
 
@@ -75,8 +53,7 @@ def _layer(layers: dict, name: str, source: str) -> tuple[np.ndarray, np.ndarray
 
 def caffe_widths(layers: dict, source: str) -> dict:
     """The widths of a bvlc_alexnet layer list (conv kernels, fc width, classes), every shape checked
-    against the architecture: conv1 [c1, 3, 11, 11]; conv2 [c2, c1/2, 5, 5]; conv3 [c3, c2, 3, 3];
-    conv4 [c4, c3/2, 3, 3]; conv5 [c5, c4/2, 3, 3]; fc6 [f, c5*6*6]; fc7 [f, f]; fc8 [classes, f]."""
+    against the architecture."""
     w = {name: _layer(layers, name, source)[0] for name in BVLC_LAYERS}
     extra = sorted(set(layers) - set(BVLC_LAYERS))
     if extra:
@@ -104,11 +81,9 @@ def caffe_widths(layers: dict, source: str) -> dict:
 
 
 def model_from_layers(layers: dict[str, tuple[np.ndarray, np.ndarray]], source: str) -> nn.Module:
-    """Our ``alexnet`` with bvlc_alexnet's weights: ``layers`` maps each name of :data:`BVLC_LAYERS`
-    to (weight, bias) in Caffe's layouts (conv ``[out, in/groups, kh, kw]`` with conv1's input
-    channels BGR, fc ``[out, in]``, bias ``[out]``). Widths and classes come from the shapes, each
-    checked; ``source`` names the file in errors. The model takes RGB (conv1's input channels are
-    permuted) and has the Caffe options :data:`CAFFE_OPTIONS`."""
+    """Our ``alexnet`` with :data:`CAFFE_OPTIONS` and bvlc_alexnet's weights: ``layers`` maps each of
+    :data:`BVLC_LAYERS` to (weight, bias) in Caffe's layouts (conv1's input channels BGR; the model
+    takes RGB); widths and classes come from the checked shapes; ``source`` names the file in errors."""
     from alexnet.registry import build_model
 
     widths = caffe_widths(layers, source)
@@ -150,11 +125,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def save_bvlc_model(model: nn.Module, out: str | os.PathLike, mean_bgr: np.ndarray | None, source: str,
                     mean_source: str | None = None) -> None:
-    """Write ``model`` (from :func:`model_from_layers`) to ``out`` as a model file: the weights, the
-    mean image (:func:`mean_rgb_image`: the file's ``mean`` entry, float32 ``[256, 256, 3]`` RGB
-    0-255), the 1000 ILSVRC-2012 class names, and under ``converted`` the source file's name and
-    SHA-256, the mean's origin and the Caffe options used. ``mean_source`` names the mean's file
-    (None: Caffe's published per-channel mean)."""
+    """Write ``model`` (from :func:`model_from_layers`) to ``out`` with its mean image, the 1000
+    ILSVRC-2012 class names, and under ``converted`` the source file's name and SHA-256, the mean's
+    origin (``mean_source``, None: Caffe's per-channel mean) and the Caffe options used."""
     from alexnet.modelfile import save_model
 
     mean = mean_rgb_image(mean_bgr, mean_source or source)

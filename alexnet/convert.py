@@ -1,12 +1,9 @@
 """`alexnet convert torchvision|onnx|caffe FILE OUT.pt`: published AlexNet weights as our model file.
 
-``onnx`` and ``caffe`` (Caffe's bvlc_alexnet, the paper's architecture) are
-:mod:`alexnet.convert_onnx` and :mod:`alexnet.convert_caffe`; ``torchvision`` is here: its
-``alexnet`` weights (``alexnet-owt-7be5be79.pth``) are the "one weird trick" variant's (Krizhevsky
-2014: 64-192-384-256-256 kernels, one tower, no LRN, 224x224 inputs), whose layers our
-``alexnet-owt`` names exactly as torchvision does. Every key and shape is checked, the weights are
-read with ``torch.load(weights_only=True)`` (a downloaded file cannot run code), and the model file
-gets the 1000 ILSVRC-2012 class names.
+``onnx`` and ``caffe`` (Caffe's bvlc_alexnet) are :mod:`alexnet.convert_onnx` and
+:mod:`alexnet.convert_caffe`. ``torchvision``'s ``alexnet-owt-7be5be79.pth`` holds the "one weird
+trick" variant, our ``alexnet-owt``: every key and shape is checked, and the weights are read with
+``weights_only=True`` (a downloaded file cannot run code).
 """
 
 from __future__ import annotations
@@ -35,12 +32,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def check_state_dict(found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: str | Path) -> None:
     """Same keys and shapes as ``expected``; the message lists what is missing, extra or misshapen."""
-    missing = sorted(expected.keys() - found.keys())
-    extra = sorted(found.keys() - expected.keys())
-    shapes = [f"{k}: {tuple(found[k].shape)} instead of {tuple(v.shape)}"
-              for k, v in expected.items() if k in found and found[k].shape != v.shape]
-    problems = (([f"missing {', '.join(missing)}"] if missing else [])
-                + ([f"unexpected {', '.join(extra)}"] if extra else []) + shapes)
+    missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    problems = [f"{what} {', '.join(keys)}" for what, keys in (("missing", missing), ("unexpected", extra)) if keys]
+    problems += [f"{k}: {tuple(found[k].shape)} instead of {tuple(v.shape)}"
+                 for k, v in expected.items() if k in found and found[k].shape != v.shape]
     if problems:
         raise UserError(f"{path}: not torchvision's alexnet weights: " + "; ".join(problems))
 

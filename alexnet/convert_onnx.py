@@ -1,45 +1,34 @@
 """`alexnet convert onnx FILE.onnx OUT.pt [--mean FILE]`: the ONNX model zoo's bvlc_alexnet as our model file.
 
-The ONNX model zoo (github.com/onnx/models, ``validated/vision/classification/alexnet``) publishes
-Caffe's ``bvlc_alexnet`` converted through Caffe2 as ``bvlcalexnet-{3,6,7,8,9,12}.onnx``: input
-``data_0`` (declared ``[1, 3, 224, 224]``), initializers ``conv1_w_0`` ... ``fc8_b_0``, the nodes of
-:data:`SEQUENCE` (Reshape ``OC2_DUMMY_1`` as the flatten, Gemm as fc, Dropouts), then Softmax.
+The ONNX model zoo (github.com/onnx/models) publishes Caffe's ``bvlc_alexnet`` converted through
+Caffe2 as ``bvlcalexnet-{3,6,7,8,9,12}.onnx``. Read with ``onnx`` (:data:`EXTRA`), the graph is
+checked node by node against :data:`SEQUENCE` and bvlc_alexnet's constants, the layers taken by
+position whatever their names; anything else is refused with a message naming the node.
 
-Read with ``onnx`` (the extra ``pip install 'alexnet[convert]'``) and checked node by node against
-that sequence and bvlc_alexnet's constants (kernels, strides, pads, groups, LRN's): anything else is
-refused with a message naming the node. The layers are taken by position, whatever their names.
-
-Two details of the zoo's graph, and why they change nothing at Caffe's 227x227 input:
-
-- its pool5 (and, in some exports, other pools) pads the bottom and right by one row and column
-  (onnx/models issue 5), the Caffe2 exporter's rendering of Caffe's ceil rounding for the 224 input
-  it declares. At 227 the pooled maps are 55, 27 and 13 wide, odd, so the last 3/2 window ends on
-  the last row and the padding is never read: a pool is accepted when its output size at 227 is
-  Caffe's (27, 13, 6) with nothing padded at the top or left;
-- its declared input is 224 wide, but Caffe's network (deploy.prototxt) takes 227, which the
-  weights need for Caffe's sizes; the verification runs the graph at 227.
-
-Verification (with ``onnxruntime``, also in the extra): the graph and the converted model on the
-same random input (BGR for the graph, the same values as RGB for ours); the largest difference of
-their logits is printed, and beyond :data:`TOLERANCE` times the largest logit nothing is written.
+The zoo declares a 224 input and pads pool5 at the bottom and right (onnx/models issue 5); at
+Caffe's 227, which the weights need, the pooled maps are odd and that padding is never read, so a
+pool is accepted when its output at 227 is Caffe's (27, 13, 6) with nothing padded at the top or
+left, and the verification runs the graph at 227: with ``onnxruntime`` beside the converted model
+on one random input, nothing written beyond :data:`TOLERANCE` (docs/evaluation.md).
 
 Safety: the file's size is bounded (``alexnet.convert_caffe.protobuf.MAX_FILE_BYTES``); a tensor
-stored outside it (ONNX's external data, anywhere in the file) or whose declared shape does not
-match the bytes it holds is refused, naming it, before any tensor is read. The model file is
-written whole or not at all.
+stored outside it (ONNX external data) or holding other than its declared shape's bytes is refused
+before any tensor is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from alexnet.bvlc import CAFFE_LRN, model_from_layers, save_bvlc_model
+from alexnet.bvlc import CAFFE_LRN, file_sha256, model_from_layers, save_bvlc_model
+from alexnet.convert_caffe import read_mean  # --mean's one reader: .binaryproto or .npy
+from alexnet.convert_caffe.protobuf import read_bounded
 from alexnet.errors import UserError
 
 EXTRA = "pip install 'alexnet[convert]'"
@@ -62,26 +51,19 @@ STEP_NAMES = ("conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "po
 
 def _onnx():
     try:
-        import onnx
-        from onnx import numpy_helper
+        import onnx.numpy_helper
     except ImportError:
         raise UserError(f"alexnet convert onnx needs the onnx package: {EXTRA}") from None
-    return onnx, numpy_helper
+    return onnx
 
 
-@dataclass
-class Step:
-    """One layer of the graph: its op (``fc`` for Gemm or MatMul+Add), its nodes, its output."""
-    op: str
-    nodes: list
-    output: str
+# One layer of the graph: its op ("fc" for Gemm or MatMul+Add), its nodes, its output.
+Step = namedtuple("Step", "op nodes output")
 
 
 def read_onnx(path: str | Path):
     """The ModelProto in ``path``, its size bounded and nothing read from outside it."""
-    onnx, _ = _onnx()
-    from alexnet.convert_caffe.protobuf import read_bounded
-
+    onnx = _onnx()
     path = Path(path)
     data = read_bounded(path, "ONNX file", "bvlcalexnet-12.onnx is about 240 MB")
     try:
@@ -121,7 +103,7 @@ NUMBER_TYPES = ("FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64",
 
 def _check_size(tensor, name: str, path: Path) -> None:
     """Refuse a tensor whose declared shape does not match the data it holds, before reading it."""
-    onnx, _ = _onnx()
+    onnx = _onnx()
     kind = {getattr(onnx.TensorProto, k): k for k in NUMBER_TYPES}.get(tensor.data_type)
     if kind is None:
         raise UserError(f"{path}: {name} holds values of ONNX data type {tensor.data_type}, not one of "
@@ -136,7 +118,7 @@ def _check_size(tensor, name: str, path: Path) -> None:
 
 
 def _attrs(node) -> dict:
-    onnx, _ = _onnx()
+    onnx = _onnx()
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
@@ -147,10 +129,8 @@ def _text(value):
 def _steps(graph, source: str) -> list[Step]:
     """The graph's nodes as one chain of layers (Dropout and Identity dropped, MatMul+Add one ``fc``,
     a final Softmax dropped); refuses a graph whose nodes do not feed one another in a line."""
-    nodes = [n for n in graph.node if n.op_type != "Constant"]
-    steps: list[Step] = []
-    current = None
-    for node in nodes:
+    steps, current = [], None
+    for node in (n for n in graph.node if n.op_type != "Constant"):
         where = f"node {node.name or node.op_type!r} ({node.op_type})"
         if current is not None and (not node.input or node.input[0] != current):
             raise UserError(f"{source}: not bvlc_alexnet: {where} does not take the previous layer's "
@@ -262,14 +242,14 @@ def _fc_weights(step: Step, constants, source) -> tuple[np.ndarray, np.ndarray]:
 def bvlc_layers(model, source: str) -> tuple[dict, dict]:
     """(layers for :func:`alexnet.bvlc.model_from_layers`, what the verification needs) of a graph
     checked to be bvlc_alexnet's."""
-    _, numpy_helper = _onnx()
+    to_array = _onnx().numpy_helper.to_array
     graph = model.graph
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants = {t.name: to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.output:
             value = _attrs(node).get("value")
             if value is not None:
-                constants[node.output[0]] = numpy_helper.to_array(value)
+                constants[node.output[0]] = to_array(value)
     inputs = [i for i in graph.input if i.name not in constants]
     if len(inputs) != 1:
         raise UserError(f"{source}: not bvlc_alexnet: {len(inputs)} image inputs ({', '.join(i.name for i in inputs)}), "
@@ -326,7 +306,7 @@ def compare_with_onnxruntime(graph: bytes, inputs: dict[str, np.ndarray], logits
 def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple[float, float] | None:
     """:func:`compare_with_onnxruntime` of the ONNX graph, run at Caffe's 227, and ``model`` on one
     random mean-subtracted input (BGR for the graph, RGB for ours)."""
-    onnx, _ = _onnx()
+    onnx = _onnx()
     graph = onnx.ModelProto()
     graph.CopyFrom(onnx_model)
     for value in graph.graph.input:  # run at Caffe's 227 (the zoo declares 224), any batch
@@ -347,8 +327,6 @@ def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple
 
 def convert_onnx(path: str | Path, out: str | Path, mean: str | Path | None = None, report=print):
     """Convert the bvlc_alexnet ONNX file ``path`` into the model file ``out`` (see the module doc)."""
-    from alexnet.convert_caffe import read_mean  # --mean's one reader: .binaryproto or .npy
-
     mean_bgr = read_mean(mean) if mean is not None else None
     onnx_model = read_onnx(path)
     layers, io = bvlc_layers(onnx_model, str(path))
@@ -364,8 +342,6 @@ def convert_onnx(path: str | Path, out: str | Path, mean: str | Path | None = No
 def run(args: argparse.Namespace) -> int:
     model = convert_onnx(args.weights, args.out, args.mean)
     parameters = sum(p.numel() for p in model.parameters())
-    from alexnet.bvlc import file_sha256
-
     print(f"wrote {args.out}: alexnet (bvlc_alexnet, Caffe options), {parameters:,} parameters, the 1000 "
           f"ILSVRC-2012 classes; {Path(args.weights).name} sha256 {file_sha256(args.weights)}")
     return 0

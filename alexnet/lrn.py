@@ -2,20 +2,16 @@
 
     b[i] = a[i] / (k + alpha * sum_{j in window(i)} a[j]^2) ** beta
 
-with the window running over ``size`` adjacent channels at the same position, clipped at the
-first and last channel: ``j`` from ``i - size // 2`` to ``i + (size - 1) // 2`` (for the paper's
-n = 5: i-2 .. i+2). The paper's constants are k = 2, n = 5, alpha = 1e-4, beta = 0.75, and its
-sum is a plain sum. PyTorch's ``nn.LocalResponseNorm`` (like Caffe and the authors' own
-cuda-convnet code) divides alpha by n, so ``scaling="code"`` is offered to match what the
-authors' code ran; the printed formula is the default.
+with the window over ``size`` adjacent channels at the same position, clipped at the first and
+last channel: ``j`` from ``i - size // 2`` to ``i + (size - 1) // 2`` (n = 5: i-2 .. i+2). The
+paper's constants are k = 2, n = 5, alpha = 1e-4, beta = 0.75, with a plain sum; the authors'
+cuda-convnet code (like Caffe and ``nn.LocalResponseNorm``) divides alpha by n: ``scaling="code"``.
 
-Why not ``nn.LocalResponseNorm``: it builds the window sum with ``avg_pool3d`` over a padded copy
-and leaves the backward pass to autograd, which keeps several full-size intermediates. Here the
-window sum is ``size`` shifted fused multiply-adds and the backward pass is written out by hand
-from the formula, which is faster forward+backward on the CPU (BENCHMARKS.md) and saves memory. It also
-normalises within channel groups (``groups=2``: each tower normalises only its own maps, as
-on the paper's two GPUs), and it always computes in float32 under autocast, because sums of
-squared activations overflow float16.
+Why not ``nn.LocalResponseNorm``: its window sum is ``avg_pool3d`` over a padded copy and autograd
+keeps several full-size intermediates. Here the sum is ``size`` shifted fused multiply-adds and
+the backward pass is written by hand, faster on the CPU (BENCHMARKS.md) and smaller. It also
+normalises within channel groups (``groups=2``: one per tower, as on the paper's two GPUs) and
+computes in float32 under autocast, because sums of squared activations overflow float16.
 """
 
 from __future__ import annotations
@@ -38,9 +34,8 @@ class _LRNFunction(torch.autograd.Function):
 
     dL/dx[j] = g[j] * d[j]^-beta - 2 * alpha * beta * x[j] * sum_{i : j in window(i)} g[i] * y[i] / d[i]
 
-    Both passes work on [N, G, C/G, H, W] views (G towers) with one fused operation per window
-    offset, in place on as few full-size tensors as possible: on the CPU, where these layers are
-    memory-bound, every pass over the activation and every fresh allocation counts.
+    Both passes work on [N, G, C/G, H, W] views (G towers), one fused operation per window offset,
+    in place where possible: on the CPU these layers are memory-bound.
     """
 
     @staticmethod

@@ -1,14 +1,10 @@
 """The paper's network (section 3.5, Figure 2), its ablations, and the two-device layout (section 3.2).
 
-``AlexNet()`` is exactly the printed network: a 227x227x3 input (the paper's "224" is an
-erratum for symmetric arithmetic; see ``conv_rounding``), five convolutional and three fully
-connected layers, two towers. On one device the towers are grouped convolutions: conv2, conv4
-and conv5 have ``groups=2`` (each tower sees only its own maps), conv3 and the fully connected
-layers see everything. LRN normalises within each tower, as it did on each of the paper's GPUs.
-
-``TwoDeviceAlexNet`` runs the same function with each tower on a device of its own and moves
-activations only where the paper's towers communicate: into conv3 and into the fully connected
-layers. ``one_to_two_device_state``/``two_to_one_device_state`` convert weights losslessly.
+``AlexNet()`` takes 227x227x3 (the paper's "224" is an erratum; see ``conv_rounding``). On one
+device the two towers are grouped convolutions: conv2, conv4 and conv5 have ``groups=2``, conv3
+and the fully connected layers see both towers, and LRN normalises within each tower.
+``TwoDeviceAlexNet`` puts each tower on a device of its own, moving activations only where the
+paper's towers communicate: into conv3 and into the fully connected layers.
 """
 
 from __future__ import annotations
@@ -47,6 +43,7 @@ PAPER_CONVS = (
     ConvSpec("conv5", 256, 3, 1, 1, False, False, True, 1.0),
 )
 
+
 def one_tower_channels(channels=None) -> tuple[int, ...]:
     """Section 3.2's one-tower net: half the kernels of conv1-conv4 of ``channels`` (default: the
     paper's), conv5's kept, as the paper's footnote 3 reads "half" (about the same parameters)."""
@@ -61,22 +58,16 @@ CONV_ROUNDING = ("floor", "ceil")
 
 class CeilPad(nn.Module):
     """Zero rows and columns at the bottom and right so that a convolution's output size is
-    cuda-convnet's ``1 + ceil((2*pad + size - filter) / stride)`` instead of PyTorch's floor.
-
-    With a 224x224 input, conv1 then gives 55x55, as if padded by 3 at the bottom and right:
-    the authors' code's reading of the paper's "224" (PAPER.md, "224 or 227").
-    """
+    cuda-convnet's ``1 + ceil((2*pad + size - filter) / stride)``: 224 then gives conv1 55x55, the
+    authors' code's reading of the paper's "224" (PAPER.md, "224 or 227")."""
 
     def __init__(self, kernel: int, stride: int, padding: int):
         super().__init__()
         self.kernel, self.stride, self.padding = kernel, stride, padding
 
-    def _extra(self, size: int) -> int:
-        out = _conv_output(size, self.kernel, self.stride, self.padding, ceil=True)
-        return (out - 1) * self.stride + self.kernel - (size + 2 * self.padding)
-
     def forward(self, x):
-        h, w = self._extra(x.shape[-2]), self._extra(x.shape[-1])
+        # ceil(span / stride) * stride - span rows more, span = size + 2*pad - filter
+        h, w = ((self.kernel - size - 2 * self.padding) % self.stride for size in x.shape[-2:])
         return F.pad(x, (0, w, 0, h)) if h or w else x
 
 
@@ -101,26 +92,19 @@ def _conv_output(size, kernel, stride, padding, ceil):
 class AlexNet(nn.Module):
     """The network of the paper, section 3 (defaults), with the paper's ablations as options.
 
-    Args:
-        num_classes: outputs of fc8 (1000).
-        input_size: side of the square input (227; the fully connected input follows from it).
-        conv_rounding: ``"floor"`` (PyTorch's symmetric arithmetic) or ``"ceil"`` (cuda-convnet's
-            output-size rule, with which 224 gives conv1 55x55 as in the authors' code).
+    Args (docs/model.md's table of options):
+        num_classes: outputs of fc8 (1000). input_size: side of the square input (227).
+        conv_rounding: ``"floor"`` (PyTorch) or ``"ceil"`` (cuda-convnet: 224 gives conv1 55x55).
         activation: ``"relu"`` (section 3.1) or ``"tanh"`` (the saturating baseline of Figure 1).
-        lrn: local response normalisation after conv1 and conv2 (section 3.3).
-        lrn_scaling: ``"paper"`` (alpha multiplies the plain window sum) or ``"code"`` (alpha / n,
-            as the authors' code and ``nn.LocalResponseNorm``).
+        lrn: LRN after conv1 and conv2 (section 3.3); lrn_scaling: ``"paper"`` (alpha times the plain
+            window sum) or ``"code"`` (alpha / n, as the authors' code); lrn_k: its k (2; Caffe: 1);
+            lrn_across_towers: the window over all maps of the layer, as Caffe's ``bvlc_alexnet``.
         pooling: ``"overlapping"`` (z=3, s=2, section 3.4) or ``"non-overlapping"`` (z=s=2).
         dropout: probability on the outputs of fc6 and fc7 (0.5, section 4.2); 0 disables it.
-        drop_layer: ``"conv3"``, ``"conv4"`` or ``"conv5"`` removes that layer (section 7); the next
-            layer takes the previous layer's output.
+        drop_layer: ``"conv3"``, ``"conv4"`` or ``"conv5"`` removes that layer (section 7).
         towers: 2 (the paper's two GPUs, grouped convolutions) or 1.
-        channels: kernels per convolutional layer over all towers (default 96, 256, 384, 384, 256).
-        fc_width: neurons of fc6 and fc7 (4096).
-        fc_bias: initial bias of fc6 and fc7 (1, section 5; Caffe's reference model uses 0.1).
-        lrn_k: the additive constant k of LRN (2, section 3.3; Caffe's LRN uses 1).
-        lrn_across_towers: LRN sums over adjacent maps of the whole layer (all 96 in conv1, all 256
-            in conv2), as Caffe's ``bvlc_alexnet``, instead of within each tower (the paper's GPUs).
+        channels: kernels per convolutional layer over all towers (96, 256, 384, 384, 256).
+        fc_width: neurons of fc6 and fc7 (4096); fc_bias: their initial bias (1, section 5).
     """
 
     def __init__(self, num_classes: int = 1000, input_size: int = 227, conv_rounding: str = "floor",
@@ -141,15 +125,12 @@ class AlexNet(nn.Module):
             raise ValueError(f"channels needs five kernel counts (conv1..conv5), got {channels!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
-        self.options = dict(num_classes=num_classes, input_size=input_size,
-                            conv_rounding=conv_rounding, activation=activation, lrn=lrn,
-                            lrn_scaling=lrn_scaling, pooling=pooling, dropout=dropout,
-                            drop_layer=drop_layer, towers=towers,
-                            channels=list(channels) if channels is not None else None,
-                            fc_width=fc_width, fc_bias=fc_bias, lrn_k=lrn_k,
-                            lrn_across_towers=lrn_across_towers)
-        self.input_size = input_size
-        self.normalization = "mean_image"
+        self.options = dict(num_classes=num_classes, input_size=input_size, conv_rounding=conv_rounding,
+                            activation=activation, lrn=lrn, lrn_scaling=lrn_scaling, pooling=pooling,
+                            dropout=dropout, drop_layer=drop_layer, towers=towers,
+                            channels=list(channels) if channels is not None else None, fc_width=fc_width,
+                            fc_bias=fc_bias, lrn_k=lrn_k, lrn_across_towers=lrn_across_towers)
+        self.input_size, self.normalization = input_size, "mean_image"
         self.specs = _conv_specs(channels, drop_layer)
         ceil = conv_rounding == "ceil"
         pool_z, pool_s = POOLINGS[pooling]
@@ -158,21 +139,20 @@ class AlexNet(nn.Module):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         in_ch, size = 3, input_size
         for spec in self.specs:
-            groups = 1 if spec.sees_both_towers else towers
+            groups, i = (1 if spec.sees_both_towers else towers), spec.name[4:]
             if spec.kernels % towers or in_ch % groups:
                 raise ValueError(f"{spec.name}: {in_ch} input maps and {spec.kernels} kernels do not "
                                  f"split into {towers} towers")
             if ceil and spec.stride > 1:
-                layers[f"pad{spec.name[4:]}"] = CeilPad(spec.size, spec.stride, spec.padding)
-            layers[spec.name] = nn.Conv2d(in_ch, spec.kernels, spec.size, spec.stride, spec.padding,
-                                          groups=groups)
-            layers[f"act{spec.name[4:]}"] = act()
+                layers[f"pad{i}"] = CeilPad(spec.size, spec.stride, spec.padding)
+            layers[spec.name] = nn.Conv2d(in_ch, spec.kernels, spec.size, spec.stride, spec.padding, groups=groups)
+            layers[f"act{i}"] = act()
             size = _conv_output(size, spec.size, spec.stride, spec.padding, ceil)
             if spec.norm and lrn:
-                layers[f"norm{spec.name[4:]}"] = LocalResponseNorm(
-                    5, 1e-4, 0.75, lrn_k, lrn_scaling, 1 if lrn_across_towers else towers)
+                layers[f"norm{i}"] = LocalResponseNorm(5, 1e-4, 0.75, lrn_k, lrn_scaling,
+                                                       groups=1 if lrn_across_towers else towers)
             if spec.pool:
-                layers[f"pool{spec.name[4:]}"] = nn.MaxPool2d(pool_z, pool_s, ceil_mode=ceil)
+                layers[f"pool{i}"] = nn.MaxPool2d(pool_z, pool_s, ceil_mode=ceil)
                 size = _conv_output(size, pool_z, pool_s, 0, ceil)
             in_ch = spec.kernels
             if size < 1:
@@ -213,26 +193,19 @@ class AlexNet(nn.Module):
 
 class AlexNetOWT(nn.Module):
     """The single-tower "one weird trick" variant (Krizhevsky 2014) that torchvision ships as
-    ``alexnet``: 64-192-384-256-256 kernels, conv1 padding 2 on a 224 input, no LRN, adaptive
-    6x6 average pooling, dropout before fc6 and fc7. Its state_dict keys and shapes are
-    torchvision's (``features.0.weight`` ... ``classifier.6.bias``), so torchvision's published
-    weights load with ``strict=True``. PyTorch's default initialisation, as torchvision.
-    """
+    ``alexnet`` (docs/model.md), with torchvision's state_dict keys and shapes, so that its
+    published weights load with ``strict=True``; PyTorch's default initialisation."""
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5):
         super().__init__()
         self.options = dict(num_classes=num_classes, dropout=dropout)
-        self.input_size = 224
-        self.normalization = "imagenet"
+        self.input_size, self.normalization = 224, "imagenet"
         self.features = nn.Sequential(
-            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
             nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
@@ -273,9 +246,8 @@ class _Tower(nn.Module):
 class TwoDeviceAlexNet(nn.Module):
     """The paper's network with tower A on ``devices[0]`` and tower B on ``devices[1]`` (section 3.2).
 
-    Activations cross between devices only into conv3 (and any layer that sees both towers) and
-    into the fully connected layers; fc6 and fc7 are split by output neurons, half on each device,
-    and fc8 lives on device A. Build it from a one-device network with :meth:`from_one_device`;
+    Activations cross devices only into the layers that see both towers (conv3) and into the fully
+    connected layers; fc6 and fc7 are split by output neurons, fc8 lives on device A.
     ``one_device_state_dict()`` gives the weights in the one-device layout.
     """
 
@@ -307,7 +279,7 @@ class TwoDeviceAlexNet(nn.Module):
         da, db = self.devices
         return torch.cat([a, b.to(da)], 1), torch.cat([a.to(db), b], 1)
 
-    def _hidden(self, x):
+    def fc7_features(self, x):
         a, b = x.to(self.devices[0]), x.to(self.devices[1])
         ta, tb = self.towers
         for name, ma in ta.features.named_children():
@@ -318,36 +290,24 @@ class TwoDeviceAlexNet(nn.Module):
         a, b = self.drop6(self.act(ta.fc6(a))), self.drop6(self.act(tb.fc6(b)))
         a, b = self._both(a, b)
         a, b = self.drop7(self.act(ta.fc7(a))), self.drop7(self.act(tb.fc7(b)))
-        return a, b
+        return torch.cat([a, b.to(self.devices[0])], 1)
 
     def forward(self, x):
-        a, b = self._hidden(x)
-        return self.fc8(torch.cat([a, b.to(self.devices[0])], 1))
-
-    def fc7_features(self, x):
-        a, b = self._hidden(x)
-        return torch.cat([a, b.to(self.devices[0])], 1)
+        return self.fc8(self.fc7_features(x))
 
     def one_device_state_dict(self) -> dict[str, torch.Tensor]:
         return two_to_one_device_state({k: v.cpu() for k, v in self.state_dict().items()})
 
 
-def _layout_pairs(state: dict[str, torch.Tensor]):
-    """(one-device key, tower key suffix) for every tower-split tensor of a one-device state."""
-    for key in state:
-        section, layer, kind = key.split(".")
-        if section == "features":
-            yield key, f"features.{layer}.{kind}"
-        elif layer in ("fc6", "fc7"):
-            yield key, f"{layer}.{kind}"
-
-
 def one_to_two_device_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """One-device (grouped) weights to the two-device layout: split every layer by output maps."""
     out = {}
-    for key, suffix in _layout_pairs(state):
-        a, b = state[key].chunk(2, 0)
-        out[f"towers.0.{suffix}"], out[f"towers.1.{suffix}"] = a.clone(), b.clone()
+    for key, tensor in state.items():
+        section, layer, kind = key.split(".")
+        if section == "features" or layer in ("fc6", "fc7"):
+            suffix = key if section == "features" else f"{layer}.{kind}"
+            a, b = tensor.chunk(2, 0)
+            out[f"towers.0.{suffix}"], out[f"towers.1.{suffix}"] = a.clone(), b.clone()
     for kind in ("weight", "bias"):
         out[f"fc8.{kind}"] = state[f"classifier.fc8.{kind}"].clone()
     return out

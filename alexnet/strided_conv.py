@@ -1,18 +1,15 @@
 """conv1's weight gradient as a stride-1 convolution: the same function, faster on CPUs.
 
-conv1 (paper section 3.5: 96 kernels of 11x11x3 at stride 4) is the one strided convolution of
-the network. oneDNN computes its forward pass well, but its weight gradient several times slower
-than the forward pass (BENCHMARKS.md). Rearranged "space to depth", a stride-s convolution is a
-stride-1 convolution: with the image cut into s x s blocks stacked as channels (3 channels become
-3*s*s) and the kernel zero-padded to a multiple of s and cut the same way (11x11x3 becomes
-3x3x48), every product of the original convolution appears exactly once and no other:
+conv1 (section 3.5: 96 kernels of 11x11x3 at stride 4) is the network's one strided convolution;
+oneDNN computes its weight gradient several times slower than its forward pass (BENCHMARKS.md).
+With the image cut into s x s blocks stacked as channels and the kernel zero-padded to a multiple
+of s and cut the same way (11x11x3 becomes 3x3x48), a stride-s convolution is a stride-1 one:
 
     out[o, y, x] = sum_{c,i,j} w[o, c, i, j] * in[c, s*y + i, s*x + j]
                  = sum_{(c,r,t),p,q} w'[o, (c,r,t), p, q] * in'[(c,r,t), y + p, x + q]
 
 with i = s*p + r, j = s*q + t. :class:`SpaceToDepthGradConv2d` runs the ordinary convolution
-forward and computes the weight gradient through the rearranged one; the result equals the
-ordinary gradient up to the order of floating-point summation.
+forward and the weight gradient through the rearranged one (equal up to summation order).
 """
 
 from __future__ import annotations
@@ -33,8 +30,7 @@ def space_to_depth(x: torch.Tensor, block: int, size: int) -> torch.Tensor:
 
 def depth_to_space(x: torch.Tensor, block: int, size: int) -> torch.Tensor:
     """The inverse of :func:`space_to_depth` on a kernel: [O, C*b*b, K/b, K/b] -> [O, C, size, size]."""
-    o, cbb, s = x.shape[0], x.shape[1], x.shape[2]
-    c = cbb // (block * block)
+    o, c, s = x.shape[0], x.shape[1] // (block * block), x.shape[2]
     full = x.reshape(o, c, block, block, s, s).permute(0, 1, 4, 2, 5, 3).reshape(o, c, s * block, s * block)
     return full[:, :, :size, :size]
 
@@ -52,9 +48,7 @@ class _SpaceToDepthGrad(torch.autograd.Function):
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         s, p = ctx.stride, ctx.padding
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, s, p)
+        grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, s, p) if ctx.needs_input_grad[0] else None
         k = weight.shape[-1]
         kernel = -(-k // s) * s  # padded to a multiple of the stride
         size = (grad.shape[-1] - 1 + kernel // s) * s  # input rows the rearranged conv reads
@@ -69,9 +63,8 @@ class _SpaceToDepthGrad(torch.autograd.Function):
 
 
 class SpaceToDepthGradConv2d(nn.Conv2d):
-    """An ``nn.Conv2d`` (same parameters, same state_dict keys) whose weight gradient is computed
-    as a stride-1 convolution (module docstring). Used only in float32 (under autocast it is
-    the ordinary convolution); build it from a convolution with :meth:`from_conv`."""
+    """An ``nn.Conv2d`` (same parameters and state_dict keys) whose weight gradient is a stride-1
+    convolution (module docstring); under autocast it is the ordinary convolution."""
 
     @classmethod
     def applies_to(cls, conv: nn.Module) -> bool:

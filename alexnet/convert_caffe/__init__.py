@@ -1,12 +1,8 @@
 """`alexnet convert caffe FILE.caffemodel OUT.pt [--mean MEAN.binaryproto]`: Caffe's bvlc_alexnet.
 
-Caffe's reference model ``bvlc_alexnet.caffemodel`` is the paper's architecture (two towers, LRN,
-overlapping pooling) with weights learned on ILSVRC-2012; ``imagenet_mean.binaryproto`` is its
-mean image (1x3x256x256, BGR, 0-255). The files are read by :mod:`alexnet.convert_caffe.protobuf`;
-here the network is checked to be bvlc_alexnet (its computing layers in its order, with its
-settings, and the eight weight layers conv1 ... fc8) and the weights go to :mod:`alexnet.bvlc`,
-which checks their shapes, builds our ``alexnet`` with the options that compute what Caffe
-computes (RGB input) and writes the model file with the mean image and the 1000 class names.
+The files are read by :mod:`alexnet.convert_caffe.protobuf`; here the network is checked to be
+bvlc_alexnet (its computing layers, order and settings, and the weights of conv1 ... fc8), which
+:mod:`alexnet.bvlc` turns into our ``alexnet`` and its model file.
 """
 
 from __future__ import annotations
@@ -22,12 +18,9 @@ from alexnet.errors import UserError
 
 __all__ = ["convert_caffe", "read_caffemodel", "read_mean", "read_mean_binaryproto", "run"]
 
-# --- bvlc_alexnet ----------------------------------------------------------------------------------
-
-# The layers of bvlc_alexnet's deploy.prototxt that compute, with the settings each must have; the
-# settings a message leaves out take caffe.proto's defaults. Weight layers are found by name, the
-# others by type. Layers of the kinds in PASSED_OVER (data, dropout, loss, ...) do not change what
-# the network computes at test time and are passed over; a layer of any other kind is refused.
+# The computing layers of bvlc_alexnet's deploy.prototxt and their settings (caffe.proto's defaults
+# where a message leaves one out); weight layers are matched by name, the others by type. The kinds
+# in PASSED_OVER do not change what the network computes at test time; any other kind is refused.
 CONV = "Convolution"
 LRN = dict(local_size=5, alpha=1e-4, beta=0.75, k=1.0, norm_region=0)  # 0: ACROSS_CHANNELS
 POOL = dict(pool=0, kernel=3, stride=2, pad=0)  # 0: MAX
@@ -49,14 +42,12 @@ PASSED_OVER = {"Data", "ImageData", "MemoryData", "HDF5Data", "WindowData", "Dum
 
 
 def _one(values: dict, number: int, default, *alternatives: int):
-    """A field's value: the first of the repeated field, else the first given ``alternatives``
-    (pad_h, stride_h, ...: equal in height and width, checked), else ``default``."""
-    if values.get(number):
-        return values[number][0] if len(set(values[number])) == 1 else tuple(values[number])
-    alt = [values[n][0] for n in alternatives if values.get(n)]
-    if alt:
-        return alt[0] if len(set(alt)) == 1 else tuple(alt)
-    return default
+    """A field's value: the repeated field's, else that of the ``alternatives`` (pad_h, pad_w, ...),
+    else ``default``; a tuple where the values differ (height and width), which no check accepts."""
+    found = values.get(number) or [values[n][0] for n in alternatives if values.get(n)]
+    if not found:
+        return default
+    return found[0] if len(set(found)) == 1 else tuple(found)
 
 
 def layer_settings(layer: CaffeLayer) -> dict:
@@ -87,8 +78,8 @@ def _same(found: dict, expected: dict) -> list[str]:
 
 
 def check_bvlc_structure(layers: list[CaffeLayer]) -> None:
-    """That the network's computing layers are bvlc_alexnet's, in its order, with its settings
-    (CaffeNet, for one, has the same weights' shapes but pools before it normalises)."""
+    """That the computing layers are bvlc_alexnet's, in its order, with its settings (CaffeNet has
+    the same weights' shapes but pools before it normalises)."""
     other = next((layer for layer in layers if layer.type not in COMPUTING | PASSED_OVER), None)
     if other is not None:
         raise UserError(f"not bvlc_alexnet: layer {other.name} ({other.type}) is of a kind bvlc_alexnet has not")
@@ -113,8 +104,7 @@ def check_bvlc_structure(layers: list[CaffeLayer]) -> None:
 
 
 def _squeeze(blob: np.ndarray, ndim: int, what: str) -> np.ndarray:
-    """A blob with the leading 1s of Caffe's legacy 4-d shapes dropped (fc weights 1x1xOUTxIN,
-    biases 1x1x1xOUT) down to ``ndim`` dimensions."""
+    """A blob down to ``ndim`` dimensions, dropping the leading 1s of Caffe's legacy 4-d shapes."""
     while blob.ndim > ndim and blob.shape[0] == 1:
         blob = blob[0]
     if blob.ndim != ndim:
@@ -131,9 +121,8 @@ def bvlc_weights(layers: list[CaffeLayer]) -> dict[str, tuple[np.ndarray, np.nda
     twice = sorted({n for n in names if names.count(n) > 1})
     missing = [n for n in BVLC_LAYERS if n not in names]
     extra = [n for n in names if n not in BVLC_LAYERS]
-    problems = ([f"layers named twice: {', '.join(twice)}"] if twice else []) + (
-        [f"no weights for {', '.join(missing)}"] if missing else []) + (
-        [f"weights of layers it has not: {', '.join(extra)}"] if extra else [])
+    problems = [what + ", ".join(names) for what, names in (
+        ("layers named twice: ", twice), ("no weights for ", missing), ("weights of layers it has not: ", extra)) if names]
     if problems:
         raise UserError("not bvlc_alexnet: " + "; ".join(problems))
     found = {}
@@ -148,9 +137,8 @@ def bvlc_weights(layers: list[CaffeLayer]) -> dict[str, tuple[np.ndarray, np.nda
 
 
 def read_mean(path: str | Path) -> np.ndarray:
-    """``--mean`` of ``alexnet convert caffe|onnx``: Caffe's ``.binaryproto`` (imagenet_mean.binaryproto) or a
-    ``.npy`` (``[3, H, W]`` BGR or ``[3]``, 0-255, never unpickled); the shape is checked by
-    :func:`alexnet.bvlc.mean_rgb_image`."""
+    """``--mean`` of ``alexnet convert caffe|onnx``: Caffe's ``.binaryproto`` or a ``.npy`` (never
+    unpickled); :func:`alexnet.bvlc.mean_rgb_image` checks the shape."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--mean {path}: no such file")
@@ -169,8 +157,8 @@ def read_mean(path: str | Path) -> np.ndarray:
 
 
 def convert_caffe(caffemodel: str | Path, out: str | Path, mean: str | Path | None = None):
-    """Write Caffe's bvlc_alexnet (``caffemodel``) to ``out`` as a model file; ``mean``: its mean
-    image (:func:`read_mean`), else Caffe's per-channel mean. Returns the model."""
+    """Write Caffe's bvlc_alexnet (``caffemodel``) to ``out`` as a model file, with the mean image in
+    ``mean`` (else Caffe's per-channel mean); returns the model."""
     from alexnet import bvlc
 
     layers = read_caffemodel(caffemodel)

@@ -14,14 +14,11 @@ The fields read (caffe.proto, BVLC/caffe master)::
 
 A ``.caffemodel`` is one NetParameter, a ``.binaryproto`` mean one BlobProto.
 
-Why a reader of the wire format rather than ``google.protobuf``: there is no compiled caffe.proto
-to import, so protobuf would need a descriptor of these messages built by hand at run time
-anyway; it would then copy 61 million floats into Python containers, and it fails with "Error
-parsing message" without saying where. The wire format of these fields is small (varints,
-length-prefixed fields, 4-byte little-endian floats: protobuf.dev/programming-guides/encoding):
-here every length is checked against the bytes left before anything is read, packed floats are
-numpy views of the file's bytes (``numpy.frombuffer``), and a damaged file gets a message saying
-what is wrong where. Nothing in the file is executed: a protocol buffer holds no code.
+Why not ``google.protobuf``: with no compiled caffe.proto to import it would need hand-built
+descriptors, copy 61 million floats into Python containers, and fail with "Error parsing message"
+without saying where. Here every length is checked against the bytes left before anything is
+read, packed floats are numpy views of the file's bytes, and a damaged file gets a message saying
+what is wrong where (protobuf.dev/programming-guides/encoding). A protocol buffer holds no code.
 """
 
 from __future__ import annotations
@@ -49,8 +46,8 @@ class WireError(ValueError):
 
 
 class FieldBudget:
-    """The fields one file may still have (:data:`MAX_FIELDS`): a file of millions of tiny fields
-    would otherwise keep this pure-Python reader busy for many minutes."""
+    """The fields one file may still have (:data:`MAX_FIELDS`): millions of tiny fields would keep
+    this pure-Python reader busy for minutes."""
 
     def __init__(self):
         self.left = MAX_FIELDS
@@ -81,9 +78,8 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
 
 
 def _fixed32_run(buf: memoryview, pos: int, key: int) -> tuple[np.ndarray, int]:
-    """An unpacked repeated float from ``pos``: consecutive (one-byte key, 4-byte float) records,
-    read as one array (a Python loop over 61 million floats would take minutes). The run is
-    scanned in doubling chunks, so that a short run costs little."""
+    """An unpacked repeated float from ``pos``: consecutive (one-byte key, 4-byte float) records as
+    one array (a Python loop over 61 million floats takes minutes), scanned in doubling chunks."""
     count, chunk = 0, 16
     while True:
         span = np.frombuffer(buf[pos + 5 * count: pos + 5 * (count + chunk)], np.uint8)
@@ -104,9 +100,8 @@ def _fixed32_run(buf: memoryview, pos: int, key: int) -> tuple[np.ndarray, int]:
 
 def fields(buf: memoryview, budget: FieldBudget | None = None, runs: tuple[int, ...] = ()):
     """``(field number, wire type, value)`` for each field of the message in ``buf``: an int for a
-    varint, a memoryview of the bytes for a length-prefixed field or a fixed32/fixed64, and for the
-    fields in ``runs`` sent unpacked as fixed32 a float32 array of the whole run. Each field is
-    paid for from ``budget`` (default: one of its own)."""
+    varint, a memoryview of the bytes otherwise, and for the fields in ``runs`` sent unpacked as
+    fixed32 a float32 array of the whole run. Each field is paid for from ``budget``."""
     budget = budget or FieldBudget()
     pos, end = 0, len(buf)
     while pos < end:
@@ -166,20 +161,14 @@ def _signed(n: int) -> int:
     return n - (1 << 64) if n >= 1 << 63 else n
 
 
-def _float(value, wire: int) -> float:
-    if wire != FIXED32:
-        raise WireError(f"a float field with wire type {wire}")
-    return float(np.frombuffer(value, "<f4")[0])
-
-
 # --- Caffe's messages ----------------------------------------------------------------------------
 
 
 def read_blob(buf: memoryview, what: str, budget: FieldBudget | None = None) -> np.ndarray:
     """A ``BlobProto`` as a float32 array of its shape (``shape``, else the legacy 4-d
     num/channels/height/width), its number of values checked against the shape."""
-    # the data as one view of the file's bytes when it comes in one piece (Caffe writes it packed),
-    # else gathered 4 bytes a value: memory stays within the file's size whatever the pieces
+    # one view of the file's bytes when the data comes in one piece (Caffe writes it packed), else
+    # gathered 4 bytes a value: memory stays within the file's size whatever the pieces
     first, gathered, dims, legacy = None, bytearray(), None, {}
     for number, wire, value in fields(buf, budget, runs=(5,)):
         piece = None
@@ -282,19 +271,15 @@ def read_net(buf: memoryview) -> list[CaffeLayer]:
 
 
 def settings(param: memoryview | None, budget: FieldBudget | None = None) -> dict[int, list]:
-    """The fields of a settings message (``convolution_param``, ``lrn_param``, ...): number -> values
-    (ints, or floats for fixed32 fields); None: no message, every setting its default.
-
-    Caffe writes its repeated integers (pad, kernel_size, stride) unpacked, one varint each; a
-    length-prefixed field is read as packed integers where it can be, and otherwise passed over:
-    it is then a message or a string (``weight_filler``, ``bias_filler``), which nothing here reads.
-    """
+    """The fields of a settings message (``convolution_param``, ...): number -> values (ints, or
+    floats for fixed32); None: no message. A length-prefixed field is read as packed integers where
+    it can be, else passed over (a message or a string, ``weight_filler``: nothing here reads it)."""
     found: dict[int, list] = {}
     if param is not None and len(param) > MAX_SETTINGS_BYTES:
         raise WireError(f"a layer's settings of {len(param):,} bytes")
     for number, wire, value in fields(param if param is not None else memoryview(b""), budget):
         if wire == FIXED32:
-            found.setdefault(number, []).append(_float(value, wire))
+            found.setdefault(number, []).append(float(np.frombuffer(value, "<f4")[0]))
         elif wire == VARINT:
             found.setdefault(number, []).append(value)
         elif wire == BYTES:
@@ -310,8 +295,8 @@ def settings(param: memoryview | None, budget: FieldBudget | None = None) -> dic
 
 
 def read_bounded(path: str | Path, what: str, example: str = "bvlc_alexnet.caffemodel is about 233 MB") -> memoryview:
-    """The bytes of ``path``, refused with a message naming it when missing, empty or over
-    :data:`MAX_FILE_BYTES` (``example`` says how large the real file is); the ONNX reader uses it too."""
+    """The bytes of ``path``, refused when missing, empty or over :data:`MAX_FILE_BYTES` (``example``
+    says how large the real file is); the ONNX reader uses it too."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such {what}")
@@ -326,8 +311,7 @@ def read_bounded(path: str | Path, what: str, example: str = "bvlc_alexnet.caffe
 
 
 def _read(path, what: str, parse):
-    """``parse`` of the bytes of ``path`` (:func:`read_bounded`); its errors name the file, and a
-    damaged one says whether it is text or what else it may be."""
+    """``parse`` of the bytes of ``path`` (:func:`read_bounded`), its errors naming the file."""
     buf = read_bounded(path, what)
     try:
         return parse(buf)
@@ -351,8 +335,7 @@ def read_caffemodel(path: str | Path) -> list[CaffeLayer]:
 
 
 def read_mean_binaryproto(path: str | Path) -> np.ndarray:
-    """Caffe's mean image from a ``.binaryproto`` (one BlobProto: imagenet_mean.binaryproto,
-    Caffe's ILSVRC-2012 mean, is 1x3x256x256):
+    """Caffe's mean image from a ``.binaryproto`` (imagenet_mean.binaryproto is 1x3x256x256):
     float32 ``[3, H, W]``, BGR as Caffe stores it, on the 0-255 scale."""
     mean = _read(path, "Caffe mean file (.binaryproto)", lambda buf: read_blob(buf, "the mean"))
     shape = mean.shape
