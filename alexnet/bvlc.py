@@ -22,6 +22,8 @@ from torch import nn
 
 from alexnet.classes import imagenet_class_names
 from alexnet.errors import UserError
+from alexnet.modelfile import save_model
+from alexnet.registry import build_model
 
 BVLC_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 
@@ -58,13 +60,12 @@ def caffe_widths(layers: dict, source: str) -> dict:
     extra = sorted(set(layers) - set(BVLC_LAYERS))
     if extra:
         raise UserError(f"{source}: not bvlc_alexnet: layers with weights that it has not: {', '.join(extra)}")
-    convs = [w[f"conv{i}"] for i in range(1, 6)]
-    if any(c.ndim != 4 for c in convs) or any(w[f].ndim != 2 for f in ("fc6", "fc7", "fc8")):
-        bad = next(n for n in BVLC_LAYERS if w[n].ndim != (4 if n.startswith("conv") else 2))
+    bad = next((n for n in BVLC_LAYERS if w[n].ndim != (4 if n.startswith("conv") else 2)), None)
+    if bad:
         raise UserError(f"{source}: not bvlc_alexnet: {bad} weight is {list(w[bad].shape)}, "
                         f"expected {'4' if bad.startswith('conv') else '2'} dimensions")
-    channels = [int(c.shape[0]) for c in convs]
-    odd = [(n, c) for n, c in zip(("conv1", "conv2", "conv3", "conv4", "conv5"), channels) if c % 2]
+    channels = [int(w[name].shape[0]) for name in BVLC_LAYERS[:5]]
+    odd = [(n, c) for n, c in zip(BVLC_LAYERS, channels) if c % 2]
     if odd:
         raise UserError(f"{source}: not bvlc_alexnet: {odd[0][0]} has {odd[0][1]} kernels, "
                         f"which do not split into two groups")
@@ -84,8 +85,6 @@ def model_from_layers(layers: dict[str, tuple[np.ndarray, np.ndarray]], source: 
     """Our ``alexnet`` with :data:`CAFFE_OPTIONS` and bvlc_alexnet's weights: ``layers`` maps each of
     :data:`BVLC_LAYERS` to (weight, bias) in Caffe's layouts (conv1's input channels BGR; the model
     takes RGB); widths and classes come from the checked shapes; ``source`` names the file in errors."""
-    from alexnet.registry import build_model
-
     widths = caffe_widths(layers, source)
     with torch.device("meta"):  # shapes only: the weights come from the file
         model = build_model("alexnet", **CAFFE_OPTIONS, **widths)
@@ -128,8 +127,6 @@ def save_bvlc_model(model: nn.Module, out: str | os.PathLike, mean_bgr: np.ndarr
     """Write ``model`` (from :func:`model_from_layers`) to ``out`` with its mean image, the 1000
     ILSVRC-2012 class names, and under ``converted`` the source file's name and SHA-256, the mean's
     origin (``mean_source``, None: Caffe's per-channel mean) and the Caffe options used."""
-    from alexnet.modelfile import save_model
-
     mean = mean_rgb_image(mean_bgr, mean_source or source)
     classes = imagenet_class_names()
     if model.options["num_classes"] != len(classes):

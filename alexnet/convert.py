@@ -15,7 +15,8 @@ import torch
 
 from alexnet.classes import imagenet_class_names
 from alexnet.errors import UserError
-from alexnet.modelfile import read_torch_file
+from alexnet.modelfile import read_torch_file, save_model
+from alexnet.registry import build_model
 
 TORCHVISION_ARCH = "alexnet-owt"
 
@@ -42,8 +43,6 @@ def check_state_dict(found: dict[str, torch.Tensor], expected: dict[str, torch.T
 
 def convert_torchvision(weights: str | Path, out: str | Path) -> torch.nn.Module:
     """Write torchvision's alexnet ``weights`` to ``out`` as an ``alexnet-owt`` model file."""
-    from alexnet import build_model, save_model
-
     state = read_state_dict(weights)
     classes = imagenet_class_names()
     with torch.device("meta"):  # shapes only: the weights come from the file, no initialisation

@@ -1,19 +1,12 @@
 """`alexnet convert onnx FILE.onnx OUT.pt [--mean FILE]`: the ONNX model zoo's bvlc_alexnet as our model file.
 
-The ONNX model zoo (github.com/onnx/models) publishes Caffe's ``bvlc_alexnet`` converted through
-Caffe2 as ``bvlcalexnet-{3,6,7,8,9,12}.onnx``. Read with ``onnx`` (:data:`EXTRA`), the graph is
-checked node by node against :data:`SEQUENCE` and bvlc_alexnet's constants, the layers taken by
-position whatever their names; anything else is refused with a message naming the node.
-
-The zoo declares a 224 input and pads pool5 at the bottom and right (onnx/models issue 5); at
-Caffe's 227, which the weights need, the pooled maps are odd and that padding is never read, so a
-pool is accepted when its output at 227 is Caffe's (27, 13, 6) with nothing padded at the top or
-left, and the verification runs the graph at 227: with ``onnxruntime`` beside the converted model
-on one random input, nothing written beyond :data:`TOLERANCE` (docs/evaluation.md).
-
-Safety: the file's size is bounded (``alexnet.convert_caffe.protobuf.MAX_FILE_BYTES``); a tensor
-stored outside it (ONNX external data) or holding other than its declared shape's bytes is refused
-before any tensor is read.
+The model zoo's ``bvlcalexnet-{3,6,7,8,9,12}.onnx`` (github.com/onnx/models: Caffe's model through
+Caffe2) is checked node by node against :data:`SEQUENCE` and bvlc_alexnet's constants, layers taken
+by position; anything else is refused naming the node. The zoo declares a 224 input and pads pool5
+at the bottom and right (onnx/models issue 5); at Caffe's 227, which the weights need, that padding
+is never read, so a pool is accepted when it gives Caffe's size at 227, and onnxruntime verifies the
+graph at 227 (docs/evaluation.md). The file's size is bounded, and a tensor stored outside it or
+holding other than its declared shape's bytes is refused before any tensor is read.
 """
 
 from __future__ import annotations
@@ -32,9 +25,8 @@ from alexnet.convert_caffe.protobuf import read_bounded
 from alexnet.errors import UserError
 
 EXTRA = "pip install 'alexnet[convert]'"
-# Largest |ONNX logit - ours| allowed, relative to the largest |logit| (at least 1): float32 sums of
-# 9216 products in another order differ by about 1e-6 relative; 1e-4 leaves room and still catches
-# any real difference (a wrong channel order or LRN constant moves logits by percent).
+# Largest |ONNX logit - ours| relative to the largest |logit| (at least 1): float32 sums in another
+# order differ by about 1e-6; a wrong channel order or LRN constant moves logits by percent.
 TOLERANCE = 1e-4
 INPUT_SIZE = 227
 
@@ -95,8 +87,7 @@ def _tensors(message, tensor_type, owner: str = "the graph"):
                 yield from _tensors(item, tensor_type, owner)
 
 
-# The element types a tensor may have, each one value per element in its typed field (bvlc_alexnet's
-# are FLOAT and INT64).
+# The element types a tensor may have, one value per element in its typed field.
 NUMBER_TYPES = ("FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
                 "UINT64", "BOOL")
 
@@ -120,10 +111,6 @@ def _check_size(tensor, name: str, path: Path) -> None:
 def _attrs(node) -> dict:
     onnx = _onnx()
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _steps(graph, source: str) -> list[Step]:
@@ -158,7 +145,8 @@ def _steps(graph, source: str) -> list[Step]:
                             f"its op sequence is {' '.join(SEQUENCE)}")
     if len(found) != len(SEQUENCE):
         more = (f"{len(found) - len(SEQUENCE)} more after fc8: {steps[len(SEQUENCE)].nodes[0].op_type}"
-                if len(found) > len(SEQUENCE) else f"it ends after {STEP_NAMES[len(found) - 1] if found else 'nothing'}")
+                if len(found) > len(SEQUENCE) else
+                f"it ends after {STEP_NAMES[len(found) - 1] if found else 'nothing'}")
         raise UserError(f"{source}: not bvlc_alexnet: {len(found)} layers instead of {len(SEQUENCE)} ({more})")
     return steps
 
@@ -170,7 +158,7 @@ def _check(cond: bool, source: str, node, what: str) -> None:
 
 def _check_conv(node, name, kernel, stride, pad, group, source):
     a = _attrs(node)
-    _check(_text(a.get("auto_pad", "NOTSET")) == "NOTSET", source, node, f"auto_pad {a.get('auto_pad')}")
+    _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
     for key, want, default in (("kernel_shape", [kernel] * 2, [kernel] * 2), ("strides", [stride] * 2, [1, 1]),
                                ("pads", [pad] * 4, [0] * 4), ("dilations", [1, 1], [1, 1])):
         _check(list(a.get(key, default)) == want, source, node, f"{name} has {key} {want}, this one "
@@ -190,7 +178,7 @@ def _check_lrn(node, name, source):
 
 def _check_pool(node, name, source):
     a = _attrs(node)
-    _check(_text(a.get("auto_pad", "NOTSET")) == "NOTSET", source, node, f"auto_pad {a.get('auto_pad')}")
+    _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
     _check(list(a.get("kernel_shape", [])) == [3, 3] and list(a.get("strides", [1, 1])) == [2, 2], source, node,
            f"{name} is 3x3 max pooling at stride 2, this one {a.get('kernel_shape')} at {a.get('strides', [1, 1])}")
     _check(list(a.get("dilations", [1, 1])) == [1, 1], source, node, f"dilations {a.get('dilations')}")
@@ -252,8 +240,8 @@ def bvlc_layers(model, source: str) -> tuple[dict, dict]:
                 constants[node.output[0]] = to_array(value)
     inputs = [i for i in graph.input if i.name not in constants]
     if len(inputs) != 1:
-        raise UserError(f"{source}: not bvlc_alexnet: {len(inputs)} image inputs ({', '.join(i.name for i in inputs)}), "
-                        f"expected one")
+        raise UserError(f"{source}: not bvlc_alexnet: {len(inputs)} image inputs "
+                        f"({', '.join(i.name for i in inputs)}), expected one")
     steps = _steps(graph, source)
     by_name = dict(zip(STEP_NAMES, steps))
     first = by_name["conv1"].nodes[0]
@@ -279,10 +267,9 @@ def bvlc_layers(model, source: str) -> tuple[dict, dict]:
 
 def compare_with_onnxruntime(graph: bytes, inputs: dict[str, np.ndarray], logits: str, ours: np.ndarray,
                              differ: str) -> tuple[float, float] | None:
-    """The largest |logit| difference between ``graph`` run by onnxruntime on ``inputs`` (its graph
-    optimisations off) and ``ours``, and the bound it must stay within (:data:`TOLERANCE` times the
-    largest logit, at least 1); None without onnxruntime. A UserError beyond the bound, starting
-    "verification failed: " and ``differ``."""
+    """(largest |logit| difference of ``graph`` run by onnxruntime on ``inputs`` from ``ours``, its bound
+    :data:`TOLERANCE` times the largest logit); None without onnxruntime. A UserError beyond the bound,
+    starting "verification failed: " and ``differ``."""
     try:
         import onnxruntime
     except ImportError:

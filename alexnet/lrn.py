@@ -17,6 +17,7 @@ computes in float32 under autocast, because sums of squared activations overflow
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -66,15 +67,6 @@ class _LRNFunction(torch.autograd.Function):
         return dx.reshape(grad.shape), None, None, None, None, None
 
 
-def _traceable_lrn(x, groups, size, alpha, beta, k):
-    """The same formula out of place, for ``torch.onnx.export``: the window sum over a padded copy."""
-    n, c, h, w = x.shape
-    squares = torch.nn.functional.pad((x * x).reshape(n, groups, c // groups, h, w),
-                                      (0, 0, 0, 0, size // 2, (size - 1) // 2))
-    window = sum(squares[:, :, i : i + c // groups] for i in range(size))
-    return x * (k + alpha * window.reshape(n, c, h, w)).pow(-beta)
-
-
 class LocalResponseNorm(nn.Module):
     """Local response normalisation across channels, paper section 3.3 (formula in the module doc).
 
@@ -108,7 +100,10 @@ class LocalResponseNorm(nn.Module):
             raise ValueError(f"LRN expects [N, C, H, W] with C divisible by groups={self.groups}, "
                              f"got {tuple(x.shape)}")
         if torch.onnx.is_in_onnx_export():  # the exporter's tracer drops the in-place window sums
-            return _traceable_lrn(x, self.groups, self.size, self.effective_alpha, self.beta, self.k)
+            n, c, h, w = x.shape  # PyTorch's LRN (alpha / n), each group a batch entry of its own
+            y = F.local_response_norm(x.reshape(n * self.groups, c // self.groups, h, w), self.size,
+                                      self.effective_alpha * self.size, self.beta, self.k)
+            return y.reshape(n, c, h, w)
         compute_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         with torch.autocast(x.device.type, enabled=False):
             y = _LRNFunction.apply(x.to(compute_dtype), self.groups, self.size, self.effective_alpha,

@@ -92,19 +92,12 @@ def _conv_output(size, kernel, stride, padding, ceil):
 class AlexNet(nn.Module):
     """The network of the paper, section 3 (defaults), with the paper's ablations as options.
 
-    Args (docs/model.md's table of options):
-        num_classes: outputs of fc8 (1000). input_size: side of the square input (227).
-        conv_rounding: ``"floor"`` (PyTorch) or ``"ceil"`` (cuda-convnet: 224 gives conv1 55x55).
-        activation: ``"relu"`` (section 3.1) or ``"tanh"`` (the saturating baseline of Figure 1).
-        lrn: LRN after conv1 and conv2 (section 3.3); lrn_scaling: ``"paper"`` (alpha times the plain
-            window sum) or ``"code"`` (alpha / n, as the authors' code); lrn_k: its k (2; Caffe: 1);
-            lrn_across_towers: the window over all maps of the layer, as Caffe's ``bvlc_alexnet``.
-        pooling: ``"overlapping"`` (z=3, s=2, section 3.4) or ``"non-overlapping"`` (z=s=2).
-        dropout: probability on the outputs of fc6 and fc7 (0.5, section 4.2); 0 disables it.
-        drop_layer: ``"conv3"``, ``"conv4"`` or ``"conv5"`` removes that layer (section 7).
-        towers: 2 (the paper's two GPUs, grouped convolutions) or 1.
-        channels: kernels per convolutional layer over all towers (96, 256, 384, 384, 256).
-        fc_width: neurons of fc6 and fc7 (4096); fc_bias: their initial bias (1, section 5).
+    Options (docs/model.md's table): ``activation`` relu (section 3.1) or tanh (Figure 1); ``lrn``
+    (section 3.3) with ``lrn_scaling`` "paper" or "code" (alpha / n), ``lrn_k`` and ``lrn_across_towers``
+    (Caffe's); ``pooling`` overlapping (section 3.4) or non-overlapping; ``dropout`` on fc6 and fc7
+    (section 4.2); ``drop_layer`` conv3, conv4 or conv5 (section 7); ``towers`` 2 or 1 (section 3.2);
+    ``conv_rounding`` floor or ceil (cuda-convnet's: 224 gives conv1 55x55); ``input_size`` (227);
+    ``channels`` (kernels over both towers), ``fc_width``, ``fc_bias`` (section 5), ``num_classes``.
     """
 
     def __init__(self, num_classes: int = 1000, input_size: int = 227, conv_rounding: str = "floor",

@@ -22,17 +22,13 @@ from torch import nn
 def space_to_depth(x: torch.Tensor, block: int, size: int) -> torch.Tensor:
     """``x`` [N, C, H, W] cut (or zero-padded) to ``size`` x ``size`` (a multiple of ``block``), its
     ``block`` x ``block`` blocks stacked as channels: [N, C*block*block, size/block, size/block]."""
-    n, c = x.shape[:2]
     x = F.pad(x[:, :, :size, :size], (0, max(size - x.shape[3], 0), 0, max(size - x.shape[2], 0)))
-    s = size // block
-    return x.reshape(n, c, s, block, s, block).permute(0, 1, 3, 5, 2, 4).reshape(n, c * block * block, s, s)
+    return F.pixel_unshuffle(x, block)
 
 
 def depth_to_space(x: torch.Tensor, block: int, size: int) -> torch.Tensor:
     """The inverse of :func:`space_to_depth` on a kernel: [O, C*b*b, K/b, K/b] -> [O, C, size, size]."""
-    o, c, s = x.shape[0], x.shape[1] // (block * block), x.shape[2]
-    full = x.reshape(o, c, block, block, s, s).permute(0, 1, 4, 2, 5, 3).reshape(o, c, s * block, s * block)
-    return full[:, :, :size, :size]
+    return F.pixel_shuffle(x, block)[:, :, :size, :size]
 
 
 class _SpaceToDepthGrad(torch.autograd.Function):
@@ -53,9 +49,9 @@ class _SpaceToDepthGrad(torch.autograd.Function):
         kernel = -(-k // s) * s  # padded to a multiple of the stride
         size = (grad.shape[-1] - 1 + kernel // s) * s  # input rows the rearranged conv reads
         padded = F.pad(x, (p, p, p, p)) if p else x
-        blocks = space_to_depth(padded, s, size)
-        if grad.is_contiguous(memory_format=torch.channels_last):
-            blocks = blocks.contiguous(memory_format=torch.channels_last)
+        channels_last = grad.is_contiguous(memory_format=torch.channels_last)
+        blocks = space_to_depth(padded, s, size).contiguous(
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         _, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad, blocks, space_to_depth(weight, s, kernel), [weight.shape[0]] if ctx.has_bias else None,
             [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, ctx.has_bias])

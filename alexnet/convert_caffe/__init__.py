@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.bvlc import BVLC_LAYERS, model_from_layers, save_bvlc_model
 from alexnet.convert_caffe.protobuf import MAX_FILE_BYTES, CaffeLayer, read_caffemodel, read_mean_binaryproto
 from alexnet.errors import UserError
 
@@ -89,8 +90,7 @@ def check_bvlc_structure(layers: list[CaffeLayer]) -> None:
             raise UserError(f"not bvlc_alexnet: the network ends after {len(computing)} layers, before "
                             f"its {name} ({kind})")
         layer = computing[i]
-        weighted = kind in (CONV, "InnerProduct")
-        if layer.type != kind or (weighted and layer.name != name):
+        if layer.type != kind or (kind in (CONV, "InnerProduct") and layer.name != name):
             hint = (" (pooling before normalisation: CaffeNet's order, bvlc_reference_caffenet)"
                     if (layer.type, kind) == ("Pooling", "LRN") else "")
             raise UserError(f"not bvlc_alexnet: layer {layer.name} ({layer.type}) stands where bvlc_alexnet "
@@ -114,15 +114,13 @@ def _squeeze(blob: np.ndarray, ndim: int, what: str) -> np.ndarray:
 
 def bvlc_weights(layers: list[CaffeLayer]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """conv1 ... fc8's (weight, bias) in the layouts :func:`alexnet.bvlc.model_from_layers` takes."""
-    from alexnet.bvlc import BVLC_LAYERS
-
     weighted = [layer for layer in layers if layer.blobs]
     names = [layer.name for layer in weighted]
     twice = sorted({n for n in names if names.count(n) > 1})
     missing = [n for n in BVLC_LAYERS if n not in names]
     extra = [n for n in names if n not in BVLC_LAYERS]
-    problems = [what + ", ".join(names) for what, names in (
-        ("layers named twice: ", twice), ("no weights for ", missing), ("weights of layers it has not: ", extra)) if names]
+    labels = ("layers named twice: ", "no weights for ", "weights of layers it has not: ")
+    problems = [label + ", ".join(found) for label, found in zip(labels, (twice, missing, extra)) if found]
     if problems:
         raise UserError("not bvlc_alexnet: " + "; ".join(problems))
     found = {}
@@ -159,8 +157,6 @@ def read_mean(path: str | Path) -> np.ndarray:
 def convert_caffe(caffemodel: str | Path, out: str | Path, mean: str | Path | None = None):
     """Write Caffe's bvlc_alexnet (``caffemodel``) to ``out`` as a model file, with the mean image in
     ``mean`` (else Caffe's per-channel mean); returns the model."""
-    from alexnet import bvlc
-
     layers = read_caffemodel(caffemodel)
     mean_bgr = read_mean(mean) if mean is not None else None
     try:
@@ -168,8 +164,8 @@ def convert_caffe(caffemodel: str | Path, out: str | Path, mean: str | Path | No
         weights = bvlc_weights(layers)
     except UserError as err:
         raise UserError(f"{caffemodel}: {err}") from None
-    model = bvlc.model_from_layers(weights, str(caffemodel))
-    bvlc.save_bvlc_model(model, out, mean_bgr, str(caffemodel), mean_source=str(mean) if mean is not None else None)
+    model = model_from_layers(weights, str(caffemodel))
+    save_bvlc_model(model, out, mean_bgr, str(caffemodel), mean_source=str(mean) if mean is not None else None)
     return model
 
 

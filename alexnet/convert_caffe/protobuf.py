@@ -1,7 +1,5 @@
-"""Caffe's files read field by field: the protocol buffer wire format and the few messages of
-Caffe's ``caffe.proto`` that hold bvlc_alexnet's weights and its mean image.
-
-The fields read (caffe.proto, BVLC/caffe master)::
+"""Caffe's files read field by field: the protocol buffer wire format and the fields of Caffe's
+``caffe.proto`` (BVLC/caffe master) that hold bvlc_alexnet's weights and its mean image::
 
     NetParameter     layer = 100 (LayerParameter), layers = 2 (V1LayerParameter, Caffe before 2015)
     LayerParameter   name = 1, type = 2 (string), blobs = 7, convolution_param = 106,
@@ -12,13 +10,10 @@ The fields read (caffe.proto, BVLC/caffe master)::
     BlobProto        shape = 7 (BlobShape: dim = 1, packed int64), data = 5 (packed float),
                      double_data = 8 (packed double), legacy num = 1, channels = 2, height = 3, width = 4
 
-A ``.caffemodel`` is one NetParameter, a ``.binaryproto`` mean one BlobProto.
-
-Why not ``google.protobuf``: with no compiled caffe.proto to import it would need hand-built
-descriptors, copy 61 million floats into Python containers, and fail with "Error parsing message"
-without saying where. Here every length is checked against the bytes left before anything is
-read, packed floats are numpy views of the file's bytes, and a damaged file gets a message saying
-what is wrong where (protobuf.dev/programming-guides/encoding). A protocol buffer holds no code.
+A ``.caffemodel`` is one NetParameter, a ``.binaryproto`` mean one BlobProto. Not ``google.protobuf``:
+it would need hand-built descriptors, copy 61 million floats into Python objects and say only "Error
+parsing message"; here every length is checked before it is read, floats are numpy views of the
+file's bytes, and a damaged file gets a message saying what is wrong where.
 """
 
 from __future__ import annotations
@@ -63,8 +58,6 @@ class FieldBudget:
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
     """(value, next position) of the base-128 varint at ``pos``: at most 10 bytes."""
-    if pos < len(buf) and buf[pos] < 0x80:  # most keys and lengths
-        return buf[pos], pos + 1
     value = shift = 0
     for i in range(pos, min(pos + 10, len(buf))):
         byte = buf[i]
@@ -119,14 +112,13 @@ def fields(buf: memoryview, budget: FieldBudget | None = None, runs: tuple[int, 
                 raise WireError(f"field {number} at byte {start:,} says it holds {size:,} bytes, "
                                 f"but only {end - pos:,} follow")
             value, pos = buf[pos: pos + size], pos + size
+        elif wire == FIXED32 and number in runs and key < 0x80 and pos + 4 < end and buf[pos + 4] == key:
+            value, pos = _fixed32_run(buf, start, key)
         elif wire in (FIXED32, FIXED64):
-            if wire == FIXED32 and number in runs and key < 0x80 and pos + 4 < end and buf[pos + 4] == key:
-                value, pos = _fixed32_run(buf, start, key)
-            else:
-                size = 4 if wire == FIXED32 else 8
-                if size > end - pos:
-                    raise WireError(f"field {number} at byte {start:,} runs past the end of the data")
-                value, pos = buf[pos: pos + size], pos + size
+            size = 4 if wire == FIXED32 else 8
+            if size > end - pos:
+                raise WireError(f"field {number} at byte {start:,} runs past the end of the data")
+            value, pos = buf[pos: pos + size], pos + size
         else:
             raise WireError(f"wire type {wire} (field {number}) at byte {start:,}: not a protocol buffer "
                             f"Caffe writes")
