@@ -1,13 +1,9 @@
 """Caffe's ``bvlc_alexnet`` as our ``alexnet`` architecture: its layer list to a model, and its model file.
 
 ``bvlc_alexnet`` (57.1% top-1 / 80.2% top-5 on ILSVRC-2012 validation, centre crop, as its readme
-publishes) is the paper's network with Caffe's conventions, each an option here (docs/model.md,
-checked against BVLC/caffe's ``deploy.prototxt`` and ``lrn_layer.cpp``): LRN with alpha divided
-by n, k = 1 and the window over all maps of the layer, since Caffe's LRN knows nothing of conv2's
-``group: 2``; its pooling rounds up, which at 227 gives the same sizes as our floor. Its input is
-BGR, 0-255, minus a 256x256 mean image: conv1's weights and the mean are permuted to RGB, so that
-the model takes RGB like every other ``mean_image`` model here. Shared by ``alexnet convert
-caffe`` and ``alexnet convert onnx``.
+publishes) is the paper's network with Caffe's LRN and pooling, options here (docs/model.md), and
+BGR input: conv1's weights and the mean are permuted to RGB, so that the model takes RGB minus its
+mean image like every other ``mean_image`` model. Shared by ``alexnet convert caffe|onnx``.
 """
 
 from __future__ import annotations

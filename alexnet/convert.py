@@ -1,9 +1,7 @@
 """`alexnet convert torchvision|onnx|caffe FILE OUT.pt`: published AlexNet weights as our model file.
 
-``onnx`` and ``caffe`` (Caffe's bvlc_alexnet) are :mod:`alexnet.convert_onnx` and
-:mod:`alexnet.convert_caffe`. ``torchvision``'s ``alexnet-owt-7be5be79.pth`` holds the "one weird
-trick" variant, our ``alexnet-owt``: every key and shape is checked, and the weights are read with
-``weights_only=True`` (a downloaded file cannot run code).
+``onnx`` and ``caffe`` are :mod:`alexnet.convert_onnx` and :mod:`alexnet.convert_caffe`; torchvision's
+``alexnet-owt-7be5be79.pth`` is our ``alexnet-owt``, every key and shape checked.
 """
 
 from __future__ import annotations

@@ -39,6 +39,9 @@ SEQUENCE = ("Conv", "Relu", "LRN", "MaxPool", "Conv", "Relu", "LRN", "MaxPool", 
             "Relu", "Conv", "Relu", "MaxPool", "flatten", "fc", "Relu", "fc", "Relu", "fc")
 STEP_NAMES = ("conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3", "relu3",
               "conv4", "relu4", "conv5", "relu5", "pool5", "flatten", "fc6", "relu6", "fc7", "relu7", "fc8")
+# The element types a tensor may have, one value per element in its typed field.
+NUMBER_TYPES = ("FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
+                "UINT64", "BOOL")
 
 
 def _onnx():
@@ -63,11 +66,22 @@ def read_onnx(path: str | Path):
     except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and the like on a damaged file
         raise UserError(f"{path}: not a readable ONNX file: truncated or damaged "
                         f"({type(err).__name__}: {str(err)[:200]})") from None
+    kinds = {getattr(onnx.TensorProto, k): k for k in NUMBER_TYPES}
     for name, tensor in _tensors(model, onnx.TensorProto):
         if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
             raise UserError(f"{path}: {name} is stored outside the file (ONNX external data); "
                             f"only self-contained files are read, as the model zoo's bvlcalexnet-*.onnx")
-        _check_size(tensor, name, path)
+        kind = kinds.get(tensor.data_type)  # refuse a declared shape not matching the data, before reading it
+        if kind is None:
+            raise UserError(f"{path}: {name} holds values of ONNX data type {tensor.data_type}, not one of "
+                            f"{', '.join(NUMBER_TYPES)}")
+        size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        dims = list(tensor.dims)
+        held = (len(tensor.raw_data) if tensor.HasField("raw_data")
+                else len(getattr(tensor, onnx.helper.tensor_dtype_to_field(tensor.data_type))) * size)
+        if min(dims, default=0) < 0 or math.prod(dims) * size != held:
+            raise UserError(f"{path}: {name} declares shape {dims} of {kind} ({math.prod(dims) * size:,} bytes) "
+                            f"but holds {held:,} bytes: the file is damaged")
     if not model.graph.node:
         raise UserError(f"{path}: not an ONNX model: its graph has no nodes (truncated?)")
     return model
@@ -87,27 +101,6 @@ def _tensors(message, tensor_type, owner: str = "the graph"):
                 yield from _tensors(item, tensor_type, owner)
 
 
-# The element types a tensor may have, one value per element in its typed field.
-NUMBER_TYPES = ("FLOAT", "DOUBLE", "FLOAT16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",
-                "UINT64", "BOOL")
-
-
-def _check_size(tensor, name: str, path: Path) -> None:
-    """Refuse a tensor whose declared shape does not match the data it holds, before reading it."""
-    onnx = _onnx()
-    kind = {getattr(onnx.TensorProto, k): k for k in NUMBER_TYPES}.get(tensor.data_type)
-    if kind is None:
-        raise UserError(f"{path}: {name} holds values of ONNX data type {tensor.data_type}, not one of "
-                        f"{', '.join(NUMBER_TYPES)}")
-    size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
-    dims = list(tensor.dims)
-    held = (len(tensor.raw_data) if tensor.HasField("raw_data")
-            else len(getattr(tensor, onnx.helper.tensor_dtype_to_field(tensor.data_type))) * size)
-    if min(dims, default=0) < 0 or math.prod(dims) * size != held:
-        raise UserError(f"{path}: {name} declares shape {dims} of {kind} ({math.prod(dims) * size:,} bytes) but "
-                        f"holds {held:,} bytes: the file is damaged")
-
-
 def _attrs(node) -> dict:
     onnx = _onnx()
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -118,10 +111,9 @@ def _steps(graph, source: str) -> list[Step]:
     a final Softmax dropped); refuses a graph whose nodes do not feed one another in a line."""
     steps, current = [], None
     for node in (n for n in graph.node if n.op_type != "Constant"):
-        where = f"node {node.name or node.op_type!r} ({node.op_type})"
         if current is not None and (not node.input or node.input[0] != current):
-            raise UserError(f"{source}: not bvlc_alexnet: {where} does not take the previous layer's "
-                            f"output {current!r} (the network is one chain of layers)")
+            raise UserError(f"{source}: not bvlc_alexnet: node {node.name or node.op_type!r} ({node.op_type}) does "
+                            f"not take the previous layer's output {current!r} (the network is one chain of layers)")
         if node.op_type in ("Dropout", "Identity"):
             current = node.output[0]
             continue

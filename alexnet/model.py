@@ -132,7 +132,8 @@ class AlexNet(nn.Module):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         in_ch, size = 3, input_size
         for spec in self.specs:
-            groups, i = (1 if spec.sees_both_towers else towers), spec.name[4:]
+            groups = 1 if spec.sees_both_towers else towers
+            i = spec.name[4:]  # the layer's number, for the names of its ReLU, LRN and pooling
             if spec.kernels % towers or in_ch % groups:
                 raise ValueError(f"{spec.name}: {in_ch} input maps and {spec.kernels} kernels do not "
                                  f"split into {towers} towers")
@@ -237,12 +238,9 @@ class _Tower(nn.Module):
 
 
 class TwoDeviceAlexNet(nn.Module):
-    """The paper's network with tower A on ``devices[0]`` and tower B on ``devices[1]`` (section 3.2).
-
-    Activations cross devices only into the layers that see both towers (conv3) and into the fully
-    connected layers; fc6 and fc7 are split by output neurons, fc8 lives on device A.
-    ``one_device_state_dict()`` gives the weights in the one-device layout.
-    """
+    """The paper's network with tower A on ``devices[0]`` and tower B on ``devices[1]`` (section 3.2):
+    activations cross devices only into conv3 and the fully connected layers; fc6 and fc7 are split
+    by output neurons, fc8 lives on device A."""
 
     def __init__(self, net: AlexNet, devices=("cuda:0", "cuda:1")):
         super().__init__()
