@@ -88,8 +88,7 @@ def read_onnx(path: str | Path):
 
 
 def _tensors(message, tensor_type, owner: str = "the graph"):
-    """(name, tensor) for every TensorProto inside the protobuf ``message``, however deep
-    (initializers, Constant values, subgraphs'); an unnamed one is named by its node."""
+    """(name, tensor) for every TensorProto however deep inside ``message``; an unnamed one named by its node."""
     if isinstance(message, tensor_type):
         yield message.name or f"the tensor of {owner}", message
         return
@@ -220,8 +219,7 @@ def _fc_weights(step: Step, constants, source) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bvlc_layers(model, source: str) -> tuple[dict, dict]:
-    """(layers for :func:`alexnet.bvlc.model_from_layers`, what the verification needs) of a graph
-    checked to be bvlc_alexnet's."""
+    """(layers for :func:`alexnet.bvlc.model_from_layers`, what :func:`verify` needs) of a checked graph."""
     to_array = _onnx().numpy_helper.to_array
     graph = model.graph
     constants = {t.name: to_array(t) for t in graph.initializer}
@@ -283,8 +281,7 @@ def compare_with_onnxruntime(graph: bytes, inputs: dict[str, np.ndarray], logits
 
 
 def verify(onnx_model, model: torch.nn.Module, io: dict, seed: int = 0) -> tuple[float, float] | None:
-    """:func:`compare_with_onnxruntime` of the ONNX graph, run at Caffe's 227, and ``model`` on one
-    random mean-subtracted input (BGR for the graph, RGB for ours)."""
+    """:func:`compare_with_onnxruntime` of the graph at Caffe's 227 and ``model`` (BGR for it, RGB for ours)."""
     onnx = _onnx()
     graph = onnx.ModelProto()
     graph.CopyFrom(onnx_model)

@@ -33,8 +33,7 @@ BVLC_SEQUENCE = (
     ("conv3", CONV, dict(stride=1, pad=1, group=1)), ("relu3", "ReLU", {}),
     ("conv4", CONV, dict(stride=1, pad=1, group=2)), ("relu4", "ReLU", {}),
     ("conv5", CONV, dict(stride=1, pad=1, group=2)), ("relu5", "ReLU", {}), ("pool5", "Pooling", POOL),
-    ("fc6", "InnerProduct", {}), ("relu6", "ReLU", {}),
-    ("fc7", "InnerProduct", {}), ("relu7", "ReLU", {}),
+    ("fc6", "InnerProduct", {}), ("relu6", "ReLU", {}), ("fc7", "InnerProduct", {}), ("relu7", "ReLU", {}),
     ("fc8", "InnerProduct", {}),
 )
 COMPUTING = {kind for _, kind, _ in BVLC_SEQUENCE}

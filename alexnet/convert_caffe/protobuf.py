@@ -53,9 +53,6 @@ class FieldBudget:
             raise WireError(f"more than {MAX_FIELDS:,} fields, where Caffe writes about a thousand")
 
 
-# --- the wire format -----------------------------------------------------------------------------
-
-
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
     """(value, next position) of the base-128 varint at ``pos``: at most 10 bytes."""
     value = shift = 0
@@ -92,9 +89,8 @@ def _fixed32_run(buf: memoryview, pos: int, key: int) -> tuple[np.ndarray, int]:
 
 
 def fields(buf: memoryview, budget: FieldBudget | None = None, runs: tuple[int, ...] = ()):
-    """``(field number, wire type, value)`` for each field of the message in ``buf``: an int for a
-    varint, a memoryview of the bytes otherwise, and for the fields in ``runs`` sent unpacked as
-    fixed32 a float32 array of the whole run. Each field is paid for from ``budget``."""
+    """``(field number, wire type, value)`` for each field of the message in ``buf``: an int, a memoryview or,
+    for the fields in ``runs`` sent unpacked as fixed32 a float32 array of the run; paid from ``budget``."""
     budget = budget or FieldBudget()
     pos, end = 0, len(buf)
     while pos < end:
@@ -153,9 +149,6 @@ def _signed(n: int) -> int:
     return n - (1 << 64) if n >= 1 << 63 else n
 
 
-# --- Caffe's messages ----------------------------------------------------------------------------
-
-
 def read_blob(buf: memoryview, what: str, budget: FieldBudget | None = None) -> np.ndarray:
     """A ``BlobProto`` as a float32 array of its shape (``shape``, else the legacy 4-d
     num/channels/height/width), its number of values checked against the shape."""
@@ -208,8 +201,7 @@ PARAM_FIELDS = {"Convolution": (106, 10), "InnerProduct": (117, 17), "LRN": (118
 
 @dataclass
 class CaffeLayer:
-    """One layer of a Caffe network: its name, type, parameter blobs and the fields of its settings
-    message (``convolution_param``, ``lrn_param``, ...: see :func:`settings`)."""
+    """One layer of a Caffe network: its name, type, parameter blobs and :func:`settings`."""
     name: str
     type: str
     blobs: list[np.ndarray] = field(default_factory=list)
@@ -281,9 +273,6 @@ def settings(param: memoryview | None, budget: FieldBudget | None = None) -> dic
                 continue
             found.setdefault(number, []).extend(numbers)
     return found
-
-
-# --- files -----------------------------------------------------------------------------------------
 
 
 def read_bounded(path: str | Path, what: str, example: str = "bvlc_alexnet.caffemodel is about 233 MB") -> memoryview:
