@@ -1,23 +1,19 @@
 """Shards in the WebDataset layout, written whole or not at all, with the byte position of each sample.
 
-A shard is a plain tar: for each sample ``<key>.jpg`` (or ``<key>.npy``) then ``<key>.cls`` (the
-class index as text). Any tar tool and the webdataset library read it. Where each image's bytes
-start and how long they are goes into the prepared dataset's index, so that a sample is read with
-one ``pread`` and nothing else is touched.
-
-Two checksums guard against damage after writing: a CRC-32 of each sample's bytes, checked on every
-read (microseconds per sample, against a millisecond to decode it), and a SHA-256 of each whole
-file, checked by ``alexnet prepare --verify`` (it also covers tar headers and class members).
+A shard is a plain tar of ``<key>.jpg`` (or ``.npy``) and ``<key>.cls`` (the class index as text)
+per sample; the dataset's index records where each image's bytes lie, so a sample is one ``pread``.
+A CRC-32 of each sample is checked on every read, a SHA-256 of each file by ``alexnet prepare --verify``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 import zlib
 from pathlib import Path
+
+from alexnet.atomic import write_atomically
 
 BLOCK = tarfile.BLOCKSIZE
 DIGEST = "sha256"  # of each whole file, recorded in meta.json
@@ -36,20 +32,6 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     """The hex digest of a whole file, read in blocks (bounded memory)."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, algorithm).hexdigest()
-
-
-def write_atomically(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file, flush it to disk, then rename it to ``path``.
-
-    A reader (or a resumed run) therefore sees either nothing or the whole file, whenever the
-    process is killed.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _member(name: str, size: int) -> tarfile.TarInfo:
