@@ -13,9 +13,9 @@ import glob
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
-import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -141,12 +141,10 @@ def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
 def _atomic_path(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}.",
-                               suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies: an ordinary file
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
+        yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -178,12 +176,6 @@ def _alive(pid: int) -> bool:
     except OSError:  # another user's process: alive
         pass
     return True
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:

@@ -1,11 +1,8 @@
 """Views of a prepared dataset whose items are whole batches, as loader workers make them.
 
-:class:`CropBatches` (the default, ``decode="workers"``): a worker reads the stored samples,
-decodes them and copies each one's crop window into one uint8 batch, NHWC in memory (so a crop is
-a row copy), with the labels and the windows (:mod:`alexnet.data.transforms`).
-:class:`EncodedBatches` (``decode="device"``): a worker only reads the stored JPEG bytes; the
-device decodes and crops them (:mod:`alexnet.data.device_decode`). :func:`alexnet.data.loader.make_loader`
-builds the ``DataLoader`` over either; analysis reads chosen samples through them.
+:class:`CropBatches` (``decode="workers"``) decodes the samples and copies each crop window into one
+uint8 NHWC batch; :class:`EncodedBatches` (``decode="device"``) only reads the JPEG bytes, which the
+device decodes and crops (:mod:`alexnet.data.device_decode`).
 """
 
 from __future__ import annotations
@@ -39,25 +36,24 @@ def as_is(batch):
 
 
 class CropBatches(torch.utils.data.Dataset):
-    """A view of ``dataset`` whose items are whole batches (see this module's docstring).
+    """A view of ``dataset`` whose items are whole batches.
 
     ``windows`` is ``"random"`` (training, section 4.1; ``random_crop``/``flip`` switch its parts
     off), ``"centre"`` or ``"ten"`` (testing). ``self[sample numbers]`` returns
-    ``(images, labels, windows)``. With a ``ring`` of shared-memory batch slots
-    ``[slots, batch, views, S, S, 3]`` (made before the workers start), ``self[(slot, sample
-    numbers)]`` fills that slot and returns ``(slot, labels, windows)``: workers then write into
-    memory that is already mapped instead of new shared memory for every batch, whose first
-    touch costs as much as decoding on some machines.
+    ``(images, labels, windows)``. With a ``ring`` of shared-memory slots
+    ``[slots, batch, views, S, S, 3]`` set before the workers start, ``self[(slot, sample numbers)]``
+    fills that slot and returns ``(slot, labels, windows)``: memory already mapped, where the first
+    touch of new shared memory per batch costs as much as decoding on some machines.
     """
 
+    ring: torch.Tensor | None = None
+
     def __init__(self, dataset, crop_size: int, windows: str = "random", *, seed: int = 0,
-                 epoch: int = 0, random_crop: bool = True, flip: bool = True,
-                 ring: torch.Tensor | None = None):
+                 epoch: int = 0, random_crop: bool = True, flip: bool = True):
         if windows not in ("random", "centre", "ten"):
             raise ValueError(f"windows must be 'random', 'centre' or 'ten', got {windows!r}")
         self.dataset, self.crop_size, self.windows = dataset, crop_size, windows
         self.seed, self.epoch, self.random_crop, self.flip = seed, epoch, random_crop, flip
-        self.ring = ring
         self.image_size = image_shape(dataset)  # without reading the mean image: evaluation may not need it
         self.labels = np.asarray(dataset.labels, dtype=np.int64)
         self.views = 10 if windows == "ten" else 1
@@ -73,9 +69,8 @@ class CropBatches(torch.utils.data.Dataset):
     def sample_windows(self, indices: np.ndarray) -> np.ndarray:
         """``[len(indices), views, 3]`` windows of these samples."""
         if self.windows == "random":
-            found = random_windows(indices, self.image_size, self.crop_size, seed=self.seed,
-                                   epoch=self.epoch, random_crop=self.random_crop, flip=self.flip)
-            return found[:, None]
+            return random_windows(indices, self.image_size, self.crop_size, seed=self.seed, epoch=self.epoch,
+                                  random_crop=self.random_crop, flip=self.flip)[:, None]
         fixed = view_windows(self.image_size, self.crop_size, self.windows)
         return np.tile(fixed[None], (len(indices), 1, 1))
 
@@ -126,19 +121,13 @@ class CropBatches(torch.utils.data.Dataset):
         return images, labels, windows
 
 
-
 class EncodedBatches(CropBatches):
-    """Batches of stored JPEG bytes with their labels and windows, for ``decode="device"``
-    (:mod:`alexnet.data.device_decode`).
-
-    ``self[sample numbers]`` (in a worker) returns ``(data, sizes, labels, windows)``: the JPEGs
-    end to end in one uint8 tensor, their byte counts, int64 labels and ``[N, views, 3]`` windows.
-    :meth:`stage` turns that into the loader's usual batch on a device.
+    """Batches of stored JPEG bytes, for ``decode="device"``: ``self[sample numbers]`` (in a worker)
+    is ``(data, sizes, labels, windows)``, the JPEGs end to end in one uint8 tensor and their byte
+    counts; :meth:`stage` turns it into the loader's usual batch on a device.
     """
 
     def __init__(self, dataset, crop_size: int, windows: str = "random", **options):
-        if options.get("ring") is not None:
-            raise ValueError("EncodedBatches has no ring: its batches are small")
         super().__init__(dataset, crop_size, windows, **options)
         check_device_decoding(dataset)  # here, in the training process, not in a worker
 

@@ -1,16 +1,15 @@
 """Random access to a prepared dataset (`alexnet prepare`): sample ``i`` is one ``pread`` away.
 
-The index (shard, byte offset, byte size per sample) and the labels are memory-mapped numpy
-arrays: no per-sample Python objects, so a DataLoader's workers share them through the page cache
-and host memory stays flat. File handles are opened lazily in each process, never inherited, so
-the dataset pickles in microseconds. Each sample read is checked against its CRC-32, and a missing
-or damaged file is an error that names it.
+The index and labels are memory-mapped numpy arrays (workers share them through the page cache);
+file handles are opened lazily in each process. Each read is checked against its CRC-32, and a
+missing or damaged file is an error that names it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,9 @@ from alexnet.errors import UserError
 class PreparedDataset:
     """Split ``split`` of the prepared dataset in ``root``: ``ds[i] -> (uint8 HxWx3 image, class index)``.
 
-    Also ``read(i) -> (stored bytes, class index)`` for loaders that decode and crop in one step,
-    ``labels`` (int64 array), ``classes`` (list of ``{"index", "id", "name"}``), ``class_names``,
-    ``mean`` (the training mean image, float32 HxWx3, 0-255) and the training pixels' RGB PCA:
-    ``pca_eigvals`` (3,) and ``pca_eigvecs`` (3x3, eigenvectors as columns), 0-255 scale (section 4.1).
+    Also ``read(i)``, ``labels`` (int64), ``classes`` (``{"index", "id", "name"}``), ``class_names``,
+    ``mean`` and the training pixels' RGB PCA on the 0-255 scale (section 4.1): ``pca_eigvals`` (3,)
+    and ``pca_eigvecs`` (3x3, eigenvectors as columns).
     """
 
     def __init__(self, root, split: str = "train"):
@@ -45,7 +43,7 @@ class PreparedDataset:
             self.pca_eigvals = np.array(stats["pca_eigvals"], dtype=np.float64)
             self.pca_eigvecs = np.array(stats["pca_eigvecs"], dtype=np.float64)
             self._shards = [str(self.root / s) for s in info["shards"]]
-            # crc32: per-sample checksums, absent from datasets prepared before they were recorded
+            # crc32 (per-sample checksums) is optional: older datasets lack it
             self._index_files = {name: self.root / info[name] for name in ("index", "labels", "crc32")
                                  if name in info}
             self._samples = int(info["samples"])
@@ -108,11 +106,8 @@ class PreparedDataset:
         return fd
 
     def read(self, i) -> tuple[bytes, int]:
-        """Sample ``i`` as stored (JPEG or .npy bytes, undecoded) and its class index.
-
-        Its bytes are checked against the CRC-32 recorded when the dataset was prepared: a damaged
-        shard is an error naming the shard and the sample, never silently altered pixels.
-        """
+        """Sample ``i`` as stored (JPEG or .npy bytes) and its class index; bytes that do not match
+        their CRC-32 are a UserError naming the shard and the sample."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} out of range for {len(self)} samples")
         shard, offset, size = (int(v) for v in self._index[i])
@@ -136,14 +131,11 @@ class PreparedDataset:
 
     def __del__(self):
         for fd in getattr(self, "_fds", {}).values():
-            try:
+            with suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __repr__(self) -> str:
-        classes = len(self.classes)
-        return f"PreparedDataset({str(self.root)!r}, {self.split!r}): {len(self)} samples, {classes} classes"
+        return f"PreparedDataset({str(self.root)!r}, {self.split!r}): {len(self)} samples, {len(self.classes)} classes"
 
 
 def read_meta(root: Path) -> dict:
@@ -185,7 +177,7 @@ def prepare_again(root: Path, meta: dict) -> str:
 
 
 def image_shape(dataset) -> tuple[int, int]:
-    """``(height, width)`` of a dataset's stored images: a prepared dataset's recorded size, without
-    reading its mean image; else (a stand-in) the shape of its mean image."""
+    """``(height, width)`` of a dataset's stored images: its recorded size (the mean image is not
+    read), else the shape of its mean image."""
     size = getattr(dataset, "image_size", None)
     return (size, size) if size else tuple(np.shape(dataset.mean)[:2])

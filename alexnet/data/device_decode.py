@@ -1,19 +1,11 @@
 """JPEG decoding on the training device (``decode="device"``): nvJPEG on CUDA, through torchvision.
 
-With ``make_loader(..., decode="device")`` the loader's workers only read: each batch is the stored
-JPEG bytes of its samples packed into one uint8 tensor with their sizes, plus the labels and the
-same crop windows as the default path (:class:`alexnet.data.batches.EncodedBatches`). The stage
-of :class:`alexnet.data.prefetch.DevicePrefetcher` (on a side CUDA stream) decodes the batch with
-``torchvision.io.decode_jpeg(..., device=...)`` (:func:`decode_jpegs`) and cuts the windows in one
-gather (:func:`alexnet.data.transforms.cut_at_windows`): what the default loader gives, on the device.
-
-When it pays: when the CPU cores, not the GPU, limit training (fewer than about one core per 2,450
-images/s the GPU can train, one loader worker's rate on the development machine; BENCHMARKS.md).
-nvJPEG's pixels can differ from libjpeg's (Pillow) by a level or two: the JPEG standard does not
-fix the inverse DCT and chroma upsampling exactly. Needs torchvision 0.19 or newer and JPEG shards
-(``alexnet prepare --format jpeg``, the default).
-
-Imports neither torch nor numpy, so that the command-line options can take :data:`DECODERS` from it.
+The loader's workers only read the JPEG bytes (:class:`alexnet.data.batches.EncodedBatches`); the
+prefetcher's stage decodes them with :func:`decode_jpegs` and cuts the windows in one gather
+(:func:`alexnet.data.transforms.cut_at_windows`). It pays when CPU cores, not the GPU, limit
+training (BENCHMARKS.md). nvJPEG's pixels can differ from Pillow's by a level or two. Needs
+torchvision 0.19 or newer and JPEG shards. Imports neither torch nor numpy (the options read
+:data:`DECODERS`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
 Section 2 of the paper: "we down-sampled the images to a fixed resolution of 256x256. Given a
 rectangular image, we first rescaled the image such that the shorter side was of length 256, and
-then cropped out the central 256x256 patch from the resulting image."
-
-ImageNet holds every kind of file a camera or a web page produces: greyscale, CMYK, palette and
-RGBA images, 16-bit PNGs, PNGs named .JPEG. All of them end here as uint8 RGB.
+then cropped out the central 256x256 patch from the resulting image." Every mode ImageNet holds
+(greyscale, CMYK, palette, RGBA, 16-bit PNGs, PNGs named .JPEG) ends here as uint8 RGB.
 """
 
 from __future__ import annotations
@@ -20,14 +18,13 @@ try:  # libjpeg-turbo called directly: the same pixels as Pillow's decoder, in h
 except ImportError:  # pragma: no cover - a checkout run without its dependencies: Pillow decodes
     simplejpeg = None
 
-# The file names taken for images where a folder is listed by name (analysis and benchmark image
-# folders): the formats Pillow reads in every build (torchvision's ImageFolder list, plus GIF and
-# PBM). `alexnet prepare` itself identifies every file by its content, not its name.
+# Names taken for images where a folder is listed by name (analysis and benchmark folders): what
+# every Pillow build reads. `alexnet prepare` identifies files by their content instead.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff",
                             ".webp"})
 
-# A source file is read whole into memory; one larger than this many bytes per pixel of the
-# budget (alexnet.defaults.MAX_PIXELS; an uncompressed RGBA image at the budget) is not read at all.
+# A source file larger than this many bytes per pixel of the budget (alexnet.defaults.MAX_PIXELS;
+# uncompressed RGBA) is not read at all.
 FILE_BYTES_PER_PIXEL = 4
 BAND = 256  # rows converted at a time from 16/32-bit greyscale: its float temporaries stay small
 
@@ -52,11 +49,8 @@ def open_image(data: bytes) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit RGB, whatever its mode.
-
-    Transparent pixels are shown over white (what a browser shows); 16-bit and 32-bit integer
-    greyscale is scaled from its full range to 0-255 rather than clipped.
-    """
+    """``image`` as 8-bit RGB, whatever its mode: transparency over white (as a browser shows it),
+    16- and 32-bit greyscale scaled from its full range rather than clipped."""
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
@@ -89,10 +83,8 @@ def check_pixels(image: Image.Image, max_pixels: int | None, claimed: tuple[int,
 def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = None) -> np.ndarray:
     """The central ``size`` x ``size`` patch after rescaling the shorter side to ``size`` (section 2).
 
-    Only the kept square is resampled (``resize(box=...)``), so the discarded margins cost nothing;
-    JPEGs are first decoded at the smallest DCT scale that still covers ``size`` (draft mode), so
-    that a 4000-pixel photograph costs little more than a small one. An image that would still
-    decode to more than ``max_pixels`` pixels (if given) is BadImage, known from its header alone.
+    Only the kept square is resampled, and JPEGs are decoded at the smallest DCT scale that covers
+    ``size`` (draft mode). An image over ``max_pixels`` pixels (if given) is BadImage, from its header.
     """
     claimed = image.size
     if image.format == "JPEG":
@@ -129,11 +121,8 @@ def jpeg_library() -> str:
 def decode(data: bytes, extension: str) -> np.ndarray:
     """A stored sample (``.jpg`` or ``.npy`` bytes) as an HxWx3 uint8 array.
 
-    JPEGs go to simplejpeg when it is installed (a dependency): it calls libjpeg-turbo with the
-    same settings as Pillow (accurate DCT, smooth chroma upsampling), so the pixels are the same,
-    and it skips Pillow's image object, incremental reads and copies: twice as fast on a 256x256
-    sample, which is most of a loader worker's time (BENCHMARKS.md, "JPEG decoding"). Anything it
-    cannot read goes to Pillow.
+    JPEGs go to simplejpeg when installed: libjpeg-turbo with Pillow's settings (the same pixels),
+    twice as fast (BENCHMARKS.md, "JPEG decoding"); anything it cannot read goes to Pillow.
     """
     if extension == "npy":
         return np.load(io.BytesIO(data), allow_pickle=False)

@@ -1,21 +1,5 @@
-"""Batches of uint8 crops from a prepared dataset, for training and testing (paper section 4.1).
-
-:func:`make_loader` returns a ``torch.utils.data.DataLoader`` over one epoch. Each item is a whole
-batch, made inside one worker process (:class:`alexnet.data.batches.CropBatches`): it reads the
-stored samples (``dataset.read``), decodes them (a 256x256 JPEG with PIL, or a raw ``.npy`` array)
-and copies the crop window of each into one slot of a ring of shared-memory uint8 batches made
-once per loader; the loader hands over
-
-- ``images``: uint8 ``[N, 3, S, S]``, channels-last in memory (NHWC storage, so a crop is a row
-  copy; ``.contiguous()`` gives NCHW storage if ever needed). With ``ten_crop=True``:
-  ``[N, 10, 3, S, S]`` in the order of :data:`alexnet.data.transforms.TEN_CROP_ORDER`.
-- ``labels``: int64 ``[N]``.
-- ``windows``: int64 ``[N, 3]`` (``[N, 10, 3]`` for ten crops): top, left, flipped; the input of
-  :class:`alexnet.data.transforms.DeviceTransform`, which does the float work on the device.
-
-No per-sample Python objects are shared with workers: the sampler deals int64 numpy arrays, one per
-batch, and the dataset keeps its index in numpy, so host memory stays flat over an epoch however
-many workers run.
+"""Batches of uint8 crops from a prepared dataset, for training and testing (paper section 4.1):
+:func:`make_loader`, a ``DataLoader`` whose workers each make whole batches in a ring of shared slots.
 """
 
 from __future__ import annotations
@@ -35,11 +19,9 @@ from alexnet.errors import UserError
 class BatchLoader(torch.utils.data.DataLoader):
     """A ``DataLoader`` of :class:`CropBatches` whose workers write into a ring of shared slots.
 
-    Why a slot is never overwritten while it is read: a ``DataLoader`` keeps at most
-    ``workers * prefetch_factor`` batches requested and not yet returned, and requests the next
-    one when it returns one. The ring has one slot more than that, and this iterator copies each
-    batch out of its slot (into page-locked memory when pinning, ready for the GPU) before the
-    caller can ask for the batch after it, which is the first that may reuse the slot.
+    A slot is never overwritten while read: a ``DataLoader`` has at most ``workers * prefetch_factor``
+    batches requested and not returned, the ring one slot more, and each batch is copied out of its
+    slot before the caller can ask for the next, the first that may reuse it.
     """
 
     def __iter__(self):
@@ -51,11 +33,9 @@ class BatchLoader(torch.utils.data.DataLoader):
 
     @staticmethod
     def _shut_down_after(batches, workers):
-        """``batches``; however their iteration ends (exhausted, an error, closed), the workers are
-        shut down then. Left to the iterator's garbage collection, they can outlive it: a traceback
-        holds it, and at exit multiprocessing terminates and joins workers that ignore SIGTERM
-        (:func:`alexnet.train.data.ignore_stop_signals`) forever. A worker's UserError (a
-        damaged sample) arrives as its one-line message."""
+        """``batches``, with the workers shut down however their iteration ends (left to garbage
+        collection, workers that ignore SIGTERM can hang the exit). A worker's UserError arrives as
+        its one-line message."""
         try:
             yield from batches
         except UserError as err:  # a DataLoader raises a worker's again with its traceback in front
@@ -64,9 +44,8 @@ class BatchLoader(torch.utils.data.DataLoader):
                 raise
             raise UserError(text.rstrip().rpartition(f"{type(err).__module__}.{name}: ")[2]) from None
         finally:
-            shut_down = getattr(workers, "_shutdown_workers", None)  # absent without workers
-            if shut_down is not None:
-                shut_down()
+            if hasattr(workers, "_shutdown_workers"):  # absent without workers
+                workers._shutdown_workers()
 
     def _copied_out(self, slots):
         batches: CropBatches = self.dataset
@@ -87,9 +66,7 @@ class BatchLoader(torch.utils.data.DataLoader):
                                 stage=None if stage is None else (lambda batch: stage(batch, device)))
 
 
-def default_workers() -> int:
-    """One loader worker per core this process may run on."""
-    return available_cores()
+default_workers = available_cores  # one loader worker per core this process may run on
 
 
 def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: int = 0,
@@ -97,28 +74,25 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
                 start: int = 0, ten_crop: bool = False, pin_memory: bool | None = None,
                 limit: int | None = None, random_crop: bool = True, flip: bool = True,
                 drop_last: bool = False, prefetch_factor: int = 2, decode: str = "workers") -> BatchLoader:
-    """One epoch of uint8 batches of ``dataset`` (a ``PreparedDataset`` or anything with its
-    ``read``, ``extension``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``.
+    """One epoch of batches of ``dataset`` (a ``PreparedDataset`` or anything with its ``read``,
+    ``extension``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``: ``images``
+    uint8 ``[N, 3, S, S]``, channels-last in memory (ten crops: ``[N, 10, 3, S, S]`` in the order of
+    ``TEN_CROP_ORDER``), ``labels`` int64 ``[N]``, ``windows`` int64 ``[N, 3]`` (``[N, 10, 3]``) of
+    (top, left, flipped) for :class:`alexnet.data.transforms.DeviceTransform`.
 
-    - ``train=True``: samples reshuffled from ``(seed, epoch)``, dealt to ranks with every rank
-      the same number (see :mod:`alexnet.data.sampler`), random crops of ``crop_size`` mirrored
-      with probability 0.5 (section 4.1; ``random_crop=False`` / ``flip=False`` for ablations).
-    - ``train=False``: samples in order, each exactly once over all ranks (no padding), the centre
-      crop, or with ``ten_crop=True`` the paper's ten crops.
-    - ``start``: global position in the epoch already done (a checkpoint's ``position``); the
-      loader yields the rest of the same epoch. ``limit``: read only that many images this epoch.
+    - ``train=True``: samples reshuffled from ``(seed, epoch)`` and dealt to ranks equally
+      (:mod:`alexnet.data.sampler`), random crops mirrored with probability 0.5 (section 4.1;
+      ``random_crop=False`` / ``flip=False`` for ablations).
+    - ``train=False``: samples in order, each once over all ranks, the centre crop or ``ten_crop``.
+    - ``start``: global position already done (a checkpoint's ``position``); ``limit``: images read.
     - ``workers``: decoding processes (default: one per core; 0 decodes in this process).
     - ``pin_memory``: page-locked batches for fast copies to the GPU (default: when CUDA exists).
-    - ``decode``: ``"workers"`` (the workers decode and crop) or ``"device"`` (the workers only read
-      the JPEG bytes; ``loader.to(device)`` decodes them there, with nvJPEG on CUDA:
+    - ``decode``: ``"workers"`` or ``"device"`` (workers only read; ``loader.to(device)`` decodes,
       :mod:`alexnet.data.device_decode`).
 
-    The result is deterministic given ``(seed, epoch, rank, world_size, start)``, whatever the
-    number of workers, and making or iterating it never draws from the global random-number
-    generators (the training's dropout). A sample that cannot be read or decoded raises a
-    one-line UserError naming it and its shard, and the workers are shut down when the iteration
-    ends, however it ends. Build a new loader for every epoch and iterate it once. With several ranks
-    on one machine, give each ``workers = cores // ranks``.
+    Deterministic given ``(seed, epoch, rank, world_size, start)`` whatever the workers, and never
+    draws from the global random-number generators. An unreadable sample is a one-line UserError
+    naming it and its shard. Build a new loader for every epoch and iterate it once.
     """
     if ten_crop and train:
         raise ValueError("ten_crop is a test transform: use it with train=False")
@@ -133,12 +107,10 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
     slots = workers * prefetch_factor + 1 if workers > 0 and decode == "workers" else None
     if slots:
         batches.ring = torch.empty((slots, *batches.batch_shape(batch_size)), dtype=torch.uint8).share_memory_()
-    batch_sampler = BatchSampler(sampler, batch_size, drop_last, slots)
-    # A generator of its own: by default a DataLoader seeds its workers from the global torch RNG
-    # when iterated, which would shift the training's dropout draws (a resumed run would differ).
+    # Its own generator: a DataLoader seeds its workers from the global torch RNG, shifting dropout's draws
     own_rng = torch.Generator().manual_seed(int(np.random.SeedSequence((seed, epoch, rank)).generate_state(1)[0]))
-    return BatchLoader(batches, sampler=batch_sampler, batch_size=None, collate_fn=as_is,
-                       num_workers=workers, generator=own_rng,
+    return BatchLoader(batches, sampler=BatchSampler(sampler, batch_size, drop_last, slots), batch_size=None,
+                       collate_fn=as_is, num_workers=workers, generator=own_rng,
                        pin_memory=(torch.cuda.is_available() if pin_memory is None else pin_memory)
                        and decode == "workers",
                        prefetch_factor=prefetch_factor if workers > 0 else None)
