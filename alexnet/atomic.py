@@ -129,8 +129,7 @@ def write_atomically(path: Path, write) -> None:
 
 
 def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporaries that killed atomic writes left in ``folder`` (not below it); the
-    paths removed. Call it only where no other process is writing."""
+    """Delete (and list) the temporaries killed writes left in ``folder``, where no other process writes."""
     removed = [tmp for tmp in Path(folder).glob(".*.tmp") if tmp.is_file()]
     for tmp in removed:
         tmp.unlink(missing_ok=True)
@@ -159,8 +158,7 @@ def _atomic_path(path: Path):
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete the temporaries of ``path`` (``.NAME.PID@HOST.XXXXXXXX.tmp``) whose writer, a process
-    of this host, is dead: what a killed write of ``path`` left. A live writer's stays."""
+    """Delete the temporaries of ``path`` (``.NAME.PID@HOST.XXXXXXXX.tmp``) whose writer, of this host, is dead."""
     host = socket.gethostname()
     for tmp in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
         writer = re.fullmatch(r"(\d{1,9})@([^@]+)\.[^.@]+\.tmp", tmp.name[len(path.name) + 2:])

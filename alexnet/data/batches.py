@@ -1,8 +1,5 @@
-"""Views of a prepared dataset whose items are whole batches, as loader workers make them.
-
-:class:`CropBatches` (``decode="workers"``) decodes the samples and copies each crop window into one
-uint8 NHWC batch; :class:`EncodedBatches` (``decode="device"``) only reads the JPEG bytes, which the
-device decodes and crops (:mod:`alexnet.data.device_decode`).
+"""Views of a prepared dataset whose items are whole batches, as loader workers make them: decoded
+and cropped (:class:`CropBatches`) or JPEG bytes for the device to decode (:class:`EncodedBatches`).
 """
 
 from __future__ import annotations
@@ -21,8 +18,8 @@ from alexnet.errors import UserError
 
 
 def sample_error(dataset, index: int, what: str, err: BaseException) -> UserError:
-    """A stored sample that cannot be read or decoded, named with its shard. A plain UserError, so
-    that a DataLoader can raise it again in the training process."""
+    """A stored sample that cannot be read or decoded, named with its shard (a plain UserError, which
+    a DataLoader raises again in the training process)."""
     where = dataset.shard_of(int(index)) if hasattr(dataset, "shard_of") else getattr(dataset, "root", "the dataset")
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     reason = re.sub(r" ?<[^<>]* at 0x[0-9a-f]+>", "", reason)  # PIL names its in-memory file
@@ -36,14 +33,11 @@ def as_is(batch):
 
 
 class CropBatches(torch.utils.data.Dataset):
-    """A view of ``dataset`` whose items are whole batches.
-
-    ``windows`` is ``"random"`` (training, section 4.1; ``random_crop``/``flip`` switch its parts
-    off), ``"centre"`` or ``"ten"`` (testing). ``self[sample numbers]`` returns
-    ``(images, labels, windows)``. With a ``ring`` of shared-memory slots
-    ``[slots, batch, views, S, S, 3]`` set before the workers start, ``self[(slot, sample numbers)]``
-    fills that slot and returns ``(slot, labels, windows)``: memory already mapped, where the first
-    touch of new shared memory per batch costs as much as decoding on some machines.
+    """A view of ``dataset`` whose items are whole batches: ``self[sample numbers]`` is ``(images,
+    labels, windows)``, ``windows`` being ``"random"`` (training, section 4.1), ``"centre"`` or ``"ten"``.
+    With a ``ring`` of shared slots ``[slots, batch, views, S, S, 3]`` set before the workers start,
+    ``self[(slot, sample numbers)]`` fills that slot and returns ``(slot, labels, windows)`` (the first
+    touch of new shared memory per batch costs as much as decoding on some machines).
     """
 
     ring: torch.Tensor | None = None
@@ -112,8 +106,7 @@ class CropBatches(torch.utils.data.Dataset):
         return slot, labels, windows
 
     def as_batch(self, images: torch.Tensor, labels: torch.Tensor, windows: np.ndarray):
-        """The loader's ``(images [N, 3, S, S], labels, windows [N, 3])`` (ten crops: an axis of 10
-        after N) from NHWC storage."""
+        """The loader's ``(images [N, (10,) 3, S, S], labels, windows [N, (10,) 3])`` from NHWC storage."""
         images = images.permute(0, 1, 4, 2, 3)
         windows = windows if isinstance(windows, torch.Tensor) else torch.from_numpy(windows)
         if self.views == 1:
@@ -122,10 +115,8 @@ class CropBatches(torch.utils.data.Dataset):
 
 
 class EncodedBatches(CropBatches):
-    """Batches of stored JPEG bytes, for ``decode="device"``: ``self[sample numbers]`` (in a worker)
-    is ``(data, sizes, labels, windows)``, the JPEGs end to end in one uint8 tensor and their byte
-    counts; :meth:`stage` turns it into the loader's usual batch on a device.
-    """
+    """Batches of stored JPEGs for ``decode="device"``: ``(data, sizes, labels, windows)``, the JPEGs
+    end to end in one uint8 tensor; :meth:`stage` makes the loader's usual batch of it on a device."""
 
     def __init__(self, dataset, crop_size: int, windows: str = "random", **options):
         super().__init__(dataset, crop_size, windows, **options)
@@ -140,8 +131,7 @@ class EncodedBatches(CropBatches):
                 torch.from_numpy(self.sample_windows(indices)))
 
     def stage(self, batch, device: torch.device):
-        """``(images, labels, windows)`` on ``device`` from a batch of JPEG bytes: decoded there
-        (nvJPEG on CUDA), checked against the mean image's size, cropped."""
+        """``(images, labels, windows)`` on ``device`` from a batch of JPEGs, decoded there and cropped."""
         data, sizes, labels, windows = batch
         decoded = decode_jpegs(data, sizes, device)
         shapes = {tuple(image.shape) for image in decoded}

@@ -1,8 +1,5 @@
-"""Random access to a prepared dataset (`alexnet prepare`): sample ``i`` is one ``pread`` away.
-
-The index and labels are memory-mapped numpy arrays (workers share them through the page cache);
-file handles are opened lazily in each process. Each read is checked against its CRC-32, and a
-missing or damaged file is an error that names it.
+"""Random access to a prepared dataset (`alexnet prepare`): sample ``i`` is one ``pread`` away, the
+index memory-mapped (workers share it through the page cache), a missing or damaged file named.
 """
 
 from __future__ import annotations
@@ -10,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import suppress
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +63,9 @@ class PreparedDataset:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for name in ("_index", "labels", "_crc", "_fds", "_pid", "_mean"):
+        for name in ("_index", "labels", "_crc", "_fds", "_pid", "mean"):
             state.pop(name, None)
-        # the whole-file digests serve `alexnet prepare --verify` only: workers need not carry them
+        # the whole-file digests serve `alexnet prepare --verify` only
         state["meta"] = {k: v for k, v in self.meta.items() if k != "checksums"}
         return state
 
@@ -78,12 +76,10 @@ class PreparedDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
+    @cached_property
     def mean(self) -> np.ndarray:
         """The training set's mean image, float32, 0-255 (section 2)."""
-        if getattr(self, "_mean", None) is None:
-            self._mean = self._load(self.root / self.meta["stats"].get("mean_image", "mean.npy"))
-        return self._mean
+        return self._load(self.root / self.meta["stats"].get("mean_image", "mean.npy"))
 
     def _load(self, path: Path, mmap_mode=None) -> np.ndarray:
         """One of the dataset's .npy files; one line naming it if it is missing or unreadable."""

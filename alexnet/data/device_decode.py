@@ -1,11 +1,7 @@
-"""JPEG decoding on the training device (``decode="device"``): nvJPEG on CUDA, through torchvision.
+"""JPEG decoding on the training device (``decode="device"``): nvJPEG on CUDA, through torchvision 0.19+.
 
-The loader's workers only read the JPEG bytes (:class:`alexnet.data.batches.EncodedBatches`); the
-prefetcher's stage decodes them with :func:`decode_jpegs` and cuts the windows in one gather
-(:func:`alexnet.data.transforms.cut_at_windows`). It pays when CPU cores, not the GPU, limit
-training (BENCHMARKS.md). nvJPEG's pixels can differ from Pillow's by a level or two. Needs
-torchvision 0.19 or newer and JPEG shards. Imports neither torch nor numpy (the options read
-:data:`DECODERS`).
+For when CPU cores, not the GPU, limit training (BENCHMARKS.md); nvJPEG's pixels can differ from
+Pillow's by a level or two. Imports neither torch nor numpy (the options read :data:`DECODERS`).
 """
 
 from __future__ import annotations

@@ -15,23 +15,20 @@ from PIL import Image
 
 try:  # libjpeg-turbo called directly: the same pixels as Pillow's decoder, in half the time
     import simplejpeg
-except ImportError:  # pragma: no cover - a checkout run without its dependencies: Pillow decodes
+except ImportError:  # pragma: no cover - Pillow decodes
     simplejpeg = None
 
 # Names taken for images where a folder is listed by name (analysis and benchmark folders): what
 # every Pillow build reads. `alexnet prepare` identifies files by their content instead.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff",
-                            ".webp"})
+IMAGE_SUFFIXES = frozenset(".jpg .jpeg .png .bmp .gif .ppm .pgm .pbm .tif .tiff .webp".split())
 
-# A source file larger than this many bytes per pixel of the budget (alexnet.defaults.MAX_PIXELS;
-# uncompressed RGBA) is not read at all.
+# A source file over this many bytes per pixel of the budget (uncompressed RGBA) is not read at all.
 FILE_BYTES_PER_PIXEL = 4
 BAND = 256  # rows converted at a time from 16/32-bit greyscale: its float temporaries stay small
 
 
 class BadImage(Exception):
-    """A source entry that gives no image (not decodable, too large, not a regular file, a folder
-    already read); the message is the reason shown to the user."""
+    """A source entry that gives no image (not decodable, too large, not a file); the message says why."""
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -82,10 +79,7 @@ def check_pixels(image: Image.Image, max_pixels: int | None, claimed: tuple[int,
 
 def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = None) -> np.ndarray:
     """The central ``size`` x ``size`` patch after rescaling the shorter side to ``size`` (section 2).
-
-    Only the kept square is resampled, and JPEGs are decoded at the smallest DCT scale that covers
-    ``size`` (draft mode). An image over ``max_pixels`` pixels (if given) is BadImage, from its header.
-    """
+    Only the kept square is resampled, JPEGs in draft mode; over ``max_pixels`` pixels: BadImage."""
     claimed = image.size
     if image.format == "JPEG":
         image.draft("RGB", (size, size))  # keeps both sides >= size
@@ -96,8 +90,7 @@ def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = N
     left = (round(width * size / short) - size) // 2 * short / size
     top = (round(height * size / short) - size) // 2 * short / size
     try:  # the pixels are read here: truncated or corrupt data shows up now
-        rgb = to_rgb(image)
-        patch = rgb.resize((size, size), Image.BILINEAR, box=(left, top, left + short, top + short))
+        patch = to_rgb(image).resize((size, size), Image.BILINEAR, box=(left, top, left + short, top + short))
     except (OSError, ValueError, SyntaxError) as err:
         raise BadImage(f"truncated or corrupt image: {err}") from None
     return np.asarray(patch)
@@ -119,11 +112,8 @@ def jpeg_library() -> str:
 
 
 def decode(data: bytes, extension: str) -> np.ndarray:
-    """A stored sample (``.jpg`` or ``.npy`` bytes) as an HxWx3 uint8 array.
-
-    JPEGs go to simplejpeg when installed: libjpeg-turbo with Pillow's settings (the same pixels),
-    twice as fast (BENCHMARKS.md, "JPEG decoding"); anything it cannot read goes to Pillow.
-    """
+    """A stored sample (``.jpg`` or ``.npy`` bytes) as an HxWx3 uint8 array: JPEGs by simplejpeg when
+    installed (Pillow's pixels, twice as fast: BENCHMARKS.md), else or when it fails by Pillow."""
     if extension == "npy":
         return np.load(io.BytesIO(data), allow_pickle=False)
     if simplejpeg is not None:

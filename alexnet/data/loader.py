@@ -25,8 +25,7 @@ class BatchLoader(torch.utils.data.DataLoader):
     """
 
     def __iter__(self):
-        # Not a generator: the workers start here, in the caller's thread (``to`` calls this
-        # before handing the iterator to its thread; forking from a thread is best avoided).
+        # Not a generator: the workers start here, in the caller's thread, not the prefetcher's
         workers = super().__iter__()
         batches = workers if getattr(self.dataset, "ring", None) is None else self._copied_out(workers)
         return self._shut_down_after(batches, workers)
@@ -80,15 +79,11 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
     ``TEN_CROP_ORDER``), ``labels`` int64 ``[N]``, ``windows`` int64 ``[N, 3]`` (``[N, 10, 3]``) of
     (top, left, flipped) for :class:`alexnet.data.transforms.DeviceTransform`.
 
-    - ``train=True``: samples reshuffled from ``(seed, epoch)`` and dealt to ranks equally
-      (:mod:`alexnet.data.sampler`), random crops mirrored with probability 0.5 (section 4.1;
-      ``random_crop=False`` / ``flip=False`` for ablations).
-    - ``train=False``: samples in order, each once over all ranks, the centre crop or ``ten_crop``.
-    - ``start``: global position already done (a checkpoint's ``position``); ``limit``: images read.
-    - ``workers``: decoding processes (default: one per core; 0 decodes in this process).
-    - ``pin_memory``: page-locked batches for fast copies to the GPU (default: when CUDA exists).
-    - ``decode``: ``"workers"`` or ``"device"`` (workers only read; ``loader.to(device)`` decodes,
-      :mod:`alexnet.data.device_decode`).
+    ``train``: shuffled from ``(seed, epoch)``, random crops (section 4.1); else in order, each sample
+    once over all ranks, centre or ``ten_crop`` crops. ``start``: global position already done (a
+    checkpoint's ``position``); ``limit``: images read. ``workers``: decoding processes (default: one
+    per core; 0: this process). ``pin_memory`` defaults to whether CUDA exists. ``decode="device"``:
+    workers only read, ``loader.to(device)`` decodes (:mod:`alexnet.data.device_decode`).
 
     Deterministic given ``(seed, epoch, rank, world_size, start)`` whatever the workers, and never
     draws from the global random-number generators. An unreadable sample is a one-line UserError
@@ -112,5 +107,4 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
     return BatchLoader(batches, sampler=BatchSampler(sampler, batch_size, drop_last, slots), batch_size=None,
                        collate_fn=as_is, num_workers=workers, generator=own_rng,
                        pin_memory=(torch.cuda.is_available() if pin_memory is None else pin_memory)
-                       and decode == "workers",
-                       prefetch_factor=prefetch_factor if workers > 0 else None)
+                       and decode == "workers", prefetch_factor=prefetch_factor if workers > 0 else None)

@@ -1,11 +1,7 @@
-"""Batches on the training device, made ahead of the step by a background thread.
-
-:class:`DevicePrefetcher` runs a ``stage`` (default: copy every tensor without blocking) ``depth``
-batches ahead, so the training loop never waits on the loader nor issues a copy between steps. On
-CUDA the stage runs on a side stream; the consumer's stream waits on an event recorded after it, and
-each tensor is marked used there (``record_stream``) so the allocator does not reuse it too early.
-Errors in the loader or the stage are raised from the consumer's ``next``. A thread, not a process:
-copies and kernel launches release the GIL, and a process could not share the CUDA streams.
+"""Batches on the training device, made ahead of the step by a background thread (copies and
+kernel launches release the GIL): :class:`DevicePrefetcher`. On CUDA the stage runs on a side stream;
+the consumer's stream waits on an event recorded after it, and each tensor is marked used there
+(``record_stream``) so the allocator does not reuse it too early.
 """
 
 from __future__ import annotations
@@ -36,14 +32,12 @@ def _tensors(batch) -> Iterator[torch.Tensor]:
 
 
 class DevicePrefetcher:
-    """Iterate ``batches`` with ``stage(batch)`` applied ``depth`` batches ahead in a thread.
-
-    ``iter(batches)`` is called here, in the calling thread (a DataLoader starts its workers from
-    here, not from the thread). Iterate the prefetcher once.
+    """Iterate ``batches`` with ``stage(batch)`` (default: every tensor copied without blocking)
+    applied ``depth`` batches ahead in a thread; errors there are raised from ``next``. Iterate it
+    once. ``iter(batches)`` is called here, so a DataLoader starts its workers in the caller's thread.
     """
 
-    def __init__(self, batches: Iterable, device: torch.device | str, depth: int = 2,
-                 stage: Callable | None = None):
+    def __init__(self, batches: Iterable, device: torch.device | str, depth: int = 2, stage: Callable | None = None):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         device = torch.device(device)

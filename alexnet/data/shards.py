@@ -1,8 +1,5 @@
-"""Shards in the WebDataset layout, written whole or not at all, with the byte position of each sample.
-
-A shard is a plain tar of ``<key>.jpg`` (or ``.npy``) and ``<key>.cls`` (the class index as text)
-per sample; the dataset's index records where each image's bytes lie, so a sample is one ``pread``.
-A CRC-32 of each sample is checked on every read, a SHA-256 of each file by ``alexnet prepare --verify``.
+"""Shards in the WebDataset layout (a plain tar of ``<key>.jpg`` or ``.npy`` and ``<key>.cls``, the class
+index as text, per sample), written whole or not at all, with the byte position of each sample.
 """
 
 from __future__ import annotations
@@ -23,9 +20,7 @@ def shard_name(number: int) -> str:
     return f"shard-{number:06d}.tar"
 
 
-def sample_checksum(data: bytes) -> int:
-    """The CRC-32 of a sample's stored bytes (recorded at prepare time, checked on each read)."""
-    return zlib.crc32(data)
+sample_checksum = zlib.crc32  # of a sample's stored bytes: recorded at prepare time, checked on each read
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

@@ -1,14 +1,7 @@
-"""Data augmentation of paper section 4.1, split between loader workers and the training device.
-
-Workers copy out uint8 crop windows ``(top, left, flipped)``, handed over as ``windows [N, 3]``;
-:class:`DeviceTransform` does the float work batched on the device: the mean image cut at each
-window (section 2) and PCA colour noise (section 4.1, :func:`pca_colour_augmentation`).
-
-- training (:func:`random_windows`): a uniformly placed crop, mirrored with probability 0.5, drawn
-  from a hash of ``(seed, epoch, sample number)``, so a resumed or re-sharded epoch sees the same crops.
-- test, one crop (:func:`centre_window`): the central window, not mirrored.
-- test, ten crops (:func:`ten_crop_windows`) in the order of :data:`TEN_CROP_ORDER`; the paper
-  averages the softmax outputs of the ten.
+"""Data augmentation of paper section 4.1: workers copy out uint8 crop windows ``(top, left,
+flipped)`` (:func:`random_windows` for training, :func:`centre_window` and :func:`ten_crop_windows`
+for testing); :class:`DeviceTransform` does the float work batched on the device: the mean image cut
+at each window (section 2) and PCA colour noise (:func:`pca_colour_augmentation`).
 """
 
 from __future__ import annotations
@@ -45,8 +38,9 @@ def _check_sizes(image_size: tuple[int, int], crop_size: int) -> tuple[int, int]
 
 def random_windows(indices: np.ndarray, image_size: tuple[int, int], crop_size: int, *, seed: int,
                    epoch: int, random_crop: bool = True, flip: bool = True) -> np.ndarray:
-    """Training windows ``[N, 3]`` (top, left, flipped) for samples ``indices`` (section 4.1);
-    ``random_crop=False`` keeps the centre window and ``flip=False`` never mirrors (ablations)."""
+    """Training windows ``[N, 3]`` (top, left, flipped) for samples ``indices`` (section 4.1): uniformly
+    placed, mirrored with probability 0.5, a hash of ``(seed, epoch, sample number)`` (a resumed or
+    re-sharded epoch sees the same crops). ``random_crop=False`` / ``flip=False``: centre, unmirrored."""
     max_top, max_left = _check_sizes(image_size, crop_size)
     key = np.random.SeedSequence([seed, epoch, 0x63726F70]).generate_state(1, np.uint64)
     with np.errstate(over="ignore"):
@@ -63,12 +57,11 @@ def random_windows(indices: np.ndarray, image_size: tuple[int, int], crop_size: 
 
 def centre_window(image_size: tuple[int, int], crop_size: int) -> np.ndarray:
     """The central window ``[3]``, not mirrored (single-crop testing)."""
-    max_top, max_left = _check_sizes(image_size, crop_size)
-    return np.array([max_top // 2, max_left // 2, 0], np.int64)
+    return ten_crop_windows(image_size, crop_size)[TEN_CROP_ORDER.index("centre")]
 
 
 def ten_crop_windows(image_size: tuple[int, int], crop_size: int) -> np.ndarray:
-    """The paper's ten test windows ``[10, 3]`` in the order of :data:`TEN_CROP_ORDER`."""
+    """The paper's ten test windows ``[10, 3]`` in the order of :data:`TEN_CROP_ORDER` (section 4.1)."""
     max_top, max_left = _check_sizes(image_size, crop_size)
     corners = [(0, 0), (0, max_left), (max_top, 0), (max_top, max_left), (max_top // 2, max_left // 2)]
     return np.array([(t, l, f) for f in (0, 1) for t, l in corners], np.int64)
@@ -91,11 +84,8 @@ def crop_into(out: np.ndarray, image: np.ndarray, window) -> None:
 
 
 def cut_at_windows(images: torch.Tensor, windows: torch.Tensor, crop_size: int) -> torch.Tensor:
-    """Images cut at their windows, mirrored where flipped, in one batched gather on their device.
-
-    ``images``: ``[N, H, W, C]``, one per row of ``windows`` ``[N, V, 3]``, or one image ``[H, W, C]``
-    for every window (the mean). Returns ``[N, V, S, S, C]`` contiguous (the loader's NHWC storage).
-    """
+    """``images`` ``[N, H, W, C]`` (or one ``[H, W, C]`` for all: the mean) cut at ``windows`` ``[N, V, 3]``,
+    mirrored where flipped, in one gather on their device: ``[N, V, S, S, C]`` contiguous."""
     span = torch.arange(crop_size, device=images.device)
     top, left, flipped = windows.to(images.device).unbind(-1)
     rows = (top[..., None] + span)[..., :, None]  # [N, V, S, 1]
@@ -111,11 +101,9 @@ def pca_colour_augmentation(images: torch.Tensor, basis: torch.Tensor, std: floa
                             generator: torch.Generator | None = None) -> torch.Tensor:
     """Section 4.1, "Augmentation 2": alter the intensities of the RGB channels of each image.
 
-    To every pixel of image ``n`` (``images [N, 3, S, S]``, float, 0-255 scale) add
-    ``basis @ alpha_n``, with ``alpha_n ~ N(0, std)`` (three numbers) drawn from ``generator``
-    once for the image, the same for all its pixels. ``basis`` (3x3): column ``j`` is the ``j``-th
-    eigenvector of the training set's RGB covariance times its magnitude (the paper's
-    ``[p1, p2, p3][a1 l1, a2 l2, a3 l3]^T``; :class:`DeviceTransform` says which magnitude).
+    To every pixel of image ``n`` (``images [N, 3, S, S]``, float, 0-255) add ``basis @ alpha_n``,
+    ``alpha_n ~ N(0, std)`` drawn once per image from ``generator``; column ``j`` of ``basis`` is the
+    ``j``-th eigenvector of the RGB covariance times its magnitude (``[p1, p2, p3][a1 l1, a2 l2, a3 l3]^T``).
     """
     alpha = torch.randn(len(images), 3, generator=generator, device=images.device) * std
     return images + (alpha @ basis.T)[:, :, None, None]
@@ -124,22 +112,14 @@ def pca_colour_augmentation(images: torch.Tensor, basis: torch.Tensor, std: floa
 class DeviceTransform(torch.nn.Module):
     """The float half of the input pipeline, batched on the training device (sections 2 and 4.1).
 
-    ``forward(images, windows)`` takes the loader's uint8 ``images [N, 3, S, S]`` (or
-    ``[N, 10, 3, S, S]``) and ``windows [N, 3]`` (``[N, 10, 3]``); float32 inputs of the same shape:
-
-    - ``normalization="mean_image"`` (the paper): 0-255 RGB minus the mean image ``mean`` (HxWx3)
-      cut at the sample's window; ``subtract_mean=False`` leaves the raw values (ablation).
-    - ``normalization="imagenet"``: torchvision's per-channel normalisation; ``mean`` may be None.
-
-    In training mode with ``pca_std > 0``, PCA colour augmentation (section 4.1) on the 0-255 scale,
-    before normalising, with ``eigvals``/``eigvecs`` (columns) of the training set's RGB covariance
-    on the 0-255 scale. ``pca_scale`` sets the magnitudes: ``"eigenvalue"`` (default; the paper's
-    formula as common reimplementations apply it, eigenvalues on the 0-1 scale: ``eigvals / 255``)
-    or ``"stdev"`` (``sqrt(eigvals)``, as the authors' cuda-convnet2 data provider).
-
-    The noise is seeded per batch from ``(seed, epoch, rank, position)``, ``position`` counting this
-    rank's images in the epoch: call :meth:`set_epoch` every epoch with the loader's ``start``, and
-    a resumed epoch draws the same noise batch for batch.
+    ``forward(images, windows)``: the loader's uint8 ``images [N, (10,) 3, S, S]`` and ``windows``
+    to float32 of the same shape: 0-255 RGB minus the mean image ``mean`` cut at each window (the
+    paper; ``subtract_mean=False`` for the ablation), or ``normalization="imagenet"`` (torchvision's).
+    In training mode with ``pca_std > 0``, PCA colour augmentation first, with the 0-255 covariance's
+    ``eigvals``/``eigvecs`` (columns) and ``pca_scale`` magnitudes: ``"eigenvalue"`` (default; the 0-1
+    scale's, ``eigvals / 255``, as common reimplementations) or ``"stdev"`` (``sqrt(eigvals)``, as
+    cuda-convnet2). The noise is seeded per batch from ``(seed, epoch, rank, position)``: call
+    :meth:`set_epoch` every epoch with the loader's ``start`` and a resumed epoch draws the same noise.
     """
 
     def __init__(self, mean, eigvals, eigvecs, crop_size: int, pca_std: float = 0.1,
