@@ -1,8 +1,5 @@
-"""Files that are never half-written (a temporary beside them, fsynced, renamed), and folders that
-one process writes at a time (:func:`only_writer`).
-
-A failed write is a one-line UserError naming the file; the previous file stays whole. A kill leaves
-the temporary (named with the writer's pid and host): the next write of that file removes it.
+"""Files never half-written (a temporary beside them, fsynced, renamed; a killed writer's temporary
+is removed by the next write of the file), and folders that one process writes at a time.
 """
 
 from __future__ import annotations
@@ -36,8 +33,7 @@ def write_error(path: Path, err: OSError, needed: int | None = None,
 
 
 def make_folder(path: Path, label: str) -> None:
-    """Make ``path`` and its parents; a failure is a one-line UserError starting with ``label`` (the
-    option or argument that named the folder)."""
+    """Make ``path`` and its parents; a failure is a one-line UserError starting with ``label``."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -47,10 +43,9 @@ def make_folder(path: Path, label: str) -> None:
 
 @contextmanager
 def only_writer(folder: Path, label: str):
-    """Hold an exclusive ``flock`` on ``folder`` (made if missing, :func:`make_folder` with ``label``)
-    while this process writes there; another process asking meanwhile gets a UserError naming the
-    holder's pid. The lock adds no file and dies with its process (SIGKILL blocks nothing); a folder
-    this call made that is still empty at the end is removed."""
+    """Hold an exclusive ``flock`` on ``folder`` (made with ``label`` if missing) while this process
+    writes there: another gets a UserError naming the holder. The lock adds no file and dies with its
+    process; a folder this call made that is still empty at the end is removed."""
     folder = Path(folder)
     made = not folder.exists()
     make_folder(folder, label)

@@ -65,8 +65,7 @@ class CropBatches(torch.utils.data.Dataset):
         if self.windows == "random":
             return random_windows(indices, self.image_size, self.crop_size, seed=self.seed, epoch=self.epoch,
                                   random_crop=self.random_crop, flip=self.flip)[:, None]
-        fixed = view_windows(self.image_size, self.crop_size, self.windows)
-        return np.tile(fixed[None], (len(indices), 1, 1))
+        return np.tile(view_windows(self.image_size, self.crop_size, self.windows)[None], (len(indices), 1, 1))
 
     def read(self, index: int) -> bytes:
         """The stored bytes of sample ``index``; a failure names the sample and its shard."""
@@ -81,10 +80,9 @@ class CropBatches(torch.utils.data.Dataset):
         """Decode samples ``indices`` and write their crops into ``out``; their labels and windows."""
         windows = self.sample_windows(indices)
         for k, index in enumerate(indices):
+            data = self.read(index)
             try:
-                image = decode(self.read(index), self.dataset.extension)
-            except UserError:
-                raise
+                image = decode(data, self.dataset.extension)
             except Exception as err:  # noqa: BLE001 - PIL and numpy raise many kinds on damaged bytes
                 raise sample_error(self.dataset, index, "cannot be decoded", err) from None
             if image.shape != (*self.image_size, 3):

@@ -37,13 +37,11 @@ class PreparedDataset:
             self.image_size = self.meta["image"]["size"]
             self.classes = self.meta["classes"]
             self.class_names = [c["name"] for c in self.classes]
-            stats = self.meta["stats"]
-            self.pca_eigvals = np.array(stats["pca_eigvals"], dtype=np.float64)
-            self.pca_eigvecs = np.array(stats["pca_eigvecs"], dtype=np.float64)
+            self.pca_eigvals = np.array(self.meta["stats"]["pca_eigvals"], dtype=np.float64)
+            self.pca_eigvecs = np.array(self.meta["stats"]["pca_eigvecs"], dtype=np.float64)
             self._shards = [str(self.root / s) for s in info["shards"]]
             # crc32 (per-sample checksums) is optional: older datasets lack it
-            self._index_files = {name: self.root / info[name] for name in ("index", "labels", "crc32")
-                                 if name in info}
+            self._index_files = {name: self.root / info[name] for name in ("index", "labels", "crc32") if name in info}
             self._samples = int(info["samples"])
         except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"{self.root / 'meta.json'} is damaged (bad or missing entry {err}); "
@@ -62,9 +60,8 @@ class PreparedDataset:
         self._pid = os.getpid()
 
     def __getstate__(self):
-        state = self.__dict__.copy()
-        for name in ("_index", "labels", "_crc", "_fds", "_pid", "mean"):
-            state.pop(name, None)
+        local = ("_index", "labels", "_crc", "_fds", "_pid", "mean")  # reopened or reloaded in each process
+        state = {k: v for k, v in self.__dict__.items() if k not in local}
         # the whole-file digests serve `alexnet prepare --verify` only
         state["meta"] = {k: v for k, v in self.meta.items() if k != "checksums"}
         return state
@@ -93,13 +90,12 @@ class PreparedDataset:
     def _fd(self, shard: int) -> int:
         if self._pid != os.getpid():  # forked into a worker: its own handles
             self._fds, self._pid = {}, os.getpid()
-        fd = self._fds.get(shard)
-        if fd is None:
+        if shard not in self._fds:
             try:
-                fd = self._fds[shard] = os.open(self._shards[shard], os.O_RDONLY)
+                self._fds[shard] = os.open(self._shards[shard], os.O_RDONLY)
             except OSError as err:
                 raise UserError(f"{self._shards[shard]}: {err.strerror}; {remedy(self.root, self.meta)}") from None
-        return fd
+        return self._fds[shard]
 
     def read(self, i) -> tuple[bytes, int]:
         """Sample ``i`` as stored (JPEG or .npy bytes) and its class index; bytes that do not match

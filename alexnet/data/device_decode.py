@@ -11,27 +11,21 @@ from alexnet.errors import UserError
 DECODERS = ("workers", "device")  # make_loader's decode=, `--decode` on the command line
 
 
-def torchvision_decode_jpeg():
-    """torchvision's ``decode_jpeg`` and ``ImageReadMode``, or a UserError saying what to install."""
-    try:
-        from torchvision.io import ImageReadMode, decode_jpeg
-    except ImportError as err:
-        raise UserError("--decode device needs torchvision (its decode_jpeg uses nvJPEG on CUDA): "
-                        f"install the torchvision that matches your PyTorch ({err})") from None
-    return decode_jpeg, ImageReadMode
-
-
 def check_device_decoding(dataset) -> None:
     """Fail now, with what to do, when ``dataset`` cannot be decoded on the device: its samples
     are not JPEGs, or torchvision is missing."""
     if dataset.extension != "jpg":
         raise UserError(f"--decode device decodes JPEG shards, and {getattr(dataset, 'root', 'the dataset')} "
                         f"stores {dataset.extension!r} samples; prepare it with --format jpeg")
-    torchvision_decode_jpeg()
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg  # noqa: F401
+    except ImportError as err:
+        raise UserError("--decode device needs torchvision (its decode_jpeg uses nvJPEG on CUDA): "
+                        f"install the torchvision that matches your PyTorch ({err})") from None
 
 
 def decode_jpegs(data, sizes, device) -> list:
     """The JPEGs packed end to end in ``data`` (a uint8 tensor; ``sizes``: their byte counts),
     decoded to RGB on ``device`` in one call (nvJPEG on CUDA): ``[3, H, W]`` uint8 tensors."""
-    decode_jpeg, mode = torchvision_decode_jpeg()
-    return decode_jpeg(list(data.split(sizes.tolist())), mode=mode.RGB, device=device)
+    from torchvision.io import ImageReadMode, decode_jpeg  # there: check_device_decoding has said so
+    return decode_jpeg(list(data.split(sizes.tolist())), mode=ImageReadMode.RGB, device=device)

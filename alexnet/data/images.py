@@ -1,9 +1,5 @@
-"""Decoding any source image to the paper's 256x256 RGB patch, and encoding it for storage.
-
-Section 2 of the paper: "we down-sampled the images to a fixed resolution of 256x256. Given a
-rectangular image, we first rescaled the image such that the shorter side was of length 256, and
-then cropped out the central 256x256 patch from the resulting image." Every mode ImageNet holds
-(greyscale, CMYK, palette, RGBA, 16-bit PNGs, PNGs named .JPEG) ends here as uint8 RGB.
+"""Decoding any source image (greyscale, CMYK, palette, RGBA, 16-bit: all ImageNet holds) to the
+paper's 256x256 RGB patch (section 2: shorter side rescaled to 256, central patch), and storing it.
 """
 
 from __future__ import annotations

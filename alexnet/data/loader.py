@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 import torch.utils.data
@@ -17,11 +19,8 @@ from alexnet.errors import UserError
 
 
 class BatchLoader(torch.utils.data.DataLoader):
-    """A ``DataLoader`` of :class:`CropBatches` whose workers write into a ring of shared slots.
-
-    A slot is never overwritten while read: a ``DataLoader`` has at most ``workers * prefetch_factor``
-    batches requested and not returned, the ring one slot more, and each batch is copied out of its
-    slot before the caller can ask for the next, the first that may reuse it.
+    """A ``DataLoader`` of :class:`CropBatches` whose workers write into a ring of shared slots: one more
+    than the ``workers * prefetch_factor`` batches in flight, each copied out before the next is asked.
     """
 
     def __iter__(self):
@@ -33,8 +32,7 @@ class BatchLoader(torch.utils.data.DataLoader):
     @staticmethod
     def _shut_down_after(batches, workers):
         """``batches``, with the workers shut down however their iteration ends (left to garbage
-        collection, workers that ignore SIGTERM can hang the exit). A worker's UserError arrives as
-        its one-line message."""
+        collection, they can hang the exit); a worker's UserError arrives as its one-line message."""
         try:
             yield from batches
         except UserError as err:  # a DataLoader raises a worker's again with its traceback in front
@@ -56,13 +54,10 @@ class BatchLoader(torch.utils.data.DataLoader):
             yield batches.as_batch(images, labels, windows)
 
     def to(self, device: torch.device | str, depth: int = 2) -> DevicePrefetcher:
-        """The batches on ``device``, staged ``depth`` ahead by a thread (on CUDA, on a side
-        stream): :class:`alexnet.data.prefetch.DevicePrefetcher`. With ``decode="device"`` the
-        stage decodes the JPEGs there too (:mod:`alexnet.data.device_decode`)."""
-        device = torch.device(device)
+        """The batches on ``device``, staged ``depth`` ahead by a :class:`DevicePrefetcher` (which
+        decodes the JPEGs there too with ``decode="device"``)."""
         stage = getattr(self.dataset, "stage", None)
-        return DevicePrefetcher(self, device, depth,
-                                stage=None if stage is None else (lambda batch: stage(batch, device)))
+        return DevicePrefetcher(self, device, depth, stage=stage and partial(stage, device=torch.device(device)))
 
 
 default_workers = available_cores  # one loader worker per core this process may run on

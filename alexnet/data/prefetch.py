@@ -15,8 +15,6 @@ import torch
 
 from alexnet.speed import to_device
 
-_END = object()
-
 
 def copy_to(batch, device: torch.device):
     """Every tensor of ``batch`` (a tuple or list) on ``device`` (:func:`alexnet.speed.to_device`)."""
@@ -40,26 +38,23 @@ class DevicePrefetcher:
     def __init__(self, batches: Iterable, device: torch.device | str, depth: int = 2, stage: Callable | None = None):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:  # the thread must name the device
-            device = torch.device("cuda", torch.cuda.current_device())
-        self.device = device
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:  # the thread must name the device
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.stage = stage or (lambda batch: copy_to(batch, self.device))
         self._source = iter(batches)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._thread = threading.Thread(target=self._work, name="alexnet-prefetch", daemon=True)
         self._started = False
 
     def _put(self, item) -> bool:
         """Hand ``item`` to the consumer; False when the consumer has gone."""
         while not self._stop.is_set():
-            try:
+            with suppress(queue.Full):
                 self._queue.put(item, timeout=0.1)
                 return True
-            except queue.Full:
-                pass
         return False
 
     def _work(self) -> None:
@@ -80,7 +75,7 @@ class DevicePrefetcher:
                 if not self._put(item):
                     break
             else:
-                self._put(_END)
+                self._put(None)  # the end
         except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
             self._put(err)
         finally:
@@ -94,7 +89,7 @@ class DevicePrefetcher:
         try:
             while True:
                 item = self._queue.get()
-                if item is _END:
+                if item is None:
                     return
                 if isinstance(item, BaseException):  # else a (batch, event) pair
                     raise item

@@ -1,9 +1,7 @@
-"""Which samples each rank reads, in which order: a fresh shuffle every epoch (paper section 5).
-
-A pure function of ``(seed, epoch, rank, world_size, start)``: a run resumed at ``start`` (positions
-done over all ranks) reads the rest of the epoch as the interrupted run would have. Position ``p``
-goes to rank ``p % world_size``; ``pad=True`` (training) repeats the first positions so every rank
-takes the same number of steps, ``pad=False`` (evaluation) counts every image exactly once.
+"""Which samples each rank reads, in which order: a fresh shuffle every epoch (paper section 5), a pure
+function of ``(seed, epoch, rank, world_size, start)``, so a resumed run reads the rest of the epoch
+as the interrupted run would have. Position ``p`` goes to rank ``p % world_size``; ``pad=True``
+(training) repeats the first positions so every rank takes the same number of steps.
 """
 
 from __future__ import annotations

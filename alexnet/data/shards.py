@@ -29,10 +29,10 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
         return hashlib.file_digest(f, algorithm).hexdigest()
 
 
-def _member(name: str, size: int) -> tarfile.TarInfo:
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o644, 0  # fixed metadata: same input, same bytes
-    return info
+    info.size, info.mode, info.mtime = len(data), 0o644, 0  # fixed metadata: same input, same bytes
+    tar.addfile(info, io.BytesIO(data))
 
 
 def write_shard(path: Path, records: list[tuple[str, int, bytes]], extension: str) -> list[tuple[int, int]]:
@@ -42,11 +42,10 @@ def write_shard(path: Path, records: list[tuple[str, int, bytes]], extension: st
     def write(f):
         with tarfile.open(fileobj=f, mode="w") as tar:
             for key, label, data in records:
-                tar.addfile(_member(f"{key}.{extension}", len(data)), io.BytesIO(data))
+                _add(tar, f"{key}.{extension}", data)
                 # tar.offset is now past the padded data: step back over it to where it starts.
                 positions.append((tar.offset - -(-len(data) // BLOCK) * BLOCK, len(data)))
-                cls = str(label).encode()
-                tar.addfile(_member(f"{key}.cls", len(cls)), io.BytesIO(cls))
+                _add(tar, f"{key}.cls", str(label).encode())
 
     write_atomically(path, write)
     return positions

@@ -11,9 +11,8 @@ import torch
 
 from alexnet.data.sampler import positions_before
 
-TEN_CROP_ORDER = ("top-left", "top-right", "bottom-left", "bottom-right", "centre",
-                  "top-left flipped", "top-right flipped", "bottom-left flipped",
-                  "bottom-right flipped", "centre flipped")
+TEN_CROP_ORDER = ("top-left", "top-right", "bottom-left", "bottom-right", "centre", "top-left flipped",
+                  "top-right flipped", "bottom-left flipped", "bottom-right flipped", "centre flipped")
 
 # torchvision's per-channel statistics (0-1 scale), for weights trained with them (`alexnet-owt`).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
