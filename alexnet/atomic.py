@@ -60,8 +60,7 @@ def only_writer(folder: Path, label: str):
 
 @contextmanager
 def holding_lock(lock: Path, folder: Path):
-    """:func:`only_writer`'s lock on ``lock``: ``folder`` itself, or a lock file in it (made if missing).
-    A UserError naming ``folder`` and the holder when another process holds it."""
+    """:func:`only_writer`'s lock on ``lock``: ``folder`` itself, or a lock file in it (made if missing)."""
     while True:
         try:
             fd = os.open(lock, os.O_RDONLY if lock.is_dir() else os.O_RDWR | os.O_CREAT, 0o666)
@@ -105,9 +104,8 @@ def _size(n: int) -> str:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, needed: int | None = None):
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``, so a
-    kill leaves the previous file or the new one, whole. An OSError becomes :func:`write_error`
-    (``needed``: the bytes the file will need)."""
+    """Yield a temporary path beside ``path``, fsynced and renamed to ``path`` on success (a kill leaves
+    the old file or the new one); an OSError becomes :func:`write_error` (``needed``: bytes)."""
     path = Path(path)
     try:
         with _atomic_path(path) as tmp:
@@ -212,9 +210,8 @@ MAX_RUN_RECORD_BYTES = 64 << 20  # a 35-epoch Figure 1 run's record is about 10 
 
 
 def read_run_record(path: Path):
-    """A stored experiment run written by :func:`write_json`: its JSON, or None when there is none.
-    A file that is not JSON or larger than :data:`MAX_RUN_RECORD_BYTES` is a UserError naming it
-    (no caller trains over it and loses what it held)."""
+    """A stored experiment run written by :func:`write_json`, or None; a file that is not JSON or larger
+    than :data:`MAX_RUN_RECORD_BYTES` is a UserError naming it (no caller trains over it)."""
     if not path.is_file():
         return None
     try:

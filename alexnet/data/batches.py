@@ -18,8 +18,7 @@ from alexnet.errors import UserError
 
 
 def sample_error(dataset, index: int, what: str, err: BaseException) -> UserError:
-    """A stored sample that cannot be read or decoded, named with its shard (a plain UserError, which
-    a DataLoader raises again in the training process)."""
+    """A stored sample that cannot be read or decoded, named with its shard (a DataLoader re-raises it)."""
     where = dataset.shard_of(int(index)) if hasattr(dataset, "shard_of") else getattr(dataset, "root", "the dataset")
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     reason = re.sub(r" ?<[^<>]* at 0x[0-9a-f]+>", "", reason)  # PIL names its in-memory file
@@ -35,10 +34,8 @@ def as_is(batch):
 class CropBatches(torch.utils.data.Dataset):
     """A view of ``dataset`` whose items are whole batches: ``self[sample numbers]`` is ``(images,
     labels, windows)``, ``windows`` being ``"random"`` (training, section 4.1), ``"centre"`` or ``"ten"``.
-    With a ``ring`` of shared slots ``[slots, batch, views, S, S, 3]`` set before the workers start,
-    ``self[(slot, sample numbers)]`` fills that slot and returns ``(slot, labels, windows)`` (the first
-    touch of new shared memory per batch costs as much as decoding on some machines).
-    """
+    With a ``ring`` of shared slots ``[slots, batch, views, S, S, 3]`` (new shared memory per batch is
+    slow), ``self[(slot, sample numbers)]`` fills that slot and returns ``(slot, labels, windows)``."""
 
     ring: torch.Tensor | None = None
 

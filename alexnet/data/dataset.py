@@ -18,12 +18,9 @@ from alexnet.errors import UserError
 
 
 class PreparedDataset:
-    """Split ``split`` of the prepared dataset in ``root``: ``ds[i] -> (uint8 HxWx3 image, class index)``.
-
-    Also ``read(i)``, ``labels`` (int64), ``classes`` (``{"index", "id", "name"}``), ``class_names``,
-    ``mean`` and the training pixels' RGB PCA on the 0-255 scale (section 4.1): ``pca_eigvals`` (3,)
-    and ``pca_eigvecs`` (3x3, eigenvectors as columns).
-    """
+    """Split ``split`` of the prepared dataset in ``root``: ``ds[i] -> (uint8 HxWx3 image, class index)``;
+    also ``labels``, ``classes``, ``mean`` and the RGB PCA on the 0-255 scale (section 4.1):
+    ``pca_eigvals`` (3,) and ``pca_eigvecs`` (3x3, eigenvectors as columns)."""
 
     def __init__(self, root, split: str = "train"):
         self.root = Path(root)
@@ -62,8 +59,7 @@ class PreparedDataset:
     def __getstate__(self):
         local = ("_index", "labels", "_crc", "_fds", "_pid", "mean")  # reopened or reloaded in each process
         state = {k: v for k, v in self.__dict__.items() if k not in local}
-        # the whole-file digests serve `alexnet prepare --verify` only
-        state["meta"] = {k: v for k, v in self.meta.items() if k != "checksums"}
+        state["meta"] = {k: v for k, v in self.meta.items() if k != "checksums"}  # for `prepare --verify` only
         return state
 
     def __setstate__(self, state):
@@ -98,8 +94,7 @@ class PreparedDataset:
         return self._fds[shard]
 
     def read(self, i) -> tuple[bytes, int]:
-        """Sample ``i`` as stored (JPEG or .npy bytes) and its class index; bytes that do not match
-        their CRC-32 are a UserError naming the shard and the sample."""
+        """Sample ``i`` as stored and its class index; a CRC-32 mismatch is a UserError naming shard and sample."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} out of range for {len(self)} samples")
         shard, offset, size = (int(v) for v in self._index[i])
@@ -169,7 +164,6 @@ def prepare_again(root: Path, meta: dict) -> str:
 
 
 def image_shape(dataset) -> tuple[int, int]:
-    """``(height, width)`` of a dataset's stored images: its recorded size (the mean image is not
-    read), else the shape of its mean image."""
+    """``(height, width)`` of a dataset's stored images: its recorded size, else its mean image's."""
     size = getattr(dataset, "image_size", None)
     return (size, size) if size else tuple(np.shape(dataset.mean)[:2])

@@ -12,8 +12,7 @@ DECODERS = ("workers", "device")  # make_loader's decode=, `--decode` on the com
 
 
 def check_device_decoding(dataset) -> None:
-    """Fail now, with what to do, when ``dataset`` cannot be decoded on the device: its samples
-    are not JPEGs, or torchvision is missing."""
+    """A UserError saying what to do when ``dataset`` is not JPEGs or torchvision is missing."""
     if dataset.extension != "jpg":
         raise UserError(f"--decode device decodes JPEG shards, and {getattr(dataset, 'root', 'the dataset')} "
                         f"stores {dataset.extension!r} samples; prepare it with --format jpeg")
@@ -25,7 +24,6 @@ def check_device_decoding(dataset) -> None:
 
 
 def decode_jpegs(data, sizes, device) -> list:
-    """The JPEGs packed end to end in ``data`` (a uint8 tensor; ``sizes``: their byte counts),
-    decoded to RGB on ``device`` in one call (nvJPEG on CUDA): ``[3, H, W]`` uint8 tensors."""
+    """The JPEGs end to end in ``data`` (uint8; ``sizes`` in bytes) as ``[3, H, W]`` RGB on ``device``."""
     from torchvision.io import ImageReadMode, decode_jpeg  # there: check_device_decoding has said so
     return decode_jpeg(list(data.split(sizes.tolist())), mode=ImageReadMode.RGB, device=device)

@@ -14,8 +14,7 @@ try:  # libjpeg-turbo called directly: the same pixels as Pillow's decoder, in h
 except ImportError:  # pragma: no cover - Pillow decodes
     simplejpeg = None
 
-# Names taken for images where a folder is listed by name (analysis and benchmark folders): what
-# every Pillow build reads. `alexnet prepare` identifies files by their content instead.
+# What every Pillow build reads, where a folder is listed by name (`alexnet prepare` reads contents).
 IMAGE_SUFFIXES = frozenset(".jpg .jpeg .png .bmp .gif .ppm .pgm .pbm .tif .tiff .webp".split())
 
 # A source file over this many bytes per pixel of the budget (uncompressed RGBA) is not read at all.
@@ -42,8 +41,7 @@ def open_image(data: bytes) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit RGB, whatever its mode: transparency over white (as a browser shows it),
-    16- and 32-bit greyscale scaled from its full range rather than clipped."""
+    """``image`` as 8-bit RGB: transparency over white, 16- and 32-bit greyscale scaled from its full range."""
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):

@@ -49,8 +49,7 @@ class BatchLoader(torch.utils.data.DataLoader):
         pin = self.pin_memory and torch.cuda.is_available()  # as DataLoader: no CUDA, no pinning
         for slot, labels, windows in slots:
             images = torch.empty(batches.batch_shape(len(labels)), dtype=torch.uint8, pin_memory=pin)
-            np.copyto(images.numpy(), batches.ring[slot, :len(labels)].numpy())  # one thread: the
-            # workers have the cores, and torch's parallel copy would wait for them
+            np.copyto(images.numpy(), batches.ring[slot, :len(labels)].numpy())  # one thread: workers have the cores
             yield batches.as_batch(images, labels, windows)
 
     def to(self, device: torch.device | str, depth: int = 2) -> DevicePrefetcher:
@@ -80,9 +79,8 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
     per core; 0: this process). ``pin_memory`` defaults to whether CUDA exists. ``decode="device"``:
     workers only read, ``loader.to(device)`` decodes (:mod:`alexnet.data.device_decode`).
 
-    Deterministic given ``(seed, epoch, rank, world_size, start)`` whatever the workers, and never
-    draws from the global random-number generators. An unreadable sample is a one-line UserError
-    naming it and its shard. Build a new loader for every epoch and iterate it once.
+    Deterministic given ``(seed, epoch, rank, world_size, start)``, never drawing from the global
+    generators; an unreadable sample is a UserError naming it. Make and iterate one loader per epoch.
     """
     if ten_crop and train:
         raise ValueError("ten_crop is a test transform: use it with train=False")

@@ -30,10 +30,8 @@ def _tensors(batch) -> Iterator[torch.Tensor]:
 
 
 class DevicePrefetcher:
-    """Iterate ``batches`` with ``stage(batch)`` (default: every tensor copied without blocking)
-    applied ``depth`` batches ahead in a thread; errors there are raised from ``next``. Iterate it
-    once. ``iter(batches)`` is called here, so a DataLoader starts its workers in the caller's thread.
-    """
+    """Iterate ``batches`` once with ``stage(batch)`` (default: tensors copied without blocking) applied
+    ``depth`` ahead in a thread, whose errors ``next`` raises; ``iter(batches)`` runs in the caller's thread."""
 
     def __init__(self, batches: Iterable, device: torch.device | str, depth: int = 2, stage: Callable | None = None):
         if depth < 1:

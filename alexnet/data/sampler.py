@@ -1,8 +1,6 @@
 """Which samples each rank reads, in which order: a fresh shuffle every epoch (paper section 5), a pure
-function of ``(seed, epoch, rank, world_size, start)``, so a resumed run reads the rest of the epoch
-as the interrupted run would have. Position ``p`` goes to rank ``p % world_size``; ``pad=True``
-(training) repeats the first positions so every rank takes the same number of steps.
-"""
+function of ``(seed, epoch, rank, world_size, start)``, so a resumed run reads the rest of the epoch as
+the interrupted one would have. Position ``p`` goes to rank ``p % world_size``."""
 
 from __future__ import annotations
 

@@ -43,8 +43,7 @@ def write_shard(path: Path, records: list[tuple[str, int, bytes]], extension: st
         with tarfile.open(fileobj=f, mode="w") as tar:
             for key, label, data in records:
                 _add(tar, f"{key}.{extension}", data)
-                # tar.offset is now past the padded data: step back over it to where it starts.
-                positions.append((tar.offset - -(-len(data) // BLOCK) * BLOCK, len(data)))
+                positions.append((tar.offset - -(-len(data) // BLOCK) * BLOCK, len(data)))  # back from its padded end
                 _add(tar, f"{key}.cls", str(label).encode())
 
     write_atomically(path, write)

@@ -100,9 +100,9 @@ def pca_colour_augmentation(images: torch.Tensor, basis: torch.Tensor, std: floa
                             generator: torch.Generator | None = None) -> torch.Tensor:
     """Section 4.1, "Augmentation 2": alter the intensities of the RGB channels of each image.
 
-    To every pixel of image ``n`` (``images [N, 3, S, S]``, float, 0-255) add ``basis @ alpha_n``,
-    ``alpha_n ~ N(0, std)`` drawn once per image from ``generator``; column ``j`` of ``basis`` is the
-    ``j``-th eigenvector of the RGB covariance times its magnitude (``[p1, p2, p3][a1 l1, a2 l2, a3 l3]^T``).
+    To every pixel of image ``n`` (``images [N, 3, S, S]``, float, 0-255) add ``basis @ alpha_n``, with
+    ``alpha_n ~ N(0, std)`` drawn once per image from ``generator`` and ``basis`` the RGB covariance's
+    eigenvectors times their magnitudes, ``[p1, p2, p3] diag(m1, m2, m3)`` (the paper: eigenvalues).
     """
     alpha = torch.randn(len(images), 3, generator=generator, device=images.device) * std
     return images + (alpha @ basis.T)[:, :, None, None]
@@ -111,14 +111,13 @@ def pca_colour_augmentation(images: torch.Tensor, basis: torch.Tensor, std: floa
 class DeviceTransform(torch.nn.Module):
     """The float half of the input pipeline, batched on the training device (sections 2 and 4.1).
 
-    ``forward(images, windows)``: the loader's uint8 ``images [N, (10,) 3, S, S]`` and ``windows``
-    to float32 of the same shape: 0-255 RGB minus the mean image ``mean`` cut at each window (the
-    paper; ``subtract_mean=False`` for the ablation), or ``normalization="imagenet"`` (torchvision's).
-    In training mode with ``pca_std > 0``, PCA colour augmentation first, with the 0-255 covariance's
-    ``eigvals``/``eigvecs`` (columns) and ``pca_scale`` magnitudes: ``"eigenvalue"`` (default; the 0-1
-    scale's, ``eigvals / 255``, as common reimplementations) or ``"stdev"`` (``sqrt(eigvals)``, as
-    cuda-convnet2). The noise is seeded per batch from ``(seed, epoch, rank, position)``: call
-    :meth:`set_epoch` every epoch with the loader's ``start`` and a resumed epoch draws the same noise.
+    ``forward(images, windows)``: the loader's uint8 ``images [N, (10,) 3, S, S]`` to float32, 0-255
+    RGB minus the mean image cut at each window (``subtract_mean=False``: ablation), or
+    ``normalization="imagenet"``. In training mode with ``pca_std > 0``, PCA colour augmentation first,
+    with the 0-255 covariance's ``eigvals``/``eigvecs`` (columns) and ``pca_scale`` magnitudes:
+    ``"eigenvalue"`` (default: ``eigvals / 255``, the 0-1 scale's, as common reimplementations) or
+    ``"stdev"`` (``sqrt(eigvals)``, as cuda-convnet2). Call :meth:`set_epoch` every epoch with the
+    loader's ``start``: the noise is seeded per batch by position, so a resumed epoch draws the same.
     """
 
     def __init__(self, mean, eigvals, eigvecs, crop_size: int, pca_std: float = 0.1,
@@ -132,8 +131,7 @@ class DeviceTransform(torch.nn.Module):
         self.crop_size, self.pca_std, self.normalization = crop_size, float(pca_std), normalization
         self.subtract_mean = subtract_mean and normalization == "mean_image"
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch, self.position = 0, 0
-        self._generator: torch.Generator | None = None
+        self.epoch, self.position, self._generator = 0, 0, None
         if self.subtract_mean:
             mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
             _check_sizes(tuple(mean.shape[:2]), crop_size)
@@ -160,9 +158,8 @@ class DeviceTransform(torch.nn.Module):
         """The generator of the next ``count`` images' colour noise, seeded for where they stand."""
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-        key = [self.seed, self.epoch, self.rank, self.position]
-        self._generator.manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
-                                        >> np.uint64(1)))
+        key = np.random.SeedSequence([self.seed, self.epoch, self.rank, self.position]).generate_state(1, np.uint64)
+        self._generator.manual_seed(int(key[0] >> np.uint64(1)))
         self.position += count
         return self._generator
 
