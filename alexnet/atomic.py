@@ -146,8 +146,7 @@ def _atomic_path(path: Path):
         finally:
             os.close(dir_fd)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def _remove_stale_temporaries(path: Path) -> None:

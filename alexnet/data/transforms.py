@@ -67,8 +67,7 @@ def ten_crop_windows(image_size: tuple[int, int], crop_size: int) -> np.ndarray:
 
 
 def view_windows(image_size: tuple[int, int], crop_size: int, views: str) -> np.ndarray:
-    """The test windows ``[V, 3]`` of ``views``: ``"ten"`` (section 4.1's ten patches, the order
-    of :data:`TEN_CROP_ORDER`) or else the centre window alone."""
+    """The test windows ``[V, 3]``: section 4.1's ten for ``views="ten"``, else the centre window alone."""
     return ten_crop_windows(image_size, crop_size) if views == "ten" else centre_window(image_size, crop_size)[None]
 
 
