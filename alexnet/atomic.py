@@ -115,8 +115,7 @@ def atomic_path(path: str | os.PathLike, needed: int | None = None):
 
 
 def write_atomically(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary and rename it to ``path`` as :func:`atomic_path` does, but
-    raise an OSError as it is, for a caller that says itself what it means."""
+    """Call ``write(file)`` on a temporary renamed to ``path`` as :func:`atomic_path`, an OSError left as it is."""
     with _atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
         write(f)
 

@@ -61,8 +61,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def check_pixels(image: Image.Image, max_pixels: int | None, claimed: tuple[int, int] | None = None) -> None:
-    """BadImage when ``image`` would decode to more than ``max_pixels`` pixels (if given), known from
-    its header alone; ``claimed``: its size before JPEG draft mode reduced it."""
+    """BadImage when ``image``'s header says over ``max_pixels`` pixels; ``claimed``: its size before draft mode."""
     width, height = image.size
     claimed = claimed or image.size
     if max_pixels is not None and width * height > max_pixels:

@@ -37,9 +37,9 @@ def _check_sizes(image_size: tuple[int, int], crop_size: int) -> tuple[int, int]
 
 def random_windows(indices: np.ndarray, image_size: tuple[int, int], crop_size: int, *, seed: int,
                    epoch: int, random_crop: bool = True, flip: bool = True) -> np.ndarray:
-    """Training windows ``[N, 3]`` (top, left, flipped) for samples ``indices`` (section 4.1): uniformly
-    placed, mirrored with probability 0.5, a hash of ``(seed, epoch, sample number)`` (a resumed or
-    re-sharded epoch sees the same crops). ``random_crop=False`` / ``flip=False``: centre, unmirrored."""
+    """Training windows ``[N, 3]`` (top, left, flipped) of samples ``indices`` (section 4.1): uniform, mirrored
+    with probability 0.5, hashed from ``(seed, epoch, sample number)`` so a resumed epoch has the same;
+    ``random_crop=False`` keeps the centre and ``flip=False`` never mirrors (ablations)."""
     max_top, max_left = _check_sizes(image_size, crop_size)
     key = np.random.SeedSequence([seed, epoch, 0x63726F70]).generate_state(1, np.uint64)
     with np.errstate(over="ignore"):
@@ -74,8 +74,7 @@ def view_windows(image_size: tuple[int, int], crop_size: int, views: str) -> np.
 def crop_into(out: np.ndarray, image: np.ndarray, window) -> None:
     """Copy ``image`` (HxWx3) cut at ``window`` into ``out`` (SxSx3), mirrored when flipped."""
     top, left, flipped = (int(v) for v in window)
-    size = out.shape[0]
-    out[...] = image[top:top + size, left:left + size]
+    out[...] = image[top:top + out.shape[0], left:left + out.shape[1]]
     if flipped:  # torch mirrors 3-byte pixels ten times faster than numpy's negative-stride copy
         mirrored = torch.from_numpy(out)
         mirrored.copy_(mirrored.flip(1))
