@@ -1,11 +1,5 @@
-"""Files that are never half-written: write to a temporary name in the same folder, fsync, rename;
-and folders that one process writes at a time.
-
-A write that fails for a reason of the file system (full, read-only, a path through a file, no
-permission) raises a one-line UserError naming the file; the previous file stays whole and the
-temporary is removed. A kill leaves the temporary behind: the next write of the same file removes it
-(its name holds the writer's process id and host), and :func:`remove_temporaries` clears a folder.
-A command that writes a folder holds :func:`only_writer` on it: a second one is refused at once.
+"""Files never half-written (a temporary beside them, fsynced, renamed; a killed writer's temporary
+is removed by the next write of the file), and folders that one process writes at a time.
 """
 
 from __future__ import annotations
@@ -16,9 +10,9 @@ import glob
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
-import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -27,9 +21,8 @@ from alexnet.errors import UserError
 
 def write_error(path: Path, err: OSError, needed: int | None = None,
                 advice: str = "free some space or write elsewhere") -> UserError:
-    """What the user reads when ``path`` cannot be written or made: the file, the reason and, on a
-    full disk (the one message of every command), the space there is, (``needed``, in bytes) the
-    space the file needs, and ``advice``."""
+    """The UserError for ``path`` that cannot be written: the reason; on a full disk the free space,
+    the space it needs (``needed``, in bytes) and ``advice``."""
     if err.errno == errno.ENOSPC:
         folder = next((p for p in (path, *path.parents) if p.is_dir()), Path("."))
         wanted = f"writing it needs about {_size(needed)}, " if needed else ""
@@ -40,8 +33,7 @@ def write_error(path: Path, err: OSError, needed: int | None = None,
 
 
 def make_folder(path: Path, label: str) -> None:
-    """``path`` and its parents; a file in the way, a read-only or full file system is a one-line
-    UserError starting with ``label`` (the option or argument that named the folder)."""
+    """Make ``path`` and its parents; a failure is a one-line UserError starting with ``label``."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -51,14 +43,9 @@ def make_folder(path: Path, label: str) -> None:
 
 @contextmanager
 def only_writer(folder: Path, label: str):
-    """Hold an exclusive lock on ``folder`` (made if missing; ``label``: the option or argument that
-    named it, for :func:`make_folder`) while this process writes there: another process that asks
-    for it meanwhile gets a one-line UserError naming the folder and the holder's process id.
-
-    The lock is an ``flock`` on the folder itself: nothing is added to the folder, and the lock dies
-    with its process, so a run killed with SIGKILL never blocks the next one. A folder this call made
-    and that is still empty at the end is removed again (a command that failed at once leaves
-    nothing)."""
+    """Hold an exclusive ``flock`` on ``folder`` (made with ``label`` if missing) while this process
+    writes there: another gets a UserError naming the holder. The lock adds no file and dies with its
+    process; a folder this call made that is still empty at the end is removed."""
     folder = Path(folder)
     made = not folder.exists()
     make_folder(folder, label)
@@ -74,41 +61,29 @@ def only_writer(folder: Path, label: str):
 @contextmanager
 def holding_lock(lock: Path, folder: Path):
     """:func:`only_writer`'s lock on ``lock``: ``folder`` itself, or a lock file in it (made if missing)."""
-    fd = None
-    while fd is None:
-        fd = _lock(lock, folder)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDONLY if lock.is_dir() else os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:
+            raise write_error(lock, err) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(os.fstat(fd).st_ino)
+            os.close(fd)
+            raise UserError(f"{folder} is being written by another process{f' (pid {holder})' if holder else ''}; "
+                            "wait for it to finish, or choose another folder") from None
+        except OSError as err:  # a file system without locks (ENOLCK)
+            os.close(fd)
+            raise write_error(lock, err) from None
+        with suppress(OSError):
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)  # removed or replaced before the lock was taken: a lock on it guards nothing
     try:
         yield
     finally:
         os.close(fd)
-
-
-def _lock(lock: Path, folder: Path) -> int | None:
-    """A descriptor of ``lock`` holding its exclusive ``flock``; None when ``lock`` was removed or
-    replaced before the lock was taken (the caller tries again: a lock on a removed file guards
-    nothing); a UserError naming ``folder`` and the holder when another process holds it."""
-    try:
-        fd = os.open(lock, os.O_RDONLY if lock.is_dir() else os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise write_error(lock, err) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _lock_holder(os.fstat(fd).st_ino)
-        os.close(fd)
-        raise UserError(f"{folder} is being written by another process{f' (pid {holder})' if holder else ''}; "
-                        "wait for it to finish, or choose another folder") from None
-    except OSError as err:  # a file system without locks (ENOLCK)
-        os.close(fd)
-        raise write_error(lock, err) from None
-    try:
-        same = os.stat(lock).st_ino == os.fstat(fd).st_ino
-    except OSError:
-        same = False
-    if not same:
-        os.close(fd)
-        return None
-    return fd
 
 
 def _lock_holder(inode: int) -> int | None:
@@ -129,11 +104,8 @@ def _size(n: int) -> str:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, needed: int | None = None):
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
-
-    A crash or kill at any moment leaves either the previous file or the new one, whole. An
-    OSError of the file system becomes :func:`write_error` (``needed``: the bytes it will need).
-    """
+    """Yield a temporary path beside ``path``, fsynced and renamed to ``path`` on success (a kill leaves
+    the old file or the new one); an OSError becomes :func:`write_error` (``needed``: bytes)."""
     path = Path(path)
     try:
         with _atomic_path(path) as tmp:
@@ -142,14 +114,17 @@ def atomic_path(path: str | os.PathLike, needed: int | None = None):
         raise write_error(path, err, needed) from None
 
 
+def write_atomically(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary renamed to ``path`` as :func:`atomic_path`, an OSError left as it is."""
+    with _atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        write(f)
+
+
 def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporaries that killed atomic writes left in ``folder`` (not below it); the
-    paths removed. Call it only where no other process is writing."""
-    removed = []
-    for tmp in Path(folder).glob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+    """Delete (and list) the temporaries killed writes left in ``folder``, where no other process writes."""
+    removed = [tmp for tmp in Path(folder).glob(".*.tmp") if tmp.is_file()]
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
     return removed
 
 
@@ -157,12 +132,10 @@ def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
 def _atomic_path(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{socket.gethostname()}.",
-                               suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}@{socket.gethostname()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies: an ordinary file
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
+        yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -172,13 +145,11 @@ def _atomic_path(path: Path):
         finally:
             os.close(dir_fd)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete the temporaries of ``path`` (``.NAME.PID@HOST.XXXXXXXX.tmp``) whose writer, a process
-    of this host, is dead: what a killed write of ``path`` left. A live writer's stays."""
+    """Delete the temporaries of ``path`` (``.NAME.PID@HOST.XXXXXXXX.tmp``) whose writer, of this host, is dead."""
     host = socket.gethostname()
     for tmp in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
         writer = re.fullmatch(r"(\d{1,9})@([^@]+)\.[^.@]+\.tmp", tmp.name[len(path.name) + 2:])
@@ -196,12 +167,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     import torch  # here, so that the command line's options (train/config.py) stay light
 
@@ -209,8 +174,8 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
         try:
             torch.save(obj, f)  # a file, not a path: its writes raise OSError, which torch then replaces
         except RuntimeError as err:
-            # torch.save reports a failed write (a full disk) as "RuntimeError: [enforce fail at
-            # inline_container.cc...] unexpected pos", raised while the OSError is handled: that says why
+            # torch.save reports a failed write (a full disk) as "RuntimeError: [enforce fail ...]
+            # unexpected pos", raised while handling the OSError that says why
             cause = err.__context__
             while cause is not None and not isinstance(cause, OSError):
                 cause = cause.__context__
@@ -224,10 +189,8 @@ def _tensor_bytes(obj, tensor: type) -> int:
     if isinstance(obj, tensor):
         return obj.nelement() * obj.element_size()
     if isinstance(obj, dict):
-        return sum(_tensor_bytes(v, tensor) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(_tensor_bytes(v, tensor) for v in obj)
-    return 0
+        obj = list(obj.values())
+    return sum(_tensor_bytes(v, tensor) for v in obj) if isinstance(obj, (list, tuple)) else 0
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
@@ -245,10 +208,8 @@ MAX_RUN_RECORD_BYTES = 64 << 20  # a 35-epoch Figure 1 run's record is about 10 
 
 
 def read_run_record(path: Path):
-    """A stored experiment run written by :func:`write_json`: its JSON, or None when there is no
-    such file. A file that is not JSON (cut short, overwritten) or larger than
-    :data:`MAX_RUN_RECORD_BYTES` is a UserError naming it, so that no caller trains over it and
-    loses what it held, and no file is read whole whatever its size."""
+    """A stored experiment run written by :func:`write_json`, or None; a file that is not JSON or larger
+    than :data:`MAX_RUN_RECORD_BYTES` is a UserError naming it (no caller trains over it)."""
     if not path.is_file():
         return None
     try:

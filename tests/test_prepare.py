@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -341,7 +342,8 @@ def test_interrupted_run_resumes_to_the_same_result_without_redoing_shards(tmp_p
     resumed = tmp_path / "resumed"
     assert not (resumed / "meta.json").exists()
     finished = {n: (resumed / "train" / f"shard-{n:06d}.tar").stat().st_mtime_ns for n in calls}
-    (resumed / "train" / "shard-000004.tar.tmp").write_bytes(b"half a shard")  # killed mid-write
+    killed = f".shard-000004.tar.999999999@{socket.gethostname()}.abcdefgh.tmp"  # a dead writer's temporary
+    (resumed / "train" / killed).write_bytes(b"half a shard")
     kit.run_prepare(source, resumed, shard_size=2)
     assert finished == {n: (resumed / "train" / f"shard-{n:06d}.tar").stat().st_mtime_ns for n in calls}
     assert tree(resumed) == tree(whole)

@@ -1,11 +1,5 @@
-"""Views of a prepared dataset whose items are whole batches, as loader workers make them.
-
-:class:`CropBatches` (the default, ``decode="workers"``): a worker reads the stored samples,
-decodes them and copies each one's crop window into one uint8 batch, NHWC in memory (so a crop is
-a row copy), with the labels and the windows (:mod:`alexnet.data.transforms`).
-:class:`EncodedBatches` (``decode="device"``): a worker only reads the stored JPEG bytes; the
-device decodes and crops them (:mod:`alexnet.data.device_decode`). :func:`alexnet.data.loader.make_loader`
-builds the ``DataLoader`` over either; analysis reads chosen samples through them.
+"""Views of a prepared dataset whose items are whole batches, as loader workers make them: decoded
+and cropped (:class:`CropBatches`) or JPEG bytes for the device to decode (:class:`EncodedBatches`).
 """
 
 from __future__ import annotations
@@ -24,8 +18,7 @@ from alexnet.errors import UserError
 
 
 def sample_error(dataset, index: int, what: str, err: BaseException) -> UserError:
-    """A stored sample that cannot be read or decoded, named with its shard. A plain UserError, so
-    that a DataLoader can raise it again in the training process."""
+    """A stored sample that cannot be read or decoded, named with its shard (a DataLoader re-raises it)."""
     where = dataset.shard_of(int(index)) if hasattr(dataset, "shard_of") else getattr(dataset, "root", "the dataset")
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     reason = re.sub(r" ?<[^<>]* at 0x[0-9a-f]+>", "", reason)  # PIL names its in-memory file
@@ -39,25 +32,19 @@ def as_is(batch):
 
 
 class CropBatches(torch.utils.data.Dataset):
-    """A view of ``dataset`` whose items are whole batches (see this module's docstring).
+    """A view of ``dataset`` whose items are whole batches: ``self[sample numbers]`` is ``(images,
+    labels, windows)``, ``windows`` being ``"random"`` (training, section 4.1), ``"centre"`` or ``"ten"``.
+    With a ``ring`` of shared slots ``[slots, batch, views, S, S, 3]`` (new shared memory per batch is
+    slow), ``self[(slot, sample numbers)]`` fills that slot and returns ``(slot, labels, windows)``."""
 
-    ``windows`` is ``"random"`` (training, section 4.1; ``random_crop``/``flip`` switch its parts
-    off), ``"centre"`` or ``"ten"`` (testing). ``self[sample numbers]`` returns
-    ``(images, labels, windows)``. With a ``ring`` of shared-memory batch slots
-    ``[slots, batch, views, S, S, 3]`` (made before the workers start), ``self[(slot, sample
-    numbers)]`` fills that slot and returns ``(slot, labels, windows)``: workers then write into
-    memory that is already mapped instead of new shared memory for every batch, whose first
-    touch costs as much as decoding on some machines.
-    """
+    ring: torch.Tensor | None = None
 
     def __init__(self, dataset, crop_size: int, windows: str = "random", *, seed: int = 0,
-                 epoch: int = 0, random_crop: bool = True, flip: bool = True,
-                 ring: torch.Tensor | None = None):
+                 epoch: int = 0, random_crop: bool = True, flip: bool = True):
         if windows not in ("random", "centre", "ten"):
             raise ValueError(f"windows must be 'random', 'centre' or 'ten', got {windows!r}")
         self.dataset, self.crop_size, self.windows = dataset, crop_size, windows
         self.seed, self.epoch, self.random_crop, self.flip = seed, epoch, random_crop, flip
-        self.ring = ring
         self.image_size = image_shape(dataset)  # without reading the mean image: evaluation may not need it
         self.labels = np.asarray(dataset.labels, dtype=np.int64)
         self.views = 10 if windows == "ten" else 1
@@ -73,11 +60,9 @@ class CropBatches(torch.utils.data.Dataset):
     def sample_windows(self, indices: np.ndarray) -> np.ndarray:
         """``[len(indices), views, 3]`` windows of these samples."""
         if self.windows == "random":
-            found = random_windows(indices, self.image_size, self.crop_size, seed=self.seed,
-                                   epoch=self.epoch, random_crop=self.random_crop, flip=self.flip)
-            return found[:, None]
-        fixed = view_windows(self.image_size, self.crop_size, self.windows)
-        return np.tile(fixed[None], (len(indices), 1, 1))
+            return random_windows(indices, self.image_size, self.crop_size, seed=self.seed, epoch=self.epoch,
+                                  random_crop=self.random_crop, flip=self.flip)[:, None]
+        return np.tile(view_windows(self.image_size, self.crop_size, self.windows)[None], (len(indices), 1, 1))
 
     def read(self, index: int) -> bytes:
         """The stored bytes of sample ``index``; a failure names the sample and its shard."""
@@ -92,10 +77,9 @@ class CropBatches(torch.utils.data.Dataset):
         """Decode samples ``indices`` and write their crops into ``out``; their labels and windows."""
         windows = self.sample_windows(indices)
         for k, index in enumerate(indices):
+            data = self.read(index)
             try:
-                image = decode(self.read(index), self.dataset.extension)
-            except UserError:
-                raise
+                image = decode(data, self.dataset.extension)
             except Exception as err:  # noqa: BLE001 - PIL and numpy raise many kinds on damaged bytes
                 raise sample_error(self.dataset, index, "cannot be decoded", err) from None
             if image.shape != (*self.image_size, 3):
@@ -117,8 +101,7 @@ class CropBatches(torch.utils.data.Dataset):
         return slot, labels, windows
 
     def as_batch(self, images: torch.Tensor, labels: torch.Tensor, windows: np.ndarray):
-        """The loader's ``(images [N, 3, S, S], labels, windows [N, 3])`` (ten crops: an axis of 10
-        after N) from NHWC storage."""
+        """The loader's ``(images [N, (10,) 3, S, S], labels, windows [N, (10,) 3])`` from NHWC storage."""
         images = images.permute(0, 1, 4, 2, 3)
         windows = windows if isinstance(windows, torch.Tensor) else torch.from_numpy(windows)
         if self.views == 1:
@@ -126,19 +109,11 @@ class CropBatches(torch.utils.data.Dataset):
         return images, labels, windows
 
 
-
 class EncodedBatches(CropBatches):
-    """Batches of stored JPEG bytes with their labels and windows, for ``decode="device"``
-    (:mod:`alexnet.data.device_decode`).
-
-    ``self[sample numbers]`` (in a worker) returns ``(data, sizes, labels, windows)``: the JPEGs
-    end to end in one uint8 tensor, their byte counts, int64 labels and ``[N, views, 3]`` windows.
-    :meth:`stage` turns that into the loader's usual batch on a device.
-    """
+    """Batches of stored JPEGs for ``decode="device"``: ``(data, sizes, labels, windows)``, the JPEGs
+    end to end in one uint8 tensor; :meth:`stage` makes the loader's usual batch of it on a device."""
 
     def __init__(self, dataset, crop_size: int, windows: str = "random", **options):
-        if options.get("ring") is not None:
-            raise ValueError("EncodedBatches has no ring: its batches are small")
         super().__init__(dataset, crop_size, windows, **options)
         check_device_decoding(dataset)  # here, in the training process, not in a worker
 
@@ -151,8 +126,7 @@ class EncodedBatches(CropBatches):
                 torch.from_numpy(self.sample_windows(indices)))
 
     def stage(self, batch, device: torch.device):
-        """``(images, labels, windows)`` on ``device`` from a batch of JPEG bytes: decoded there
-        (nvJPEG on CUDA), checked against the mean image's size, cropped."""
+        """``(images, labels, windows)`` on ``device`` from a batch of JPEGs, decoded there and cropped."""
         data, sizes, labels, windows = batch
         decoded = decode_jpegs(data, sizes, device)
         shapes = {tuple(image.shape) for image in decoded}

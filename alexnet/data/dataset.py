@@ -1,16 +1,13 @@
-"""Random access to a prepared dataset (`alexnet prepare`): sample ``i`` is one ``pread`` away.
-
-The index (shard, byte offset, byte size per sample) and the labels are memory-mapped numpy
-arrays: no per-sample Python objects, so a DataLoader's workers share them through the page cache
-and host memory stays flat. File handles are opened lazily in each process, never inherited, so
-the dataset pickles in microseconds. Each sample read is checked against its CRC-32, and a missing
-or damaged file is an error that names it.
+"""Random access to a prepared dataset (`alexnet prepare`): sample ``i`` is one ``pread`` away, the
+index memory-mapped (workers share it through the page cache), a missing or damaged file named.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +18,9 @@ from alexnet.errors import UserError
 
 
 class PreparedDataset:
-    """Split ``split`` of the prepared dataset in ``root``: ``ds[i] -> (uint8 HxWx3 image, class index)``.
-
-    Also ``read(i) -> (stored bytes, class index)`` for loaders that decode and crop in one step,
-    ``labels`` (int64 array), ``classes`` (list of ``{"index", "id", "name"}``), ``class_names``,
-    ``mean`` (the training mean image, float32 HxWx3, 0-255) and the training pixels' RGB PCA:
-    ``pca_eigvals`` (3,) and ``pca_eigvecs`` (3x3, eigenvectors as columns), 0-255 scale (section 4.1).
-    """
+    """Split ``split`` of the prepared dataset in ``root``: ``ds[i] -> (uint8 HxWx3 image, class index)``;
+    also ``labels``, ``classes``, ``mean`` and the RGB PCA on the 0-255 scale (section 4.1):
+    ``pca_eigvals`` (3,) and ``pca_eigvecs`` (3x3, eigenvectors as columns)."""
 
     def __init__(self, root, split: str = "train"):
         self.root = Path(root)
@@ -41,13 +34,11 @@ class PreparedDataset:
             self.image_size = self.meta["image"]["size"]
             self.classes = self.meta["classes"]
             self.class_names = [c["name"] for c in self.classes]
-            stats = self.meta["stats"]
-            self.pca_eigvals = np.array(stats["pca_eigvals"], dtype=np.float64)
-            self.pca_eigvecs = np.array(stats["pca_eigvecs"], dtype=np.float64)
+            self.pca_eigvals = np.array(self.meta["stats"]["pca_eigvals"], dtype=np.float64)
+            self.pca_eigvecs = np.array(self.meta["stats"]["pca_eigvecs"], dtype=np.float64)
             self._shards = [str(self.root / s) for s in info["shards"]]
-            # crc32: per-sample checksums, absent from datasets prepared before they were recorded
-            self._index_files = {name: self.root / info[name] for name in ("index", "labels", "crc32")
-                                 if name in info}
+            # crc32 (per-sample checksums) is optional: older datasets lack it
+            self._index_files = {name: self.root / info[name] for name in ("index", "labels", "crc32") if name in info}
             self._samples = int(info["samples"])
         except (KeyError, TypeError, ValueError) as err:
             raise UserError(f"{self.root / 'meta.json'} is damaged (bad or missing entry {err}); "
@@ -66,11 +57,9 @@ class PreparedDataset:
         self._pid = os.getpid()
 
     def __getstate__(self):
-        state = self.__dict__.copy()
-        for name in ("_index", "labels", "_crc", "_fds", "_pid", "_mean"):
-            state.pop(name, None)
-        # the whole-file digests serve `alexnet prepare --verify` only: workers need not carry them
-        state["meta"] = {k: v for k, v in self.meta.items() if k != "checksums"}
+        local = ("_index", "labels", "_crc", "_fds", "_pid", "mean")  # reopened or reloaded in each process
+        state = {k: v for k, v in self.__dict__.items() if k not in local}
+        state["meta"] = {k: v for k, v in self.meta.items() if k != "checksums"}  # for `prepare --verify` only
         return state
 
     def __setstate__(self, state):
@@ -80,12 +69,10 @@ class PreparedDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
+    @cached_property
     def mean(self) -> np.ndarray:
         """The training set's mean image, float32, 0-255 (section 2)."""
-        if getattr(self, "_mean", None) is None:
-            self._mean = self._load(self.root / self.meta["stats"].get("mean_image", "mean.npy"))
-        return self._mean
+        return self._load(self.root / self.meta["stats"].get("mean_image", "mean.npy"))
 
     def _load(self, path: Path, mmap_mode=None) -> np.ndarray:
         """One of the dataset's .npy files; one line naming it if it is missing or unreadable."""
@@ -99,20 +86,15 @@ class PreparedDataset:
     def _fd(self, shard: int) -> int:
         if self._pid != os.getpid():  # forked into a worker: its own handles
             self._fds, self._pid = {}, os.getpid()
-        fd = self._fds.get(shard)
-        if fd is None:
+        if shard not in self._fds:
             try:
-                fd = self._fds[shard] = os.open(self._shards[shard], os.O_RDONLY)
+                self._fds[shard] = os.open(self._shards[shard], os.O_RDONLY)
             except OSError as err:
                 raise UserError(f"{self._shards[shard]}: {err.strerror}; {remedy(self.root, self.meta)}") from None
-        return fd
+        return self._fds[shard]
 
     def read(self, i) -> tuple[bytes, int]:
-        """Sample ``i`` as stored (JPEG or .npy bytes, undecoded) and its class index.
-
-        Its bytes are checked against the CRC-32 recorded when the dataset was prepared: a damaged
-        shard is an error naming the shard and the sample, never silently altered pixels.
-        """
+        """Sample ``i`` as stored and its class index; a CRC-32 mismatch is a UserError naming shard and sample."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"sample {i} out of range for {len(self)} samples")
         shard, offset, size = (int(v) for v in self._index[i])
@@ -136,14 +118,11 @@ class PreparedDataset:
 
     def __del__(self):
         for fd in getattr(self, "_fds", {}).values():
-            try:
+            with suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __repr__(self) -> str:
-        classes = len(self.classes)
-        return f"PreparedDataset({str(self.root)!r}, {self.split!r}): {len(self)} samples, {classes} classes"
+        return f"PreparedDataset({str(self.root)!r}, {self.split!r}): {len(self)} samples, {len(self.classes)} classes"
 
 
 def read_meta(root: Path) -> dict:
@@ -185,7 +164,6 @@ def prepare_again(root: Path, meta: dict) -> str:
 
 
 def image_shape(dataset) -> tuple[int, int]:
-    """``(height, width)`` of a dataset's stored images: a prepared dataset's recorded size, without
-    reading its mean image; else (a stand-in) the shape of its mean image."""
+    """``(height, width)`` of a dataset's stored images: its recorded size, else its mean image's."""
     size = getattr(dataset, "image_size", None)
     return (size, size) if size else tuple(np.shape(dataset.mean)[:2])

@@ -1,11 +1,5 @@
-"""Decoding any source image to the paper's 256x256 RGB patch, and encoding it for storage.
-
-Section 2 of the paper: "we down-sampled the images to a fixed resolution of 256x256. Given a
-rectangular image, we first rescaled the image such that the shorter side was of length 256, and
-then cropped out the central 256x256 patch from the resulting image."
-
-ImageNet holds every kind of file a camera or a web page produces: greyscale, CMYK, palette and
-RGBA images, 16-bit PNGs, PNGs named .JPEG. All of them end here as uint8 RGB.
+"""Decoding any source image (greyscale, CMYK, palette, RGBA, 16-bit: all ImageNet holds) to the
+paper's 256x256 RGB patch (section 2: shorter side rescaled to 256, central patch), and storing it.
 """
 
 from __future__ import annotations
@@ -17,24 +11,19 @@ from PIL import Image
 
 try:  # libjpeg-turbo called directly: the same pixels as Pillow's decoder, in half the time
     import simplejpeg
-except ImportError:  # pragma: no cover - a checkout run without its dependencies: Pillow decodes
+except ImportError:  # pragma: no cover - Pillow decodes
     simplejpeg = None
 
-# The file names taken for images where a folder is listed by name (analysis and benchmark image
-# folders): the formats Pillow reads in every build (torchvision's ImageFolder list, plus GIF and
-# PBM). `alexnet prepare` itself identifies every file by its content, not its name.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff",
-                            ".webp"})
+# What every Pillow build reads, where a folder is listed by name (`alexnet prepare` reads contents).
+IMAGE_SUFFIXES = frozenset(".jpg .jpeg .png .bmp .gif .ppm .pgm .pbm .tif .tiff .webp".split())
 
-# A source file is read whole into memory; one larger than this many bytes per pixel of the
-# budget (alexnet.defaults.MAX_PIXELS; an uncompressed RGBA image at the budget) is not read at all.
+# A source file over this many bytes per pixel of the budget (uncompressed RGBA) is not read at all.
 FILE_BYTES_PER_PIXEL = 4
 BAND = 256  # rows converted at a time from 16/32-bit greyscale: its float temporaries stay small
 
 
 class BadImage(Exception):
-    """A source entry that gives no image (not decodable, too large, not a regular file, a folder
-    already read); the message is the reason shown to the user."""
+    """A source entry that gives no image (not decodable, too large, not a file); the message says why."""
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -52,11 +41,7 @@ def open_image(data: bytes) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit RGB, whatever its mode.
-
-    Transparent pixels are shown over white (what a browser shows); 16-bit and 32-bit integer
-    greyscale is scaled from its full range to 0-255 rather than clipped.
-    """
+    """``image`` as 8-bit RGB: transparency over white, 16- and 32-bit greyscale scaled from its full range."""
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
@@ -76,8 +61,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def check_pixels(image: Image.Image, max_pixels: int | None, claimed: tuple[int, int] | None = None) -> None:
-    """BadImage when ``image`` would decode to more than ``max_pixels`` pixels (if given), known from
-    its header alone; ``claimed``: its size before JPEG draft mode reduced it."""
+    """BadImage when ``image``'s header says over ``max_pixels`` pixels; ``claimed``: its size before draft mode."""
     width, height = image.size
     claimed = claimed or image.size
     if max_pixels is not None and width * height > max_pixels:
@@ -88,12 +72,7 @@ def check_pixels(image: Image.Image, max_pixels: int | None, claimed: tuple[int,
 
 def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = None) -> np.ndarray:
     """The central ``size`` x ``size`` patch after rescaling the shorter side to ``size`` (section 2).
-
-    Only the kept square is resampled (``resize(box=...)``), so the discarded margins cost nothing;
-    JPEGs are first decoded at the smallest DCT scale that still covers ``size`` (draft mode), so
-    that a 4000-pixel photograph costs little more than a small one. An image that would still
-    decode to more than ``max_pixels`` pixels (if given) is BadImage, known from its header alone.
-    """
+    Only the kept square is resampled, JPEGs in draft mode; over ``max_pixels`` pixels: BadImage."""
     claimed = image.size
     if image.format == "JPEG":
         image.draft("RGB", (size, size))  # keeps both sides >= size
@@ -104,8 +83,7 @@ def centre_patch(image: Image.Image, size: int = 256, max_pixels: int | None = N
     left = (round(width * size / short) - size) // 2 * short / size
     top = (round(height * size / short) - size) // 2 * short / size
     try:  # the pixels are read here: truncated or corrupt data shows up now
-        rgb = to_rgb(image)
-        patch = rgb.resize((size, size), Image.BILINEAR, box=(left, top, left + short, top + short))
+        patch = to_rgb(image).resize((size, size), Image.BILINEAR, box=(left, top, left + short, top + short))
     except (OSError, ValueError, SyntaxError) as err:
         raise BadImage(f"truncated or corrupt image: {err}") from None
     return np.asarray(patch)
@@ -127,14 +105,8 @@ def jpeg_library() -> str:
 
 
 def decode(data: bytes, extension: str) -> np.ndarray:
-    """A stored sample (``.jpg`` or ``.npy`` bytes) as an HxWx3 uint8 array.
-
-    JPEGs go to simplejpeg when it is installed (a dependency): it calls libjpeg-turbo with the
-    same settings as Pillow (accurate DCT, smooth chroma upsampling), so the pixels are the same,
-    and it skips Pillow's image object, incremental reads and copies: twice as fast on a 256x256
-    sample, which is most of a loader worker's time (BENCHMARKS.md, "JPEG decoding"). Anything it
-    cannot read goes to Pillow.
-    """
+    """A stored sample (``.jpg`` or ``.npy`` bytes) as an HxWx3 uint8 array: JPEGs by simplejpeg when
+    installed (Pillow's pixels, twice as fast: BENCHMARKS.md), else or when it fails by Pillow."""
     if extension == "npy":
         return np.load(io.BytesIO(data), allow_pickle=False)
     if simplejpeg is not None:

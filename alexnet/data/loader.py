@@ -1,24 +1,10 @@
-"""Batches of uint8 crops from a prepared dataset, for training and testing (paper section 4.1).
-
-:func:`make_loader` returns a ``torch.utils.data.DataLoader`` over one epoch. Each item is a whole
-batch, made inside one worker process (:class:`alexnet.data.batches.CropBatches`): it reads the
-stored samples (``dataset.read``), decodes them (a 256x256 JPEG with PIL, or a raw ``.npy`` array)
-and copies the crop window of each into one slot of a ring of shared-memory uint8 batches made
-once per loader; the loader hands over
-
-- ``images``: uint8 ``[N, 3, S, S]``, channels-last in memory (NHWC storage, so a crop is a row
-  copy; ``.contiguous()`` gives NCHW storage if ever needed). With ``ten_crop=True``:
-  ``[N, 10, 3, S, S]`` in the order of :data:`alexnet.data.transforms.TEN_CROP_ORDER`.
-- ``labels``: int64 ``[N]``.
-- ``windows``: int64 ``[N, 3]`` (``[N, 10, 3]`` for ten crops): top, left, flipped; the input of
-  :class:`alexnet.data.transforms.DeviceTransform`, which does the float work on the device.
-
-No per-sample Python objects are shared with workers: the sampler deals int64 numpy arrays, one per
-batch, and the dataset keeps its index in numpy, so host memory stays flat over an epoch however
-many workers run.
+"""Batches of uint8 crops from a prepared dataset, for training and testing (paper section 4.1):
+:func:`make_loader`, a ``DataLoader`` whose workers each make whole batches in a ring of shared slots.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 import torch
@@ -33,29 +19,20 @@ from alexnet.errors import UserError
 
 
 class BatchLoader(torch.utils.data.DataLoader):
-    """A ``DataLoader`` of :class:`CropBatches` whose workers write into a ring of shared slots.
-
-    Why a slot is never overwritten while it is read: a ``DataLoader`` keeps at most
-    ``workers * prefetch_factor`` batches requested and not yet returned, and requests the next
-    one when it returns one. The ring has one slot more than that, and this iterator copies each
-    batch out of its slot (into page-locked memory when pinning, ready for the GPU) before the
-    caller can ask for the batch after it, which is the first that may reuse the slot.
+    """A ``DataLoader`` of :class:`CropBatches` whose workers write into a ring of shared slots: one more
+    than the ``workers * prefetch_factor`` batches in flight, each copied out before the next is asked.
     """
 
     def __iter__(self):
-        # Not a generator: the workers start here, in the caller's thread (``to`` calls this
-        # before handing the iterator to its thread; forking from a thread is best avoided).
+        # Not a generator: the workers start here, in the caller's thread, not the prefetcher's
         workers = super().__iter__()
         batches = workers if getattr(self.dataset, "ring", None) is None else self._copied_out(workers)
         return self._shut_down_after(batches, workers)
 
     @staticmethod
     def _shut_down_after(batches, workers):
-        """``batches``; however their iteration ends (exhausted, an error, closed), the workers are
-        shut down then. Left to the iterator's garbage collection, they can outlive it: a traceback
-        holds it, and at exit multiprocessing terminates and joins workers that ignore SIGTERM
-        (:func:`alexnet.train.data.ignore_stop_signals`) forever. A worker's UserError (a
-        damaged sample) arrives as its one-line message."""
+        """``batches``, with the workers shut down however their iteration ends (left to garbage
+        collection, they can hang the exit); a worker's UserError arrives as its one-line message."""
         try:
             yield from batches
         except UserError as err:  # a DataLoader raises a worker's again with its traceback in front
@@ -64,32 +41,25 @@ class BatchLoader(torch.utils.data.DataLoader):
                 raise
             raise UserError(text.rstrip().rpartition(f"{type(err).__module__}.{name}: ")[2]) from None
         finally:
-            shut_down = getattr(workers, "_shutdown_workers", None)  # absent without workers
-            if shut_down is not None:
-                shut_down()
+            if hasattr(workers, "_shutdown_workers"):  # absent without workers
+                workers._shutdown_workers()
 
     def _copied_out(self, slots):
         batches: CropBatches = self.dataset
         pin = self.pin_memory and torch.cuda.is_available()  # as DataLoader: no CUDA, no pinning
         for slot, labels, windows in slots:
             images = torch.empty(batches.batch_shape(len(labels)), dtype=torch.uint8, pin_memory=pin)
-            np.copyto(images.numpy(), batches.ring[slot, :len(labels)].numpy())  # one thread: the
-            # workers have the cores, and torch's parallel copy would wait for them
+            np.copyto(images.numpy(), batches.ring[slot, :len(labels)].numpy())  # one thread: workers have the cores
             yield batches.as_batch(images, labels, windows)
 
     def to(self, device: torch.device | str, depth: int = 2) -> DevicePrefetcher:
-        """The batches on ``device``, staged ``depth`` ahead by a thread (on CUDA, on a side
-        stream): :class:`alexnet.data.prefetch.DevicePrefetcher`. With ``decode="device"`` the
-        stage decodes the JPEGs there too (:mod:`alexnet.data.device_decode`)."""
-        device = torch.device(device)
+        """The batches on ``device``, staged ``depth`` ahead by a :class:`DevicePrefetcher` (which
+        decodes the JPEGs there too with ``decode="device"``)."""
         stage = getattr(self.dataset, "stage", None)
-        return DevicePrefetcher(self, device, depth,
-                                stage=None if stage is None else (lambda batch: stage(batch, device)))
+        return DevicePrefetcher(self, device, depth, stage=stage and partial(stage, device=torch.device(device)))
 
 
-def default_workers() -> int:
-    """One loader worker per core this process may run on."""
-    return available_cores()
+default_workers = available_cores  # one loader worker per core this process may run on
 
 
 def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: int = 0,
@@ -97,28 +67,20 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
                 start: int = 0, ten_crop: bool = False, pin_memory: bool | None = None,
                 limit: int | None = None, random_crop: bool = True, flip: bool = True,
                 drop_last: bool = False, prefetch_factor: int = 2, decode: str = "workers") -> BatchLoader:
-    """One epoch of uint8 batches of ``dataset`` (a ``PreparedDataset`` or anything with its
-    ``read``, ``extension``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``.
+    """One epoch of batches of ``dataset`` (a ``PreparedDataset`` or anything with its ``read``,
+    ``extension``, ``labels``, ``mean`` and ``len``) for rank ``rank`` of ``world_size``: ``images``
+    uint8 ``[N, 3, S, S]``, channels-last in memory (ten crops: ``[N, 10, 3, S, S]`` in the order of
+    ``TEN_CROP_ORDER``), ``labels`` int64 ``[N]``, ``windows`` int64 ``[N, 3]`` (``[N, 10, 3]``) of
+    (top, left, flipped) for :class:`alexnet.data.transforms.DeviceTransform`.
 
-    - ``train=True``: samples reshuffled from ``(seed, epoch)``, dealt to ranks with every rank
-      the same number (see :mod:`alexnet.data.sampler`), random crops of ``crop_size`` mirrored
-      with probability 0.5 (section 4.1; ``random_crop=False`` / ``flip=False`` for ablations).
-    - ``train=False``: samples in order, each exactly once over all ranks (no padding), the centre
-      crop, or with ``ten_crop=True`` the paper's ten crops.
-    - ``start``: global position in the epoch already done (a checkpoint's ``position``); the
-      loader yields the rest of the same epoch. ``limit``: read only that many images this epoch.
-    - ``workers``: decoding processes (default: one per core; 0 decodes in this process).
-    - ``pin_memory``: page-locked batches for fast copies to the GPU (default: when CUDA exists).
-    - ``decode``: ``"workers"`` (the workers decode and crop) or ``"device"`` (the workers only read
-      the JPEG bytes; ``loader.to(device)`` decodes them there, with nvJPEG on CUDA:
-      :mod:`alexnet.data.device_decode`).
+    ``train``: shuffled from ``(seed, epoch)``, random crops (section 4.1); else in order, each sample
+    once over all ranks, centre or ``ten_crop`` crops. ``start``: global position already done (a
+    checkpoint's ``position``); ``limit``: images read. ``workers``: decoding processes (default: one
+    per core; 0: this process). ``pin_memory`` defaults to whether CUDA exists. ``decode="device"``:
+    workers only read, ``loader.to(device)`` decodes (:mod:`alexnet.data.device_decode`).
 
-    The result is deterministic given ``(seed, epoch, rank, world_size, start)``, whatever the
-    number of workers, and making or iterating it never draws from the global random-number
-    generators (the training's dropout). A sample that cannot be read or decoded raises a
-    one-line UserError naming it and its shard, and the workers are shut down when the iteration
-    ends, however it ends. Build a new loader for every epoch and iterate it once. With several ranks
-    on one machine, give each ``workers = cores // ranks``.
+    Deterministic given ``(seed, epoch, rank, world_size, start)``, never drawing from the global
+    generators; an unreadable sample is a UserError naming it. Make and iterate one loader per epoch.
     """
     if ten_crop and train:
         raise ValueError("ten_crop is a test transform: use it with train=False")
@@ -133,12 +95,9 @@ def make_loader(dataset, batch_size: int, *, train: bool, crop_size: int, seed: 
     slots = workers * prefetch_factor + 1 if workers > 0 and decode == "workers" else None
     if slots:
         batches.ring = torch.empty((slots, *batches.batch_shape(batch_size)), dtype=torch.uint8).share_memory_()
-    batch_sampler = BatchSampler(sampler, batch_size, drop_last, slots)
-    # A generator of its own: by default a DataLoader seeds its workers from the global torch RNG
-    # when iterated, which would shift the training's dropout draws (a resumed run would differ).
+    # Its own generator: a DataLoader seeds its workers from the global torch RNG, shifting dropout's draws
     own_rng = torch.Generator().manual_seed(int(np.random.SeedSequence((seed, epoch, rank)).generate_state(1)[0]))
-    return BatchLoader(batches, sampler=batch_sampler, batch_size=None, collate_fn=as_is,
-                       num_workers=workers, generator=own_rng,
+    return BatchLoader(batches, sampler=BatchSampler(sampler, batch_size, drop_last, slots), batch_size=None,
+                       collate_fn=as_is, num_workers=workers, generator=own_rng,
                        pin_memory=(torch.cuda.is_available() if pin_memory is None else pin_memory)
-                       and decode == "workers",
-                       prefetch_factor=prefetch_factor if workers > 0 else None)
+                       and decode == "workers", prefetch_factor=prefetch_factor if workers > 0 else None)

@@ -1,41 +1,23 @@
-"""Batches on the training device, made ahead of the step by a background thread.
-
-:class:`DevicePrefetcher` runs a ``stage`` (default: every tensor copied without blocking) on the
-host batches ``depth`` batches ahead of the consumer, so that the training loop's thread never
-waits on the loader's queue, never copies a batch out of the loader's shared ring, and never issues
-a host-to-device copy between two steps.
-
-On CUDA the stage runs on a side stream: the copies (and nvJPEG decoding) overlap the previous
-step's kernels. The consumer's stream waits on an event recorded after each batch's stage (on the
-device, not the host), and every tensor is marked as used by it (``Tensor.record_stream``), so the
-caching allocator does not hand its memory to the side stream before the step that reads it ran.
-
-Errors in the loader or the stage are raised from the consumer's ``next``; stopping early stops
-the thread and lets the loader shut its workers down. A thread, not a process: the work is copies
-and kernel launches, which release the GIL, and a process could not share the CUDA streams.
+"""Batches on the training device, made ahead of the step by a background thread (copies and
+kernel launches release the GIL): :class:`DevicePrefetcher`. On CUDA the stage runs on a side stream;
+the consumer's stream waits on an event recorded after it, and each tensor is marked used there
+(``record_stream``) so the allocator does not reuse it too early.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from contextlib import suppress
 from typing import Callable, Iterable, Iterator
 
 import torch
 
 from alexnet.speed import to_device
 
-_END = object()
-
-
-class _Failure:
-    def __init__(self, error: BaseException):
-        self.error = error
-
 
 def copy_to(batch, device: torch.device):
-    """Every tensor of ``batch`` (a tuple or list) on ``device`` by :func:`alexnet.speed.to_device`
-    (without blocking the host when the source is pinned); anything else as it is."""
+    """Every tensor of ``batch`` (a tuple or list) on ``device`` (:func:`alexnet.speed.to_device`)."""
     return type(batch)(to_device(t, device) if isinstance(t, torch.Tensor) else t for t in batch)
 
 
@@ -48,38 +30,29 @@ def _tensors(batch) -> Iterator[torch.Tensor]:
 
 
 class DevicePrefetcher:
-    """Iterate ``batches`` with ``stage(batch)`` applied ``depth`` batches ahead in a thread.
+    """Iterate ``batches`` once with ``stage(batch)`` (default: tensors copied without blocking) applied
+    ``depth`` ahead in a thread, whose errors ``next`` raises; ``iter(batches)`` runs in the caller's thread."""
 
-    ``batches`` is iterated with ``iter()`` in the calling thread (so that a DataLoader starts its
-    workers from here, not from the thread), then read only by the thread. Iterate the prefetcher
-    once.
-    """
-
-    def __init__(self, batches: Iterable, device: torch.device | str, depth: int = 2,
-                 stage: Callable | None = None):
+    def __init__(self, batches: Iterable, device: torch.device | str, depth: int = 2, stage: Callable | None = None):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:  # the thread must name the device
-            device = torch.device("cuda", torch.cuda.current_device())
-        self.device = device
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:  # the thread must name the device
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.stage = stage or (lambda batch: copy_to(batch, self.device))
         self._source = iter(batches)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        cuda = self.device.type == "cuda"
-        self._stream = torch.cuda.Stream(self.device) if cuda else None
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._thread = threading.Thread(target=self._work, name="alexnet-prefetch", daemon=True)
         self._started = False
 
     def _put(self, item) -> bool:
         """Hand ``item`` to the consumer; False when the consumer has gone."""
         while not self._stop.is_set():
-            try:
+            with suppress(queue.Full):
                 self._queue.put(item, timeout=0.1)
                 return True
-            except queue.Full:
-                continue
         return False
 
     def _work(self) -> None:
@@ -100,9 +73,9 @@ class DevicePrefetcher:
                 if not self._put(item):
                     break
             else:
-                self._put(_END)
+                self._put(None)  # the end
         except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
-            self._put(_Failure(err))
+            self._put(err)
         finally:
             self._source = None  # the loader's iterator goes: its workers shut down
 
@@ -114,10 +87,10 @@ class DevicePrefetcher:
         try:
             while True:
                 item = self._queue.get()
-                if item is _END:
+                if item is None:
                     return
-                if isinstance(item, _Failure):
-                    raise item.error
+                if isinstance(item, BaseException):  # else a (batch, event) pair
+                    raise item
                 batch, ready = item
                 if ready is not None:
                     consumer = torch.cuda.current_stream(self.device)
@@ -132,10 +105,8 @@ class DevicePrefetcher:
     def close(self) -> None:
         """Stop the thread (it finishes the batch it is staging) and drop what it made."""
         self._stop.set()
-        while True:
-            try:
+        with suppress(queue.Empty):
+            while True:
                 self._queue.get_nowait()
-            except queue.Empty:
-                break
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()

@@ -1,18 +1,6 @@
-"""Which samples each rank reads, in which order: a fresh shuffle every epoch (paper section 5, SGD
-over shuffled data), split across distributed ranks, resumable at any position.
-
-Everything is a pure function of ``(seed, epoch, rank, world_size, start)``: processes that agree
-on these numbers read the same samples in the same order, and a run resumed at ``start`` reads the
-rest of the epoch as the interrupted run would have. Indices live in numpy int64 arrays, never in
-per-sample Python objects.
-
-The epoch's global order is dealt to ranks like cards: position ``p`` goes to rank ``p %
-world_size``. ``start`` counts positions of the global order already done over all ranks (a
-checkpoint's ``position``: ``k`` steps of batch ``b`` on ``w`` ranks are ``k * b * w``).
-``pad=True`` (training) extends the order with its own first positions so that every rank takes
-the same number of optimiser steps (at most ``world_size - 1`` samples read twice);
-``pad=False`` (evaluation) repeats nothing, so every validation image counts exactly once.
-"""
+"""Which samples each rank reads, in which order: a fresh shuffle every epoch (paper section 5), a pure
+function of ``(seed, epoch, rank, world_size, start)``, so a resumed run reads the rest of the epoch as
+the interrupted one would have. Position ``p`` goes to rank ``p % world_size``."""
 
 from __future__ import annotations
 
@@ -24,18 +12,13 @@ import torch.utils.data
 
 def epoch_order(num_samples: int, seed: int, epoch: int, *, shuffle: bool = True,
                 limit: int | None = None) -> np.ndarray:
-    """The epoch's global order of sample numbers (int64), the same on every rank.
-
-    With ``shuffle`` it is a permutation drawn from ``(seed, epoch)`` alone; without it, ``0..n-1``.
-    ``limit`` keeps ``limit`` positions: the first of the permutation when shuffling (a different
-    random subset each epoch), else ``limit`` samples evenly spaced over ``0..n-1``, so that a
-    limited validation set of a dataset stored class by class still covers every class.
-    """
+    """The epoch's global order of sample numbers (int64): a permutation drawn from ``(seed, epoch)``
+    with ``shuffle``, else ``0..n-1``. ``limit`` keeps its first ``limit``, or without shuffling
+    ``limit`` evenly spaced samples (so every class of a sorted set is covered)."""
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
     if shuffle:
-        rng = np.random.default_rng(np.random.SeedSequence([seed, epoch]))
-        order = rng.permutation(num_samples).astype(np.int64, copy=False)
+        order = np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(num_samples).astype(np.int64)
     else:
         order = np.arange(num_samples, dtype=np.int64)
     if limit is not None:
@@ -65,33 +48,22 @@ def rank_indices(num_samples: int, *, seed: int = 0, epoch: int = 0, rank: int =
     extra = padded_length(len(order), world_size, pad) - len(order)
     if extra:
         order = np.concatenate([order, np.resize(order, extra)])
-    mine = order[rank::world_size]
-    return mine[positions_before(start, rank, world_size):]
+    return order[rank::world_size][positions_before(start, rank, world_size):]
 
 
 def padded_length(num_samples: int, world_size: int, pad: bool) -> int:
-    """Global positions in an epoch: ``num_samples``, rounded up to a multiple of the world size
-    when padding."""
+    """Global positions in an epoch: ``num_samples``, rounded up to a multiple of ``world_size`` with ``pad``."""
     return -(-num_samples // world_size) * world_size if pad else num_samples
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """A torch ``Sampler`` over :func:`rank_indices`; it holds only its arguments (stateless).
-
-    Iterating it twice gives the same indices; a new epoch is a new sampler (or ``set_epoch``).
-    """
+    """A torch ``Sampler`` over :func:`rank_indices`; it holds only its arguments (stateless)."""
 
     def __init__(self, num_samples: int, *, seed: int = 0, epoch: int = 0, rank: int = 0,
-                 world_size: int = 1, start: int = 0, shuffle: bool = True, pad: bool = True,
-                 limit: int | None = None):
-        self.num_samples = num_samples
-        self.seed, self.epoch, self.start = seed, epoch, start
-        self.rank, self.world_size = rank, world_size
-        self.shuffle, self.pad, self.limit = shuffle, pad, limit
+                 world_size: int = 1, start: int = 0, shuffle: bool = True, pad: bool = True, limit: int | None = None):
+        self.num_samples, self.seed, self.epoch, self.start = num_samples, seed, epoch, start
+        self.rank, self.world_size, self.shuffle, self.pad, self.limit = rank, world_size, shuffle, pad, limit
         rank_indices(0, rank=rank, world_size=world_size, start=start)  # validate now, not later
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
 
     def indices(self) -> np.ndarray:
         return rank_indices(self.num_samples, seed=self.seed, epoch=self.epoch, rank=self.rank,
@@ -109,13 +81,8 @@ class EpochSampler(torch.utils.data.Sampler):
 
 
 class BatchSampler(torch.utils.data.Sampler):
-    """Yields this rank's samples as int64 numpy arrays of ``batch_size`` sample numbers, so that a
-    loader worker receives one small array per batch rather than a list of Python ints.
-
-    ``drop_last`` drops a final short batch (training keeps every step the same size). With
-    ``slots``, each batch comes as ``(slot, sample numbers)``: the slot of a ring of ``slots``
-    batches it is to be written into, in turn (:class:`alexnet.data.loader.BatchLoader`).
-    """
+    """This rank's samples as int64 arrays of ``batch_size``; ``drop_last`` drops a final short batch.
+    With ``slots``, each comes as ``(slot, sample numbers)``, the slots of a ring taken in turn."""
 
     def __init__(self, sampler: EpochSampler, batch_size: int, drop_last: bool = False, slots: int | None = None):
         if batch_size < 1:

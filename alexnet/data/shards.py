@@ -1,23 +1,16 @@
-"""Shards in the WebDataset layout, written whole or not at all, with the byte position of each sample.
-
-A shard is a plain tar: for each sample ``<key>.jpg`` (or ``<key>.npy``) then ``<key>.cls`` (the
-class index as text). Any tar tool and the webdataset library read it. Where each image's bytes
-start and how long they are goes into the prepared dataset's index, so that a sample is read with
-one ``pread`` and nothing else is touched.
-
-Two checksums guard against damage after writing: a CRC-32 of each sample's bytes, checked on every
-read (microseconds per sample, against a millisecond to decode it), and a SHA-256 of each whole
-file, checked by ``alexnet prepare --verify`` (it also covers tar headers and class members).
+"""Shards in the WebDataset layout (a plain tar of ``<key>.jpg`` or ``.npy`` and ``<key>.cls``, the class
+index as text, per sample), written whole or not at all, with the byte position of each sample.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 import zlib
 from pathlib import Path
+
+from alexnet.atomic import write_atomically
 
 BLOCK = tarfile.BLOCKSIZE
 DIGEST = "sha256"  # of each whole file, recorded in meta.json
@@ -27,9 +20,7 @@ def shard_name(number: int) -> str:
     return f"shard-{number:06d}.tar"
 
 
-def sample_checksum(data: bytes) -> int:
-    """The CRC-32 of a sample's stored bytes (recorded at prepare time, checked on each read)."""
-    return zlib.crc32(data)
+sample_checksum = zlib.crc32  # of a sample's stored bytes: recorded at prepare time, checked on each read
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -38,24 +29,10 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
         return hashlib.file_digest(f, algorithm).hexdigest()
 
 
-def write_atomically(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file, flush it to disk, then rename it to ``path``.
-
-    A reader (or a resumed run) therefore sees either nothing or the whole file, whenever the
-    process is killed.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _member(name: str, size: int) -> tarfile.TarInfo:
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o644, 0  # fixed metadata: same input, same bytes
-    return info
+    info.size, info.mode, info.mtime = len(data), 0o644, 0  # fixed metadata: same input, same bytes
+    tar.addfile(info, io.BytesIO(data))
 
 
 def write_shard(path: Path, records: list[tuple[str, int, bytes]], extension: str) -> list[tuple[int, int]]:
@@ -65,11 +42,9 @@ def write_shard(path: Path, records: list[tuple[str, int, bytes]], extension: st
     def write(f):
         with tarfile.open(fileobj=f, mode="w") as tar:
             for key, label, data in records:
-                tar.addfile(_member(f"{key}.{extension}", len(data)), io.BytesIO(data))
-                # tar.offset is now past the padded data: step back over it to where it starts.
-                positions.append((tar.offset - -(-len(data) // BLOCK) * BLOCK, len(data)))
-                cls = str(label).encode()
-                tar.addfile(_member(f"{key}.cls", len(cls)), io.BytesIO(cls))
+                _add(tar, f"{key}.{extension}", data)
+                positions.append((tar.offset - -(-len(data) // BLOCK) * BLOCK, len(data)))  # back from its padded end
+                _add(tar, f"{key}.cls", str(label).encode())
 
     write_atomically(path, write)
     return positions

@@ -1,23 +1,7 @@
-"""Data augmentation of paper section 4.1, split between loader workers and the training device.
-
-Loader workers do only what needs the encoded image: decode it and copy out a crop window, mirrored
-when flipped, as uint8. A window is three int64 numbers ``(top, left, flipped)``; workers hand them
-over beside the images (``windows [N, 3]``). The float work runs batched on the training device in
-:class:`DeviceTransform`: conversion, subtraction of the mean image cut at each sample's window
-(paper section 2), and PCA colour noise (section 4.1, "Augmentation 2",
-:func:`pca_colour_augmentation`). So a quarter of the bytes cross the bus, and the CPU does no
-per-pixel arithmetic.
-
-Windows (all deterministic):
-
-- training (:func:`random_windows`): a crop of the model's input size (227 for the paper's network)
-  at a uniformly random position of the 256x256 image, mirrored with probability 0.5. The draw is a
-  hash of ``(seed, epoch, sample number)``: the same whichever worker, rank or batch reads the
-  sample, so a resumed or re-sharded epoch sees the same crops.
-- test, one crop (:func:`centre_window`): the central window, not mirrored.
-- test, ten crops (:func:`ten_crop_windows`), in this fixed order: 0 top-left, 1 top-right,
-  2 bottom-left, 3 bottom-right, 4 centre, then 5..9 the same five mirrored. The paper averages the
-  softmax outputs of the ten.
+"""Data augmentation of paper section 4.1: workers copy out uint8 crop windows ``(top, left,
+flipped)`` (:func:`random_windows` for training, :func:`centre_window` and :func:`ten_crop_windows`
+for testing); :class:`DeviceTransform` does the float work batched on the device: the mean image cut
+at each window (section 2) and PCA colour noise (:func:`pca_colour_augmentation`).
 """
 
 from __future__ import annotations
@@ -27,9 +11,8 @@ import torch
 
 from alexnet.data.sampler import positions_before
 
-TEN_CROP_ORDER = ("top-left", "top-right", "bottom-left", "bottom-right", "centre",
-                  "top-left flipped", "top-right flipped", "bottom-left flipped",
-                  "bottom-right flipped", "centre flipped")
+TEN_CROP_ORDER = ("top-left", "top-right", "bottom-left", "bottom-right", "centre", "top-left flipped",
+                  "top-right flipped", "bottom-left flipped", "bottom-right flipped", "centre flipped")
 
 # torchvision's per-channel statistics (0-1 scale), for weights trained with them (`alexnet-owt`).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,10 +37,9 @@ def _check_sizes(image_size: tuple[int, int], crop_size: int) -> tuple[int, int]
 
 def random_windows(indices: np.ndarray, image_size: tuple[int, int], crop_size: int, *, seed: int,
                    epoch: int, random_crop: bool = True, flip: bool = True) -> np.ndarray:
-    """Training windows ``[N, 3]`` (top, left, flipped) for samples ``indices`` (section 4.1).
-
-    ``random_crop=False`` keeps the centre window and ``flip=False`` never mirrors (ablations).
-    """
+    """Training windows ``[N, 3]`` (top, left, flipped) of samples ``indices`` (section 4.1): uniform, mirrored
+    with probability 0.5, hashed from ``(seed, epoch, sample number)`` so a resumed epoch has the same;
+    ``random_crop=False`` keeps the centre and ``flip=False`` never mirrors (ablations)."""
     max_top, max_left = _check_sizes(image_size, crop_size)
     key = np.random.SeedSequence([seed, epoch, 0x63726F70]).generate_state(1, np.uint64)
     with np.errstate(over="ignore"):
@@ -74,45 +56,33 @@ def random_windows(indices: np.ndarray, image_size: tuple[int, int], crop_size: 
 
 def centre_window(image_size: tuple[int, int], crop_size: int) -> np.ndarray:
     """The central window ``[3]``, not mirrored (single-crop testing)."""
-    max_top, max_left = _check_sizes(image_size, crop_size)
-    return np.array([max_top // 2, max_left // 2, 0], np.int64)
+    return ten_crop_windows(image_size, crop_size)[TEN_CROP_ORDER.index("centre")]
 
 
 def ten_crop_windows(image_size: tuple[int, int], crop_size: int) -> np.ndarray:
-    """The paper's ten test windows ``[10, 3]`` in the order of :data:`TEN_CROP_ORDER`."""
+    """The paper's ten test windows ``[10, 3]`` in the order of :data:`TEN_CROP_ORDER` (section 4.1)."""
     max_top, max_left = _check_sizes(image_size, crop_size)
-    corners = [(0, 0), (0, max_left), (max_top, 0), (max_top, max_left),
-               (max_top // 2, max_left // 2)]
+    corners = [(0, 0), (0, max_left), (max_top, 0), (max_top, max_left), (max_top // 2, max_left // 2)]
     return np.array([(t, l, f) for f in (0, 1) for t, l in corners], np.int64)
 
 
 def view_windows(image_size: tuple[int, int], crop_size: int, views: str) -> np.ndarray:
-    """The test windows ``[V, 3]`` of ``views``: ``"ten"`` (section 4.1's ten patches, the order
-    of :data:`TEN_CROP_ORDER`) or else the centre window alone."""
-    if views == "ten":
-        return ten_crop_windows(image_size, crop_size)
-    return centre_window(image_size, crop_size)[None]
+    """The test windows ``[V, 3]``: section 4.1's ten for ``views="ten"``, else the centre window alone."""
+    return ten_crop_windows(image_size, crop_size) if views == "ten" else centre_window(image_size, crop_size)[None]
 
 
 def crop_into(out: np.ndarray, image: np.ndarray, window) -> None:
     """Copy ``image`` (HxWx3) cut at ``window`` into ``out`` (SxSx3), mirrored when flipped."""
     top, left, flipped = (int(v) for v in window)
-    size = out.shape[0]
-    out[...] = image[top:top + size, left:left + size]
+    out[...] = image[top:top + out.shape[0], left:left + out.shape[1]]
     if flipped:  # torch mirrors 3-byte pixels ten times faster than numpy's negative-stride copy
         mirrored = torch.from_numpy(out)
         mirrored.copy_(mirrored.flip(1))
 
 
 def cut_at_windows(images: torch.Tensor, windows: torch.Tensor, crop_size: int) -> torch.Tensor:
-    """Images cut at their windows, mirrored where flipped, in one batched gather on the images'
-    device: the crops of the device-decoding path and the mean image at each crop's window.
-
-    ``images``: ``[N, H, W, C]`` (any memory layout), one per row of ``windows``, or one image
-    ``[H, W, C]`` for every window (the mean); ``windows``: ``[N, V, 3]`` (top, left, flipped).
-    Returns ``[N, V, S, S, C]`` contiguous: the loader's NHWC storage. A mirrored crop reads its
-    columns from right to left, so no mirrored copy of the image is made.
-    """
+    """``images`` ``[N, H, W, C]`` (or one ``[H, W, C]`` for all: the mean) cut at ``windows`` ``[N, V, 3]``,
+    mirrored where flipped, in one gather on their device: ``[N, V, S, S, C]`` contiguous."""
     span = torch.arange(crop_size, device=images.device)
     top, left, flipped = windows.to(images.device).unbind(-1)
     rows = (top[..., None] + span)[..., :, None]  # [N, V, S, 1]
@@ -128,11 +98,9 @@ def pca_colour_augmentation(images: torch.Tensor, basis: torch.Tensor, std: floa
                             generator: torch.Generator | None = None) -> torch.Tensor:
     """Section 4.1, "Augmentation 2": alter the intensities of the RGB channels of each image.
 
-    To every pixel of image ``n`` (``images [N, 3, S, S]``, float, 0-255 scale) add
-    ``basis @ alpha_n``, with ``alpha_n ~ N(0, std)`` (three numbers) drawn from ``generator``
-    once for the image, the same for all its pixels. ``basis`` (3x3): column ``j`` is the ``j``-th
-    eigenvector of the training set's RGB covariance times its magnitude (the paper's
-    ``[p1, p2, p3][a1 l1, a2 l2, a3 l3]^T``; :class:`DeviceTransform` says which magnitude).
+    To every pixel of image ``n`` (``images [N, 3, S, S]``, float, 0-255) add ``basis @ alpha_n``, with
+    ``alpha_n ~ N(0, std)`` drawn once per image from ``generator`` and ``basis`` the RGB covariance's
+    eigenvectors times their magnitudes, ``[p1, p2, p3] diag(m1, m2, m3)`` (the paper: eigenvalues).
     """
     alpha = torch.randn(len(images), 3, generator=generator, device=images.device) * std
     return images + (alpha @ basis.T)[:, :, None, None]
@@ -141,34 +109,13 @@ def pca_colour_augmentation(images: torch.Tensor, basis: torch.Tensor, std: floa
 class DeviceTransform(torch.nn.Module):
     """The float half of the input pipeline, batched on the training device (sections 2 and 4.1).
 
-    ``forward(images, windows)`` takes the loader's uint8 ``images [N, 3, S, S]`` (or ten crops,
-    ``[N, 10, 3, S, S]``) and ``windows [N, 3]`` (``[N, 10, 3]``) and returns float32 inputs of
-    the same shape:
-
-    - ``normalization="mean_image"`` (the paper): raw 0-255 RGB minus the training set's mean
-      image ``mean`` (HxWx3) cut at the sample's window, mirrored when the crop was;
-      ``subtract_mean=False`` leaves the raw values (ablation).
-    - ``normalization="imagenet"``: 0-1 scale minus torchvision's per-channel mean, over its std,
-      for weights trained that way; ``mean`` is then unused and may be None.
-
-    PCA colour augmentation (section 4.1) in training mode (``.train()``, the default) when
-    ``pca_std > 0``: to every pixel of an image add ``eigvecs @ (alpha * magnitude)`` with
-    ``alpha ~ N(0, pca_std)`` drawn once per image per use, the same for all its pixels; added on
-    the 0-255 scale before normalising. ``eigvals``/``eigvecs`` (columns) are those of the
-    training set's 3x3 RGB covariance on the 0-255 scale. ``pca_scale`` says what ``magnitude`` is:
-
-    - ``"eigenvalue"`` (default, the paper's printed formula as the common reimplementations apply
-      it): the eigenvalues on the 0-1 scale, the scale the formula's magnitudes were given for; on
-      0-255 values that is ``eigvals / 255``. (Taken literally on the 0-255 scale, the eigenvalues
-      of a variance there would give colour shifts of hundreds of levels.)
-    - ``"stdev"`` (the authors' cuda-convnet2 data provider, whose PCA constants are standard
-      deviations): ``sqrt(eigvals)``; on ImageNet about twice as strong on the first component and
-      far stronger on the other two.
-
-    The noise comes from a ``torch.Generator`` on the images' device, seeded for each batch from
-    ``(seed, epoch, rank, position)``, where ``position`` counts this rank's images so far in the
-    epoch: call :meth:`set_epoch` at the start of every epoch with the same ``start`` as the
-    loader, and a resumed epoch draws the same noise as the interrupted one (batch for batch).
+    ``forward(images, windows)``: the loader's uint8 ``images [N, (10,) 3, S, S]`` to float32, 0-255
+    RGB minus the mean image cut at each window (``subtract_mean=False``: ablation), or
+    ``normalization="imagenet"``. In training mode with ``pca_std > 0``, PCA colour augmentation first,
+    with the 0-255 covariance's ``eigvals``/``eigvecs`` (columns) and ``pca_scale`` magnitudes:
+    ``"eigenvalue"`` (default: ``eigvals / 255``, the 0-1 scale's, as common reimplementations) or
+    ``"stdev"`` (``sqrt(eigvals)``, as cuda-convnet2). Call :meth:`set_epoch` every epoch with the
+    loader's ``start``: the noise is seeded per batch by position, so a resumed epoch draws the same.
     """
 
     def __init__(self, mean, eigvals, eigvecs, crop_size: int, pca_std: float = 0.1,
@@ -182,8 +129,7 @@ class DeviceTransform(torch.nn.Module):
         self.crop_size, self.pca_std, self.normalization = crop_size, float(pca_std), normalization
         self.subtract_mean = subtract_mean and normalization == "mean_image"
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch, self.position = 0, 0
-        self._generator: torch.Generator | None = None
+        self.epoch, self.position, self._generator = 0, 0, None
         if self.subtract_mean:
             mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
             _check_sizes(tuple(mean.shape[:2]), crop_size)
@@ -210,19 +156,16 @@ class DeviceTransform(torch.nn.Module):
         """The generator of the next ``count`` images' colour noise, seeded for where they stand."""
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-        key = [self.seed, self.epoch, self.rank, self.position]
-        self._generator.manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]
-                                        >> np.uint64(1)))
+        key = np.random.SeedSequence([self.seed, self.epoch, self.rank, self.position]).generate_state(1, np.uint64)
+        self._generator.manual_seed(int(key[0] >> np.uint64(1)))
         self.position += count
         return self._generator
 
     def forward(self, images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
         shape = images.shape
         if shape[-3:] != (3, self.crop_size, self.crop_size):
-            raise ValueError(f"expected images [..., 3, {self.crop_size}, {self.crop_size}], "
-                             f"got {list(shape)}")
-        images = images.reshape(-1, *shape[-3:])
-        x = images.float()
+            raise ValueError(f"expected images [..., 3, {self.crop_size}, {self.crop_size}], got {list(shape)}")
+        x = images.reshape(-1, *shape[-3:]).float()
         if self.subtract_mean:
             mean = cut_at_windows(self.mean_image, windows.reshape(-1, 1, 3), self.crop_size)
             x = x - mean[:, 0].permute(0, 3, 1, 2)
