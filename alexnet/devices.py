@@ -1,8 +1,4 @@
-"""Which device a command runs on: the one named, else the best present (cuda, else mps, else cpu).
-
-Every command with ``--device`` (train, evaluate, predict, the analysis commands, bench) calls
-:func:`pick_device`, so that they agree on the default and refuse a name the same way.
-"""
+"""Which device a command runs on; every command with ``--device`` calls :func:`pick_device`."""
 
 from __future__ import annotations
 

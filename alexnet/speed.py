@@ -1,12 +1,8 @@
 """Speed knobs shared by training and benchmarks; each computes the same function as the plain path.
 
-The paper trained for five to six days on two GTX 580s; what makes our training fast is not a
-different network but the same function computed with less waste. Every knob here is an option
-that leaves the mathematics unchanged (tests/test_speed.py checks outputs and gradients against the
-plain path), so a trainer may switch any of them on without changing what it learns: see
-:func:`apply_speed_options`, :func:`set_threads`, :func:`keep_freed_memory`, :func:`to_device` and
-:func:`torch_lrn` (the plain baseline). The optimizers' fast paths live with the update rule, in
-:mod:`alexnet.train.optim`.
+Every knob leaves the mathematics unchanged (tests/test_speed.py checks outputs and gradients against
+the plain path), so a trainer may switch any of them on without changing what it learns. The
+optimizers' fast paths live with the update rule, in :mod:`alexnet.train.optim`.
 """
 
 from __future__ import annotations
@@ -38,8 +34,7 @@ class TorchLRN(nn.Module):
 
 
 def _replace_modules(model: nn.Module, applies, make) -> nn.Module:
-    """``model`` (changed in place) with every submodule for which ``applies(module)`` replaced
-    by ``make(module)``."""
+    """``model`` with every submodule for which ``applies(module)`` replaced by ``make(module)``, in place."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if applies(child):
@@ -53,21 +48,17 @@ def torch_lrn(model: nn.Module) -> nn.Module:
 
 
 def apply_speed_options(model: nn.Module, *, channels_last: bool = False, compile: bool = False,
-                        lrn: str = "ours", relu_inplace: bool = True, conv1_stride1_grad: bool = False,
-                        compile_mode: str | None = None) -> nn.Module:
+                        lrn: str = "ours", relu_inplace: bool = True, conv1_stride1_grad: bool = False) -> nn.Module:
     """``model`` with the given speed options; the function it computes is unchanged.
 
-    ``channels_last``: convolutions and pooling read each pixel's channels contiguously (pays on
-    GPUs and with oneDNN on CPUs); ``relu_inplace``: one full-size activation less to allocate and
-    write per layer; ``compile``: fuses LRN, ReLU and pooling with their neighbours on the GPU;
-    ``lrn``: ours or ``"torch"`` (:func:`torch_lrn`); ``conv1_stride1_grad``: conv1's weight
-    gradient as a stride-1 convolution (:mod:`alexnet.strided_conv`; pays on CPUs).
+    ``channels_last``: NHWC memory (pays on GPUs and with oneDNN); ``relu_inplace``: one activation
+    less to allocate per layer; ``compile``: ``torch.compile``; ``lrn``: ours or ``"torch"``
+    (:func:`torch_lrn`); ``conv1_stride1_grad``: conv1's weight gradient as a stride-1 convolution
+    (:mod:`alexnet.strided_conv`; pays on CPUs). Raises ValueError for an unknown ``lrn``.
 
-    Changes ``model`` in place. Call after moving the model to its device and before building the
-    optimizer: the parameters stay the same tensors (the modules swapped in for LRN have none, and
-    conv1's replacement shares conv1's), and the state_dict keys stay the same. With ``compile=True``
-    the result is the ``torch.compile`` wrapper (the module itself is ``result._orig_mod``);
-    feed it channels-last inputs when ``channels_last`` is set (:func:`to_device` does).
+    Changes ``model`` in place: call after moving it to its device and before building the
+    optimizer (the parameters and state_dict keys stay the same). With ``compile=True`` the result
+    is the ``torch.compile`` wrapper; with ``channels_last``, feed it channels-last inputs (:func:`to_device`).
     """
     if lrn not in LRN_IMPLEMENTATIONS:
         raise ValueError(f"lrn must be one of {LRN_IMPLEMENTATIONS}, not {lrn!r}")
@@ -81,17 +72,11 @@ def apply_speed_options(model: nn.Module, *, channels_last: bool = False, compil
         _replace_modules(model, SpaceToDepthGradConv2d.applies_to, SpaceToDepthGradConv2d.from_conv)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if compile:
-        model = torch.compile(model, mode=compile_mode)
-    return model
+    return torch.compile(model) if compile else model
 
 
 def set_threads(threads: int | None = None) -> int:
-    """One intra-op thread per available core unless ``threads`` says otherwise; returns the count.
-
-    More threads than cores only adds switching (PyTorch may default to the machine's cores when
-    the process is confined to fewer); loader workers are separate processes with their own.
-    """
+    """``threads`` intra-op threads, default one per available core (more only adds switching); returns the count."""
     threads = threads or available_cores()
     torch.set_num_threads(threads)
     return threads
@@ -101,16 +86,12 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse in this process (and in processes it
-    forks); returns whether it could (False where the C library is not glibc).
+    """Make glibc's malloc keep freed memory for reuse in this process (and those it forks);
+    returns whether it could (False where the C library is not glibc). Process-wide; call once, early.
 
-    Every training step allocates and frees the same large activations. By default glibc serves
-    blocks above its mmap threshold (128 KiB, adapting up to 32 MiB) by mmap and unmaps them when
-    freed, so the next step faults in every 4 KiB page of them again, and trims freed heap memory
-    back to the system. With mmap and trimming off, freed blocks stay in the heap and are reused:
-    about a sixth less CPU time for our step, near a third less for plain PyTorch's
-    (BENCHMARKS.md). The price: the process keeps its peak memory until it exits. Process-wide;
-    call once, early.
+    By default glibc unmaps large freed blocks, so every step faults their pages in again: keeping
+    them saves about a sixth of our step's CPU time (BENCHMARKS.md), at the price of holding the
+    peak memory until exit.
     """
     import ctypes
     import ctypes.util
@@ -124,10 +105,7 @@ def keep_freed_memory() -> bool:
 
 
 def to_device(batch: torch.Tensor, device: torch.device | str, channels_last: bool = False) -> torch.Tensor:
-    """A (pinned) host tensor on ``device`` without blocking the host; image batches
-    (4-d) in channels-last memory when asked. Use the result only on ``device``'s current stream."""
-    device = torch.device(device)
-    out = batch.to(device, non_blocking=batch.is_pinned())
-    if channels_last and out.dim() == 4:
-        out = out.contiguous(memory_format=torch.channels_last)
-    return out
+    """A (pinned) host tensor on ``device`` without blocking the host; image batches (4-d) in
+    channels-last memory when asked. Use the result only on ``device``'s current stream."""
+    out = batch.to(torch.device(device), non_blocking=batch.is_pinned())
+    return out.contiguous(memory_format=torch.channels_last) if channels_last and out.dim() == 4 else out

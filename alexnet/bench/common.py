@@ -1,5 +1,4 @@
-"""What the benchmarks share: the set-up, the clock, the record of the machine, the rows as they
-come, the output."""
+"""What the benchmarks share: the set-up, the clock, the record of the machine, the rows, the output."""
 
 from __future__ import annotations
 
@@ -28,9 +27,7 @@ def synchronize(device: torch.device) -> None:
 def timed_for(device: torch.device, fn, seconds: float | None, steps: int = 1) -> tuple[float, float, int]:
     """Wall-clock and process CPU seconds per call of ``fn``, and the number of calls: ``steps``
     calls, or with ``seconds`` as many as fill that time (at least one), in runs of 1, 2, 4 ...
-    calls, the last sized by the rate so far to end near ``seconds``; a device sync after each run
-    only. On a busy machine the CPU seconds (all threads of this process) vary less than the wall
-    clock, which includes the time other jobs held the cores."""
+    calls, the last sized by the rate so far to end near ``seconds``; a device sync after each run."""
     synchronize(device)
     start, cpu_start, calls, run = time.perf_counter(), time.process_time(), 0, 1 if seconds else steps
     while True:
@@ -44,8 +41,7 @@ def timed_for(device: torch.device, fn, seconds: float | None, steps: int = 1) -
 
 
 def host_cpu_times() -> tuple[float, float] | None:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (Linux; else None):
-    the host's CPU use over a stretch is the difference of two readings."""
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (Linux; else None)."""
     try:
         with open("/proc/stat") as f:
             fields = [float(v) for v in f.readline().split()[1:]]
@@ -78,9 +74,8 @@ def peak_memory(device: torch.device, reset: bool = False) -> int | None:
 
 
 def setup(device: str | None, threads: int | None, keep_freed_memory: bool, flush_denormal: bool):
-    """What every device benchmark does first: the device, threads and process knobs, the trainer's
-    cuDNN and TF32 settings (so the baseline and ours share them), seed 0; the device and the
-    record of the machine."""
+    """The device, threads, process knobs, the trainer's cuDNN and TF32 settings (so the baseline and
+    ours share them), seed 0; returns the device and the record of the machine."""
     device = pick_device(device)
     threads = speed.set_threads(threads)
     knobs = {"keep_freed_memory": keep_freed_memory and speed.keep_freed_memory(),
@@ -92,18 +87,9 @@ def setup(device: str | None, threads: int | None, keep_freed_memory: bool, flus
     return device, machine(device, threads, knobs)
 
 
-def trainer_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The optimizer ``alexnet train`` builds by default (the paper's update, section 5)."""
-    from alexnet.train.config import TrainConfig
-    from alexnet.train.optim import make_optimizer
-
-    return make_optimizer(model, TrainConfig())
-
-
 class Rows:
-    """Each measured row appended to a JSON-lines file the moment it exists (``--rows FILE``), so
-    that a run stopped part-way keeps what it measured; ``head`` (what ran, where) goes in every
-    row. Without a file, nothing is written."""
+    """Each measured row, with ``head`` (what ran, where), appended to a JSON-lines file the moment it
+    exists (``--rows FILE``), so that a run stopped part-way keeps what it measured."""
 
     def __init__(self, path: str | None, head: dict):
         self.path, self.head = path, head
@@ -135,10 +121,9 @@ def machine(device: torch.device, threads: int, knobs: dict) -> dict:
     tf32 = ({"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
             if device.type == "cuda" else {})
     return {"device": str(device), "device_name": name, "threads": threads, "jpeg_decoder": jpeg_library(),
-            **knobs, **tf32, "cuda": torch.version.cuda,
-            "cores": available_cores(),
-            "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None, "torch": torch.__version__,
-            "python": platform.python_version(),
+            **knobs, **tf32, "cuda": torch.version.cuda, "cores": available_cores(),
+            "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
+            "torch": torch.__version__, "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 

@@ -1,14 +1,12 @@
 """`alexnet bench model`: training-step images/s of the network for each speed setting, against
 plain PyTorch measured in the same run.
 
-The baseline, ``plain``: every LRN computed by ``nn.LocalResponseNorm`` (alpha times n: the same
-function), NCHW, float32, eager, ``torch.optim.SGD`` (momentum 0.9, weight decay 0.0005). Every
-other setting computes the same function (tests/test_speed.py) with knobs of :mod:`alexnet.speed`
-on; the ``fused`` ones step with the trainer's optimizer (the paper's update). ``vs plain`` is a
-setting's images/s over the baseline's, ``cpu vs plain`` the same for host CPU time per step. All
-settings run in one process (the trainer's TF32 and cuDNN settings, recorded), from the same
-weights, on the same random batch kept on the device: the network and its step, not the input
-pipeline (``alexnet bench train`` does both). Settings that cannot run are listed as skipped.
+The baseline, ``plain``: ``nn.LocalResponseNorm`` (the same function), NCHW, float32, eager,
+``torch.optim.SGD`` (momentum 0.9, weight decay 0.0005). Every other setting computes the same
+function with knobs of :mod:`alexnet.speed`; the ``fused`` ones step with the trainer's optimizer.
+``vs plain``: a setting's images/s over the baseline's; ``cpu vs plain``: the same for host CPU
+time per step. All settings run in one process from the same weights, on the same random batch
+kept on the device (the network, not the input pipeline). Settings that cannot run are skipped.
 """
 
 from __future__ import annotations
@@ -22,11 +20,12 @@ import torch.nn.functional as F
 
 from alexnet import speed
 from alexnet.bench.common import (Rows, check_counts, output, peak_memory, print_table, progress, setup,
-                                  synchronize, timed_for, trainer_optimizer)
+                                  synchronize, timed_for)
 from alexnet.bench.settings import DEFAULT_SETTINGS, SETTINGS, Setting
 from alexnet.errors import UserError
 from alexnet.registry import build_model
-from alexnet.train.config import parse_model_options
+from alexnet.train.config import TrainConfig, parse_model_options
+from alexnet.train.optim import make_optimizer
 
 
 def skip_reason(setting: Setting, device: torch.device) -> str | None:
@@ -57,8 +56,8 @@ class Runner:
         self.x = x.contiguous(memory_format=torch.channels_last) if setting.channels_last and x is not None else x
         self.optimizer = None
         if optimizer_step:
-            self.optimizer = (trainer_optimizer(model) if setting.fused else torch.optim.SGD(
-                model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005))
+            self.optimizer = (make_optimizer(model, TrainConfig()) if setting.fused else torch.optim.SGD(
+                model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005))  # ours: the paper's update
         self.scaler = torch.amp.GradScaler(device.type, enabled=setting.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setting.amp)
 
@@ -77,10 +76,8 @@ class Runner:
 
 def device_kernels(events, cuda: bool, steps: int, top: int) -> list[dict]:
     """The ``top`` of ``events`` (``torch.profiler``'s key averages) by self time per step, each with
-    its share of all kept events' time. On CUDA the kernels themselves (and copies), not the
-    operators that launched them nor the profiler's user annotations (``## Call CompiledFxGraph``,
-    ``Optimizer.step#...``), which span whole regions and would count the same kernels twice
-    (PyTorch leaves them out of its own totals too); so the shares add to at most 1."""
+    its share of all kept events' time. On CUDA the kernels themselves, not the operators that
+    launched them nor user annotations, which span whole regions and would count kernels twice."""
     field = "self_device_time_total" if cuda else "self_cpu_time_total"
     wanted = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
     kept = [e for e in events if getattr(e, "device_type", wanted) == wanted and getattr(e, field, 0) > 0
@@ -92,8 +89,7 @@ def device_kernels(events, cuda: bool, steps: int, top: int) -> list[dict]:
 
 
 def profile_step(runner: Runner, device: torch.device, steps: int = 3, top: int = 12) -> list[dict]:
-    """Where one setting's step spends its time: the ``top`` operators (CPU) or kernels (CUDA) by
-    self time, per step, from ``torch.profiler`` over ``steps`` steps after the timed ones."""
+    """The ``top`` operators (CPU) or kernels (CUDA) of ``runner``'s step by self time, over ``steps`` steps."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
@@ -112,11 +108,8 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
               warmup_seconds: float = 0.0, rows: str | None = None, report=progress) -> dict:
     """Measure ``settings`` (and ``plain``) on ``device``; returns the record printed as JSON.
 
-    Each timing is ``steps`` steps, or as many as fill ``seconds``. Before the first, ``plain``
-    runs for ``warmup_seconds`` (a GPU raises its clocks under load). Rounds alternate the order
-    (plain first, then last, ...); each setting keeps its best round. Every timing is a row of
-    ``rows`` (a JSON-lines file) the moment it ends. ``profile``: settings among them to profile
-    afterwards (:func:`profile_step`); one that failed or was skipped is left out."""
+    Rounds alternate the order (plain first, then last, ...); each setting keeps its best round.
+    ``profile``: settings to profile afterwards (:func:`profile_step`), unless failed or skipped."""
     device, head = setup(device, threads, keep_freed_memory, flush_denormal)
     names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn"]))
     unknown = [n for n in names if n not in SETTINGS]
@@ -136,9 +129,8 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     runners, results = {}, {}
     for name in names:
         setting = SETTINGS[name]
-        results[name] = {**asdict(setting), "skipped": skip_reason(setting, device),
-                         "images_per_s": None, "step_ms": None, "cpu_ms": None, "ratio": None,
-                         "cpu_ratio": None, "peak_memory": None}
+        results[name] = {**asdict(setting), "skipped": skip_reason(setting, device), **dict.fromkeys(
+            ("images_per_s", "step_ms", "cpu_ms", "ratio", "cpu_ratio", "peak_memory"))}
         if results[name]["skipped"] is None:
             runners[name] = Runner(setting, base, device, optimizer_step, x, labels)
         else:
@@ -204,14 +196,10 @@ def print_record(record: dict) -> None:
     for line in skipped:
         print(line)
     for profiled in record.get("profiles", []):
-        print_profile(profiled)
-
-
-def print_profile(profiled: dict) -> None:
-    print(f"\nwhere the time of a {profiled['setting']} step goes (self time, top {len(profiled['top'])}):")
-    print_table(["kernel or operator", "ms/step", "share", "calls"],
-                [[e["name"][:100], f"{e['ms_per_step']:.2f}", f"{100 * e['share']:.1f}%",
-                  f"{e['calls_per_step']:g}"] for e in profiled["top"]])
+        print(f"\nwhere the time of a {profiled['setting']} step goes (self time, top {len(profiled['top'])}):")
+        print_table(["kernel or operator", "ms/step", "share", "calls"],
+                    [[e["name"][:100], f"{e['ms_per_step']:.2f}", f"{100 * e['share']:.1f}%",
+                      f"{e['calls_per_step']:g}"] for e in profiled["top"]])
 
 
 def run(args) -> int:
