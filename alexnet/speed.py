@@ -1,9 +1,6 @@
-"""Speed knobs shared by training and benchmarks; each computes the same function as the plain path.
-
-Every knob leaves the mathematics unchanged (tests/test_speed.py checks outputs and gradients against
-the plain path), so a trainer may switch any of them on without changing what it learns. The
-optimizers' fast paths live with the update rule, in :mod:`alexnet.train.optim`.
-"""
+"""Speed knobs shared by training and benchmarks; each computes the same function as the plain path
+(tests/test_speed.py), so switching one on changes nothing a run learns. The optimizers' fast paths
+are in :mod:`alexnet.train.optim`."""
 
 from __future__ import annotations
 
@@ -18,9 +15,8 @@ LRN_IMPLEMENTATIONS = ("ours", "torch")
 
 
 class TorchLRN(nn.Module):
-    """``nn.LocalResponseNorm`` computing the same function as one of our :class:`LocalResponseNorm`
-    modules: alpha is multiplied by n (PyTorch averages where the paper sums), and the channels
-    are split into towers by a reshape (a free view of NCHW memory), which PyTorch's LRN lacks."""
+    """``nn.LocalResponseNorm`` computing what ``ours`` does (section 3.3): alpha times n (PyTorch
+    averages where the paper sums), the channels split into towers by a reshape."""
 
     def __init__(self, ours: LocalResponseNorm):
         super().__init__()
@@ -49,17 +45,11 @@ def torch_lrn(model: nn.Module) -> nn.Module:
 
 def apply_speed_options(model: nn.Module, *, channels_last: bool = False, compile: bool = False,
                         lrn: str = "ours", relu_inplace: bool = True, conv1_stride1_grad: bool = False) -> nn.Module:
-    """``model`` with the given speed options; the function it computes is unchanged.
-
-    ``channels_last``: NHWC memory (pays on GPUs and with oneDNN); ``relu_inplace``: one activation
-    less to allocate per layer; ``compile``: ``torch.compile``; ``lrn``: ours or ``"torch"``
-    (:func:`torch_lrn`); ``conv1_stride1_grad``: conv1's weight gradient as a stride-1 convolution
-    (:mod:`alexnet.strided_conv`; pays on CPUs). Raises ValueError for an unknown ``lrn``.
-
-    Changes ``model`` in place: call after moving it to its device and before building the
-    optimizer (the parameters and state_dict keys stay the same). With ``compile=True`` the result
-    is the ``torch.compile`` wrapper; with ``channels_last``, feed it channels-last inputs (:func:`to_device`).
-    """
+    """``model``, changed in place, computing the same function faster: NHWC memory, in-place ReLUs,
+    ``torch.compile``, ``lrn="torch"`` (:func:`torch_lrn`), conv1's weight gradient as a stride-1
+    convolution (:mod:`alexnet.strided_conv`). Raises ValueError for an unknown ``lrn``. Call after
+    moving the model to its device and before building the optimizer (the parameters and state_dict
+    keys stay the same); with ``channels_last``, feed it channels-last inputs (:func:`to_device`)."""
     if lrn not in LRN_IMPLEMENTATIONS:
         raise ValueError(f"lrn must be one of {LRN_IMPLEMENTATIONS}, not {lrn!r}")
     if lrn == "torch":
@@ -86,13 +76,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse in this process (and those it forks);
-    returns whether it could (False where the C library is not glibc). Process-wide; call once, early.
-
-    By default glibc unmaps large freed blocks, so every step faults their pages in again: keeping
-    them saves about a sixth of our step's CPU time (BENCHMARKS.md), at the price of holding the
-    peak memory until exit.
-    """
+    """Make glibc's malloc keep freed memory for reuse in this process (and those it forks), rather than
+    unmap it and fault its pages in again every step; the process holds its peak memory until exit.
+    Returns whether it could (False where the C library is not glibc). Process-wide; call once, early."""
     import ctypes
     import ctypes.util
 

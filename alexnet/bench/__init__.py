@@ -1,8 +1,5 @@
-"""`alexnet bench data|model|train`: throughput against plain PyTorch, measured in the same run.
-
-Each kind lives in its own module (``alexnet.bench.data`` ...) with ``run``; their options are
-``alexnet.bench.cli``.
-"""
+"""`alexnet bench data|model|train`: throughput against plain PyTorch, measured in the same run; each
+kind's ``run`` is in its own module, their options in ``alexnet.bench.cli``."""
 
 from __future__ import annotations
 

@@ -1,15 +1,11 @@
 """`alexnet bench data`: images/s of the training input pipeline against the usual way, same run.
 
-The training pipeline (:func:`alexnet.data.loader.make_loader`): workers read the prepared 256x256
-samples, decode, crop at random, mirror half, and hand over uint8 batches (the float work is the
-training device's). The usual way: pytorch/examples' per-image transform (:class:`ExamplesImages`)
-on the ORIGINAL JPEGs, the shorter side resized to 256, then a random 224x224 crop.
-
-Both read the same source images (from meta.json or ``--source``), repeated to the requested
-number, with the same workers and batch size. Two rates each: ``images_per_s`` (wall clock, starting
-the workers included) and ``images_per_worker_cpu_s`` (over the worker processes' CPU seconds,
-which a busy machine disturbs much less). With ``--seconds S`` each first runs a calibration (4
-batches per worker), then as many images as that rate reads in S seconds.
+The training pipeline (:func:`alexnet.data.loader.make_loader`) crops the prepared samples to uint8
+batches; the usual way is pytorch/examples' per-image transform (:class:`ExamplesImages`) on the
+ORIGINAL images: shorter side to 256, a random 224x224 crop. Both read the same source images,
+repeated, with the same workers and batch size; rates over the wall clock (starting the workers
+included) and over the workers' CPU seconds (which a busy machine disturbs less). With ``--seconds
+S`` each first runs a calibration (4 batches per worker), then as many images as fill S seconds.
 """
 
 from __future__ import annotations
@@ -65,9 +61,8 @@ def resized_random_crop(image: Image.Image, size: int, rng: np.random.Generator)
 
 
 class ExamplesImages(torch.utils.data.Dataset):
-    """pytorch/examples' per-image training transform, each item one file of ``files`` ((path,
-    label), repeated to ``length`` items) opened on its own: a ``crop`` (:func:`random_resized_crop`
-    or :func:`resized_random_crop`) to ``size``, a mirror half the time, ToTensor, Normalize."""
+    """pytorch/examples' per-image training transform on ``files`` ((path, label), repeated to ``length``):
+    ``crop`` (:func:`random_resized_crop` or :func:`resized_random_crop`), mirror half, ToTensor, Normalize."""
 
     def __init__(self, files: list[tuple[str, int]], size: int, length: int, crop):
         self.files, self.size, self.length, self.crop = files, size, length, crop
@@ -124,26 +119,22 @@ def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
     return folder, files
 
 
-def measure(loader) -> dict:
-    """Run ``loader`` to its end: images/s (starting the workers included) and its workers' CPU seconds."""
+def measure(make_loader_for, images: int, seconds: float | None, calibration: int) -> dict:
+    """Run the loader ``make_loader_for(n)`` makes for ``n = images`` to its end, or with ``seconds``
+    for as many as the rate of a ``calibration``-image run reads in that time: images/s (starting
+    the workers included) and the CPU seconds its workers used."""
+    if seconds:
+        rate = measure(make_loader_for, calibration, None, calibration)["images_per_s"]
+        images = max(calibration, math.ceil(rate * seconds))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started, count = time.perf_counter(), 0
-    for batch in loader:  # the loop's end joins the workers, so that their CPU time counts below
+    for batch in make_loader_for(images):  # the loop's end joins the workers, so that their CPU time counts
         count += len(batch[1])
-    seconds = time.perf_counter() - started
+    elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return {"images": count, "seconds": round(seconds, 3), "images_per_s": round(count / seconds, 1),
+    return {"images": count, "seconds": round(elapsed, 3), "images_per_s": round(count / elapsed, 1),
             "worker_cpu_s": round(cpu, 3), "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
-
-
-def sized(make_loader_for, images: int, seconds: float | None, calibration: int) -> dict:
-    """:func:`measure` the loader ``make_loader_for(n)`` makes for ``n`` images: ``images``, or with
-    ``seconds`` as many as the rate of a ``calibration``-image run reads in that time."""
-    if seconds:
-        rate = measure(make_loader_for(calibration))["images_per_s"]
-        images = max(calibration, math.ceil(rate * seconds))
-    return measure(make_loader_for(images))
 
 
 def run(args) -> int:
@@ -161,11 +152,11 @@ def run(args) -> int:
     calibration = 4 * workers * batch_size
     size = f"{seconds} s" if seconds else "{} images"
     progress(f"training pipeline: {size.format(args.images)} from {data} with {plural(workers, 'worker')} ...")
-    ours = out.add({"way": "pipeline", **sized(lambda n: make_loader(
+    ours = out.add({"way": "pipeline", **measure(lambda n: make_loader(
         Repeated(dataset, n), batch_size, train=True, crop_size=args.crop_size, workers=workers, pin_memory=False),
         args.images, seconds, calibration)})
     progress(f"usual way: {size.format(args.baseline_images)} from {folder} with {plural(workers, 'worker')} ...")
-    usual = out.add({"way": "usual_way", **sized(lambda n: torch.utils.data.DataLoader(
+    usual = out.add({"way": "usual_way", **measure(lambda n: torch.utils.data.DataLoader(
         ExamplesImages([(f, 0) for f in files], USUAL_CROP, n, resized_random_crop), batch_size=batch_size,
         shuffle=True, num_workers=workers), args.baseline_images, seconds, calibration)})
     del ours["way"], usual["way"]

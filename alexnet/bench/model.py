@@ -1,13 +1,8 @@
-"""`alexnet bench model`: training-step images/s of the network for each speed setting, against
-plain PyTorch measured in the same run.
-
-The baseline, ``plain``: ``nn.LocalResponseNorm`` (the same function), NCHW, float32, eager,
-``torch.optim.SGD`` (momentum 0.9, weight decay 0.0005). Every other setting computes the same
-function with knobs of :mod:`alexnet.speed`; the ``fused`` ones step with the trainer's optimizer.
-``vs plain``: a setting's images/s over the baseline's; ``cpu vs plain``: the same for host CPU
-time per step. All settings run in one process from the same weights, on the same random batch
-kept on the device (the network, not the input pipeline). Settings that cannot run are skipped.
-"""
+"""`alexnet bench model`: training-step images/s of the network for each speed setting (the same
+function, :mod:`alexnet.speed`), against plain PyTorch (``plain``: ``nn.LocalResponseNorm``, NCHW,
+float32, eager, ``torch.optim.SGD``) in the same process, from the same weights, on the same random
+batch kept on the device. ``vs plain``: images/s over the baseline's; ``cpu vs plain``: the same
+for host CPU time per step."""
 
 from __future__ import annotations
 
@@ -61,7 +56,8 @@ class Runner:
         self.scaler = torch.amp.GradScaler(device.type, enabled=setting.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setting.amp)
 
-    def step(self) -> None:
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step on ``x`` and ``labels``; the logits and the loss."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             logits = self.model(self.x)
         loss = F.cross_entropy(logits.float(), self.labels)
@@ -72,12 +68,12 @@ class Runner:
             self.optimizer.zero_grad(set_to_none=True)
         else:
             self.model.zero_grad(set_to_none=True)
+        return logits, loss
 
 
 def device_kernels(events, cuda: bool, steps: int, top: int) -> list[dict]:
-    """The ``top`` of ``events`` (``torch.profiler``'s key averages) by self time per step, each with
-    its share of all kept events' time. On CUDA the kernels themselves, not the operators that
-    launched them nor user annotations, which span whole regions and would count kernels twice."""
+    """The ``top`` of ``events`` (``torch.profiler``'s key averages) by self time per step, with their
+    shares; on CUDA kernels only (operators and user annotations would count them twice)."""
     field = "self_device_time_total" if cuda else "self_cpu_time_total"
     wanted = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
     kept = [e for e in events if getattr(e, "device_type", wanted) == wanted and getattr(e, field, 0) > 0
@@ -103,13 +99,11 @@ def profile_step(runner: Runner, device: torch.device, steps: int = 3, top: int 
 def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None = None,
               settings: list[str] | None = None, steps: int | None = None, warmup: int | None = None,
               rounds: int = 1, optimizer_step: bool = False, threads: int | None = None,
-              model_options: dict | None = None, keep_freed_memory: bool = False,
-              flush_denormal: bool = False, profile: list[str] | None = None, seconds: float | None = None,
-              warmup_seconds: float = 0.0, rows: str | None = None, report=progress) -> dict:
-    """Measure ``settings`` (and ``plain``) on ``device``; returns the record printed as JSON.
-
-    Rounds alternate the order (plain first, then last, ...); each setting keeps its best round.
-    ``profile``: settings to profile afterwards (:func:`profile_step`), unless failed or skipped."""
+              model_options: dict | None = None, keep_freed_memory: bool = False, flush_denormal: bool = False,
+              profile: list[str] | None = None, seconds: float | None = None, warmup_seconds: float = 0.0,
+              rows: str | None = None, report=progress) -> dict:
+    """Measure ``settings`` (and ``plain``) on ``device``; returns the record printed as JSON. Rounds
+    alternate the order; each setting keeps its best. ``profile``: settings to profile afterwards."""
     device, head = setup(device, threads, keep_freed_memory, flush_denormal)
     names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn"]))
     unknown = [n for n in names if n not in SETTINGS]
@@ -121,11 +115,9 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
             raise UserError(f"--profile {name}: not among the settings measured ({', '.join(names)})")
     steps = steps or (20 if device.type == "cuda" else 3)
     base = build_model(arch, **(model_options or {}))
-    num_classes = base.options["num_classes"]
     x = (torch.randn(batch_size, 3, base.input_size, base.input_size) * 60).to(device)
-    labels = torch.randint(0, num_classes, (batch_size,)).to(device)
+    labels = torch.randint(0, base.options["num_classes"], (batch_size,)).to(device)
     out = Rows(rows, {**head, "kind": "model", "arch": arch, "batch_size": batch_size})
-
     runners, results = {}, {}
     for name in names:
         setting = SETTINGS[name]

@@ -1,19 +1,16 @@
-"""`alexnet bench train --data PREPARED`: end-to-end training images/s (loader and step), the share
-of time the device waits for data, and in the same run main.py's recipe re-created in this process.
+"""`alexnet bench train --data PREPARED`: end-to-end training images/s (loader and step) and the
+share of time the device waits for data, against main.py's recipe re-created in the same run.
 
-Ours: the prepared shards read by ``alexnet.data.loader.make_loader`` (workers decode and crop uint8
-batches, or with ``--decode device`` nvJPEG decodes on the GPU), staged on the device a batch ahead,
-``DeviceTransform`` there, and one setting of ``alexnet bench model`` with the trainer's optimizer.
+Ours: the prepared shards through ``make_loader`` (or ``--decode device``: nvJPEG on the GPU), staged
+on the device a batch ahead, ``DeviceTransform``, one ``bench model`` setting with the trainer's
+optimizer. The baseline: pytorch/examples imagenet/main.py's recipe RE-CREATED (not the peer itself,
+which ``benchmarks/peer_examples.py`` runs) on the network under test: the source JPEGs one by one in
+``DataLoader`` workers (:class:`~alexnet.bench.data.ExamplesImages` with RandomResizedCrop), pinned
+batches copied ``non_blocking``, the plain network with ``torch.optim.SGD``, main.py's per-step
+``loss.item()`` and top-1/top-5 accuracy.
 
-The baseline is pytorch/examples imagenet/main.py's recipe RE-CREATED here, not the peer itself
-(``benchmarks/peer_examples.py`` runs the real main.py), on the network under test: the source JPEGs
-opened one by one in ``DataLoader`` workers with RandomResizedCrop (:class:`~alexnet.bench.data.ExamplesImages`),
-pinned batches copied with ``non_blocking``, the plain network with ``torch.optim.SGD``, and main.py's
-per-step ``loss.item()`` and top-1/top-5 accuracy. Both repeat their data until the measurement ends.
-
-Waiting for data: on the CPU, the time the loop is blocked on the loader over the wall time; on
-CUDA, the device's idle time between steps (CUDA events around each step) over the device time from
-the first timed step's start to the last one's end.
+Waiting for data: on the CPU, the time blocked on the loader over the wall time; on CUDA, the
+device's idle time between steps (CUDA events) over the span from the first timed step to the last.
 """
 
 from __future__ import annotations
@@ -23,10 +20,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from alexnet import speed
-from alexnet.bench.common import (Rows, check_counts, host_cpu_times, host_cpu_use, output, peak_memory,
+from alexnet.bench.common import (Rows, check_counts, host_cpu_times, output, peak_memory,
                                   print_table, progress, setup, synchronize)
 from alexnet.bench.data import ExamplesImages, Repeated, random_resized_crop
 from alexnet.bench.model import Runner, skip_reason
@@ -44,9 +40,8 @@ from alexnet.train.data import prepared_dir
 
 
 def source_images(dataset: PreparedDataset) -> list[tuple[str, int]]:
-    """(file, class index) of the source JPEGs of ``dataset``'s training split: the image folder
-    (``train/<class>/...``, or ``<class>/...`` alone) named by its meta.json, classes indexed as
-    the prepared dataset."""
+    """(file, class index) of the source images of ``dataset``'s training split, from the image folder
+    (``train/<class>/...`` or ``<class>/...``) its meta.json names."""
     source = dataset.meta.get("source", {})
     root = Path(source.get("path") or "")
     folder = root / "train" if (root / "train").is_dir() else root
@@ -75,15 +70,14 @@ class Clock:
         self.start, self.host = time.perf_counter(), host_cpu_times()
 
     def step(self, waited: float, run) -> None:
-        if self.device.type == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            run()
-            end.record()
-            self.events.append((begin, end))
-        else:
-            run()
         self.waits.append(waited)
+        if self.device.type != "cuda":
+            return run()
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        run()
+        end.record()
+        self.events.append((begin, end))
 
     def result(self, images: int) -> dict:
         synchronize(self.device)
@@ -94,9 +88,13 @@ class Clock:
             share = idle / busy_span if busy_span > 0 else 0.0
         else:
             share = sum(self.waits) / wall
+        host = host_cpu_times()  # the share of all the host's cores busy, all processes (the workers too)
+        busy = host[0] - self.host[0] if host and self.host and host[1] > self.host[1] else None
         return {"images_per_s": images / wall, "seconds": wall, "steps": len(self.waits),
                 "data_wait_share": share, "host_wait_s": sum(self.waits),
-                **host_cpu_use(self.host, images), "peak_memory": peak_memory(self.device)}
+                "host_cpu_use": None if busy is None else round(busy / (host[1] - self.host[1]), 3),
+                "images_per_host_cpu_s": round(images / busy, 1) if busy else None,
+                "peak_memory": peak_memory(self.device)}
 
 
 def measure(batches, step, device: torch.device, warmup: int, steps: int | None, batch_size: int,
@@ -118,7 +116,7 @@ def measure(batches, step, device: torch.device, warmup: int, steps: int | None,
 
 
 def measure_ours(runner: Runner, base, dataset, length: int, workers: int, decode: str, timing: dict) -> dict:
-    """Our pipeline (module docstring) with ``runner``'s step (a ``bench model`` setting)."""
+    """Our pipeline (module docstring) with ``runner``'s step."""
     size, device = base.input_size, runner.device
     transform = DeviceTransform.for_dataset(dataset, size, normalization=base.normalization).to(device)
     loader = make_loader(Repeated(dataset, length), timing["batch_size"], train=True, crop_size=size,
@@ -141,13 +139,9 @@ def measure_examples(base, files: list[tuple[str, int]], length: int, workers: i
                                          num_workers=workers, pin_memory=device.type == "cuda")
 
     def step(batch):
-        images, labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
-        logits = plain.model(images)
-        loss = F.cross_entropy(logits, labels)
-        plain.optimizer.zero_grad()
-        loss.backward()
-        plain.optimizer.step()
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+        plain.x, plain.labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
+        logits, loss = plain.step()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices == plain.labels[:, None]
         loss.item(), top5[:, 0].float().mean().item(), top5.any(1).float().mean().item()  # main.py's meters
 
     return measure(loader, step, device, **timing)
