@@ -1,8 +1,10 @@
-"""Speed knobs shared by training and benchmarks; each computes the same function as the plain path
-(tests/test_speed.py), so switching one on changes nothing a run learns. The optimizers' fast paths
-are in :mod:`alexnet.train.optim`."""
+"""Speed knobs shared by training and benchmarks, each computing the same function as the plain path
+(tests/test_speed.py); the optimizers' fast paths are in :mod:`alexnet.train.optim`."""
 
 from __future__ import annotations
+
+import ctypes
+import ctypes.util
 
 import torch
 from torch import nn
@@ -21,8 +23,7 @@ class TorchLRN(nn.Module):
     def __init__(self, ours: LocalResponseNorm):
         super().__init__()
         self.groups = ours.groups
-        self.norm = nn.LocalResponseNorm(ours.size, alpha=ours.effective_alpha * ours.size,
-                                         beta=ours.beta, k=ours.k)
+        self.norm = nn.LocalResponseNorm(ours.size, alpha=ours.effective_alpha * ours.size, beta=ours.beta, k=ours.k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -76,15 +77,10 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse in this process (and those it forks), rather than
-    unmap it and fault its pages in again every step; the process holds its peak memory until exit.
-    Returns whether it could (False where the C library is not glibc). Process-wide; call once, early."""
-    import ctypes
-    import ctypes.util
-
+    """Make glibc's malloc keep freed memory for reuse in this process and its forks (holding the peak until
+    exit); returns whether it could (False where the C library is not glibc). Process-wide; call once, early."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

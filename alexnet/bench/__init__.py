@@ -1,5 +1,4 @@
-"""`alexnet bench data|model|train`: throughput against plain PyTorch, measured in the same run; each
-kind's ``run`` is in its own module, their options in ``alexnet.bench.cli``."""
+"""`alexnet bench data|model|train`: throughput against plain PyTorch, measured in the same run."""
 
 from __future__ import annotations
 

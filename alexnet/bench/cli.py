@@ -1,5 +1,4 @@
-"""``alexnet bench data|model|train``'s options (light: neither torch nor numpy, so that ``--help``
-comes at once); the work is in ``alexnet.bench.data|model|train``."""
+"""``alexnet bench``'s options; light (neither torch nor numpy), so that ``--help`` comes at once."""
 
 from __future__ import annotations
 

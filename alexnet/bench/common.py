@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
@@ -14,6 +15,7 @@ import torch
 
 from alexnet import speed
 from alexnet.cores import available_cores
+from alexnet.data.images import jpeg_library
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
 
@@ -63,21 +65,16 @@ def peak_memory(device: torch.device, reset: bool = False) -> int | None:
 
 def cpu_name() -> str:
     """The processor's model name (Linux), else what the platform module knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
 def setup(device: str | None, threads: int | None, keep_freed_memory: bool, flush_denormal: bool):
     """The device, threads, process knobs, the trainer's cuDNN and TF32 settings (so the baseline and
     ours share them), seed 0; returns the device and the record of the machine: what ran, where, when."""
-    from alexnet.data.images import jpeg_library
-
     device = pick_device(device)
     threads = speed.set_threads(threads)
     knobs = {"keep_freed_memory": keep_freed_memory and speed.keep_freed_memory(),
@@ -130,8 +127,7 @@ def output(record: dict, as_json: bool, print_record) -> int:
 def print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     for row in [header] + rows:
-        print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
-                        for i, (v, w) in enumerate(zip(row, widths))))
+        print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
 
 
 def progress(message: str) -> None:

@@ -1,12 +1,7 @@
-"""`alexnet bench data`: images/s of the training input pipeline against the usual way, same run.
-
-The training pipeline (:func:`alexnet.data.loader.make_loader`) crops the prepared samples to uint8
-batches; the usual way is pytorch/examples' per-image transform (:class:`ExamplesImages`) on the
-ORIGINAL images: shorter side to 256, a random 224x224 crop. Both read the same source images,
-repeated, with the same workers and batch size; rates over the wall clock (starting the workers
-included) and over the workers' CPU seconds (which a busy machine disturbs less). With ``--seconds
-S`` each first runs a calibration (4 batches per worker), then as many images as fill S seconds.
-"""
+"""`alexnet bench data`: images/s of the training input pipeline (:func:`make_loader`, uint8 crops of
+the prepared samples) against the usual way (pytorch/examples' per-image transform on the original
+images, :class:`ExamplesImages`), with the same source images, workers and batch size; over the wall
+clock, and over the workers' CPU seconds (which a busy machine disturbs less)."""
 
 from __future__ import annotations
 
@@ -35,13 +30,12 @@ from alexnet.errors import UserError
 USUAL_CROP = 224  # pytorch/examples' RandomResizedCrop/CenterCrop size
 
 
-def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator,
-                        scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> Image.Image:
-    """torchvision's RandomResizedCrop: a random area and aspect ratio, resized bilinearly."""
+def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
+    """torchvision's RandomResizedCrop: 8-100% of the area at aspect 3/4-4/3, resized bilinearly."""
     width, height = image.size
     for _ in range(10):
-        target = width * height * rng.uniform(*scale)
-        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        target = width * height * rng.uniform(0.08, 1.0)
+        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
         w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
         if 0 < w <= width and 0 < h <= height:
             left, top = rng.integers(0, width - w + 1), rng.integers(0, height - h + 1)
@@ -103,15 +97,13 @@ def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
             recorded = json.loads((data / "meta.json").read_text()).get("source")
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read {data / 'meta.json'} ({err}); give --source DIR") from err
-        source = recorded.get("path") if isinstance(recorded, dict) else recorded
-        if not source:
-            given = recorded.get("given") if isinstance(recorded, dict) else None
-            raise UserError(f"{data / 'meta.json'} records no source folder (prepared from {given}: an "
-                            "archive or a download, extracted only while prepare ran); give --source DIR")
+        recorded = recorded if isinstance(recorded, dict) else {"path": recorded}
+        if not (source := recorded.get("path")):
+            raise UserError(f"{data / 'meta.json'} records no source folder (prepared from {recorded.get('given')}: "
+                            "an archive or a download, extracted only while prepare ran); give --source DIR")
     root = Path(source)
     if not root.is_dir():
-        raise UserError(f"source {root} is not a folder of images; give --source DIR with the "
-                        f"original JPEG files")
+        raise UserError(f"source {root} is not a folder of images; give --source DIR with the original JPEG files")
     folder = root / "train" if (root / "train").is_dir() else root
     files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -120,9 +112,8 @@ def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
 
 
 def measure(make_loader_for, images: int, seconds: float | None, calibration: int) -> dict:
-    """Run the loader ``make_loader_for(n)`` makes for ``n = images`` to its end, or with ``seconds``
-    for as many as the rate of a ``calibration``-image run reads in that time: images/s (starting
-    the workers included) and the CPU seconds its workers used."""
+    """Run ``make_loader_for(images)`` to its end (with ``seconds``: as many images as a ``calibration``-image
+    run's rate reads in that time); images/s, starting the workers included, and its workers' CPU seconds."""
     if seconds:
         rate = measure(make_loader_for, calibration, None, calibration)["images_per_s"]
         images = max(calibration, math.ceil(rate * seconds))
@@ -175,9 +166,6 @@ def run(args) -> int:
 
 def print_record(result: dict) -> None:
     print(f"{'':22}{'images/s':>10}{'per worker':>12}{'per CPU second':>18}")
-    for name, key in (("training pipeline", "pipeline"), ("usual way", "usual_way")):
-        r = result[key]
-        print(f"{name:22}{r['images_per_s']:>10}{r['images_per_s_per_worker']:>12}"
-              f"{r['images_per_worker_cpu_s']:>18}")
-    print(f"{'ratio':22}{result['ratio']['images_per_s']:>10}{'':>12}"
-          f"{result['ratio']['images_per_worker_cpu_s']:>18}")
+    for name, r in (("training pipeline", result["pipeline"]), ("usual way", result["usual_way"]),
+                    ("ratio", {**result["ratio"], "images_per_s_per_worker": ""})):
+        print(f"{name:22}{r['images_per_s']:>10}{r['images_per_s_per_worker']:>12}{r['images_per_worker_cpu_s']:>18}")

@@ -1,8 +1,7 @@
-"""`alexnet bench model`: training-step images/s of the network for each speed setting (the same
-function, :mod:`alexnet.speed`), against plain PyTorch (``plain``: ``nn.LocalResponseNorm``, NCHW,
-float32, eager, ``torch.optim.SGD``) in the same process, from the same weights, on the same random
-batch kept on the device. ``vs plain``: images/s over the baseline's; ``cpu vs plain``: the same
-for host CPU time per step."""
+"""`alexnet bench model`: training-step images/s of each speed setting (the same function, :mod:`alexnet.speed`)
+against plain PyTorch (``plain``: ``nn.LocalResponseNorm``, NCHW, float32, eager, ``torch.optim.SGD``) in one
+process, from the same weights, on the same batch on the device; ``vs plain``: images/s over plain's,
+``cpu vs plain``: the same for host CPU time per step."""
 
 from __future__ import annotations
 
@@ -25,11 +24,10 @@ from alexnet.train.optim import make_optimizer
 
 def skip_reason(setting: Setting, device: torch.device) -> str | None:
     """Why ``setting`` does not apply on ``device`` (None when it does)."""
-    if device.type == "cpu":
-        if setting.amp == "fp16":
-            return "float16 autocast has no fast CPU kernels (bfloat16 is the CPU's half precision)"
-        if setting.amp == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return "this CPU has no bfloat16 instructions for oneDNN"
+    if device.type == "cpu" and setting.amp == "fp16":
+        return "float16 autocast has no fast CPU kernels (bfloat16 is the CPU's half precision)"
+    if device.type == "cpu" and setting.amp == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "this CPU has no bfloat16 instructions for oneDNN"
     if device.type == "cuda" and setting.amp == "bf16" and not torch.cuda.is_bf16_supported():
         return "this GPU has no bfloat16 support"
     if device.type not in ("cpu", "cuda") and (setting.amp or setting.compile):
@@ -38,8 +36,7 @@ def skip_reason(setting: Setting, device: torch.device) -> str | None:
 
 
 class Runner:
-    """One setting's network, optimizer and step on a fixed batch (``x``, ``labels``; bench train
-    sets them before each step)."""
+    """One setting's network, optimizer and step on ``x`` and ``labels`` (bench train sets them each step)."""
 
     def __init__(self, setting: Setting, base: torch.nn.Module, device: torch.device, optimizer_step: bool,
                  x: torch.Tensor | None = None, labels: torch.Tensor | None = None):
@@ -86,10 +83,9 @@ def device_kernels(events, cuda: bool, steps: int, top: int) -> list[dict]:
 
 def profile_step(runner: Runner, device: torch.device, steps: int = 3, top: int = 12) -> list[dict]:
     """The ``top`` operators (CPU) or kernels (CUDA) of ``runner``'s step by self time, over ``steps`` steps."""
-    from torch.profiler import ProfilerActivity, profile
-
     cuda = device.type == "cuda"
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(activities=activities) as prof:
         for _ in range(steps):
             runner.step()
         synchronize(device)
@@ -106,13 +102,11 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
     alternate the order; each setting keeps its best. ``profile``: settings to profile afterwards."""
     device, head = setup(device, threads, keep_freed_memory, flush_denormal)
     names = list(settings or DEFAULT_SETTINGS.get(device.type, ["plain", "ours-lrn"]))
-    unknown = [n for n in names if n not in SETTINGS]
-    if unknown:
+    if unknown := [n for n in names if n not in SETTINGS]:
         raise UserError(f"--settings: unknown {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
     names = ["plain"] + [n for n in dict.fromkeys(names) if n != "plain"]
-    for name in profile or []:
-        if name not in names:
-            raise UserError(f"--profile {name}: not among the settings measured ({', '.join(names)})")
+    if missing := [n for n in profile or [] if n not in names]:
+        raise UserError(f"--profile {missing[0]}: not among the settings measured ({', '.join(names)})")
     steps = steps or (20 if device.type == "cuda" else 3)
     base = build_model(arch, **(model_options or {}))
     x = (torch.randn(batch_size, 3, base.input_size, base.input_size) * 60).to(device)
@@ -144,14 +138,13 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
                 del runners[name]
                 continue
             r = results[name]
-            if r["step_ms"] is None or step_s * 1000 < r["step_ms"]:
-                r.update(step_ms=step_s * 1000, images_per_s=batch_size / step_s)
-            r["cpu_ms"] = min(r["cpu_ms"] or math.inf, cpu_s * 1000)
-            r["peak_memory"] = peak_memory(device)
-            out.add({"setting": name, "about": r["about"], "round": round_ + 1, "steps": count,
-                     "images_per_s": batch_size / step_s, "step_ms": step_s * 1000, "cpu_ms": cpu_s * 1000,
+            row = {"images_per_s": batch_size / step_s, "step_ms": step_s * 1000, "cpu_ms": cpu_s * 1000}
+            if r["step_ms"] is None or row["step_ms"] < r["step_ms"]:
+                r.update(step_ms=row["step_ms"], images_per_s=row["images_per_s"])
+            r.update(cpu_ms=min(r["cpu_ms"] or math.inf, row["cpu_ms"]), peak_memory=peak_memory(device))
+            out.add({"setting": name, "about": r["about"], "round": round_ + 1, "steps": count, **row,
                      "peak_memory": r["peak_memory"]})
-            report(f"round {round_ + 1}/{rounds} {name}: {batch_size / step_s:.1f} images/s")
+            report(f"round {round_ + 1}/{rounds} {name}: {row['images_per_s']:.1f} images/s")
     plain = results["plain"]
     for r in results.values():
         if r["images_per_s"] is not None and plain["images_per_s"] is not None:
@@ -164,9 +157,8 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
             profiles.append(out.add({"setting": name, "profile": profile_step(runners[name], device)}))
     return {"kind": "model", "arch": arch, "batch_size": batch_size, "input_size": base.input_size,
             "model_options": base.options, "optimizer_step": optimizer_step, "steps": steps, "seconds": seconds,
-            "rounds": rounds, **head, "baseline": "plain",
-            "settings": list(results.values()), "profiles": [{"setting": p["setting"], "top": p["profile"]}
-                                                             for p in profiles]}
+            "rounds": rounds, **head, "baseline": "plain", "settings": list(results.values()),
+            "profiles": [{"setting": p["setting"], "top": p["profile"]} for p in profiles]}
 
 
 def print_record(record: dict) -> None:
@@ -175,18 +167,13 @@ def print_record(record: dict) -> None:
           f"{record['device']} ({record['device_name']}, {record['threads']} threads), "
           f"best of {record['rounds']} round(s) of {record['steps']} steps, {record['date']}, "
           f"load average {record['load_average']} at the end")
-    rows, skipped = [], []
+    rows = [[r["name"], f"{r['images_per_s']:.1f}", f"{r['step_ms']:.1f}", f"{r['ratio']:.2f}x" if r["ratio"] else "-",
+             *((f"{r['cpu_ms']:.0f}", f"{r['cpu_ratio']:.2f}x") if r["cpu_ratio"] else ("-", "-")), r["about"]]
+            for r in record["settings"] if not r["skipped"]]
+    print_table(["setting", "images/s", "ms/step", "vs plain", "cpu ms/step", "cpu vs plain", "what"], rows)
     for r in record["settings"]:
         if r["skipped"]:
-            skipped.append(f"  {r['name']}: skipped: {r['skipped']}")
-            continue
-        cpu = (f"{r['cpu_ms']:.0f}", f"{r['cpu_ratio']:.2f}x") if r["cpu_ratio"] else ("-", "-")
-        ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
-        rows.append([r["name"], f"{r['images_per_s']:.1f}", f"{r['step_ms']:.1f}", ratio, *cpu,
-                     r["about"]])
-    print_table(["setting", "images/s", "ms/step", "vs plain", "cpu ms/step", "cpu vs plain", "what"], rows)
-    for line in skipped:
-        print(line)
+            print(f"  {r['name']}: skipped: {r['skipped']}")
     for profiled in record.get("profiles", []):
         print(f"\nwhere the time of a {profiled['setting']} step goes (self time, top {len(profiled['top'])}):")
         print_table(["kernel or operator", "ms/step", "share", "calls"],
@@ -196,9 +183,8 @@ def print_record(record: dict) -> None:
 
 def run(args) -> int:
     check_counts(args, ("batch_size", "steps", "rounds", "threads"), ("warmup", "seconds", "warmup_seconds"))
-    record = benchmark(args.arch, args.batch_size, args.device, args.settings, args.steps, args.warmup,
-                       args.rounds, args.optimizer_step, args.threads, parse_model_options(args.model_option),
+    record = benchmark(args.arch, args.batch_size, args.device, args.settings, args.steps, args.warmup, args.rounds,
+                       args.optimizer_step, args.threads, parse_model_options(args.model_option),
                        keep_freed_memory=args.keep_freed_memory, flush_denormal=args.flush_denormal,
-                       profile=args.profile, seconds=args.seconds, warmup_seconds=args.warmup_seconds,
-                       rows=args.rows)
+                       profile=args.profile, seconds=args.seconds, warmup_seconds=args.warmup_seconds, rows=args.rows)
     return output(record, args.json, print_record)

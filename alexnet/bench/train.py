@@ -1,17 +1,9 @@
-"""`alexnet bench train --data PREPARED`: end-to-end training images/s (loader and step) and the
-share of time the device waits for data, against main.py's recipe re-created in the same run.
-
-Ours: the prepared shards through ``make_loader`` (or ``--decode device``: nvJPEG on the GPU), staged
-on the device a batch ahead, ``DeviceTransform``, one ``bench model`` setting with the trainer's
-optimizer. The baseline: pytorch/examples imagenet/main.py's recipe RE-CREATED (not the peer itself,
-which ``benchmarks/peer_examples.py`` runs) on the network under test: the source JPEGs one by one in
-``DataLoader`` workers (:class:`~alexnet.bench.data.ExamplesImages` with RandomResizedCrop), pinned
-batches copied ``non_blocking``, the plain network with ``torch.optim.SGD``, main.py's per-step
-``loss.item()`` and top-1/top-5 accuracy.
-
-Waiting for data: on the CPU, the time blocked on the loader over the wall time; on CUDA, the
-device's idle time between steps (CUDA events) over the span from the first timed step to the last.
-"""
+"""`alexnet bench train --data PREPARED`: end-to-end training images/s and the share of time the
+device waits for data (CPU: blocked on the loader over the wall time; CUDA: idle between steps over
+the span of the steps), ours against pytorch/examples imagenet/main.py's recipe RE-CREATED in the same
+run (not the peer, which ``benchmarks/peer_examples.py`` runs): the source images one by one in
+``DataLoader`` workers (:class:`~alexnet.bench.data.ExamplesImages`, RandomResizedCrop), the plain
+network with ``torch.optim.SGD``, main.py's per-step ``loss.item()`` and accuracy."""
 
 from __future__ import annotations
 
@@ -46,9 +38,8 @@ def source_images(dataset: PreparedDataset) -> list[tuple[str, int]]:
     root = Path(source.get("path") or "")
     folder = root / "train" if (root / "train").is_dir() else root
     if source.get("kind") != "image-folder" or not folder.is_dir():
-        raise UserError(f"{dataset.root}/meta.json: its source ({source.get('given')}, kind "
-                        f"{source.get('kind')}) is not an image folder on this machine, which the "
-                        "pytorch/examples baseline reads")
+        raise UserError(f"{dataset.root}/meta.json: its source ({source.get('given')}, kind {source.get('kind')}) "
+                        "is not an image folder on this machine, which the pytorch/examples baseline reads")
     index = {c["id"]: c["index"] for c in dataset.classes}
     files = [(str(f), index[d.name]) for d in sorted(folder.iterdir()) if d.name in index
              for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
@@ -148,9 +139,8 @@ def measure_examples(base, files: list[tuple[str, int]], length: int, workers: i
 
 
 def plan(decoders: list[str], workers: list[int]) -> list[tuple[str, int]]:
-    """The order of the measurements: ours with the first decoder and worker count, the baseline
-    (``examples``) with that count, then ours with every other (decoder, workers): the baseline
-    sits between our first two, so a slow drift of the machine does not favour either side."""
+    """The order of the measurements: ours with the first (decoder, workers), the baseline with those
+    workers, then ours with every other: between our first two, so a drift of the machine favours neither."""
     ours = [(d, w) for w in workers for d in decoders]
     return ours[:1] + [("examples", workers[0])] + ours[1:]
 
@@ -161,22 +151,17 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
               model_options: dict | None = None, repeat: int | None = None, keep_freed_memory: bool = False,
               flush_denormal: bool = False, decode: list[str] | None = None, seconds: float | None = None,
               rows: str | None = None, report=progress) -> dict:
-    """Ours and the pytorch/examples way on ``data`` (a prepared folder); the record printed as JSON.
-
-    Ours runs once per decoder in ``decode`` and worker count in ``workers``, in :func:`plan`'s
-    order; ``ours`` and ``ratio`` are the first's, ``runs`` has each. A later measurement that fails
-    is recorded as skipped with the reason. Each timing is a row of ``rows`` (JSON lines) at once."""
+    """Ours (per decoder and worker count, :func:`plan`; ``ours`` and ``ratio``: the first) and the pytorch/examples
+    way on ``data``; the record printed as JSON. A measurement after the first that fails is recorded as skipped."""
     decoders = list(dict.fromkeys(decode or ["workers"]))
-    unknown = [d for d in decoders if d not in DECODERS]
-    if unknown:
+    if unknown := [d for d in decoders if d not in DECODERS]:
         raise UserError(f"--decode {unknown[0]}: unknown; choose from {', '.join(DECODERS)}")
     counts = list(dict.fromkeys([workers] if isinstance(workers, int) else workers or [default_workers()]))
     device, head = setup(device, threads, keep_freed_memory, flush_denormal)
     name = setting or DEFAULT_SETTING.get(device.type, "channels-last")
     if name not in SETTINGS:
         raise UserError(f"--setting {name}: unknown; known: {', '.join(SETTINGS)}")
-    reason = skip_reason(SETTINGS[name], device)
-    if reason:
+    if reason := skip_reason(SETTINGS[name], device):
         raise UserError(f"--setting {name} does not run on {device}: {reason}")
     steps = None if seconds else steps or (200 if device.type == "cuda" else 3)
     # On a GPU the warm-up also drains what the loader made while the network compiled (workers x 2,
@@ -198,10 +183,8 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
         report(f"{what}, {plural(count, 'worker')}: {warmup} warm-up steps, then "
                f"{f'{steps} timed steps' if steps else f'{seconds} s'} of {batch_size} ...")
         try:
-            if decoder == "examples":
-                measured = measure_examples(base, files, length, count, device, timing)
-            else:
-                measured = measure_ours(runner, base, dataset, length, count, decoder, timing)
+            measured = (measure_examples(base, files, length, count, device, timing) if decoder == "examples"
+                        else measure_ours(runner, base, dataset, length, count, decoder, timing))
         except (UserError, RuntimeError) as err:
             if number == 0:
                 raise
@@ -217,12 +200,9 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     ours = runs[0]
     return {"kind": "train", "data": str(data), "train_images": len(dataset), "source_images": len(files),
             "batch_size": batch_size, "input_size": base.input_size, "arch": base.arch, "workers": counts[0],
-            "warmup": warmup, **head,
-            "ours": {"setting": name, "about": SETTINGS[name].about, **ours},
-            "runs": runs,
-            "examples": {"about": "pytorch/examples imagenet/main.py's recipe re-created (not the peer): "
-                         "per-image PIL transforms in DataLoader workers, plain network, fp32, eager",
-                         **examples},
+            "warmup": warmup, **head, "ours": {"setting": name, "about": SETTINGS[name].about, **ours}, "runs": runs,
+            "examples": {"about": "pytorch/examples imagenet/main.py's recipe re-created (not the peer): per-image "
+                         "PIL transforms in DataLoader workers, plain network, fp32, eager", **examples},
             "ratio": ours["ratio"]}
 
 
@@ -242,9 +222,8 @@ def run(args) -> int:
     check_counts(args, ("batch_size", "steps", "threads", "repeat"), ("warmup", "seconds"))
     if any(w < 0 for w in args.workers or []):
         raise UserError(f"--workers must be >= 0, got {' '.join(map(str, args.workers))}")
-    record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps,
-                       args.warmup, args.workers, args.threads, parse_model_options(args.model_option),
-                       args.repeat, keep_freed_memory=args.keep_freed_memory,
-                       flush_denormal=args.flush_denormal, decode=args.decode, seconds=args.seconds,
-                       rows=args.rows)
+    record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps, args.warmup,
+                       args.workers, args.threads, parse_model_options(args.model_option), args.repeat,
+                       keep_freed_memory=args.keep_freed_memory, flush_denormal=args.flush_denormal,
+                       decode=args.decode, seconds=args.seconds, rows=args.rows)
     return output(record, args.json, print_record)
