@@ -1,7 +1,5 @@
 """`alexnet bench data|model|train`: throughput against plain PyTorch, measured in the same run."""
 
-from __future__ import annotations
-
 import importlib
 
 KINDS = {

@@ -1,7 +1,5 @@
 """``alexnet bench``'s options; light (neither torch nor numpy), so that ``--help`` comes at once."""
 
-from __future__ import annotations
-
 import argparse
 
 from alexnet.bench.settings import DEFAULT_SETTING, DEFAULT_SETTINGS, SETTINGS

@@ -93,8 +93,7 @@ def setup(device: str | None, threads: int | None, keep_freed_memory: bool, flus
 
 
 class Rows:
-    """Each measured row, with ``head`` (what ran, where), appended to a JSON-lines file the moment it
-    exists (``--rows FILE``), so that a run stopped part-way keeps what it measured."""
+    """Each row, with ``head``, appended to ``path`` (JSON lines) the moment it exists: a stopped run keeps it."""
 
     def __init__(self, path: str | None, head: dict):
         self.path, self.head = path, head

@@ -151,10 +151,9 @@ def benchmark(arch: str = "alexnet", batch_size: int = 128, device: str | None =
             r["ratio"] = r["images_per_s"] / plain["images_per_s"]
             r["cpu_ratio"] = plain["cpu_ms"] / r["cpu_ms"] if r["cpu_ms"] else None
     profiles = []
-    for name in profile or []:
-        if name in runners:
-            report(f"profiling {name} ...")
-            profiles.append(out.add({"setting": name, "profile": profile_step(runners[name], device)}))
+    for name in [n for n in profile or [] if n in runners]:  # not those that failed or were skipped
+        report(f"profiling {name} ...")
+        profiles.append(out.add({"setting": name, "profile": profile_step(runners[name], device)}))
     return {"kind": "model", "arch": arch, "batch_size": batch_size, "input_size": base.input_size,
             "model_options": base.options, "optimizer_step": optimizer_step, "steps": steps, "seconds": seconds,
             "rounds": rounds, **head, "baseline": "plain", "settings": list(results.values()),
