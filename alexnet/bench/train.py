@@ -32,8 +32,7 @@ from alexnet.train.data import prepared_dir
 
 
 def source_images(dataset: PreparedDataset) -> list[tuple[str, int]]:
-    """(file, class index) of the source images of ``dataset``'s training split, from the image folder
-    (``train/<class>/...`` or ``<class>/...``) its meta.json names."""
+    """(file, class index) of the source images in the folder ``dataset``'s meta.json names (``[train/]<class>/``)."""
     source = dataset.meta.get("source", {})
     root = Path(source.get("path") or "")
     folder = root / "train" if (root / "train").is_dir() else root
@@ -90,8 +89,7 @@ class Clock:
 
 def measure(batches, step, device: torch.device, warmup: int, steps: int | None, batch_size: int,
             seconds: float | None = None) -> dict:
-    """Run ``step(batch)`` on ``warmup`` batches of ``batches``, then time ``steps`` more, or as
-    many as fill ``seconds`` (at least one); the timed part's record."""
+    """``step`` on ``warmup`` of ``batches``, then timed on ``steps`` more or as many as fill ``seconds``."""
     it, clock = iter(batches), Clock(device)
     try:
         for _ in range(warmup):
