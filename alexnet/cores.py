@@ -1,8 +1,4 @@
-"""How many cores this process may run on: the one count behind every "one per core" default
-(loader workers, `alexnet prepare`'s workers, intra-op threads). Imports nothing heavy, so that
-`alexnet prepare`'s worker processes stay light."""
-
-from __future__ import annotations
+"""The cores this process may run on, behind every "one per core" default; imports nothing heavy."""
 
 import os
 

@@ -1,8 +1,4 @@
-"""Which device a command runs on: the one named, else the best present (cuda, else mps, else cpu).
-
-Every command with ``--device`` (train, evaluate, predict, the analysis commands, bench) calls
-:func:`pick_device`, so that they agree on the default and refuse a name the same way.
-"""
+"""Which device a command runs on; every command with ``--device`` calls :func:`pick_device`."""
 
 from __future__ import annotations
 
@@ -17,11 +13,8 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
     if isinstance(name, torch.device):
         return name
     if name is None or name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        mps = getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:

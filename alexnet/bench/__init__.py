@@ -1,10 +1,4 @@
-"""`alexnet bench data|model|train`: throughput against plain PyTorch, measured in the same run.
-
-Each kind lives in its own module (``alexnet.bench.data`` ...) with ``run``; their options are
-``alexnet.bench.cli``.
-"""
-
-from __future__ import annotations
+"""`alexnet bench data|model|train`: throughput against plain PyTorch, measured in the same run."""
 
 import importlib
 

@@ -1,7 +1,4 @@
-"""``alexnet bench data|model|train``'s options (a light module: neither torch nor numpy nor
-matplotlib, so that ``--help`` comes at once); the work is in ``alexnet.bench.data|model|train``."""
-
-from __future__ import annotations
+"""``alexnet bench``'s options; light (neither torch nor numpy), so that ``--help`` comes at once."""
 
 import argparse
 
@@ -25,12 +22,11 @@ def _bench_common(parser: argparse.ArgumentParser) -> None:
                         help="intra-op threads (default: one per core this process may use)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     _bench_timing(parser)
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="glibc malloc keeps freed memory for reuse (speed.keep_freed_memory); "
-                        "process-wide, so it applies to the baseline too")
-    parser.add_argument("--flush-denormal", action="store_true",
-                        help="flush denormal floats to zero on the CPU, as alexnet train does "
-                        "(torch.set_flush_denormal); process-wide, so it applies to the baseline too")
+    parser.add_argument("--keep-freed-memory", action="store_true", help="glibc malloc keeps freed memory for "
+                        "reuse (speed.keep_freed_memory); process-wide, so it applies to the baseline too")
+    parser.add_argument("--flush-denormal", action="store_true", help="flush denormal floats to zero on the CPU, "
+                        "as alexnet train does (torch.set_flush_denormal); process-wide, so it applies to the "
+                        "baseline too")
 
 
 def _bench_timing(parser: argparse.ArgumentParser) -> None:
@@ -68,24 +64,21 @@ def bench_data(parser: argparse.ArgumentParser) -> None:
 def bench_model(parser: argparse.ArgumentParser) -> None:
     _bench_common(parser)
     _bench_model_options(parser)
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per setting and round "
-                        "(default: 3 on cpu, 20 on cuda)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps first (default: 1; 3 with compile)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per setting and round (default: 3 on cpu, 20 on cuda)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1; 3 with compile)")
     parser.add_argument("--warmup-seconds", type=float, default=0.0,
                         help="run plain this long before the first timing (a GPU raises its clocks)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="sweeps over all settings, in turn forwards and backwards; each setting keeps "
-                        "its best round (interleaving evens out a busy machine)")
+    parser.add_argument("--rounds", type=int, default=1, help="sweeps over all settings, in turn forwards and "
+                        "backwards; each setting keeps its best round (interleaving evens out a busy machine)")
     parser.add_argument("--optimizer-step", action="store_true",
                         help="time forward + backward + SGD step (default: forward + backward)")
     parser.add_argument("--settings", nargs="+", default=None, metavar="NAME",
                         help=f"settings to measure (plain is always measured); of: {', '.join(SETTINGS)} "
-                        "(default: all that apply on cuda; on cpu: "
-                        f"{', '.join(DEFAULT_SETTINGS['cpu'])})")
-    parser.add_argument("--profile", metavar="NAME", nargs="+", default=None,
-                        help="after the timing, profile a few steps of these settings and list where their "
-                        "time goes (the top kernels on cuda, operators on cpu, by self time per step)")
+                        f"(default: all that apply on cuda; on cpu: {', '.join(DEFAULT_SETTINGS['cpu'])})")
+    parser.add_argument("--profile", metavar="NAME", nargs="+", default=None, help="after the timing, profile a "
+                        "few steps of these settings and list where their time goes (the top kernels on cuda, "
+                        "operators on cpu, by self time per step)")
 
 
 def bench_train(parser: argparse.ArgumentParser) -> None:
@@ -95,12 +88,10 @@ def bench_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setting", default=None, help="our bench-model setting (default: "
                         f"{DEFAULT_SETTING['cpu']} on cpu, {DEFAULT_SETTING['cuda']} on cuda)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 3 cpu, 200 cuda)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps first (default: 1 cpu; cuda: 2 x workers + 3, which also "
-                        "drains what the loader made during compilation)")
-    parser.add_argument("--workers", type=int, nargs="+", default=None,
-                        help="loader processes; several: ours measured with each, the baseline with the "
-                        "first (default: one per core)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 cpu; cuda: "
+                        "2 x workers + 3, which also drains what the loader made during compilation)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None, help="loader processes; several: ours "
+                        "measured with each, the baseline with the first (default: one per core)")
     parser.add_argument("--decode", nargs="+", default=None, choices=DECODERS, metavar="WHERE",
                         help="where our pipeline decodes the JPEGs, measured in turn: workers (default) "
                         "and/or device (nvJPEG through torchvision on CUDA)")

@@ -1,8 +1,8 @@
-"""What the benchmarks share: the set-up, the clock, the record of the machine, the rows as they
-come, the output."""
+"""What the benchmarks share: the set-up, the clock, the record of the machine, the rows, the output."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
@@ -15,6 +15,7 @@ import torch
 
 from alexnet import speed
 from alexnet.cores import available_cores
+from alexnet.data.images import jpeg_library
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
 
@@ -26,11 +27,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def timed_for(device: torch.device, fn, seconds: float | None, steps: int = 1) -> tuple[float, float, int]:
-    """Wall-clock and process CPU seconds per call of ``fn``, and the number of calls: ``steps``
-    calls, or with ``seconds`` as many as fill that time (at least one), in runs of 1, 2, 4 ...
-    calls, the last sized by the rate so far to end near ``seconds``; a device sync after each run
-    only. On a busy machine the CPU seconds (all threads of this process) vary less than the wall
-    clock, which includes the time other jobs held the cores."""
+    """Wall-clock and process CPU seconds per call of ``fn``, and the number of calls: ``steps``, or as
+    many as fill ``seconds`` (at least one) in runs of 1, 2, 4 ..., the last sized to end near it."""
     synchronize(device)
     start, cpu_start, calls, run = time.perf_counter(), time.process_time(), 0, 1 if seconds else steps
     while True:
@@ -44,8 +42,7 @@ def timed_for(device: torch.device, fn, seconds: float | None, steps: int = 1) -
 
 
 def host_cpu_times() -> tuple[float, float] | None:
-    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (Linux; else None):
-    the host's CPU use over a stretch is the difference of two readings."""
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat (Linux; else None)."""
     try:
         with open("/proc/stat") as f:
             fields = [float(v) for v in f.readline().split()[1:]]
@@ -54,17 +51,6 @@ def host_cpu_times() -> tuple[float, float] | None:
     ticks = os.sysconf("SC_CLK_TCK")
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle and iowait
     return (sum(fields) - idle) / ticks, sum(fields) / ticks
-
-
-def host_cpu_use(before: tuple[float, float] | None, images: int) -> dict:
-    """Since ``before`` (:func:`host_cpu_times`): the share of all the machine's cores busy, and
-    ``images`` over the CPU seconds they were busy (all processes: the loader's workers too)."""
-    after = host_cpu_times()
-    if before is None or after is None or after[1] <= before[1]:
-        return {"host_cpu_use": None, "images_per_host_cpu_s": None}
-    busy = after[0] - before[0]
-    return {"host_cpu_use": round(busy / (after[1] - before[1]), 3),
-            "images_per_host_cpu_s": round(images / busy, 1) if busy > 0 else None}
 
 
 def peak_memory(device: torch.device, reset: bool = False) -> int | None:
@@ -77,10 +63,18 @@ def peak_memory(device: torch.device, reset: bool = False) -> int | None:
     return peak
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what the platform module knows."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def setup(device: str | None, threads: int | None, keep_freed_memory: bool, flush_denormal: bool):
-    """What every device benchmark does first: the device, threads and process knobs, the trainer's
-    cuDNN and TF32 settings (so the baseline and ours share them), seed 0; the device and the
-    record of the machine."""
+    """The device, threads, process knobs, the trainer's cuDNN and TF32 settings (so the baseline and
+    ours share them), seed 0; returns the device and the record of the machine: what ran, where, when."""
     device = pick_device(device)
     threads = speed.set_threads(threads)
     knobs = {"keep_freed_memory": keep_freed_memory and speed.keep_freed_memory(),
@@ -88,22 +82,18 @@ def setup(device: str | None, threads: int | None, keep_freed_memory: bool, flus
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as alexnet train
+        knobs.update(tf32_matmul=True, tf32_cudnn=True)
     torch.manual_seed(0)
-    return device, machine(device, threads, knobs)
-
-
-def trainer_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The optimizer ``alexnet train`` builds by default (the paper's update, section 5)."""
-    from alexnet.train.config import TrainConfig
-    from alexnet.train.optim import make_optimizer
-
-    return make_optimizer(model, TrainConfig())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return device, {"device": str(device), "device_name": name, "threads": threads, "jpeg_decoder": jpeg_library(),
+                    **knobs, "cuda": torch.version.cuda, "cores": available_cores(),
+                    "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
+                    "torch": torch.__version__, "python": platform.python_version(),
+                    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 class Rows:
-    """Each measured row appended to a JSON-lines file the moment it exists (``--rows FILE``), so
-    that a run stopped part-way keeps what it measured; ``head`` (what ran, where) goes in every
-    row. Without a file, nothing is written."""
+    """Each row, with ``head``, appended to ``path`` (JSON lines) the moment it exists: a stopped run keeps it."""
 
     def __init__(self, path: str | None, head: dict):
         self.path, self.head = path, head
@@ -113,33 +103,6 @@ class Rows:
             with open(self.path, "a") as f:
                 f.write(json.dumps({**self.head, **row}) + "\n")
         return row
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what the platform module knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine(device: torch.device, threads: int, knobs: dict) -> dict:
-    """The facts a benchmark record needs: what ran, where, when."""
-    from alexnet.data.images import jpeg_library
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    tf32 = ({"tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
-            if device.type == "cuda" else {})
-    return {"device": str(device), "device_name": name, "threads": threads, "jpeg_decoder": jpeg_library(),
-            **knobs, **tf32, "cuda": torch.version.cuda,
-            "cores": available_cores(),
-            "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None, "torch": torch.__version__,
-            "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def check_counts(args, positive: tuple[str, ...], non_negative: tuple[str, ...] = ()) -> None:
@@ -160,11 +123,10 @@ def output(record: dict, as_json: bool, print_record) -> int:
     return 0
 
 
-def print_table(header: list[str], rows: list[list[str]], out=sys.stdout) -> None:
+def print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     for row in [header] + rows:
-        print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
-                        for i, (v, w) in enumerate(zip(row, widths))), file=out)
+        print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
 
 
 def progress(message: str) -> None:

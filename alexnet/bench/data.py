@@ -1,18 +1,7 @@
-"""`alexnet bench data`: images/s of the training input pipeline against the usual way, same run.
-
-The training pipeline (:func:`alexnet.data.loader.make_loader`): workers read the prepared 256x256
-samples, decode, crop 227x227 at random, mirror half, and hand over uint8 batches (the float work
-is the training device's). The usual way (pytorch/examples' ``main.py``, written with PIL, numpy
-and torch): per image in DataLoader workers, decode the ORIGINAL JPEG, resize its shorter side to
-256, crop 224x224 at random, mirror half, convert to float on the 0-1 scale and normalise.
-
-Both read the same source images (from meta.json or ``--source``), repeated to the requested
-number, with the same workers and batch size. Two rates each: ``images_per_s`` (wall clock, starting
-the workers included) and ``images_per_worker_cpu_s`` (over the worker processes' CPU seconds,
-which a busy machine disturbs much less). With ``--seconds S`` each first runs a calibration (4
-batches per worker), then as many images as that rate reads in S seconds, so that starting the
-workers is a small part of the time.
-"""
+"""`alexnet bench data`: images/s of the training input pipeline (:func:`make_loader`, uint8 crops of
+the prepared samples) against the usual way (pytorch/examples' per-image transform on the original
+images, :class:`ExamplesImages`), with the same source images, workers and batch size; over the wall
+clock, and over the workers' CPU seconds (which a busy machine disturbs less)."""
 
 from __future__ import annotations
 
@@ -21,7 +10,6 @@ import json
 import math
 import os
 import platform
-import random
 import resource
 import time
 from pathlib import Path
@@ -33,6 +21,7 @@ from PIL import Image
 
 from alexnet.bench.common import Rows, check_counts, output, progress
 from alexnet.console import plural
+from alexnet.data.dataset import PreparedDataset
 from alexnet.data.images import IMAGE_SUFFIXES, jpeg_library
 from alexnet.data.loader import default_workers, make_loader
 from alexnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -41,15 +30,53 @@ from alexnet.errors import UserError
 USUAL_CROP = 224  # pytorch/examples' RandomResizedCrop/CenterCrop size
 
 
-def examples_tensor(image: Image.Image) -> torch.Tensor:
-    """torchvision's ToTensor then Normalize with ImageNet's mean and std, as pytorch/examples."""
-    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
-    return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
+    """torchvision's RandomResizedCrop: 8-100% of the area at aspect 3/4-4/3, resized bilinearly."""
+    width, height = image.size
+    for _ in range(10):
+        target = width * height * rng.uniform(0.08, 1.0)
+        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            left, top = rng.integers(0, width - w + 1), rng.integers(0, height - h + 1)
+            return image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+    side = min(width, height)  # fallback: the central square
+    left, top = (width - side) // 2, (height - side) // 2
+    return image.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
+
+
+def resized_random_crop(image: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
+    """The shorter side resized to 256 (bilinear), then a random ``size`` x ``size`` crop."""
+    scale = 256 / min(image.size)
+    image = image.resize((max(256, round(image.width * scale)), max(256, round(image.height * scale))),
+                         Image.Resampling.BILINEAR)
+    left, top = rng.integers(0, image.width - size + 1), rng.integers(0, image.height - size + 1)
+    return image.crop((left, top, left + size, top + size))
+
+
+class ExamplesImages(torch.utils.data.Dataset):
+    """pytorch/examples' per-image training transform on ``files`` ((path, label), repeated to ``length``):
+    ``crop`` (:func:`random_resized_crop` or :func:`resized_random_crop`), mirror half, ToTensor, Normalize."""
+
+    def __init__(self, files: list[tuple[str, int]], size: int, length: int, crop):
+        self.files, self.size, self.length, self.crop = files, size, length, crop
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        path, label = self.files[i % len(self.files)]
+        rng = np.random.default_rng([i, torch.initial_seed() % 2**32])
+        with Image.open(path) as f:
+            image = self.crop(f.convert("RGB"), self.size, rng)
+        if rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+        return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1), label
 
 
 class Repeated:
-    """``dataset`` repeated to ``length`` samples (sample ``i`` is ``i % len(dataset)``), so that a
-    small set makes one long epoch."""
+    """``dataset`` repeated to ``length`` samples (sample ``i`` is ``i % len(dataset)``)."""
 
     def __init__(self, dataset, length: int):
         self.dataset, self.length = dataset, length
@@ -63,45 +90,20 @@ class Repeated:
         return self.dataset.read(i % len(self.dataset))
 
 
-class UsualWay(torch.utils.data.Dataset):
-    """pytorch/examples' per-image training transform on the original files (see module docstring)."""
-
-    def __init__(self, files: list[str], length: int):
-        self.files, self.length = files, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int):
-        image = Image.open(self.files[i % len(self.files)]).convert("RGB")
-        width, height = image.size
-        scale = 256 / min(width, height)
-        image = image.resize((max(256, round(width * scale)), max(256, round(height * scale))),
-                             Image.Resampling.BILINEAR)
-        left = random.randint(0, image.width - USUAL_CROP)
-        top = random.randint(0, image.height - USUAL_CROP)
-        image = image.crop((left, top, left + USUAL_CROP, top + USUAL_CROP))
-        if random.random() < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return examples_tensor(image), 0
-
-
 def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
-    """The original image files the prepared training split came from."""
+    """The original image files the prepared training split came from, and their folder."""
     if source is None:
         try:
             recorded = json.loads((data / "meta.json").read_text()).get("source")
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read {data / 'meta.json'} ({err}); give --source DIR") from err
-        source = recorded.get("path") if isinstance(recorded, dict) else recorded
-        if not source:
-            given = recorded.get("given") if isinstance(recorded, dict) else None
-            raise UserError(f"{data / 'meta.json'} records no source folder (prepared from {given}: an "
-                            "archive or a download, extracted only while prepare ran); give --source DIR")
+        recorded = recorded if isinstance(recorded, dict) else {"path": recorded}
+        if not (source := recorded.get("path")):
+            raise UserError(f"{data / 'meta.json'} records no source folder (prepared from {recorded.get('given')}: "
+                            "an archive or a download, extracted only while prepare ran); give --source DIR")
     root = Path(source)
     if not root.is_dir():
-        raise UserError(f"source {root} is not a folder of images; give --source DIR with the "
-                        f"original JPEG files")
+        raise UserError(f"source {root} is not a folder of images; give --source DIR with the original JPEG files")
     folder = root / "train" if (root / "train").is_dir() else root
     files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -109,83 +111,61 @@ def source_images(data: Path, source: str | None) -> tuple[Path, list[str]]:
     return folder, files
 
 
-def measure(loader) -> dict:
-    """Run ``loader`` to its end: images/s over the whole run (starting the workers included), and
-    the CPU seconds its worker processes used."""
-    workers_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started, count = time.perf_counter(), 0
-    for batch in loader:  # the loop's end joins the workers, so that their CPU time counts below
-        count += len(batch[1])
-    seconds = time.perf_counter() - started
-    workers_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (workers_after.ru_utime + workers_after.ru_stime
-           - workers_before.ru_utime - workers_before.ru_stime)
-    return {"images": count, "seconds": round(seconds, 3), "images_per_s": round(count / seconds, 1),
-            "worker_cpu_s": round(cpu, 3), "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
-
-
-def sized(make_loader_for, images: int, seconds: float | None, calibration: int) -> dict:
-    """:func:`measure` the loader ``make_loader_for(n)`` makes for ``n`` images: ``images``, or with
-    ``seconds`` as many as the rate of a ``calibration``-image run reads in that time."""
+def measure(make_loader_for, images: int, seconds: float | None, calibration: int) -> dict:
+    """Run ``make_loader_for(images)`` to its end (with ``seconds``: as many images as a ``calibration``-image
+    run's rate reads in that time); images/s, starting the workers included, and its workers' CPU seconds."""
     if seconds:
-        rate = measure(make_loader_for(calibration))["images_per_s"]
+        rate = measure(make_loader_for, calibration, None, calibration)["images_per_s"]
         images = max(calibration, math.ceil(rate * seconds))
-    return measure(make_loader_for(images))
-
-
-def run_bench(data: Path, *, workers: int, source: str | None, images: int, baseline_images: int,
-              batch_size: int, crop_size: int, seconds: float | None = None, rows: str | None = None) -> dict:
-    from alexnet.data.dataset import PreparedDataset
-
-    if workers < 1:
-        raise UserError("--workers must be at least 1: the pipelines are measured in workers")
-    if min(images, baseline_images, batch_size) < 1:
-        raise UserError("--images, --baseline-images and --batch-size must be positive")
-    dataset = PreparedDataset(data, "train")
-    folder, files = source_images(data, source)
-    out = Rows(rows, {"kind": "data", "workers": workers, "batch_size": batch_size,
-                      "jpeg_decoder": jpeg_library()})
-    calibration = 4 * workers * batch_size
-    size = f"{seconds} s" if seconds else "{} images"
-    progress(f"training pipeline: {size.format(images)} from {data} with {plural(workers, 'worker')} ...")
-    ours = out.add({"way": "pipeline", **sized(lambda n: make_loader(
-        Repeated(dataset, n), batch_size, train=True, crop_size=crop_size, workers=workers, pin_memory=False),
-        images, seconds, calibration)})
-    progress(f"usual way: {size.format(baseline_images)} from {folder} with {plural(workers, 'worker')} ...")
-    usual = out.add({"way": "usual_way", **sized(lambda n: torch.utils.data.DataLoader(
-        UsualWay(files, n), batch_size=batch_size, shuffle=True, num_workers=workers),
-        baseline_images, seconds, calibration)})
-    del ours["way"], usual["way"]
-    ratio = {key: round(ours[key] / usual[key], 2) if ours[key] and usual[key] else None
-             for key in ("images_per_s", "images_per_worker_cpu_s")}
-    return {
-        "benchmark": "data", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__, "jpeg_decoder": jpeg_library()},
-        "data": str(data), "source": str(folder), "source_images": len(files),
-        "workers": workers, "batch_size": batch_size,
-        "pipeline": {"crop_size": crop_size, **ours,
-                     "images_per_s_per_worker": round(ours["images_per_s"] / workers, 1)},
-        "usual_way": {"crop_size": USUAL_CROP, **usual,
-                      "images_per_s_per_worker": round(usual["images_per_s"] / workers, 1)},
-        "ratio": ratio,
-    }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started, count = time.perf_counter(), 0
+    for batch in make_loader_for(images):  # the loop's end joins the workers, so that their CPU time counts
+        count += len(batch[1])
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"images": count, "seconds": round(elapsed, 3), "images_per_s": round(count / elapsed, 1),
+            "worker_cpu_s": round(cpu, 3), "images_per_worker_cpu_s": round(count / cpu, 1) if cpu > 0 else None}
 
 
 def run(args) -> int:
     check_counts(args, (), ("seconds",))
+    data, batch_size, seconds = Path(args.data), args.batch_size, args.seconds
     workers = default_workers() if args.workers is None else args.workers
-    result = run_bench(Path(args.data), workers=workers, source=args.source, images=args.images,
-                       baseline_images=args.baseline_images, batch_size=args.batch_size,
-                       crop_size=args.crop_size, seconds=args.seconds, rows=args.rows)
-    return output(result, args.json, print_record)
+    if workers < 1:
+        raise UserError("--workers must be at least 1: the pipelines are measured in workers")
+    if min(args.images, args.baseline_images, batch_size) < 1:
+        raise UserError("--images, --baseline-images and --batch-size must be positive")
+    dataset = PreparedDataset(data, "train")
+    folder, files = source_images(data, args.source)
+    out = Rows(args.rows, {"kind": "data", "workers": workers, "batch_size": batch_size,
+                           "jpeg_decoder": jpeg_library()})
+    calibration = 4 * workers * batch_size
+    size = f"{seconds} s" if seconds else "{} images"
+    progress(f"training pipeline: {size.format(args.images)} from {data} with {plural(workers, 'worker')} ...")
+    ours = out.add({"way": "pipeline", **measure(lambda n: make_loader(
+        Repeated(dataset, n), batch_size, train=True, crop_size=args.crop_size, workers=workers, pin_memory=False),
+        args.images, seconds, calibration)})
+    progress(f"usual way: {size.format(args.baseline_images)} from {folder} with {plural(workers, 'worker')} ...")
+    usual = out.add({"way": "usual_way", **measure(lambda n: torch.utils.data.DataLoader(
+        ExamplesImages([(f, 0) for f in files], USUAL_CROP, n, resized_random_crop), batch_size=batch_size,
+        shuffle=True, num_workers=workers), args.baseline_images, seconds, calibration)})
+    del ours["way"], usual["way"]
+    ways = {key: {"crop_size": crop, **r, "images_per_s_per_worker": round(r["images_per_s"] / workers, 1)}
+            for key, crop, r in (("pipeline", args.crop_size, ours), ("usual_way", USUAL_CROP, usual))}
+    return output({
+        "benchmark": "data", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "torch": torch.__version__, "jpeg_decoder": jpeg_library()},
+        "data": str(data), "source": str(folder), "source_images": len(files),
+        "workers": workers, "batch_size": batch_size, **ways,
+        "ratio": {key: round(ours[key] / usual[key], 2) if ours[key] and usual[key] else None
+                  for key in ("images_per_s", "images_per_worker_cpu_s")},
+    }, args.json, print_record)
 
 
 def print_record(result: dict) -> None:
     print(f"{'':22}{'images/s':>10}{'per worker':>12}{'per CPU second':>18}")
-    for name, key in (("training pipeline", "pipeline"), ("usual way", "usual_way")):
-        r = result[key]
-        print(f"{name:22}{r['images_per_s']:>10}{r['images_per_s_per_worker']:>12}"
-              f"{r['images_per_worker_cpu_s']:>18}")
-    print(f"{'ratio':22}{result['ratio']['images_per_s']:>10}{'':>12}"
-          f"{result['ratio']['images_per_worker_cpu_s']:>18}")
+    for name, r in (("training pipeline", result["pipeline"]), ("usual way", result["usual_way"]),
+                    ("ratio", {**result["ratio"], "images_per_s_per_worker": ""})):
+        print(f"{name:22}{r['images_per_s']:>10}{r['images_per_s_per_worker']:>12}{r['images_per_worker_cpu_s']:>18}")

@@ -1,5 +1,4 @@
-"""The ways ``alexnet bench`` runs the same network (speed settings), and which it measures by
-default; light (no torch), so that ``alexnet bench --help`` lists them at once."""
+"""The speed settings ``alexnet bench`` measures and its defaults; light (no torch) for ``--help``."""
 
 from __future__ import annotations
 
@@ -9,8 +8,7 @@ from dataclasses import dataclass, replace
 @dataclass(frozen=True)
 class Setting:
     """One way of running the same network; ``fused``: in-place ReLUs, the trainer's optimizer (the
-    paper's update in foreach kernels), and on the CPU conv1's weight gradient as a stride-1
-    convolution (alexnet.strided_conv)."""
+    paper's update), and on the CPU conv1's weight gradient as a stride-1 convolution."""
 
     name: str
     about: str
@@ -34,8 +32,5 @@ SETTINGS = {s.name: s for s in [
     replace(_FAST, name="compile-torch-lrn", about="compile with nn.LocalResponseNorm", amp="bf16",
             compile=True, lrn="torch"),
 ]}
-DEFAULT_SETTINGS = {
-    "cpu": ["plain", "ours-lrn", "channels-last", "fast-fp32", "bf16"],
-    "cuda": list(SETTINGS),
-}
+DEFAULT_SETTINGS = {"cpu": ["plain", "ours-lrn", "channels-last", "fast-fp32", "bf16"], "cuda": list(SETTINGS)}
 DEFAULT_SETTING = {"cpu": "fast-fp32", "cuda": "compile"}  # bench train's setting for ours

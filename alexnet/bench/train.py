@@ -1,27 +1,9 @@
-"""`alexnet bench train --data PREPARED`: end-to-end training images/s (loader and step), the share
-of time the device waits for data, and in the same run main.py's recipe re-created in this process.
-
-Ours: the prepared shards read by ``alexnet.data.loader.make_loader`` (workers decode and crop
-uint8 batches, pinned on CUDA; or, with ``--decode device``, workers read the JPEG bytes and nvJPEG
-decodes them on the GPU), staged on the device a batch ahead (``loader.to(device)``),
-``DeviceTransform`` there, and one setting of ``alexnet bench model`` (default: the fastest for the
-device) with the trainer's optimizer. Besides images/s: the share of the host's cores busy, the
-images per busy host CPU second (the loader's workers included), and on CUDA the peak GPU memory.
-
-The baseline is pytorch/examples imagenet/main.py's recipe RE-CREATED here, not the peer itself
-(``benchmarks/peer_examples.py`` runs the real main.py, where torchvision is installed), on the
-network under test (main.py trains torchvision's ``alexnet``, ``--arch alexnet-owt`` here): the
-source JPEGs of the prepared dataset (``meta.json``'s source) opened one by one in ``DataLoader``
-workers with torchvision's per-image transforms (RandomResizedCrop, RandomHorizontalFlip, ToTensor,
-Normalize; written with PIL, numpy and torch), pinned batches copied with ``non_blocking``, the
-plain network of ``bench model`` with ``torch.optim.SGD``, and main.py's per-step ``loss.item()``
-and top-1/top-5 accuracy. Both repeat their data until the measurement ends, so a small dataset
-measures the pipeline as a large one would, page cache aside.
-
-Waiting for data: on the CPU, the time the loop is blocked on the loader over the wall time; on
-CUDA, the device's idle time between steps (CUDA events around each step) over the device time from
-the first timed step's start to the last one's end.
-"""
+"""`alexnet bench train --data PREPARED`: end-to-end training images/s and the share of time the
+device waits for data (CPU: blocked on the loader over the wall time; CUDA: idle between steps over
+the span of the steps), ours against pytorch/examples imagenet/main.py's recipe RE-CREATED in the same
+run (not the peer, which ``benchmarks/peer_examples.py`` runs): the source images one by one in
+``DataLoader`` workers (:class:`~alexnet.bench.data.ExamplesImages`, RandomResizedCrop), the plain
+network with ``torch.optim.SGD``, main.py's per-step ``loss.item()`` and accuracy."""
 
 from __future__ import annotations
 
@@ -29,15 +11,12 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from alexnet import speed
-from alexnet.bench.common import (Rows, check_counts, host_cpu_times, host_cpu_use, output, peak_memory,
+from alexnet.bench.common import (Rows, check_counts, host_cpu_times, output, peak_memory,
                                   print_table, progress, setup, synchronize)
-from alexnet.bench.data import Repeated, examples_tensor
+from alexnet.bench.data import ExamplesImages, Repeated, random_resized_crop
 from alexnet.bench.model import Runner, skip_reason
 from alexnet.bench.settings import DEFAULT_SETTING, SETTINGS
 from alexnet.console import plural
@@ -52,65 +31,20 @@ from alexnet.train.config import parse_model_options
 from alexnet.train.data import prepared_dir
 
 
-# --- the pytorch/examples way ---------------------------------------------------------------
-
-
 def source_images(dataset: PreparedDataset) -> list[tuple[str, int]]:
-    """(file, class index) of the source JPEGs of ``dataset``'s training split: the image folder
-    (``train/<class>/...``, or ``<class>/...`` alone) named by its meta.json, classes indexed as
-    the prepared dataset."""
+    """(file, class index) of the source images in the folder ``dataset``'s meta.json names (``[train/]<class>/``)."""
     source = dataset.meta.get("source", {})
     root = Path(source.get("path") or "")
     folder = root / "train" if (root / "train").is_dir() else root
     if source.get("kind") != "image-folder" or not folder.is_dir():
-        raise UserError(f"{dataset.root}/meta.json: its source ({source.get('given')}, kind "
-                        f"{source.get('kind')}) is not an image folder on this machine, which the "
-                        "pytorch/examples baseline reads")
+        raise UserError(f"{dataset.root}/meta.json: its source ({source.get('given')}, kind {source.get('kind')}) "
+                        "is not an image folder on this machine, which the pytorch/examples baseline reads")
     index = {c["id"]: c["index"] for c in dataset.classes}
     files = [(str(f), index[d.name]) for d in sorted(folder.iterdir()) if d.name in index
              for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise UserError(f"{folder}: no JPEG or PNG files in its class folders")
     return files
-
-
-def random_resized_crop(image: Image.Image, size: int, rng: np.random.Generator,
-                        scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> Image.Image:
-    """torchvision's RandomResizedCrop: a random area and aspect ratio, resized bilinearly."""
-    width, height = image.size
-    area = width * height
-    for _ in range(10):
-        target = area * rng.uniform(*scale)
-        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            left, top = rng.integers(0, width - w + 1), rng.integers(0, height - h + 1)
-            return image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
-    side = min(width, height)  # fallback: the central square
-    left, top = (width - side) // 2, (height - side) // 2
-    return image.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
-
-
-class ExamplesImageFolder(torch.utils.data.Dataset):
-    """main.py's training dataset: every item one JPEG opened and transformed on its own."""
-
-    def __init__(self, files: list[tuple[str, int]], size: int, times: int):
-        self.files, self.size, self.times = files, size, times
-
-    def __len__(self) -> int:
-        return len(self.files) * self.times
-
-    def __getitem__(self, i):
-        path, label = self.files[i % len(self.files)]
-        rng = np.random.default_rng([i, torch.initial_seed() % 2**32])
-        with Image.open(path) as f:
-            image = random_resized_crop(f.convert("RGB"), self.size, rng)
-        if rng.random() < 0.5:
-            image = image.transpose(Image.FLIP_LEFT_RIGHT)
-        return examples_tensor(image), label
-
-
-# --- measurement ----------------------------------------------------------------------------
 
 
 class Clock:
@@ -126,15 +60,14 @@ class Clock:
         self.start, self.host = time.perf_counter(), host_cpu_times()
 
     def step(self, waited: float, run) -> None:
-        if self.device.type == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            run()
-            end.record()
-            self.events.append((begin, end))
-        else:
-            run()
         self.waits.append(waited)
+        if self.device.type != "cuda":
+            return run()
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        run()
+        end.record()
+        self.events.append((begin, end))
 
     def result(self, images: int) -> dict:
         synchronize(self.device)
@@ -145,47 +78,42 @@ class Clock:
             share = idle / busy_span if busy_span > 0 else 0.0
         else:
             share = sum(self.waits) / wall
+        host = host_cpu_times()  # the share of all the host's cores busy, all processes (the workers too)
+        busy = host[0] - self.host[0] if host and self.host and host[1] > self.host[1] else None
         return {"images_per_s": images / wall, "seconds": wall, "steps": len(self.waits),
                 "data_wait_share": share, "host_wait_s": sum(self.waits),
-                **host_cpu_use(self.host, images), "peak_memory": peak_memory(self.device)}
+                "host_cpu_use": None if busy is None else round(busy / (host[1] - self.host[1]), 3),
+                "images_per_host_cpu_s": round(images / busy, 1) if busy else None,
+                "peak_memory": peak_memory(self.device)}
 
 
 def measure(batches, step, device: torch.device, warmup: int, steps: int | None, batch_size: int,
             seconds: float | None = None) -> dict:
-    """Run ``step(batch)`` on ``warmup`` batches of ``batches``, then time ``steps`` more, or as
-    many as fill ``seconds`` (at least one); the timed part's record."""
-    it = iter(batches)
-    clock = Clock(device)
-    for number in range(warmup):
-        step(next_batch(it))
-    clock.begin()
-    while len(clock.waits) < (steps or 1) or (seconds and time.perf_counter() - clock.start < seconds):
-        before = time.perf_counter()
-        batch = next_batch(it)
-        clock.step(time.perf_counter() - before, lambda: step(batch))
+    """``step`` on ``warmup`` of ``batches``, then timed on ``steps`` more or as many as fill ``seconds``."""
+    it, clock = iter(batches), Clock(device)
+    try:
+        for _ in range(warmup):
+            step(next(it))
+        clock.begin()
+        while len(clock.waits) < (steps or 1) or (seconds and time.perf_counter() - clock.start < seconds):
+            before = time.perf_counter()
+            batch = next(it)
+            clock.step(time.perf_counter() - before, lambda: step(batch))
+    except StopIteration:
+        raise UserError("the data ran out before the measurement ended (raise --repeat)") from None
     return clock.result(len(clock.waits) * batch_size)
 
 
-def next_batch(it):
-    batch = next(it, None)
-    if batch is None:
-        raise UserError("the data ran out before the measurement ended (raise --repeat)")
-    return batch
-
-
 def measure_ours(runner: Runner, base, dataset, length: int, workers: int, decode: str, timing: dict) -> dict:
-    """Our pipeline: prepared shards, uint8 crops from loader workers (or JPEGs decoded on the
-    device, ``decode="device"``) staged on the device a batch ahead by the prefetch thread,
-    DeviceTransform, and ``runner``'s step (a ``bench model`` setting)."""
-    size, device, batch_size = base.input_size, runner.device, timing["batch_size"]
+    """Our pipeline (module docstring) with ``runner``'s step."""
+    size, device = base.input_size, runner.device
     transform = DeviceTransform.for_dataset(dataset, size, normalization=base.normalization).to(device)
-    loader = make_loader(Repeated(dataset, length), batch_size, train=True, crop_size=size,
+    loader = make_loader(Repeated(dataset, length), timing["batch_size"], train=True, crop_size=size,
                          workers=workers, drop_last=True, pin_memory=device.type == "cuda", decode=decode)
 
     def step(batch):
-        images, labels, windows = batch
+        images, runner.labels, windows = batch
         runner.x = speed.to_device(transform(images, windows), device, runner.setting.channels_last)
-        runner.labels = labels
         runner.step()
 
     return measure(loader.to(device), step, device, **timing)
@@ -195,28 +123,22 @@ def measure_examples(base, files: list[tuple[str, int]], length: int, workers: i
                      timing: dict) -> dict:
     """The pytorch/examples imagenet/main.py loop (module docstring) with the plain network."""
     plain = Runner(SETTINGS["plain"], base, device, optimizer_step=True)
-    loader = torch.utils.data.DataLoader(
-        ExamplesImageFolder(files, base.input_size, math.ceil(length / len(files))),
-        batch_size=timing["batch_size"], shuffle=True, drop_last=True, num_workers=workers,
-        pin_memory=device.type == "cuda")
+    images = ExamplesImages(files, base.input_size, len(files) * math.ceil(length / len(files)), random_resized_crop)
+    loader = torch.utils.data.DataLoader(images, batch_size=timing["batch_size"], shuffle=True, drop_last=True,
+                                         num_workers=workers, pin_memory=device.type == "cuda")
 
     def step(batch):
-        images, labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
-        logits = plain.model(images)
-        loss = F.cross_entropy(logits, labels)
-        plain.optimizer.zero_grad()
-        loss.backward()
-        plain.optimizer.step()
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+        plain.x, plain.labels = (t.to(device, non_blocking=True) for t in batch)  # as main.py
+        logits, loss = plain.step()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices == plain.labels[:, None]
         loss.item(), top5[:, 0].float().mean().item(), top5.any(1).float().mean().item()  # main.py's meters
 
     return measure(loader, step, device, **timing)
 
 
 def plan(decoders: list[str], workers: list[int]) -> list[tuple[str, int]]:
-    """The order of the measurements: ours with the first decoder and worker count, the baseline
-    (``examples``) with that count, then ours with every other (decoder, workers): the baseline
-    sits between our first two, so a slow drift of the machine does not favour either side."""
+    """The order of the measurements: ours with the first (decoder, workers), the baseline with those
+    workers, then ours with every other: between our first two, so a drift of the machine favours neither."""
     ours = [(d, w) for w in workers for d in decoders]
     return ours[:1] + [("examples", workers[0])] + ours[1:]
 
@@ -227,29 +149,21 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
               model_options: dict | None = None, repeat: int | None = None, keep_freed_memory: bool = False,
               flush_denormal: bool = False, decode: list[str] | None = None, seconds: float | None = None,
               rows: str | None = None, report=progress) -> dict:
-    """Ours and the pytorch/examples way on ``data`` (a prepared folder); the record printed as JSON.
-
-    ``decode`` and ``workers``: our pipeline once per decoder listed (``workers``, ``device``) and
-    loader worker count, in :func:`plan`'s order; ``ours`` and ``ratio`` are the first's, ``runs``
-    has each with its ratio. A measurement that fails (no torchvision for ``device``) after the
-    first is recorded as skipped with the reason. Each timing is ``steps`` steps or as many as fill
-    ``seconds``, and a row of ``rows`` (JSON lines) the moment it ends."""
+    """Ours (per decoder and worker count, :func:`plan`; ``ours`` and ``ratio``: the first) and the pytorch/examples
+    way on ``data``; the record printed as JSON. A measurement after the first that fails is recorded as skipped."""
     decoders = list(dict.fromkeys(decode or ["workers"]))
-    unknown = [d for d in decoders if d not in DECODERS]
-    if unknown:
+    if unknown := [d for d in decoders if d not in DECODERS]:
         raise UserError(f"--decode {unknown[0]}: unknown; choose from {', '.join(DECODERS)}")
     counts = list(dict.fromkeys([workers] if isinstance(workers, int) else workers or [default_workers()]))
     device, head = setup(device, threads, keep_freed_memory, flush_denormal)
     name = setting or DEFAULT_SETTING.get(device.type, "channels-last")
     if name not in SETTINGS:
         raise UserError(f"--setting {name}: unknown; known: {', '.join(SETTINGS)}")
-    reason = skip_reason(SETTINGS[name], device)
-    if reason:
+    if reason := skip_reason(SETTINGS[name], device):
         raise UserError(f"--setting {name} does not run on {device}: {reason}")
     steps = None if seconds else steps or (200 if device.type == "cuda" else 3)
-    # On a GPU the warm-up also drains the batches the loader made while the network compiled
-    # (workers x 2, and the prefetcher's 2): timed from a full queue, a loader slower than the
-    # device would look faster than it is.
+    # On a GPU the warm-up also drains what the loader made while the network compiled (workers x 2,
+    # the prefetcher's 2): timed from a full queue, a loader slower than the device would look faster.
     most = max(counts)
     warmup = warmup if warmup is not None else (2 * most + 3 if device.type == "cuda" else 1)
     dataset = PreparedDataset(prepared_dir(data), "train")
@@ -261,40 +175,32 @@ def benchmark(data: str, arch: str = "alexnet", batch_size: int = 128, device: s
     timing = dict(batch_size=batch_size, warmup=warmup, steps=steps, seconds=seconds)
     runner = Runner(SETTINGS[name], base, device, optimizer_step=True)
     out = Rows(rows, {**head, "kind": "train", "arch": base.arch, "batch_size": batch_size, "setting": name})
-    runs, examples = [], None  # one network for all runs of ours: compiled once
+    runs = []  # one network for all runs of ours: compiled once
     for number, (decoder, count) in enumerate(plan(decoders, counts)):
         what = "main.py's recipe re-created" if decoder == "examples" else f"ours ({name}, decode in {decoder})"
         report(f"{what}, {plural(count, 'worker')}: {warmup} warm-up steps, then "
                f"{f'{steps} timed steps' if steps else f'{seconds} s'} of {batch_size} ...")
         try:
-            if decoder == "examples":
-                measured = measure_examples(base, files, length, count, device, timing)
-            else:
-                measured = measure_ours(runner, base, dataset, length, count, decoder, timing)
+            measured = (measure_examples(base, files, length, count, device, timing) if decoder == "examples"
+                        else measure_ours(runner, base, dataset, length, count, decoder, timing))
         except (UserError, RuntimeError) as err:
             if number == 0:
                 raise
             measured = {"skipped": f"{type(err).__name__}: {err}"[:300]}
             report(f"{what}: skipped: {measured['skipped']}")
-        record = out.add({"decode": decoder, "workers": count, **measured})
-        if decoder == "examples":
-            examples = record
-        else:
-            runs.append(record)
-    if examples is None or "images_per_s" not in examples:
-        raise UserError(f"the pytorch/examples baseline did not run: {(examples or {}).get('skipped')}")
+        runs.append(out.add({"decode": decoder, "workers": count, **measured}))
+    examples = runs.pop(1)  # plan's second
+    if "images_per_s" not in examples:
+        raise UserError(f"the pytorch/examples baseline did not run: {examples.get('skipped')}")
     for r in runs:
         if "images_per_s" in r:
             r["ratio"] = r["images_per_s"] / examples["images_per_s"]
     ours = runs[0]
     return {"kind": "train", "data": str(data), "train_images": len(dataset), "source_images": len(files),
             "batch_size": batch_size, "input_size": base.input_size, "arch": base.arch, "workers": counts[0],
-            "warmup": warmup, **head,
-            "ours": {"setting": name, "about": SETTINGS[name].about, **ours},
-            "runs": runs,
-            "examples": {"about": "pytorch/examples imagenet/main.py's recipe re-created (not the peer): "
-                         "per-image PIL transforms in DataLoader workers, plain network, fp32, eager",
-                         **examples},
+            "warmup": warmup, **head, "ours": {"setting": name, "about": SETTINGS[name].about, **ours}, "runs": runs,
+            "examples": {"about": "pytorch/examples imagenet/main.py's recipe re-created (not the peer): per-image "
+                         "PIL transforms in DataLoader workers, plain network, fp32, eager", **examples},
             "ratio": ours["ratio"]}
 
 
@@ -314,9 +220,8 @@ def run(args) -> int:
     check_counts(args, ("batch_size", "steps", "threads", "repeat"), ("warmup", "seconds"))
     if any(w < 0 for w in args.workers or []):
         raise UserError(f"--workers must be >= 0, got {' '.join(map(str, args.workers))}")
-    record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps,
-                       args.warmup, args.workers, args.threads, parse_model_options(args.model_option),
-                       args.repeat, keep_freed_memory=args.keep_freed_memory,
-                       flush_denormal=args.flush_denormal, decode=args.decode, seconds=args.seconds,
-                       rows=args.rows)
+    record = benchmark(args.data, args.arch, args.batch_size, args.device, args.setting, args.steps, args.warmup,
+                       args.workers, args.threads, parse_model_options(args.model_option), args.repeat,
+                       keep_freed_memory=args.keep_freed_memory, flush_denormal=args.flush_denormal,
+                       decode=args.decode, seconds=args.seconds, rows=args.rows)
     return output(record, args.json, print_record)
