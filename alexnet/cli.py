@@ -1,9 +1,5 @@
-"""The `alexnet` command: a thin shell over functions a notebook could call the same way.
-
-Each subcommand has its options in ``alexnet.options``, a function of its name ``(parser) -> None``
-that imports neither torch nor numpy nor matplotlib, and its work in a module with
-``run(args) -> int``, imported only once the arguments parsed: ``--help`` and argument errors come
-at once, and one subcommand's dependencies never burden another.
+"""The `alexnet` command: each subcommand's options in ``alexnet.options.<name>`` (light), its work in a
+module with ``run(args) -> int`` imported only after parsing, so that ``--help`` and argument errors come at once.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""`alexnet evaluate`: top-1 and top-5 error with the paper's test protocol, a shell over
-:func:`alexnet.inference.evaluate`: softmax outputs averaged over ten patches of each image (the
-four corners and the centre, and their reflections; section 4.1) and over several networks
-(section 6, Table 2's "5 CNNs").
+"""`alexnet evaluate`: top-1 and top-5 error with the paper's test protocol (ten crops, section 4.1; an
+ensemble, Table 2), a shell over :func:`alexnet.inference.evaluate`.
 """
 
 from __future__ import annotations

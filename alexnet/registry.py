@@ -5,8 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -15,8 +14,7 @@ from alexnet.errors import UserError
 from alexnet.model import AlexNet, AlexNetOWT, TwoDeviceAlexNet, one_tower_channels
 
 
-@dataclass(frozen=True)
-class ModelEntry:
+class ModelEntry(NamedTuple):
     name: str
     builder: Callable[..., nn.Module]
     description: str
@@ -54,18 +52,16 @@ _BAD = object()
 
 def _typed(value, hint):
     """``value`` as the type ``hint`` names, read strictly (a string or a YAML/JSON value), or _BAD."""
-    args = typing.get_args(hint)
-    if type(None) in args:
+    if type(None) in typing.get_args(hint):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
-        (hint,) = (a for a in args if a is not type(None))
-        args = typing.get_args(hint)
+        (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
     if hint is bool:
         text = str(value).lower() if isinstance(value, (bool, int, str)) else None
         return True if text in _TRUE else False if text in _FALSE else _BAD
     if hint in (int, float) and isinstance(value, str):
         try:
-            value = int(value) if hint is int else float(value)
+            value = hint(value)
         except ValueError:
             return _BAD
     if hint is int:
@@ -76,7 +72,7 @@ def _typed(value, hint):
     if hint is str:
         return value if isinstance(value, str) else _BAD
     if typing.get_origin(hint) is tuple:
-        items = [_typed(v, args[0]) for v in value] if isinstance(value, (list, tuple)) else [_BAD]
+        items = [_typed(v, typing.get_args(hint)[0]) for v in value] if isinstance(value, (list, tuple)) else [_BAD]
         return _BAD if any(v is _BAD for v in items) else items
     return value  # no annotation, or one not read here: left to the builder's own checks
 
@@ -103,9 +99,8 @@ def _out_of_range(key: str, value) -> bool:
 
 
 def option_values(name: str, options: dict, flag: str = "--model-option") -> dict:
-    """``options`` of architecture ``name`` as the types its builder declares (``lrn="no"`` is
-    False, ``dropout="0.3"`` is 0.3), each size within :data:`SIZES`. Unknown names and values that
-    are not of the type (``lrn=nope``, ``dropout=abc``) raise a UserError naming the option (as
+    """``options`` of architecture ``name`` as the types its builder declares (``lrn="no"`` is False), each size
+    within :data:`SIZES`; an unknown name or a value not of the type raises a UserError naming the option (as
     ``flag``) and what it takes."""
     if not isinstance(options, dict):
         raise UserError(f"{flag}s: expected a mapping of option names to values, not {type(options).__name__}")
@@ -130,8 +125,8 @@ def option_values(name: str, options: dict, flag: str = "--model-option") -> dic
 
 
 def checked_options(name: str, options: dict, flag: str = "--model-option") -> dict:
-    """:func:`option_values`, and the builder's own checks (choices, ranges, sizes) run by building
-    the network on the meta device, which allocates no memory; at most :data:`MAX_PARAMETERS`."""
+    """:func:`option_values`, then the builder's own checks, run on the meta device (no memory), and at most
+    :data:`MAX_PARAMETERS`."""
     options = option_values(name, options, flag)
     try:
         with torch.device("meta"):
@@ -147,12 +142,9 @@ def checked_options(name: str, options: dict, flag: str = "--model-option") -> d
 
 
 def build_model(name: str = "alexnet", devices=None, **options) -> nn.Module:
-    """Build a registered architecture; the result carries ``arch``, ``options`` (all of them,
-    defaults resolved, enough to rebuild it), ``input_size`` and ``normalization``.
-
-    ``devices=("cuda:0", "cuda:1")`` places the paper's two towers on two devices (section 3.2).
-    Options are read strictly (:func:`option_values`); a value the builder refuses is a UserError.
-    """
+    """Build a registered architecture, with ``arch``, ``options`` (all, enough to rebuild it), ``input_size``
+    and ``normalization``; ``devices=("cuda:0", "cuda:1")`` puts the two towers on two devices (section 3.2).
+    Options are read strictly (:func:`option_values`); a value the builder refuses is a UserError."""
     entry = model_entry(name)
     options = option_values(name, options)
     try:
@@ -166,12 +158,11 @@ def build_model(name: str = "alexnet", devices=None, **options) -> nn.Module:
 
 
 register_model("alexnet", AlexNet, "the paper's network: two towers, LRN, overlapping pooling, 227x227 input")
-register_model(
-    "alexnet-onetower", AlexNet,
-    "section 3.2's comparison: one tower with half the kernels in conv1..conv4. We read 'half' as the "
-    "paper's footnote 3 does: conv5 keeps its 256 kernels and fc6/fc7 their 4096 neurons, so that "
-    "both nets have about the same number of parameters (59.8M against 61.0M)",
-    towers=1, channels=one_tower_channels())
+register_model("alexnet-onetower", AlexNet, "section 3.2's comparison: one tower with half the kernels in "
+               "conv1..conv4. We read 'half' as the paper's footnote 3 does: conv5 keeps its 256 kernels and "
+               "fc6/fc7 their 4096 neurons, so that both nets have about the same number of parameters (59.8M "
+               "against 61.0M)",
+               towers=1, channels=one_tower_channels())
 register_model("alexnet-owt", AlexNetOWT,
                "the 'one weird trick' single-tower net torchvision ships as alexnet (its state_dict keys), "
                "224x224 input")

@@ -11,9 +11,8 @@ import json
 import torch
 from torch import nn
 
-from alexnet.lrn import LocalResponseNorm
 from alexnet import registry
-from alexnet.registry import build_model
+from alexnet.lrn import LocalResponseNorm
 
 SHOWN = (nn.Conv2d, nn.Linear, LocalResponseNorm, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
 # Section 3.5 prints 253,440 neurons for conv1; its own 55x55x96 feature maps make 290,400.
@@ -85,6 +84,6 @@ def run(args) -> int:
     if args.list:  # kept for scripts that use it: the same as `alexnet models`
         return registry.run(args)
     options = {} if args.input_size is None or args.arch == "alexnet-owt" else {"input_size": args.input_size}
-    summary = summarize(build_model(args.arch, **options), args.input_size)
+    summary = summarize(registry.build_model(args.arch, **options), args.input_size)
     print(json.dumps(summary, indent=2) if args.json else format_table(summary))
     return 0
