@@ -46,10 +46,6 @@ def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
     return model
 
 
-def model_name(model: nn.Module) -> str:
-    return getattr(model, "arch", type(model).__name__)
-
-
 def model_mean(model: nn.Module, fallback) -> torch.Tensor | np.ndarray | None:
     """The mean image a model subtracts: its own (from its file), else ``fallback``, a mean or a function
     returning one, called only then (a dataset's mean.npy is needed only by a model without one)."""
@@ -65,8 +61,8 @@ def input_transform(model: nn.Module, mean, image_size: tuple[int, int]) -> Devi
     "imagenet"`` (torchvision's weights) ImageNet's per-channel mean and std on the 0-1 scale."""
     size = model.input_size
     if size > min(image_size):
-        raise UserError(f"{model_name(model)} takes {size}x{size} inputs but the images are "
-                        f"{image_size[0]}x{image_size[1]}")
+        raise UserError(f"{getattr(model, 'arch', type(model).__name__)} takes {size}x{size} inputs but the images "
+                        f"are {image_size[0]}x{image_size[1]}")
     normalization = getattr(model, "normalization", "mean_image")
     if normalization == "mean_image":
         if mean is None:
@@ -115,7 +111,7 @@ def predictions(models: Sequence[nn.Module], dataset, crops: str = "ten", batch_
     if not models:
         raise UserError("no model to evaluate")
     check_crops(crops)
-    names = list(names) if names is not None else [model_name(m) for m in models]
+    names = list(names) if names is not None else [getattr(m, "arch", type(m).__name__) for m in models]
     check_classes(models, dataset, names)
     sizes = {model.input_size for model in models}
     if len(sizes) > 1:

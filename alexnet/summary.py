@@ -31,27 +31,25 @@ def _multiply_adds(module: nn.Module, out: torch.Tensor) -> int:
 def summarize(model: nn.Module, input_size: int | None = None) -> dict:
     """Rows for the layers of ``model`` on one ``input_size`` image, and the totals."""
     size = input_size or model.input_size
-    rows, hooks = [], []
-
-    def record(name):
-        def hook(module, inputs, out):
-            shape = list(out.shape[1:])
-            is_layer = isinstance(module, (nn.Conv2d, nn.Linear))
-            rows.append({
-                "layer": name, "type": type(module).__name__,
-                # the paper's notation: height x width x maps
-                "output": "x".join(map(str, shape[1:] + shape[:1])) if len(shape) == 3 else str(shape[0]),
-                "neurons": out[0].numel() if is_layer else 0,
-                "parameters": sum(p.numel() for p in module.parameters()),
-                "multiply_adds": _multiply_adds(module, out[0]),
-                "note": ERRATA.get((getattr(model, "arch", None), name), ""),
-            })
-        return hook
-
+    rows, labels = [], {}
     for name, module in model.named_modules():
         if isinstance(module, SHOWN):
             short = name.rsplit(".", 1)[-1]
-            hooks.append(module.register_forward_hook(record(name if short.isdigit() else short)))
+            labels[module] = name if short.isdigit() else short
+
+    def record(module, inputs, out):
+        shape = list(out.shape[1:])
+        rows.append({
+            "layer": labels[module], "type": type(module).__name__,
+            # the paper's notation: height x width x maps
+            "output": "x".join(map(str, shape[1:] + shape[:1])) if len(shape) == 3 else str(shape[0]),
+            "neurons": out[0].numel() if isinstance(module, (nn.Conv2d, nn.Linear)) else 0,
+            "parameters": sum(p.numel() for p in module.parameters()),
+            "multiply_adds": _multiply_adds(module, out[0]),
+            "note": ERRATA.get((getattr(model, "arch", None), labels[module]), ""),
+        })
+
+    hooks = [module.register_forward_hook(record) for module in labels]
     was_training = model.training
     try:
         with torch.no_grad():
