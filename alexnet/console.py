@@ -15,10 +15,8 @@ LOG_UPDATES: int | None = None  # when set, a line every this many updates inste
 
 
 def progress(iterable=None, *, stream=None, **options):
-    """A tqdm bar on a terminal, else :class:`LogLines`; both take ``update(n)``, ``set_postfix(**readings)``,
-    ``write``, ``close()``, ``with`` and iteration over ``iterable``. ``options`` are tqdm's (``total``,
-    ``desc``, ``unit``, ``initial``, ``leave``, ``disable``, ``unit_scale``: bytes as 12.3M, ...);
-    ``stream``: default standard error."""
+    """A tqdm bar (``options`` are tqdm's) on a terminal ``stream`` (default: standard error), else
+    :class:`LogLines`; both take ``update(n)``, ``set_postfix(**readings)``, ``write``, ``close()`` and ``with``."""
     stream = sys.stderr if stream is None else stream
     if getattr(stream, "isatty", None) and stream.isatty():
         return tqdm(iterable, dynamic_ncols=True, file=stream, **options)

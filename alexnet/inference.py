@@ -1,6 +1,5 @@
-"""Running a trained network (sections 2 and 4.1), what ``evaluate``, ``predict`` and the analysis commands
-share: the model file with its training set's mean image, the float half of the test-time input pipeline,
-softmax outputs averaged over ten crops and an ensemble (section 6), top-1/top-5 error, and image files' classes.
+"""Running a trained network (sections 2, 4.1 and 6): its file and mean image, its test-time inputs, softmax
+outputs averaged over ten crops and an ensemble, top-1/top-5 error, and the classes of image files.
 """
 
 from __future__ import annotations
@@ -47,8 +46,7 @@ def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
 
 
 def model_mean(model: nn.Module, fallback) -> torch.Tensor | np.ndarray | None:
-    """The mean image a model subtracts: its own (from its file), else ``fallback``, a mean or a function
-    returning one, called only then (a dataset's mean.npy is needed only by a model without one)."""
+    """The mean image a model subtracts: its own, else ``fallback`` (a mean, or a function called only then)."""
     mean = getattr(model, "mean", None)
     if mean is not None or getattr(model, "normalization", "mean_image") != "mean_image":
         return mean
@@ -181,8 +179,7 @@ def evaluate(models: nn.Module | Sequence[nn.Module], dataset, crops: str = "ten
 
 
 def torchvision_patch(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
-    """The central ``size`` x ``size`` patch as torchvision's ``Resize(size)`` and ``CenterCrop`` cut it:
-    bilinear resize of the whole image, the longer side truncated, the offset rounded half to even."""
+    """The central patch as torchvision's ``Resize(size)`` (bilinear) and ``CenterCrop`` cut it, to the pixel."""
     w, h = image.size
     new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
     image = to_rgb(image).resize(new, Image.Resampling.BILINEAR)

@@ -1,7 +1,6 @@
 """Every subcommand's options, ``alexnet.options.<command>(parser)``, in a module that imports neither torch
-nor numpy nor matplotlib: ``alexnet CMD --help`` and argument errors come at once, and the module that does
-the work (``alexnet.cli.COMMANDS``) is imported only after parsing. Each function adds its options with
-``a = parser.add_argument``; the texts several commands share are the constants below.
+nor numpy nor matplotlib, so that ``alexnet CMD --help`` and argument errors come at once; each adds its options
+with ``a = parser.add_argument``, and the texts several commands share are the constants below.
 """
 
 from __future__ import annotations
@@ -196,9 +195,6 @@ def experiment(parser: argparse.ArgumentParser) -> None:
                    help="the middle layer no-middle-conv removes (default conv4)")
 
 
-LRN_SEEDS = (0, 1, 2)
-
-
 def _experiment_lrn(sub) -> None:
     """``alexnet experiment lrn``: section 3.3's CIFAR-10 result (alexnet.analysis.lrn_cifar)."""
     p = sub.add_parser(
@@ -221,8 +217,8 @@ def _experiment_lrn(sub) -> None:
                       help="test on a random share F (0 < F < 1) of the training images instead (default: off)")
     a("--epochs", type=int, default=LRN_EPOCHS, help=f"epochs per run, the same for both nets (default {LRN_EPOCHS}: "
       "about the authors' budget for the 13%% net, a GPU's job; their 11%% net had about 500)")
-    a("--seeds", type=int, nargs="+", default=list(LRN_SEEDS), metavar="SEED", help="one run of each net per seed: "
-      f"initial weights, batch order, crops (default {' '.join(map(str, LRN_SEEDS))})")
+    a("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+      help="one run of each net per seed: initial weights, batch order, crops (default 0 1 2)")
     a("--variants", nargs="+", choices=("without", "with"), default=["without", "with"], help="train only these "
       "nets' runs (default: both); processes given one each share the work in one --out, and a last call with both "
       "assembles the comparison")
