@@ -1,6 +1,5 @@
-"""Which classes a model predicts, whether they are a dataset's (:func:`check_classes`: a model and a dataset
-belong together only when it predicts exactly the dataset's classes, in order), what guessing would score, and
-ImageNet's classes (the ILSVRC-2012 wnids and their names).
+"""Which classes a model predicts, whether they are exactly a dataset's, in order (:func:`check_classes`), what
+guessing would score, and ImageNet's classes (the ILSVRC-2012 wnids and their names).
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ from alexnet.errors import UserError
 
 @functools.cache
 def imagenet_classes() -> dict[str, str]:
-    """The 1000 ILSVRC-2012 wnids in sorted order (= the standard class index) -> human-readable names
-    (``alexnet/data/imagenet_classes.json``, made by ``scripts/imagenet_classes.py``)."""
+    """The 1000 ILSVRC-2012 wnids in sorted order (the standard class index) -> names (``imagenet_classes.json``)."""
     return json.loads(resources.files("alexnet.data").joinpath("imagenet_classes.json").read_text())
 
 
@@ -58,8 +56,7 @@ def num_outputs(model) -> int:
     """The number of classes a model predicts (the size of its last layer's output)."""
     from torch import nn
 
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    return last.out_features
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
 
 
 def class_count(model) -> int:

@@ -1,6 +1,5 @@
-"""What long commands show on standard error while they work, the same for every command: a tqdm bar on
-a terminal; in a log (a file, a pipe, a batch job), where a bar's frames are noise, a plain line every
-``LOG_SECONDS`` with done/total, percent, rate, time left and the latest readings, and one at the end.
+"""Progress on standard error, the same for every command: a tqdm bar on a terminal; in a log, where a bar's
+frames are noise, a line every ``LOG_SECONDS`` (done/total, percent, rate, time left, readings) and at the end.
 """
 
 from __future__ import annotations
@@ -28,13 +27,11 @@ class LogLines:
 
     def __init__(self, iterable, stream, total=None, desc="", unit="it", initial=0, leave=True, disable=False,
                  unit_scale=False, **_):  # the bar's other options (smoothing) mean nothing in a log
-        if total is None and hasattr(iterable, "__len__"):
-            total = len(iterable)
-        self.iterable, self.stream, self.total, self.desc, self.unit = iterable, stream, total, desc, unit
+        self.total = len(iterable) if total is None and hasattr(iterable, "__len__") else total
+        self.iterable, self.stream, self.desc, self.unit = iterable, stream, desc, unit
         self.n = self.initial = self.shown = initial
         self.leave, self.disable, self.scaled = leave, disable, bool(unit_scale)
-        self.postfix: dict = {}
-        self.updates = 0
+        self.postfix, self.updates = {}, 0
         self.started = self.last_line = time.monotonic()
 
     def __iter__(self):

@@ -1,6 +1,4 @@
-"""`alexnet evaluate`: top-1 and top-5 error with the paper's test protocol (ten crops, section 4.1; an
-ensemble, Table 2), a shell over :func:`alexnet.inference.evaluate`.
-"""
+"""`alexnet evaluate`: top-1/top-5 error with the paper's ten crops (section 4.1), over :mod:`alexnet.inference`."""
 
 from __future__ import annotations
 
@@ -23,12 +21,11 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(models, dataset, crops=args.crops, batch_size=args.batch_size, device=args.device,
                       workers=args.workers, names=args.checkpoints)
     result["checkpoints"] = list(args.checkpoints)
-    print(json.dumps(result, indent=2) if args.json else format_result(result))
-    return 0
-
-
-def format_result(result: dict) -> str:
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
     what = f"ensemble of {result['models']} models" if result["models"] > 1 else "1 model"
     crops = "ten crops" if result["crops"] == "ten" else "centre crop"
-    return (f"top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  "
-            f"on {result['images']} images ({what}, {crops})")
+    print(f"top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  "
+          f"on {result['images']} images ({what}, {crops})")
+    return 0

@@ -28,10 +28,9 @@ BATCH = 32  # image files per forward pass (x10 with ten crops)
 
 
 def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
-    """The network in a model file, training checkpoint or run folder, checked before anything is built
-    (:func:`alexnet.modelfile.model_from_record`; a UserError names what is wrong). Its ``mean``: the training
-    set's mean image (float32 ``[256, 256, 3]``, 0-255) from the file, else the ``mean.npy`` of the prepared
-    data its run trained on (``config["data"]``) if still on this machine, else None."""
+    """The network in a model file, training checkpoint or run folder, checked before anything is built (a
+    UserError says what is wrong), with its ``mean`` (float32 ``[256, 256, 3]``, 0-255): the file's, else the
+    ``mean.npy`` of the prepared data its run trained on if still on this machine, else None."""
     record = read_model_file(path)
     model = model_from_record(record, path, map_location, devices)
     data = (record.get("config") or {}).get("data")
@@ -83,9 +82,8 @@ def check_crops(crops: str) -> None:
 @torch.inference_mode()
 def class_probabilities(models: Sequence[nn.Module], transforms: Sequence[DeviceTransform],
                         images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-    """Softmax outputs ``[N, classes]`` averaged over the crops of each image (section 4.1) and over the models
-    (section 6). ``images``: uint8 crops ``[N, 3, S, S]`` or ``[N, V, 3, S, S]`` with their ``windows``
-    (``[N, 3]`` or ``[N, V, 3]``); ``transforms[i]`` makes them the input of ``models[i]``, on its device."""
+    """Softmax outputs ``[N, classes]`` averaged over the crops (uint8 ``[N, (V,) 3, S, S]`` at ``windows``) of
+    each image (section 4.1) and over the models (section 6), ``transforms[i]`` making the input of ``models[i]``."""
     total = None
     for model, transform in zip(models, transforms, strict=True):
         device = next(model.parameters()).device
@@ -137,8 +135,7 @@ class ErrorCounter:
 
     def __init__(self, num_classes: int):
         self.images = self.top1 = self.top5 = 0
-        self.class_images = torch.zeros(num_classes, dtype=torch.int64)
-        self.class_top1 = torch.zeros(num_classes, dtype=torch.int64)
+        self.class_images, self.class_top1 = torch.zeros(2, num_classes, dtype=torch.int64)
 
     def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
         probs, labels = probs.cpu(), labels.cpu()
@@ -163,9 +160,8 @@ class ErrorCounter:
 def evaluate(models: nn.Module | Sequence[nn.Module], dataset, crops: str = "ten", batch_size: int = 128,
              device: str | torch.device | None = None, workers: int | None = None, progress: bool = True,
              names: Sequence[str] | None = None) -> dict:
-    """Top-1/top-5 error (percent, section 2) of one model or an ensemble on every image of ``dataset`` (a
-    ``PreparedDataset`` or alike), arguments as for :func:`predictions`: ``top1_error``, ``top5_error``,
-    ``images``, ``crops``, ``models`` and ``per_class_accuracy`` (top-1, percent, by class id)."""
+    """Top-1/top-5 error (percent, section 2) of one model or an ensemble on ``dataset``, arguments as for
+    :func:`predictions`, with ``images``, ``crops``, ``models`` and ``per_class_accuracy`` (top-1, by class id)."""
     models = [models] if isinstance(models, nn.Module) else list(models)
     class_ids = class_lists(dataset)[1]
     counter = ErrorCounter(len(class_ids))
@@ -189,9 +185,8 @@ def torchvision_patch(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
 
 def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMAGE_SIZE,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """The central ``size`` x ``size`` patch (uint8 ``[size, size, 3]``, RGB) of any image PIL reads, cut as the
-    training images were (section 2: shorter side to 256) or, for ``normalization="imagenet"``, as torchvision
-    does; bounded by ``max_pixels`` as ``alexnet prepare`` bounds images."""
+    """The central ``size`` x ``size`` RGB patch of any image PIL reads, cut as the training images were (section
+    2) or for ``normalization="imagenet"`` as torchvision does, within ``max_pixels`` as ``alexnet prepare``."""
     try:
         with warnings.catch_warnings():  # PIL's own bomb warning: the budget below is what holds
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -85,8 +85,7 @@ def model_file(path: str | os.PathLike) -> Path:
 
 
 def read_model_file(path: str | os.PathLike) -> dict:
-    """The dict in a model file, checkpoint or run folder (:func:`model_file`); a UserError names the file and
-    what it is instead."""
+    """The dict in a model file, checkpoint or run folder; a UserError names the file and what it is instead."""
     path = model_file(path)
     record = read_torch_file(path, "model file")
     missing = [k for k in ("model", "arch", "options") if not isinstance(record, dict) or k not in record]
@@ -128,10 +127,9 @@ def read_torch_file(path: str | os.PathLike, what: str):
 
 
 def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
-    """The network of a dict :func:`read_model_file` returned (``path`` names it in errors), its options, weight
-    shapes and class names checked first (:func:`alexnet.registry.checked_options`), so that a file that lies
-    allocates nothing. In eval mode on ``map_location`` (or ``devices=(a, b)``), with ``class_names`` and
-    ``mean`` (the training set's mean image where the file holds it, else None)."""
+    """The network of a :func:`read_model_file` dict (``path`` names it in errors), in eval mode with
+    ``class_names`` and ``mean``; options, weight shapes and class names are checked first, so that a file that
+    lies allocates nothing."""
     try:
         options = checked_options(record["arch"], record["options"], "option")
     except UserError as err:

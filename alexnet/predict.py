@@ -1,6 +1,5 @@
-"""`alexnet predict`: the most probable classes of images, as in the paper's Figure 4 (left), a shell over
-:func:`alexnet.inference.predict` (each image prepared as the training images were, section 2; the centre crop
-or the ten crops of section 4.1); this module reads ``--mean`` and prints the result.
+"""`alexnet predict`: the most probable classes of images (Figure 4, left), a shell over
+:func:`alexnet.inference.predict` that reads ``--mean`` and prints the result.
 """
 
 from __future__ import annotations

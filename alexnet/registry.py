@@ -15,7 +15,6 @@ from alexnet.model import AlexNet, AlexNetOWT, TwoDeviceAlexNet, one_tower_chann
 
 
 class ModelEntry(NamedTuple):
-    name: str
     builder: Callable[..., nn.Module]
     description: str
     defaults: dict
@@ -28,7 +27,7 @@ def register_model(name: str, builder: Callable[..., nn.Module], description: st
     """Register ``builder`` under ``name``; ``defaults`` are the options this name fixes."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered already")
-    _REGISTRY[name] = ModelEntry(name, builder, description, defaults)
+    _REGISTRY[name] = ModelEntry(builder, description, defaults)
 
 
 def list_models() -> list[str]:
@@ -87,8 +86,8 @@ def _expected(hint) -> str:
             str: "a string"}.get(hint, str(hint))
 
 
-# What can run, the same for the command line and a model file: each size in [1, its bound], and
-# the whole network within MAX_PARAMETERS (8 GiB of float32 weights, 35 times the paper's 61M).
+# What can run, from the command line or a model file: each size in [1, its bound], and the network within
+# MAX_PARAMETERS (8 GiB of float32 weights, 35 times the paper's 61M).
 SIZES = {"num_classes": 100_000, "input_size": 1024, "fc_width": 16_384, "channels": 4096}
 MAX_PARAMETERS = 2**31
 
@@ -99,9 +98,8 @@ def _out_of_range(key: str, value) -> bool:
 
 
 def option_values(name: str, options: dict, flag: str = "--model-option") -> dict:
-    """``options`` of architecture ``name`` as the types its builder declares (``lrn="no"`` is False), each size
-    within :data:`SIZES`; an unknown name or a value not of the type raises a UserError naming the option (as
-    ``flag``) and what it takes."""
+    """``options`` of ``name`` as the types its builder declares (``lrn="no"`` is False), sizes within :data:`SIZES`;
+    else a UserError naming the option (as ``flag``) and what it takes."""
     if not isinstance(options, dict):
         raise UserError(f"{flag}s: expected a mapping of option names to values, not {type(options).__name__}")
     known = model_options(name)
@@ -125,8 +123,7 @@ def option_values(name: str, options: dict, flag: str = "--model-option") -> dic
 
 
 def checked_options(name: str, options: dict, flag: str = "--model-option") -> dict:
-    """:func:`option_values`, then the builder's own checks, run on the meta device (no memory), and at most
-    :data:`MAX_PARAMETERS`."""
+    """:func:`option_values`, the builder's own checks (on the meta device: no memory) and :data:`MAX_PARAMETERS`."""
     options = option_values(name, options, flag)
     try:
         with torch.device("meta"):
@@ -142,9 +139,8 @@ def checked_options(name: str, options: dict, flag: str = "--model-option") -> d
 
 
 def build_model(name: str = "alexnet", devices=None, **options) -> nn.Module:
-    """Build a registered architecture, with ``arch``, ``options`` (all, enough to rebuild it), ``input_size``
-    and ``normalization``; ``devices=("cuda:0", "cuda:1")`` puts the two towers on two devices (section 3.2).
-    Options are read strictly (:func:`option_values`); a value the builder refuses is a UserError."""
+    """A registered architecture with ``arch``, ``options``, ``input_size`` and ``normalization``; options read
+    strictly (a UserError); ``devices=("cuda:0", "cuda:1")`` puts the two towers on two devices (section 3.2)."""
     entry = model_entry(name)
     options = option_values(name, options)
     try:
@@ -171,9 +167,9 @@ register_model("alexnet-owt", AlexNetOWT,
 def run(args) -> int:
     import json
 
-    rows = [{"name": e.name, "description": e.description, "options": model_options(e.name),
+    rows = [{"name": name, "description": e.description, "options": model_options(name),
              "defaults": {k: list(v) if isinstance(v, tuple) else v for k, v in e.defaults.items()}}
-            for e in _REGISTRY.values()]
+            for name, e in _REGISTRY.items()]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

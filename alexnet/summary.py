@@ -1,8 +1,6 @@
-"""`alexnet summary`: one row per layer with output shape, neurons, parameters and multiply-adds.
-
-For the paper's network this reproduces section 3.5's feature maps (55x55x96, 27x27x256,
-13x13x384, 13x13x384, 13x13x256, 6x6x256) and neurons per layer, and its 60,965,224 parameters.
-"""
+"""`alexnet summary`: one row per layer with output shape, neurons, parameters and multiply-adds; for the paper's
+network, section 3.5's maps (55x55x96, 27x27x256, 13x13x384, 13x13x384, 13x13x256, 6x6x256), neurons per layer
+and 60,965,224 parameters."""
 
 from __future__ import annotations
 
