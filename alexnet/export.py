@@ -1,9 +1,6 @@
-"""`alexnet export MODEL OUT.onnx`: a trained network as an ONNX graph (TorchScript's exporter, ``dynamo=False``:
-the default needs onnxscript, which no extra installs). Input ``images`` ``[batch, 3, S, S]`` float32 prepared as
-``alexnet predict`` prepares it, output ``logits`` ``[batch, classes]``, any batch size. Before OUT is written
-whole, onnxruntime's logits on a batch of another size must agree with PyTorch's
-(:data:`alexnet.convert_onnx.TOLERANCE`); without onnxruntime the file is said unverified; without onnx, a
-one-line error says so.
+"""`alexnet export MODEL OUT.onnx`: a trained network as ONNX (input ``images`` ``[batch, 3, S, S]`` prepared as
+``alexnet predict`` prepares it, output ``logits``), written whole only once onnxruntime's logits agree with
+PyTorch's (:data:`alexnet.convert_onnx.TOLERANCE`), or said unverified without onnxruntime.
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ def export_onnx(model: torch.nn.Module, out: str | Path, seed: int = 0) -> tuple
     model = model.cpu().eval()
     size = model.input_size
     graph = io.BytesIO()
+    # TorchScript's exporter: the default, dynamo, needs onnxscript, which no extra installs
     with warnings.catch_warnings():  # the tracer's notes on sizes it records as constants
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(2, 3, size, size),), graph, input_names=["images"],

@@ -53,9 +53,8 @@ def model_mean(model: nn.Module, fallback) -> torch.Tensor | np.ndarray | None:
 
 
 def input_transform(model: nn.Module, mean, image_size: tuple[int, int]) -> DeviceTransform:
-    """The float half of ``model``'s test-time input pipeline, without colour noise: 0-255 RGB minus ``mean``
-    (``[H, W, 3]`` cut at each crop's window, or ``[3]``; section 2), or for ``model.normalization ==
-    "imagenet"`` (torchvision's weights) ImageNet's per-channel mean and std on the 0-1 scale."""
+    """The float half of ``model``'s test-time inputs: 0-255 RGB minus ``mean`` (``[H, W, 3]`` or ``[3]``; section
+    2), or for ``normalization == "imagenet"`` (torchvision's weights) ImageNet's mean and std on the 0-1 scale."""
     size = model.input_size
     if size > min(image_size):
         raise UserError(f"{getattr(model, 'arch', type(model).__name__)} takes {size}x{size} inputs but the images "
@@ -97,10 +96,8 @@ def class_probabilities(models: Sequence[nn.Module], transforms: Sequence[Device
 def predictions(models: Sequence[nn.Module], dataset, crops: str = "ten", batch_size: int = 128,
                 device: str | torch.device | None = None, workers: int | None = None,
                 names: Sequence[str] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches ``(probabilities [N, classes], labels [N])`` over every image of ``dataset`` once, in order,
-    averaged over the crops (``"ten"``, section 4.1, or ``"center"``) and the models, which must take one input
-    size. ``device``: default cuda, else mps, else cpu; ``workers``: decoding processes (default: one per core);
-    ``names`` name the models in errors (default: their architecture)."""
+    """Batches ``(probabilities [N, classes], labels [N])`` over ``dataset`` once, in order, averaged over the crops
+    (``"ten"``, section 4.1, or ``"center"``) and the models (one input size; ``names`` name them in errors)."""
     from alexnet.data.dataset import image_shape
     from alexnet.data.loader import make_loader
 

@@ -58,18 +58,14 @@ def _typed(value, hint):
     if hint is bool:
         text = str(value).lower() if isinstance(value, (bool, int, str)) else None
         return True if text in _TRUE else False if text in _FALSE else _BAD
-    if hint in (int, float) and isinstance(value, str):
-        try:
-            value = hint(value)
-        except ValueError:
-            return _BAD
-    if hint is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
-    if hint is float:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        return float(value) if number else _BAD
-    if hint is str:
-        return value if isinstance(value, str) else _BAD
+    if hint in (int, float, str):
+        if hint is not str and isinstance(value, str):
+            try:
+                value = hint(value)
+            except ValueError:
+                return _BAD
+        fits = isinstance(value, (int, float) if hint is float else hint) and not isinstance(value, bool)
+        return hint(value) if fits and (hint is not float or math.isfinite(value)) else _BAD
     if typing.get_origin(hint) is tuple:
         items = [_typed(v, typing.get_args(hint)[0]) for v in value] if isinstance(value, (list, tuple)) else [_BAD]
         return _BAD if any(v is _BAD for v in items) else items
@@ -102,23 +98,21 @@ def option_values(name: str, options: dict, flag: str = "--model-option") -> dic
     else a UserError naming the option (as ``flag``) and what it takes."""
     if not isinstance(options, dict):
         raise UserError(f"{flag}s: expected a mapping of option names to values, not {type(options).__name__}")
-    known = model_options(name)
-    unknown = sorted(set(options) - set(known))
+    try:
+        parameters = inspect.signature(model_entry(name).builder, eval_str=True).parameters
+    except NameError:  # an annotation that does not resolve: the names alone
+        parameters = inspect.signature(model_entry(name).builder).parameters
+    unknown = sorted(set(options) - set(parameters))
     if unknown:
         raise UserError(f"{flag} {unknown[0]}: architecture {name!r} has no option "
-                        f"{', '.join(unknown)}; its options are: {', '.join(known)}")
-    try:
-        signature = inspect.signature(model_entry(name).builder, eval_str=True)
-    except NameError:  # an annotation that does not resolve: the names alone
-        signature = inspect.signature(model_entry(name).builder)
-    hints = {p.name: p.annotation for p in signature.parameters.values()}
+                        f"{', '.join(unknown)}; its options are: {', '.join(parameters)}")
     typed = {}
     for key, value in options.items():
-        typed[key] = _typed(value, hints[key])
+        typed[key] = _typed(value, parameters[key].annotation)
         if typed[key] is _BAD or _out_of_range(key, typed[key]):
             each = "each " if isinstance(typed[key], list) else ""
             bound = f" ({each}from 1 to {SIZES[key]:,})" if key in SIZES else ""
-            raise UserError(f"{flag} {key}={value}: expected {_expected(hints[key])}{bound}")
+            raise UserError(f"{flag} {key}={value}: expected {_expected(parameters[key].annotation)}{bound}")
     return typed
 
 
