@@ -108,7 +108,7 @@ def read_torch_file(path: str | os.PathLike, what: str):
         try:
             with warnings.catch_warnings():  # torch's note on a pickle protocol it did not write
                 warnings.filterwarnings("ignore", message="Detected pickle protocol")
-                record = torch.load(path, map_location="cpu", weights_only=True)
+                return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
             if "GLOBAL" in str(err) or _pickles_code(path):
                 reason = ("it holds pickled Python classes or functions, code that loading would run; "
@@ -121,9 +121,7 @@ def read_torch_file(path: str | os.PathLike, what: str):
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             reason = (f"it is a pickle, but not one torch.save wrote; {hint}"
                       if "magic number" in first else f"it is damaged ({first[:200]})")
-    if reason is not None:
-        raise UserError(f"{path}: not a readable {what}: {reason}")
-    return record
+    raise UserError(f"{path}: not a readable {what}: {reason}")
 
 
 def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
