@@ -1,8 +1,5 @@
 """Which classes a model predicts, whether they are exactly a dataset's, in order (:func:`check_classes`), what
-guessing would score, and ImageNet's classes (the ILSVRC-2012 wnids and their names).
-"""
-
-from __future__ import annotations
+guessing would score, and ImageNet's classes (the ILSVRC-2012 wnids and their names)."""
 
 import functools
 import json

@@ -1,8 +1,5 @@
 """The `alexnet` command: each subcommand's options in ``alexnet.options.<name>`` (light), its work in a
-module with ``run(args) -> int`` imported only after parsing, so that ``--help`` and argument errors come at once.
-"""
-
-from __future__ import annotations
+module with ``run(args) -> int`` imported only after parsing, so that ``--help`` and argument errors come at once."""
 
 import argparse
 import difflib

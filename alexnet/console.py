@@ -1,8 +1,5 @@
 """Progress on standard error, the same for every command: a tqdm bar on a terminal; in a log, where a bar's
-frames are noise, a line every ``LOG_SECONDS`` (done/total, percent, rate, time left, readings) and at the end.
-"""
-
-from __future__ import annotations
+frames are noise, a line every ``LOG_SECONDS`` (done/total, percent, rate, time left, readings) and at the end."""
 
 import sys
 import time

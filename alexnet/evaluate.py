@@ -1,7 +1,5 @@
 """`alexnet evaluate`: top-1/top-5 error with the paper's ten crops (section 4.1), over :mod:`alexnet.inference`."""
 
-from __future__ import annotations
-
 import argparse
 import json
 

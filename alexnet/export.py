@@ -1,9 +1,6 @@
 """`alexnet export MODEL OUT.onnx`: a trained network as ONNX (input ``images`` ``[batch, 3, S, S]`` prepared as
 ``alexnet predict`` prepares it, output ``logits``), written whole only once onnxruntime's logits agree with
-PyTorch's (:data:`alexnet.convert_onnx.TOLERANCE`), or said unverified without onnxruntime.
-"""
-
-from __future__ import annotations
+PyTorch's (:data:`alexnet.convert_onnx.TOLERANCE`), or said unverified without onnxruntime."""
 
 import argparse
 import io

@@ -1,8 +1,5 @@
 """Running a trained network (sections 2, 4.1 and 6): its file and mean image, its test-time inputs, softmax
-outputs averaged over ten crops and an ensemble, top-1/top-5 error, and the classes of image files.
-"""
-
-from __future__ import annotations
+outputs averaged over ten crops and an ensemble, top-1/top-5 error, and the classes of image files."""
 
 import warnings
 from collections.abc import Iterator, Sequence
@@ -28,9 +25,8 @@ BATCH = 32  # image files per forward pass (x10 with ten crops)
 
 
 def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
-    """The network in a model file, training checkpoint or run folder, checked before anything is built (a
-    UserError says what is wrong), with its ``mean`` (float32 ``[256, 256, 3]``, 0-255): the file's, else the
-    ``mean.npy`` of the prepared data its run trained on if still on this machine, else None."""
+    """The network in a model file, checkpoint or run folder, checked first (UserError), with its ``mean`` (float32
+    ``[256, 256, 3]``, 0-255): the file's, else its training data's ``mean.npy`` if still here, else None."""
     record = read_model_file(path)
     model = model_from_record(record, path, map_location, devices)
     data = (record.get("config") or {}).get("data")

@@ -1,8 +1,5 @@
 """Model files: the weights with what rebuilds the network (architecture name, options, class names), read
-without executing pickled code (``weights_only=True``); training checkpoints carry the same keys.
-"""
-
-from __future__ import annotations
+without executing pickled code (``weights_only=True``); training checkpoints carry the same keys."""
 
 import os
 import pickle
@@ -95,8 +92,7 @@ def read_model_file(path: str | os.PathLike) -> dict:
 
 
 def read_torch_file(path: str | os.PathLike, what: str):
-    """What ``torch.save`` wrote in ``path`` (tensors and plain values only); a UserError names the file, says
-    it is not a readable ``what`` and what it is instead (empty, text, truncated, holding pickled code, ...)."""
+    """What ``torch.save`` wrote in ``path`` (tensors and plain values only), else a UserError saying what it is."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such {what}")
@@ -125,9 +121,8 @@ def read_torch_file(path: str | os.PathLike, what: str):
 
 
 def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
-    """The network of a :func:`read_model_file` dict (``path`` names it in errors), in eval mode with
-    ``class_names`` and ``mean``; options, weight shapes and class names are checked first, so that a file that
-    lies allocates nothing."""
+    """The network of a :func:`read_model_file` dict in eval mode, with ``class_names`` and ``mean``; its options,
+    weight shapes and class names are checked first (a file that lies allocates nothing; ``path`` names it)."""
     try:
         options = checked_options(record["arch"], record["options"], "option")
     except UserError as err:

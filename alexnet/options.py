@@ -1,9 +1,5 @@
-"""Every subcommand's options, ``alexnet.options.<command>(parser)``, in a module that imports neither torch
-nor numpy nor matplotlib, so that ``alexnet CMD --help`` and argument errors come at once; each adds its options
-with ``a = parser.add_argument``, and the texts several commands share are the constants below.
-"""
-
-from __future__ import annotations
+"""Every subcommand's options, ``alexnet.options.<command>(parser)``, in a module that imports neither torch nor
+numpy nor matplotlib (``--help`` at once); the texts several commands share are the constants below."""
 
 import argparse
 

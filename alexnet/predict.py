@@ -1,8 +1,4 @@
-"""`alexnet predict`: the most probable classes of images (Figure 4, left), a shell over
-:func:`alexnet.inference.predict` that reads ``--mean`` and prints the result.
-"""
-
-from __future__ import annotations
+"""`alexnet predict`: the most probable classes of images (Figure 4, left), over :func:`alexnet.inference.predict`."""
 
 import argparse
 import json
@@ -16,8 +12,7 @@ from alexnet.inference import load_model, predict
 
 
 def load_mean(path: str | Path) -> torch.Tensor:
-    """A mean image from ``mean.npy`` or a prepared dataset folder holding one; the header is checked before
-    the data is read."""
+    """A mean image from ``mean.npy`` or a prepared dataset folder holding one, its header checked first."""
     path = Path(path)
     if path.is_dir():
         path = path / "mean.npy"

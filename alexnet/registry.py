@@ -1,7 +1,5 @@
 """Named architectures (as timm's registry): ``build_model(name, **options)`` and ``alexnet models``."""
 
-from __future__ import annotations
-
 import inspect
 import math
 import typing

@@ -2,8 +2,6 @@
 network, section 3.5's maps (55x55x96, 27x27x256, 13x13x384, 13x13x384, 13x13x256, 6x6x256), neurons per layer
 and 60,965,224 parameters."""
 
-from __future__ import annotations
-
 import json
 
 import torch
