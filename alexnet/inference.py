@@ -158,12 +158,11 @@ def evaluate(models: nn.Module | Sequence[nn.Module], dataset, crops: str = "ten
     models = [models] if isinstance(models, nn.Module) else list(models)
     class_ids = class_lists(dataset)[1]
     counter = ErrorCounter(len(class_ids))
-    bar = console.progress(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress)
-    for probs, labels in predictions(models, dataset, crops, batch_size, device, workers, names):
-        counter.update(probs, labels)
-        bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%", refresh=False)
-        bar.update(len(labels))
-    bar.close()
+    with console.progress(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress) as bar:
+        for probs, labels in predictions(models, dataset, crops, batch_size, device, workers, names):
+            counter.update(probs, labels)
+            bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%", refresh=False)
+            bar.update(len(labels))
     return {**counter.result(class_ids), "crops": crops, "models": len(models)}
 
 
