@@ -1,9 +1,5 @@
-"""AlexNet: the network of Krizhevsky, Sutskever and Hinton, "ImageNet Classification with Deep
-Convolutional Neural Networks" (NIPS 2012), as faithful, fast, tested PyTorch software.
-
-The public names are imported on first use (PEP 562), so that ``alexnet --help`` and the data
-preparation workers do not pay for importing PyTorch.
-"""
+"""AlexNet (Krizhevsky, Sutskever and Hinton, NIPS 2012) in PyTorch; public names are imported on first use
+(PEP 562), so that ``alexnet --help`` and data preparation workers do not import PyTorch."""
 
 import importlib
 

@@ -1,14 +1,5 @@
-"""Which classes a model predicts, whether they are a dataset's, and what guessing would score;
-and ImageNet's classes (the ILSVRC-2012 wnids and their names), read by data preparation and by
-``alexnet convert``.
-
-A model and a dataset belong together only when the model predicts exactly the dataset's
-classes, in the same order: a 10-class model run on a 1000-class dataset would print its
-predictions under ImageNet's names. ``alexnet evaluate`` and the analysis commands (``figures``,
-``retrieval``, ``report``) all refuse such a pair with :func:`check_classes`.
-"""
-
-from __future__ import annotations
+"""Which classes a model predicts, whether they are exactly a dataset's, in order (:func:`check_classes`), what
+guessing would score, and ImageNet's classes (the ILSVRC-2012 wnids and their names)."""
 
 import functools
 import json
@@ -20,22 +11,19 @@ from alexnet.errors import UserError
 
 @functools.cache
 def imagenet_classes() -> dict[str, str]:
-    """The 1000 ILSVRC-2012 wnids in sorted order (= the standard class index) -> human-readable names
-    (``alexnet/data/imagenet_classes.json``, made by ``scripts/imagenet_classes.py``)."""
+    """The 1000 ILSVRC-2012 wnids in sorted order (the standard class index) -> names (``imagenet_classes.json``)."""
     return json.loads(resources.files("alexnet.data").joinpath("imagenet_classes.json").read_text())
 
 
 def imagenet_class_names() -> list[str]:
-    """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids), as a prepared
-    ImageNet names them (``PreparedDataset.class_names``)."""
+    """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids)."""
     names = imagenet_classes()
     return [names[wnid] for wnid in sorted(names)]
 
 
 def class_lists(dataset) -> tuple[list[str], list[str]]:
-    """The dataset's class names and class ids (a prepared dataset's ``classes`` are
-    ``{"index", "id", "name"}`` records; ImageNet's ids are its wnids, unique where names are not:
-    there are two classes named "crane"). Without ids, the names serve as both."""
+    """The dataset's class names and class ids (ImageNet's wnids: two of its classes are named "crane");
+    without ids (``classes`` not ``{"index", "id", "name"}`` records), the names serve as both."""
     classes = list(dataset.classes)
     if classes and isinstance(classes[0], dict):
         return [c["name"] for c in classes], [c["id"] for c in classes]
@@ -44,11 +32,8 @@ def class_lists(dataset) -> tuple[list[str], list[str]]:
 
 
 def check_classes(models: Sequence, dataset, names: Sequence[str]) -> None:
-    """Every model must predict exactly the dataset's classes, in the same order.
-
-    ``names[i]`` names ``models[i]`` in the message (its file). A model without class names must at
-    least have as many outputs as the dataset has classes.
-    """
+    """Raise a UserError naming ``models[i]`` as ``names[i]`` unless each predicts exactly the dataset's classes,
+    in order (a model without class names: as many outputs as the dataset has classes)."""
     data_names, data_ids = class_lists(dataset)
     for model, name in zip(models, names, strict=True):
         model_classes = getattr(model, "class_names", None)
@@ -68,8 +53,7 @@ def num_outputs(model) -> int:
     """The number of classes a model predicts (the size of its last layer's output)."""
     from torch import nn
 
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    return last.out_features
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
 
 
 def class_count(model) -> int:
@@ -79,8 +63,7 @@ def class_count(model) -> int:
 
 
 def record_classes(record: dict) -> int | None:
-    """The number of classes of a model file or checkpoint's dict, without building the network
-    (None when it says neither its class names nor ``num_classes``)."""
+    """The number of classes of a model file's dict, without building the network (None if it does not say)."""
     names = record.get("class_names")
     if names:
         return len(names)

@@ -1,12 +1,5 @@
-"""The `alexnet` command: a thin shell over functions a notebook could call the same way.
-
-Each subcommand has its options in ``alexnet.options``, a function of its name ``(parser) -> None``
-that imports neither torch nor numpy nor matplotlib, and its work in a module with
-``run(args) -> int``, imported only once the arguments parsed: ``--help`` and argument errors come
-at once, and one subcommand's dependencies never burden another.
-"""
-
-from __future__ import annotations
+"""The `alexnet` command: each subcommand's options in ``alexnet.options.<name>`` (light), its work in a
+module with ``run(args) -> int`` imported only after parsing, so that ``--help`` and argument errors come at once."""
 
 import argparse
 import difflib
@@ -16,8 +9,7 @@ import sys
 from alexnet import __version__, options
 from alexnet.errors import UserError
 
-# name -> (the module whose run(args) does its work, one-line help); its options: alexnet.options.<name>.
-# The order is the order `alexnet --help` lists them in.
+# name -> (the module whose run(args) does its work, one-line help), in the order `alexnet --help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("alexnet.train.cli", "train a network with the paper's recipe (section 5)"),
     "evaluate": ("alexnet.evaluate", "top-1/top-5 error with the centre crop or the paper's ten crops"),
@@ -50,22 +42,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:
-    """argparse's message for arguments no option takes, with the nearest option for a typo."""
-    known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
-    hints = [f"{e} -> {close[0]}?" for e in extras if e.startswith("--")
-             for close in [difflib.get_close_matches(e.split("=")[0], known, n=1)] if close]
-    return f"unrecognized arguments: {' '.join(extras)}" + (f" (did you mean: {', '.join(hints)})" if hints else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
     args, extras = parser.parse_known_args(argv)
-    if extras:  # reported by the subcommand's parser: its usage, not the top level's
+    if extras:  # reported by the subcommand's parser (its usage), with the nearest option for a typo
         command_parser = parser.subcommands.get(args.command, parser)
-        command_parser.error(unknown_arguments(command_parser, extras))
+        known = [o for action in command_parser._actions for o in action.option_strings if o.startswith("--")]
+        hints = [f"{e} -> {close[0]}?" for e in extras if e.startswith("--")
+                 for close in [difflib.get_close_matches(e.split("=")[0], known, n=1)] if close]
+        command_parser.error(f"unrecognized arguments: {' '.join(extras)}"
+                             + (f" (did you mean: {', '.join(hints)})" if hints else ""))
     if args.command is None:
         parser.print_help()
         return 0

@@ -1,12 +1,5 @@
-"""What long commands show on standard error while they work, the same for every command.
-
-On a terminal, a tqdm bar. In a log (standard error not a terminal: a file, a pipe, a batch
-job), a bar's carriage-return frames are noise and a hidden bar is silence, so instead a plain
-line every ``LOG_SECONDS``: done/total, percent, rate, time left and the latest readings
-(``set_postfix``), and a last line when the work ends.
-"""
-
-from __future__ import annotations
+"""Progress on standard error, the same for every command: a tqdm bar on a terminal; in a log, where a bar's
+frames are noise, a line every ``LOG_SECONDS`` (done/total, percent, rate, time left, readings) and at the end."""
 
 import sys
 import time
@@ -17,34 +10,25 @@ LOG_SECONDS = 30.0  # in a log, at most one progress line this often
 LOG_UPDATES: int | None = None  # when set, a line every this many updates instead (tests: no clock)
 
 
-def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", initial: int = 0,
-             leave: bool = True, disable: bool = False, stream=None, **tqdm_options):
-    """A tqdm bar on a terminal, else :class:`LogLines`; both take ``update(n)``,
-    ``set_postfix(**readings)``, ``close()``, ``with`` and iteration over ``iterable``.
-    ``stream``: default standard error; ``tqdm_options`` go to the bar (e.g. ``smoothing``), and
-    ``unit_scale`` also to the lines (bytes as 12.3M); without it counts are whole numbers."""
+def progress(iterable=None, *, stream=None, **options):
+    """A tqdm bar (``options`` are tqdm's) on a terminal ``stream`` (default: standard error), else
+    :class:`LogLines`; both take ``update(n)``, ``set_postfix(**readings)``, ``write``, ``close()`` and ``with``."""
     stream = sys.stderr if stream is None else stream
-    if total is None and iterable is not None:
-        try:
-            total = len(iterable)
-        except TypeError:  # an iterator: counts without a total
-            pass
     if getattr(stream, "isatty", None) and stream.isatty():
-        return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave, disable=disable,
-                    dynamic_ncols=True, file=stream, **tqdm_options)
-    return LogLines(iterable, total, desc, unit, initial, leave, disable, stream,
-                    scaled=bool(tqdm_options.get("unit_scale")))
+        return tqdm(iterable, dynamic_ncols=True, file=stream, **options)
+    return LogLines(iterable, stream, **options)
 
 
 class LogLines:
     """Progress as plain lines, for logs: see the module docstring."""
 
-    def __init__(self, iterable, total, desc, unit, initial, leave, disable, stream, scaled=False):
-        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
+    def __init__(self, iterable, stream, total=None, desc="", unit="it", initial=0, leave=True, disable=False,
+                 unit_scale=False, **_):  # the bar's other options (smoothing) mean nothing in a log
+        self.total = len(iterable) if total is None and hasattr(iterable, "__len__") else total
+        self.iterable, self.stream, self.desc, self.unit = iterable, stream, desc, unit
         self.n = self.initial = self.shown = initial
-        self.leave, self.disable, self.stream, self.scaled = leave, disable, stream, scaled
-        self.postfix: dict = {}
-        self.updates = 0
+        self.leave, self.disable, self.scaled = leave, disable, bool(unit_scale)
+        self.postfix, self.updates = {}, 0
         self.started = self.last_line = time.monotonic()
 
     def __iter__(self):
@@ -55,7 +39,7 @@ class LogLines:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_) -> None:
         self.close()
 
     def update(self, n: int = 1) -> None:
@@ -66,8 +50,8 @@ class LogLines:
         if due:
             self._write(now)
 
-    def set_postfix(self, ordered_dict=None, refresh: bool = True, **readings) -> None:
-        self.postfix = {**(ordered_dict or {}), **readings}
+    def set_postfix(self, refresh: bool = True, **readings) -> None:
+        self.postfix = readings
 
     def write(self, message: str) -> None:
         """A message between progress lines (tqdm's ``bar.write``)."""

@@ -2,7 +2,5 @@
 
 
 class UserError(Exception):
-    """Bad input from the user (a file, an option, a dataset): the message names it and what is wrong.
-
-    The command line prints it as ``alexnet COMMAND: error: MESSAGE`` and exits with status 2.
-    """
+    """Bad input from the user (a file, an option, a dataset): the message names it and what is wrong; the
+    command line prints ``alexnet COMMAND: error: MESSAGE`` and exits with status 2."""

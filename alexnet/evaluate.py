@@ -1,10 +1,4 @@
-"""`alexnet evaluate`: top-1 and top-5 error with the paper's test protocol, a shell over
-:func:`alexnet.inference.evaluate`: softmax outputs averaged over ten patches of each image (the
-four corners and the centre, and their reflections; section 4.1) and over several networks
-(section 6, Table 2's "5 CNNs").
-"""
-
-from __future__ import annotations
+"""`alexnet evaluate`: top-1/top-5 error with the paper's ten crops (section 4.1), over :mod:`alexnet.inference`."""
 
 import argparse
 import json
@@ -25,12 +19,11 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(models, dataset, crops=args.crops, batch_size=args.batch_size, device=args.device,
                       workers=args.workers, names=args.checkpoints)
     result["checkpoints"] = list(args.checkpoints)
-    print(json.dumps(result, indent=2) if args.json else format_result(result))
-    return 0
-
-
-def format_result(result: dict) -> str:
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
     what = f"ensemble of {result['models']} models" if result["models"] > 1 else "1 model"
     crops = "ten crops" if result["crops"] == "ten" else "centre crop"
-    return (f"top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  "
-            f"on {result['images']} images ({what}, {crops})")
+    print(f"top-1 error {result['top1_error']:.2f}%  top-5 error {result['top5_error']:.2f}%  "
+          f"on {result['images']} images ({what}, {crops})")
+    return 0

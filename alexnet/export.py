@@ -1,19 +1,6 @@
-"""`alexnet export MODEL OUT.onnx`: a trained network as an ONNX graph, for onnxruntime and the
-other runtimes that read ONNX.
-
-The graph is traced by ``torch.onnx.export(..., dynamo=False)``, TorchScript's exporter (the default,
-dynamo, needs onnxscript, which no extra installs). Its input ``images`` is ``[batch, 3, S, S]``
-float32 (S: the network's input size, 227 for the paper's), prepared as ``alexnet predict`` prepares
-it: the training set's mean image already subtracted (or torchvision's normalisation, for
-``alexnet-owt``); its output ``logits`` is ``[batch, classes]``; any batch size. Before OUT is
-written, onnxruntime runs the graph on a random batch of another size than the traced one, and its
-logits must agree with PyTorch's within float32 tolerance, as ``alexnet convert onnx`` checks its
-graph (:data:`alexnet.convert_onnx.TOLERANCE`); without onnxruntime the file is written and said
-unverified. The exporter needs the ``onnx`` package (the extra ``alexnet[convert]``); without it, a
-one-line error says so. OUT is written whole or not at all.
-"""
-
-from __future__ import annotations
+"""`alexnet export MODEL OUT.onnx`: a trained network as ONNX (input ``images`` ``[batch, 3, S, S]`` prepared as
+``alexnet predict`` prepares it, output ``logits``), written whole only once onnxruntime's logits agree with
+PyTorch's (:data:`alexnet.convert_onnx.TOLERANCE`), or said unverified without onnxruntime."""
 
 import argparse
 import io
@@ -31,8 +18,7 @@ from alexnet.inference import load_model
 
 
 def export_onnx(model: torch.nn.Module, out: str | Path, seed: int = 0) -> tuple[float, float] | None:
-    """Write ``model`` to ``out`` as ONNX (see the module doc); what :func:`compare_with_onnxruntime`
-    returns."""
+    """Write ``model`` to ``out`` as ONNX (see the module doc); what :func:`compare_with_onnxruntime` returns."""
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it, and fails deep inside without it)
     except ImportError:
@@ -40,6 +26,7 @@ def export_onnx(model: torch.nn.Module, out: str | Path, seed: int = 0) -> tuple
     model = model.cpu().eval()
     size = model.input_size
     graph = io.BytesIO()
+    # TorchScript's exporter: the default, dynamo, needs onnxscript, which no extra installs
     with warnings.catch_warnings():  # the tracer's notes on sizes it records as constants
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(2, 3, size, size),), graph, input_names=["images"],

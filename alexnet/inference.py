@@ -1,14 +1,5 @@
-"""Running a trained network: its file, its inputs, its softmax outputs (sections 2 and 4.1).
-
-One home for what ``alexnet evaluate``, ``alexnet predict`` and the analysis commands share: the
-model file with its training set's mean image (:func:`load_model`), the float half of the test-time
-input pipeline (:func:`input_transform`), softmax outputs averaged over the ten patches of section
-4.1 and over an ensemble (section 6) (:func:`class_probabilities`, :func:`predictions`, through
-training's own loader), their top-1 and top-5 error (:func:`evaluate`) and the most probable
-classes of image files (:func:`predict`, Figure 4, left).
-"""
-
-from __future__ import annotations
+"""Running a trained network (sections 2, 4.1 and 6): its file and mean image, its test-time inputs, softmax
+outputs averaged over ten crops and an ensemble, top-1/top-5 error, and the classes of image files."""
 
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,7 +14,7 @@ from alexnet import console
 from alexnet.classes import check_classes, class_lists
 from alexnet.data.images import FILE_BYTES_PER_PIXEL, BadImage, centre_patch, check_pixels, open_image, to_rgb
 from alexnet.data.source_files import read_regular
-from alexnet.data.transforms import DeviceTransform, crop_into, view_windows
+from alexnet.data.transforms import DeviceTransform, cut_at_windows, view_windows
 from alexnet.defaults import CROPS, MAX_PIXELS
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
@@ -33,20 +24,9 @@ IMAGE_SIZE = 256  # section 2: shorter side to 256, then the central 256x256 pat
 BATCH = 32  # image files per forward pass (x10 with ten crops)
 
 
-# --- the model and its training set's mean image ----------------------------------------------------
-
-
 def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
-    """The network saved in ``path``: a model file, a training checkpoint or a run folder (its
-    ``checkpoints/best.pt``, else ``last.pt``), checked before anything is built
-    (:func:`alexnet.modelfile.read_model_file`, :func:`~alexnet.modelfile.model_from_record`).
-
-    The result is in eval mode on ``map_location`` (or on two devices with ``devices=(a, b)``), with
-    ``class_names`` (list or None) and ``mean``: the training set's mean image (float32 ``[256, 256,
-    3]``, 0-255) from the file, else the ``mean.npy`` of the prepared data its run trained on
-    (``config["data"]``: a folder, or a named dataset in the default cache) when that is still on
-    this machine; None when unknown.
-    """
+    """The network in a model file, checkpoint or run folder, checked first (UserError), with its ``mean`` (float32
+    ``[256, 256, 3]``, 0-255): the file's, else its training data's ``mean.npy`` if still here, else None."""
     record = read_model_file(path)
     model = model_from_record(record, path, map_location, devices)
     data = (record.get("config") or {}).get("data")
@@ -60,35 +40,21 @@ def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
     return model
 
 
-def model_name(model: nn.Module) -> str:
-    return getattr(model, "arch", type(model).__name__)
-
-
 def model_mean(model: nn.Module, fallback) -> torch.Tensor | np.ndarray | None:
-    """The mean image a model subtracts: its own (``model.mean``, from its file), else ``fallback``:
-    a mean, or a function returning one, called only then (so that a dataset's mean.npy is needed
-    only by a model that carries no mean and subtracts one)."""
+    """The mean image a model subtracts: its own, else ``fallback`` (a mean, or a function called only then)."""
     mean = getattr(model, "mean", None)
     if mean is not None or getattr(model, "normalization", "mean_image") != "mean_image":
         return mean
     return fallback() if callable(fallback) else fallback
 
 
-# --- the inputs of each model -----------------------------------------------------------------------
-
-
 def input_transform(model: nn.Module, mean, image_size: tuple[int, int]) -> DeviceTransform:
-    """The float half of ``model``'s test-time input pipeline: no colour noise, and
-
-    - ``model.normalization == "mean_image"`` (the paper, section 2): raw 0-255 RGB minus ``mean``,
-      the training set's mean image (``[H, W, 3]``, cut at each crop's window) or per-channel mean
-      (``[3]``), on the 0-255 scale;
-    - ``"imagenet"`` (torchvision's weights): 0-1 scale, then ImageNet's per-channel mean and std.
-    """
+    """The float half of ``model``'s test-time inputs: 0-255 RGB minus ``mean`` (``[H, W, 3]`` or ``[3]``; section
+    2), or for ``normalization == "imagenet"`` (torchvision's weights) ImageNet's mean and std on the 0-1 scale."""
     size = model.input_size
     if size > min(image_size):
-        raise UserError(f"{model_name(model)} takes {size}x{size} inputs but the images are "
-                        f"{image_size[0]}x{image_size[1]}")
+        raise UserError(f"{getattr(model, 'arch', type(model).__name__)} takes {size}x{size} inputs but the images "
+                        f"are {image_size[0]}x{image_size[1]}")
     normalization = getattr(model, "normalization", "mean_image")
     if normalization == "mean_image":
         if mean is None:
@@ -108,19 +74,11 @@ def check_crops(crops: str) -> None:
         raise UserError(f"crops must be one of {', '.join(CROPS)}, not {crops!r}")
 
 
-# --- averaging softmax outputs over crops and networks ----------------------------------------------
-
-
 @torch.inference_mode()
 def class_probabilities(models: Sequence[nn.Module], transforms: Sequence[DeviceTransform],
                         images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-    """Softmax outputs ``[N, classes]``, averaged over the crops of each image (section 4.1) and
-    over the models (an ensemble, section 6).
-
-    ``images``: the loader's uint8 crops, ``[N, 3, S, S]`` or ``[N, V, 3, S, S]`` (V crops of each
-    image), with their ``windows`` (``[N, 3]`` or ``[N, V, 3]``); ``transforms[i]`` turns them into
-    the input of ``models[i]`` (see :func:`input_transform`) on the device its parameters live on.
-    """
+    """Softmax outputs ``[N, classes]`` averaged over the crops (uint8 ``[N, (V,) 3, S, S]`` at ``windows``) of
+    each image (section 4.1) and over the models (section 6), ``transforms[i]`` making the input of ``models[i]``."""
     total = None
     for model, transform in zip(models, transforms, strict=True):
         device = next(model.parameters()).device
@@ -134,21 +92,15 @@ def class_probabilities(models: Sequence[nn.Module], transforms: Sequence[Device
 def predictions(models: Sequence[nn.Module], dataset, crops: str = "ten", batch_size: int = 128,
                 device: str | torch.device | None = None, workers: int | None = None,
                 names: Sequence[str] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches ``(probabilities [N, classes], labels [N])`` over every image of ``dataset`` once, in
-    order: the softmax outputs averaged over the crops and the models.
-
-    ``crops``: ``"ten"`` (section 4.1) or ``"center"``. The models are put in evaluation mode on
-    ``device`` (default: cuda, else mps, else cpu); those of an ensemble must take the same input
-    size. ``workers``: decoding processes (default: one per core). ``names`` name the models in
-    error messages (default: their architecture).
-    """
+    """Batches ``(probabilities [N, classes], labels [N])`` over ``dataset`` once, in order, averaged over the crops
+    (``"ten"``, section 4.1, or ``"center"``) and the models (one input size; ``names`` name them in errors)."""
     from alexnet.data.dataset import image_shape
     from alexnet.data.loader import make_loader
 
     if not models:
         raise UserError("no model to evaluate")
     check_crops(crops)
-    names = list(names) if names is not None else [model_name(m) for m in models]
+    names = list(names) if names is not None else [getattr(m, "arch", type(m).__name__) for m in models]
     check_classes(models, dataset, names)
     sizes = {model.input_size for model in models}
     if len(sizes) > 1:
@@ -165,9 +117,6 @@ def predictions(models: Sequence[nn.Module], dataset, crops: str = "ten", batch_
         yield class_probabilities(models, transforms, images, windows).cpu(), labels.cpu()
 
 
-# --- top-1 and top-5 error (section 2) over a prepared dataset --------------------------------------
-
-
 def topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """Per image, whether the label is among the ``k`` most probable classes (all, if fewer than k)."""
     k = min(k, probs.shape[1])
@@ -179,8 +128,7 @@ class ErrorCounter:
 
     def __init__(self, num_classes: int):
         self.images = self.top1 = self.top5 = 0
-        self.class_images = torch.zeros(num_classes, dtype=torch.int64)
-        self.class_top1 = torch.zeros(num_classes, dtype=torch.int64)
+        self.class_images, self.class_top1 = torch.zeros(2, num_classes, dtype=torch.int64)
 
     def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
         probs, labels = probs.cpu(), labels.cpu()
@@ -192,8 +140,7 @@ class ErrorCounter:
         self.class_top1 += torch.bincount(labels[hit1], minlength=len(self.class_images))
 
     def result(self, class_ids: Sequence[str]) -> dict:
-        """Errors in percent; per-class top-1 accuracy in percent keyed by class id (None for a class
-        without images)."""
+        """Errors in percent; per-class top-1 accuracy in percent by class id (None for a class without images)."""
         if self.images == 0:
             raise UserError("the split holds no images")
         per_class = {name: (100.0 * int(hits) / int(n) if n else None)
@@ -206,30 +153,21 @@ class ErrorCounter:
 def evaluate(models: nn.Module | Sequence[nn.Module], dataset, crops: str = "ten", batch_size: int = 128,
              device: str | torch.device | None = None, workers: int | None = None, progress: bool = True,
              names: Sequence[str] | None = None) -> dict:
-    """Top-1/top-5 error (percent) of one model or an ensemble, every image of ``dataset`` once (a
-    :class:`alexnet.data.dataset.PreparedDataset`, or anything with its ``read``, ``labels``,
-    ``classes``, ``mean`` and ``len``); the other arguments as for :func:`predictions`. Returns
-    ``top1_error``, ``top5_error``, ``images``, ``crops``, ``models`` and ``per_class_accuracy``
-    (top-1, percent, keyed by class id: the wnid for ImageNet).
-    """
+    """Top-1/top-5 error (percent, section 2) of one model or an ensemble on ``dataset``, arguments as for
+    :func:`predictions`, with ``images``, ``crops``, ``models`` and ``per_class_accuracy`` (top-1, by class id)."""
     models = [models] if isinstance(models, nn.Module) else list(models)
     class_ids = class_lists(dataset)[1]
     counter = ErrorCounter(len(class_ids))
-    bar = console.progress(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress)
-    for probs, labels in predictions(models, dataset, crops, batch_size, device, workers, names):
-        counter.update(probs, labels)
-        bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%", refresh=False)
-        bar.update(len(labels))
-    bar.close()
+    with console.progress(total=len(dataset), unit="img", desc=f"evaluate ({crops})", disable=not progress) as bar:
+        for probs, labels in predictions(models, dataset, crops, batch_size, device, workers, names):
+            counter.update(probs, labels)
+            bar.set_postfix(top1_error=f"{100 * (1 - counter.top1 / counter.images):.2f}%", refresh=False)
+            bar.update(len(labels))
     return {**counter.result(class_ids), "crops": crops, "models": len(models)}
 
 
-# --- image files (section 2: the shorter side to 256, the central 256x256 patch) ---------------------
-
-
 def torchvision_patch(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
-    """The central ``size`` x ``size`` patch as torchvision's ``Resize(size)`` and ``CenterCrop`` cut it:
-    bilinear resize of the whole image, the longer side truncated, the offset rounded half to even."""
+    """The central patch as torchvision's ``Resize(size)`` (bilinear) and ``CenterCrop`` cut it, to the pixel."""
     w, h = image.size
     new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
     image = to_rgb(image).resize(new, Image.Resampling.BILINEAR)
@@ -239,12 +177,8 @@ def torchvision_patch(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
 
 def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMAGE_SIZE,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """The central ``size`` x ``size`` patch (uint8 ``[size, size, 3]``) of an image file, prepared
-    for ``model``: as the training data (default) or as torchvision (``normalization="imagenet"``).
-
-    Any format and mode PIL reads (CMYK, greyscale, PNG under a .JPEG name) becomes RGB. The file
-    and its decoded pixels are bounded as ``alexnet prepare`` bounds them (``max_pixels``).
-    """
+    """The central ``size`` x ``size`` RGB patch of any image PIL reads, cut as the training images were (section
+    2) or for ``normalization="imagenet"`` as torchvision does, within ``max_pixels`` as ``alexnet prepare``."""
     try:
         with warnings.catch_warnings():  # PIL's own bomb warning: the budget below is what holds
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -261,37 +195,25 @@ def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMA
         raise UserError(f"{path}: cannot be read ({err})") from None
 
 
-def crop_images(images: np.ndarray, size: int, crops: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images ``[N, H, W, 3]`` -> their test crops ``[N, V, 3, size, size]`` and windows
-    ``[N, V, 3]``: the centre crop (V = 1) or the ten crops of section 4.1, as the loader cuts them."""
-    image_size = images.shape[1:3]
-    windows = view_windows(image_size, size, crops)
-    out = np.empty((len(images), len(windows), size, size, 3), np.uint8)
-    for k, image in enumerate(images):
-        for v, window in enumerate(windows):
-            crop_into(out[k, v], image, window)
-    windows = np.broadcast_to(windows, (len(images), *windows.shape))
-    return torch.from_numpy(out).permute(0, 1, 4, 2, 3), torch.from_numpy(windows.copy())
-
-
 def predict(model: nn.Module, paths: Sequence[str | Path], crops: str = "ten", top: int = 5,
             mean: torch.Tensor | None = None, device: str | torch.device | None = None,
             max_pixels: int = MAX_PIXELS) -> list[dict]:
-    """The ``top`` most probable classes of each image: ``[{"image", "predictions": [{"class",
-    "index", "probability"}, ...]}]``, most probable first. ``mean`` is used when the model file
-    holds no mean image of its own; ``max_pixels`` bounds each image (:func:`load_image`)."""
+    """The ``top`` most probable classes of each image (Figure 4, left): ``[{"image", "predictions": [{"class",
+    "index", "probability"}, ...]}]``, most probable first; ``mean`` serves a model file that holds none."""
     check_crops(crops)
     device = pick_device(device)
     model.to(device).eval()
     mean = model_mean(model, mean) if getattr(model, "normalization", None) == "mean_image" else None
     size = mean.shape[0] if mean is not None and len(mean.shape) == 3 else IMAGE_SIZE  # the training images' size
     transform = input_transform(model, mean, (size, size)).to(device)
+    views = torch.from_numpy(view_windows((size, size), model.input_size, crops))  # as the loader cuts them
     names = getattr(model, "class_names", None)
     results = []
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
-        patches = np.stack([load_image(p, model, size, max_pixels) for p in chunk])
-        images, windows = crop_images(patches, model.input_size, crops)
+        patches = torch.from_numpy(np.stack([load_image(p, model, size, max_pixels) for p in chunk]))
+        windows = views.expand(len(chunk), -1, -1)
+        images = cut_at_windows(patches, windows, model.input_size).permute(0, 1, 4, 2, 3)
         probs = class_probabilities([model], [transform], images, windows).cpu()
         values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
         for path, p, i in zip(chunk, values.tolist(), indices.tolist()):

@@ -1,11 +1,5 @@
-"""Model files: the weights with what rebuilds the network (architecture name, options, class names).
-
-Loading never executes pickled code (``torch.load(..., weights_only=True)``). Training checkpoints
-carry the same keys, so ``alexnet.load_model`` (:mod:`alexnet.inference`) reads them too, and a run folder
-gives its ``checkpoints/best.pt``.
-"""
-
-from __future__ import annotations
+"""Model files: the weights with what rebuilds the network (architecture name, options, class names), read
+without executing pickled code (``weights_only=True``); training checkpoints carry the same keys."""
 
 import os
 import pickle
@@ -23,15 +17,11 @@ from alexnet.classes import num_outputs
 from alexnet.model import TwoDeviceAlexNet
 from alexnet.registry import build_model, checked_options
 
-FORMAT = "alexnet-model"
-REQUIRED = ("model", "arch", "options")
-
-
 def model_record(model: nn.Module, class_names=None) -> dict:
     """What a model file holds of a model: weights (always in the one-device layout) and recipe."""
     state = model.one_device_state_dict() if hasattr(model, "one_device_state_dict") else model.state_dict()
     options = {k: list(v) if isinstance(v, tuple) else v for k, v in model.options.items()}
-    return {"format": FORMAT, "version": 1, "arch": model.arch, "options": options,
+    return {"format": "alexnet-model", "version": 1, "arch": model.arch, "options": options,
             "class_names": list(class_names) if class_names is not None else None,
             "model": {k: v.detach().cpu() for k, v in state.items()}}
 
@@ -41,18 +31,13 @@ def save_model(model: nn.Module, path: str | os.PathLike, class_names=None, **ex
     atomic_torch_save(model_record(model, class_names) | extra, path)
 
 
-WHAT_A_MODEL_FILE_IS = ("a model file is what torch.save writes: alexnet train's checkpoints/best.pt or "
-                        "last.pt, or alexnet convert's output")
-
-
 def looks_like_text(head: bytes) -> bool:
     """Whether a file's first bytes hold no control characters but whitespace."""
     return not any(b < 32 and b not in b"\t\n\r\f" for b in head)
 
 
 def _not_a_torch_file(path: Path, hint: str) -> str | None:
-    """Why ``path`` cannot be a torch file, judged from its size, first bytes and zip directory
-    (read without loading anything); None when it may be one."""
+    """Why ``path`` cannot be a torch file, judged without loading it; None when it may be one."""
     if path.stat().st_size == 0:
         return "the file is empty (0 bytes); was it saved only in part?"
     with open(path, "rb") as f:
@@ -76,8 +61,7 @@ _CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "N
 
 
 def _pickles_code(path: Path) -> bool:
-    """Whether the first pickle in ``path`` refers to Python classes or functions (read opcode by
-    opcode, never executed)."""
+    """Whether the first pickle in ``path`` refers to Python classes or functions (read, never executed)."""
     try:
         with open(path, "rb") as f:
             return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(f))
@@ -86,8 +70,7 @@ def _pickles_code(path: Path) -> bool:
 
 
 def model_file(path: str | os.PathLike) -> Path:
-    """``path``, or for a run folder (``alexnet train --out``) its ``checkpoints/best.pt``, else
-    ``last.pt``."""
+    """``path``, or for a run folder its ``checkpoints/best.pt``, else ``last.pt``."""
     path = Path(path)
     if not path.is_dir():
         return path
@@ -99,30 +82,29 @@ def model_file(path: str | os.PathLike) -> Path:
 
 
 def read_model_file(path: str | os.PathLike) -> dict:
-    """The dict in a model file, checkpoint or run folder (:func:`model_file`), checked; errors name
-    the file and what it is instead (absent, a folder, empty, text or another kind of file, truncated,
-    holding pickled code, or a torch file that is not alexnet's)."""
+    """The dict in a model file, checkpoint or run folder; a UserError names the file and what it is instead."""
     path = model_file(path)
     record = read_torch_file(path, "model file")
-    missing = [k for k in REQUIRED if not isinstance(record, dict) or k not in record]
+    missing = [k for k in ("model", "arch", "options") if not isinstance(record, dict) or k not in record]
     if missing:
         raise UserError(f"{path}: not an alexnet model file or checkpoint (missing {', '.join(missing)})")
     return record
 
 
 def read_torch_file(path: str | os.PathLike, what: str):
-    """What ``torch.save`` wrote in ``path`` (tensors and plain values only: ``weights_only``); an
-    error names the file, says it is not a readable ``what`` and what it is instead."""
+    """What ``torch.save`` wrote in ``path`` (tensors and plain values only), else a UserError saying what it is."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such {what}")
-    hint = WHAT_A_MODEL_FILE_IS if what == "model file" else f"a {what} is what torch.save writes"
+    hint = f"a {what} is what torch.save writes"
+    if what == "model file":
+        hint += ": alexnet train's checkpoints/best.pt or last.pt, or alexnet convert's output"
     reason = _not_a_torch_file(path, hint)
     if reason is None:
         try:
             with warnings.catch_warnings():  # torch's note on a pickle protocol it did not write
                 warnings.filterwarnings("ignore", message="Detected pickle protocol")
-                record = torch.load(path, map_location="cpu", weights_only=True)
+                return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
             if "GLOBAL" in str(err) or _pickles_code(path):
                 reason = ("it holds pickled Python classes or functions, code that loading would run; "
@@ -135,17 +117,12 @@ def read_torch_file(path: str | os.PathLike, what: str):
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             reason = (f"it is a pickle, but not one torch.save wrote; {hint}"
                       if "magic number" in first else f"it is damaged ({first[:200]})")
-    if reason is not None:
-        raise UserError(f"{path}: not a readable {what}: {reason}")
-    return record
+    raise UserError(f"{path}: not a readable {what}: {reason}")
 
 
 def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
-    """The network of a dict :func:`read_model_file` returned (``path`` names it in errors): its
-    architecture, options and class names checked first against the ranges the command line declares
-    (:func:`alexnet.registry.checked_options`), so that a file that lies allocates nothing. In eval
-    mode on ``map_location`` (or on two devices with ``devices=(a, b)``), with ``class_names`` (list
-    or None) and ``mean`` (the training set's mean image where the file holds it, else None)."""
+    """The network of a :func:`read_model_file` dict in eval mode, with ``class_names`` and ``mean``; its options,
+    weight shapes and class names are checked first (a file that lies allocates nothing; ``path`` names it)."""
     try:
         options = checked_options(record["arch"], record["options"], "option")
     except UserError as err:

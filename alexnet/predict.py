@@ -1,16 +1,4 @@
-"""`alexnet predict`: the most probable classes of images, as in the paper's Figure 4 (left).
-
-Each image is prepared as the training images were (section 2, :func:`alexnet.data.images.centre_patch`):
-its shorter side rescaled to 256, the central 256x256 patch cut out; then the centre crop or the ten
-crops of section 4.1 with the training set's mean image subtracted, and the softmax outputs of the
-ten averaged. Models converted from torchvision's weights (``normalization="imagenet"``) get
-torchvision's preprocessing instead, to the pixel: ``Resize(256)`` (bilinear), ``CenterCrop(224)``
-(whose rounding the central 256x256 patch reproduces), then ImageNet's mean and std.
-
-The work is :func:`alexnet.inference.predict`; this module reads ``--mean`` and prints the result.
-"""
-
-from __future__ import annotations
+"""`alexnet predict`: the most probable classes of images (Figure 4, left), over :func:`alexnet.inference.predict`."""
 
 import argparse
 import json
@@ -24,8 +12,7 @@ from alexnet.inference import load_model, predict
 
 
 def load_mean(path: str | Path) -> torch.Tensor:
-    """A mean image from ``mean.npy`` or from a prepared dataset folder holding one. The header is
-    read first, so that a file of another kind or shape is refused before its data is read."""
+    """A mean image from ``mean.npy`` or a prepared dataset folder holding one, its header checked first."""
     path = Path(path)
     if path.is_dir():
         path = path / "mean.npy"

@@ -1,12 +1,9 @@
 """Named architectures (as timm's registry): ``build_model(name, **options)`` and ``alexnet models``."""
 
-from __future__ import annotations
-
 import inspect
 import math
 import typing
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -15,9 +12,7 @@ from alexnet.errors import UserError
 from alexnet.model import AlexNet, AlexNetOWT, TwoDeviceAlexNet, one_tower_channels
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
+class ModelEntry(NamedTuple):
     builder: Callable[..., nn.Module]
     description: str
     defaults: dict
@@ -30,7 +25,7 @@ def register_model(name: str, builder: Callable[..., nn.Module], description: st
     """Register ``builder`` under ``name``; ``defaults`` are the options this name fixes."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered already")
-    _REGISTRY[name] = ModelEntry(name, builder, description, defaults)
+    _REGISTRY[name] = ModelEntry(builder, description, defaults)
 
 
 def list_models() -> list[str]:
@@ -54,29 +49,23 @@ _BAD = object()
 
 def _typed(value, hint):
     """``value`` as the type ``hint`` names, read strictly (a string or a YAML/JSON value), or _BAD."""
-    args = typing.get_args(hint)
-    if type(None) in args:
+    if type(None) in typing.get_args(hint):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
-        (hint,) = (a for a in args if a is not type(None))
-        args = typing.get_args(hint)
+        (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
     if hint is bool:
         text = str(value).lower() if isinstance(value, (bool, int, str)) else None
         return True if text in _TRUE else False if text in _FALSE else _BAD
-    if hint in (int, float) and isinstance(value, str):
-        try:
-            value = int(value) if hint is int else float(value)
-        except ValueError:
-            return _BAD
-    if hint is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
-    if hint is float:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        return float(value) if number else _BAD
-    if hint is str:
-        return value if isinstance(value, str) else _BAD
+    if hint in (int, float, str):
+        if hint is not str and isinstance(value, str):
+            try:
+                value = hint(value)
+            except ValueError:
+                return _BAD
+        fits = isinstance(value, (int, float) if hint is float else hint) and not isinstance(value, bool)
+        return hint(value) if fits and (hint is not float or math.isfinite(value)) else _BAD
     if typing.get_origin(hint) is tuple:
-        items = [_typed(v, args[0]) for v in value] if isinstance(value, (list, tuple)) else [_BAD]
+        items = [_typed(v, typing.get_args(hint)[0]) for v in value] if isinstance(value, (list, tuple)) else [_BAD]
         return _BAD if any(v is _BAD for v in items) else items
     return value  # no annotation, or one not read here: left to the builder's own checks
 
@@ -91,8 +80,8 @@ def _expected(hint) -> str:
             str: "a string"}.get(hint, str(hint))
 
 
-# What can run, the same for the command line and a model file: each size in [1, its bound], and
-# the whole network within MAX_PARAMETERS (8 GiB of float32 weights, 35 times the paper's 61M).
+# What can run, from the command line or a model file: each size in [1, its bound], and the network within
+# MAX_PARAMETERS (8 GiB of float32 weights, 35 times the paper's 61M).
 SIZES = {"num_classes": 100_000, "input_size": 1024, "fc_width": 16_384, "channels": 4096}
 MAX_PARAMETERS = 2**31
 
@@ -103,35 +92,30 @@ def _out_of_range(key: str, value) -> bool:
 
 
 def option_values(name: str, options: dict, flag: str = "--model-option") -> dict:
-    """``options`` of architecture ``name`` as the types its builder declares (``lrn="no"`` is
-    False, ``dropout="0.3"`` is 0.3), each size within :data:`SIZES`. Unknown names and values that
-    are not of the type (``lrn=nope``, ``dropout=abc``) raise a UserError naming the option (as
-    ``flag``) and what it takes."""
+    """``options`` of ``name`` as the types its builder declares (``lrn="no"`` is False), sizes within :data:`SIZES`;
+    else a UserError naming the option (as ``flag``) and what it takes."""
     if not isinstance(options, dict):
         raise UserError(f"{flag}s: expected a mapping of option names to values, not {type(options).__name__}")
-    known = model_options(name)
-    unknown = sorted(set(options) - set(known))
+    try:
+        parameters = inspect.signature(model_entry(name).builder, eval_str=True).parameters
+    except NameError:  # an annotation that does not resolve: the names alone
+        parameters = inspect.signature(model_entry(name).builder).parameters
+    unknown = sorted(set(options) - set(parameters))
     if unknown:
         raise UserError(f"{flag} {unknown[0]}: architecture {name!r} has no option "
-                        f"{', '.join(unknown)}; its options are: {', '.join(known)}")
-    try:
-        signature = inspect.signature(model_entry(name).builder, eval_str=True)
-    except NameError:  # an annotation that does not resolve: the names alone
-        signature = inspect.signature(model_entry(name).builder)
-    hints = {p.name: p.annotation for p in signature.parameters.values()}
+                        f"{', '.join(unknown)}; its options are: {', '.join(parameters)}")
     typed = {}
     for key, value in options.items():
-        typed[key] = _typed(value, hints[key])
+        typed[key] = _typed(value, parameters[key].annotation)
         if typed[key] is _BAD or _out_of_range(key, typed[key]):
             each = "each " if isinstance(typed[key], list) else ""
             bound = f" ({each}from 1 to {SIZES[key]:,})" if key in SIZES else ""
-            raise UserError(f"{flag} {key}={value}: expected {_expected(hints[key])}{bound}")
+            raise UserError(f"{flag} {key}={value}: expected {_expected(parameters[key].annotation)}{bound}")
     return typed
 
 
 def checked_options(name: str, options: dict, flag: str = "--model-option") -> dict:
-    """:func:`option_values`, and the builder's own checks (choices, ranges, sizes) run by building
-    the network on the meta device, which allocates no memory; at most :data:`MAX_PARAMETERS`."""
+    """:func:`option_values`, the builder's own checks (on the meta device: no memory) and :data:`MAX_PARAMETERS`."""
     options = option_values(name, options, flag)
     try:
         with torch.device("meta"):
@@ -147,12 +131,8 @@ def checked_options(name: str, options: dict, flag: str = "--model-option") -> d
 
 
 def build_model(name: str = "alexnet", devices=None, **options) -> nn.Module:
-    """Build a registered architecture; the result carries ``arch``, ``options`` (all of them,
-    defaults resolved, enough to rebuild it), ``input_size`` and ``normalization``.
-
-    ``devices=("cuda:0", "cuda:1")`` places the paper's two towers on two devices (section 3.2).
-    Options are read strictly (:func:`option_values`); a value the builder refuses is a UserError.
-    """
+    """A registered architecture with ``arch``, ``options``, ``input_size`` and ``normalization``; options read
+    strictly (a UserError); ``devices=("cuda:0", "cuda:1")`` puts the two towers on two devices (section 3.2)."""
     entry = model_entry(name)
     options = option_values(name, options)
     try:
@@ -166,12 +146,11 @@ def build_model(name: str = "alexnet", devices=None, **options) -> nn.Module:
 
 
 register_model("alexnet", AlexNet, "the paper's network: two towers, LRN, overlapping pooling, 227x227 input")
-register_model(
-    "alexnet-onetower", AlexNet,
-    "section 3.2's comparison: one tower with half the kernels in conv1..conv4. We read 'half' as the "
-    "paper's footnote 3 does: conv5 keeps its 256 kernels and fc6/fc7 their 4096 neurons, so that "
-    "both nets have about the same number of parameters (59.8M against 61.0M)",
-    towers=1, channels=one_tower_channels())
+register_model("alexnet-onetower", AlexNet, "section 3.2's comparison: one tower with half the kernels in "
+               "conv1..conv4. We read 'half' as the paper's footnote 3 does: conv5 keeps its 256 kernels and "
+               "fc6/fc7 their 4096 neurons, so that both nets have about the same number of parameters (59.8M "
+               "against 61.0M)",
+               towers=1, channels=one_tower_channels())
 register_model("alexnet-owt", AlexNetOWT,
                "the 'one weird trick' single-tower net torchvision ships as alexnet (its state_dict keys), "
                "224x224 input")
@@ -180,9 +159,9 @@ register_model("alexnet-owt", AlexNetOWT,
 def run(args) -> int:
     import json
 
-    rows = [{"name": e.name, "description": e.description, "options": model_options(e.name),
+    rows = [{"name": name, "description": e.description, "options": model_options(name),
              "defaults": {k: list(v) if isinstance(v, tuple) else v for k, v in e.defaults.items()}}
-            for e in _REGISTRY.values()]
+            for name, e in _REGISTRY.items()]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -1,19 +1,14 @@
-"""`alexnet summary`: one row per layer with output shape, neurons, parameters and multiply-adds.
-
-For the paper's network this reproduces section 3.5's feature maps (55x55x96, 27x27x256,
-13x13x384, 13x13x384, 13x13x256, 6x6x256) and neurons per layer, and its 60,965,224 parameters.
-"""
-
-from __future__ import annotations
+"""`alexnet summary`: one row per layer with output shape, neurons, parameters and multiply-adds; for the paper's
+network, section 3.5's maps (55x55x96, 27x27x256, 13x13x384, 13x13x384, 13x13x256, 6x6x256), neurons per layer
+and 60,965,224 parameters."""
 
 import json
 
 import torch
 from torch import nn
 
-from alexnet.lrn import LocalResponseNorm
 from alexnet import registry
-from alexnet.registry import build_model
+from alexnet.lrn import LocalResponseNorm
 
 SHOWN = (nn.Conv2d, nn.Linear, LocalResponseNorm, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
 # Section 3.5 prints 253,440 neurons for conv1; its own 55x55x96 feature maps make 290,400.
@@ -32,27 +27,25 @@ def _multiply_adds(module: nn.Module, out: torch.Tensor) -> int:
 def summarize(model: nn.Module, input_size: int | None = None) -> dict:
     """Rows for the layers of ``model`` on one ``input_size`` image, and the totals."""
     size = input_size or model.input_size
-    rows, hooks = [], []
-
-    def record(name):
-        def hook(module, inputs, out):
-            shape = list(out.shape[1:])
-            is_layer = isinstance(module, (nn.Conv2d, nn.Linear))
-            rows.append({
-                "layer": name, "type": type(module).__name__,
-                # the paper's notation: height x width x maps
-                "output": "x".join(map(str, shape[1:] + shape[:1])) if len(shape) == 3 else str(shape[0]),
-                "neurons": out[0].numel() if is_layer else 0,
-                "parameters": sum(p.numel() for p in module.parameters()),
-                "multiply_adds": _multiply_adds(module, out[0]),
-                "note": ERRATA.get((getattr(model, "arch", None), name), ""),
-            })
-        return hook
-
+    rows, labels = [], {}
     for name, module in model.named_modules():
         if isinstance(module, SHOWN):
             short = name.rsplit(".", 1)[-1]
-            hooks.append(module.register_forward_hook(record(name if short.isdigit() else short)))
+            labels[module] = name if short.isdigit() else short
+
+    def record(module, inputs, out):
+        shape = list(out.shape[1:])
+        rows.append({
+            "layer": labels[module], "type": type(module).__name__,
+            # the paper's notation: height x width x maps
+            "output": "x".join(map(str, shape[1:] + shape[:1])) if len(shape) == 3 else str(shape[0]),
+            "neurons": out[0].numel() if isinstance(module, (nn.Conv2d, nn.Linear)) else 0,
+            "parameters": sum(p.numel() for p in module.parameters()),
+            "multiply_adds": _multiply_adds(module, out[0]),
+            "note": ERRATA.get((getattr(model, "arch", None), labels[module]), ""),
+        })
+
+    hooks = [module.register_forward_hook(record) for module in labels]
     was_training = model.training
     try:
         with torch.no_grad():
@@ -85,6 +78,6 @@ def run(args) -> int:
     if args.list:  # kept for scripts that use it: the same as `alexnet models`
         return registry.run(args)
     options = {} if args.input_size is None or args.arch == "alexnet-owt" else {"input_size": args.input_size}
-    summary = summarize(build_model(args.arch, **options), args.input_size)
+    summary = summarize(registry.build_model(args.arch, **options), args.input_size)
     print(json.dumps(summary, indent=2) if args.json else format_table(summary))
     return 0
