@@ -1,20 +1,6 @@
-"""Short binary codes for fc7 features, searched by Hamming distance (section 6.1's proposal).
-
-The paper: "Computing similarity by using Euclidean distance between two 4096-dimensional,
-real-valued vectors is inefficient, but it could be made efficient by training an auto-encoder
-to compress these vectors to short binary codes. This should produce a much better
-image-retrieval method than applying autoencoders to the raw pixels [Krizhevsky & Hinton 2011]."
-
-``BinaryAutoencoder`` maps standardised fc7 vectors through one hidden layer to ``bits``
-logistic units and back. The code is the sign of each unit's logit. Training sees the binary
-code in the forward pass and the logistic unit's gradient in the backward pass (the
-straight-through estimator), so the decoder learns to reconstruct from exactly the bits that
-retrieval will use; Krizhevsky and Hinton (2011) reached the same end by adding noise to the
-code layer. Codes are packed 8 bits to a byte, 32 bytes per image for 256 bits against the
-16,384 bytes of a float32 fc7 vector, and searched exhaustively: a matrix product of +-1 codes in
-torch, or FAISS's binary index (``IndexBinaryFlat``, XOR and popcount) for large bases where
-FAISS is installed.
-"""
+"""Short binary codes of fc7 features, searched by Hamming distance: section 6.1's proposal to compress
+fc7 "to short binary codes" with an auto-encoder (docs/analysis.md). Packed 8 bits to a byte: 32 bytes
+per image for 256 bits against 16,384 for a float32 fc7 vector."""
 
 from __future__ import annotations
 
@@ -39,19 +25,12 @@ class BinaryAutoencoder(nn.Module):
         self.register_buffer("scale", torch.ones(dim))
         self.bits = bits
 
-    def fit_standardisation(self, features: np.ndarray, sample: int = 100_000, seed: int = 0) -> None:
-        """Per-dimension mean and standard deviation from (a sample of) the base features."""
-        rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(len(features), size=min(sample, len(features)), replace=False))
-        x = float_rows(features[rows])
-        self.shift.copy_(x.mean(0))
-        self.scale.copy_(1.0 / x.std(0).clamp_min(1e-3))
-
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.encoder((features - self.shift) * self.scale)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction of the standardised features, the binary code with straight-through gradient)."""
+        """(reconstruction of the standardised features, the binary code): the code in the forward pass,
+        the logistic unit's gradient in the backward (straight-through), so the decoder learns from the bits."""
         p = torch.sigmoid(self.logits(features))
         code = p + ((p > 0.5).float() - p).detach()
         return self.decoder(code), code
@@ -62,7 +41,10 @@ def train_autoencoder(features: np.ndarray, bits: int = 256, hidden: int = 1024,
     """Train a ``BinaryAutoencoder`` to reconstruct ``features`` [N, D] (mean squared error, Adam)."""
     torch.manual_seed(seed)
     model = BinaryAutoencoder(features.shape[1], bits, hidden)
-    model.fit_standardisation(features, seed=seed)
+    sample = np.random.default_rng(seed).choice(len(features), size=min(100_000, len(features)), replace=False)
+    x = float_rows(features[np.sort(sample)])  # standardised by a sample of the base
+    model.shift.copy_(x.mean(0))
+    model.scale.copy_(1.0 / x.std(0).clamp_min(1e-3))
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
@@ -97,14 +79,9 @@ def encode(model: BinaryAutoencoder, features: np.ndarray, batch_size: int = 409
 
 def hamming_search(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 16384,
                    faiss_from: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` packed codes of ``base`` nearest to each query in Hamming distance (exhaustive).
-
-    Returns (distances int [Q, k], indices int64 [Q, k]), nearest first, equal distances lower
-    index first. With the bits as +-1 vectors, Hamming distance is ``(bits - q.b) / 2``: one
-    matrix product per ``chunk`` of codes, exact in float32 (sums of +-1). FAISS's
-    ``IndexBinaryFlat`` (XOR and popcount) searches instead when installed and ``base`` has at
-    least ``faiss_from`` codes (default ``FAISS_FROM``; ``math.inf``: torch always).
-    """
+    """The ``k`` packed codes of ``base`` nearest to each query in Hamming distance, exhaustively: (distances
+    int [Q, k], indices int64 [Q, k]), nearest and then lower index first. One matrix product of +-1 bits
+    per ``chunk``, or FAISS's ``IndexBinaryFlat`` from ``faiss_from`` codes on (see ``optional_faiss``)."""
     faiss = optional_faiss(len(base), faiss_from)
     bits = base.shape[1] * 8
     queries = np.ascontiguousarray(queries, dtype=np.uint8)
