@@ -1,16 +1,7 @@
-"""``alexnet retrieval``: section 6.1's proposal, retrieval with short binary codes of fc7 features.
-
-    alexnet retrieval RUN_DIR_OR_CHECKPOINT --data PREPARED --out DIR [--bits 256] [--k 10]
-
-1. extracts fc7 features of the training images (the base) and of validation images (the
-   queries) into DIR (``fc7-train.npy``, ``fc7-val.npy`` and their labels; memory-mapped);
-2. trains a ``BinaryAutoencoder`` on the base features (``alexnet.analysis.codes``);
-3. retrieves the ``k`` nearest base images of every query twice: by Euclidean distance between
-   full fc7 vectors (as the paper's Figure 4) and by Hamming distance between codes;
-4. reports precision at k (the share of retrieved images of the query's class), the bytes per
-   image and the queries per second of each, in ``retrieval.json``.
-Run again without RUN_DIR_OR_CHECKPOINT to reuse the features already in DIR.
-"""
+"""``alexnet retrieval RUN_DIR_OR_CHECKPOINT --data PREPARED --out DIR``: section 6.1's proposal. The k
+nearest training images of each validation image by Euclidean distance of fc7 features (``fc7-*.npy``,
+reused when RUN_DIR_OR_CHECKPOINT is left out) against Hamming distance of learned binary codes:
+precision at k, bytes per image and queries per second in ``retrieval.json`` (docs/analysis.md)."""
 
 from __future__ import annotations
 
@@ -90,24 +81,20 @@ def compare(base, base_labels, queries, query_labels, bits=256, hidden=1024, k=1
 
 
 def run(args: argparse.Namespace) -> int:
-    with only_writer(Path(args.out), f"--out {args.out}"):
-        return _run(args, Path(args.out))
-
-
-def _run(args: argparse.Namespace, out: Path) -> int:
-    if args.bits < 8 or args.bits % 8:
-        raise UserError(f"--bits must be a positive multiple of 8, not {args.bits}")
-    if args.source:
-        extract_split_features(args, out)
-    (base, base_labels), (queries, query_labels) = load_split_features(out)
-    result = compare(base, base_labels, queries, query_labels, args.bits, args.hidden, args.k,
-                     args.epochs, args.seed, pick_device(args.device))
-    write_json(out / "retrieval.json", result)
-    e, c = result["euclidean_fc7"], result["binary_codes"]
-    print(f"{result['queries']} queries, {result['base_images']} images searched, precision at {args.k}:")
-    print(f"  fc7 Euclidean   {e['precision_at_k']:.3f}  {e['bytes_per_image']:6d} B/image  "
-          f"{e['queries_per_s']:10.1f} queries/s")
-    print(f"  {c['bits']}-bit codes   {c['precision_at_k']:.3f}  {c['bytes_per_image']:6d} B/image  "
-          f"{c['queries_per_s']:10.1f} queries/s")
-    print(f"  (chance {result['chance_precision']:.3f}); written {out / 'retrieval.json'}")
+    out = Path(args.out)
+    with only_writer(out, f"--out {args.out}"):
+        if args.bits < 8 or args.bits % 8:
+            raise UserError(f"--bits must be a positive multiple of 8, not {args.bits}")
+        if args.source:
+            extract_split_features(args, out)
+        (base, base_labels), (queries, query_labels) = load_split_features(out)
+        result = compare(base, base_labels, queries, query_labels, args.bits, args.hidden, args.k,
+                         args.epochs, args.seed, pick_device(args.device))
+        write_json(out / "retrieval.json", result)
+        print(f"{result['queries']} queries, {result['base_images']} images searched, precision at {args.k}:")
+        searches = (("fc7 Euclidean", result["euclidean_fc7"]), (f"{args.bits}-bit codes", result["binary_codes"]))
+        for label, r in searches:
+            print(f"  {label}   {r['precision_at_k']:.3f}  {r['bytes_per_image']:6d} B/image  "
+                  f"{r['queries_per_s']:10.1f} queries/s")
+        print(f"  (chance {result['chance_precision']:.3f}); written {out / 'retrieval.json'}")
     return 0
