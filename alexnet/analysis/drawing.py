@@ -71,7 +71,6 @@ def draw_predictions(images: list[np.ndarray], top5: list[list[tuple[str, float]
     probable labels, the correct one red. ``top5[i]`` lists (label, probability), most probable first;
     ``true_ranks[i]`` is the correct label's place in it, None when absent (default: found by label)."""
     from matplotlib.patches import Patch
-
     plt = pyplot()
     if true_ranks is None:
         true_ranks = [next((r for r, (label, _) in enumerate(top) if label == truth), None)
@@ -121,7 +120,6 @@ def draw_neighbours(queries: list[np.ndarray], neighbours: list[list[np.ndarray]
     rows = len(queries)
     cols = 1 + max(len(row) for row in neighbours)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.4), squeeze=False)
-    shown = []
     for r in range(rows):
         axes[r, 0].imshow(queries[r])
         axes[r, 0].set_title(_short(query_labels[r], 14) if query_labels else "query", fontsize=7)
@@ -129,7 +127,6 @@ def draw_neighbours(queries: list[np.ndarray], neighbours: list[list[np.ndarray]
             axes[r, c].imshow(image)
             if neighbour_labels:
                 axes[r, c].set_title(_short(neighbour_labels[r][c - 1], 14), fontsize=7)
-        shown.append(len(neighbours[r]))
         for ax in axes[r]:
             ax.set(xticks=[], yticks=[])
         for spine in axes[r, 0].spines.values():
@@ -137,7 +134,7 @@ def draw_neighbours(queries: list[np.ndarray], neighbours: list[list[np.ndarray]
         for ax in axes[r, 1 + len(neighbours[r]):]:
             ax.axis("off")
     fig.tight_layout()
-    return fig, Layout(panels=rows, items_per_panel=shown)
+    return fig, Layout(panels=rows, items_per_panel=[len(row) for row in neighbours])
 
 
 def draw_curves(metrics: list[dict], classes: int | None = None):
@@ -145,7 +142,6 @@ def draw_curves(metrics: list[dict], classes: int | None = None):
     learning-rate divisions (section 5), dash-dotted at chance given ``classes``. The axis spans 0-100%
     so that a run that learns nothing reads as flat, not as noise magnified."""
     from matplotlib.ticker import MaxNLocator
-
     plt = pyplot()
     epochs = [m["epoch"] for m in metrics]
     reductions = lr_reductions(metrics)
@@ -166,12 +162,10 @@ def draw_curves(metrics: list[dict], classes: int | None = None):
                        label=f"chance ({chance:.1f}%, {classes} classes)")
         ax.set_ylim(0, 100)
         if len(set(epochs)) == 1:  # else matplotlib spans a hair around the one epoch, in fractions
-            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
-            ax.set_xticks(epochs[:1])
+            ax.set(xlim=(epochs[0] - 0.5, epochs[0] + 0.5), xticks=epochs[:1])
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"top-{k} error (%)")
+        ax.set(xlabel="epoch", ylabel=f"top-{k} error (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if reductions:

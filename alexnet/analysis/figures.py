@@ -45,9 +45,7 @@ def figure_kernels(model, out: Path) -> list[dict]:
         "measure": "share of each kernel's energy outside its grey component (0 grey .. 1), mean per tower",
         "paper": "tower 1 largely colour-agnostic, tower 2 largely colour-specific (Figure 3)",
         "random_kernel": random | {"note": "Gaussian weights score Beta((C-1)m/2, m/2): mean (C-1)/C"},
-        "comparison": comparison,
-        "towers": specificity,
-    })
+        "comparison": comparison, "towers": specificity})
     for t in specificity:
         print(f"tower {t['tower']} (kernels {t['kernels'][0]}-{t['kernels'][1]}): colour specificity "
               f"{t['mean_specificity']:.3f} mean, {t['median_specificity']:.3f} median")

@@ -34,8 +34,6 @@ PAPER_TABLE2 = [
     ("7 CNNs*", 36.7, 15.4, 15.3),
 ]
 SKIPPED_FOLDERS = {"checkpoints", "tensorboard"}
-PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png", "sweep.png",
-                 "lrn.png"]
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -77,8 +75,7 @@ def collect(folder: str | Path) -> dict:
     except UserError:  # a folder of experiments only
         checkpoint = None
     found["classes"] = checkpoint_classes(checkpoint) if checkpoint else None
-    places = [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIPPED_FOLDERS)
-    for place in places:
+    for place in [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIPPED_FOLDERS):
         for png in sorted(place.glob("*.png")):
             found["pictures"].setdefault(png.name, png)
         for path in sorted(place.glob("*.json")):
@@ -135,8 +132,7 @@ def _table(header: list[str], rows: list[list], row_class: list[str] | None = No
 
 
 def final_errors(run: dict) -> dict:
-    """Last-epoch and best validation errors (centre crop, as training measures them), and any
-    evaluation results (``centre``/``ten`` crops)."""
+    """Last-epoch and best validation errors (centre crop) and any evaluation's (``centre``/``ten`` crops)."""
     errors = {}
     rows = [m for m in run["metrics"] if m.get("val_top1_error") is not None]
     if rows:
@@ -201,7 +197,8 @@ def render_run(run: dict) -> str:
                         ("lrn", render_lrn), ("ablations", render_ablations), ("retrieval", render_retrieval)):
         if key in run["experiments"]:
             parts.append(render(run["experiments"][key]))
-    for name in sorted(run["pictures"], key=lambda n: (PICTURE_ORDER.index(n) if n in PICTURE_ORDER else 99, n)):
+    order = list(CAPTIONS)  # pictures in the order of their captions, others after them by name
+    for name in sorted(run["pictures"], key=lambda n: (order.index(n) if n in order else 99, n)):
         parts.append(f"<figure>{_png(run['pictures'][name])}<figcaption>{escape(CAPTIONS.get(name, name))}"
                      "</figcaption></figure>")
     return "\n".join(parts)
@@ -257,7 +254,6 @@ def render_relu_vs_tanh(result: dict) -> str:
 
 def render_sweep(result: dict) -> str:
     from alexnet.analysis.figure1_sweep import ratio_text
-
     rows = [[r["inputs"], r["init"], r["tanh_lr_choice"], f"{r['relu_lr']:g}", f"{r['tanh_lr']:g}",
              r["relu_epochs_to_25"], r["tanh_epochs_to_25"], ratio_text(r)] for r in result["rows"]]
     return ("<h3>Figure 1: what the ratio depends on</h3>" +
