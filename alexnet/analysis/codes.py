@@ -80,8 +80,7 @@ def encode(model: BinaryAutoencoder, features: np.ndarray, batch_size: int = 409
 def hamming_search(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 16384,
                    faiss_from: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` packed codes of ``base`` nearest to each query in Hamming distance, exhaustively: (distances
-    int [Q, k], indices int64 [Q, k]), nearest and then lower index first. One matrix product of +-1 bits
-    per ``chunk``, or FAISS's ``IndexBinaryFlat`` from ``faiss_from`` codes on (see ``optional_faiss``)."""
+    [Q, k], indices [Q, k]), nearest and then lower index first; FAISS from ``faiss_from`` codes on."""
     faiss = optional_faiss(len(base), faiss_from)
     bits = base.shape[1] * 8
     queries = np.ascontiguousarray(queries, dtype=np.uint8)

@@ -28,8 +28,7 @@ def colour_specificity(kernels: np.ndarray) -> np.ndarray:
 
 
 def tower_specificity(kernels: np.ndarray, towers: int) -> list[dict]:
-    """Per tower (the t-th equal share of the kernels), a dict ready for JSON: its kernel range, the mean
-    and median score and the per-kernel scores."""
+    """Per tower (the t-th equal share of the kernels): kernel range, mean, median and per-kernel scores."""
     scores = colour_specificity(kernels)
     if len(scores) % towers:
         raise ValueError(f"{len(scores)} kernels do not split into {towers} towers")

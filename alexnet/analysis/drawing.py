@@ -79,7 +79,7 @@ def draw_predictions(images: list[np.ndarray], top5: list[list[tuple[str, float]
     rows = -(-n // cols)
     fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 2.6, rows * 4.0 + 0.4),
                              gridspec_kw={"height_ratios": [2.0, 1.3] * rows}, squeeze=False)
-    bars, missed = [], []
+    bars = []
     for i in range(rows * cols):
         r, c = divmod(i, cols)
         image_ax, bar_ax = axes[2 * r, c], axes[2 * r + 1, c]
@@ -100,11 +100,11 @@ def draw_predictions(images: list[np.ndarray], top5: list[list[tuple[str, float]
             # under the probability axis, centred: inside the chart it covered the bars and their labels
             bar_ax.text(0.5, -0.2, f"true class not in top {count}", transform=bar_ax.transAxes,
                         ha="center", va="top", fontsize=7, color="tab:red", gid="not-in-top")
-            missed.append(i)
         bars.append(len(bar_ax.patches))
     fig.legend(handles=[Patch(color="tab:red", label="true class"), Patch(color="tab:blue", label="other labels")],
                loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, 1))
+    missed = [i for i in range(n) if true_ranks[i] is None]
     return fig, Layout(panels=n, items_per_panel=bars, notes={"true_class_missing": missed})
 
 
@@ -114,8 +114,7 @@ def _short(label: str, width: int = 22) -> str:
 
 def draw_neighbours(queries: list[np.ndarray], neighbours: list[list[np.ndarray]],
                     query_labels: list[str] | None = None, neighbour_labels: list[list[str]] | None = None):
-    """Figure 4 (right): each row is a query image (framed red) followed by its nearest training
-    images, each titled with its class (``query_labels``, ``neighbour_labels``) where given."""
+    """Figure 4 (right): per row a query image (framed red), then its nearest training images; titled if labelled."""
     plt = pyplot()
     rows = len(queries)
     cols = 1 + max(len(row) for row in neighbours)
@@ -138,9 +137,8 @@ def draw_neighbours(queries: list[np.ndarray], neighbours: list[list[np.ndarray]
 
 
 def draw_curves(metrics: list[dict], classes: int | None = None):
-    """Training and validation top-1 and top-5 error per epoch of metrics.jsonl's rows: dotted lines at
-    learning-rate divisions (section 5), dash-dotted at chance given ``classes``. The axis spans 0-100%
-    so that a run that learns nothing reads as flat, not as noise magnified."""
+    """Top-1 and top-5 error per epoch of metrics.jsonl's rows, dotted lines at learning-rate divisions (section
+    5), dash-dotted at chance given ``classes``; 0-100%, so that a run that learns nothing reads as flat."""
     from matplotlib.ticker import MaxNLocator
     plt = pyplot()
     epochs = [m["epoch"] for m in metrics]

@@ -33,8 +33,7 @@ def conv1_kernels(model) -> tuple[np.ndarray, int]:
 
 
 def figure_kernels(model, out: Path) -> list[dict]:
-    """Figure 3 and its colour-specificity numbers (printed and in colour.json): each tower's, what
-    random kernels score, and whether the towers differ as the paper's do."""
+    """Figure 3 and its colour-specificity numbers (printed and in colour.json), beside random kernels'."""
     kernels, towers = conv1_kernels(model)
     specificity = tower_specificity(kernels, towers)
     random = random_kernel_specificity(kernels.shape[1], kernels.shape[2:])
@@ -56,8 +55,7 @@ def figure_kernels(model, out: Path) -> list[dict]:
 
 
 def figure_predictions(model, val, indices, names, device, out: Path):
-    """Figure 4 (left): the five most probable classes of the centre patches of ``val[indices]``;
-    ``names[c]`` labels class ``c``."""
+    """Figure 4 (left): the five most probable classes of ``val[indices]``; ``names[c]`` labels class ``c``."""
     model = model.to(device).eval()
     images, _, windows = next(iter(centre_batches(val, indices, model.input_size, len(indices))))
     probs = class_probabilities([model], [CentreInput(model, val, device).transform], images, windows)

@@ -1,9 +1,7 @@
-"""A locally connected layer, cuda-convnet's ``type=local`` (section 3.3's CIFAR-10 nets): a convolution
-whose filters and biases are not shared between the output positions p, which PyTorch does not have:
+"""A locally connected layer, cuda-convnet's ``type=local`` (section 3.3's CIFAR-10 nets), which PyTorch
+lacks: filters and biases not shared between output positions p, one unfold and one batched product:
 
     y[n, o, p] = b[o, p] + sum_{c, i, j} w[p, o, (c, i, j)] * x_padded[n, c, row(p) + i, col(p) + j]
-
-One unfold and one batched matrix product over the positions: no Python loop, autograd's backward too.
 """
 
 from __future__ import annotations
@@ -39,12 +37,11 @@ class LocallyConnected2d(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"LocallyConnected2d expects [N, {expected[0]}, {expected[1]}, {expected[2]}] "
                              f"inputs, got {tuple(x.shape)}")
-        n = x.shape[0]
         cols = nn.functional.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # [N, CKK, P]
         # [P, N, CKK] x [P, CKK, O] -> [P, N, O]; one contiguous copy of the columns first, else
         # bmm copies each position's strided matrix on its own (about 20% slower forward+backward)
         y = torch.bmm(cols.permute(2, 0, 1).contiguous(), self.weight.transpose(1, 2))
-        y = y.permute(1, 2, 0).reshape(n, self.out_channels, self.out_size, self.out_size)
+        y = y.permute(1, 2, 0).reshape(len(x), self.out_channels, self.out_size, self.out_size)
         return y + self.bias
 
     def extra_repr(self) -> str:

@@ -25,8 +25,7 @@ FAISS_FROM = 200_000  # base vectors from which FAISS, when installed, searches 
 
 
 def optional_faiss(rows: int, faiss_from: float | None = None):
-    """FAISS when it is installed and ``rows`` reaches ``faiss_from`` (default ``FAISS_FROM``;
-    ``math.inf``: never), else None."""
+    """FAISS if installed and ``rows`` reaches ``faiss_from`` (default ``FAISS_FROM``; ``math.inf``: never)."""
     if rows < (FAISS_FROM if faiss_from is None else faiss_from):
         return None
     try:

@@ -1,9 +1,6 @@
-"""``alexnet report RUN_DIR... --out report.html``: one self-contained HTML page (pictures inlined
-as base64) that puts runs and experiment results beside the paper's Table 2 (docs/analysis.md).
-
-Each file is checked against :mod:`alexnet.analysis.report_schema` before anything is drawn, and
-all its text is escaped: no element or attribute of the page comes from a file.
-"""
+"""``alexnet report RUN_DIR... --out report.html``: one self-contained HTML page that puts runs beside
+the paper's Table 2 (docs/analysis.md). Each file is checked (:mod:`alexnet.analysis.report_schema`)
+before anything is drawn and all its text is escaped: no element or attribute comes from a file."""
 
 from __future__ import annotations
 
@@ -158,15 +155,13 @@ CHANCE_NOTE = ("Chance: the top-1 / top-5 error of guessing uniformly among the 
 def table2(runs: list[dict]) -> str:
     """The paper's Table 2 with a row per run (its best available validation errors)."""
     rows = [[name, _pct(t1), _pct(t5), _pct(test5), chance(1000)] for name, t1, t5, test5 in PAPER_TABLE2]
-    classes = ["paper"] * len(rows)
+    labels = {"ten": "ten crops", "centre": "centre crop", "best": "best epoch, centre crop"}  # the first found
     for run in runs:
         errors = final_errors(run)
-        for key, label in (("ten", "ten crops"), ("centre", "centre crop"), ("best", "best epoch, centre crop")):
-            if key in errors:
-                _, t1, t5 = errors[key]
-                rows.append([f"{run['name']} ({label})", _pct(t1), _pct(t5), "–", chance(run["classes"])])
-                classes.append("run")
-                break
+        if key := next((key for key in labels if key in errors), None):
+            _, t1, t5 = errors[key]
+            rows.append([f"{run['name']} ({labels[key]})", _pct(t1), _pct(t5), "–", chance(run["classes"])])
+    classes = ["paper"] * len(PAPER_TABLE2) + ["run"] * (len(rows) - len(PAPER_TABLE2))
     header = ["model", "top-1 (val)", "top-5 (val)", "top-5 (test)", "chance top-1 / top-5"]
     return (_table(header, rows, classes) +
             '<p class="meta">Paper rows: ILSVRC-2012 (Table 2; * = pre-trained on ImageNet Fall 2011). '

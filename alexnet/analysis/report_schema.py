@@ -74,8 +74,7 @@ def _expected(schema) -> str:
 
 
 def check(value, schema, path: Path | str, field: str = "") -> None:
-    """Refuse ``value`` unless it has ``schema``'s shape (see :data:`EXPERIMENTS`): a UserError naming
-    the file and the field."""
+    """Refuse ``value`` unless it has ``schema``'s shape (see :data:`EXPERIMENTS`): a UserError naming the field."""
     if not _fits(value, schema):
         what = next((name for kind, name in NAMES.items() if _fits(value, kind)), "another kind of value")
         raise UserError(f"{path}: {field or 'the file'} is {what}, not {_expected(schema)}; "
