@@ -55,26 +55,21 @@ def load_split_features(out: Path):
 def compare(base, base_labels, queries, query_labels, bits=256, hidden=1024, k=10, epochs=10,
             seed=0, device="cpu") -> dict:
     """Euclidean search of full fc7 vectors against Hamming search of learned binary codes."""
-    start = time.perf_counter()
-    euclid = nearest(base, queries, k)[1]
-    euclid_s = time.perf_counter() - start
+    def measured(search, base_vectors, query_vectors, bytes_per_image: int) -> dict:
+        start = time.perf_counter()
+        found = search(base_vectors, query_vectors, k)[1]
+        seconds = time.perf_counter() - start
+        return {"precision_at_k": precision_at_k(base_labels[found], query_labels), "bytes_per_image": bytes_per_image,
+                "index_bytes": bytes_per_image * len(base), "search_seconds": seconds,
+                "queries_per_s": len(queries) / seconds}
+
+    euclidean = measured(nearest, base, queries, 4 * base.shape[1])
     autoencoder = train_autoencoder(base, bits, hidden, epochs, seed=seed, device=device)
-    base_codes, query_codes = encode(autoencoder, base), encode(autoencoder, queries)
-    start = time.perf_counter()
-    hamming = hamming_search(base_codes, query_codes, k)[1]
-    hamming_s = time.perf_counter() - start
-    dim = base.shape[1]
-    return {
-        "base_images": len(base), "queries": len(queries), "k": k, "feature_dim": dim,
-        "euclidean_fc7": {"precision_at_k": precision_at_k(base_labels[euclid], query_labels),
-                          "bytes_per_image": 4 * dim, "index_bytes": 4 * dim * len(base),
-                          "search_seconds": euclid_s, "queries_per_s": len(queries) / euclid_s},
-        "binary_codes": {"bits": bits, "precision_at_k": precision_at_k(base_labels[hamming], query_labels),
-                         "bytes_per_image": bits // 8, "index_bytes": bits // 8 * len(base),
-                         "search_seconds": hamming_s, "queries_per_s": len(queries) / hamming_s,
-                         "autoencoder": {"hidden": hidden, "epochs": epochs}},
-        "chance_precision": float(np.mean([np.mean(base_labels == c) for c in query_labels])),
-    }
+    binary = measured(hamming_search, encode(autoencoder, base), encode(autoencoder, queries), bits // 8)
+    return {"base_images": len(base), "queries": len(queries), "k": k, "feature_dim": base.shape[1],
+            "euclidean_fc7": euclidean,
+            "binary_codes": {"bits": bits} | binary | {"autoencoder": {"hidden": hidden, "epochs": epochs}},
+            "chance_precision": float(np.mean([np.mean(base_labels == c) for c in query_labels]))}
 
 
 def run(args: argparse.Namespace) -> int:
