@@ -55,8 +55,7 @@ def train_autoencoder(features: np.ndarray, bits: int = 256, hidden: int = 1024,
         for s in range(steps):
             rows = np.sort(order[s * batch_size : (s + 1) * batch_size])
             x = float_rows(features[rows]).to(device)
-            reconstruction, _ = model(x)
-            loss = nn.functional.mse_loss(reconstruction, (x - model.shift) * model.scale)
+            loss = nn.functional.mse_loss(model(x)[0], (x - model.shift) * model.scale)  # [0]: the reconstruction
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -69,10 +68,9 @@ def train_autoencoder(features: np.ndarray, bits: int = 256, hidden: int = 1024,
 @torch.no_grad()
 def encode(model: BinaryAutoencoder, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Packed binary codes, uint8 [N, bits / 8] (bit i of a code: logit i > 0)."""
-    device = model.shift.device
     out = np.empty((len(features), model.bits // 8), np.uint8)
     for start in range(0, len(features), batch_size):
-        x = float_rows(features[start : start + batch_size]).to(device)
+        x = float_rows(features[start : start + batch_size]).to(model.shift.device)
         out[start : start + len(x)] = np.packbits((model.logits(x) > 0).cpu().numpy(), axis=1)
     return out
 

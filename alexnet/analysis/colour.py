@@ -63,13 +63,12 @@ def compare_towers(towers: list[dict], random: dict) -> dict | None:
     differ = apart > SEPARATION
     head = f"tower 1 {means[0]:.2f}, tower 2 {means[1]:.2f} (a random kernel {random['mean']:.2f})"
     if differ:
-        verdict = (f"tower {colour} more colour-specific, tower {3 - colour} nearer grey "
-                   f"({apart:.0f} standard errors apart), as the paper says (which tower takes colour "
-                   f"is arbitrary)")
+        verdict = (f"tower {colour} more colour-specific, tower {3 - colour} nearer grey ({apart:.0f} standard "
+                   "errors apart), as the paper says (which tower takes colour is arbitrary)")
     else:
+        at_random = all(abs(m - random["mean"]) < SEPARATION * random["sd"] for m in means)
         verdict = (f"the towers do not differ ({apart:.1f} standard errors apart), not as the paper says"
-                   + (", both at the level of random kernels" if all(
-                       abs(m - random["mean"]) < SEPARATION * random["sd"] for m in means) else ""))
+                   + (", both at the level of random kernels" if at_random else ""))
     return {"means": means, "difference": difference, "standard_errors_apart": apart,
             "towers_differ": differ, "more_colour_specific": colour if differ else None,
             "as_the_paper_says": differ, "line": f"{head}: {verdict}"}

@@ -78,12 +78,11 @@ def figure_neighbours(model, train, val, queries, train_indices, k, args, out: P
     query = extract_features(model, val, queries, args.batch_size, device, 0, desc="fc7 of queries")
     _, found = nearest(base, query, k)
     size, names = model.input_size, class_names(model, val)
-    fig, layout = drawing.draw_neighbours(
-        [centre_crop(val[int(q)][0], size) for q in queries],
-        [[centre_crop(train[int(train_indices[j])][0], size) for j in row] for row in found],
-        [names[int(val[int(q)][1])] for q in queries],
-        [[names[int(train.labels[int(train_indices[j])])] for j in row] for row in found],
-    )
+    rows = [[int(train_indices[j]) for j in row] for row in found]  # indices into ``train``
+    fig, layout = drawing.draw_neighbours([centre_crop(val[int(q)][0], size) for q in queries],
+                                          [[centre_crop(train[j][0], size) for j in row] for row in rows],
+                                          [names[int(val[int(q)][1])] for q in queries],
+                                          [[names[int(train.labels[j])] for j in row] for row in rows])
     save_figure(fig, out / "neighbours.png")
     return layout
 

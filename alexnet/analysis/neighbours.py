@@ -83,7 +83,6 @@ def nearest(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 65536,
     ``faiss_from`` rows on (see ``optional_faiss``)."""
     faiss = optional_faiss(len(base), faiss_from)
     q = float_rows(queries)
-    queries = q.numpy()
     q_norms = (q * q).sum(1, keepdim=True)
 
     def search(part, k):
@@ -91,7 +90,7 @@ def nearest(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 65536,
         if faiss is not None:
             index = faiss.IndexFlatL2(b.shape[1])
             index.add(b.numpy())
-            return index.search(queries, k)
+            return index.search(q.numpy(), k)
         squared = torch.addmm((b * b).sum(1)[None], q, b.T, alpha=-2).add_(q_norms).clamp_min_(0)
         d, i = squared.topk(k, dim=1, largest=False)
         return d.numpy(), i.numpy()

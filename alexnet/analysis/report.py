@@ -136,8 +136,7 @@ def final_errors(run: dict) -> dict:
         for key, row in (("last", rows[-1]), ("best", min(rows, key=lambda m: m["val_top1_error"]))):
             errors[key] = (row["epoch"], row["val_top1_error"], row.get("val_top5_error"))
     for ev in run["evaluations"]:
-        crops = "ten" if ev.get("crops") == "ten" else "centre"
-        errors[crops] = (ev.get("images"), ev["top1_error"], ev["top5_error"])
+        errors["ten" if ev.get("crops") == "ten" else "centre"] = (ev.get("images"), ev["top1_error"], ev["top5_error"])
     return errors
 
 
