@@ -44,8 +44,7 @@ def random_kernel_specificity(channels: int = 3, size: tuple[int, int] = (11, 11
     (C-1)m, so the score is Beta((C-1)m/2, m/2): mean (C-1)/C, sd 0.035 for 11x11 RGB kernels."""
     m = size[0] * size[1]
     a, b = (channels - 1) * m / 2, m / 2
-    return {"mean": a / (a + b), "sd": math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))),
-            "kernel": [channels, *size]}
+    return {"mean": a / (a + b), "sd": math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))), "kernel": [channels, *size]}
 
 
 def compare_towers(towers: list[dict], random: dict) -> dict | None:
@@ -69,6 +68,6 @@ def compare_towers(towers: list[dict], random: dict) -> dict | None:
         at_random = all(abs(m - random["mean"]) < SEPARATION * random["sd"] for m in means)
         verdict = (f"the towers do not differ ({apart:.1f} standard errors apart), not as the paper says"
                    + (", both at the level of random kernels" if at_random else ""))
-    return {"means": means, "difference": difference, "standard_errors_apart": apart,
-            "towers_differ": differ, "more_colour_specific": colour if differ else None,
-            "as_the_paper_says": differ, "line": f"{head}: {verdict}"}
+    return {"means": means, "difference": difference, "standard_errors_apart": apart, "towers_differ": differ,
+            "more_colour_specific": colour if differ else None, "as_the_paper_says": differ,
+            "line": f"{head}: {verdict}"}

@@ -25,9 +25,8 @@ ERROR = maybe(float)
 # (schema, ...) (a list of exactly these), OneOf. Other keys are not read. Experiments by file name:
 EXPERIMENTS = {
     "colour": {"towers": [{"tower": int, "kernels": (int, int), "mean_specificity": float,
-                           "median_specificity": float}],
-               "random_kernel?": maybe({"mean": float}), "comparison?": maybe({"line": str}), "measure?": str,
-               "paper?": str},
+                           "median_specificity": float}], "random_kernel?": maybe({"mean": float}),
+               "comparison?": maybe({"line": str}), "measure?": str, "paper?": str},
     "relu-vs-tanh": {"images": int, "epochs": int, "protocol?": {str: OneOf((str, float, bool, None))},
                      "runs": {a: [{"seed": int, "lr": float, "epochs": int, "crossing_25": CROSSING}]
                               for a in ("relu", "tanh")},
@@ -47,8 +46,7 @@ EXPERIMENTS = {
 }
 EVALUATION = {"top1_error": float, "top5_error": float, "images?": maybe(int), "crops?": maybe(str),
               "per_class_accuracy?": maybe(dict)}  # alexnet evaluate --json
-METRICS_ROW = {"epoch": int, "lr?": ERROR, **{f"{split}_top{k}_error?": ERROR for split in ("train", "val")
-                                              for k in (1, 5)}}
+METRICS_ROW = {"epoch": int, "lr?": ERROR, **{f"{s}_top{k}_error?": ERROR for s in ("train", "val") for k in (1, 5)}}
 NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false", None: "null",
          dict: "an object", list: "a list"}
 
