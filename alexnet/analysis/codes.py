@@ -29,8 +29,7 @@ class BinaryAutoencoder(nn.Module):
         return self.encoder((features - self.shift) * self.scale)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction of the standardised features, the binary code): the code in the forward pass,
-        the logistic unit's gradient in the backward (straight-through), so the decoder learns from the bits."""
+        """(reconstruction of the standardised features, binary code with straight-through gradient)."""
         p = torch.sigmoid(self.logits(features))
         code = p + ((p > 0.5).float() - p).detach()
         return self.decoder(code), code
@@ -49,19 +48,18 @@ def train_autoencoder(features: np.ndarray, bits: int = 256, hidden: int = 1024,
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     steps = max(1, len(features) // batch_size)
-    progress = console.progress(total=epochs * steps, desc=f"autoencoder to {bits} bits", unit="batch")
-    for _ in range(epochs):
-        order = rng.permutation(len(features))
-        for s in range(steps):
-            rows = np.sort(order[s * batch_size : (s + 1) * batch_size])
-            x = float_rows(features[rows]).to(device)
-            loss = nn.functional.mse_loss(model(x)[0], (x - model.shift) * model.scale)  # [0]: the reconstruction
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            progress.update()
-            progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    progress.close()
+    with console.progress(total=epochs * steps, desc=f"autoencoder to {bits} bits", unit="batch") as progress:
+        for _ in range(epochs):
+            order = rng.permutation(len(features))
+            for s in range(steps):
+                rows = np.sort(order[s * batch_size : (s + 1) * batch_size])
+                x = float_rows(features[rows]).to(device)
+                loss = nn.functional.mse_loss(model(x)[0], (x - model.shift) * model.scale)  # [0]: reconstruction
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                progress.update()
+                progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return model.eval()
 
 
@@ -89,9 +87,8 @@ def hamming_search(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1
             index = faiss.IndexBinaryFlat(bits)
             index.add(np.ascontiguousarray(part, dtype=np.uint8))
             return index.search(queries, k)
-        # One float32 key per (distance d, index i) in one fused product: i - n/2 q.b, which is
-        # n d + i less a constant, so ties come out lower index first. Every value is an integer
-        # below 2^24 (the chunk is bounded for that), hence exact.
+        # One float32 key per (distance d, index i) in one product: i - n/2 q.b = n d + i less a constant, so
+        # ties come out lower index first; all integers below 2^24 (the chunk is bounded for that): exact.
         n = len(part)
         keys = torch.addmm(torch.arange(n, dtype=torch.float32)[None], q, signs(part).T, alpha=-n / 2)
         top = keys.topk(k, dim=1, largest=False).values.to(torch.int64) + n * bits // 2

@@ -48,9 +48,8 @@ def random_kernel_specificity(channels: int = 3, size: tuple[int, int] = (11, 11
 
 
 def compare_towers(towers: list[dict], random: dict) -> dict | None:
-    """Whether two towers differ in colour specificity as the paper's do (section 6.1), beside the
-    random-kernel level: their means more than :data:`SEPARATION` standard errors apart (which tower
-    takes the colour is arbitrary, "modulo a renumbering of the GPUs"); None for one tower."""
+    """Whether two towers' means lie :data:`SEPARATION` standard errors apart, as the paper's (section 6.1,
+    either tower "modulo a renumbering of the GPUs"), beside random kernels'; None for one tower."""
     if len(towers) != 2:
         return None
     scores = [np.asarray(t["per_kernel"], dtype=np.float64) for t in towers]

@@ -67,9 +67,8 @@ def draw_kernels(kernels: np.ndarray, towers: int, specificity: list[dict] | Non
 
 def draw_predictions(images: list[np.ndarray], top5: list[list[tuple[str, float]]],
                      truths: list[str], true_ranks: list[int | None] | None = None, cols: int = 4):
-    """Figure 4 (left): each image, titled with its correct label, above a bar chart of its five most
-    probable labels, the correct one red. ``top5[i]`` lists (label, probability), most probable first;
-    ``true_ranks[i]`` is the correct label's place in it, None when absent (default: found by label)."""
+    """Figure 4 (left): each image above its five most probable labels (``top5[i]``: (label, probability)),
+    the correct one red at ``true_ranks[i]`` (None: absent; default: found by label)."""
     from matplotlib.patches import Patch
     plt = pyplot()
     if true_ranks is None:

@@ -61,9 +61,8 @@ def extract_features(model, dataset, indices, batch_size: int = 128, device="cpu
 
 
 def chunked_topk(base, chunk: int, k: int, search):
-    """The ``k`` smallest distances over every row of ``base``, ``chunk`` rows at a time, given
-    ``search(part, k)`` -> (distances [Q, k], indices in the chunk [Q, k]): (distances, indices into
-    ``base``), smallest and then lower index first."""
+    """(distances, indices) of the ``k`` nearest rows of ``base``, smallest and then lower index first, from
+    ``search(part, k)`` -> (distances [Q, k], indices in ``part`` [Q, k]) on ``chunk`` rows at a time."""
     best_d, best_i = None, None
     for start in range(0, len(base), chunk):
         part = base[start : start + chunk]
@@ -78,9 +77,8 @@ def chunked_topk(base, chunk: int, k: int, search):
 
 def nearest(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 65536,
             faiss_from: float | None = None):
-    """The ``k`` rows of ``base`` (a memory map, read ``chunk`` rows at a time) nearest to each query:
-    (Euclidean distances, not squared [Q, k], indices [Q, k]), nearest first; FAISS searches from
-    ``faiss_from`` rows on (see ``optional_faiss``)."""
+    """(Euclidean distances, not squared [Q, k], indices [Q, k]) of the ``k`` rows of ``base`` (read ``chunk``
+    rows at a time: a memory map fits) nearest to each query; FAISS from ``faiss_from`` rows on."""
     faiss = optional_faiss(len(base), faiss_from)
     q = float_rows(queries)
     q_norms = (q * q).sum(1, keepdim=True)
