@@ -1,6 +1,5 @@
-"""Short binary codes of fc7 features, searched by Hamming distance: section 6.1's proposal to compress
-fc7 "to short binary codes" with an auto-encoder (docs/analysis.md). Packed 8 bits to a byte: 32 bytes
-per image for 256 bits against 16,384 for a float32 fc7 vector."""
+"""Section 6.1's proposal: an auto-encoder compresses fc7 "to short binary codes", packed 8 bits to a byte
+(32 bytes for 256 bits against fc7's 16,384) and searched by Hamming distance (docs/analysis.md)."""
 
 from __future__ import annotations
 

@@ -39,9 +39,8 @@ def tower_specificity(kernels: np.ndarray, towers: int) -> list[dict]:
 
 
 def random_kernel_specificity(channels: int = 3, size: tuple[int, int] = (11, 11)) -> dict:
-    """Mean and standard deviation of the score of kernels of independent Gaussian weights
-    ``[channels, *size]``: the grey energy is chi-square with m = h*w degrees of freedom, the rest with
-    (C-1)m, so the score is Beta((C-1)m/2, m/2): mean (C-1)/C, sd 0.035 for 11x11 RGB kernels."""
+    """Mean and sd of the score of Gaussian kernels ``[channels, *size]``: grey energy chi-square with m = h*w
+    degrees of freedom, the rest (C-1)m, so Beta((C-1)m/2, m/2): mean (C-1)/C, sd 0.035 for 11x11 RGB."""
     m = size[0] * size[1]
     a, b = (channels - 1) * m / 2, m / 2
     return {"mean": a / (a + b), "sd": math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))), "kernel": [channels, *size]}

@@ -112,6 +112,7 @@ def _png(path_or_fig) -> str:
 
 
 def _pct(value, form: str = "{:.1f}%") -> str:
+    """``value`` in ``form`` (default a percentage), a dash for None."""
     return "–" if value is None else form.format(value)
 
 
@@ -154,7 +155,7 @@ CHANCE_NOTE = ("Chance: the top-1 / top-5 error of guessing uniformly among the 
 def table2(runs: list[dict]) -> str:
     """The paper's Table 2 with a row per run (its best available validation errors)."""
     rows = [[name, _pct(t1), _pct(t5), _pct(test5), chance(1000)] for name, t1, t5, test5 in PAPER_TABLE2]
-    labels = {"ten": "ten crops", "centre": "centre crop", "best": "best epoch, centre crop"}  # the first found
+    labels = {"ten": "ten crops", "centre": "centre crop", "best": "best epoch, centre crop"}  # the first a run has
     for run in runs:
         errors = final_errors(run)
         if key := next((key for key in labels if key in errors), None):

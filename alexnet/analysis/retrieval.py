@@ -1,7 +1,6 @@
-"""``alexnet retrieval RUN_DIR_OR_CHECKPOINT --data PREPARED --out DIR``: section 6.1's proposal. The k
-nearest training images of each validation image by Euclidean distance of fc7 features (``fc7-*.npy``,
-reused when RUN_DIR_OR_CHECKPOINT is left out) against Hamming distance of learned binary codes:
-precision at k, bytes per image and queries per second in ``retrieval.json`` (docs/analysis.md)."""
+"""``alexnet retrieval [RUN_DIR_OR_CHECKPOINT --data PREPARED] --out DIR``: section 6.1's proposal, fc7
+features (``fc7-*.npy``, reused without RUN_DIR_OR_CHECKPOINT) searched by Euclidean distance against
+learned binary codes by Hamming distance: precision at k, memory and speed in ``retrieval.json``."""
 
 from __future__ import annotations
 
