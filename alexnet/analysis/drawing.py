@@ -157,12 +157,11 @@ def draw_curves(metrics: list[dict], classes: int | None = None):
             chance = chance_error(classes, k)
             ax.axhline(chance, color="black", linestyle="-.", linewidth=1,
                        label=f"chance ({chance:.1f}%, {classes} classes)")
-        ax.set_ylim(0, 100)
         if len(set(epochs)) == 1:  # else matplotlib spans a hair around the one epoch, in fractions
             ax.set(xlim=(epochs[0] - 0.5, epochs[0] + 0.5), xticks=epochs[:1])
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(xlabel="epoch", ylabel=f"top-{k} error (%)")
+        ax.set(ylim=(0, 100), xlabel="epoch", ylabel=f"top-{k} error (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if reductions:
