@@ -1,20 +1,5 @@
-"""Short binary codes for fc7 features, searched by Hamming distance (section 6.1's proposal).
-
-The paper: "Computing similarity by using Euclidean distance between two 4096-dimensional,
-real-valued vectors is inefficient, but it could be made efficient by training an auto-encoder
-to compress these vectors to short binary codes. This should produce a much better
-image-retrieval method than applying autoencoders to the raw pixels [Krizhevsky & Hinton 2011]."
-
-``BinaryAutoencoder`` maps standardised fc7 vectors through one hidden layer to ``bits``
-logistic units and back. The code is the sign of each unit's logit. Training sees the binary
-code in the forward pass and the logistic unit's gradient in the backward pass (the
-straight-through estimator), so the decoder learns to reconstruct from exactly the bits that
-retrieval will use; Krizhevsky and Hinton (2011) reached the same end by adding noise to the
-code layer. Codes are packed 8 bits to a byte, 32 bytes per image for 256 bits against the
-16,384 bytes of a float32 fc7 vector, and searched exhaustively: a matrix product of +-1 codes in
-torch, or FAISS's binary index (``IndexBinaryFlat``, XOR and popcount) for large bases where
-FAISS is installed.
-"""
+"""Section 6.1's proposal: an auto-encoder compresses fc7 "to short binary codes", packed 8 bits to a byte
+(32 bytes for 256 bits against fc7's 16,384) and searched by Hamming distance (docs/analysis.md)."""
 
 from __future__ import annotations
 
@@ -39,19 +24,11 @@ class BinaryAutoencoder(nn.Module):
         self.register_buffer("scale", torch.ones(dim))
         self.bits = bits
 
-    def fit_standardisation(self, features: np.ndarray, sample: int = 100_000, seed: int = 0) -> None:
-        """Per-dimension mean and standard deviation from (a sample of) the base features."""
-        rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(len(features), size=min(sample, len(features)), replace=False))
-        x = float_rows(features[rows])
-        self.shift.copy_(x.mean(0))
-        self.scale.copy_(1.0 / x.std(0).clamp_min(1e-3))
-
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.encoder((features - self.shift) * self.scale)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction of the standardised features, the binary code with straight-through gradient)."""
+        """(reconstruction of the standardised features, binary code with straight-through gradient)."""
         p = torch.sigmoid(self.logits(features))
         code = p + ((p > 0.5).float() - p).detach()
         return self.decoder(code), code
@@ -62,49 +39,43 @@ def train_autoencoder(features: np.ndarray, bits: int = 256, hidden: int = 1024,
     """Train a ``BinaryAutoencoder`` to reconstruct ``features`` [N, D] (mean squared error, Adam)."""
     torch.manual_seed(seed)
     model = BinaryAutoencoder(features.shape[1], bits, hidden)
-    model.fit_standardisation(features, seed=seed)
+    sample = np.random.default_rng(seed).choice(len(features), size=min(100_000, len(features)), replace=False)
+    x = float_rows(features[np.sort(sample)])  # standardised by a sample of the base
+    model.shift.copy_(x.mean(0))
+    model.scale.copy_(1.0 / x.std(0).clamp_min(1e-3))
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     steps = max(1, len(features) // batch_size)
-    progress = console.progress(total=epochs * steps, desc=f"autoencoder to {bits} bits", unit="batch")
-    for _ in range(epochs):
-        order = rng.permutation(len(features))
-        for s in range(steps):
-            rows = np.sort(order[s * batch_size : (s + 1) * batch_size])
-            x = float_rows(features[rows]).to(device)
-            reconstruction, _ = model(x)
-            loss = nn.functional.mse_loss(reconstruction, (x - model.shift) * model.scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            progress.update()
-            progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    progress.close()
+    with console.progress(total=epochs * steps, desc=f"autoencoder to {bits} bits", unit="batch") as progress:
+        for _ in range(epochs):
+            order = rng.permutation(len(features))
+            for s in range(steps):
+                rows = np.sort(order[s * batch_size : (s + 1) * batch_size])
+                x = float_rows(features[rows]).to(device)
+                loss = nn.functional.mse_loss(model(x)[0], (x - model.shift) * model.scale)  # [0]: reconstruction
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                progress.update()
+                progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return model.eval()
 
 
 @torch.no_grad()
 def encode(model: BinaryAutoencoder, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """Packed binary codes, uint8 [N, bits / 8] (bit i of a code: logit i > 0)."""
-    device = model.shift.device
     out = np.empty((len(features), model.bits // 8), np.uint8)
     for start in range(0, len(features), batch_size):
-        x = float_rows(features[start : start + batch_size]).to(device)
+        x = float_rows(features[start : start + batch_size]).to(model.shift.device)
         out[start : start + len(x)] = np.packbits((model.logits(x) > 0).cpu().numpy(), axis=1)
     return out
 
 
 def hamming_search(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 16384,
                    faiss_from: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` packed codes of ``base`` nearest to each query in Hamming distance (exhaustive).
-
-    Returns (distances int [Q, k], indices int64 [Q, k]), nearest first, equal distances lower
-    index first. With the bits as +-1 vectors, Hamming distance is ``(bits - q.b) / 2``: one
-    matrix product per ``chunk`` of codes, exact in float32 (sums of +-1). FAISS's
-    ``IndexBinaryFlat`` (XOR and popcount) searches instead when installed and ``base`` has at
-    least ``faiss_from`` codes (default ``FAISS_FROM``; ``math.inf``: torch always).
-    """
+    """The ``k`` packed codes of ``base`` nearest to each query in Hamming distance, exhaustively: (distances
+    [Q, k], indices [Q, k]), nearest and then lower index first; FAISS from ``faiss_from`` codes on."""
     faiss = optional_faiss(len(base), faiss_from)
     bits = base.shape[1] * 8
     queries = np.ascontiguousarray(queries, dtype=np.uint8)
@@ -115,9 +86,8 @@ def hamming_search(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1
             index = faiss.IndexBinaryFlat(bits)
             index.add(np.ascontiguousarray(part, dtype=np.uint8))
             return index.search(queries, k)
-        # One float32 key per (distance d, index i) in one fused product: i - n/2 q.b, which is
-        # n d + i less a constant, so ties come out lower index first. Every value is an integer
-        # below 2^24 (the chunk is bounded for that), hence exact.
+        # One float32 key per (distance d, index i) in one product: i - n/2 q.b = n d + i less a constant, so
+        # ties come out lower index first; all integers below 2^24 (the chunk is bounded for that): exact.
         n = len(part)
         keys = torch.addmm(torch.arange(n, dtype=torch.float32)[None], q, signs(part).T, alpha=-n / 2)
         top = keys.topk(k, dim=1, largest=False).values.to(torch.int64) + n * bits // 2

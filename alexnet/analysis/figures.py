@@ -1,16 +1,5 @@
-"""``alexnet figures``: the paper's Figures 3 and 4 and the training curves of a run (section 6.1).
-
-    alexnet figures RUN_DIR_OR_CHECKPOINT --data PREPARED --out DIR
-
-writes into DIR:
-- ``kernels.png`` and ``colour.json`` (Figure 3): the conv1 kernels, one block per tower, and
-  how colour-specific each tower's kernels are (see ``alexnet.analysis.colour``);
-- ``predictions.png`` (Figure 4, left): validation images with their five most probable labels;
-- ``neighbours.png`` (Figure 4, right): validation images and the six training images nearest
-  to them in fc7 feature space (``alexnet.analysis.neighbours``);
-- ``curves.png``: the run's top-1/top-5 error per epoch with learning-rate reductions marked.
-Without ``--data`` only the kernels and curves are drawn.
-"""
+"""``alexnet figures RUN_DIR_OR_CHECKPOINT [--data PREPARED] --out DIR``: the paper's Figures 3 and 4 (section
+6.1) and a run's training curves; without ``--data`` only the kernels and curves (docs/analysis.md)."""
 
 from __future__ import annotations
 
@@ -33,13 +22,8 @@ from alexnet.inference import class_probabilities, load_model
 
 
 def conv1_kernels(model) -> tuple[np.ndarray, int]:
-    """The first convolution's weights [K, 3, h, w] and the number of towers of the network.
-
-    Towers are read from the second convolution's groups (2 in the paper's network, where
-    conv2 sees only its own tower's half of conv1's maps, and in Caffe's bvlc_alexnet converted,
-    whose LRN normalises across both towers but whose conv2 still has two groups; 1 in one-tower
-    variants).
-    """
+    """The first convolution's weights [K, 3, h, w] and the number of towers of the network, read from
+    the second convolution's groups (2 in the paper's network and in Caffe's bvlc_alexnet)."""
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     if not convs:
         raise UserError(f"model {getattr(model, 'arch', '?')} has no convolution")
@@ -48,8 +32,7 @@ def conv1_kernels(model) -> tuple[np.ndarray, int]:
 
 
 def figure_kernels(model, out: Path) -> list[dict]:
-    """Figure 3 and its colour-specificity numbers (printed and in colour.json): each tower's, what
-    random kernels score, and whether the towers differ as the paper's do."""
+    """Figure 3 and its colour-specificity numbers (printed and in colour.json), beside random kernels'."""
     kernels, towers = conv1_kernels(model)
     specificity = tower_specificity(kernels, towers)
     random = random_kernel_specificity(kernels.shape[1], kernels.shape[2:])
@@ -60,9 +43,7 @@ def figure_kernels(model, out: Path) -> list[dict]:
         "measure": "share of each kernel's energy outside its grey component (0 grey .. 1), mean per tower",
         "paper": "tower 1 largely colour-agnostic, tower 2 largely colour-specific (Figure 3)",
         "random_kernel": random | {"note": "Gaussian weights score Beta((C-1)m/2, m/2): mean (C-1)/C"},
-        "comparison": comparison,
-        "towers": specificity,
-    })
+        "comparison": comparison, "towers": specificity})
     for t in specificity:
         print(f"tower {t['tower']} (kernels {t['kernels'][0]}-{t['kernels'][1]}): colour specificity "
               f"{t['mean_specificity']:.3f} mean, {t['median_specificity']:.3f} median")
@@ -72,18 +53,12 @@ def figure_kernels(model, out: Path) -> list[dict]:
     return specificity
 
 
-def top5(model, dataset, indices, device) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities [N, 5], classes [N, 5]) of the centre patches of ``dataset[indices]``."""
-    model = model.to(device).eval()
-    images, _, windows = next(iter(centre_batches(dataset, indices, model.input_size, len(indices))))
-    probs = class_probabilities([model], [CentreInput(model, dataset, device).transform], images, windows)
-    p, c = probs.topk(min(5, probs.shape[1]), dim=1)
-    return p.cpu().numpy(), c.cpu().numpy()
-
-
 def figure_predictions(model, val, indices, names, device, out: Path):
-    """Figure 4 (left); ``names[c]`` labels class ``c``."""
-    probs, classes = top5(model, val, indices, device)
+    """Figure 4 (left): the five most probable classes of ``val[indices]``; ``names[c]`` labels class ``c``."""
+    model = model.to(device).eval()
+    images, _, windows = next(iter(centre_batches(val, indices, model.input_size, len(indices))))
+    probs = class_probabilities([model], [CentreInput(model, val, device).transform], images, windows)
+    probs, classes = (t.cpu().numpy() for t in probs.topk(min(5, probs.shape[1]), dim=1))
     images = [centre_crop(val[int(i)][0], model.input_size) for i in indices]
     labels = [int(val[int(i)][1]) for i in indices]
     top = [[(names[c], float(p)) for c, p in zip(cs, ps)] for cs, ps in zip(classes, probs)]
@@ -102,20 +77,18 @@ def figure_neighbours(model, train, val, queries, train_indices, k, args, out: P
     query = extract_features(model, val, queries, args.batch_size, device, 0, desc="fc7 of queries")
     _, found = nearest(base, query, k)
     size, names = model.input_size, class_names(model, val)
-    fig, layout = drawing.draw_neighbours(
-        [centre_crop(val[int(q)][0], size) for q in queries],
-        [[centre_crop(train[int(train_indices[j])][0], size) for j in row] for row in found],
-        [names[int(val[int(q)][1])] for q in queries],
-        [[names[int(train.labels[int(train_indices[j])])] for j in row] for row in found],
-    )
+    rows = [[int(train_indices[j]) for j in row] for row in found]  # indices into ``train``
+    fig, layout = drawing.draw_neighbours([centre_crop(val[int(q)][0], size) for q in queries],
+                                          [[centre_crop(train[j][0], size) for j in row] for row in rows],
+                                          [names[int(val[int(q)][1])] for q in queries],
+                                          [[names[int(train.labels[j])] for j in row] for row in rows])
     save_figure(fig, out / "neighbours.png")
     return layout
 
 
 def class_names(model, dataset) -> list[str]:
     """Readable class names: the dataset's (``class_names``), else the model's, else ``classes``."""
-    names = (getattr(dataset, "class_names", None) or getattr(model, "class_names", None)
-             or dataset.classes)
+    names = getattr(dataset, "class_names", None) or getattr(model, "class_names", None) or dataset.classes
     return [str(n) for n in names]
 
 
@@ -123,32 +96,26 @@ def run(args: argparse.Namespace) -> int:
     checkpoint, run_dir = resolve_checkpoint(args.source)
     out = Path(args.out) if args.out else (run_dir or checkpoint.parent) / "figures"
     with only_writer(out, f"--out {out}"):
-        return _draw(args, checkpoint, run_dir, out)
-
-
-def _draw(args: argparse.Namespace, checkpoint: Path, run_dir: Path | None, out: Path) -> int:
-    model = load_model(checkpoint)
-    if args.data:
-        from alexnet.data.dataset import PreparedDataset
-        from alexnet.data.prepare import ensure_prepared
-
-        root = ensure_prepared(args.data)
-        train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
-        check_classes([model], val, [str(checkpoint)])  # before anything is drawn under wrong names
-    figure_kernels(model, out)
-    written = ["kernels.png", "colour.json"]
-    if run_dir is not None and (metrics := read_metrics(run_dir)):
-        fig, _ = drawing.draw_curves(metrics, class_count(model))
-        save_figure(fig, out / "curves.png")
-        written.append("curves.png")
-    if args.data:
-        rng = np.random.default_rng(args.seed)
-        names = class_names(model, val)
-        picks = rng.choice(len(val), size=min(args.images + args.queries, len(val)), replace=False)
-        figure_predictions(model, val, picks[: args.images], names, pick_device(args.device), out)
-        train_indices = sample_indices(len(train), args.train_limit, rng)
-        queries = picks[args.images :] if len(picks) > args.images else picks[: args.queries]
-        figure_neighbours(model, train, val, queries, train_indices, args.neighbours, args, out)
-        written += ["predictions.png", "neighbours.png", "fc7-train.npy"]
-    print("written: " + ", ".join(str(out / name) for name in written))
+        model = load_model(checkpoint)
+        if args.data:
+            from alexnet.data.dataset import PreparedDataset
+            from alexnet.data.prepare import ensure_prepared
+            root = ensure_prepared(args.data)
+            train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
+            check_classes([model], val, [str(checkpoint)])  # before anything is drawn under wrong names
+        figure_kernels(model, out)
+        written = ["kernels.png", "colour.json"]
+        if run_dir is not None and (metrics := read_metrics(run_dir)):
+            fig, _ = drawing.draw_curves(metrics, class_count(model))
+            save_figure(fig, out / "curves.png")
+            written.append("curves.png")
+        if args.data:
+            rng = np.random.default_rng(args.seed)
+            picks = rng.choice(len(val), size=min(args.images + args.queries, len(val)), replace=False)
+            figure_predictions(model, val, picks[: args.images], class_names(model, val), pick_device(args.device), out)
+            train_indices = sample_indices(len(train), args.train_limit, rng)
+            queries = picks[args.images :] if len(picks) > args.images else picks[: args.queries]
+            figure_neighbours(model, train, val, queries, train_indices, args.neighbours, args, out)
+            written += ["predictions.png", "neighbours.png", "fc7-train.npy"]
+        print("written: " + ", ".join(str(out / name) for name in written))
     return 0

@@ -1,15 +1,7 @@
-"""A locally connected layer: a convolution whose filters are not shared between positions.
-
-cuda-convnet's ``type=local`` layers (used by the layers-conv-local nets behind section 3.3's
-CIFAR-10 numbers) apply at every output position its own bank of filters over the same
-``kernel_size`` x ``kernel_size`` window a convolution would read, with a bias per position and
-output channel. PyTorch has no such layer, so here it is:
+"""A locally connected layer, cuda-convnet's ``type=local`` (section 3.3's CIFAR-10 nets), which PyTorch
+lacks: filters and biases not shared between output positions p, one unfold and one batched product:
 
     y[n, o, p] = b[o, p] + sum_{c, i, j} w[p, o, (c, i, j)] * x_padded[n, c, row(p) + i, col(p) + j]
-
-with ``p`` running over the ``out_h * out_w`` output positions. The forward pass is one unfold
-(the windows as columns) and one batched matrix product over the positions, so that autograd's
-backward is two more batched products and a fold: no Python loop over positions.
 """
 
 from __future__ import annotations
@@ -21,18 +13,9 @@ from torch import nn
 
 
 class LocallyConnected2d(nn.Module):
-    """Unshared ``kernel_size`` x ``kernel_size`` filters on a fixed ``input_size`` (square).
-
-    Args:
-        in_channels, out_channels: as ``nn.Conv2d``.
-        input_size: the height and width of the input (the weights depend on it).
-        kernel_size, stride, padding: as ``nn.Conv2d`` (square, zero padding).
-
-    Attributes:
-        weight: ``[out_positions, out_channels, in_channels * kernel_size**2]``, the window's
-            values in ``nn.Unfold``'s order (channel, then row, then column).
-        bias: ``[out_channels, out_h, out_w]``.
-    """
+    """Unshared square filters on a square input of ``input_size`` (the weights depend on it); the other
+    arguments as ``nn.Conv2d``'s. ``weight``: ``[out_positions, out_channels, in_channels * kernel_size**2]``
+    in ``nn.Unfold``'s order (channel, row, column); ``bias``: ``[out_channels, out_h, out_w]``."""
 
     def __init__(self, in_channels: int, out_channels: int, input_size: int, kernel_size: int,
                  stride: int = 1, padding: int = 0):
@@ -54,12 +37,11 @@ class LocallyConnected2d(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"LocallyConnected2d expects [N, {expected[0]}, {expected[1]}, {expected[2]}] "
                              f"inputs, got {tuple(x.shape)}")
-        n = x.shape[0]
         cols = nn.functional.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # [N, CKK, P]
         # [P, N, CKK] x [P, CKK, O] -> [P, N, O]; one contiguous copy of the columns first, else
         # bmm copies each position's strided matrix on its own (about 20% slower forward+backward)
         y = torch.bmm(cols.permute(2, 0, 1).contiguous(), self.weight.transpose(1, 2))
-        y = y.permute(1, 2, 0).reshape(n, self.out_channels, self.out_size, self.out_size)
+        y = y.permute(1, 2, 0).reshape(len(x), self.out_channels, self.out_size, self.out_size)
         return y + self.bias
 
     def extra_repr(self) -> str:

@@ -1,14 +1,6 @@
-"""Nearest neighbours in the last hidden layer (section 6.1, Figure 4 right).
-
-The paper finds, for a test image, the training images whose fc7 feature vectors (4096-d)
-are nearest in Euclidean distance. For the 1.2 million ILSVRC training images the features
-take 20 GB as float32, so they are written to a memory-mapped file as they are extracted and
-searched exhaustively in chunks, merging each chunk's best k: memory stays at one chunk, and the
-answer is that of a brute-force search. A chunk is searched with one matrix product and a top-k
-in torch (``|q - b|^2 = |q|^2 - 2 q.b + |b|^2``, as FAISS's own exact index does for many
-queries); FAISS (the optional ``faiss`` extra), where installed, takes over from ``FAISS_FROM``
-base vectors on, where it was measured faster (BENCHMARKS.md).
-"""
+"""Nearest neighbours in fc7 space (section 6.1, Figure 4 right), searched exhaustively: the features go
+to a memory-mapped file and are read in chunks, each searched with one matrix product and a top-k in
+torch (``|q - b|^2 = |q|^2 - 2 q.b + |b|^2``), or with FAISS where installed (docs/analysis.md)."""
 
 from __future__ import annotations
 
@@ -29,13 +21,11 @@ def float_rows(rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(rows, dtype=np.float32))
 
 
-# Base vectors from which FAISS, when installed, searches faster than torch (BENCHMARKS.md).
-FAISS_FROM = 200_000
+FAISS_FROM = 200_000  # base vectors from which FAISS, when installed, searches faster than torch (BENCHMARKS.md)
 
 
 def optional_faiss(rows: int, faiss_from: float | None = None):
-    """FAISS when it is installed and ``rows`` reaches ``faiss_from`` (default ``FAISS_FROM``;
-    ``math.inf``: never), else None."""
+    """FAISS if installed and ``rows`` reaches ``faiss_from`` (default ``FAISS_FROM``; ``math.inf``: never)."""
     if rows < (FAISS_FROM if faiss_from is None else faiss_from):
         return None
     try:
@@ -46,14 +36,10 @@ def optional_faiss(rows: int, faiss_from: float | None = None):
 
 
 @torch.no_grad()
-def extract_features(model, dataset, indices, batch_size: int = 128, device="cpu",
-                     workers: int = 0, out: str | Path | None = None,
-                     desc: str = "fc7 features") -> np.ndarray:
-    """fc7 features (after ReLU, without dropout) of ``dataset[indices]``'s centre patches.
-
-    Returns float32 ``[len(indices), D]``; with ``out`` a memory-mapped .npy file there, filled
-    as batches finish and renamed into place only when complete (never a half-filled file).
-    """
+def extract_features(model, dataset, indices, batch_size: int = 128, device="cpu", workers: int = 0,
+                     out: str | Path | None = None, desc: str = "fc7 features") -> np.ndarray:
+    """fc7 features (after ReLU, without dropout) of ``dataset[indices]``'s centre patches, float32
+    ``[len(indices), D]``; with ``out`` a memory-mapped .npy file there, renamed into place when complete."""
     if len(indices) == 0:
         raise UserError("no images to extract features from")
     model = model.to(device).eval()
@@ -75,12 +61,8 @@ def extract_features(model, dataset, indices, batch_size: int = 128, device="cpu
 
 
 def chunked_topk(base, chunk: int, k: int, search):
-    """The ``k`` smallest distances over every row of ``base``, ``chunk`` rows at a time.
-
-    ``search(part, k)`` gives (distances [Q, k], indices [Q, k]) of one chunk, indices within the
-    chunk. Returns (distances, indices into ``base``), smallest first; equal distances keep the
-    lower index first across chunks.
-    """
+    """(distances, indices) of the ``k`` nearest rows of ``base``, smallest and then lower index first, from
+    ``search(part, k)`` -> (distances [Q, k], indices in ``part`` [Q, k]) on ``chunk`` rows at a time."""
     best_d, best_i = None, None
     for start in range(0, len(base), chunk):
         part = base[start : start + chunk]
@@ -95,16 +77,10 @@ def chunked_topk(base, chunk: int, k: int, search):
 
 def nearest(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 65536,
             faiss_from: float | None = None):
-    """The ``k`` rows of ``base`` nearest to each query in Euclidean distance (exhaustive).
-
-    Returns (distances [Q, k], indices [Q, k]) sorted nearest first; distances are Euclidean
-    (not squared). ``base`` may be a memory map: it is read ``chunk`` rows at a time, so memory
-    holds one chunk and a [Q, chunk] distance matrix. FAISS searches when installed and ``base``
-    has at least ``faiss_from`` rows (default ``FAISS_FROM``; ``math.inf``: torch always).
-    """
+    """(Euclidean distances, not squared [Q, k], indices [Q, k]) of the ``k`` rows of ``base`` (read ``chunk``
+    rows at a time: a memory map fits) nearest to each query; FAISS from ``faiss_from`` rows on."""
     faiss = optional_faiss(len(base), faiss_from)
     q = float_rows(queries)
-    queries = q.numpy()
     q_norms = (q * q).sum(1, keepdim=True)
 
     def search(part, k):
@@ -112,7 +88,7 @@ def nearest(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 65536,
         if faiss is not None:
             index = faiss.IndexFlatL2(b.shape[1])
             index.add(b.numpy())
-            return index.search(queries, k)
+            return index.search(q.numpy(), k)
         squared = torch.addmm((b * b).sum(1)[None], q, b.T, alpha=-2).add_(q_norms).clamp_min_(0)
         d, i = squared.topk(k, dim=1, largest=False)
         return d.numpy(), i.numpy()

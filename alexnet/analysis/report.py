@@ -1,24 +1,6 @@
-"""``alexnet report``: one self-contained HTML page that puts runs beside the paper's numbers.
-
-    alexnet report RUN_DIR... --out report.html
-
-For each folder (a training run folder, or the output folder of ``alexnet figures``,
-``alexnet experiment`` or ``alexnet retrieval``) the page shows what it finds there and in its
-direct subfolders (``figures/``, ``retrieval/``, ...; not ``checkpoints/`` or ``tensorboard/``):
-- ``config.yaml``: the configuration the run used;
-- ``metrics.jsonl``: the training curves (drawn here) and the final and best errors;
-- evaluation results (``*.json`` written by ``alexnet evaluate --json``): centre and ten-crop errors;
-- pictures (``*.png``) and ``colour.json`` (Figure 3's number);
-- ``relu-vs-tanh.json`` (Figure 1), ``ablations.json`` (the paper's ablations) and
-  ``retrieval.json`` (section 6.1's binary codes).
-A Table 2-style table puts every run's errors under the paper's. Pictures are embedded as
-base64 data, styles are inline: the file opens anywhere, offline, with no server.
-
-What comes from a file is checked before anything is drawn: each JSON file and ``metrics.jsonl``
-row against the shape the report reads (:mod:`alexnet.analysis.report_schema`: a missing field or
-a value of another type is one line naming the file and the field), and all its text is escaped,
-so that no element or attribute of the page comes from a file.
-"""
+"""``alexnet report RUN_DIR... --out report.html``: one self-contained HTML page that puts runs beside
+the paper's Table 2 (docs/analysis.md). Each file is checked (:mod:`alexnet.analysis.report_schema`)
+before anything is drawn and all its text is escaped: no element or attribute comes from a file."""
 
 from __future__ import annotations
 
@@ -49,8 +31,6 @@ PAPER_TABLE2 = [
     ("7 CNNs*", 36.7, 15.4, 15.3),
 ]
 SKIPPED_FOLDERS = {"checkpoints", "tensorboard"}
-PICTURE_ORDER = ["curves.png", "kernels.png", "predictions.png", "neighbours.png", "figure1.png", "sweep.png",
-                 "lrn.png"]
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -65,10 +45,6 @@ figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 figcaption { color: #555; font-size: 0.9em; } pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 details summary { cursor: pointer; color: #246; }
 """
-
-
-# --- reading a folder -----------------------------------------------------------------------------
-
 MAX_JSON_BYTES = 64 << 20  # an evaluation over ILSVRC's 1000 classes is about 50 kB
 
 
@@ -96,8 +72,7 @@ def collect(folder: str | Path) -> dict:
     except UserError:  # a folder of experiments only
         checkpoint = None
     found["classes"] = checkpoint_classes(checkpoint) if checkpoint else None
-    places = [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIPPED_FOLDERS)
-    for place in places:
+    for place in [folder] + sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIPPED_FOLDERS):
         for png in sorted(place.glob("*.png")):
             found["pictures"].setdefault(png.name, png)
         for path in sorted(place.glob("*.json")):
@@ -113,21 +88,15 @@ def collect(folder: str | Path) -> dict:
 
 
 def evaluation_classes(path: Path, evaluation: dict, classes: int | None, checkpoint: Path | None) -> int | None:
-    """The number of classes the run is measured on, checked against an ``alexnet evaluate --json``
-    result (its ``per_class_accuracy`` has one entry per class of the data evaluated on): errors on
-    other classes than the run's network knows would stand beside the wrong chance level."""
+    """The number of classes the run is measured on; a UserError when an ``alexnet evaluate --json``
+    result (one ``per_class_accuracy`` entry per class) is over other classes than the run's."""
     count = len(evaluation.get("per_class_accuracy") or {}) or None
-    if count is None or classes is None:
-        return classes or count
-    if count != classes:
+    if count is not None and classes is not None and count != classes:
         other = (f"the run's network ({checkpoint}) knows {classes}" if checkpoint
                  else f"another evaluation in the folder is over {classes}")
         raise UserError(f"{path}: evaluated on data of {count} classes, but {other} classes; "
                         "keep each evaluation beside the run it measures")
-    return classes
-
-
-# --- rendering --------------------------------------------------------------------------------------
+    return classes or count
 
 
 def _png(path_or_fig) -> str:
@@ -142,37 +111,33 @@ def _png(path_or_fig) -> str:
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
 
 
-def _pct(value) -> str:
-    return "–" if value is None else f"{value:.1f}%"
+def _pct(value, form: str = "{:.1f}%") -> str:
+    """``value`` in ``form`` (default a percentage), a dash for None."""
+    return "–" if value is None else form.format(value)
 
 
 def _p(text: str, css: str = "") -> str:
     """A paragraph of ``text``, escaped: what a file holds never becomes markup."""
-    opening = f'<p class="{css}">' if css else "<p>"
-    return f"{opening}{escape(text)}</p>"
+    return f'<p class="{css}">{escape(text)}</p>' if css else f"<p>{escape(text)}</p>"
 
 
 def _table(header: list[str], rows: list[list], row_class: list[str] | None = None) -> str:
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    body = []
-    for n, row in enumerate(rows):
-        cls = f' class="{row_class[n]}"' if row_class and row_class[n] else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    html = "<table><tr>" + "".join(f"<th>{escape(str(h))}</th>" for h in header) + "</tr>"
+    for row, css in zip(rows, row_class or [""] * len(rows)):
+        html += (f'<tr class="{css}">' if css else "<tr>") + "".join(f"<td>{escape(str(c))}</td>" for c in row)
+        html += "</tr>"
+    return html + "</table>"
 
 
 def final_errors(run: dict) -> dict:
-    """Last-epoch and best validation errors (centre crop, as training measures them), and any
-    evaluation results (``centre``/``ten`` crops)."""
+    """Last-epoch and best validation errors (centre crop) and any evaluation's (``centre``/``ten`` crops)."""
     errors = {}
     rows = [m for m in run["metrics"] if m.get("val_top1_error") is not None]
     if rows:
-        best = min(rows, key=lambda m: m["val_top1_error"])
-        errors["last"] = (rows[-1]["epoch"], rows[-1]["val_top1_error"], rows[-1].get("val_top5_error"))
-        errors["best"] = (best["epoch"], best["val_top1_error"], best.get("val_top5_error"))
+        for key, row in (("last", rows[-1]), ("best", min(rows, key=lambda m: m["val_top1_error"]))):
+            errors[key] = (row["epoch"], row["val_top1_error"], row.get("val_top5_error"))
     for ev in run["evaluations"]:
-        crops = "ten" if ev.get("crops") == "ten" else "centre"
-        errors[crops] = (ev.get("images"), ev["top1_error"], ev["top5_error"])
+        errors["ten" if ev.get("crops") == "ten" else "centre"] = (ev.get("images"), ev["top1_error"], ev["top5_error"])
     return errors
 
 
@@ -190,15 +155,13 @@ CHANCE_NOTE = ("Chance: the top-1 / top-5 error of guessing uniformly among the 
 def table2(runs: list[dict]) -> str:
     """The paper's Table 2 with a row per run (its best available validation errors)."""
     rows = [[name, _pct(t1), _pct(t5), _pct(test5), chance(1000)] for name, t1, t5, test5 in PAPER_TABLE2]
-    classes = ["paper"] * len(rows)
+    labels = {"ten": "ten crops", "centre": "centre crop", "best": "best epoch, centre crop"}  # the first a run has
     for run in runs:
         errors = final_errors(run)
-        for key, label in (("ten", "ten crops"), ("centre", "centre crop"), ("best", "best epoch, centre crop")):
-            if key in errors:
-                _, t1, t5 = errors[key]
-                rows.append([f"{run['name']} ({label})", _pct(t1), _pct(t5), "–", chance(run["classes"])])
-                classes.append("run")
-                break
+        if key := next((key for key in labels if key in errors), None):
+            _, t1, t5 = errors[key]
+            rows.append([f"{run['name']} ({labels[key]})", _pct(t1), _pct(t5), "–", chance(run["classes"])])
+    classes = ["paper"] * len(PAPER_TABLE2) + ["run"] * (len(rows) - len(PAPER_TABLE2))
     header = ["model", "top-1 (val)", "top-5 (val)", "top-5 (test)", "chance top-1 / top-5"]
     return (_table(header, rows, classes) +
             '<p class="meta">Paper rows: ILSVRC-2012 (Table 2; * = pre-trained on ImageNet Fall 2011). '
@@ -225,13 +188,12 @@ def render_run(run: dict) -> str:
     if run["metrics"] and "curves.png" not in run["pictures"]:
         fig, _ = drawing.draw_curves(run["metrics"], run["classes"])
         parts.append(f"<figure>{_png(fig)}<figcaption>Training curves (dotted: learning rate divided; dash-dotted: chance).</figcaption></figure>")
-    experiments = run["experiments"]
     for key, render in (("colour", render_colour), ("relu-vs-tanh", render_relu_vs_tanh), ("sweep", render_sweep),
                         ("lrn", render_lrn), ("ablations", render_ablations), ("retrieval", render_retrieval)):
-        if key in experiments:
-            parts.append(render(experiments[key]))
-    names = sorted(run["pictures"], key=lambda n: (PICTURE_ORDER.index(n) if n in PICTURE_ORDER else 99, n))
-    for name in names:
+        if key in run["experiments"]:
+            parts.append(render(run["experiments"][key]))
+    order = list(CAPTIONS)  # pictures in the order of their captions, others after them by name
+    for name in sorted(run["pictures"], key=lambda n: (order.index(n) if n in order else 99, n)):
         parts.append(f"<figure>{_png(run['pictures'][name])}<figcaption>{escape(CAPTIONS.get(name, name))}"
                      "</figcaption></figure>")
     return "\n".join(parts)
@@ -255,9 +217,8 @@ CAPTIONS = {
 def render_colour(colour: dict) -> str:
     rows = [[f"tower {t['tower']} (kernels {t['kernels'][0]}-{t['kernels'][1]})",
              f"{t['mean_specificity']:.3f}", f"{t['median_specificity']:.3f}"] for t in colour["towers"]]
-    random = colour.get("random_kernel")
-    if random:
-        rows.append(["a random Gaussian kernel (the level of noise)", f"{random['mean']:.3f}", "–"])
+    if colour.get("random_kernel"):
+        rows.append(["a random Gaussian kernel (the level of noise)", f"{colour['random_kernel']['mean']:.3f}", "–"])
     comparison = colour.get("comparison")
     return ("<h3>Figure 3: colour specificity of the conv1 kernels</h3>" +
             _table(["tower", "mean", "median"], rows) +
@@ -266,13 +227,10 @@ def render_colour(colour: dict) -> str:
 
 
 def render_relu_vs_tanh(result: dict) -> str:
-    rows = []
-    for activation in ("relu", "tanh"):
-        for run in result["runs"][activation]:
-            cross = run["crossing_25"]
-            rows.append([activation, run["seed"], f"{run['lr']:g}",
-                         f"{cross['epoch']:.2f}" if cross else f"> {run['epochs']}",
-                         f"{cross['seconds']:.0f}" if cross else "–"])
+    rows = [[activation, run["seed"], f"{run['lr']:g}",
+             f"{run['crossing_25']['epoch']:.2f}" if run["crossing_25"] else f"> {run['epochs']}",
+             f"{run['crossing_25']['seconds']:.0f}" if run["crossing_25"] else "–"]
+            for activation in ("relu", "tanh") for run in result["runs"][activation]]
     speed = result["speedup"]
     if speed.get("epochs"):
         bound = ">= " if speed.get("lower_bound") else ""
@@ -282,8 +240,7 @@ def render_relu_vs_tanh(result: dict) -> str:
                    "(paper: about 6x)")
     else:
         verdict = "ReLU did not reach 25% training error within the budget, so there is no ratio"
-    protocol = result.get("protocol", {})
-    setup = ", ".join(f"{k} {v}" for k, v in protocol.items())
+    setup = ", ".join(f"{k} {v}" for k, v in result.get("protocol", {}).items())
     return ("<h3>Figure 1: ReLU against tanh on CIFAR-10</h3>" +
             _table(["activation", "seed", "learning rate", "epochs to 25%", "seconds to 25%"], rows) +
             _p(f"{verdict}; {result['images']} training images, up to {plural(result['epochs'], 'epoch')}"
@@ -292,11 +249,8 @@ def render_relu_vs_tanh(result: dict) -> str:
 
 def render_sweep(result: dict) -> str:
     from alexnet.analysis.figure1_sweep import ratio_text
-
     rows = [[r["inputs"], r["init"], r["tanh_lr_choice"], f"{r['relu_lr']:g}", f"{r['tanh_lr']:g}",
-             r["relu_epochs_to_25"], r["tanh_epochs_to_25"],
-             ratio_text(r)]
-            for r in result["rows"]]
+             r["relu_epochs_to_25"], r["tanh_epochs_to_25"], ratio_text(r)] for r in result["rows"]]
     return ("<h3>Figure 1: what the ratio depends on</h3>" +
             _table(["inputs", "init", "tanh's learning rate", "ReLU lr", "tanh lr", "ReLU: epochs to 25%",
                     "tanh: epochs to 25%", "ratio"], rows) +
@@ -304,46 +258,33 @@ def render_sweep(result: dict) -> str:
 
 
 def render_lrn(result: dict) -> str:
-    paper = result["paper"]["test_error"]
     rows = []
-    for variant, label in (("without", "without response normalisation"), ("with", "with response normalisation")):
+    for variant in ("without", "with"):
         ten = result["variants"][variant]["ten_view"]
         spread = f" ± {ten['std']:.2f}" if ten.get("std") is not None else ""
-        rows.append([label, f"{ten['mean']:.2f}%{spread}", ", ".join(f"{v:.2f}" for v in ten["values"]),
-                     f"{paper[variant]:g}%"])
+        rows.append([f"{variant} response normalisation", f"{ten['mean']:.2f}%{spread}",
+                     ", ".join(f"{v:.2f}" for v in ten["values"]), f"{result['paper']['test_error'][variant]:g}%"])
+    first, second = result.get("anneal", (0, 0))  # results written before the schedule had none
+    anneal = (f", the last {first + second} annealed ({first} at lr/10, then {second} at lr/100)"
+              if first or second else ", one rate throughout")
     return ("<h3>Section 3.3: response normalisation on CIFAR-10</h3>" +
             _table(["net", "ten-view test error (mean ± sd)", "per seed", "paper"], rows) +
             _p(f"{result['verdict']}. Test set: {result.get('test_set', 'given')}; {result['train_images']} "
-               f"training images, {plural(result['epochs'], 'epoch')} per run{_anneal(result)}."))
-
-
-def _anneal(result: dict) -> str:
-    first, second = result.get("anneal", (0, 0))  # results written before the schedule had none
-    if not first and not second:
-        return ", one rate throughout"
-    return f", the last {first + second} annealed ({first} at lr/10, then {second} at lr/100)"
+               f"training images, {plural(result['epochs'], 'epoch')} per run{anneal}."))
 
 
 def render_ablations(result: dict) -> str:
     rows = [[r["variant"], _pct(r.get("top1_error")), _pct(r.get("top5_error")),
-             _signed(r.get("top1_difference")), _signed(r.get("top5_difference")),
-             r.get("skipped") or r.get("paper", "–")]
-            for r in result["rows"]]
+             _pct(r.get("top1_difference"), "{:+.1f}"), _pct(r.get("top5_difference"), "{:+.1f}"),
+             r.get("skipped") or r.get("paper", "–")] for r in result["rows"]]
     return ("<h3>Ablations: the paper's network and its variants, same budget</h3>" +
             _table(["variant", "top-1", "top-5", "Δ top-1", "Δ top-5", "paper's Δ"], rows))
 
 
-def _signed(value) -> str:
-    return "–" if value is None else f"{value:+.1f}"
-
-
 def render_retrieval(result: dict) -> str:
-    rows = []
-    for key, label in (("euclidean_fc7", f"fc7 ({result['feature_dim']} floats), Euclidean"),
-                       ("binary_codes", f"{result['binary_codes']['bits']}-bit codes, Hamming")):
-        r = result[key]
-        rows.append([label, f"{r['precision_at_k']:.3f}", f"{r['bytes_per_image']:,} B",
-                     f"{r['queries_per_s']:,.0f}"])
+    rows = [[label, f"{r['precision_at_k']:.3f}", f"{r['bytes_per_image']:,} B", f"{r['queries_per_s']:,.0f}"]
+            for label, r in ((f"fc7 ({result['feature_dim']} floats), Euclidean", result["euclidean_fc7"]),
+                             (f"{result['binary_codes']['bits']}-bit codes, Hamming", result["binary_codes"]))]
     heading = (f"Section 6.1: retrieval with binary codes ({result['queries']} queries, "
                f"{result['base_images']} images searched)")
     return (f"<h3>{escape(heading)}</h3>" +
@@ -356,8 +297,7 @@ def render(runs: list[dict], title: str) -> str:
     body = [f"<h1>{escape(title)}</h1>",
             f'<p class="meta">Krizhevsky, Sutskever and Hinton, "ImageNet Classification with Deep '
             f"Convolutional Neural Networks\" (NIPS 2012). Generated {stamp} by alexnet report.</p>",
-            "<h2>Table 2: errors beside the paper's</h2>", table2(runs)]
-    body += [render_run(run) for run in runs]
+            "<h2>Table 2: errors beside the paper's</h2>", table2(runs)] + [render_run(run) for run in runs]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
@@ -365,5 +305,5 @@ def render(runs: list[dict], title: str) -> str:
 def run(args: argparse.Namespace) -> int:
     runs = [collect(folder) for folder in args.runs]
     atomic_write_text(render(runs, args.title), args.out)
-    print(f"report written to {args.out} ({len(runs)} folder{'s' if len(runs) != 1 else ''})")
+    print(f"report written to {args.out} ({plural(len(runs), 'folder')})")
     return 0

@@ -1,19 +1,15 @@
-"""The shape of each file ``alexnet report`` reads, checked before anything is drawn: a missing
-field or a value of another type (a string where a number belongs) is one line naming the file
-and the field, never a traceback or text that reaches the page unchecked."""
+"""The shape of each file ``alexnet report`` reads: a missing field or a value of another type is one
+line naming the file and the field, never a traceback or text that reaches the page unchecked."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet.errors import UserError
 
 
-@dataclass(frozen=True)
-class OneOf:
-    """A schema: a value that has any one of ``options``' shapes."""
-    options: tuple
+class OneOf(tuple):
+    """A schema: a value that has any one of these shapes (checked before lists of exact length)."""
 
 
 def maybe(schema) -> OneOf:
@@ -29,9 +25,8 @@ ERROR = maybe(float)
 # (schema, ...) (a list of exactly these), OneOf. Other keys are not read. Experiments by file name:
 EXPERIMENTS = {
     "colour": {"towers": [{"tower": int, "kernels": (int, int), "mean_specificity": float,
-                           "median_specificity": float}],
-               "random_kernel?": maybe({"mean": float}), "comparison?": maybe({"line": str}), "measure?": str,
-               "paper?": str},
+                           "median_specificity": float}], "random_kernel?": maybe({"mean": float}),
+               "comparison?": maybe({"line": str}), "measure?": str, "paper?": str},
     "relu-vs-tanh": {"images": int, "epochs": int, "protocol?": {str: OneOf((str, float, bool, None))},
                      "runs": {a: [{"seed": int, "lr": float, "epochs": int, "crossing_25": CROSSING}]
                               for a in ("relu", "tanh")},
@@ -51,8 +46,7 @@ EXPERIMENTS = {
 }
 EVALUATION = {"top1_error": float, "top5_error": float, "images?": maybe(int), "crops?": maybe(str),
               "per_class_accuracy?": maybe(dict)}  # alexnet evaluate --json
-METRICS_ROW = {"epoch": int, "lr?": ERROR, **{f"{split}_top{k}_error?": ERROR for split in ("train", "val")
-                                              for k in (1, 5)}}
+METRICS_ROW = {"epoch": int, "lr?": ERROR, **{f"{s}_top{k}_error?": ERROR for s in ("train", "val") for k in (1, 5)}}
 NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false", None: "null",
          dict: "an object", list: "a list"}
 
@@ -60,7 +54,7 @@ NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or f
 def _fits(value, schema) -> bool:
     """Whether ``value`` is of the kind ``schema`` names at its top (its fields are checked apart)."""
     if isinstance(schema, OneOf):
-        return any(_fits(value, option) for option in schema.options)
+        return any(_fits(value, option) for option in schema)
     if schema is None or isinstance(value, bool) != (schema is bool):
         return value is None and schema is None
     if isinstance(schema, (dict, list, tuple)):
@@ -71,33 +65,27 @@ def _fits(value, schema) -> bool:
 
 def _expected(schema) -> str:
     if isinstance(schema, OneOf):
-        return " or ".join(_expected(option) for option in schema.options)
+        return " or ".join(_expected(option) for option in schema)
     if isinstance(schema, tuple):
         return f"a list of {len(schema)}"
     return NAMES[type(schema)] if isinstance(schema, (dict, list)) else NAMES[schema]
 
 
 def check(value, schema, path: Path | str, field: str = "") -> None:
-    """Refuse ``value`` unless it has ``schema``'s shape (see :data:`EXPERIMENTS`): a UserError naming
-    the file and the field."""
+    """Refuse ``value`` unless it has ``schema``'s shape (see :data:`EXPERIMENTS`): a UserError naming the field."""
     if not _fits(value, schema):
         what = next((name for kind, name in NAMES.items() if _fits(value, kind)), "another kind of value")
         raise UserError(f"{path}: {field or 'the file'} is {what}, not {_expected(schema)}; "
                         "the file is damaged or not one the report reads")
     if isinstance(schema, OneOf):
-        check(value, next(o for o in schema.options if _fits(value, o)), path, field)
+        check(value, next(o for o in schema if _fits(value, o)), path, field)
     elif isinstance(schema, (list, tuple)) and schema:
         for n, item in enumerate(value):
             check(item, schema[n] if isinstance(schema, tuple) else schema[0], path, f"{field}[{n}]")
     elif isinstance(schema, dict):
         for key, inner in schema.items():
-            if key is str:
-                keys = list(value)
-            elif key.rstrip("?") in value:
-                keys = [key.rstrip("?")]
-            elif key.endswith("?"):
-                keys = []
-            else:
+            keys = list(value) if key is str else [k for k in [key.rstrip("?")] if k in value]
+            if not keys and key is not str and not key.endswith("?"):
                 raise UserError(f"{path}: no field {field + '.' if field else ''}{key}; "
                                 "the file is damaged or not one the report reads")
             for k in keys:

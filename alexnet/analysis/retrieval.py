@@ -1,16 +1,6 @@
-"""``alexnet retrieval``: section 6.1's proposal, retrieval with short binary codes of fc7 features.
-
-    alexnet retrieval RUN_DIR_OR_CHECKPOINT --data PREPARED --out DIR [--bits 256] [--k 10]
-
-1. extracts fc7 features of the training images (the base) and of validation images (the
-   queries) into DIR (``fc7-train.npy``, ``fc7-val.npy`` and their labels; memory-mapped);
-2. trains a ``BinaryAutoencoder`` on the base features (``alexnet.analysis.codes``);
-3. retrieves the ``k`` nearest base images of every query twice: by Euclidean distance between
-   full fc7 vectors (as the paper's Figure 4) and by Hamming distance between codes;
-4. reports precision at k (the share of retrieved images of the query's class), the bytes per
-   image and the queries per second of each, in ``retrieval.json``.
-Run again without RUN_DIR_OR_CHECKPOINT to reuse the features already in DIR.
-"""
+"""``alexnet retrieval [RUN_DIR_OR_CHECKPOINT --data PREPARED] --out DIR``: section 6.1's proposal, fc7
+features (``fc7-*.npy``, reused without RUN_DIR_OR_CHECKPOINT) searched by Euclidean distance against
+learned binary codes by Hamming distance: precision at k, memory and speed in ``retrieval.json``."""
 
 from __future__ import annotations
 
@@ -37,7 +27,6 @@ def extract_split_features(args, out: Path) -> None:
     from alexnet.data.dataset import PreparedDataset
     from alexnet.data.prepare import ensure_prepared
     from alexnet.inference import load_model
-
     if not args.data:
         raise UserError("--data is needed to extract features (give the prepared dataset)")
     checkpoint = resolve_checkpoint(args.source)[0]
@@ -62,52 +51,41 @@ def load_split_features(out: Path):
     return [(np.load(out / f"fc7-{s}.npy", mmap_mode="r"), np.load(out / f"labels-{s}.npy")) for s in SPLITS]
 
 
-def timed(search):
-    start = time.perf_counter()
-    result = search()
-    return result, time.perf_counter() - start
-
-
 def compare(base, base_labels, queries, query_labels, bits=256, hidden=1024, k=10, epochs=10,
             seed=0, device="cpu") -> dict:
     """Euclidean search of full fc7 vectors against Hamming search of learned binary codes."""
-    (_, euclid), euclid_s = timed(lambda: nearest(base, queries, k))
+    def measured(search, base_vectors, query_vectors, bytes_per_image: int) -> dict:
+        start = time.perf_counter()
+        found = search(base_vectors, query_vectors, k)[1]
+        seconds = time.perf_counter() - start
+        return {"precision_at_k": precision_at_k(base_labels[found], query_labels), "bytes_per_image": bytes_per_image,
+                "index_bytes": bytes_per_image * len(base), "search_seconds": seconds,
+                "queries_per_s": len(queries) / seconds}
+
+    euclidean = measured(nearest, base, queries, 4 * base.shape[1])
     autoencoder = train_autoencoder(base, bits, hidden, epochs, seed=seed, device=device)
-    base_codes, query_codes = encode(autoencoder, base), encode(autoencoder, queries)
-    (_, hamming), hamming_s = timed(lambda: hamming_search(base_codes, query_codes, k))
-    dim = base.shape[1]
-    return {
-        "base_images": len(base), "queries": len(queries), "k": k, "feature_dim": dim,
-        "euclidean_fc7": {"precision_at_k": precision_at_k(base_labels[euclid], query_labels),
-                          "bytes_per_image": 4 * dim, "index_bytes": 4 * dim * len(base),
-                          "search_seconds": euclid_s, "queries_per_s": len(queries) / euclid_s},
-        "binary_codes": {"bits": bits, "precision_at_k": precision_at_k(base_labels[hamming], query_labels),
-                         "bytes_per_image": bits // 8, "index_bytes": bits // 8 * len(base),
-                         "search_seconds": hamming_s, "queries_per_s": len(queries) / hamming_s,
-                         "autoencoder": {"hidden": hidden, "epochs": epochs}},
-        "chance_precision": float(np.mean([np.mean(base_labels == c) for c in query_labels])),
-    }
+    binary = measured(hamming_search, encode(autoencoder, base), encode(autoencoder, queries), bits // 8)
+    return {"base_images": len(base), "queries": len(queries), "k": k, "feature_dim": base.shape[1],
+            "euclidean_fc7": euclidean,
+            "binary_codes": {"bits": bits} | binary | {"autoencoder": {"hidden": hidden, "epochs": epochs}},
+            "chance_precision": float(np.mean([np.mean(base_labels == c) for c in query_labels]))}
 
 
 def run(args: argparse.Namespace) -> int:
-    with only_writer(Path(args.out), f"--out {args.out}"):
-        return _run(args, Path(args.out))
-
-
-def _run(args: argparse.Namespace, out: Path) -> int:
-    if args.bits < 8 or args.bits % 8:
-        raise UserError(f"--bits must be a positive multiple of 8, not {args.bits}")
-    if args.source:
-        extract_split_features(args, out)
-    (base, base_labels), (queries, query_labels) = load_split_features(out)
-    result = compare(base, base_labels, queries, query_labels, args.bits, args.hidden, args.k,
-                     args.epochs, args.seed, pick_device(args.device))
-    write_json(out / "retrieval.json", result)
-    e, c = result["euclidean_fc7"], result["binary_codes"]
-    print(f"{result['queries']} queries, {result['base_images']} images searched, precision at {args.k}:")
-    print(f"  fc7 Euclidean   {e['precision_at_k']:.3f}  {e['bytes_per_image']:6d} B/image  "
-          f"{e['queries_per_s']:10.1f} queries/s")
-    print(f"  {c['bits']}-bit codes   {c['precision_at_k']:.3f}  {c['bytes_per_image']:6d} B/image  "
-          f"{c['queries_per_s']:10.1f} queries/s")
-    print(f"  (chance {result['chance_precision']:.3f}); written {out / 'retrieval.json'}")
+    out = Path(args.out)
+    with only_writer(out, f"--out {args.out}"):
+        if args.bits < 8 or args.bits % 8:
+            raise UserError(f"--bits must be a positive multiple of 8, not {args.bits}")
+        if args.source:
+            extract_split_features(args, out)
+        (base, base_labels), (queries, query_labels) = load_split_features(out)
+        result = compare(base, base_labels, queries, query_labels, args.bits, args.hidden, args.k,
+                         args.epochs, args.seed, pick_device(args.device))
+        write_json(out / "retrieval.json", result)
+        print(f"{result['queries']} queries, {result['base_images']} images searched, precision at {args.k}:")
+        searches = (("fc7 Euclidean", result["euclidean_fc7"]), (f"{args.bits}-bit codes", result["binary_codes"]))
+        for label, r in searches:
+            print(f"  {label}   {r['precision_at_k']:.3f}  {r['bytes_per_image']:6d} B/image  "
+                  f"{r['queries_per_s']:10.1f} queries/s")
+        print(f"  (chance {result['chance_precision']:.3f}); written {out / 'retrieval.json'}")
     return 0
