@@ -1,42 +1,35 @@
 """`alexnet prepare SOURCE OUT`: turn raw images into a prepared dataset, once (paper section 2).
 
-Like the paper, which stored ImageNet at 256x256, every image is decoded once, its shorter side
-rescaled to 256 and its central 256x256 patch kept; training then never touches the original
-JPEGs again. In the same pass the training set's mean image (section 2) and the 3x3 covariance of
-its RGB pixels, whose eigenvectors drive the PCA colour augmentation (section 4.1), are
-accumulated exactly in integers.
+Like the paper, every image is decoded once, its shorter side rescaled to 256 and its central
+256x256 patch kept. In the same pass the training set's mean image (section 2) and the 3x3
+covariance of its RGB pixels (the PCA colour augmentation of section 4.1) are summed exactly in integers.
 
 OUT holds ``meta.json``, ``mean.npy``, ``<split>/shard-NNNNNN.tar`` (WebDataset layout) and beside
-the shards ``<split>/index.npy`` (shard, byte offset, byte size of each sample),
-``<split>/labels.npy`` and ``<split>/crc32.npy`` (each sample's checksum, checked on every read);
-``meta.json`` also records the SHA-256 of every other file, which ``alexnet prepare --verify OUT``
-checks. Work in progress lives in ``OUT/.partial`` (per finished shard: its index and statistics),
-so that a killed run resumes without redoing finished shards.
-
-This module checks the options and runs the steps, each in a module of its own:
-:mod:`alexnet.data.sources` (what SOURCE holds), :mod:`alexnet.data.prepare_job` (the job record,
-the lock and ``--restart``), :mod:`alexnet.data.prepare_shards` (the parallel pass),
-:mod:`alexnet.data.prepare_finish` (index files, mean image, PCA, ``meta.json``) and
-:mod:`alexnet.data.verify` (``--verify``).
+them ``<split>/index.npy`` (shard, byte offset, byte size of each sample), ``<split>/labels.npy`` and
+``<split>/crc32.npy`` (checked on every read); ``meta.json`` records the SHA-256 of every other file,
+which ``--verify`` checks. Work in progress lives in ``OUT/.partial``: the job (source and options),
+the lock that keeps a second run out, and per finished shard its index and statistics, so that a
+killed run of the same job resumes there and ``--restart`` removes only what `alexnet prepare` wrote.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from alexnet.atomic import make_folder
+from alexnet import console
+from alexnet.atomic import holding_lock, make_folder
 from alexnet.cores import available_cores
 from alexnet.defaults import ENCODINGS, MAX_PIXELS, SHARD_SIZE
+from alexnet.data.dataset import listed_files, prepare_again, read_meta
 from alexnet.data.prepare_finish import FORMAT_VERSION, finish
-from alexnet.data.prepare_job import (claim, clear_partial, discard_results, finished, only_writer, refuse_foreign,
-                                      remove_partial)
 from alexnet.data.prepare_shards import space_for, write_shards
-from alexnet.data.shards import write_atomically
+from alexnet.data.shards import file_digest, write_atomically
 from alexnet.data.sources import Source, open_source
-from alexnet.data.verify import verify_command
 from alexnet.errors import UserError
 
 # --size: at 1024 a shard's exact pixel sums take 25 MB; at 100000 they would take 224 GiB.
@@ -109,7 +102,7 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
     partial = out / ".partial"
     made_out = not out.exists()
     make_folder(partial, f"OUT {out}")
-    with only_writer(partial / "lock"):
+    with holding_lock(partial / "lock", out):  # two runs writing the same shards would spoil them
         if restart:
             clear_partial(out)
         job = {"source": str(source), **options, "version": FORMAT_VERSION}
@@ -119,8 +112,10 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
             if not src.splits.get("train"):
                 raise UserError(f"SOURCE {source}: found no training images")
         except BaseException:
-            if not resuming:  # this job wrote nothing: leave no trace that would hold OUT
-                remove_partial(out, made_out)
+            if not resuming:  # this job wrote nothing: leave no trace that would hold OUT (lock included)
+                shutil.rmtree(partial, ignore_errors=True)
+                if made_out and out.is_dir() and not any(out.iterdir()):
+                    out.rmdir()
             raise
         if restart:  # only now that the source opened: a mistyped SOURCE costs no dataset
             discard_results(out)
@@ -186,3 +181,110 @@ def hold_out_validation(src: Source) -> None:
         src.splits["train"] = [item for item, h in zip(items, held) if not h]
         src.notes["val"] = (f"held out from the training images, which the source alone has: 1 in {HOLD_OUT} "
                             "of each class, at random (seed 0)")
+
+
+def finished(out: Path, source: str, options: dict) -> bool:
+    """Whether ``out`` already holds this prepared dataset (said on screen); UserError if it holds
+    another, or one with a file missing."""
+    if not (out / "meta.json").is_file():
+        return False
+    meta = read_meta(out)
+    given = meta.get("source", {}).get("given")
+    if meta.get("options") != options or given != source:
+        raise UserError(f"{out} already holds a dataset prepared from {given} with other options or from "
+                        f"another source ({meta.get('options')}); choose another OUT, or add --restart to "
+                        "replace it")
+    missing = [name for name in listed_files(meta) if not (out / name).is_file()]
+    if missing:
+        raise UserError(f"{out / missing[0]} is missing ({len(missing)} files of {out} are); "
+                        f"{prepare_again(out, meta)}")
+    shutil.rmtree(out / ".partial", ignore_errors=True)
+    counts = ", ".join(f"{s['samples']} {name}" for name, s in meta["splits"].items())
+    print(f"{out} is already prepared ({counts} images); nothing to do")
+    return True
+
+
+def claim(out: Path, job: dict) -> bool:
+    """Whether this run resumes an unfinished run of the same ``job`` (only then do the shards fit
+    together); else ``out/.partial`` is cleared for it. Another job's run that wrote shards is an
+    error (keep it or ``--restart``); one that wrote none is replaced."""
+    partial = out / ".partial"
+    try:
+        before = json.loads((partial / "options.json").read_text())
+    except (OSError, ValueError):
+        before = None
+    if before == job:
+        return True
+    if before is not None and list(partial.glob("*.npz")):
+        raise UserError(f"{out} holds an unfinished run of another job ({before}); run that same command "
+                        "again to finish it, or add --restart to discard it and start this one")
+    clear_partial(out)  # leftovers of a run that recorded no job, or of another job that finished no shard
+    if before is not None:
+        discard_results(out)
+    return False
+
+
+def clear_partial(out: Path) -> None:
+    """Empty ``out/.partial`` but for the lock this run holds."""
+    for entry in (out / ".partial").iterdir():
+        if entry.name == "lock":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def discard_results(out: Path) -> None:
+    """Remove what `alexnet prepare` writes in ``out`` outside ``.partial``, and nothing else."""
+    for name in ("meta.json", "mean.npy"):
+        for path in (out / name, out / f"{name}.tmp"):
+            path.unlink(missing_ok=True)
+    patterns = ("shard-*.tar", "shard-*.tar.tmp", "index.npy", "labels.npy", "crc32.npy", "*.npy.tmp")
+    for folder in [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]:
+        ours = [path for pattern in patterns for path in folder.glob(pattern)]
+        for path in ours:
+            path.unlink()
+        if ours and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def refuse_foreign(out: Path) -> None:
+    """``--restart`` removes files by their names: not in a folder whose meta.json is another program's."""
+    try:
+        meta = json.loads((out / "meta.json").read_text())
+    except (OSError, ValueError):
+        return  # none, or a prepared dataset's that is damaged
+    if not isinstance(meta, dict) or meta.get("format") != "alexnet-prepared-dataset":
+        raise UserError(f"{out / 'meta.json'} is not the meta.json of a prepared dataset: --restart removes "
+                        f"nothing from {out}; choose another OUT")
+
+
+def verify_command(out) -> int:
+    """``alexnet prepare --verify OUT``: each file checked against the digest in meta.json; one line per
+    damaged or missing file and exit status 1, or one line saying all is whole."""
+    folder = Path(out)
+    meta = read_meta(folder)
+    checksums = meta.get("checksums")
+    if not checksums:
+        print(f"{out} has no checksums (prepared by a version that did not record them): nothing verified; "
+              f"to have them, {prepare_again(out, meta)}")
+        return 0
+    problems = []
+    for name in console.progress(listed_files(meta), unit="file", desc="verify"):
+        path, expected = folder / name, checksums["files"].get(name)
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif expected is None:
+            problems.append(f"{path}: no checksum recorded for it in {folder / 'meta.json'}")
+        elif file_digest(path, checksums["algorithm"]) != expected:
+            problems.append(f"{path}: damaged (its {checksums['algorithm']} differs from the one recorded "
+                            "when it was prepared)")
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{len(problems)} damaged or missing files in {out}; {prepare_again(out, meta)}", file=sys.stderr)
+        return 1
+    shards = sum(len(info["shards"]) for info in meta["splits"].values())
+    print(f"all {shards} shards whole (and {len(listed_files(meta)) - shards} index and mean files) in {out}")
+    return 0
