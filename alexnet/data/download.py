@@ -1,8 +1,7 @@
 """Named datasets downloaded on request: checksum-verified, resumable, with a clear message offline.
 
-A download goes to ``<file>.part`` and continues from where it stopped (HTTP Range) when run
-again; only a file whose checksum matches the published one is renamed to its final name. A file
-found under that name (put there by hand, say) is checked too before it is used.
+A download goes to ``<file>.part``, continued where it stopped (HTTP Range) when run again; only a
+file whose checksum matches the published one gets its final name, and a file found there is checked too.
 """
 
 from __future__ import annotations
@@ -75,8 +74,7 @@ def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
         with urllib.request.urlopen(request, timeout=60) as response:
             if response.status != 206:  # the server sends the whole file: start over
                 have = 0
-            size = response.length
-            total = have + size if size is not None else None
+            total = have + response.length if response.length is not None else None
             with open(part, "ab" if have else "wb") as f, console.progress(
                 total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
             ) as bar:

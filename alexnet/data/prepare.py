@@ -24,6 +24,7 @@ import numpy as np
 from alexnet import console
 from alexnet.atomic import holding_lock, make_folder
 from alexnet.cores import available_cores
+from alexnet.data import download
 from alexnet.defaults import ENCODINGS, MAX_PIXELS, SHARD_SIZE
 from alexnet.data.dataset import listed_files, prepare_again, read_meta
 from alexnet.data.prepare_finish import FORMAT_VERSION, finish
@@ -52,16 +53,11 @@ def run(args) -> int:
 
 
 def ensure_prepared(data, cache_dir=None) -> Path:
-    """A prepared dataset folder for ``data``: the folder itself, or a named dataset prepared on first use.
-
-    Names (``imagenette``, ``cifar10``) are downloaded and prepared into the cache
-    (``cache_dir``, else ``$ALEXNET_CACHE``, else ``~/.cache/alexnet``).
-    """
+    """A prepared dataset folder for ``data``: the folder itself, or a named dataset (``imagenette``,
+    ``cifar10``) downloaded and prepared on first use into the cache (:func:`download.cache_root`)."""
     path = Path(data)
     if (path / "meta.json").is_file():
         return path
-    from alexnet.data import download
-
     if str(data) in download.DATASETS and not path.exists():
         out = download.cache_root(cache_dir) / str(data)
         return out if (out / "meta.json").is_file() else prepare(str(data), out, cache_dir=cache_dir)
@@ -76,9 +72,9 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
             max_pixels: int = MAX_PIXELS) -> Path:
     """Prepare ``source`` into ``out`` (see the module docstring); returns ``out``.
 
-    Safe to interrupt at any moment and to run again: finished shards are kept, and on a finished
-    ``out`` nothing changes. ``restart`` first discards whatever an earlier run left in ``out``.
-    An image that would decode to more than ``max_pixels`` pixels is skipped (docs/data.md).
+    Safe to interrupt and run again: finished shards are kept, a finished ``out`` is left as it is.
+    ``restart`` first discards what an earlier run left in ``out``. An image that would decode to
+    more than ``max_pixels`` pixels is skipped (docs/data.md).
     """
     out = Path(out)
     if encoding not in ENCODINGS:
@@ -90,7 +86,10 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
     if workers is not None and workers < 0:
         raise UserError(f"--workers {workers}: expected a number of worker processes, 1 or more, or 0 to "
                         "prepare in this process (default: one per core)")
-    _check_out_outside(source, out)
+    inside = out.resolve()
+    if Path(source).is_dir() and Path(source).resolve() in (inside, *inside.parents):  # not an archive or a name
+        raise UserError(f"OUT {out} is inside SOURCE {source}: it would be read as part of the source; "
+                        "choose an OUT outside it")
     options = {"size": size, "encoding": encoding, "quality": quality if encoding == "jpeg" else None,
                "shard_size": shard_size, "stats_sample": stats_sample}
     if max_pixels != MAX_PIXELS:  # recorded only when changed: OUTs made before it existed stay the same job
@@ -108,7 +107,8 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
         job = {"source": str(source), **options, "version": FORMAT_VERSION}
         resuming = claim(out, job)
         try:
-            src = _open(source, partial, cache_dir)
+            named = str(source) in download.DATASETS and not Path(str(source)).exists()
+            src = open_source(download.fetch(str(source), cache_dir) if named else Path(source), partial)
             if not src.splits.get("train"):
                 raise UserError(f"SOURCE {source}: found no training images")
         except BaseException:
@@ -131,25 +131,6 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
         with space_for(out, 40 * samples + 4 * 3 * size**2 + 2**20):  # index files, mean.npy, meta.json
             finish(out, src, plan, options, str(source))
     return out
-
-
-def _check_out_outside(source, out: Path) -> None:
-    """OUT inside a SOURCE folder would be read as part of it on the next run (a class of shards)."""
-    if not Path(source).is_dir():
-        return  # an archive or a name
-    inside, folder = out.resolve(), Path(source).resolve()
-    if inside == folder or folder in inside.parents:
-        raise UserError(f"OUT {out} is inside SOURCE {source}: it would be read as part of the source; "
-                        "choose an OUT outside it")
-
-
-def _open(source, partial: Path, cache_dir) -> Source:
-    from alexnet.data import download  # only for named datasets: keeps worker start-up light
-
-    name = str(source)
-    if name in download.DATASETS and not Path(name).exists():
-        source = download.fetch(name, cache_dir)
-    return open_source(Path(source), partial)
 
 
 def _stats_selection(n: int, sample: int | None) -> np.ndarray:

@@ -1,7 +1,5 @@
-"""The last step of `alexnet prepare`: the shards' partial files gathered into each split's index,
-labels and checksums, the training set's mean image and RGB PCA (sections 2 and 4.1) from their
-exact sums, and ``meta.json``, written last (a dataset without it is unfinished).
-"""
+"""The last step of `alexnet prepare`: each split's index, labels and checksums, the mean image and
+RGB PCA (sections 2 and 4.1) from the shards' exact sums, and ``meta.json``, written last."""
 
 from __future__ import annotations
 
@@ -21,10 +19,8 @@ FORMAT_VERSION = 2  # 2: checksums (crc32.npy per split, SHA-256 of each file in
 
 
 def pca(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (descending) and eigenvectors (as columns) of a 3x3 RGB covariance (section 4.1).
-
-    Each eigenvector's sign is fixed (positive sum) so that the same data always gives the same numbers.
-    """
+    """Eigenvalues (descending) and eigenvectors (as columns, each of positive sum so that the same
+    data always gives the same numbers) of a 3x3 RGB covariance (section 4.1)."""
     values, vectors = np.linalg.eigh(covariance)
     order = np.argsort(values)[::-1]
     values, vectors = values[order], vectors[:, order]
@@ -55,25 +51,18 @@ def _gather_split(out: Path, split: str, shards: list, digests: dict) -> tuple[d
     return info, totals
 
 
-def _statistics(totals: dict, size: int, source: str) -> dict:
-    """Mean image (saved by the caller), mean colour and RGB PCA from the exact training sums."""
+def _statistics(out: Path, totals: dict, size: int, source: str, digests: dict) -> dict:
+    """The mean image (saved as mean.npy), mean colour and RGB PCA from the exact training sums."""
     count = int(totals["count"])
     if count == 0:
         raise UserError(f"SOURCE {source}: none of the training files is a usable image")
+    _save_npy(out, "mean.npy", (totals["sum_image"] / count).astype(np.float32), digests)
     pixels = count * size**2
     mean_rgb = totals["sum_image"].sum(axis=(0, 1)) / pixels
-    covariance = totals["products"] / pixels - np.outer(mean_rgb, mean_rgb)
-    eigvals, eigvecs = pca(covariance)
+    eigvals, eigvecs = pca(totals["products"] / pixels - np.outer(mean_rgb, mean_rgb))
     return {"images": count, "scale": "0-255", "mean_image": "mean.npy", "mean_rgb": mean_rgb.tolist(),
             "pca_eigvals": eigvals.tolist(), "pca_eigvecs": eigvecs.tolist(),
             "pca_eigvecs_layout": "3x3, row = R,G,B component, column = eigenvector"}
-
-
-def _lasting_path(path: Path, out: Path) -> str | None:
-    """The source folder as an absolute path, for the benchmarks that read the original images;
-    None for an archive's extracted copy, which is deleted with OUT/.partial when prepare ends."""
-    path = Path(path).resolve()
-    return None if (out / ".partial").resolve() in (path, *path.parents) else str(path)
 
 
 def finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> None:
@@ -84,19 +73,20 @@ def finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> No
         if split in src.notes:
             splits[split]["note"] = src.notes[split]
         if split == "train":
-            stats = _statistics(totals, options["size"], source)
+            stats = _statistics(out, totals, options["size"], source, digests)
             stats["exact"] = options["stats_sample"] is None or options["stats_sample"] >= len(src.splits["train"])
-            _save_npy(out, "mean.npy", (totals["sum_image"] / totals["count"]).astype(np.float32), digests)
+    # The source folder, for the benchmarks that read the original images; not an archive's
+    # extracted copy, deleted with OUT/.partial below.
+    path = Path(src.path).resolve()
     meta = {
         "format": "alexnet-prepared-dataset", "version": FORMAT_VERSION,
-        "source": {"kind": src.kind, "given": source, "path": _lasting_path(src.path, out)},
+        "source": {"kind": src.kind, "given": source,
+                   "path": None if (out / ".partial").resolve() in (path, *path.parents) else str(path)},
         "image": {"size": options["size"], "encoding": options["encoding"], "quality": options["quality"],
                   "extension": ENCODINGS[options["encoding"]],
                   "preprocessing": "RGB; shorter side rescaled to size (bilinear); central size x size patch"},
-        "options": options,
+        "options": options, "splits": splits, "stats": stats,
         "classes": [{"index": i, "id": cid, "name": name} for i, (cid, name) in enumerate(src.classes)],
-        "splits": splits,
-        "stats": stats,
         "checksums": {"algorithm": DIGEST, "files": dict(sorted(digests.items()))},
     }
     write_atomically(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
