@@ -85,7 +85,17 @@ def _devkit_labels(path: Path) -> dict[str, str] | None:
     """
     if (path / DEVKIT_TAR).is_file():
         devkit = path / DEVKIT_TAR
-        truth, meta = _devkit_members(devkit)
+        try:
+            with tarfile.open(devkit) as tar:
+                files = {Path(m.name).as_posix().split("/", 1)[-1]: m for m in tar if m.isfile()}
+                for name in (GROUND_TRUTH, META_MAT):
+                    if name not in files:
+                        raise UserError(f"SOURCE {devkit} lacks {name}")
+                    if files[name].size > DEVKIT_MAX_BYTES:
+                        raise UserError(f"SOURCE {devkit}: {name} is {too_large(files[name].size, DEVKIT_MAX_BYTES)}")
+                truth, meta = (tar.extractfile(files[name]).read() for name in (GROUND_TRUTH, META_MAT))
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+            raise UserError(f"SOURCE {devkit}: not a readable .tar.gz: {err}") from None
     elif (path / DEVKIT_DIR).is_dir():
         devkit = path / DEVKIT_DIR
         truth, meta = (read_source_file(devkit / name, DEVKIT_MAX_BYTES) for name in (GROUND_TRUTH, META_MAT))
@@ -105,23 +115,6 @@ def _devkit_labels(path: Path) -> dict[str, str] | None:
                             f"{field[:20].decode(errors='replace')!r}, not one of the {len(id_to_wnid)} "
                             f"ILSVRC2012_IDs of {META_MAT}") from None
     return labels
-
-
-def _devkit_members(devkit: Path) -> tuple[bytes, bytes]:
-    """The ground truth and meta.mat of the devkit's .tar.gz, each read only if it is small enough."""
-    try:
-        with tarfile.open(devkit) as tar:
-            files = {Path(m.name).as_posix().split("/", 1)[-1]: m for m in tar if m.isfile()}
-            found = []
-            for name in (GROUND_TRUTH, META_MAT):
-                if name not in files:
-                    raise UserError(f"SOURCE {devkit} lacks {name}")
-                if files[name].size > DEVKIT_MAX_BYTES:
-                    raise UserError(f"SOURCE {devkit}: {name} is {too_large(files[name].size, DEVKIT_MAX_BYTES)}")
-                found.append(tar.extractfile(files[name]).read())
-            return found[0], found[1]
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-        raise UserError(f"SOURCE {devkit}: not a readable .tar.gz: {err}") from None
 
 
 def _meta_mat_wnids(data: bytes, shown: str) -> dict[int, str]:

@@ -37,10 +37,9 @@ def partial_file(out: Path, split: str, number: int) -> Path:
     return out / ".partial" / f"{split}-{number:06d}.npz"
 
 
-def _tasks(out: Path, plan: dict, in_stats: np.ndarray, options: dict) -> tuple[list, int]:
-    """The chunks of the shards still to do, as ``(split, shard, last chunk?, worker task)``, and
-    the number of images in the shards already done."""
-    tasks, done_images = [], 0
+def write_shards(out, plan, in_stats, options, strict, workers, progress) -> None:
+    """Write the shards of ``plan`` not done yet, their chunks prepared by ``workers`` processes."""
+    tasks, done_images = [], 0  # the chunks to do: (split, shard, last chunk?, worker task)
     for split, shards in plan.items():
         (out / split).mkdir(exist_ok=True)
         first = 0  # position of the shard's first item in the split
@@ -56,36 +55,29 @@ def _tasks(out: Path, plan: dict, in_stats: np.ndarray, options: dict) -> tuple[
                             options.get("max_pixels", MAX_PIXELS))
                     tasks.append((split, number, start + CHUNK >= len(items), task))
             first += len(items)
-    return tasks, done_images
-
-
-def write_shards(out, plan, in_stats, options, strict, workers, progress) -> None:
-    tasks, done_images = _tasks(out, plan, in_stats, options)
     total = sum(len(items) for shards in plan.values() for items in shards)
     if not tasks:
         return
     if done_images:
         print(f"resuming: {done_images} of {total} images already prepared")
-    bar = console.progress(total=total, initial=done_images, unit="img", desc="prepare", disable=not progress,
-                           smoothing=0.05)
-    try:
-        with prepared_chunks([t[3] for t in tasks], min(workers, len(tasks))) as results:
-            shard = ShardBuffer(options["size"])
-            for (split, number, last, _), result in zip(tasks, results):
-                for shown, reason in result[-1]:
-                    if strict:
-                        raise UserError(f"{shown}: {reason} (--strict stops at the first bad file)")
-                    bar.write(f"skipped {shown}: {reason}")
-                shard.add(result)
-                bar.update(len(result[0]) + len(result[-1]))
-                if last:
-                    shard.save(out, split, number, ENCODINGS[options["encoding"]])
-                    shard = ShardBuffer(options["size"])
-    except KeyboardInterrupt:
-        bar.write("stopped; run the same command again to resume (finished shards are kept)")
-        raise
-    finally:
-        bar.close()
+    with console.progress(total=total, initial=done_images, unit="img", desc="prepare", disable=not progress,
+                          smoothing=0.05) as bar:
+        try:
+            with prepared_chunks([t[3] for t in tasks], min(workers, len(tasks))) as results:
+                shard = ShardBuffer(options["size"])
+                for (split, number, last, _), result in zip(tasks, results):
+                    for shown, reason in result[-1]:
+                        if strict:
+                            raise UserError(f"{shown}: {reason} (--strict stops at the first bad file)")
+                        bar.write(f"skipped {shown}: {reason}")
+                    shard.add(result)
+                    bar.update(len(result[0]) + len(result[-1]))
+                    if last:
+                        shard.save(out, split, number, ENCODINGS[options["encoding"]])
+                        shard = ShardBuffer(options["size"])
+        except KeyboardInterrupt:
+            bar.write("stopped; run the same command again to resume (finished shards are kept)")
+            raise
 
 
 @contextlib.contextmanager

@@ -1,14 +1,11 @@
 """What `alexnet prepare` can read, found from what SOURCE holds.
 
-Every source becomes a :class:`Source`: the classes in index order, and per split a list of items
-``(key, label, locator, shown)``. ``key`` is the source file's path inside its split without its
-extension (the sample's name in the shards), ``locator`` a small picklable tuple that a worker
-turns into bytes (:func:`read_item`), ``shown`` how messages name the file.
-
-Layouts: an image folder (``train/<class>/<image>`` and ``val/<class>/<image>``, or
-``<class>/<image>`` alone, a validation split then held out); ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`);
-CIFAR-10's python batches (:mod:`alexnet.data.cifar10`); any of these in a ``.tar.gz``/``.tgz``
-(extracted into a scratch folder first). Sources are not trusted (:mod:`alexnet.data.source_files`).
+Every source becomes a :class:`Source`: the classes in index order, and per split items ``(key,
+label, locator, shown)``: the sample's name in the shards (the file's path in its split without
+extension), a picklable tuple that a worker reads (:func:`read_item`), how messages name the file.
+Layouts: an image folder (``train/`` and ``val/`` of class folders, or class folders alone);
+ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`); CIFAR-10 (:mod:`alexnet.data.cifar10`); any of these in a
+``.tar.gz``/``.tgz``, extracted first. Sources are not trusted (:mod:`alexnet.data.source_files`).
 """
 
 from __future__ import annotations
@@ -31,20 +28,15 @@ from alexnet.errors import UserError
 
 LAYOUT_PARTS = ("train", "val", DEVKIT_DIR, KAGGLE_DIR.parts[0])  # top folders a layout is made of
 
-EXPECTED = (
-    "expected one of: an image folder (SOURCE/train/<class>/<image>, SOURCE/val/<class>/<image>, "
-    "or SOURCE/<class>/<image> alone); "
-    f"the ILSVRC-2012 files ({TRAIN_TAR}, {VAL_TAR}, {DEVKIT_TAR} or {KAGGLE_CSV}) or their "
-    "extracted forms; CIFAR-10's cifar-10-batches-py; a .tar.gz of one of these; "
-    "or a name: imagenette, cifar10"
-)
+EXPECTED = ("expected one of: an image folder (SOURCE/train/<class>/<image>, SOURCE/val/<class>/<image>, "
+            f"or SOURCE/<class>/<image> alone); the ILSVRC-2012 files ({TRAIN_TAR}, {VAL_TAR}, {DEVKIT_TAR} or "
+            f"{KAGGLE_CSV}) or their extracted forms; CIFAR-10's cifar-10-batches-py; a .tar.gz of one of these; "
+            "or a name: imagenette, cifar10")
 
 
 def read_item(locator: tuple, max_bytes: int) -> bytes | np.ndarray:
-    """The encoded file, or for CIFAR-10 the HxWx3 pixels, that ``locator`` points at.
-
-    BadImage if it is not a regular file or holds more than ``max_bytes`` (then it is not read).
-    """
+    """The encoded file, or for CIFAR-10 the HxWx3 pixels, that ``locator`` points at; BadImage if it
+    is not a regular file or holds more than ``max_bytes`` (then it is not read)."""
     kind = locator[0]
     if kind == "file":
         return read_regular(Path(locator[1]), max_bytes)
