@@ -1,10 +1,9 @@
 """CIFAR-10's python version (``cifar-10-batches-py/``) as a source of `alexnet prepare`; the test
 batch becomes the validation split.
 
-The batches are pickles, and a pickle names any function for the loader to call: a batch that
-reduces to ``os.system(...)`` would run it under ``pickle.load``. Here the unpickler builds nothing
-but what the format holds (dicts, lists, bytes, numbers and numpy arrays), and what it built is then
-checked to be a batch: uint8 ``data`` of N rows x 3072, N ``labels`` that are class numbers.
+The batches are pickles, which may call any function (``os.system``) under ``pickle.load``: here the
+unpickler builds nothing but the format's dicts, lists, bytes, numbers and numpy arrays, then checks
+that they are a batch: uint8 ``data`` of N rows x 3072, N ``labels`` that are class numbers.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
         in_stats = _stats_selection(len(src.splits["train"]), stats_sample)
         write_shards(out, plan, in_stats, options, strict, available_cores() if workers is None else workers,
                      progress)
-        samples = sum(len(items) for items in src.splits.values())
+        samples = sum(map(len, src.splits.values()))
         with space_for(out, 40 * samples + 4 * 3 * size**2 + 2**20):  # index files, mean.npy, meta.json
             finish(out, src, plan, options, str(source))
     return out
@@ -250,6 +250,7 @@ def _save_npy(out: Path, name: str, array: np.ndarray, digests: dict) -> None:
     write_atomically(out / name, lambda f: np.save(f, array, allow_pickle=False))
     digests[name] = file_digest(out / name, DIGEST)
 
+
 def finished(out: Path, source: str, options: dict) -> bool:
     """Whether ``out`` already holds this prepared dataset (said on screen); UserError if it holds
     another, or one with a file missing."""
@@ -304,9 +305,8 @@ def clear_partial(out: Path) -> None:
 
 def discard_results(out: Path) -> None:
     """Remove what `alexnet prepare` writes in ``out`` outside ``.partial``, and nothing else."""
-    for name in ("meta.json", "mean.npy"):
-        for path in (out / name, out / f"{name}.tmp"):
-            path.unlink(missing_ok=True)
+    for name in ("meta.json", "meta.json.tmp", "mean.npy", "mean.npy.tmp"):
+        (out / name).unlink(missing_ok=True)
     patterns = ("shard-*.tar", "shard-*.tar.tmp", "index.npy", "labels.npy", "crc32.npy", "*.npy.tmp")
     for folder in [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]:
         ours = [path for pattern in patterns for path in folder.glob(pattern)]

@@ -212,10 +212,8 @@ class ShardBuffer:
     """The prepared images and summed statistics of one shard, until it is written."""
 
     def __init__(self, size: int):
-        self.records, self.skipped = [], []
-        self.sum_image = np.zeros((size, size, 3), np.int64)
-        self.products = np.zeros((3, 3), np.int64)
-        self.count = 0
+        self.records, self.skipped, self.count = [], [], 0
+        self.sum_image, self.products = np.zeros((size, size, 3), np.int64), np.zeros((3, 3), np.int64)
 
     def add(self, result) -> None:
         records, sum_image, products, count, skipped = result

@@ -146,8 +146,8 @@ def make_key(relative: str) -> str:
     :func:`safe_component`; other dots become ``_`` (WebDataset splits a name at its first dot).
     """
     *head, name = relative.split("/")
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    return "/".join([safe_component(p) for p in head if p not in ("", ".")] + [safe_component(stem.replace(".", "_"))])
+    stem = name.rsplit(".", 1)[0].replace(".", "_")
+    return "/".join([safe_component(p) for p in head if p not in ("", ".")] + [safe_component(stem)])
 
 
 def subdirs(folder: Path) -> list[str]:
