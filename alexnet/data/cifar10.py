@@ -6,8 +6,6 @@ unpickler builds nothing but the format's dicts, lists, bytes, numbers and numpy
 that they are a batch: uint8 ``data`` of N rows x 3072, N ``labels`` that are class numbers.
 """
 
-from __future__ import annotations
-
 import functools
 import io
 import pickle

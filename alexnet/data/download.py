@@ -4,8 +4,6 @@ A download goes to ``<file>.part``, continued where it stopped (HTTP Range) when
 file whose checksum matches the published one gets its final name, and a file found there is checked too.
 """
 
-from __future__ import annotations
-
 import os
 import urllib.error
 import urllib.request

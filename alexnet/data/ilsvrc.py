@@ -4,8 +4,6 @@ the devkit (validation labels); their extracted forms (``train/<wnid>/``, a flat
 devkit folder); Kaggle's layout (``ILSVRC/Data/CLS-LOC/{train,val}`` with ``LOC_val_solution.csv``).
 """
 
-from __future__ import annotations
-
 import csv
 import io
 import math
@@ -59,11 +57,15 @@ def _train_from_tar(tar_path: Path) -> dict[str, list[tuple]]:
     return per_class
 
 
-def _train_from_folder(folder: Path) -> dict[str, list[tuple]]:
-    per_class: dict[str, list[tuple]] = {wnid: [] for wnid in subdirs(folder)}
-    for wnid, key, path, reason in class_files(folder):
-        per_class.setdefault(wnid, []).append((key, wnid, file_locator(path, reason), str(path)))
-    return per_class
+def _train_from_folder(path: Path) -> dict[str, list[tuple]]:
+    """wnid -> items of the extracted training images (``train/<wnid>/``, or Kaggle's)."""
+    for folder in (path / "train", path / KAGGLE_DIR / "train"):
+        if folder.is_dir():
+            per_class: dict[str, list[tuple]] = {wnid: [] for wnid in subdirs(folder)}
+            for wnid, key, file, reason in class_files(folder):
+                per_class.setdefault(wnid, []).append((key, wnid, file_locator(file, reason), str(file)))
+            return per_class
+    return {}
 
 
 def _val_images(path: Path) -> list[tuple[str, tuple, str]]:
@@ -182,12 +184,7 @@ def _kaggle_labels(path: Path) -> dict[str, str] | None:
 
 
 def ilsvrc_source(path: Path) -> Source:
-    if (path / TRAIN_TAR).is_file():
-        per_class = _train_from_tar(path / TRAIN_TAR)
-    elif (path / "train").is_dir() or (path / KAGGLE_DIR / "train").is_dir():
-        per_class = _train_from_folder(path / "train" if (path / "train").is_dir() else path / KAGGLE_DIR / "train")
-    else:
-        per_class = {}
+    per_class = _train_from_tar(path / TRAIN_TAR) if (path / TRAIN_TAR).is_file() else _train_from_folder(path)
     val = _val_images(path)
     labels = _devkit_labels(path) or _kaggle_labels(path)
     missing = [what for what, found in [(f"{TRAIN_TAR} or train/<wnid>/<image>", per_class),

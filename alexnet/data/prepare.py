@@ -1,18 +1,13 @@
 """`alexnet prepare SOURCE OUT`: turn raw images into a prepared dataset, once (paper section 2).
 
-Like the paper, every image is decoded once, its shorter side rescaled to 256 and its central
-256x256 patch kept. In the same pass the training set's mean image (section 2) and the 3x3
-covariance of its RGB pixels (the PCA colour augmentation of section 4.1) are summed exactly in integers.
-
-OUT holds ``meta.json``, ``mean.npy``, ``<split>/shard-NNNNNN.tar`` (WebDataset layout) and beside
-them ``<split>/index.npy`` (shard, byte offset, byte size of each sample), ``<split>/labels.npy`` and
-``<split>/crc32.npy`` (checked on every read); ``meta.json``, written last, records the SHA-256 of
-every other file, which ``--verify`` checks. Work in progress lives in ``OUT/.partial``: the job (source and options),
-the lock that keeps a second run out, and per finished shard its index and statistics, so that a
-killed run of the same job resumes there and ``--restart`` removes only what `alexnet prepare` wrote.
+Every image is decoded once, its shorter side rescaled to 256 and its central 256x256 patch kept;
+the same pass sums the training set's mean image (section 2) and RGB covariance (for the PCA colour
+augmentation of section 4.1) exactly, in integers. OUT holds WebDataset shards ``<split>/shard-NNNNNN.tar``
+with each split's ``index.npy`` (shard, byte offset, byte size of each sample), ``labels.npy`` and
+``crc32.npy`` (checked on every read), ``mean.npy``, and ``meta.json``, written last, with the SHA-256
+of every other file (``--verify``). ``OUT/.partial`` holds the job (source and options), its lock and
+each finished shard's index and statistics: a killed run of the same job resumes there.
 """
-
-from __future__ import annotations
 
 import json
 import shutil
@@ -295,11 +290,9 @@ def claim(out: Path, job: dict) -> bool:
 def clear_partial(out: Path) -> None:
     """Empty ``out/.partial`` but for the lock this run holds."""
     for entry in (out / ".partial").iterdir():
-        if entry.name == "lock":
-            continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
-        else:
+        elif entry.name != "lock":
             entry.unlink()
 
 

@@ -3,8 +3,6 @@ shard is written whole, its index and exact pixel sums (the mean image of sectio
 covariance of section 4.1) in ``OUT/.partial``, so that a killed run resumes at its first unfinished shard.
 """
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import itertools
@@ -272,11 +270,8 @@ def prepare_chunk(task):
             data = read_item(locator, FILE_BYTES_PER_PIXEL * max_pixels)
             image = Image.fromarray(data) if isinstance(data, np.ndarray) else open_image(data)
             patch = centre_patch(image, size, max_pixels)
-        except BadImage as err:
-            skipped.append((shown, str(err)))
-            continue
-        except OSError as err:
-            skipped.append((shown, f"unreadable file: {err}"))
+        except (BadImage, OSError) as err:
+            skipped.append((shown, f"unreadable file: {err}" if isinstance(err, OSError) else str(err)))
             continue
         records.append((key, label, encode(patch, encoding, quality)))
         if counted:

@@ -1,8 +1,6 @@
 """Reading an untrusted source's files: regular files only, of bounded size, no folder twice,
 names made harmless; and the :class:`Source` every kind of source becomes."""
 
-from __future__ import annotations
-
 import os
 import stat
 from dataclasses import dataclass, field

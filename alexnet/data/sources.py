@@ -8,8 +8,6 @@ ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`); CIFAR-10 (:mod:`alexnet.data.cifar10`)
 ``.tar.gz``/``.tgz``, extracted first. Sources are not trusted (:mod:`alexnet.data.source_files`).
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import shutil
@@ -130,7 +128,5 @@ def _image_folder(path: Path, splits: dict[str, Path]) -> Source:
 
 def is_flat(folder: Path) -> bool:
     """Whether ``folder`` holds files and no class folders (ILSVRC's flat validation folder)."""
-    if not folder.is_dir():
-        return False
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
     return bool(entries) and not any(p.is_dir() for p in entries)
