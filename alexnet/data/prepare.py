@@ -219,17 +219,16 @@ def finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> No
     # The source folder, for the benchmarks that read the original images; not an archive's
     # extracted copy, deleted with OUT/.partial below.
     path = Path(src.path).resolve()
-    meta = {
-        "format": "alexnet-prepared-dataset", "version": FORMAT_VERSION,
-        "source": {"kind": src.kind, "given": source,
-                   "path": None if (out / ".partial").resolve() in (path, *path.parents) else str(path)},
-        "image": {"size": options["size"], "encoding": options["encoding"], "quality": options["quality"],
-                  "extension": ENCODINGS[options["encoding"]],
-                  "preprocessing": "RGB; shorter side rescaled to size (bilinear); central size x size patch"},
-        "options": options, "splits": splits, "stats": stats,
-        "classes": [{"index": i, "id": cid, "name": name} for i, (cid, name) in enumerate(src.classes)],
-        "checksums": {"algorithm": DIGEST, "files": dict(sorted(digests.items()))},
-    }
+    meta = {"format": "alexnet-prepared-dataset", "version": FORMAT_VERSION,
+            "source": {"kind": src.kind, "given": source,
+                       "path": None if (out / ".partial").resolve() in (path, *path.parents) else str(path)},
+            "image": {"size": options["size"], "encoding": options["encoding"], "quality": options["quality"],
+                      "extension": ENCODINGS[options["encoding"]],
+                      "preprocessing": "RGB; shorter side rescaled to size (bilinear); central size x size patch"},
+            "options": options,
+            "classes": [{"index": i, "id": cid, "name": name} for i, (cid, name) in enumerate(src.classes)],
+            "splits": splits, "stats": stats,
+            "checksums": {"algorithm": DIGEST, "files": dict(sorted(digests.items()))}}
     write_atomically(out / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     shutil.rmtree(out / ".partial", ignore_errors=True)
     n_skipped = sum(len(s["skipped"]) for s in splits.values())

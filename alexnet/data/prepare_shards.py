@@ -225,14 +225,12 @@ class ShardBuffer:
         path = out / split / shard_name(number)
         with space_for(path, sum(len(r[2]) + 2 * BLOCK + 512 for r in self.records)):  # data, headers, .cls
             positions = write_shard(path, self.records, extension)
-        arrays = {
-            "positions": np.array(positions, np.int64).reshape(-1, 2),
-            "labels": np.array([r[1] for r in self.records], np.int64),
-            "crc32": np.array([sample_checksum(r[2]) for r in self.records], np.uint32),
-            "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: still in the page cache
-            "sum_image": self.sum_image, "products": self.products,
-            "count": np.int64(self.count), "skipped": np.array(json.dumps(self.skipped)),
-        }
+        arrays = {"positions": np.array(positions, np.int64).reshape(-1, 2),
+                  "labels": np.array([r[1] for r in self.records], np.int64),
+                  "crc32": np.array([sample_checksum(r[2]) for r in self.records], np.uint32),
+                  "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: in the page cache
+                  "sum_image": self.sum_image, "products": self.products,
+                  "count": np.int64(self.count), "skipped": np.array(json.dumps(self.skipped))}
         partial = partial_file(out, split, number)
         with space_for(partial, sum(a.nbytes for a in arrays.values())):
             write_atomically(partial, lambda f: np.savez(f, **arrays))
