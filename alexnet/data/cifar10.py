@@ -73,14 +73,6 @@ def unpickle(path: Path):
         raise UserError(f"{path}: refused, not a CIFAR-10 pickle: {err}") from None
 
 
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        allowed = _numpy_globals().get((module, name))
-        if allowed is None:
-            raise pickle.UnpicklingError(f"it calls {module}.{name}, which no CIFAR-10 batch does")
-        return allowed
-
-
 class _ArrayType:
     """What a pickle gets for ``numpy.ndarray``: only ``_reconstruct`` takes it, so that a pickle
     cannot call ``ndarray((2**40,))`` itself and have a terabyte allocated."""
@@ -94,13 +86,17 @@ def _empty_array(subtype, shape, dtype):
     return np.zeros(1).__reduce__()[0](np.ndarray, (0,), dtype)  # numpy's own, under whichever module name it has
 
 
-@functools.cache
-def _numpy_globals() -> dict[tuple[str, str], object]:
-    """The functions numpy's pickled arrays name, under numpy 1's module names (those of the real
-    files) and numpy 2's."""
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 pickles arrays through it: sized by its buffer
-    return {("numpy.core.multiarray", "_reconstruct"): _empty_array,
-            ("numpy._core.multiarray", "_reconstruct"): _empty_array,
-            ("numpy.core.numeric", "_frombuffer"): frombuffer,
-            ("numpy._core.numeric", "_frombuffer"): frombuffer,
-            ("numpy", "ndarray"): _ArrayType, ("numpy", "dtype"): np.dtype}
+_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 pickles arrays through it: sized by its buffer
+# The functions numpy's pickled arrays name, under numpy 1's module names (those of the real files) and numpy 2's.
+_NUMPY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"): _empty_array,
+                  ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+                  ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+                  ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+                  ("numpy", "ndarray"): _ArrayType, ("numpy", "dtype"): np.dtype}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _NUMPY_GLOBALS:
+            raise pickle.UnpicklingError(f"it calls {module}.{name}, which no CIFAR-10 batch does")
+        return _NUMPY_GLOBALS[module, name]

@@ -7,7 +7,7 @@ file whose checksum matches the published one gets its final name, and a file fo
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections import namedtuple
 from http.client import HTTPException
 from pathlib import Path
 
@@ -23,12 +23,7 @@ class DownloadError(UserError):
     """A dataset could not be downloaded (offline, server error, checksum mismatch)."""
 
 
-@dataclass(frozen=True)
-class Remote:
-    url: str
-    md5: str  # as published (torchvision's dataset classes check the same sums)
-
-
+Remote = namedtuple("Remote", "url md5")  # md5 as published (torchvision's dataset classes check the same sums)
 DATASETS = {
     # fast.ai's 10-class ImageNet subset, shorter side 320: train/<wnid>/, val/<wnid>/.
     "imagenette": Remote("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",

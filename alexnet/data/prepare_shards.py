@@ -256,10 +256,9 @@ def prepare_chunk(task):
     products) cover the images chosen for statistics, exactly; ``skipped`` is ``[(file, reason)]``.
     """
     items, in_stats, size, encoding, quality, max_pixels = task
-    records, skipped = [], []
+    records, skipped, count = [], [], 0
     sum_image = np.zeros((size, size, 3), np.uint16)
     products = np.zeros((3, 3), np.float64)  # sums of integer products < 2**53: exact in float64
-    count = 0
     for (key, label, locator, shown), counted in zip(items, in_stats):
         if label < 0:
             skipped.append((shown, "its class has no training images"))

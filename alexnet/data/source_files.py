@@ -53,10 +53,8 @@ def read_source_file(path: Path, max_bytes: int) -> bytes:
     """:func:`read_regular` for a file describing a source (labels, batches): UserError naming the file."""
     try:
         return read_regular(path, max_bytes)
-    except BadImage as err:
-        raise UserError(f"{path}: {err}") from None
-    except OSError as err:
-        raise UserError(f"{path}: {err.strerror}") from None
+    except (BadImage, OSError) as err:
+        raise UserError(f"{path}: {err.strerror if isinstance(err, OSError) else err}") from None
 
 
 def too_large(size: int, max_bytes: int) -> str:
