@@ -29,8 +29,7 @@ DATASETS = {
     "imagenette": Remote("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",
                          "3df6f0d01a2c9592104656642f5e78a3"),
     # The python version: pickled batches data_batch_1..5 (train) and test_batch (val).
-    "cifar10": Remote("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                      "c58f30108f718f92721af3b95e74349a"),
+    "cifar10": Remote("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
 }
 
 
@@ -89,7 +88,6 @@ def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
     got = file_digest(part, "md5")
     if got != md5:
         part.unlink()
-        raise DownloadError(f"{url}: {_mismatch(md5, got)}; the download was deleted, run again to "
-                            "fetch it afresh")
+        raise DownloadError(f"{url}: {_mismatch(md5, got)}; the download was deleted, run again to fetch it afresh")
     os.replace(part, dest)
     return dest

@@ -80,11 +80,9 @@ def _val_images(path: Path) -> list[tuple[str, tuple, str]]:
 
 
 def _devkit_labels(path: Path) -> dict[str, str] | None:
-    """Validation image stem -> wnid, from the devkit (tar.gz or extracted), or None if absent.
-
-    The ground truth gives each image's ILSVRC2012_ID, which meta.mat maps to a wnid (the IDs are not
-    in sorted-wnid order: never class indices). Each file is read only if at most DEVKIT_MAX_BYTES.
-    """
+    """Validation image stem -> wnid, from the devkit (tar.gz or extracted), or None if absent: the
+    ground truth gives each image's ILSVRC2012_ID, which meta.mat maps to a wnid (the IDs are not in
+    sorted-wnid order: never class indices). Each file is read only if at most DEVKIT_MAX_BYTES."""
     if (path / DEVKIT_TAR).is_file():
         devkit = path / DEVKIT_TAR
         try:
@@ -187,10 +185,9 @@ def ilsvrc_source(path: Path) -> Source:
     per_class = _train_from_tar(path / TRAIN_TAR) if (path / TRAIN_TAR).is_file() else _train_from_folder(path)
     val = _val_images(path)
     labels = _devkit_labels(path) or _kaggle_labels(path)
-    missing = [what for what, found in [(f"{TRAIN_TAR} or train/<wnid>/<image>", per_class),
-                                        (f"{VAL_TAR} or val/<image>", val),
-                                        (f"validation labels ({DEVKIT_TAR}, {DEVKIT_DIR}/ or {KAGGLE_CSV})", labels)]
-               if not found]
+    wanted = {f"{TRAIN_TAR} or train/<wnid>/<image>": per_class, f"{VAL_TAR} or val/<image>": val,
+              f"validation labels ({DEVKIT_TAR}, {DEVKIT_DIR}/ or {KAGGLE_CSV})": labels}
+    missing = [what for what, found in wanted.items() if not found]
     if missing:
         raise UserError(f"SOURCE {path} looks like ILSVRC-2012 but lacks " + "; ".join(missing))
     ids = sorted(per_class)  # sorted wnids: the standard class index

@@ -39,8 +39,7 @@ def run(args) -> int:
             raise UserError("--verify OUT takes no SOURCE: `alexnet prepare --verify OUT`")
         return verify_command(args.verify)
     if args.out is None:
-        raise UserError("expected SOURCE and OUT: `alexnet prepare SOURCE OUT` "
-                        "(or `alexnet prepare --verify OUT`)")
+        raise UserError("expected SOURCE and OUT: `alexnet prepare SOURCE OUT` (or `alexnet prepare --verify OUT`)")
     prepare(args.source, args.out, size=args.size, encoding=args.encoding, quality=args.quality,
             workers=args.workers, shard_size=args.shard_size, stats_sample=args.stats_sample,
             strict=args.strict, cache_dir=args.cache_dir, restart=args.restart, max_pixels=args.max_pixels)
@@ -65,12 +64,9 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
             workers: int | None = None, shard_size: int = SHARD_SIZE, stats_sample: int | None = None,
             strict: bool = False, cache_dir=None, progress: bool = True, restart: bool = False,
             max_pixels: int = MAX_PIXELS) -> Path:
-    """Prepare ``source`` into ``out`` (see the module docstring); returns ``out``.
-
-    Safe to interrupt and run again: finished shards are kept, a finished ``out`` is left as it is.
-    ``restart`` first discards what an earlier run left in ``out``. An image that would decode to
-    more than ``max_pixels`` pixels is skipped (docs/data.md).
-    """
+    """Prepare ``source`` into ``out`` (see the module docstring); returns ``out``. Safe to interrupt
+    and run again: finished shards are kept, a finished ``out`` is left as it is. ``restart`` first
+    discards what an earlier run left; an image decoding to over ``max_pixels`` pixels is skipped."""
     out = Path(out)
     if encoding not in ENCODINGS:
         raise UserError(f"--format {encoding}: expected one of {', '.join(sorted(ENCODINGS))}")
@@ -140,9 +136,8 @@ def _stats_selection(n: int, sample: int | None) -> np.ndarray:
 
 
 def hold_out_validation(src: Source) -> None:
-    """Give a source without validation images (an image folder with only ``train/``) a ``val``
-    split: 1 in HOLD_OUT of each class's training images (rounded down: none of a class with fewer),
-    drawn at random (seed 0); meta.json's note on the split says so."""
+    """Give a source without validation images a ``val`` split (noted in meta.json): 1 in HOLD_OUT of
+    each class's training images (rounded down: none of a class with fewer), at random (seed 0)."""
     items = src.splits["train"]
     if src.splits.get("val"):
         return
@@ -254,8 +249,7 @@ def finished(out: Path, source: str, options: dict) -> bool:
     given = meta.get("source", {}).get("given")
     if meta.get("options") != options or given != source:
         raise UserError(f"{out} already holds a dataset prepared from {given} with other options or from "
-                        f"another source ({meta.get('options')}); choose another OUT, or add --restart to "
-                        "replace it")
+                        f"another source ({meta.get('options')}); choose another OUT, or add --restart to replace it")
     missing = [name for name in listed_files(meta) if not (out / name).is_file()]
     if missing:
         raise UserError(f"{out / missing[0]} is missing ({len(missing)} files of {out} are); "

@@ -158,12 +158,10 @@ def _death(process) -> str:
 
 
 def _start_workers(count: int) -> list:
-    """``count`` worker processes with their pipes, each with single-threaded BLAS (one busy process per core).
-
-    They fork from a clean fork server (no threads, this module imported once: milliseconds each),
-    which inherits the settings made here: the BLAS threads, and this process's import path (else it
-    would put the current folder first, and a clone's folder ``alexnet`` seen from its parent there).
-    """
+    """``count`` worker processes with their pipes, each with single-threaded BLAS (one busy process per
+    core), forked from a clean fork server (no threads, this module imported once: milliseconds each)
+    that inherits the settings made here: the BLAS threads, and this process's import path (else it
+    would put the current folder first, and a clone's folder ``alexnet`` seen from its parent there)."""
     saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "PYTHONPATH", "PYTHONSAFEPATH")}
     os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
     os.environ.update(PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in sys.path if isinstance(p, str)),

@@ -73,11 +73,9 @@ def class_ids(names: list[str]) -> list[str]:
 
 
 def distinct(names: list[str]) -> list[str]:
-    """``names`` with each repeat made ``<name>-N``, N the first from 2 that no other name has.
-
-    Sample keys must be unique (a WebDataset reader takes one key's members for one sample), yet
-    ``dup.JPEG`` and ``dup.png``, ``x.y.JPEG`` and ``x_y.JPEG`` or a CIFAR batch's names can make one key.
-    """
+    """``names`` with each repeat made ``<name>-N``, N the first from 2 that no other name has: sample
+    keys must be unique (a WebDataset reader takes one key's members for one sample), yet ``dup.JPEG``
+    and ``dup.png``, ``x.y.JPEG`` and ``x_y.JPEG`` or a CIFAR batch's names can make one key."""
     taken, seen, following, result = set(names), set(), {}, []
     for name in names:
         if name in seen:
@@ -93,11 +91,9 @@ def distinct(names: list[str]) -> list[str]:
 
 
 def files_under(folder: Path) -> list[tuple[Path, str | None]]:
-    """The files below ``folder`` as ``(path, None)``, sorted, hidden ones left out.
-
-    Symlinks are followed, but no folder is read twice: a link back up (``a/loop -> ..``), a second
-    link to a folder already read or a folder that cannot be listed comes as ``(path, reason)``, a skipped file.
-    """
+    """The files below ``folder`` as ``(path, None)``, sorted, hidden ones left out. Symlinks are
+    followed, but no folder is read twice: a link back up (``a/loop -> ..``), a second link to a folder
+    already read or a folder that cannot be listed comes as ``(path, reason)``, a skipped file."""
     found: list[tuple[Path, str | None]] = []
     seen = {_identity(folder): folder}
 
@@ -139,8 +135,7 @@ def safe_component(name: str) -> str:
 
 def make_key(relative: str) -> str:
     """A sample's name in the shards: its path in the split without extension, each part a
-    :func:`safe_component`; other dots become ``_`` (WebDataset splits a name at its first dot).
-    """
+    :func:`safe_component`; other dots become ``_`` (WebDataset splits a name at its first dot)."""
     *head, name = relative.split("/")
     stem = name.rsplit(".", 1)[0].replace(".", "_")
     return "/".join([safe_component(p) for p in head if p not in ("", ".")] + [safe_component(stem)])
