@@ -27,16 +27,13 @@ def cifar10_source(folder: Path) -> Source:
         raise UserError(f"{folder / 'batches.meta'}: not CIFAR-10's batches.meta (no list of label_names)")
     ids = class_ids([n.decode(errors="replace") for n in names])
     source = Source("cifar10", folder, [(i, i) for i in ids])
-    batches = {"train": [f"data_batch_{i}" for i in range(1, 6)], "val": ["test_batch"]}
-    for split, files in batches.items():
-        items = []
-        for name in files:
-            if not (folder / name).is_file():
-                raise UserError(f"SOURCE {folder} lacks the CIFAR-10 batch {name}")
-            _, labels, filenames = batch(folder / name, len(ids))
-            for row, (fname, label) in enumerate(zip(filenames, labels)):
-                items.append((make_key(fname), label, ("cifar", str(folder / name), row), f"{folder / name}[{row}]"))
-        source.splits[split] = items
+    for split, name in [("train", f"data_batch_{i}") for i in range(1, 6)] + [("val", "test_batch")]:
+        if not (folder / name).is_file():
+            raise UserError(f"SOURCE {folder} lacks the CIFAR-10 batch {name}")
+        _, labels, filenames = batch(folder / name, len(ids))
+        source.splits.setdefault(split, []).extend(
+            (make_key(fname), label, ("cifar", str(folder / name), row), f"{folder / name}[{row}]")
+            for row, (fname, label) in enumerate(zip(filenames, labels)))
     return source
 
 

@@ -38,12 +38,12 @@ def cache_root(cache_dir=None) -> Path:
     return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "alexnet")
 
 
-def fetch(name: str, cache_dir=None, progress: bool = True) -> Path:
+def fetch(name: str, cache_dir=None) -> Path:
     """The archive of the named dataset in the cache, downloaded first if it is not there yet."""
     remote = DATASETS[name]
     dest = cache_root(cache_dir) / "downloads" / remote.url.rsplit("/", 1)[-1]
     if not dest.is_file():
-        return download(remote.url, dest, remote.md5, progress=progress)
+        return download(remote.url, dest, remote.md5)
     got = file_digest(dest, "md5")
     if got != remote.md5:
         raise DownloadError(f"{dest}: {_mismatch(remote.md5, got)}; it is not the file of {remote.url}: "

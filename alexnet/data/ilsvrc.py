@@ -136,11 +136,9 @@ def _meta_mat_wnids(data: bytes, shown: str) -> dict[int, str]:
 
 
 def _check_mat_sizes(data: bytes) -> None:
-    """ValueError unless ``data`` is a MATLAB 5 file whose array headers declare at most
-    MAT_MAX_ELEMENTS elements in all, its compressed variables inflating to at most DEVKIT_MAX_BYTES.
-
-    scipy allocates the declared size before reading: 300 bytes declaring 10^8 synsets cost gigabytes.
-    """
+    """ValueError unless ``data`` is a MATLAB 5 file whose array headers declare at most MAT_MAX_ELEMENTS
+    elements in all, its compressed variables inflating to at most DEVKIT_MAX_BYTES (scipy allocates
+    the declared size before reading: 300 bytes declaring 10^8 synsets would cost gigabytes)."""
     if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
         raise ValueError("not a MATLAB 5 file")
     order = "<" if data[126:128] == b"IM" else ">"

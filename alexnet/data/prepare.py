@@ -77,8 +77,7 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
     if workers is not None and workers < 0:
         raise UserError(f"--workers {workers}: expected a number of worker processes, 1 or more, or 0 to "
                         "prepare in this process (default: one per core)")
-    inside = out.resolve()
-    if Path(source).is_dir() and Path(source).resolve() in (inside, *inside.parents):  # not an archive or a name
+    if Path(source).is_dir() and Path(source).resolve() in (out.resolve(), *out.resolve().parents):
         raise UserError(f"OUT {out} is inside SOURCE {source}: it would be read as part of the source; "
                         "choose an OUT outside it")
     options = {"size": size, "encoding": encoding, "quality": quality if encoding == "jpeg" else None,
@@ -115,9 +114,8 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
         hold_out_validation(src)
         plan = {split: [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
                 for split, items in src.splits.items() if items}
-        in_stats = _stats_selection(len(src.splits["train"]), stats_sample)
-        write_shards(out, plan, in_stats, options, strict, available_cores() if workers is None else workers,
-                     progress)
+        write_shards(out, plan, _stats_selection(len(src.splits["train"]), stats_sample), options, strict,
+                     available_cores() if workers is None else workers, progress)
         samples = sum(map(len, src.splits.values()))
         with space_for(out, 40 * samples + 4 * 3 * size**2 + 2**20):  # index files, mean.npy, meta.json
             finish(out, src, plan, options, str(source))
@@ -157,9 +155,8 @@ def hold_out_validation(src: Source) -> None:
 def pca(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending) and eigenvectors (as columns, each of positive sum so that the same
     data always gives the same numbers) of a 3x3 RGB covariance (section 4.1)."""
-    values, vectors = np.linalg.eigh(covariance)
-    order = np.argsort(values)[::-1]
-    values, vectors = values[order], vectors[:, order]
+    values, vectors = np.linalg.eigh(covariance)  # ascending
+    values, vectors = values[::-1], vectors[:, ::-1]
     vectors *= np.where(vectors.sum(axis=0) < 0, -1.0, 1.0)
     return values, vectors
 
@@ -261,9 +258,8 @@ def finished(out: Path, source: str, options: dict) -> bool:
 
 
 def claim(out: Path, job: dict) -> bool:
-    """Whether this run resumes an unfinished run of the same ``job`` (only then do the shards fit
-    together); else ``out/.partial`` is cleared for it. Another job's run that wrote shards is an
-    error (keep it or ``--restart``); one that wrote none is replaced."""
+    """Whether this run resumes an unfinished run of the same ``job`` (only then do shards fit together);
+    else ``out/.partial`` is cleared for it, but another job's finished shards are an error (``--restart``)."""
     partial = out / ".partial"
     try:
         before = json.loads((partial / "options.json").read_text())
@@ -333,9 +329,8 @@ def verify_command(out) -> int:
         elif file_digest(path, checksums["algorithm"]) != expected:
             problems.append(f"{path}: damaged (its {checksums['algorithm']} differs from the one recorded "
                             "when it was prepared)")
-    for line in problems:
-        print(line)
     if problems:
+        print("\n".join(problems))
         print(f"{len(problems)} damaged or missing files in {out}; {prepare_again(out, meta)}", file=sys.stderr)
         return 1
     shards = sum(len(info["shards"]) for info in meta["splits"].values())

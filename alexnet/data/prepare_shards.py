@@ -183,11 +183,9 @@ def _start_workers(count: int) -> list:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, handler)
-        for name, value in saved.items():
-            if value is None:
-                del os.environ[name]
-            else:
-                os.environ[name] = value
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
+        for name in [name for name, value in saved.items() if value is None]:
+            del os.environ[name]
 
 
 def _serve(pipe) -> None:

@@ -1,11 +1,10 @@
-"""What `alexnet prepare` can read, found from what SOURCE holds.
+"""What `alexnet prepare` can read, found from what SOURCE holds: an image folder (``train/`` and
+``val/`` of class folders, or class folders alone), ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`), CIFAR-10
+(:mod:`alexnet.data.cifar10`), or any of these in a ``.tar.gz``/``.tgz``, extracted first.
 
 Every source becomes a :class:`Source`: the classes in index order, and per split items ``(key,
 label, locator, shown)``: the sample's name in the shards (the file's path in its split without
 extension), a picklable tuple that a worker reads (:func:`read_item`), how messages name the file.
-Layouts: an image folder (``train/`` and ``val/`` of class folders, or class folders alone);
-ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`); CIFAR-10 (:mod:`alexnet.data.cifar10`); any of these in a
-``.tar.gz``/``.tgz``, extracted first. Sources are not trusted (:mod:`alexnet.data.source_files`).
 """
 
 import errno
@@ -82,8 +81,7 @@ def _find_source(path: Path, scratch: Path) -> Source:
 
 def extract_archive(archive: Path, dest: Path) -> Path:
     """Extract ``archive`` into ``dest`` once (a finished extraction is reused); the folder holding the data."""
-    done = dest / ".extracted"
-    if not done.exists():
+    if not (dest / ".extracted").exists():
         tmp = dest.with_name(dest.name + ".tmp")
         _remove_tree(tmp)
         try:
@@ -100,7 +98,7 @@ def extract_archive(archive: Path, dest: Path) -> Path:
             raise UserError(f"SOURCE {archive}: cannot read the archive: {err}") from None
         _remove_tree(dest)
         tmp.rename(dest)
-        done.touch()
+        (dest / ".extracted").touch()
     entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
     # One top folder is a wrapper (imagenette2-320/) unless it is itself a part of a layout
     # (a .tar.gz of an image folder whose only split is train/).
