@@ -1,8 +1,7 @@
 """Named datasets downloaded on request: checksum-verified, resumable, with a clear message offline.
 
 A download goes to ``<file>.part``, continued where it stopped (HTTP Range) when run again; only a
-file whose checksum matches the published one gets its final name, and a file found there is checked too.
-"""
+file whose checksum matches the published one gets its final name, and a file found there is checked too."""
 
 import os
 import urllib.error

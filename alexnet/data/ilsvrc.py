@@ -1,8 +1,7 @@
 """The official ILSVRC-2012 files as a source of `alexnet prepare`, as torchvision's ImageNet
 expects them: the train tar (1000 per-class tars, read in place), the val tar (50,000 flat images),
 the devkit (validation labels); their extracted forms (``train/<wnid>/``, a flat ``val/``, the
-devkit folder); Kaggle's layout (``ILSVRC/Data/CLS-LOC/{train,val}`` with ``LOC_val_solution.csv``).
-"""
+devkit folder); Kaggle's layout (``ILSVRC/Data/CLS-LOC/{train,val}`` with ``LOC_val_solution.csv``)."""
 
 import csv
 import io

@@ -6,8 +6,7 @@ augmentation of section 4.1) exactly, in integers. OUT holds WebDataset shards `
 with each split's ``index.npy`` (shard, byte offset, byte size of each sample), ``labels.npy`` and
 ``crc32.npy`` (checked on every read), ``mean.npy``, and ``meta.json``, written last, with the SHA-256
 of every other file (``--verify``). ``OUT/.partial`` holds the job (source and options), its lock and
-each finished shard's index and statistics: a killed run of the same job resumes there.
-"""
+each finished shard's index and statistics: a killed run of the same job resumes there."""
 
 import json
 import shutil
@@ -128,9 +127,7 @@ def _stats_selection(n: int, sample: int | None) -> np.ndarray:
         return np.ones(n, dtype=bool)
     if sample < 1:
         raise UserError(f"--stats-sample {sample}: expected a positive number of images")
-    chosen = np.zeros(n, dtype=bool)
-    chosen[np.random.default_rng(0).choice(n, size=sample, replace=False)] = True
-    return chosen
+    return np.isin(np.arange(n), np.random.default_rng(0).choice(n, size=sample, replace=False))
 
 
 def hold_out_validation(src: Source) -> None:

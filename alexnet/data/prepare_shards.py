@@ -1,7 +1,6 @@
 """The parallel pass of `alexnet prepare`: worker processes decode, crop and encode the images; each
 shard is written whole, its index and exact pixel sums (the mean image of section 2, the RGB
-covariance of section 4.1) in ``OUT/.partial``, so that a killed run resumes at its first unfinished shard.
-"""
+covariance of section 4.1) in ``OUT/.partial``, so that a killed run resumes at its first unfinished shard."""
 
 import contextlib
 import errno
@@ -84,8 +83,7 @@ def prepared_chunks(tasks: list, workers: int):
 
     Unlike a ``multiprocessing.Pool``, which waits forever for the chunk a dead worker held, a worker
     that dies (killed, out of memory, failing to start) ends the run at once with one line saying
-    how. The workers end with the run and with this process (the only other end of their pipes).
-    """
+    how. The workers end with the run and with this process (the only other end of their pipes)."""
     if workers == 0:
         yield map(prepare_chunk, tasks)
         return
@@ -249,8 +247,7 @@ def prepare_chunk(task):
 
     Returns ``(records, sum_image, products, count, skipped)``: ``records`` are ``(key, label, encoded)``;
     ``sum_image`` (uint16: at most CHUNK <= 257 images of 255) and ``products`` (3x3 sums of R,G,B
-    products) cover the images chosen for statistics, exactly; ``skipped`` is ``[(file, reason)]``.
-    """
+    products) cover the images chosen for statistics, exactly; ``skipped`` is ``[(file, reason)]``."""
     items, in_stats, size, encoding, quality, max_pixels = task
     records, skipped, count = [], [], 0
     sum_image = np.zeros((size, size, 3), np.uint16)

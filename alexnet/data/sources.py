@@ -4,8 +4,7 @@
 
 Every source becomes a :class:`Source`: the classes in index order, and per split items ``(key,
 label, locator, shown)``: the sample's name in the shards (the file's path in its split without
-extension), a picklable tuple that a worker reads (:func:`read_item`), how messages name the file.
-"""
+extension), a picklable tuple that a worker reads (:func:`read_item`), how messages name the file."""
 
 import errno
 import os
