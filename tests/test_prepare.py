@@ -23,7 +23,7 @@ from alexnet.data import prepare_shards
 from alexnet.data.dataset import PreparedDataset
 from alexnet.data.images import centre_patch
 from alexnet.data.prepare import prepare
-from alexnet.data.prepare_finish import pca
+from alexnet.data.prepare import pca
 from alexnet.classes import imagenet_classes
 from alexnet.errors import UserError
 from tests import kit

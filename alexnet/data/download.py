@@ -1,16 +1,12 @@
 """Named datasets downloaded on request: checksum-verified, resumable, with a clear message offline.
 
-A download goes to ``<file>.part`` and continues from where it stopped (HTTP Range) when run
-again; only a file whose checksum matches the published one is renamed to its final name. A file
-found under that name (put there by hand, say) is checked too before it is used.
-"""
-
-from __future__ import annotations
+A download goes to ``<file>.part``, continued where it stopped (HTTP Range) when run again; only a
+file whose checksum matches the published one gets its final name, and a file found there is checked too."""
 
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections import namedtuple
 from http.client import HTTPException
 from pathlib import Path
 
@@ -26,19 +22,13 @@ class DownloadError(UserError):
     """A dataset could not be downloaded (offline, server error, checksum mismatch)."""
 
 
-@dataclass(frozen=True)
-class Remote:
-    url: str
-    md5: str  # as published (torchvision's dataset classes check the same sums)
-
-
+Remote = namedtuple("Remote", "url md5")  # md5 as published (torchvision's dataset classes check the same sums)
 DATASETS = {
     # fast.ai's 10-class ImageNet subset, shorter side 320: train/<wnid>/, val/<wnid>/.
     "imagenette": Remote("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",
                          "3df6f0d01a2c9592104656642f5e78a3"),
     # The python version: pickled batches data_batch_1..5 (train) and test_batch (val).
-    "cifar10": Remote("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                      "c58f30108f718f92721af3b95e74349a"),
+    "cifar10": Remote("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
 }
 
 
@@ -47,12 +37,12 @@ def cache_root(cache_dir=None) -> Path:
     return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "alexnet")
 
 
-def fetch(name: str, cache_dir=None, progress: bool = True) -> Path:
+def fetch(name: str, cache_dir=None) -> Path:
     """The archive of the named dataset in the cache, downloaded first if it is not there yet."""
     remote = DATASETS[name]
     dest = cache_root(cache_dir) / "downloads" / remote.url.rsplit("/", 1)[-1]
     if not dest.is_file():
-        return download(remote.url, dest, remote.md5, progress=progress)
+        return download(remote.url, dest, remote.md5)
     got = file_digest(dest, "md5")
     if got != remote.md5:
         raise DownloadError(f"{dest}: {_mismatch(remote.md5, got)}; it is not the file of {remote.url}: "
@@ -75,8 +65,7 @@ def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
         with urllib.request.urlopen(request, timeout=60) as response:
             if response.status != 206:  # the server sends the whole file: start over
                 have = 0
-            size = response.length
-            total = have + size if size is not None else None
+            total = have + response.length if response.length is not None else None
             with open(part, "ab" if have else "wb") as f, console.progress(
                 total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
             ) as bar:
@@ -98,7 +87,6 @@ def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
     got = file_digest(part, "md5")
     if got != md5:
         part.unlink()
-        raise DownloadError(f"{url}: {_mismatch(md5, got)}; the download was deleted, run again to "
-                            "fetch it afresh")
+        raise DownloadError(f"{url}: {_mismatch(md5, got)}; the download was deleted, run again to fetch it afresh")
     os.replace(part, dest)
     return dest

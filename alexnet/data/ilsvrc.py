@@ -1,12 +1,7 @@
 """The official ILSVRC-2012 files as a source of `alexnet prepare`, as torchvision's ImageNet
-expects them: ``ILSVRC2012_img_train.tar`` (a tar of 1000 per-class tars, read in place, never
-extracted), ``ILSVRC2012_img_val.tar`` (50,000 flat images), ``ILSVRC2012_devkit_t12.tar.gz``
-(validation labels); their extracted forms (``train/<wnid>/``, a flat ``val/``,
-``ILSVRC2012_devkit_t12/``); Kaggle's layout (``ILSVRC/Data/CLS-LOC/{train,val}`` with
-``LOC_val_solution.csv``).
-"""
-
-from __future__ import annotations
+expects them: the train tar (1000 per-class tars, read in place), the val tar (50,000 flat images),
+the devkit (validation labels); their extracted forms (``train/<wnid>/``, a flat ``val/``, the
+devkit folder); Kaggle's layout (``ILSVRC/Data/CLS-LOC/{train,val}`` with ``LOC_val_solution.csv``)."""
 
 import csv
 import io
@@ -54,21 +49,22 @@ def _train_from_tar(tar_path: Path) -> dict[str, list[tuple]]:
                     raise UserError(f"SOURCE {tar_path}: two members make the class {wnid} "
                                     f"(the second: {member.name}); not the ILSVRC-2012 train tar")
                 inner = _tar_files(tar_path, outer.extractfile(member), member.offset_data)
-                per_class[wnid] = [
-                    (make_key(f"{wnid}/{Path(name).name}"), wnid, ("tar", str(tar_path), offset, size),
-                     f"{tar_path}:{member.name}/{name}")
-                    for name, offset, size in sorted(inner)
-                ]
+                per_class[wnid] = [(make_key(f"{wnid}/{Path(name).name}"), wnid, ("tar", str(tar_path), offset, size),
+                                    f"{tar_path}:{member.name}/{name}") for name, offset, size in sorted(inner)]
     except tarfile.TarError as err:
         raise UserError(f"SOURCE {tar_path}: not a readable tar: {err}") from None
     return per_class
 
 
-def _train_from_folder(folder: Path) -> dict[str, list[tuple]]:
-    per_class: dict[str, list[tuple]] = {wnid: [] for wnid in subdirs(folder)}
-    for wnid, key, path, reason in class_files(folder):
-        per_class.setdefault(wnid, []).append((key, wnid, file_locator(path, reason), str(path)))
-    return per_class
+def _train_from_folder(path: Path) -> dict[str, list[tuple]]:
+    """wnid -> items of the extracted training images (``train/<wnid>/``, or Kaggle's)."""
+    for folder in (path / "train", path / KAGGLE_DIR / "train"):
+        if folder.is_dir():
+            per_class: dict[str, list[tuple]] = {wnid: [] for wnid in subdirs(folder)}
+            for wnid, key, file, reason in class_files(folder):
+                per_class.setdefault(wnid, []).append((key, wnid, file_locator(file, reason), str(file)))
+            return per_class
+    return {}
 
 
 def _val_images(path: Path) -> list[tuple[str, tuple, str]]:
@@ -83,15 +79,22 @@ def _val_images(path: Path) -> list[tuple[str, tuple, str]]:
 
 
 def _devkit_labels(path: Path) -> dict[str, str] | None:
-    """Validation image stem -> wnid, from the devkit (tar.gz or extracted), or None if absent.
-
-    The ground truth gives, for ILSVRC2012_val_00000001 onwards, an ILSVRC2012_ID; meta.mat maps
-    those IDs to wnids. The IDs are not in sorted-wnid order, so they are never used as class indices.
-    Each file is read only if it holds at most DEVKIT_MAX_BYTES.
-    """
+    """Validation image stem -> wnid, from the devkit (tar.gz or extracted), or None if absent: the
+    ground truth gives each image's ILSVRC2012_ID, which meta.mat maps to a wnid (the IDs are not in
+    sorted-wnid order: never class indices). Each file is read only if at most DEVKIT_MAX_BYTES."""
     if (path / DEVKIT_TAR).is_file():
         devkit = path / DEVKIT_TAR
-        truth, meta = _devkit_members(devkit)
+        try:
+            with tarfile.open(devkit) as tar:
+                files = {Path(m.name).as_posix().split("/", 1)[-1]: m for m in tar if m.isfile()}
+                for name in (GROUND_TRUTH, META_MAT):
+                    if name not in files:
+                        raise UserError(f"SOURCE {devkit} lacks {name}")
+                    if files[name].size > DEVKIT_MAX_BYTES:
+                        raise UserError(f"SOURCE {devkit}: {name} is {too_large(files[name].size, DEVKIT_MAX_BYTES)}")
+                truth, meta = (tar.extractfile(files[name]).read() for name in (GROUND_TRUTH, META_MAT))
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+            raise UserError(f"SOURCE {devkit}: not a readable .tar.gz: {err}") from None
     elif (path / DEVKIT_DIR).is_dir():
         devkit = path / DEVKIT_DIR
         truth, meta = (read_source_file(devkit / name, DEVKIT_MAX_BYTES) for name in (GROUND_TRUTH, META_MAT))
@@ -113,23 +116,6 @@ def _devkit_labels(path: Path) -> dict[str, str] | None:
     return labels
 
 
-def _devkit_members(devkit: Path) -> tuple[bytes, bytes]:
-    """The ground truth and meta.mat of the devkit's .tar.gz, each read only if it is small enough."""
-    try:
-        with tarfile.open(devkit) as tar:
-            files = {Path(m.name).as_posix().split("/", 1)[-1]: m for m in tar if m.isfile()}
-            found = []
-            for name in (GROUND_TRUTH, META_MAT):
-                if name not in files:
-                    raise UserError(f"SOURCE {devkit} lacks {name}")
-                if files[name].size > DEVKIT_MAX_BYTES:
-                    raise UserError(f"SOURCE {devkit}: {name} is {too_large(files[name].size, DEVKIT_MAX_BYTES)}")
-                found.append(tar.extractfile(files[name]).read())
-            return found[0], found[1]
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-        raise UserError(f"SOURCE {devkit}: not a readable .tar.gz: {err}") from None
-
-
 def _meta_mat_wnids(data: bytes, shown: str) -> dict[int, str]:
     """ILSVRC2012_ID -> wnid for the leaf synsets of the devkit's meta.mat."""
     from scipy.io import loadmat
@@ -149,13 +135,9 @@ def _meta_mat_wnids(data: bytes, shown: str) -> dict[int, str]:
 
 
 def _check_mat_sizes(data: bytes) -> None:
-    """ValueError unless ``data`` is a MATLAB 5 file whose arrays declare at most MAT_MAX_ELEMENTS
-    elements in all, counted from their headers, its compressed variables inflating to at most
-    DEVKIT_MAX_BYTES in all.
-
-    scipy makes an array of the declared size before it reads what fills it: a meta.mat of 300 bytes
-    that declares 10^8 synsets would cost gigabytes.
-    """
+    """ValueError unless ``data`` is a MATLAB 5 file whose array headers declare at most MAT_MAX_ELEMENTS
+    elements in all, its compressed variables inflating to at most DEVKIT_MAX_BYTES (scipy allocates
+    the declared size before reading: 300 bytes declaring 10^8 synsets would cost gigabytes)."""
     if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
         raise ValueError("not a MATLAB 5 file")
     order = "<" if data[126:128] == b"IM" else ">"
@@ -197,29 +179,19 @@ def _kaggle_labels(path: Path) -> dict[str, str] | None:
 
 
 def ilsvrc_source(path: Path) -> Source:
-    if (path / TRAIN_TAR).is_file():
-        per_class = _train_from_tar(path / TRAIN_TAR)
-    elif (path / "train").is_dir() or (path / KAGGLE_DIR / "train").is_dir():
-        per_class = _train_from_folder(path / "train" if (path / "train").is_dir() else path / KAGGLE_DIR / "train")
-    else:
-        per_class = {}
+    per_class = _train_from_tar(path / TRAIN_TAR) if (path / TRAIN_TAR).is_file() else _train_from_folder(path)
     val = _val_images(path)
     labels = _devkit_labels(path) or _kaggle_labels(path)
-    missing = [
-        what for what, found in [
-            (f"{TRAIN_TAR} or train/<wnid>/<image>", per_class),
-            (f"{VAL_TAR} or val/<image>", val),
-            (f"validation labels ({DEVKIT_TAR}, {DEVKIT_DIR}/ or {KAGGLE_CSV})", labels),
-        ] if not found
-    ]
+    wanted = {f"{TRAIN_TAR} or train/<wnid>/<image>": per_class, f"{VAL_TAR} or val/<image>": val,
+              f"validation labels ({DEVKIT_TAR}, {DEVKIT_DIR}/ or {KAGGLE_CSV})": labels}
+    missing = [what for what, found in wanted.items() if not found]
     if missing:
         raise UserError(f"SOURCE {path} looks like ILSVRC-2012 but lacks " + "; ".join(missing))
     ids = sorted(per_class)  # sorted wnids: the standard class index
     index = {wnid: i for i, wnid in enumerate(ids)}
     source = Source("ilsvrc2012", path, class_names(ids))
     source.splits["train"] = [(k, index[w], loc, shown) for w in ids for k, w, loc, shown in per_class[w]]
-    source.splits["val"] = [
-        (make_key(name), index.get(labels.get(make_key(name), ""), -1), loc, shown) for name, loc, shown in val
-    ]
+    source.splits["val"] = [(make_key(name), index.get(labels.get(make_key(name), ""), -1), loc, shown)
+                            for name, loc, shown in val]
     source.notes["val"] = "all validation images are kept (the usual convention)"
     return source

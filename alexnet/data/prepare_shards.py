@@ -1,10 +1,6 @@
-"""The parallel pass of `alexnet prepare`: worker processes decode, crop and encode the images, and
-each shard is written whole with its index and exact pixel sums (section 2's mean image and the
-RGB covariance of section 4.1) in ``OUT/.partial``, so that a killed run resumes at its first
-unfinished shard.
-"""
-
-from __future__ import annotations
+"""The parallel pass of `alexnet prepare`: worker processes decode, crop and encode the images; each
+shard is written whole, its index and exact pixel sums (the mean image of section 2, the RGB
+covariance of section 4.1) in ``OUT/.partial``, so that a killed run resumes at its first unfinished shard."""
 
 import contextlib
 import errno
@@ -16,9 +12,11 @@ import queue
 import signal
 import sys
 import threading
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from alexnet import console
 from alexnet.atomic import write_error
@@ -36,20 +34,15 @@ def partial_file(out: Path, split: str, number: int) -> Path:
     return out / ".partial" / f"{split}-{number:06d}.npz"
 
 
-def _done(out: Path, split: str, number: int) -> bool:
-    """A shard counts as done only once both it and its statistics were renamed into place."""
-    return (out / split / shard_name(number)).is_file() and partial_file(out, split, number).is_file()
-
-
-def _tasks(out: Path, plan: dict, in_stats: np.ndarray, options: dict) -> tuple[list, int]:
-    """The chunks of the shards still to do, as ``(split, shard, last chunk?, worker task)``, and
-    the number of images in the shards already done."""
-    tasks, done_images = [], 0
+def write_shards(out, plan, in_stats, options, strict, workers, progress) -> None:
+    """Write the shards of ``plan`` not done yet, their chunks prepared by ``workers`` processes."""
+    tasks, done_images = [], 0  # the chunks to do: (split, shard, last chunk?, worker task)
     for split, shards in plan.items():
         (out / split).mkdir(exist_ok=True)
         first = 0  # position of the shard's first item in the split
         for number, items in enumerate(shards):
-            if _done(out, split, number):
+            # done only once both the shard and its statistics were renamed into place
+            if (out / split / shard_name(number)).is_file() and partial_file(out, split, number).is_file():
                 done_images += len(items)
             else:
                 for start in range(0, len(items), CHUNK):
@@ -59,47 +52,38 @@ def _tasks(out: Path, plan: dict, in_stats: np.ndarray, options: dict) -> tuple[
                             options.get("max_pixels", MAX_PIXELS))
                     tasks.append((split, number, start + CHUNK >= len(items), task))
             first += len(items)
-    return tasks, done_images
-
-
-def write_shards(out, plan, in_stats, options, strict, workers, progress) -> None:
-    tasks, done_images = _tasks(out, plan, in_stats, options)
     total = sum(len(items) for shards in plan.values() for items in shards)
     if not tasks:
         return
     if done_images:
         print(f"resuming: {done_images} of {total} images already prepared")
-    bar = console.progress(total=total, initial=done_images, unit="img", desc="prepare", disable=not progress,
-                           smoothing=0.05)
-    try:
-        with prepared_chunks([t[3] for t in tasks], min(workers, len(tasks))) as results:
-            shard = ShardBuffer(options["size"])
-            for (split, number, last, _), result in zip(tasks, results):
-                for shown, reason in result[-1]:
-                    if strict:
-                        raise UserError(f"{shown}: {reason} (--strict stops at the first bad file)")
-                    bar.write(f"skipped {shown}: {reason}")
-                shard.add(result)
-                bar.update(len(result[0]) + len(result[-1]))
-                if last:
-                    shard.save(out, split, number, ENCODINGS[options["encoding"]])
-                    shard = ShardBuffer(options["size"])
-    except KeyboardInterrupt:
-        bar.write("stopped; run the same command again to resume (finished shards are kept)")
-        raise
-    finally:
-        bar.close()
+    with console.progress(total=total, initial=done_images, unit="img", desc="prepare", disable=not progress,
+                          smoothing=0.05) as bar:
+        try:
+            with prepared_chunks([t[3] for t in tasks], min(workers, len(tasks))) as results:
+                shard = ShardBuffer(options["size"])
+                for (split, number, last, _), result in zip(tasks, results):
+                    for shown, reason in result[-1]:
+                        if strict:
+                            raise UserError(f"{shown}: {reason} (--strict stops at the first bad file)")
+                        bar.write(f"skipped {shown}: {reason}")
+                    shard.add(result)
+                    bar.update(len(result[0]) + len(result[-1]))
+                    if last:
+                        shard.save(out, split, number, ENCODINGS[options["encoding"]])
+                        shard = ShardBuffer(options["size"])
+        except KeyboardInterrupt:
+            bar.write("stopped; run the same command again to resume (finished shards are kept)")
+            raise
 
 
 @contextlib.contextmanager
 def prepared_chunks(tasks: list, workers: int):
     """``prepare_chunk`` of each task, in order, computed by ``workers`` processes (0: in this one).
 
-    Unlike a ``multiprocessing.Pool``, which replaces a dead worker and waits forever for the
-    chunk it held, a worker that dies (killed, out of memory, failing to start) ends the run at
-    once with one line saying how it died. The workers end with the run, and with this process:
-    the only other end of each one's pipe is here.
-    """
+    Unlike a ``multiprocessing.Pool``, which waits forever for the chunk a dead worker held, a worker
+    that dies (killed, out of memory, failing to start) ends the run at once with one line saying
+    how. The workers end with the run and with this process (the only other end of their pipes)."""
     if workers == 0:
         yield map(prepare_chunk, tasks)
         return
@@ -134,38 +118,31 @@ def _exchange(tasks, count: int, started: list, received: queue.SimpleQueue) -> 
     """In a thread, so that the workers go on while the main thread writes shards: give each worker
     two tasks at a time (it never waits for the next), pass on what they send, until all ``count``
     came back or a worker ended (then pass on how)."""
-    try:
-        _pass_on(tasks, count, started, received)
-    except BaseException as err:  # the main thread waits on `received`: never leave it waiting
-        received.put((None, err))
-
-
-def _pass_on(tasks, count: int, started: list, received: queue.SimpleQueue) -> None:
-    from multiprocessing.connection import wait
-
-    of_pipe = {pipe: process for process, pipe in started}
-    of_sentinel = {process.sentinel: process for process, _ in started}
-
     def give(pipe) -> None:
         with contextlib.suppress(OSError):  # it died: its sentinel says how
             for number_task in itertools.islice(tasks, 1):
                 pipe.send(number_task)
 
-    for pipe in [*of_pipe, *of_pipe]:
-        give(pipe)
-    while count:
-        for ready in wait([*of_pipe, *of_sentinel]):
-            try:
-                if ready in of_sentinel:
-                    raise EOFError
-                received.put(ready.recv())
-            except (EOFError, OSError):  # it ended (a reset: with tasks it had not read)
-                process = of_sentinel.get(ready) or of_pipe[ready]
-                process.join()
-                received.put((None, UserError(_death(process))))
-                return
-            count -= 1
-            give(ready)
+    try:
+        of_pipe = {pipe: process for process, pipe in started}
+        of_sentinel = {process.sentinel: process for process, _ in started}
+        for pipe in [*of_pipe, *of_pipe]:
+            give(pipe)
+        while count:
+            for ready in wait([*of_pipe, *of_sentinel]):
+                try:
+                    if ready in of_sentinel:
+                        raise EOFError
+                    received.put(ready.recv())
+                except (EOFError, OSError):  # it ended (a reset: with tasks it had not read)
+                    process = of_sentinel.get(ready) or of_pipe[ready]
+                    process.join()
+                    received.put((None, UserError(_death(process))))
+                    return
+                count -= 1
+                give(ready)
+    except BaseException as err:  # the main thread waits on `received`: never leave it waiting
+        received.put((None, err))
 
 
 def _death(process) -> str:
@@ -179,14 +156,10 @@ def _death(process) -> str:
 
 
 def _start_workers(count: int) -> list:
-    """``count`` worker processes with their pipes, each with single-threaded BLAS (one busy
-    process per core; a multi-threaded BLAS in each of them would fight the others for the cores).
-
-    They are forked from a fork server that started clean (no threads, this module imported
-    once), so starting them costs milliseconds, and the server inherits the settings made here:
-    the BLAS threads, and this process's import path, without which it would put the current folder
-    first and take a folder named ``alexnet`` there (the clone, seen from its parent) for the package.
-    """
+    """``count`` worker processes with their pipes, each with single-threaded BLAS (one busy process per
+    core), forked from a clean fork server (no threads, this module imported once: milliseconds each)
+    that inherits the settings made here: the BLAS threads, and this process's import path (else it
+    would put the current folder first, and a clone's folder ``alexnet`` seen from its parent there)."""
     saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "PYTHONPATH", "PYTHONSAFEPATH")}
     os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
     os.environ.update(PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in sys.path if isinstance(p, str)),
@@ -208,16 +181,14 @@ def _start_workers(count: int) -> list:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, handler)
-        for name, value in saved.items():
-            if value is None:
-                del os.environ[name]
-            else:
-                os.environ[name] = value
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
+        for name in [name for name, value in saved.items() if value is None]:
+            del os.environ[name]
 
 
 def _serve(pipe) -> None:
     """A worker: prepare each chunk it is sent and send back the result, until the main process ends.
-    Ctrl-C reaches the whole process group: only the main process handles it (and stops the workers)."""
+    Ctrl-C reaches the whole process group: only the main process handles it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(EOFError, BrokenPipeError):
         while True:
@@ -233,10 +204,8 @@ class ShardBuffer:
     """The prepared images and summed statistics of one shard, until it is written."""
 
     def __init__(self, size: int):
-        self.records, self.skipped = [], []
-        self.sum_image = np.zeros((size, size, 3), np.int64)
-        self.products = np.zeros((3, 3), np.int64)
-        self.count = 0
+        self.records, self.skipped, self.count = [], [], 0
+        self.sum_image, self.products = np.zeros((size, size, 3), np.int64), np.zeros((3, 3), np.int64)
 
     def add(self, result) -> None:
         records, sum_image, products, count, skipped = result
@@ -250,14 +219,12 @@ class ShardBuffer:
         path = out / split / shard_name(number)
         with space_for(path, sum(len(r[2]) + 2 * BLOCK + 512 for r in self.records)):  # data, headers, .cls
             positions = write_shard(path, self.records, extension)
-        arrays = {
-            "positions": np.array(positions, np.int64).reshape(-1, 2),
-            "labels": np.array([r[1] for r in self.records], np.int64),
-            "crc32": np.array([sample_checksum(r[2]) for r in self.records], np.uint32),
-            "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: still in the page cache
-            "sum_image": self.sum_image, "products": self.products,
-            "count": np.int64(self.count), "skipped": np.array(json.dumps(self.skipped)),
-        }
+        arrays = {"positions": np.array(positions, np.int64).reshape(-1, 2),
+                  "labels": np.array([r[1] for r in self.records], np.int64),
+                  "crc32": np.array([sample_checksum(r[2]) for r in self.records], np.uint32),
+                  "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: in the page cache
+                  "sum_image": self.sum_image, "products": self.products,
+                  "count": np.int64(self.count), "skipped": np.array(json.dumps(self.skipped))}
         partial = partial_file(out, split, number)
         with space_for(partial, sum(a.nbytes for a in arrays.values())):
             write_atomically(partial, lambda f: np.savez(f, **arrays))
@@ -278,48 +245,31 @@ def space_for(path: Path, needed: int):
 def prepare_chunk(task):
     """In a worker: decode, crop and encode a chunk of images, and sum their pixel statistics.
 
-    Returns ``(records, sum_image, products, count, skipped)``: ``records`` are ``(key, label,
-    encoded)``; ``sum_image`` (uint16: at most CHUNK <= 257 images of 255) and ``products`` (the
-    3x3 sums of R,G,B products) cover the images chosen for statistics, exactly; ``skipped`` lists
-    ``(file, reason)`` for each file that is not a usable image.
-    """
+    Returns ``(records, sum_image, products, count, skipped)``: ``records`` are ``(key, label, encoded)``;
+    ``sum_image`` (uint16: at most CHUNK <= 257 images of 255) and ``products`` (3x3 sums of R,G,B
+    products) cover the images chosen for statistics, exactly; ``skipped`` is ``[(file, reason)]``."""
     items, in_stats, size, encoding, quality, max_pixels = task
-    records, skipped = [], []
+    records, skipped, count = [], [], 0
     sum_image = np.zeros((size, size, 3), np.uint16)
     products = np.zeros((3, 3), np.float64)  # sums of integer products < 2**53: exact in float64
-    count = 0
     for (key, label, locator, shown), counted in zip(items, in_stats):
         if label < 0:
             skipped.append((shown, "its class has no training images"))
             continue
         try:
-            patch = _patch(read_item(locator, FILE_BYTES_PER_PIXEL * max_pixels), size, max_pixels)
-        except BadImage as err:
-            skipped.append((shown, str(err)))
-            continue
-        except OSError as err:
-            skipped.append((shown, f"unreadable file: {err}"))
+            data = read_item(locator, FILE_BYTES_PER_PIXEL * max_pixels)
+            image = Image.fromarray(data) if isinstance(data, np.ndarray) else open_image(data)
+            patch = centre_patch(image, size, max_pixels)
+        except (BadImage, OSError) as err:
+            skipped.append((shown, f"unreadable file: {err}" if isinstance(err, OSError) else str(err)))
             continue
         records.append((key, label, encode(patch, encoding, quality)))
         if counted:
             sum_image += patch
-            products += _pixel_products(patch)
+            planes = patch.reshape(-1, 3).T.astype(np.float64)
+            for i, j in itertools.combinations_with_replacement(range(3), 2):  # far cheaper than a 65536x3 matmul
+                products[i, j] += planes[i] @ planes[j]
             count += 1
+    products += np.triu(products, 1).T  # the lower triangle mirrors the upper one
     return records, sum_image, np.rint(products).astype(np.int64), count, skipped
 
-
-def _pixel_products(patch: np.ndarray) -> np.ndarray:
-    """The 3x3 sums over pixels of R*R, R*G, ... (six dot products: far cheaper than a 65536x3 matmul)."""
-    planes = patch.reshape(-1, 3).T.astype(np.float64)
-    products = np.empty((3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            products[i, j] = products[j, i] = planes[i] @ planes[j]
-    return products
-
-
-def _patch(data, size: int, max_pixels: int) -> np.ndarray:
-    from PIL import Image
-
-    image = Image.fromarray(data) if isinstance(data, np.ndarray) else open_image(data)
-    return centre_patch(image, size, max_pixels)

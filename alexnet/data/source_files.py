@@ -1,8 +1,5 @@
-"""Reading the files of an untrusted source: regular files only, of bounded size, no folder twice,
-names made harmless; and the :class:`Source` every kind of source becomes (:mod:`alexnet.data.sources`).
-"""
-
-from __future__ import annotations
+"""Reading an untrusted source's files: regular files only, of bounded size, no folder twice,
+names made harmless; and the :class:`Source` every kind of source becomes."""
 
 import os
 import stat
@@ -31,7 +28,7 @@ _KINDS = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a s
 
 def read_regular(path: Path, max_bytes: int) -> bytes:
     """The bytes of ``path`` (symlinks followed); BadImage unless it is a regular file of at most
-    ``max_bytes``. Devices and FIFOs are never opened for reading: one could block forever."""
+    ``max_bytes``. Devices and FIFOs are never read: one could block forever."""
     def check(info):
         if not stat.S_ISREG(info.st_mode):
             kind = next((name for test, name in _KINDS.items() if test(info.st_mode)), "not a file")
@@ -53,14 +50,11 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
 
 
 def read_source_file(path: Path, max_bytes: int) -> bytes:
-    """The bytes of a file a source is described by (labels, class names, CIFAR-10's batches):
-    :func:`read_regular`, but what is wrong is one line naming the file."""
+    """:func:`read_regular` for a file describing a source (labels, batches): UserError naming the file."""
     try:
         return read_regular(path, max_bytes)
-    except BadImage as err:
-        raise UserError(f"{path}: {err}") from None
-    except OSError as err:
-        raise UserError(f"{path}: {err.strerror}") from None
+    except (BadImage, OSError) as err:
+        raise UserError(f"{path}: {err.strerror if isinstance(err, OSError) else err}") from None
 
 
 def too_large(size: int, max_bytes: int) -> str:
@@ -68,26 +62,20 @@ def too_large(size: int, max_bytes: int) -> str:
 
 
 def class_names(ids: list[str]) -> list[tuple[str, str]]:
-    """``[(id, name)]`` for the classes named ``ids`` (made :func:`class_ids`): ImageNet's names for
-    wnids, else the id itself."""
+    """``[(id, name)]`` for the classes ``ids`` (made :func:`class_ids`): ImageNet's name of a wnid, else the id."""
     known = imagenet_classes()
     return [(i, known.get(i, i)) for i in class_ids(ids)]
 
 
 def class_ids(names: list[str]) -> list[str]:
-    """Class names as ids: each a harmless path component (:func:`safe_component`), and still
-    distinct (:func:`distinct`: a class ``.`` and a class with an empty name are ``_`` and ``_-2``)."""
+    """Class names as ids: harmless path components, still distinct (``.`` and ``""`` are ``_`` and ``_-2``)."""
     return distinct([safe_component(name) for name in names])
 
 
 def distinct(names: list[str]) -> list[str]:
-    """``names`` with every repeat of a name made ``<name>-N``, with the first N from 2 that no other
-    name has; each name's first occurrence stays as it is.
-
-    Sample keys must be unique: a WebDataset reader takes the members of one key for one sample and
-    refuses a second ``.jpg`` in it, and ``dup.JPEG`` and ``dup.png``, ``x.y.JPEG`` and ``x_y.JPEG``
-    (dots become ``_``) or a CIFAR batch's repeated file names would otherwise make one key.
-    """
+    """``names`` with each repeat made ``<name>-N``, N the first from 2 that no other name has: sample
+    keys must be unique (a WebDataset reader takes one key's members for one sample), yet ``dup.JPEG``
+    and ``dup.png``, ``x.y.JPEG`` and ``x_y.JPEG`` or a CIFAR batch's names can make one key."""
     taken, seen, following, result = set(names), set(), {}, []
     for name in names:
         if name in seen:
@@ -103,12 +91,9 @@ def distinct(names: list[str]) -> list[str]:
 
 
 def files_under(folder: Path) -> list[tuple[Path, str | None]]:
-    """The files below ``folder`` as ``(path, None)``, sorted, hidden ones left out.
-
-    Symlinks are followed, but no folder is read twice: a link back up (``a/loop -> ..``) or a
-    second link to a folder already read comes as ``(path, reason)``, as does a folder that cannot
-    be listed, so that it is listed among the skipped files instead of repeating images or vanishing.
-    """
+    """The files below ``folder`` as ``(path, None)``, sorted, hidden ones left out. Symlinks are
+    followed, but no folder is read twice: a link back up (``a/loop -> ..``), a second link to a folder
+    already read or a folder that cannot be listed comes as ``(path, reason)``, a skipped file."""
     found: list[tuple[Path, str | None]] = []
     seen = {_identity(folder): folder}
 
@@ -122,7 +107,7 @@ def files_under(folder: Path) -> list[tuple[Path, str | None]]:
             try:
                 first = seen.setdefault(_identity(path), path)
             except OSError as err:
-                found.append((path, f"unreadable folder: {err.strerror}"))
+                unreadable(err)
                 continue
             if first == path:
                 kept.append(name)
@@ -143,22 +128,17 @@ def file_locator(path: Path, reason: str | None) -> tuple:
 
 
 def safe_component(name: str) -> str:
-    """``name`` as one harmless path component: no separator, NUL, ``.`` or ``..`` (a shard member
-    ``../x.jpg`` would be written outside the folder it is extracted into)."""
+    """``name`` as one path component: no separator, NUL, ``.`` or ``..`` (a member ``../x.jpg`` escapes)."""
     name = name.replace("/", "_").replace("\\", "_").replace("\0", "_")
     return name if name.strip(".") else "_" * max(len(name), 1)
 
 
 def make_key(relative: str) -> str:
-    """A sample's name in the shards: its path in the split without extension, each part made a
-    harmless path component (:func:`safe_component`).
-
-    Dots left in the name become ``_``: WebDataset readers split a member's name at the first dot
-    of its base name, so ``a.b.jpg`` would not be sample ``a.b``.
-    """
+    """A sample's name in the shards: its path in the split without extension, each part a
+    :func:`safe_component`; other dots become ``_`` (WebDataset splits a name at its first dot)."""
     *head, name = relative.split("/")
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    return "/".join([safe_component(p) for p in head if p not in ("", ".")] + [safe_component(stem.replace(".", "_"))])
+    stem = name.rsplit(".", 1)[0].replace(".", "_")
+    return "/".join([safe_component(p) for p in head if p not in ("", ".")] + [safe_component(stem)])
 
 
 def subdirs(folder: Path) -> list[str]:
@@ -167,7 +147,7 @@ def subdirs(folder: Path) -> list[str]:
 
 def class_files(split_dir: Path) -> list[tuple[str, str, Path, str | None]]:
     """``(class folder, key, path, reason)`` of the files in the class folders of ``split_dir``
-    (see files_under; files beside the class folders belong to no class and are left out)."""
+    (:func:`files_under`; files beside the class folders are left out)."""
     found = []
     for path, reason in files_under(split_dir):
         rel = path.relative_to(split_dir).as_posix()

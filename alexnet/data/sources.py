@@ -1,34 +1,10 @@
-"""What `alexnet prepare` can read, found from what SOURCE holds.
+"""What `alexnet prepare` can read, found from what SOURCE holds: an image folder (``train/`` and
+``val/`` of class folders, or class folders alone), ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`), CIFAR-10
+(:mod:`alexnet.data.cifar10`), or any of these in a ``.tar.gz``/``.tgz``, extracted first.
 
-Every source becomes the same thing: the classes in index order, and per split a list of items
-``(key, label, locator, shown)``. ``key`` is the source file's path inside its split without its
-extension (the sample's name in the shards, so that each sample traces back to its file),
-``locator`` is a small picklable tuple a worker process turns into bytes (``read_item``), and
-``shown`` is how messages name the file.
-
-Layouts:
-- an image folder: ``train/<class>/<image>`` and ``val/<class>/<image>`` (pytorch/examples), or
-  ``<class>/<image>`` alone (torchvision's ImageFolder: training images, a validation split held out);
-- the official ILSVRC-2012 files, as torchvision's ImageNet expects them: ``ILSVRC2012_img_train.tar``
-  (a tar of 1000 per-class tars, read in place, never extracted), ``ILSVRC2012_img_val.tar`` (50,000
-  flat images), ``ILSVRC2012_devkit_t12.tar.gz`` (validation labels); their extracted forms
-  (``train/<wnid>/``, a flat ``val/``, ``ILSVRC2012_devkit_t12/``); Kaggle's layout
-  (``ILSVRC/Data/CLS-LOC/{train,val}`` with ``LOC_val_solution.csv``);
-- CIFAR-10's python version (``cifar-10-batches-py/``, the pickled batches; test batch = val);
-- any of these packed in a ``.tar.gz``/``.tgz`` (extracted into a scratch folder first).
-
-Sources are not trusted: CIFAR-10's pickles are read by an unpickler that builds nothing but the
-dicts, lists, bytes and numpy arrays of the format (``cifar_pickle``: a pickle can otherwise run
-any code); only regular files are read (a FIFO would block forever), no folder is read twice (a link loop would
-repeat images under other classes), and names from tars become keys and class ids that are single,
-harmless path components (a member named ``...tar`` would otherwise make a class ``..``).
-
-This module finds the source and reads its items; each kind has its own module:
-:mod:`alexnet.data.ilsvrc` (ILSVRC-2012), :mod:`alexnet.data.cifar10`, and the image folder here;
-:mod:`alexnet.data.source_files` reads files without trusting them.
-"""
-
-from __future__ import annotations
+Every source becomes a :class:`Source`: the classes in index order, and per split items ``(key,
+label, locator, shown)``: the sample's name in the shards (the file's path in its split without
+extension), a picklable tuple that a worker reads (:func:`read_item`), how messages name the file."""
 
 import errno
 import os
@@ -48,31 +24,23 @@ from alexnet.errors import UserError
 
 LAYOUT_PARTS = ("train", "val", DEVKIT_DIR, KAGGLE_DIR.parts[0])  # top folders a layout is made of
 
-EXPECTED = (
-    "expected one of: an image folder (SOURCE/train/<class>/<image>, SOURCE/val/<class>/<image>, "
-    "or SOURCE/<class>/<image> alone); "
-    f"the ILSVRC-2012 files ({TRAIN_TAR}, {VAL_TAR}, {DEVKIT_TAR} or {KAGGLE_CSV}) or their "
-    "extracted forms; CIFAR-10's cifar-10-batches-py; a .tar.gz of one of these; "
-    "or a name: imagenette, cifar10"
-)
+EXPECTED = ("expected one of: an image folder (SOURCE/train/<class>/<image>, SOURCE/val/<class>/<image>, "
+            f"or SOURCE/<class>/<image> alone); the ILSVRC-2012 files ({TRAIN_TAR}, {VAL_TAR}, {DEVKIT_TAR} or "
+            f"{KAGGLE_CSV}) or their extracted forms; CIFAR-10's cifar-10-batches-py; a .tar.gz of one of these; "
+            "or a name: imagenette, cifar10")
 
 
 def read_item(locator: tuple, max_bytes: int) -> bytes | np.ndarray:
-    """The encoded file, or for CIFAR-10 the HxWx3 pixels, that ``locator`` points at.
-
-    BadImage if it is not a regular file or holds more than ``max_bytes`` (then it is not read).
-    """
+    """The encoded file, or for CIFAR-10 the HxWx3 pixels, that ``locator`` points at; BadImage if it
+    is not a regular file or holds more than ``max_bytes`` (then it is not read)."""
     kind = locator[0]
     if kind == "file":
         return read_regular(Path(locator[1]), max_bytes)
     if kind == "tar":  # (tar path, byte offset of the member's data, size)
         if locator[3] > max_bytes:
             raise BadImage(too_large(locator[3], max_bytes))
-        fd = os.open(locator[1], os.O_RDONLY)
-        try:
-            return os.pread(fd, locator[3], locator[2])
-        finally:
-            os.close(fd)
+        with open(locator[1], "rb", buffering=0) as f:
+            return os.pread(f.fileno(), locator[3], locator[2])
     if kind == "cifar":  # (batch file, row)
         return cifar_pixels(locator[1])[locator[2]]
     if kind == "skip":  # (reason): an entry found while walking the source that holds no image
@@ -101,34 +69,35 @@ def _find_source(path: Path, scratch: Path) -> Source:
     if any((path / m).exists() for m in MARKERS) or is_flat(path / "val"):
         return ilsvrc_source(path)
     if (path / "train").is_dir():
-        return _image_folder(path)
+        return _image_folder(path, {split: path / split for split in ("train", "val") if (path / split).is_dir()})
     classes = subdirs(path)
-    if classes and not set(classes) & set(LAYOUT_PARTS):
-        return _class_folders(path, classes)
+    if classes and not set(classes) & set(LAYOUT_PARTS):  # torchvision's ImageFolder: prepare holds out val
+        source = _image_folder(path, {"train": path})
+        source.notes["train"] = "the class folders of SOURCE itself (it has no train/ and val/)"
+        return source
     raise UserError(f"SOURCE {path} holds no dataset this command knows; {EXPECTED}")
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
     """Extract ``archive`` into ``dest`` once (a finished extraction is reused); the folder holding the data."""
-    done = dest / ".extracted"
-    if not done.exists():
+    if not (dest / ".extracted").exists():
         tmp = dest.with_name(dest.name + ".tmp")
         _remove_tree(tmp)
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
-        except OSError as err:
-            if err.errno == errno.ENOSPC:
+        except (OSError, tarfile.TarError, EOFError) as err:
+            if getattr(err, "errno", None) == errno.ENOSPC:
                 _remove_tree(tmp)
+                with tarfile.open(archive) as tar:  # a second pass over it, only after a failure
+                    needed = sum(m.size for m in tar if m.isfile())
                 raise UserError(f"SOURCE {archive}: no space left on the device to extract it into {tmp} "
-                                f"(it needs about {_archive_bytes(archive) / 2**20:.1f} MiB); free some space "
+                                f"(it needs about {needed / 2**20:.1f} MiB); free some space "
                                 "and run the same command again") from None
-            raise UserError(f"SOURCE {archive}: cannot read the archive: {err}") from None
-        except (tarfile.TarError, EOFError) as err:
             raise UserError(f"SOURCE {archive}: cannot read the archive: {err}") from None
         _remove_tree(dest)
         tmp.rename(dest)
-        done.touch()
+        (dest / ".extracted").touch()
     entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
     # One top folder is a wrapper (imagenette2-320/) unless it is itself a part of a layout
     # (a .tar.gz of an image folder whose only split is train/).
@@ -136,47 +105,25 @@ def extract_archive(archive: Path, dest: Path) -> Path:
     return entries[0] if wrapper else dest
 
 
-def _archive_bytes(archive: Path) -> int:
-    """What the files of ``archive`` take once extracted (a second pass over it: only after a failure)."""
-    with tarfile.open(archive) as tar:
-        return sum(m.size for m in tar if m.isfile())
-
-
 def _remove_tree(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
 
 
-def _folder_items(split_dir: Path, index: dict[str, int]) -> list[tuple]:
-    # label -1: a class the training split lacks
-    return [(key, index.get(name, -1), file_locator(path, reason), str(path))
-            for name, key, path, reason in class_files(split_dir)]
-
-
-def _image_folder(path: Path) -> Source:
-    ids = subdirs(path / "train")
+def _image_folder(path: Path, splits: dict[str, Path]) -> Source:
+    """Class folders per split, labelled by the training split's (-1: a class it lacks)."""
+    ids = subdirs(splits["train"])
     if not ids:
         raise UserError(f"SOURCE {path}/train holds no class folders; {EXPECTED}")
     index = {c: i for i, c in enumerate(ids)}
     source = Source("image-folder", path, class_names(ids))
-    source.splits["train"] = _folder_items(path / "train", index)
-    if (path / "val").is_dir():
-        source.splits["val"] = _folder_items(path / "val", index)
-    return source
-
-
-def _class_folders(path: Path, ids: list[str]) -> Source:
-    """``SOURCE/<class>/<image>`` (torchvision's ImageFolder): all training images; prepare holds
-    out the validation split."""
-    source = Source("image-folder", path, class_names(ids))
-    source.splits["train"] = _folder_items(path, {c: i for i, c in enumerate(ids)})
-    source.notes["train"] = "the class folders of SOURCE itself (it has no train/ and val/)"
+    for split, folder in splits.items():
+        source.splits[split] = [(key, index.get(name, -1), file_locator(file, reason), str(file))
+                                for name, key, file, reason in class_files(folder)]
     return source
 
 
 def is_flat(folder: Path) -> bool:
     """Whether ``folder`` holds files and no class folders (ILSVRC's flat validation folder)."""
-    if not folder.is_dir():
-        return False
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
     return bool(entries) and not any(p.is_dir() for p in entries)
