@@ -1,19 +1,7 @@
-"""The paper's ablations, trained for the same budget and set beside the paper's differences.
-
-Each variant changes one thing of the paper's network or recipe; every variant is an ordinary
-training run (``alexnet.train.loop.train``) in its own folder ``OUT/<variant>``, so an
-interrupted study resumes where it stopped (finished runs are kept, unfinished ones resume
-from ``checkpoints/last.pt``). The measured difference is the variant's final validation
-error minus the paper network's, both after the same number of epochs on the same data.
-
-| variant | change | paper's difference (top-1 / top-5) |
-| --- | --- | --- |
-| no-lrn | no response normalisation (3.3) | +1.4 / +1.2 |
-| non-overlapping-pooling | pooling z = s = 2 instead of z = 3, s = 2 (3.4) | +0.4 / +0.3 |
-| no-dropout | no dropout in fc6/fc7 (4.2) | "substantial overfitting", no number |
-| no-pca | no PCA colour augmentation (4.1) | "over 1%" top-1 |
-| one-tower | one tower with half the kernels of conv1-conv4 (3.2, footnote 3) | +1.7 / +1.2 |
-| no-<layer> | one middle convolutional layer removed (7), conv4 by default | about +2 top-1 |
+"""The paper's ablations, trained for the same budget and set beside the paper's differences
+(docs/analysis.md, "alexnet experiment ablations"): each variant changes one thing of the paper's
+network or recipe and is an ordinary training run in ``OUT/<variant>``, so an interrupted study
+resumes. A difference is the variant's final validation error minus the paper network's.
 """
 
 from __future__ import annotations
@@ -38,36 +26,20 @@ VARIANTS = tuple(PAPER_DIFFERENCES)
 
 
 def variant_changes(name: str, model_options: dict, drop_layer: str = "conv4") -> dict:
-    """The configuration settings that turn the paper's run into variant ``name``.
-
-    ``model_options`` are the base run's (a scaled-down network stays scaled down in every
-    variant: the one-tower variant halves whatever conv1-conv4 widths the base has).
-    """
+    """The configuration settings that turn the paper's run into variant ``name``; ``model_options``
+    are the base run's (a scaled-down network stays scaled down: one-tower halves its widths)."""
+    if name not in PAPER_DIFFERENCES:
+        raise UserError(f"unknown ablation {name!r}; known: {', '.join(VARIANTS)}")
     options = dict(model_options)
-    if name == "paper":
-        pass
-    elif name == "no-lrn":
-        options["lrn"] = False
-    elif name == "non-overlapping-pooling":
-        options["pooling"] = "non-overlapping"
-    elif name == "no-dropout":
-        options["dropout"] = 0.0
-    elif name == "no-pca":
+    if name == "no-pca":
         return {"model_options": options, "pca_std": 0.0}
-    elif name == "one-tower":
+    if name == "one-tower":
         from alexnet.model import one_tower_channels  # here: alexnet.options reads VARIANTS without torch
 
         options["towers"], options["channels"] = 1, list(one_tower_channels(options.get("channels") or None))
-    elif name == "no-middle-conv":
-        options["drop_layer"] = drop_layer
-    else:
-        raise UserError(f"unknown ablation {name!r}; known: {', '.join(VARIANTS)}")
+    options.update({"no-lrn": {"lrn": False}, "non-overlapping-pooling": {"pooling": "non-overlapping"},
+                    "no-dropout": {"dropout": 0.0}, "no-middle-conv": {"drop_layer": drop_layer}}.get(name, {}))
     return {"model_options": options}
-
-
-def finished_epochs(run_dir: Path) -> int:
-    rows = read_metrics(run_dir)
-    return rows[-1]["epoch"] if rows else 0
 
 
 def run_variants(base, names, out: Path, drop_layer: str = "conv4") -> dict:
@@ -84,7 +56,7 @@ def run_variants(base, names, out: Path, drop_layer: str = "conv4") -> dict:
             continue
         config = dataclasses.replace(base, out=str(out / name), **changes)
         check(config)
-        done = finished_epochs(out / name)
+        done = (read_metrics(out / name) or [{"epoch": 0}])[-1]["epoch"]
         if done >= config.epochs:
             print(f"{name}: finished earlier ({done} epochs), kept")
             continue

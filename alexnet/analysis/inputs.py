@@ -1,11 +1,6 @@
-"""The centre patches of prepared images as the network sees them, for the analysis commands.
-
-Analysis looks at one view of each image, the central ``input_size`` patch of the stored image
-(sections 2 and 4.1), normalised as the model expects. The pipeline is evaluation's own: loader
-workers cut the crops (``alexnet.data.batches.CropBatches``), and
-:func:`alexnet.inference.input_transform` subtracts the mean image at the crop's window on the device. So a figure
-sees exactly what ``alexnet evaluate --crops center`` sees, for any chosen subset of images.
-"""
+"""The centre patches of prepared images as the network sees them (sections 2 and 4.1), for the
+analysis commands: evaluation's own pipeline (:class:`alexnet.data.batches.CropBatches`, then
+:func:`alexnet.inference.input_transform`), so a figure sees what ``alexnet evaluate --crops center`` sees."""
 
 from __future__ import annotations
 
@@ -18,8 +13,7 @@ from alexnet.inference import input_transform, model_mean
 
 
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """The central ``size`` x ``size`` patch of an HxWx3 image (for display): the window of
-    :func:`alexnet.data.transforms.centre_window`, as the network sees it."""
+    """The central ``size`` x ``size`` patch of an HxWx3 image (for display), as the network sees it."""
     top, left, _ = centre_window(image.shape[:2], size)
     return image[top : top + size, left : left + size]
 
