@@ -1,8 +1,4 @@
-"""The paper's ablations, trained for the same budget and set beside the paper's differences
-(docs/analysis.md, "alexnet experiment ablations"): each variant changes one thing of the paper's
-network or recipe and is an ordinary training run in ``OUT/<variant>``, so an interrupted study
-resumes. A difference is the variant's final validation error minus the paper network's.
-"""
+"""The paper's ablations: each variant an ordinary training run in ``OUT/<variant>``, beside the paper's difference."""
 
 from __future__ import annotations
 
@@ -26,8 +22,7 @@ VARIANTS = tuple(PAPER_DIFFERENCES)
 
 
 def variant_changes(name: str, model_options: dict, drop_layer: str = "conv4") -> dict:
-    """The configuration settings that turn the paper's run into variant ``name``; ``model_options``
-    are the base run's (a scaled-down network stays scaled down: one-tower halves its widths)."""
+    """The settings that turn the paper's run (its ``model_options``, scaled down or not) into variant ``name``."""
     if name not in PAPER_DIFFERENCES:
         raise UserError(f"unknown ablation {name!r}; known: {', '.join(VARIANTS)}")
     options = dict(model_options)
@@ -62,30 +57,26 @@ def run_variants(base, names, out: Path, drop_layer: str = "conv4") -> dict:
             continue
         last = out / name / "checkpoints" / "last.pt"
         print(f"{name}: {'resuming' if last.exists() else 'training'} ({PAPER_DIFFERENCES[name][0]})")
-        status = train(config, resume=last if last.exists() else None)
-        if status:
+        if status := train(config, resume=last if last.exists() else None):
             raise UserError(f"ablation {name} stopped (exit status {status}); run the command again to resume")
     return table(names, out, skipped)
 
 
 def table(names, out: Path, skipped: dict | None = None) -> dict:
     """Final validation errors of each variant folder, and their difference to the paper's network."""
-    rows, reference = [], None
+    rows = []
     for name in names:
-        metrics = [m for m in read_metrics(out / name) if m.get("val_top1_error") is not None]
-        last = metrics[-1] if metrics else {}
-        row = {"variant": name, "change": PAPER_DIFFERENCES[name][0], "epochs": last.get("epoch"),
-               "top1_error": last.get("val_top1_error"), "top5_error": last.get("val_top5_error"),
-               "paper": PAPER_DIFFERENCES[name][2]}
-        if skipped and name in skipped:
-            row["skipped"] = skipped[name]
-        if name == "paper":
-            reference = row
-        rows.append(row)
+        last = ([m for m in read_metrics(out / name) if m.get("val_top1_error") is not None] or [{}])[-1]
+        rows.append({"variant": name, "change": PAPER_DIFFERENCES[name][0], "epochs": last.get("epoch"),
+                     "top1_error": last.get("val_top1_error"), "top5_error": last.get("val_top5_error"),
+                     "paper": PAPER_DIFFERENCES[name][2]})
+        if name in (skipped or {}):
+            rows[-1]["skipped"] = skipped[name]
+    reference = next((row for row in rows if row["variant"] == "paper"), {})
     for row in rows:
         for k in ("top1", "top5"):
-            both = reference is not None and row[f"{k}_error"] is not None and reference[f"{k}_error"] is not None
-            row[f"{k}_difference"] = row[f"{k}_error"] - reference[f"{k}_error"] if both else None
+            own, paper = row[f"{k}_error"], reference.get(f"{k}_error")
+            row[f"{k}_difference"] = own - paper if own is not None and paper is not None else None
     return {"rows": rows, "note": "differences: variant minus the paper's network, in percentage points, "
             "final validation errors after the same number of epochs"}
 

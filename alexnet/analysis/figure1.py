@@ -1,6 +1,4 @@
-"""Figure 1 (section 3.1) as its authors ran it with cuda-convnet: a four-layer CNN with ReLUs reaches
-25% training error on CIFAR-10 six times sooner than with tanh, each at its fastest learning rate.
-The protocol, every choice with its source: docs/analysis.md ("alexnet experiment relu-vs-tanh")."""
+"""Figure 1 (section 3.1): ReLU against tanh on CIFAR-10 as its authors ran it (docs/analysis.md: relu-vs-tanh)."""
 
 from __future__ import annotations
 
@@ -24,9 +22,8 @@ INITS = ("authors", "pytorch")
 
 
 class FourLayerCNN(nn.Module):
-    """conv5x5(32)-pool-conv5x5(32)-pool-conv5x5(64)-pool-fc(10): cuda-convnet's ``layers-18pct.cfg``
-    without its normalisation and weight costs, pooling as cuda-convnet's (``ceil_mode``: 32 -> 16 -> 8 -> 4);
-    ``init="authors"``: each layer's own Gaussian (``AUTHORS_INIT_STD``), biases 0."""
+    """conv5x5(32)-pool-conv5x5(32)-pool-conv5x5(64)-pool-fc(10): cuda-convnet's ``layers-18pct.cfg`` unregularised,
+    pooling counts rounded up (32 -> 16 -> 8 -> 4); ``init="authors"``: ``AUTHORS_INIT_STD``, biases 0."""
 
     def __init__(self, activation: str = "relu", num_classes: int = 10, init: str = "authors"):
         super().__init__()
@@ -36,25 +33,21 @@ class FourLayerCNN(nn.Module):
             raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
         act = nn.ReLU if activation == "relu" else nn.Tanh
 
-        def block(cin, cout, pool):
-            return [nn.Conv2d(cin, cout, 5, padding=2), act(), pool(3, stride=2, ceil_mode=True)]
-
-        self.features = nn.Sequential(*block(3, 32, nn.MaxPool2d), *block(32, 32, nn.AvgPool2d),
-                                      *block(32, 64, nn.AvgPool2d))
+        layers = []
+        for cin, cout, pool in ((3, 32, nn.MaxPool2d), (32, 32, nn.AvgPool2d), (32, 64, nn.AvgPool2d)):
+            layers += [nn.Conv2d(cin, cout, 5, padding=2), act(), pool(3, stride=2, ceil_mode=True)]
+        self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(64 * 4 * 4, num_classes)
-        if init == "authors":
-            for name, module in self.named_modules():
-                if name in AUTHORS_INIT_STD:
-                    nn.init.normal_(module.weight, std=AUTHORS_INIT_STD[name])
-                    nn.init.zeros_(module.bias)
+        for name, std in AUTHORS_INIT_STD.items() if init == "authors" else ():
+            nn.init.normal_(self.get_submodule(name).weight, std=std)
+            nn.init.zeros_(self.get_submodule(name).bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).flatten(1))
 
 
 def crossing(points: list[dict], threshold: float = 25.0) -> dict | None:
-    """``{"epoch", "seconds"}`` where ``points``' training error first reaches ``threshold`` percent,
-    interpolated linearly from the point before; None when it never does."""
+    """When ``points``' training error first reaches ``threshold`` percent, interpolated linearly (None: never)."""
     for n, point in enumerate(points):
         if point["train_error"] <= threshold:
             if n == 0:
@@ -102,20 +95,16 @@ class SmallRun(SmallTrainer):
 
 def stop_after(after_crossing: float | None):
     """``SmallTrainer.train``'s ``stop``: ``after_crossing`` epochs after the 25% crossing (None: never)."""
-    if after_crossing is None:
-        return None
-
     def stop(points: list[dict]) -> bool:
         cross = crossing(points)
         return cross is not None and points[-1]["epoch"] >= cross["epoch"] + after_crossing
 
-    return stop
+    return None if after_crossing is None else stop
 
 
 def search_lr(data: ImageSet, activation: str, lrs, search_epochs: int, store: RunStore, seed: int = 0,
               segments: int = 4, **run_options):
-    """``activation``'s rate: the lowest training error over the last of ``search_epochs`` on the grid
-    ``lrs``, grown past an edge winner. Returns (that lr, its run if trained here else None, the record)."""
+    """(``activation``'s rate on the grid ``lrs`` grown past an edge winner, its run if trained here, the record)."""
     grid = sorted(set(float(lr) for lr in lrs))
     step = grid[1] / grid[0] if len(grid) > 1 else 3.0
     scores, trained = {}, {}
@@ -143,11 +132,10 @@ def search_lr(data: ImageSet, activation: str, lrs, search_epochs: int, store: R
             break
     tried = sorted(scores)
     best = min(tried, key=lambda lr: scores[lr])
-    record = {"seed": seed, "epochs": search_epochs, "chosen": best,
-              "inside": len(tried) > 2 and tried[0] < best < tried[-1],
-              "grid": [{"lr": lr, "train_error": scores[lr], "diverged": not math.isfinite(scores[lr])}
-                       for lr in tried]}
-    return best, trained.get(best), record
+    return best, trained.get(best), {"seed": seed, "epochs": search_epochs, "chosen": best,
+                                     "inside": len(tried) > 2 and tried[0] < best < tried[-1],
+                                     "grid": [{"lr": lr, "train_error": scores[lr],
+                                               "diverged": not math.isfinite(scores[lr])} for lr in tried]}
 
 
 def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: int = 4, seeds=(0, 1),
@@ -214,8 +202,7 @@ def speedup(relu_runs: list[dict], tanh_runs: list[dict]) -> dict:
 
 
 def error_axis(ax, errors, epochs: int, threshold: float = 25.0) -> None:
-    """Figure 1's axes: the threshold dotted, epochs 0 to ``epochs``, training error 0-0.75, raised to
-    show every point when the curves (``errors``, percent) climb higher, the paper's top then dash-dotted."""
+    """Figure 1's axes: the threshold, and training error 0-0.75 raised to show all ``errors`` (percent)."""
     ax.axhline(threshold / 100, color="grey", linestyle=":", linewidth=1)
     ax.set_xlim(0, epochs)
     highest = max(errors, default=0.0) / 100
@@ -229,8 +216,7 @@ def draw_figure1(result: dict):
     """Figure 1 in the paper's style: ReLU solid, tanh dashed, the first seed bold, the others thin."""
     from alexnet.analysis.drawing import pyplot
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = pyplot().subplots(figsize=(5.5, 4))
     for activation, style in (("relu", "-"), ("tanh", "--")):
         for n, run in enumerate(result["runs"].get(activation, [])):
             points = run["points"]

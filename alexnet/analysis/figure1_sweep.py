@@ -1,6 +1,4 @@
-"""What Figure 1's ratio depends on (``relu-vs-tanh --sweep``): raw or standardised inputs x the
-authors' or PyTorch's init, tanh at its own best rate and at ReLU's. Each setting is a whole
-``relu_vs_tanh`` (first seed) stored in ``OUT/sweep/<inputs>-<init>``, so settings split over processes."""
+"""What Figure 1's ratio depends on (``--sweep``): inputs x init, tanh at its own best rate and at ReLU's."""
 
 from __future__ import annotations
 
@@ -18,9 +16,7 @@ def sweep(data: ImageSet, epochs: int, out: Path, seed: int = 0, bias_lr: float 
           **options) -> dict:
     """One row per (inputs, init, lr choice) of ``settings`` (default: all), and their curves."""
     rows, curves = [], {}
-    for inputs, init in COMBINATIONS:
-        if f"{inputs}-{init}" not in settings:
-            continue
+    for inputs, init in (c for c in COMBINATIONS if "-".join(c) in settings):
         protocol = {"inputs": inputs, "init": init, "bias_lr": bias_lr}
         folder = out / "sweep" / f"{inputs}-{init}"
         own = relu_vs_tanh(data, epochs, seeds=[seed], protocol=protocol, out=folder, **options)
@@ -68,12 +64,10 @@ def format_sweep(result: dict) -> str:
 
 
 def draw_sweep(result: dict):
-    """One panel per (inputs, init) in Figure 1's style: ReLU solid, tanh at its own best rate dashed,
-    tanh at ReLU's rate dotted (absent when the two rates are one), the 25% line, and the ratio."""
+    """One Figure 1 panel per (inputs, init): ReLU solid, tanh at its own rate dashed, at ReLU's dotted."""
     from alexnet.analysis.drawing import pyplot
 
-    plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True, sharey=True)
+    fig, axes = pyplot().subplots(2, 2, figsize=(9, 6.5), sharex=True, sharey=True)
     ratios = {(r["inputs"], r["init"], r["tanh_lr_choice"]): r for r in result["rows"]}
     for ax, (inputs, init) in zip(axes.flat, COMBINATIONS):
         setting = result["curves"].get(f"{inputs}-{init}", {})

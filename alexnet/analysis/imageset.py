@@ -1,6 +1,4 @@
-"""Small image sets held in memory as one uint8 tensor, for the CIFAR-10 experiments: from
-``cifar10`` (prepared on first use), a prepared dataset (its train split) or an image folder
-(``ROOT/<class>/<image>`` or ``ROOT/train/<class>/<image>``), each image at ``size`` x ``size``."""
+"""Small image sets in memory as one uint8 tensor, for the CIFAR-10 experiments."""
 
 from __future__ import annotations
 
@@ -83,8 +81,7 @@ def _resolve(data: str) -> Path:
 def load_images(data: str, size: int = 32, limit: int | None = None, seed: int = 0) -> ImageSet:
     """The training images of ``data``; ``limit`` draws a random subset."""
     path = _resolve(data)
-    source = _source(path)
-    if source is None:
+    if (source := _source(path)) is None:
         raise UserError(f"{data}: neither 'cifar10', a prepared dataset (meta.json) nor an image "
                         "folder (ROOT/<class>/<image>)")
     return _read_all(source, size, limit, seed, path.name)
@@ -92,10 +89,8 @@ def load_images(data: str, size: int = 32, limit: int | None = None, seed: int =
 
 def load_train_test(data: str, test_data: str | None = None, holdout: float | None = None,
                     limit: int | None = None, seed: int = 0, size: int = 32) -> tuple[ImageSet, ImageSet, str]:
-    """Training and test images (section 3.3) and where the test images came from: a prepared
-    dataset's val split (CIFAR-10's ``test_batch``), an image folder ``test_data`` of the same
-    classes, or a random share ``holdout`` of the training images. ``limit`` draws a random subset
-    of the training images (before a holdout is cut from them); the test set is read whole."""
+    """Training and test images (section 3.3) and where the test images came from: the val split, the image
+    folder ``test_data`` or a share ``holdout`` of the training images (``limit`` of them, drawn at random)."""
     if test_data is not None and holdout is not None:
         raise UserError("--test-data and --holdout: pass one of them, not both")
     if holdout is not None and not 0 < holdout < 1:
@@ -117,18 +112,16 @@ def load_train_test(data: str, test_data: str | None = None, holdout: float | No
                 f"a random {holdout:g} of the training images of {data}")
     if test_data is not None:
         path, where, name = Path(test_data), f"--test-data {test_data}", "test folder"
-        source = _source(path, into_train=False)
+        source, described = _source(path, into_train=False), f"the image folder {test_data}"
         if source is None:
             raise UserError(f"{where}: not an image folder (FOLDER/<class>/<image>)")
     else:
         path, where, name = _resolve(data), data, "val split"
         source = _source(path, "val")
+        described = f"the val split of {data}" + (" (CIFAR-10's test_batch)" if data == "cifar10" else "")
     if source[2] != train.classes:
         pairs = [(train.classes, source[2]), (source[2], train.classes)]
         only = [", ".join(sorted(set(a) - set(b))) or "none" for a, b in pairs]  # (only in training, only in test)
         raise UserError(f"{where}: its {name}'s classes differ from the training images' "
                         f"(only in training: {only[0]}; only in the {name}: {only[1]})")
-    test = _read_all(source, size, None, 0, f"{path.name} ({name})")
-    if test_data is not None:
-        return train, test, f"the image folder {test_data}"
-    return train, test, f"the val split of {data}" + (" (CIFAR-10's test_batch)" if data == "cifar10" else "")
+    return train, _read_all(source, size, None, 0, f"{path.name} ({name})"), described

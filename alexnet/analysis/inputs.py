@@ -1,6 +1,4 @@
-"""The centre patches of prepared images as the network sees them (sections 2 and 4.1), for the
-analysis commands: evaluation's own pipeline (:class:`alexnet.data.batches.CropBatches`, then
-:func:`alexnet.inference.input_transform`), so a figure sees what ``alexnet evaluate --crops center`` sees."""
+"""Centre patches of prepared images as ``alexnet evaluate --crops center`` feeds them (sections 2 and 4.1)."""
 
 from __future__ import annotations
 
@@ -26,8 +24,7 @@ def sample_indices(n: int, limit: int | None, rng: np.random.Generator) -> np.nd
 
 
 def centre_batches(dataset, indices, crop_size: int, batch_size: int, workers: int = 0):
-    """``(uint8 images [N, 3, S, S], labels, windows)`` of ``dataset[indices]``'s centre patches,
-    ``batch_size`` at a time, in the order of ``indices``, decoded by ``workers`` processes."""
+    """``(uint8 images [N, 3, S, S], labels, windows)`` of ``dataset[indices]``'s centre patches, in order."""
     indices = np.asarray(indices, np.int64)
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     return torch.utils.data.DataLoader(CropBatches(dataset, crop_size, "centre"), sampler=batches,
@@ -38,9 +35,8 @@ class CentreInput:
     """Turns ``centre_batches`` output into ``model``'s float input on ``device``."""
 
     def __init__(self, model, dataset, device):
-        image_size = tuple(np.shape(dataset.mean)[:2])
         mean = model_mean(model, dataset.mean)
-        self.transform = input_transform(model, mean, image_size).to(device)
+        self.transform = input_transform(model, mean, tuple(np.shape(dataset.mean)[:2])).to(device)
         self.device = device
 
     def __call__(self, images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,4 @@
-"""Section 3.3's CIFAR-10 experiment as the authors ran it with cuda-convnet: "13% ... without
-normalization and 11% with". The protocol, each number with its source: docs/analysis.md ("alexnet
-experiment lrn"). Both variants train for equal budgets from the same weights, order and crops per
-seed (the authors' came from about 160 and 500 epochs); the verdict is their paired difference."""
+"""Section 3.3 on CIFAR-10: test error without and with response normalisation, as the authors ran it."""
 
 from __future__ import annotations
 
@@ -33,6 +30,7 @@ BIAS_LR_FACTOR = 2.0  # layer-params epsB = 0.002 = 2 x epsW
 MOMENTUM = 0.9  # layer-params momW, momB
 NORM = {"size": 5, "alpha": 0.001, "beta": 0.75, "k": 1.0, "scaling": "code"}  # layers-conv-local-11pct rnorm1/2
 VARIANTS = ("without", "with")  # response normalisation: the 13pct net, the (first) 11pct net
+VIEWS = ("ten_view", "centre")  # the test's views (smalltrain.test_errors)
 
 
 class ConvLocalNet(nn.Module):
@@ -67,8 +65,7 @@ class ConvLocalNet(nn.Module):
 
 
 def make_optimizer(model: ConvLocalNet, lr: float = LR) -> torch.optim.SGD:
-    """cuda-convnet's update as PyTorch SGD with momentum: each layer's weights at ``lr`` with its
-    weight decay, biases at ``BIAS_LR_FACTOR * lr`` without (layer-params epsW, epsB, wc)."""
+    """cuda-convnet's update as SGD: weights at ``lr`` with their layer's decay, biases at twice it without."""
     groups = []
     for name, decay in WEIGHT_DECAY.items():
         layer = getattr(model, name)
@@ -85,8 +82,7 @@ def run_key(variant: str, seed: int, epochs: int, lr: float, batch_size: int, tr
 
 
 def rate_factor(epoch: int, epochs: int, anneal) -> float:
-    """The factor on every rate in epoch ``epoch`` (from 0) of ``epochs``: 1, then 1/10 for ``anneal[0]``
-    epochs, 1/100 for the last ``anneal[1]``."""
+    """The rate factor in epoch ``epoch`` (from 0): 1, 1/10 for ``anneal[0]`` epochs, 1/100 for ``anneal[1]``."""
     first, second = anneal
     return 0.01 if epoch >= epochs - second else 0.1 if epoch >= epochs - second - first else 1.0
 
@@ -125,33 +121,29 @@ def summarise(records: list[dict], epochs: int) -> dict:
     by = {(r["variant"], r["seed"]): r for r in records}
     seeds = sorted({r["seed"] for r in records})
     out = {"variants": {}, "difference": {}, "paper": {"test_error": PAPER, "epochs_about": PAPER_EPOCHS}}
-    for view in ("ten_view", "centre"):
+    for view in VIEWS:
+        error = {variant: [by[variant, s][f"test_error_{view}"] for s in seeds] for variant in VARIANTS}
         for variant in VARIANTS:
-            errs = [by[variant, s][f"test_error_{view}"] for s in seeds]
-            out["variants"].setdefault(variant, {})[view] = _spread(errs)
-        diffs = [by["without", s][f"test_error_{view}"] - by["with", s][f"test_error_{view}"] for s in seeds]
-        out["difference"][view] = _spread(diffs)
+            out["variants"].setdefault(variant, {})[view] = _spread(error[variant])
+        out["difference"][view] = _spread([a - b for a, b in zip(error["without"], error["with"])])
     d = out["difference"]["ten_view"]
     spread = f" +- {d['std']:.2f} points" if d["std"] is not None else " points (one seed: no spread)"
     change = (f"lowered test error by {d['mean']:.2f}" if d["mean"] > 0 else
               f"raised test error by {-d['mean']:.2f}" if d["mean"] < 0 else "changed test error by 0.00")
-    out["verdict"] = (f"normalisation {change}{spread} over "
-                      f"{console.plural(len(seeds), 'seed')} at {console.plural(epochs, 'epoch')} (ten-view test); "
-                      f"the paper: 2 points lower at about {PAPER_EPOCHS['without']} (13%) and "
-                      f"{PAPER_EPOCHS['with']} (11%) epochs")
+    out["verdict"] = (f"normalisation {change}{spread} over {console.plural(len(seeds), 'seed')} at "
+                      f"{console.plural(epochs, 'epoch')} (ten-view test); the paper: 2 points lower at about "
+                      f"{PAPER_EPOCHS['without']} (13%) and {PAPER_EPOCHS['with']} (11%) epochs")
     return out
 
 
 def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out: Path, device,
                        lr: float = LR, batch_size: int = BATCH_SIZE, anneal: tuple[int, int] = ANNEAL,
                        describe: dict | None = None, variants=VARIANTS) -> dict | None:
-    """Both variants for every seed (stored runs reused), then lrn.json, lrn.md and lrn.png in ``out``; the
-    result, ``describe``'s fields added. With one of the ``variants``, only its runs (a process's share): None."""
+    """Both variants for every seed, then lrn.json, lrn.md and lrn.png in ``out``; one variant: its runs only, None."""
     out = Path(out)
     digest = hashlib.sha256()
-    for data in (train, test):  # a record is reused only for the same images and labels
-        digest.update(data.images.contiguous().numpy().tobytes())
-        digest.update(data.labels.numpy().tobytes())
+    for array in (train.images, train.labels, test.images, test.labels):  # a record is reused only for the same data
+        digest.update(array.contiguous().numpy().tobytes())
     data_hash = digest.hexdigest()[:12]
     records = []
     for seed in seeds:
@@ -188,12 +180,10 @@ def format_table(result: dict) -> str:
              "| --- | --- | --- | --- | --- |"]
     by = {(r["variant"], r["seed"]): r for r in result["runs"]}
     for s in result["seeds"]:
-        lines.append(f"| {s} | {by['without', s]['test_error_ten_view']:.2f} | "
-                     f"{by['with', s]['test_error_ten_view']:.2f} | {by['without', s]['test_error_centre']:.2f} | "
-                     f"{by['with', s]['test_error_centre']:.2f} |")
+        errors = [f"{by[v, s][f'test_error_{view}']:.2f}" for view in VIEWS for v in VARIANTS]
+        lines.append(f"| {s} | {' | '.join(errors)} |")
     v, d = result["variants"], result["difference"]
-    lines += [f"| mean +- sd | {cell(v['without']['ten_view'])} | {cell(v['with']['ten_view'])} | "
-              f"{cell(v['without']['centre'])} | {cell(v['with']['centre'])} |",
+    lines += [f"| mean +- sd | {' | '.join(cell(v[variant][view]) for view in VIEWS for variant in VARIANTS)} |",
               "| paper | 13 (about 160 epochs) | 11 (about 500 epochs) | | |", "",
               f"Paired difference (without minus with), ten-view: {cell(d['ten_view'])} points; "
               f"centre view: {cell(d['centre'])} points (paper: 2).", "", f"**{result['verdict']}.**"]
@@ -206,8 +196,7 @@ def draw_lrn(result: dict):
 
     from alexnet.analysis.drawing import pyplot
 
-    plt = pyplot()
-    fig, (ax, curves) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax, curves) = pyplot().subplots(1, 2, figsize=(10, 4))
     colours = {"without": "tab:blue", "with": "tab:red"}
     for x, variant in enumerate(VARIANTS):
         spread = result["variants"][variant]["ten_view"]

@@ -1,5 +1,4 @@
-"""Reading what training leaves behind: a run folder (``alexnet train --out RUN_DIR``) holds
-``config.yaml``, ``metrics.jsonl`` (one JSON object per epoch) and ``checkpoints/{best,last}.pt``."""
+"""Reading a run folder (``alexnet train --out RUN_DIR``): config.yaml, metrics.jsonl and checkpoints/."""
 
 from __future__ import annotations
 
@@ -69,7 +68,5 @@ def resolve_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
         return model_file(source), source
     if not source.exists():
         raise UserError(f"{source}: no such run folder or checkpoint")
-    run_dir = source.parent.parent if source.parent.name == "checkpoints" else None
-    if run_dir is not None and not (run_dir / "metrics.jsonl").exists():
-        run_dir = None
-    return source, run_dir
+    run_dir = source.parent.parent  # a run folder's checkpoints/, for its metrics
+    return source, run_dir if source.parent.name == "checkpoints" and (run_dir / "metrics.jsonl").exists() else None

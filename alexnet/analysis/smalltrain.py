@@ -1,6 +1,5 @@
-"""The one trainer and run store of the CIFAR-10 experiments (:mod:`~alexnet.analysis.figure1`,
-:mod:`~alexnet.analysis.lrn_cifar`), which keep only their protocols; the store's behaviour is in
-docs/analysis.md ("Run records: one trainer, one store")."""
+"""The one trainer and run store of the CIFAR-10 experiments, which keep only their protocols; the store's
+behaviour is in docs/analysis.md ("Run records: one trainer, one store")."""
 
 from __future__ import annotations
 
@@ -29,8 +28,7 @@ def mean_image(images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
 
 
 class Inputs:
-    """uint8 images as a net's input: minus the training set's mean image (as the authors fed their nets),
-    divided by one global std when ``divide``."""
+    """uint8 images minus the training set's mean image (the authors' input), divided by one std if ``divide``."""
 
     def __init__(self, images: torch.Tensor, divide: bool = False, chunk: int = 4096):
         images = images.cpu()
@@ -53,25 +51,21 @@ class Inputs:
 
 
 class SmallTrainer:
-    """One training run of a small net on images held on the device, batch order and crops drawn on the
-    CPU (the same run on every device). ``crop``: random windows mirrored with probability 1/2 (None:
-    whole images); ``schedule(epoch)``: the factor on every rate; ``points``: per ``segments``-th of an epoch."""
+    """One run of a small net on images held on the device; ``crop``: random windows, mirrored with probability
+    1/2 (None: whole images); ``schedule(epoch)``: the factor on every rate; ``points``: per ``segments``-th epoch."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, data: ImageSet, inputs: Inputs, *,
                  seed: int, batch_size: int = 128, crop: int | None = None, segments: int = 1, device="cpu",
                  schedule=None):
         self.device = torch.device(device)
         self.model, self.optimizer, self.inputs, self.schedule = model.to(self.device), optimizer, inputs, schedule
-        self.data = data.to(self.device)
-        self.batch_size, self.crop, self.segments = batch_size, crop, segments
+        self.data, self.batch_size, self.crop, self.segments = data.to(self.device), batch_size, crop, segments
         self.base_rates = [group["lr"] for group in optimizer.param_groups]
         self.order = torch.Generator().manual_seed(seed)  # batch order and crops: the same on every device
-        self.points: list[dict] = []
-        self.epochs_done, self.seconds, self.diverged = 0, 0.0, False
+        self.points, self.epochs_done, self.seconds, self.diverged = [], 0, 0.0, False
 
     def train(self, epochs: int, desc: str = "", stop=None, partial: dict | None = None) -> list[dict]:
-        """Train up to ``epochs`` more epochs; ``stop(points)`` after each ends the run early;
-        ``partial`` (:meth:`RunStore.record`): the state saved after every epoch but the last."""
+        """Up to ``epochs`` more epochs (``stop(points)``: ended early), the state saved in ``partial`` after each."""
         n, size = len(self.data), self.batch_size
         batches = math.ceil(n / size)
         bounds = set(np.linspace(0, batches, self.segments + 1).round().astype(int)[1:].tolist())
@@ -87,8 +81,7 @@ class SmallTrainer:
                 top, left = torch.randint(0, self.data.images.shape[-1] - self.crop + 1, (2, n), generator=self.order)
                 flip = torch.randint(0, 2, (n,), generator=self.order)
                 windows = torch.stack([top, left, flip], 1).to(self.device)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-            wrong = torch.zeros((), dtype=torch.int64, device=self.device)
+            sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # summed loss, errors
             seen, start, finite = 0, time.perf_counter(), True
             for b in range(batches):
                 idx = perm[b * size : (b + 1) * size]
@@ -99,20 +92,19 @@ class SmallTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                loss_sum += loss.detach().double() * len(y)
-                wrong += (logits.argmax(1) != y).sum()
+                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) != y).sum().double()])
                 seen += len(y)
                 bar.update()
                 if b + 1 in bounds:  # read the device's sums only here, not each step
                     self.seconds += time.perf_counter() - start
-                    finite = finite and math.isfinite(float(loss_sum))
-                    point = {"epoch": self.epochs_done + (b + 1) / batches, "train_error": 100.0 * int(wrong) / seen,
-                             "train_loss": float(loss_sum) / seen, "lr": self.optimizer.param_groups[0]["lr"],
+                    loss_sum, wrong = sums.tolist()
+                    finite = finite and math.isfinite(loss_sum)
+                    point = {"epoch": self.epochs_done + (b + 1) / batches, "train_error": 100.0 * wrong / seen,
+                             "train_loss": loss_sum / seen, "lr": self.optimizer.param_groups[0]["lr"],
                              "seconds": self.seconds}
                     self.points.append(point)
                     bar.set_postfix(epoch=f"{point['epoch']:.2f}", train_error=f"{point['train_error']:.1f}%")
-                    loss_sum.zero_()
-                    wrong.zero_()
+                    sums.zero_()
                     seen, start = 0, time.perf_counter()
             self.epochs_done += 1
             self.diverged = self.diverged or not finite
@@ -183,16 +175,14 @@ def check_shape(value, shape, where: str = "") -> str | None:
 
 
 class RunStore:
-    """Finished runs as ``OUT/runs/<name>.json`` records of the settings ``defining`` and of ``shape``
-    (:func:`check_shape`), runs under way in ``OUT/partial``; ``out=None``: nothing is stored."""
+    """Runs as ``OUT/runs/<name>.json`` records of the settings ``defining`` and of ``shape`` (None: not stored)."""
 
     def __init__(self, out: Path | None, defining: dict, shape: dict):
         self.out, self.defining, self.shape = out, defining, shape
 
     def get(self, name: str) -> dict | None:
         path = self.out / "runs" / f"{name}.json"
-        record = read_run_record(path)
-        if record is None:
+        if (record := read_run_record(path)) is None:
             return None
         if problem := check_shape(record, {"defining": dict, "run": self.shape}):
             raise UserError(f"{path}: not a run record ({problem}); delete it to redo that run")
@@ -203,8 +193,7 @@ class RunStore:
         goes after each epoch), stored; a run under way in another process is refused (a lock file)."""
         if self.out is None:
             return train(None)
-        found = self.get(name)
-        if found is not None:
+        if (found := self.get(name)) is not None:
             return found
         lock = self.out / "partial" / f"{name}.lock"
         make_folder(lock.parent, f"--out {self.out}")
