@@ -52,7 +52,7 @@ class Inputs:
 
 class SmallTrainer:
     """One run of a small net on images held on the device; ``crop``: random windows, mirrored with probability
-    1/2 (None: whole images); ``schedule(epoch)``: the factor on every rate; ``points``: one per 1/``segments`` epoch."""
+    1/2 (None: whole images); ``schedule(epoch)``: the factor on every rate; ``points``: per 1/``segments`` epoch."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, data: ImageSet, inputs: Inputs, *,
                  seed: int, batch_size: int = 128, crop: int | None = None, segments: int = 1, device="cpu",
