@@ -1,20 +1,4 @@
-"""The paper's ablations, trained for the same budget and set beside the paper's differences.
-
-Each variant changes one thing of the paper's network or recipe; every variant is an ordinary
-training run (``alexnet.train.loop.train``) in its own folder ``OUT/<variant>``, so an
-interrupted study resumes where it stopped (finished runs are kept, unfinished ones resume
-from ``checkpoints/last.pt``). The measured difference is the variant's final validation
-error minus the paper network's, both after the same number of epochs on the same data.
-
-| variant | change | paper's difference (top-1 / top-5) |
-| --- | --- | --- |
-| no-lrn | no response normalisation (3.3) | +1.4 / +1.2 |
-| non-overlapping-pooling | pooling z = s = 2 instead of z = 3, s = 2 (3.4) | +0.4 / +0.3 |
-| no-dropout | no dropout in fc6/fc7 (4.2) | "substantial overfitting", no number |
-| no-pca | no PCA colour augmentation (4.1) | "over 1%" top-1 |
-| one-tower | one tower with half the kernels of conv1-conv4 (3.2, footnote 3) | +1.7 / +1.2 |
-| no-<layer> | one middle convolutional layer removed (7), conv4 by default | about +2 top-1 |
-"""
+"""The paper's ablations: each variant an ordinary training run in ``OUT/<variant>``, beside the paper's difference."""
 
 from __future__ import annotations
 
@@ -38,36 +22,19 @@ VARIANTS = tuple(PAPER_DIFFERENCES)
 
 
 def variant_changes(name: str, model_options: dict, drop_layer: str = "conv4") -> dict:
-    """The configuration settings that turn the paper's run into variant ``name``.
-
-    ``model_options`` are the base run's (a scaled-down network stays scaled down in every
-    variant: the one-tower variant halves whatever conv1-conv4 widths the base has).
-    """
+    """The settings that turn the paper's run (its ``model_options``, scaled down or not) into variant ``name``."""
+    if name not in PAPER_DIFFERENCES:
+        raise UserError(f"unknown ablation {name!r}; known: {', '.join(VARIANTS)}")
     options = dict(model_options)
-    if name == "paper":
-        pass
-    elif name == "no-lrn":
-        options["lrn"] = False
-    elif name == "non-overlapping-pooling":
-        options["pooling"] = "non-overlapping"
-    elif name == "no-dropout":
-        options["dropout"] = 0.0
-    elif name == "no-pca":
+    if name == "no-pca":
         return {"model_options": options, "pca_std": 0.0}
-    elif name == "one-tower":
+    if name == "one-tower":
         from alexnet.model import one_tower_channels  # here: alexnet.options reads VARIANTS without torch
 
         options["towers"], options["channels"] = 1, list(one_tower_channels(options.get("channels") or None))
-    elif name == "no-middle-conv":
-        options["drop_layer"] = drop_layer
-    else:
-        raise UserError(f"unknown ablation {name!r}; known: {', '.join(VARIANTS)}")
+    options.update({"no-lrn": {"lrn": False}, "non-overlapping-pooling": {"pooling": "non-overlapping"},
+                    "no-dropout": {"dropout": 0.0}, "no-middle-conv": {"drop_layer": drop_layer}}.get(name, {}))
     return {"model_options": options}
-
-
-def finished_epochs(run_dir: Path) -> int:
-    rows = read_metrics(run_dir)
-    return rows[-1]["epoch"] if rows else 0
 
 
 def run_variants(base, names, out: Path, drop_layer: str = "conv4") -> dict:
@@ -84,36 +51,32 @@ def run_variants(base, names, out: Path, drop_layer: str = "conv4") -> dict:
             continue
         config = dataclasses.replace(base, out=str(out / name), **changes)
         check(config)
-        done = finished_epochs(out / name)
+        done = (read_metrics(out / name) or [{"epoch": 0}])[-1]["epoch"]
         if done >= config.epochs:
             print(f"{name}: finished earlier ({done} epochs), kept")
             continue
         last = out / name / "checkpoints" / "last.pt"
         print(f"{name}: {'resuming' if last.exists() else 'training'} ({PAPER_DIFFERENCES[name][0]})")
-        status = train(config, resume=last if last.exists() else None)
-        if status:
+        if status := train(config, resume=last if last.exists() else None):
             raise UserError(f"ablation {name} stopped (exit status {status}); run the command again to resume")
     return table(names, out, skipped)
 
 
 def table(names, out: Path, skipped: dict | None = None) -> dict:
     """Final validation errors of each variant folder, and their difference to the paper's network."""
-    rows, reference = [], None
+    rows = []
     for name in names:
-        metrics = [m for m in read_metrics(out / name) if m.get("val_top1_error") is not None]
-        last = metrics[-1] if metrics else {}
-        row = {"variant": name, "change": PAPER_DIFFERENCES[name][0], "epochs": last.get("epoch"),
-               "top1_error": last.get("val_top1_error"), "top5_error": last.get("val_top5_error"),
-               "paper": PAPER_DIFFERENCES[name][2]}
-        if skipped and name in skipped:
-            row["skipped"] = skipped[name]
-        if name == "paper":
-            reference = row
-        rows.append(row)
+        last = ([m for m in read_metrics(out / name) if m.get("val_top1_error") is not None] or [{}])[-1]
+        rows.append({"variant": name, "change": PAPER_DIFFERENCES[name][0], "epochs": last.get("epoch"),
+                     "top1_error": last.get("val_top1_error"), "top5_error": last.get("val_top5_error"),
+                     "paper": PAPER_DIFFERENCES[name][2]})
+        if name in (skipped or {}):
+            rows[-1]["skipped"] = skipped[name]
+    reference = next((row for row in rows if row["variant"] == "paper"), {})
     for row in rows:
         for k in ("top1", "top5"):
-            both = reference is not None and row[f"{k}_error"] is not None and reference[f"{k}_error"] is not None
-            row[f"{k}_difference"] = row[f"{k}_error"] - reference[f"{k}_error"] if both else None
+            own, paper = row[f"{k}_error"], reference.get(f"{k}_error")
+            row[f"{k}_difference"] = own - paper if own is not None and paper is not None else None
     return {"rows": rows, "note": "differences: variant minus the paper's network, in percentage points, "
             "final validation errors after the same number of epochs"}
 

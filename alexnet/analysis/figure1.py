@@ -1,18 +1,4 @@
-"""Figure 1 (section 3.1), measured the way its authors ran it with cuda-convnet: "A four-layer
-convolutional neural network with ReLUs (solid line) reaches a 25% training error rate on
-CIFAR-10 six times faster than an equivalent network with tanh neurons (dashed line). The
-learning rates for each network were chosen independently to make training as fast as possible.
-No regularization of any kind was employed."
-
-The protocol, every choice stated with its source, is in docs/analysis.md ("alexnet experiment
-relu-vs-tanh"): :class:`FourLayerCNN` (layers-18pct), raw inputs minus the mean image
-(``PROTOCOLS``), momentum SGD with the biases at twice the weights' rate (:class:`SmallRun`, through
-the experiments' trainer, :mod:`alexnet.analysis.smalltrain`), the training error over each
-quarter of every epoch, each activation's rate searched on a grid grown past an edge winner
-(:func:`search_lr`), the 25% crossing interpolated (:func:`crossing`) and the ratio per seed
-(:func:`speedup`). Every run is stored (``RunStore``): run again, the experiment redoes only what
-is missing, so it can be killed and resumed, or split over processes.
-"""
+"""Figure 1 (section 3.1): ReLU against tanh on CIFAR-10 as its authors ran it (docs/analysis.md: relu-vs-tanh)."""
 
 from __future__ import annotations
 
@@ -29,25 +15,15 @@ from alexnet.errors import UserError
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03)  # cuda-convnet's layers-18pct ran epsW 0.001
 MAX_EXTENSIONS = 3
-PROTOCOLS = {
-    "authors": {"inputs": "raw", "init": "authors", "bias_lr": 2.0},
-    "standardised": {"inputs": "standardised", "init": "pytorch", "bias_lr": 1.0},
-}
+PROTOCOLS = {"authors": {"inputs": "raw", "init": "authors", "bias_lr": 2.0},
+             "standardised": {"inputs": "standardised", "init": "pytorch", "bias_lr": 1.0}}
 AUTHORS_INIT_STD = {"features.0": 1e-4, "features.3": 1e-2, "features.6": 1e-2, "classifier": 1e-2}
 INITS = ("authors", "pytorch")
 
 
 class FourLayerCNN(nn.Module):
-    """conv5x5(32)-pool-conv5x5(32)-pool-conv5x5(64)-pool-fc(10) on 32x32 RGB images.
-
-    cuda-convnet's example CIFAR-10 net ``layers-18pct.cfg`` (read from dnouri/cuda-convnet on
-    GitHub), the four weight layers the paper names: ReLU or tanh after each convolution (the
-    file's ReLU after pool1 is the same net: max pooling commutes with it); pooling windows from
-    the first pixel, the last cut at the border (``ceil_mode``: 32 -> 16 -> 8 -> 4); its
-    contrast normalisation and weight costs left out ("no regularization of any kind").
-    ``init="authors"``: each layer's weights from a Gaussian of its own std (``initW``: conv1
-    0.0001, the others 0.01), biases 0; ``init="pytorch"``: PyTorch's default.
-    """
+    """conv5x5(32)-pool-conv5x5(32)-pool-conv5x5(64)-pool-fc(10): cuda-convnet's ``layers-18pct.cfg`` unregularised,
+    pooling counts rounded up (32 -> 16 -> 8 -> 4); ``init="authors"``: ``AUTHORS_INIT_STD``, biases 0."""
 
     def __init__(self, activation: str = "relu", num_classes: int = 10, init: str = "authors"):
         super().__init__()
@@ -57,34 +33,21 @@ class FourLayerCNN(nn.Module):
             raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
         act = nn.ReLU if activation == "relu" else nn.Tanh
 
-        def block(cin, cout, pool):
-            return [nn.Conv2d(cin, cout, 5, padding=2), act(), pool(3, stride=2, ceil_mode=True)]
-
-        self.features = nn.Sequential(
-            *block(3, 32, nn.MaxPool2d),  # 32 -> 16
-            *block(32, 32, nn.AvgPool2d),  # 16 -> 8
-            *block(32, 64, nn.AvgPool2d),  # 8 -> 4
-        )
+        layers = []
+        for cin, cout, pool in ((3, 32, nn.MaxPool2d), (32, 32, nn.AvgPool2d), (32, 64, nn.AvgPool2d)):
+            layers += [nn.Conv2d(cin, cout, 5, padding=2), act(), pool(3, stride=2, ceil_mode=True)]
+        self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(64 * 4 * 4, num_classes)
-        self.activation, self.init = activation, init
-        if init == "authors":
-            for name, module in self.named_modules():
-                if name in AUTHORS_INIT_STD:
-                    nn.init.normal_(module.weight, std=AUTHORS_INIT_STD[name])
-                    nn.init.zeros_(module.bias)
+        for name, std in AUTHORS_INIT_STD.items() if init == "authors" else ():
+            nn.init.normal_(self.get_submodule(name).weight, std=std)
+            nn.init.zeros_(self.get_submodule(name).bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).flatten(1))
 
 
 def crossing(points: list[dict], threshold: float = 25.0) -> dict | None:
-    """When a training-error curve first reaches ``threshold`` percent.
-
-    ``points`` are measurements ``{"epoch", "train_error", "seconds"}`` in order. Returns
-    ``{"epoch", "seconds"}`` interpolated linearly between the last point above the threshold
-    and the first at or below it (the first point itself if it is already below), or None
-    when the curve never reaches it.
-    """
+    """When ``points``' training error first reaches ``threshold`` percent, interpolated linearly (None: never)."""
     for n, point in enumerate(points):
         if point["train_error"] <= threshold:
             if n == 0:
@@ -96,8 +59,7 @@ def crossing(points: list[dict], threshold: float = 25.0) -> dict | None:
 
 
 def protocol_settings(name: str = "authors", **overrides) -> dict:
-    """A protocol's settings (``PROTOCOLS``) with any of inputs/init/bias_lr overridden (the
-    command line checks their values: its choices, and a finite positive --bias-lr)."""
+    """A protocol's settings (``PROTOCOLS``) with any of inputs/init/bias_lr overridden."""
     if name not in PROTOCOLS:
         raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {name!r}")
     return dict(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
@@ -109,14 +71,13 @@ RUN = {"activation": str, "lr": float, "seed": int, "diverged": bool, "epochs": 
 
 
 class SmallRun(SmallTrainer):
-    """One training run of the four-layer net (:class:`alexnet.analysis.smalltrain.SmallTrainer`):
-    ``activation`` at rate ``lr``, the protocol's initialisation and bias rate, whole images."""
+    """One run of the four-layer net: ``activation`` at rate ``lr``, the protocol's init, inputs and bias rate."""
 
     def __init__(self, data: ImageSet, activation: str, lr: float, protocol: dict | None = None,
                  batch_size: int = 128, segments: int = 4, seed: int = 0, device="cpu", inputs: Inputs | None = None):
         protocol = protocol or PROTOCOLS["authors"]
         torch.manual_seed(seed)
-        model = FourLayerCNN(activation, num_classes=len(data.classes), init=protocol["init"]).to(device)
+        model = FourLayerCNN(activation, num_classes=len(data.classes), init=protocol["init"])
         weights = [p for n, p in model.named_parameters() if not n.endswith("bias")]
         biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
         optimizer = torch.optim.SGD([{"params": weights}, {"params": biases, "lr": lr * protocol["bias_lr"]}],
@@ -133,30 +94,17 @@ class SmallRun(SmallTrainer):
 
 
 def stop_after(after_crossing: float | None):
-    """``SmallTrainer.train``'s ``stop``: once ``after_crossing`` epochs have passed since the 25% crossing."""
-    if after_crossing is None:
-        return None
-
+    """``SmallTrainer.train``'s ``stop``: ``after_crossing`` epochs after the 25% crossing (None: never)."""
     def stop(points: list[dict]) -> bool:
         cross = crossing(points)
-        return bool(cross) and points[-1]["epoch"] >= cross["epoch"] + after_crossing
+        return cross is not None and points[-1]["epoch"] >= cross["epoch"] + after_crossing
 
-    return stop
-
-
-def _search_score(run: dict, segments: int) -> float:
-    """Mean training error over the last epoch of a search run; a diverged run never wins."""
-    if run["diverged"] or not run["points"]:
-        return math.inf
-    return float(np.mean([p["train_error"] for p in run["points"][-segments:]]))
+    return None if after_crossing is None else stop
 
 
 def search_lr(data: ImageSet, activation: str, lrs, search_epochs: int, store: RunStore, seed: int = 0,
               segments: int = 4, **run_options):
-    """Choose ``activation``'s learning rate on a grid grown past an edge winner (see the module doc).
-
-    Returns (the chosen lr, its run if trained in this process (to be continued) else None, the search record).
-    """
+    """(``activation``'s rate on the grid ``lrs`` grown past an edge winner, its run if trained here, the record)."""
     grid = sorted(set(float(lr) for lr in lrs))
     step = grid[1] / grid[0] if len(grid) > 1 else 3.0
     scores, trained = {}, {}
@@ -167,7 +115,9 @@ def search_lr(data: ImageSet, activation: str, lrs, search_epochs: int, store: R
             run.train(search_epochs, f"search {activation} lr={lr:g}")
             return run.summary()
 
-        scores[lr] = _search_score(store.record(f"search-{activation}-lr{lr:g}-seed{seed}", train), segments)
+        run = store.record(f"search-{activation}-lr{lr:g}-seed{seed}", train)
+        last = [p["train_error"] for p in run["points"][-segments:]]
+        scores[lr] = math.inf if run["diverged"] or not last else float(np.mean(last))  # diverged: never wins
 
     for lr in grid:
         evaluate(lr)
@@ -182,18 +132,17 @@ def search_lr(data: ImageSet, activation: str, lrs, search_epochs: int, store: R
             break
     tried = sorted(scores)
     best = min(tried, key=lambda lr: scores[lr])
-    record = {"seed": seed, "epochs": search_epochs, "chosen": best,
-              "inside": len(tried) > 2 and tried[0] < best < tried[-1],
-              "grid": [{"lr": lr, "train_error": scores[lr], "diverged": not math.isfinite(scores[lr])}
-                       for lr in tried]}
-    return best, trained.get(best), record
+    return best, trained.get(best), {"seed": seed, "epochs": search_epochs, "chosen": best,
+                                     "inside": len(tried) > 2 and tried[0] < best < tried[-1],
+                                     "grid": [{"lr": lr, "train_error": scores[lr],
+                                               "diverged": not math.isfinite(scores[lr])} for lr in tried]}
 
 
 def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: int = 4, seeds=(0, 1),
                  activations=("relu", "tanh"), protocol: dict | None = None, after_crossing: float | None = None,
                  out: Path | None = None, fixed_lrs: dict | None = None, search_seed: int | None = None,
                  **run_options) -> dict:
-    """Figure 1's measurement: the numbers as one dict (see the module doc)."""
+    """Figure 1's measurement: each activation's rate searched (or ``fixed_lrs``), one run per seed."""
     protocol = protocol or dict(PROTOCOLS["authors"])
     seeds = list(seeds)
     defining = {"protocol": protocol, "images": len(data), "classes": data.classes, "epochs": epochs,
@@ -216,7 +165,7 @@ def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: in
         result["runs"][activation] = []
         for seed in seeds:
             def train(partial):
-                run = carried if seed == seeds[0] else None
+                run = carried if seed == seeds[0] else None  # the search's winner, continued
                 if run is None:
                     run = SmallRun(data, activation, lr, seed=seed, **run_options)
                     run.resume(partial)
@@ -230,26 +179,19 @@ def relu_vs_tanh(data: ImageSet, epochs: int, lrs=DEFAULT_LRS, search_epochs: in
     return result
 
 
-def _ratio(relu: dict, tanh: dict) -> dict:
-    """How many times sooner ReLU reaches 25% in one seed (a lower bound when tanh never got there)."""
-    r, t = relu["crossing_25"], tanh["crossing_25"]
-    if r is None:
-        return {"seed": relu["seed"], "epochs": None, "seconds": None, "lower_bound": False}
-    if t is None:
-        last = tanh["points"][-1]
-        return {"seed": relu["seed"], "epochs": last["epoch"] / r["epoch"], "seconds": last["seconds"] / r["seconds"],
-                "lower_bound": True}
-    return {"seed": relu["seed"], "epochs": t["epoch"] / r["epoch"], "seconds": t["seconds"] / r["seconds"],
-            "lower_bound": False}
-
-
 def speedup(relu_runs: list[dict], tanh_runs: list[dict]) -> dict:
-    """Per-seed ratios and their mean and range; ``lower_bound`` when any tanh run missed 25%."""
-    per_seed = [_ratio(r, t) for r, t in zip(relu_runs, tanh_runs)]
+    """How many times sooner ReLU reaches 25% per seed, the mean and range (a lower bound where tanh missed 25%)."""
+    per_seed = []
+    for relu, tanh in zip(relu_runs, tanh_runs):
+        r, t = relu["crossing_25"], tanh["crossing_25"]
+        ratio = {"seed": relu["seed"], "epochs": None, "seconds": None, "lower_bound": r is not None and t is None}
+        if r is not None:
+            t = t or tanh["points"][-1]
+            ratio.update(epochs=t["epoch"] / r["epoch"], seconds=t["seconds"] / r["seconds"])
+        per_seed.append(ratio)
     found = [p for p in per_seed if p["epochs"] is not None]
     if not found:
-        return {"per_seed": per_seed, "epochs": None, "seconds": None,
-                "note": "ReLU did not reach 25% training error"}
+        return {"per_seed": per_seed, "epochs": None, "seconds": None, "note": "ReLU did not reach 25% training error"}
     epochs = [p["epochs"] for p in found]
     result = {"per_seed": per_seed, "epochs": float(np.mean(epochs)), "min": min(epochs), "max": max(epochs),
               "seconds": float(np.mean([p["seconds"] for p in found])),
@@ -259,9 +201,10 @@ def speedup(relu_runs: list[dict], tanh_runs: list[dict]) -> dict:
     return result
 
 
-def error_axis(ax, errors) -> None:
-    """The paper's axis, training error 0-0.75, raised to show every point when the curves
-    (``errors``, percent) climb higher, the paper's top then marked with a dash-dotted line."""
+def error_axis(ax, errors, epochs: int, threshold: float = 25.0) -> None:
+    """Figure 1's axes: the threshold, and training error 0-0.75 raised to show all ``errors`` (percent)."""
+    ax.axhline(threshold / 100, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlim(0, epochs)
     highest = max(errors, default=0.0) / 100
     top = 0.75 if highest <= 0.75 else min(1.0, math.ceil(highest * 20) / 20)
     ax.set_ylim(0, top)
@@ -269,31 +212,23 @@ def error_axis(ax, errors) -> None:
         ax.axhline(0.75, color="grey", linestyle="-.", linewidth=0.8, label="top of the paper's axis")
 
 
-def alone_marker(activation: str) -> dict:
-    """How one point is drawn (a line of one point draws nothing): ReLU a dot, tanh a cross, whole
-    at the axis's right edge, where a one-epoch run's point lies."""
-    return {"marker": "o" if activation == "relu" else "x", "clip_on": False}
-
-
 def draw_figure1(result: dict):
-    """Figure 1 in the paper's style: training error against epochs, ReLU solid, tanh dashed, on the
-    paper's axis (:func:`error_axis`), the first seed drawn bold and the other seeds thin."""
+    """Figure 1 in the paper's style: ReLU solid, tanh dashed, the first seed bold, the others thin."""
     from alexnet.analysis.drawing import pyplot
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = pyplot().subplots(figsize=(5.5, 4))
     for activation, style in (("relu", "-"), ("tanh", "--")):
         for n, run in enumerate(result["runs"].get(activation, [])):
             points = run["points"]
             label = f"{'ReLU' if activation == 'relu' else 'tanh'} (lr {run['lr']:g})" if n == 0 else None
+            # a line of one point draws nothing: a dot or a cross, whole at the axis's right edge
+            alone = {"marker": "o" if activation == "relu" else "x", "clip_on": False} if len(points) == 1 else {}
             ax.plot([p["epoch"] for p in points], [p["train_error"] / 100 for p in points], style, color="black",
-                    linewidth=1.6 if n == 0 else 0.7, alpha=1.0 if n == 0 else 0.6, label=label,
-                    **alone_marker(activation) if len(points) == 1 else {})
-    ax.axhline(result["threshold"] / 100, color="grey", linestyle=":", linewidth=1)
+                    linewidth=1.6 if n == 0 else 0.7, alpha=1.0 if n == 0 else 0.6, label=label, **alone)
     ax.set_xlabel("Epochs")
     ax.set_ylabel("Training error rate")
-    ax.set_xlim(0, result["epochs"])
-    error_axis(ax, [p["train_error"] for runs in result["runs"].values() for run in runs for p in run["points"]])
+    error_axis(ax, [p["train_error"] for runs in result["runs"].values() for run in runs for p in run["points"]],
+               result["epochs"], result["threshold"])
     ax.legend()
     speed = result.get("speedup", {})
     if speed.get("epochs"):

@@ -1,19 +1,4 @@
-"""What Figure 1's ratio depends on: ``alexnet experiment relu-vs-tanh --sweep``.
-
-The ratio of epochs to 25% training error (tanh over ReLU) is measured under each combination
-of the two choices that separate the authors' setup from a modern one, and of how the
-learning rates are chosen:
-
-- inputs: raw 0-255 minus the mean image (the authors') or also divided by one global std;
-- initialisation: each layer's own small Gaussian (the authors') or PyTorch's default;
-- learning rate: each activation's own best (the paper's "chosen independently") or tanh
-  trained at ReLU's best rate.
-
-Each combination is a full ``relu_vs_tanh`` measurement (its own search, first seed only) in
-``OUT/sweep/<inputs>-<init>``, resumed like any other run, so the settings can be split over
-processes sharing ``OUT``; the table of all of them goes to sweep.json and sweep.md, and their
-curves to sweep.png.
-"""
+"""What Figure 1's ratio depends on (``--sweep``): inputs x init, tanh at its own best rate and at ReLU's."""
 
 from __future__ import annotations
 
@@ -27,18 +12,11 @@ SETTINGS = SWEEP_SETTINGS  # inputs-init; also the folder names under OUT/sweep
 COMBINATIONS = tuple(tuple(setting.split("-")) for setting in SETTINGS)
 
 
-def _cross(run: dict, budget: int) -> str:
-    cross = run["crossing_25"]
-    return f"{cross['epoch']:.2f}" if cross else f"> {run['epochs'] if run['epochs'] < budget else budget}"
-
-
 def sweep(data: ImageSet, epochs: int, out: Path, seed: int = 0, bias_lr: float = 2.0, settings=SETTINGS,
           **options) -> dict:
-    """One row per (inputs, init, lr choice) of ``settings`` (default: all); see the module doc."""
+    """One row per (inputs, init, lr choice) of ``settings`` (default: all), and their curves."""
     rows, curves = [], {}
-    for inputs, init in COMBINATIONS:
-        if f"{inputs}-{init}" not in settings:
-            continue
+    for inputs, init in (c for c in COMBINATIONS if "-".join(c) in settings):
         protocol = {"inputs": inputs, "init": init, "bias_lr": bias_lr}
         folder = out / "sweep" / f"{inputs}-{init}"
         own = relu_vs_tanh(data, epochs, seeds=[seed], protocol=protocol, out=folder, **options)
@@ -47,9 +25,8 @@ def sweep(data: ImageSet, epochs: int, out: Path, seed: int = 0, bias_lr: float 
         setting = curves[f"{inputs}-{init}"] = {"relu": _curve(relu), "tanh": _curve(tanh)}
         relu_lr = own["search"]["relu"]["chosen"]
         if relu_lr != own["search"]["tanh"]["chosen"]:
-            shared = relu_vs_tanh(data, epochs, seeds=[seed], protocol=protocol, out=folder,
-                                  activations=("tanh",), fixed_lrs={"tanh": relu_lr}, **options)
-            tanh = shared["runs"]["tanh"][0]
+            tanh = relu_vs_tanh(data, epochs, seeds=[seed], protocol=protocol, out=folder, activations=("tanh",),
+                                fixed_lrs={"tanh": relu_lr}, **options)["runs"]["tanh"][0]
             setting["tanh_at_relu_lr"] = _curve(tanh)
         rows.append(_row(inputs, init, "ReLU's", relu, tanh, epochs))
     return {"images": len(data), "epochs": epochs, "seed": seed, "bias_lr": bias_lr, "rows": rows, "curves": curves}
@@ -61,13 +38,16 @@ def _curve(run: dict) -> dict:
 
 
 def _row(inputs: str, init: str, choice: str, relu: dict, tanh: dict, budget: int) -> dict:
+    def cross(run: dict) -> str:
+        return f"{run['crossing_25']['epoch']:.2f}" if run["crossing_25"] else f"> {min(run['epochs'], budget)}"
+
     ratio = speedup([relu], [tanh])
     value, upper = ratio["epochs"], False
     if value is None and tanh["crossing_25"] and relu["points"]:
         # ReLU missed 25% where tanh reached it: tanh is faster, the ratio at most this
         value, upper = tanh["crossing_25"]["epoch"] / relu["points"][-1]["epoch"], True
     return {"inputs": inputs, "init": init, "tanh_lr_choice": choice, "relu_lr": relu["lr"], "tanh_lr": tanh["lr"],
-            "relu_epochs_to_25": _cross(relu, budget), "tanh_epochs_to_25": _cross(tanh, budget),
+            "relu_epochs_to_25": cross(relu), "tanh_epochs_to_25": cross(tanh),
             "ratio": value, "lower_bound": bool(ratio.get("lower_bound")), "upper_bound": upper}
 
 
@@ -84,12 +64,10 @@ def format_sweep(result: dict) -> str:
 
 
 def draw_sweep(result: dict):
-    """One panel per (inputs, init) in Figure 1's style: ReLU solid, tanh at its own best rate dashed,
-    tanh at ReLU's rate dotted (absent when the two rates are one), the 25% line, and the ratio."""
+    """One Figure 1 panel per (inputs, init): ReLU solid, tanh at its own rate dashed, at ReLU's dotted."""
     from alexnet.analysis.drawing import pyplot
 
-    plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True, sharey=True)
+    fig, axes = pyplot().subplots(2, 2, figsize=(9, 6.5), sharex=True, sharey=True)
     ratios = {(r["inputs"], r["init"], r["tanh_lr_choice"]): r for r in result["rows"]}
     for ax, (inputs, init) in zip(axes.flat, COMBINATIONS):
         setting = result["curves"].get(f"{inputs}-{init}", {})
@@ -99,14 +77,13 @@ def draw_sweep(result: dict):
                 curve = setting[key]
                 ax.plot(curve["epoch"], [e / 100 for e in curve["train_error"]], style, color="black",
                         linewidth=1.4, label=f"{name} ({curve['lr']:g})")
-        ax.axhline(0.25, color="grey", linestyle=":", linewidth=1)
         own, shared = ratios.get((inputs, init, "own best")), ratios.get((inputs, init, "ReLU's"))
         title = f"{inputs} inputs, {'authors’' if init == 'authors' else 'PyTorch'} init"
         if own and shared:
             title += f"\nratio {ratio_text(own)} (own lr), {ratio_text(shared)} (ReLU's lr)"
         ax.set_title(title, fontsize=9)
-        ax.set_xlim(0, result["epochs"])
-        error_axis(ax, [e for each in result["curves"].values() for c in each.values() for e in c["train_error"]])
+        error_axis(ax, [e for each in result["curves"].values() for c in each.values() for e in c["train_error"]],
+                   result["epochs"])
         ax.legend(fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("Epochs")

@@ -1,15 +1,4 @@
-"""Small image sets held in memory as one uint8 tensor, for the CIFAR-10 experiments.
-
-``load_images(data)`` takes ``cifar10`` (downloaded and prepared on first use), a prepared
-dataset folder (``alexnet prepare``; its train split) or an image folder
-(``ROOT/<class>/<image>``, or ``ROOT/train/<class>/<image>``), and returns every image at
-``size`` x ``size`` (32 for CIFAR-10) with its label.
-
-``load_train_test(data, test_data, holdout)`` adds a test set (section 3.3's experiment): a
-prepared dataset's (and ``cifar10``'s) val split, which for CIFAR-10 is the official
-``test_batch``; for an image folder, a second folder ``test_data/<class>/<image>`` with the
-same classes; or, where asked, a random share ``holdout`` of the training images.
-"""
+"""Small image sets in memory as one uint8 tensor, for the CIFAR-10 experiments."""
 
 from __future__ import annotations
 
@@ -43,26 +32,14 @@ class ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device), self.classes)
 
 
-def _to_array(image: Image.Image, size: int) -> np.ndarray:
-    image = image.convert("RGB")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BOX)
-    return np.asarray(image).transpose(2, 0, 1)
-
-
 def _source(path: Path, split: str = "train", into_train: bool = True):
-    """``(count, read(i) -> (PIL image, label), classes)`` of a prepared dataset's ``split`` or of
-    an image folder (``ROOT/train`` first when ``into_train``); None when ``path`` is neither."""
+    """``(count, read(i) -> (image, label), classes)`` of a prepared dataset's ``split`` or of an image
+    folder (``ROOT/train`` first when ``into_train``); None when ``path`` is neither."""
     if (path / "meta.json").exists():
         from alexnet.data.dataset import PreparedDataset
 
         ds = PreparedDataset(path, split)
-
-        def read_prepared(i):
-            image, label = ds[i]
-            return Image.fromarray(image), label
-
-        return len(ds), read_prepared, list(ds.class_names)
+        return len(ds), ds.__getitem__, list(ds.class_names)  # images as arrays
     if not path.is_dir():
         return None
     if into_train and (path / "train").is_dir():
@@ -84,7 +61,10 @@ def _read_all(source, size: int, limit: int | None, seed: int, name: str) -> Ima
     for i in console.progress(sample_indices(count, limit, np.random.default_rng(seed)), desc=f"reading {name}",
                               unit="img"):
         image, label = read(int(i))
-        arrays.append(_to_array(image, size))
+        image = (Image.fromarray(image) if isinstance(image, np.ndarray) else image).convert("RGB")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.BOX)
+        arrays.append(np.asarray(image).transpose(2, 0, 1))
         labels.append(label)
     return ImageSet(torch.from_numpy(np.stack(arrays)), torch.tensor(labels, dtype=torch.int64), classes)
 
@@ -99,10 +79,9 @@ def _resolve(data: str) -> Path:
 
 
 def load_images(data: str, size: int = 32, limit: int | None = None, seed: int = 0) -> ImageSet:
-    """The training images of ``data`` (see the module doc); ``limit`` draws a random subset."""
+    """The training images of ``data``; ``limit`` draws a random subset."""
     path = _resolve(data)
-    source = _source(path)
-    if source is None:
+    if (source := _source(path)) is None:
         raise UserError(f"{data}: neither 'cifar10', a prepared dataset (meta.json) nor an image "
                         "folder (ROOT/<class>/<image>)")
     return _read_all(source, size, limit, seed, path.name)
@@ -110,11 +89,8 @@ def load_images(data: str, size: int = 32, limit: int | None = None, seed: int =
 
 def load_train_test(data: str, test_data: str | None = None, holdout: float | None = None,
                     limit: int | None = None, seed: int = 0, size: int = 32) -> tuple[ImageSet, ImageSet, str]:
-    """Training and test images and where the test images came from (see the module doc).
-
-    ``limit`` draws a random ``limit`` of the training images (before a holdout is cut from
-    them); the test set is read whole.
-    """
+    """Training and test images (section 3.3) and where the test images came from: the val split, the image
+    folder ``test_data`` or a share ``holdout`` of the training images (``limit`` of them, drawn at random)."""
     if test_data is not None and holdout is not None:
         raise UserError("--test-data and --holdout: pass one of them, not both")
     if holdout is not None and not 0 < holdout < 1:
@@ -136,19 +112,16 @@ def load_train_test(data: str, test_data: str | None = None, holdout: float | No
                 f"a random {holdout:g} of the training images of {data}")
     if test_data is not None:
         path, where, name = Path(test_data), f"--test-data {test_data}", "test folder"
-        source = _source(path, into_train=False)
+        source, described = _source(path, into_train=False), f"the image folder {test_data}"
         if source is None:
             raise UserError(f"{where}: not an image folder (FOLDER/<class>/<image>)")
     else:
         path, where, name = _resolve(data), data, "val split"
         source = _source(path, "val")
+        described = f"the val split of {data}" + (" (CIFAR-10's test_batch)" if data == "cifar10" else "")
     if source[2] != train.classes:
-        only_train = sorted(set(train.classes) - set(source[2]))
-        only_test = sorted(set(source[2]) - set(train.classes))
+        pairs = [(train.classes, source[2]), (source[2], train.classes)]
+        only = [", ".join(sorted(set(a) - set(b))) or "none" for a, b in pairs]  # (only in training, only in test)
         raise UserError(f"{where}: its {name}'s classes differ from the training images' "
-                        f"(only in training: {', '.join(only_train) or 'none'}; "
-                        f"only in the {name}: {', '.join(only_test) or 'none'})")
-    test = _read_all(source, size, None, 0, f"{path.name} ({name})")
-    if test_data is not None:
-        return train, test, f"the image folder {test_data}"
-    return train, test, f"the val split of {data}" + (" (CIFAR-10's test_batch)" if data == "cifar10" else "")
+                        f"(only in training: {only[0]}; only in the {name}: {only[1]})")
+    return train, _read_all(source, size, None, 0, f"{path.name} ({name})"), described

@@ -1,11 +1,4 @@
-"""The centre patches of prepared images as the network sees them, for the analysis commands.
-
-Analysis looks at one view of each image, the central ``input_size`` patch of the stored image
-(sections 2 and 4.1), normalised as the model expects. The pipeline is evaluation's own: loader
-workers cut the crops (``alexnet.data.batches.CropBatches``), and
-:func:`alexnet.inference.input_transform` subtracts the mean image at the crop's window on the device. So a figure
-sees exactly what ``alexnet evaluate --crops center`` sees, for any chosen subset of images.
-"""
+"""Centre patches of prepared images as ``alexnet evaluate --crops center`` feeds them (sections 2 and 4.1)."""
 
 from __future__ import annotations
 
@@ -18,8 +11,7 @@ from alexnet.inference import input_transform, model_mean
 
 
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """The central ``size`` x ``size`` patch of an HxWx3 image (for display): the window of
-    :func:`alexnet.data.transforms.centre_window`, as the network sees it."""
+    """The central ``size`` x ``size`` patch of an HxWx3 image (for display), as the network sees it."""
     top, left, _ = centre_window(image.shape[:2], size)
     return image[top : top + size, left : left + size]
 
@@ -32,8 +24,7 @@ def sample_indices(n: int, limit: int | None, rng: np.random.Generator) -> np.nd
 
 
 def centre_batches(dataset, indices, crop_size: int, batch_size: int, workers: int = 0):
-    """``(uint8 images [N, 3, S, S], labels, windows)`` of ``dataset[indices]``'s centre patches,
-    ``batch_size`` at a time, in the order of ``indices``, decoded by ``workers`` processes."""
+    """``(uint8 images [N, 3, S, S], labels, windows)`` of ``dataset[indices]``'s centre patches, in order."""
     indices = np.asarray(indices, np.int64)
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     return torch.utils.data.DataLoader(CropBatches(dataset, crop_size, "centre"), sampler=batches,
@@ -44,9 +35,8 @@ class CentreInput:
     """Turns ``centre_batches`` output into ``model``'s float input on ``device``."""
 
     def __init__(self, model, dataset, device):
-        image_size = tuple(np.shape(dataset.mean)[:2])
         mean = model_mean(model, dataset.mean)
-        self.transform = input_transform(model, mean, image_size).to(device)
+        self.transform = input_transform(model, mean, tuple(np.shape(dataset.mean)[:2])).to(device)
         self.device = device
 
     def __call__(self, images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,4 @@
-"""Section 3.3's CIFAR-10 experiment as the authors ran it with cuda-convnet: test error with
-and without response normalisation ("13% ... without normalization and 11% with normalization").
-
-The protocol, each number with its source, is in docs/analysis.md ("alexnet experiment lrn"):
-:class:`ConvLocalNet` (layers-conv-local-13pct and the first -11pct), raw pixels minus the mean
-image, random 24x24 crops mirrored with probability 1/2 (through the experiments' trainer,
-:mod:`alexnet.analysis.smalltrain`), cuda-convnet's per-layer update (:func:`make_optimizer`),
-the rate ending at a tenth and a hundredth (:func:`rate_factor`), the ten-view test. Both
-variants train for the same epochs with each seed, from the same initial weights, batch order
-and crops; the authors' numbers came from unequal budgets (about 160 and 500 epochs), so the
-verdict compares equal budgets over seeds by the paired difference. Each run is stored under a
-name saying what defines it (variant, seed, epochs, rate, batch, sizes, a fingerprint of the data).
-"""
+"""Section 3.3 on CIFAR-10: test error without and with response normalisation, as the authors ran it."""
 
 from __future__ import annotations
 
@@ -27,6 +15,7 @@ from alexnet.analysis.localconn import LocallyConnected2d
 from alexnet.analysis.smalltrain import Inputs, RunStore, SmallTrainer, test_errors
 from alexnet.atomic import atomic_write_text, save_figure, write_json
 from alexnet.defaults import LRN_ANNEAL, LRN_EPOCHS, LRN_LR
+from alexnet.lrn import LocalResponseNorm
 
 PAPER = {"without": 13.0, "with": 11.0}  # section 3.3, test error (percent)
 PAPER_EPOCHS = {"without": LRN_EPOCHS, "with": 500}  # about: cuda-convnet's 13pct and 11pct methodology
@@ -41,39 +30,20 @@ BIAS_LR_FACTOR = 2.0  # layer-params epsB = 0.002 = 2 x epsW
 MOMENTUM = 0.9  # layer-params momW, momB
 NORM = {"size": 5, "alpha": 0.001, "beta": 0.75, "k": 1.0, "scaling": "code"}  # layers-conv-local-11pct rnorm1/2
 VARIANTS = ("without", "with")  # response normalisation: the 13pct net, the (first) 11pct net
-
-
-def cuda_convnet_norm() -> nn.Module:
-    """cuda-convnet's cross-map response normalisation of the 11pct net (:class:`ConvLocalNet`)."""
-    from alexnet.lrn import LocalResponseNorm
-
-    return LocalResponseNorm(**NORM)
+VIEWS = ("ten_view", "centre")  # the test's views (smalltrain.test_errors)
 
 
 class ConvLocalNet(nn.Module):
-    """conv-[norm]-pool-conv-[norm]-pool-local-local-fc on 24x24 RGB crops.
-
-    cuda-convnet's layers-conv-local nets, behind section 3.3's CIFAR-10 result (13% and 11%).
-
-    cuda-convnet's ``layers-conv-local-13pct.cfg`` and the first ``-11pct.cfg`` (read from
-    dnouri/cuda-convnet on GitHub; docs/analysis.md): conv1 64 5x5 - [norm] - max-pool 3/2 -
-    conv2 64 5x5 - [norm] - max-pool 3/2 - local3 32 3x3 - local4 32 3x3 - fc10, ReLU after each
-    weight layer but fc10, pooling counts rounded up (24 -> 12 -> 6), local layers unshared
-    (:class:`alexnet.analysis.localconn.LocallyConnected2d`), weights from each layer's Gaussian
-    (``INIT_STD``, initW), biases 0. The norm is cuda-convnet's cross-map one, ``scale / size``
-    plus 1: ``LocalResponseNorm(size=5, alpha=0.001, beta=0.75, k=1, scaling="code")``. The update
-    (layer-params: epsW, epsB = 2 epsW, momentum 0.9, weight cost ``wc`` per layer) is PyTorch's
-    SGD with momentum and weight decay (:func:`param_groups`).
-    """
+    """conv-[norm]-pool-conv-[norm]-pool-local-local-fc on 24x24 crops: cuda-convnet's ``layers-conv-local-13pct``
+    and (``norm``) the first ``-11pct`` net, pooling counts rounded up (24 -> 12 -> 6), cross-map ``NORM``."""
 
     def __init__(self, norm: bool = False, num_classes: int = 10):
         super().__init__()
-        self.norm, self.num_classes = norm, num_classes
         self.conv1 = nn.Conv2d(3, 64, 5, padding=2)
-        self.norm1 = cuda_convnet_norm() if norm else nn.Identity()
+        self.norm1 = LocalResponseNorm(**NORM) if norm else nn.Identity()
         self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # 24 -> 12
         self.conv2 = nn.Conv2d(64, 64, 5, padding=2)
-        self.norm2 = cuda_convnet_norm() if norm else nn.Identity()
+        self.norm2 = LocalResponseNorm(**NORM) if norm else nn.Identity()
         self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # 12 -> 6
         self.local3 = LocallyConnected2d(64, 32, 6, 3, padding=1)
         self.local4 = LocallyConnected2d(32, 32, 6, 3, padding=1)
@@ -94,30 +64,14 @@ class ConvLocalNet(nn.Module):
         return self.fc10(x.flatten(1))
 
 
-def param_groups(model: ConvLocalNet, lr: float = LR) -> list[dict]:
-    """SGD parameter groups: each layer's weights at ``lr`` with its weight decay, biases at
-    ``BIAS_LR_FACTOR * lr`` without decay (cuda-convnet's layer-params files)."""
+def make_optimizer(model: ConvLocalNet, lr: float = LR) -> torch.optim.SGD:
+    """cuda-convnet's update as SGD: weights at ``lr`` with their layer's decay, biases at twice it without."""
     groups = []
     for name, decay in WEIGHT_DECAY.items():
         layer = getattr(model, name)
         groups.append({"params": [layer.weight], "lr": lr, "weight_decay": decay, "name": f"{name}.weight"})
-        groups.append({"params": [layer.bias], "lr": BIAS_LR_FACTOR * lr, "weight_decay": 0.0,
-                       "name": f"{name}.bias"})
-    return groups
-
-
-def make_optimizer(model: ConvLocalNet, lr: float = LR) -> torch.optim.SGD:
-    """cuda-convnet's update rule as PyTorch SGD (:class:`ConvLocalNet`)."""
-    return torch.optim.SGD(param_groups(model, lr), lr=lr, momentum=MOMENTUM)
-
-
-def fingerprint(*sets: ImageSet) -> str:
-    """A short hash of the images and labels, so that a record is reused only for the same data."""
-    digest = hashlib.sha256()
-    for data in sets:
-        digest.update(data.images.contiguous().numpy().tobytes())
-        digest.update(data.labels.numpy().tobytes())
-    return digest.hexdigest()[:12]
+        groups.append({"params": [layer.bias], "lr": BIAS_LR_FACTOR * lr, "weight_decay": 0.0, "name": f"{name}.bias"})
+    return torch.optim.SGD(groups, lr=lr, momentum=MOMENTUM)
 
 
 def run_key(variant: str, seed: int, epochs: int, lr: float, batch_size: int, train: ImageSet,
@@ -127,19 +81,10 @@ def run_key(variant: str, seed: int, epochs: int, lr: float, batch_size: int, tr
             "version": RECORD_VERSION}
 
 
-def key_name(key: dict) -> str:
-    return (f"{key['variant']}-seed{key['seed']}-e{key['epochs']}-lr{key['lr']:g}"
-            f"-a{key['anneal'][0]}-{key['anneal'][1]}-b{key['batch_size']}"
-            f"-n{key['train_images']}-t{key['test_images']}-{key['data']}")
-
-
 def rate_factor(epoch: int, epochs: int, anneal) -> float:
-    """The factor on every group's rate in epoch ``epoch`` (0-based) of ``epochs``: 1, then 1/10 for
-    the ``anneal[0]`` epochs before the last ``anneal[1]``, which run at 1/100."""
+    """The rate factor in epoch ``epoch`` (from 0): 1, 1/10 for ``anneal[0]`` epochs, 1/100 for ``anneal[1]``."""
     first, second = anneal
-    if epoch >= epochs - second:
-        return 0.01
-    return 0.1 if epoch >= epochs - second - first else 1.0
+    return 0.01 if epoch >= epochs - second else 0.1 if epoch >= epochs - second - first else 1.0
 
 
 HISTORY = {"epoch": int, "lr": float, "train_loss": float, "train_error": float, "seconds": float}
@@ -149,12 +94,9 @@ RUN = {"key": dict, "variant": str, "seed": int, "epochs": int, "lr": float, "an
 
 
 def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: dict | None = None) -> dict:
-    """One (variant, seed) run to ``key['epochs']`` through :class:`alexnet.analysis.smalltrain.SmallTrainer`
-    (its state saved in ``partial`` after every epoch); the record of its result (module doc)."""
-    device = torch.device(device)
+    """The record of one (variant, seed) run of ``key['epochs']`` (continued from ``partial``), tested on ``test``."""
     model = ConvLocalNet(norm=key["variant"] == "with", num_classes=len(train.classes))
     model.reset_parameters(generator=torch.Generator().manual_seed(key["seed"]))
-    model.to(device)
     inputs = Inputs(train.images)
     run = SmallTrainer(model, make_optimizer(model, key["lr"]), train, inputs, seed=key["seed"],
                        batch_size=key["batch_size"], crop=CROP, device=device,
@@ -162,11 +104,11 @@ def train_run(train: ImageSet, test: ImageSet, key: dict, device, partial: dict 
     run.resume(partial)
     run.train(key["epochs"] - run.epochs_done, f"{key['variant']} norm, seed {key['seed']}", partial=partial)
     history = [{**{k: p[k] for k in HISTORY}, "epoch": round(p["epoch"])} for p in run.points]
-    errors = test_errors(model, test, inputs, CROP, device)
+    errors = test_errors(model, test, inputs, CROP, run.device)
     return {"key": key, **{k: key[k] for k in ("variant", "seed", "epochs", "lr", "anneal", "batch_size")},
             "test_error_ten_view": errors["ten_view"], "test_error_centre": errors["centre"],
             "train_error_last_epoch": history[-1]["train_error"] if history else None,
-            "diverged": run.diverged, "seconds": run.seconds, "device": str(device), "history": history}
+            "diverged": run.diverged, "seconds": run.seconds, "device": str(run.device), "history": history}
 
 
 def _spread(values: list[float]) -> dict:
@@ -175,49 +117,47 @@ def _spread(values: list[float]) -> dict:
 
 
 def summarise(records: list[dict], epochs: int) -> dict:
-    """Per variant the mean and spread over seeds, the paired difference (without minus with)
-    and the verdict; the paper's numbers beside them."""
+    """Per variant the mean and spread over seeds, the paired difference (without minus with), the verdict."""
     by = {(r["variant"], r["seed"]): r for r in records}
     seeds = sorted({r["seed"] for r in records})
     out = {"variants": {}, "difference": {}, "paper": {"test_error": PAPER, "epochs_about": PAPER_EPOCHS}}
-    for view in ("ten_view", "centre"):
+    for view in VIEWS:
+        error = {variant: [by[variant, s][f"test_error_{view}"] for s in seeds] for variant in VARIANTS}
         for variant in VARIANTS:
-            errs = [by[variant, s][f"test_error_{view}"] for s in seeds]
-            out["variants"].setdefault(variant, {})[view] = _spread(errs)
-        diffs = [by["without", s][f"test_error_{view}"] - by["with", s][f"test_error_{view}"] for s in seeds]
-        out["difference"][view] = _spread(diffs)
+            out["variants"].setdefault(variant, {})[view] = _spread(error[variant])
+        out["difference"][view] = _spread([a - b for a, b in zip(error["without"], error["with"])])
     d = out["difference"]["ten_view"]
     spread = f" +- {d['std']:.2f} points" if d["std"] is not None else " points (one seed: no spread)"
     change = (f"lowered test error by {d['mean']:.2f}" if d["mean"] > 0 else
               f"raised test error by {-d['mean']:.2f}" if d["mean"] < 0 else "changed test error by 0.00")
-    out["verdict"] = (f"normalisation {change}{spread} over "
-                      f"{console.plural(len(seeds), 'seed')} at {console.plural(epochs, 'epoch')} (ten-view test); "
-                      f"the paper: 2 points lower at about {PAPER_EPOCHS['without']} (13%) and "
-                      f"{PAPER_EPOCHS['with']} (11%) epochs")
+    out["verdict"] = (f"normalisation {change}{spread} over {console.plural(len(seeds), 'seed')} at "
+                      f"{console.plural(epochs, 'epoch')} (ten-view test); the paper: 2 points lower at about "
+                      f"{PAPER_EPOCHS['without']} (13%) and {PAPER_EPOCHS['with']} (11%) epochs")
     return out
 
 
 def run_lrn_experiment(train: ImageSet, test: ImageSet, epochs: int, seeds, out: Path, device,
                        lr: float = LR, batch_size: int = BATCH_SIZE, anneal: tuple[int, int] = ANNEAL,
                        describe: dict | None = None, variants=VARIANTS) -> dict | None:
-    """Both variants for every seed (finished runs in ``out/runs`` are reused), then lrn.json,
-    lrn.md and lrn.png in ``out``; the result as a dict. ``describe``: fields added to it (data).
-    With one of the ``variants`` only its runs are trained and stored, and None is returned: a
-    share of the work for one process, assembled by a later call with both."""
+    """Both variants for every seed, then lrn.json, lrn.md and lrn.png in ``out``; one variant: its runs only, None."""
     out = Path(out)
-    data_hash = fingerprint(train, test)
+    digest = hashlib.sha256()
+    for array in (train.images, train.labels, test.images, test.labels):  # a record is reused only for the same data
+        digest.update(array.contiguous().numpy().tobytes())
+    data_hash = digest.hexdigest()[:12]
     records = []
     for seed in seeds:
         for variant in (v for v in VARIANTS if v in variants):
             key = run_key(variant, seed, epochs, lr, batch_size, train, test, data_hash, anneal)
+            name = (f"{variant}-seed{seed}-e{epochs}-lr{lr:g}-a{anneal[0]}-{anneal[1]}-b{batch_size}"
+                    f"-n{len(train)}-t{len(test)}-{data_hash}")
             store = RunStore(out, key, RUN)
-            records.append(store.record(key_name(key), lambda partial: train_run(train, test, key, device, partial)))
+            records.append(store.record(name, lambda partial: train_run(train, test, key, device, partial)))
     if set(variants) != set(VARIANTS):
         return None
     result = {"experiment": "lrn", **(describe or {}), "epochs": epochs, "seeds": list(seeds), "lr": lr,
               "bias_lr": 2 * lr, "anneal": list(anneal), "batch_size": batch_size, "train_images": len(train),
-              "test_images": len(test),
-              "data_fingerprint": data_hash, **summarise(records, epochs), "runs": records}
+              "test_images": len(test), "data_fingerprint": data_hash, **summarise(records, epochs), "runs": records}
     write_json(out / "lrn.json", result)
     atomic_write_text(format_table(result) + "\n", out / "lrn.md")
     save_figure(draw_lrn(result), out / "lrn.png")
@@ -230,10 +170,9 @@ def format_table(result: dict) -> str:
         return f"{s['mean']:.2f}" + (f" +- {s['std']:.2f}" if s["std"] is not None else "")
 
     first, second = result.get("anneal", (0, 0))
-    rates = (f"lr {result['lr']:g} (biases {result['bias_lr']:g}) for "
-             f"{console.plural(result['epochs'] - first - second, 'epoch')}, then {first} at lr / 10 and "
-             f"{second} at lr / 100" if first or second else
-             f"lr {result['lr']:g} (biases {result['bias_lr']:g}) throughout")
+    rates = f"lr {result['lr']:g} (biases {result['bias_lr']:g})"
+    rates += (f" for {console.plural(result['epochs'] - first - second, 'epoch')}, then {first} at lr / 10 and "
+              f"{second} at lr / 100" if first or second else " throughout")
     lines = [f"# Section 3.3 on CIFAR-10: response normalisation, {console.plural(result['epochs'], 'epoch')} per run",
              "", f"Test set: {result.get('test_set', 'given')} ({result['test_images']} images); "
              f"{result['train_images']} training images; {rates}; batch {result['batch_size']}.", "",
@@ -241,11 +180,10 @@ def format_table(result: dict) -> str:
              "| --- | --- | --- | --- | --- |"]
     by = {(r["variant"], r["seed"]): r for r in result["runs"]}
     for s in result["seeds"]:
-        lines.append(f"| {s} | {by['without', s]['test_error_ten_view']:.2f} | {by['with', s]['test_error_ten_view']:.2f}"
-                     f" | {by['without', s]['test_error_centre']:.2f} | {by['with', s]['test_error_centre']:.2f} |")
+        errors = [f"{by[v, s][f'test_error_{view}']:.2f}" for view in VIEWS for v in VARIANTS]
+        lines.append(f"| {s} | {' | '.join(errors)} |")
     v, d = result["variants"], result["difference"]
-    lines += [f"| mean +- sd | {cell(v['without']['ten_view'])} | {cell(v['with']['ten_view'])} | "
-              f"{cell(v['without']['centre'])} | {cell(v['with']['centre'])} |",
+    lines += [f"| mean +- sd | {' | '.join(cell(v[variant][view]) for view in VIEWS for variant in VARIANTS)} |",
               "| paper | 13 (about 160 epochs) | 11 (about 500 epochs) | | |", "",
               f"Paired difference (without minus with), ten-view: {cell(d['ten_view'])} points; "
               f"centre view: {cell(d['centre'])} points (paper: 2).", "", f"**{result['verdict']}.**"]
@@ -253,35 +191,32 @@ def format_table(result: dict) -> str:
 
 
 def draw_lrn(result: dict):
-    """Left: per-seed test errors (points) and their means (bars) of both variants, the paper's as
-    dashed marks. Right: each run's training error per epoch (the rate drops of --anneal shaded)."""
+    """Left: per-seed test errors, their means and the paper's; right: each run's training error per epoch."""
     from matplotlib.ticker import MaxNLocator
 
     from alexnet.analysis.drawing import pyplot
 
-    plt = pyplot()
-    fig, (ax, curves) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax, curves) = pyplot().subplots(1, 2, figsize=(10, 4))
     colours = {"without": "tab:blue", "with": "tab:red"}
     for x, variant in enumerate(VARIANTS):
         spread = result["variants"][variant]["ten_view"]
         ax.bar(x, spread["mean"], width=0.5, color="lightgrey", edgecolor="black",
                yerr=spread["std"] or 0, capsize=4, label="mean over seeds" if x == 0 else None)
-        ax.plot([x] * len(spread["values"]), spread["values"], "o", color="black",
-                label="one seed" if x == 0 else None)
-        ax.plot([x - 0.3, x + 0.3], [PAPER[variant]] * 2, "--", color="red",
-                label="paper" if x == 0 else None)
+        ax.plot([x] * len(spread["values"]), spread["values"], "o", color="black", label="one seed" if x == 0 else None)
+        ax.plot([x - 0.3, x + 0.3], [PAPER[variant]] * 2, "--", color="red", label="paper" if x == 0 else None)
     ax.set_xticks(range(len(VARIANTS)), ["without norm\n(13pct net)", "with norm\n(11pct net)"])
     ax.set_ylabel("CIFAR-10 test error, ten-view (%)")
-    ax.set_title(f"{console.plural(result['epochs'], 'epoch')} each; paper: 13% (~160 ep) and 11% (~500 ep)", fontsize=9)
+    ax.set_title(f"{console.plural(result['epochs'], 'epoch')} each; paper: 13% (~160 ep) and 11% (~500 ep)",
+                 fontsize=9)
     ax.legend(fontsize=8)
     labelled = set()
     for run in result["runs"]:
-        epochs = [h["epoch"] for h in run["history"]]
         label = None if run["variant"] in labelled else f"{run['variant']} norm"
         labelled.add(run["variant"])
         # marked points: a 1-epoch run is one point per run; a cross over a dot where the two coincide
-        curves.plot(epochs, [h["train_error"] for h in run["history"]], "o-" if run["variant"] == "without" else "x-",
-                    color=colours[run["variant"]], linewidth=1, markersize=5, label=label)
+        curves.plot([h["epoch"] for h in run["history"]], [h["train_error"] for h in run["history"]],
+                    "o-" if run["variant"] == "without" else "x-", color=colours[run["variant"]], linewidth=1,
+                    markersize=5, label=label)
     first, second = result.get("anneal", (0, 0))
     if first or second:
         curves.axvspan(result["epochs"] - first - second + 0.5, result["epochs"] + 0.5, color="0.92",

@@ -1,8 +1,4 @@
-"""Reading what training leaves behind: run folders, their metrics and checkpoints.
-
-A run folder (``alexnet train --out RUN_DIR``) holds ``config.yaml``, ``metrics.jsonl`` (one
-JSON object per epoch) and ``checkpoints/best.pt`` / ``checkpoints/last.pt``.
-"""
+"""Reading a run folder (``alexnet train --out RUN_DIR``): config.yaml, metrics.jsonl and checkpoints/."""
 
 from __future__ import annotations
 
@@ -13,11 +9,8 @@ from alexnet.errors import UserError
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The per-epoch rows of ``RUN_DIR/metrics.jsonl`` (empty when the file is absent).
-
-    A resumed run may have written an epoch twice; the later row wins. A truncated last line
-    (a run killed while writing) is skipped.
-    """
+    """The per-epoch rows of ``RUN_DIR/metrics.jsonl`` (empty when absent): of an epoch written twice
+    (a resumed run) the later row, a cut-short last line (a run killed while writing) skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
@@ -52,8 +45,7 @@ def read_config(run_dir: str | Path) -> dict:
 
 
 def checkpoint_classes(path: str | Path) -> int | None:
-    """The number of classes of a model file or checkpoint, read memory-mapped: the weights stay
-    on disk, only the small entries are read."""
+    """The number of classes of a model file or checkpoint, read memory-mapped (the weights stay on disk)."""
     import torch
 
     from alexnet.classes import record_classes
@@ -67,11 +59,8 @@ def checkpoint_classes(path: str | Path) -> int | None:
 
 
 def resolve_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
-    """(checkpoint file, run folder or None) for a run folder or a checkpoint/model file.
-
-    A run folder gives its ``checkpoints/best.pt`` (else ``last.pt``); a checkpoint inside a
-    run folder's ``checkpoints/`` also gives that run folder, for its metrics.
-    """
+    """(checkpoint file, run folder or None) of a run folder (its ``checkpoints/best.pt``, else
+    ``last.pt``) or of a checkpoint/model file (with the run folder whose ``checkpoints/`` holds it)."""
     from alexnet.modelfile import model_file
 
     source = Path(source)
@@ -79,7 +68,5 @@ def resolve_checkpoint(source: str | Path) -> tuple[Path, Path | None]:
         return model_file(source), source
     if not source.exists():
         raise UserError(f"{source}: no such run folder or checkpoint")
-    run_dir = source.parent.parent if source.parent.name == "checkpoints" else None
-    if run_dir is not None and not (run_dir / "metrics.jsonl").exists():
-        run_dir = None
-    return source, run_dir
+    run_dir = source.parent.parent  # a run folder's checkpoints/, for its metrics
+    return source, run_dir if source.parent.name == "checkpoints" and (run_dir / "metrics.jsonl").exists() else None
