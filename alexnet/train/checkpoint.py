@@ -1,17 +1,11 @@
-"""A run's state and its checkpoints: everything the loop changes (:class:`Run`), the run folder,
-``checkpoints/last.pt`` to resume from and ``checkpoints/best.pt`` to evaluate and predict with,
-written atomically, the random-number states that make a resume exact, and the stop signals that
-end a run with a checkpoint.
+"""A run's state (:class:`Run`), its folder, ``checkpoints/last.pt`` and ``best.pt`` written atomically,
+the random states that make a resume exact, and the stop signals that end a run with a checkpoint.
 
-A checkpoint is a plain dict of tensors and Python values, so it loads with
-``torch.load(path, weights_only=True)``: the keys of a model file (``model``, the state
-dict in the one-device layout; ``arch``, ``options``, ``class_names``; so that
-``alexnet.load_model`` reads it), then ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (the epoch in
-progress, from 0), ``position`` (training samples done in it), ``rng``, ``config``, and
-``progress`` (the epoch's running sums, so its metrics line comes out the same), and in a run of
-several processes ``ranks`` (each process's ``rng`` and running ``sums``: each draws its own dropout).
-A run's ``best.pt`` is a model file only (the first keys, with ``mean``, ``epoch``, ``best_error``
-and ``config``): half the size, since the optimiser's momentum is as large as the weights.
+A checkpoint loads with ``torch.load(path, weights_only=True)``: a model file's keys (``model`` in the
+one-device layout, ``arch``, ``options``, ``class_names``, ``mean``, ``epoch`` (in progress, from 0),
+``best_error``, ``config``: all of best.pt), then ``optimizer``, ``scheduler``, ``scaler``, ``position``
+(samples done in the epoch), ``rng``, ``progress`` (the epoch's running sums) and, from several
+processes, ``ranks`` (each one's ``rng`` and ``sums``).
 """
 
 from __future__ import annotations
@@ -28,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet.atomic import atomic_torch_save, make_folder, remove_temporaries
+from alexnet.atomic import atomic_torch_save
 from alexnet.errors import UserError
 from alexnet.model import one_to_two_device_state
 from alexnet.modelfile import model_record, read_model_file
@@ -39,17 +33,12 @@ from alexnet.train.optim import Schedule, make_optimizer, make_schedule
 
 
 class Totals:
-    """The epoch's running numbers, kept on the device so that a step reads nothing on the host:
-    loss x images, top-1 and top-5 misses, images; and the first global step whose loss was not
-    finite (-1: none yet)."""
+    """The epoch's running sums on the device (a step reads nothing on the host): loss x images, top-1 and
+    top-5 misses, images; and the first global step with a non-finite loss (-1: none yet)."""
 
-    def __init__(self, sums: torch.Tensor):
-        self.sums = sums
-        self.first_bad = torch.full((), -1, dtype=torch.int64, device=sums.device)
-
-    @classmethod
-    def zeros(cls, device) -> Totals:
-        return cls(torch.zeros(4, dtype=torch.float64, device=device))
+    def __init__(self, device: torch.device, sums: torch.Tensor | None = None):
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device) if sums is None else sums.to(device)
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, step: int = -1) -> None:
         k = min(5, logits.shape[1])
@@ -70,9 +59,8 @@ class Totals:
 
 @dataclass
 class Run:
-    """Everything the loop changes, in one place, so that a checkpoint can hold all of it: the
-    network (as trained: wrapped for DDP and compile), the data, and the update of section 5 made
-    for them (optimizer, schedule, loss scaler), then the progress."""
+    """Everything the loop changes, so that a checkpoint holds all of it: the network (as trained, wrapped
+    for DDP and compile), the data, section 5's update (optimizer, schedule, loss scaler) and progress."""
 
     config: TrainConfig
     ctx: distributed.Context
@@ -91,7 +79,7 @@ class Run:
         self.optimizer = make_optimizer(self.plain_model, self.config)
         self.schedule = make_schedule(self.config)
         self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=self.config.amp == "fp16")
-        self.totals = Totals.zeros(self.ctx.device)
+        self.totals = Totals(self.ctx.device)
 
     @property
     def folder(self) -> Path:
@@ -100,12 +88,11 @@ class Run:
     @property
     def plain_model(self) -> nn.Module:
         """The network without its DDP or torch.compile wrapping."""
-        m = self.model
-        m = getattr(m, "module", m)
+        m = getattr(self.model, "module", self.model)
         return getattr(m, "_orig_mod", m)
 
     def model_file(self) -> dict:
-        """best.pt: what evaluating and predicting need (alexnet.load_model), about half a checkpoint."""
+        """best.pt: what alexnet.load_model needs, about half a checkpoint (no momentum)."""
         mean = self.data.mean
         return model_record(self.plain_model, self.data.class_names) | {
             "mean": None if mean is None else torch.from_numpy(mean),
@@ -113,8 +100,8 @@ class Run:
         }
 
     def checkpoint(self, ranks: list[dict] | None = None) -> dict:
-        """last.pt: the model file and everything a resumed run continues from; ``ranks``: every
-        process's :meth:`own_state` in a distributed run (the main process's is also at the top)."""
+        """last.pt: the model file and what a resumed run continues from; ``ranks``: every process's
+        :meth:`own_state` in a distributed run."""
         return self.model_file() | {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
@@ -123,8 +110,7 @@ class Run:
         } | ({"ranks": ranks} if ranks else {})
 
     def own_state(self) -> dict:
-        """What differs between data-parallel processes: the random states (each draws its own
-        dropout masks) and the epoch's running sums (each counts its own share of the batches)."""
+        """What differs between data-parallel processes: the random states (dropout) and running sums."""
         return {"rng": rng_states(), "sums": self.totals.sums.cpu()}
 
     def restore(self, ck: dict) -> None:
@@ -138,15 +124,14 @@ class Run:
         self.epoch, self.position, self.best_error = ck["epoch"], ck["position"], ck["best_error"]
         self.seconds = ck["progress"]["seconds"]
         mine = _own_state(ck, self.ctx)
-        self.totals = Totals(mine["sums"].to(self.ctx.device))
+        self.totals = Totals(self.ctx.device, mine["sums"])
         if mine["rng"] is not None:
             set_rng_states(mine["rng"])
 
 
 def _own_state(ck: dict, ctx: distributed.Context) -> dict:
-    """This process's random states and running sums in ``ck``: its own when the checkpoint was
-    saved by as many processes (then the resumed run is exact); with another number of processes
-    the saved sums are counted once, by the main process, and each keeps its fresh random states."""
+    """This process's random states and sums in ``ck``: its own when saved by as many processes (an exact
+    resume); else the main process counts all the sums and each keeps its fresh random states."""
     ranks = ck.get("ranks") or [{"rng": ck["rng"], "sums": ck["progress"]["sums"]}]
     if len(ranks) == ctx.world:
         return ranks[ctx.rank]
@@ -154,38 +139,24 @@ def _own_state(ck: dict, ctx: distributed.Context) -> dict:
     return {"rng": None, "sums": sums}
 
 
-def make_run_folder(run_dir: Path) -> None:
-    """RUN_DIR and its checkpoints/, without what killed writes left there (half checkpoints)."""
-    make_folder(run_dir / "checkpoints", f"--out {run_dir}")
-    for folder in (run_dir, run_dir / "checkpoints"):
-        remove_temporaries(folder)
-
-
-def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    """Write atomically: a kill at any moment leaves the previous checkpoint whole."""
-    atomic_torch_save(checkpoint, path)
-
-
 def save(run: Run) -> None:
-    """checkpoints/last.pt, by the main process, with every process's own state: restoring the main
-    process's random states into all of them made a resumed distributed run differ (issue 23)."""
+    """checkpoints/last.pt, by the main process, with every process's own state (issue 23)."""
     ranks = distributed.gather_to_main(run.ctx, run.own_state()) if run.ctx.distributed else None
     if run.ctx.main:
-        save_checkpoint(run.folder / "checkpoints" / "last.pt", run.checkpoint(ranks))
+        atomic_torch_save(run.checkpoint(ranks), run.folder / "checkpoints" / "last.pt")
 
 
 def save_best(run: Run) -> None:
     """checkpoints/best.pt (weights without the optimiser's state), by the main process."""
     if run.ctx.main:
-        save_checkpoint(run.folder / "checkpoints" / "best.pt", run.model_file())
+        atomic_torch_save(run.model_file(), run.folder / "checkpoints" / "best.pt")
 
 
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "position", "rng", "best_error", "progress")
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint in ``path``, read as a model file is (never unpickling code) and checked to
-    hold what a resumed run needs; errors name the file and what is wrong."""
+    """The checkpoint in ``path``, read as a model file is and checked to hold what a resume needs."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint there (a run writes checkpoints/last.pt after its first "
@@ -222,10 +193,8 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class StopRequest:
-    """SIGINT and SIGTERM (a cluster's pre-emption) set a flag; the loop finishes its step, saves
-    last.pt and exits (docs/training.md). A second SIGINT interrupts at once (the last checkpoint
-    stays). Signals reach only the main thread: elsewhere (a notebook's worker thread) nothing is
-    installed."""
+    """SIGINT and SIGTERM set a flag: the loop finishes its step, saves last.pt and exits; a second SIGINT
+    interrupts at once. Installed only in the main thread (signals reach no other)."""
 
     def __init__(self):
         self.signal: int | None = None

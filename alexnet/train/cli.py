@@ -1,9 +1,5 @@
-"""``alexnet train``: the paper's recipe (section 5) from the command line.
-
-Every default is the paper's; every option that departs from it says so in its help.
-Settings come from the defaults, then ``--preset``, then ``--config FILE``, then the
-options given on the command line.
-"""
+"""``alexnet train``: the paper's recipe (section 5) from the command line; options that depart from it
+say so in their help."""
 
 from __future__ import annotations
 
@@ -21,12 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "--wd (--weight-decay). Single machine, several GPUs: "
                      "torchrun --nproc_per_node=N -m alexnet train ... (--batch-size is the global batch). "
                      "See docs/training.md.")
-    for add in (_run_options, _recipe_options, _speed_options):  # in this order in --help
-        add(parser.add_argument)
-
-
-def _run_options(a) -> None:
-    """What to train on, where, and from which settings."""
+    a = parser.add_argument
+    # What to train on, where, and from which settings.
     a("--config", metavar="FILE", help="settings from a YAML (.yaml, .yml), JSON (.json) or TOML (.toml) "
       "file; options given here override it")
     a("--preset", choices=["auto", *PRESETS], help="full: the paper's recipe; quick: a "
@@ -54,10 +46,7 @@ def _run_options(a) -> None:
     a("--decode", choices=DECODERS, help="where JPEGs are decoded: workers (the loader's processes, "
       "default) or device (the training device: nvJPEG through torchvision on CUDA; for machines with "
       "few cores per GPU) (speed only)")
-
-
-def _recipe_options(a) -> None:
-    """The paper's recipe (section 5) and augmentation (section 4.1), and what departs from them."""
+    # The paper's recipe (section 5) and augmentation (section 4.1), and what departs from them.
     a("--epochs", type=int, help=f"passes over the training set (default: {D.epochs}, the paper's)")
     a("-b", "--batch-size", type=int, help=f"global batch, split across data-parallel processes "
       f"(default: {D.batch_size}, the paper's)")
@@ -90,10 +79,7 @@ def _recipe_options(a) -> None:
       help="no horizontal reflections (section 4.1 ablation) [departs]")
     a("--limit", type=int, help="training images per epoch (default: all) [departs]")
     a("--val-limit", type=int, help="validation images (default: all) [departs]")
-
-
-def _speed_options(a) -> None:
-    """Speed (the same function computed), reproducibility, checkpoints and the progress display."""
+    # Speed (the same function computed), reproducibility, checkpoints and the progress display.
     a("--amp", choices=AMP_MODES, help="mixed precision; fp16 uses loss scaling; LRN stays float32 "
       "(default: float32, as the paper) [departs]")
     a("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="channels-last memory "

@@ -1,19 +1,9 @@
-"""What the training loop reads (``--data``): batches of a prepared dataset (``alexnet prepare``,
-or a named one prepared on first use) or of synthetic images, in a reproducible order, split
-across processes, and the device transform that makes them the network's input.
+"""What the training loop reads (``--data``): a prepared dataset or synthetic images, in batches on the
+device, and the device transform that makes them the network's input (sections 2 and 4.1).
 
-The order of an epoch and each process's share of it come from :mod:`alexnet.data.sampler`
-(a pure function of seed, epoch, rank and position), so a run resumed at sample ``position``
-of an epoch sees exactly the batches it would have seen, and N data-parallel processes
-together see the global batches one process would. Validation is split without padding:
-every image counts exactly once.
-
-Prepared data: loader workers decode and crop (random windows and mirrors for training, the
-centre for validation, section 4.1), or with ``--decode device`` only read the JPEGs, which are
-decoded and cropped on the device; a thread stages each batch on the device ahead of its step.
-On the device, :class:`alexnet.data.transforms.DeviceTransform` subtracts the mean image at the
-same window and adds PCA colour noise in training (sections 2 and 4.1). The crop size is the
-network's input size, given once to :func:`open_data`.
+The order is a pure function of seed, epoch, rank and position (:mod:`alexnet.data.sampler`), so a
+resumed run sees exactly the batches it would have seen, and N processes together see the global
+batches one process would. Validation is split without padding: every image counts once.
 """
 
 from __future__ import annotations
@@ -56,11 +46,6 @@ class TrainingData:
     transform: DeviceTransform
     mean: np.ndarray | None = None  # the training set's mean image (HxWx3, 0-255), kept in checkpoints
 
-    def to_input(self, batch: Batch, train: bool) -> torch.Tensor:
-        """The float network input of a batch (PCA colour noise only in training)."""
-        self.transform.train(train)
-        return self.transform(batch[0], batch[2])
-
 
 def steps_per_epoch(images: int, config: TrainConfig, world: int) -> int:
     """Optimiser steps per epoch: full global batches of the (padded) epoch, the same on every rank."""
@@ -72,8 +57,7 @@ def steps_per_epoch(images: int, config: TrainConfig, world: int) -> int:
 
 
 def dataset_classes(config: TrainConfig, ctx: distributed.Context) -> list[str]:
-    """The class names of ``--data`` (prepared on first use, once per machine); synthetic data has
-    ``num_classes`` (a model option, default 10)."""
+    """The class names of ``--data`` (prepared on first use, once per machine); synthetic: ``num_classes``."""
     if config.data == "synthetic":
         return [f"class{i}" for i in range(config.model_options.get("num_classes", 10))]
     with distributed.local_leader_first(ctx):
@@ -86,8 +70,6 @@ def open_data(config: TrainConfig, ctx: distributed.Context, model: nn.Module, c
         return synthetic(config, ctx, model, class_names)
     return prepared_data(config, ctx, model, class_names)
 
-
-# --- prepared datasets -----------------------------------------------------------------------------
 
 def prepared_dir(data: str) -> Path:
     """The prepared folder ``--data`` names; offline, a message that offers the alternatives."""
@@ -130,9 +112,8 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, model: nn.Modul
 
 
 def default_workers_per_process(device: torch.device) -> int:
-    """Loader workers for one training process: the cores, shared among this machine's training
-    processes; on a GPU one core of each share is left to the process itself, which launches
-    the kernels and stages the batches (on a CPU the step's threads use every core anyway)."""
+    """Loader workers for one training process: its share of the machine's cores, less one on a GPU for
+    the process itself, which launches the kernels and stages the batches."""
     share = default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, share - (1 if device.type == "cuda" else 0))
 
@@ -146,19 +127,16 @@ def _on_device(loader, device: torch.device):
 def ignore_stop_signals(worker_id: int, trainer: int | None = None) -> None:
     """In loader workers: leave SIGINT, and SIGTERM from anyone but the training process, to it.
 
-    Ctrl-C and schedulers (SLURM) signal every process of a job; a worker dying of that would make
-    the trainer fail mid-step instead of finishing the step and saving. SIGTERM from the trainer
-    itself still ends a worker: multiprocessing stops workers that way at exit, and would wait
-    forever for one that ignored it. Where the sender cannot be known (no ``sigwaitinfo``, as on
-    macOS) SIGTERM is ignored, and the workers exit when the trainer does.
+    Ctrl-C and schedulers signal every process of a job; a dying worker would fail the step instead of
+    letting it save. SIGTERM from the trainer still ends a worker (multiprocessing stops workers so at
+    exit). Without ``sigwaitinfo`` (macOS) SIGTERM is ignored and the workers exit with the trainer.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not hasattr(signal, "sigwaitinfo"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # before the thread: it inherits the mask
-    # ``trainer``: the training process's id, given by it; the worker's parent is not always it
-    # (a forkserver, Python 3.14's default start method on Linux, is the parent then).
+    # ``trainer``: the worker's parent is not always it (a forkserver, Python 3.14's default on Linux)
     threading.Thread(target=_exit_on_sigterm_from, args=(trainer or os.getppid(),), daemon=True,
                      name="alexnet-sigterm").start()
 
@@ -169,16 +147,9 @@ def _exit_on_sigterm_from(parent: int) -> None:
     os._exit(128 + signal.SIGTERM)
 
 
-# --- synthetic images ------------------------------------------------------------------------------
-
 class SyntheticImages:
-    """``--data synthetic``: a fixed pool of random uint8 images, kept on the training device, in
-    the batch contract of prepared data (uint8 ``[N, 3, S, S]``, int64 labels, int64 crop windows
-    ``[N, 3]``); sample i is pool[i % P]. Each class has its own random mean colour (the same in
-    both splits) plus per-pixel noise, so the classes are learnable and a trained network
-    generalises to the validation split: an offline check that training works, and a measure of
-    the network's speed without decoding.
-    """
+    """``--data synthetic``: a pool of random uint8 images on the device, batched as prepared data; sample i
+    is pool[i % P]. Each class has its own mean colour (in both splits) plus noise: learnable, offline."""
 
     POOL = 256
 
@@ -191,10 +162,6 @@ class SyntheticImages:
         self.images = (colours[self.labels] + noise).clamp(0, 255).to(torch.uint8).to(device)
         self.labels = self.labels.to(device)
         self.windows = torch.zeros(pool, 3, dtype=torch.int64, device=device)
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
 
     def batch(self, indices: np.ndarray) -> Batch:
         i = torch.from_numpy(indices % len(self.labels)).to(self.images.device)
@@ -206,10 +173,8 @@ def in_batches(indices: np.ndarray, size: int, drop_last: bool) -> Iterable[np.n
     return (indices[i:i + size] for i in range(0, stop, size))
 
 
-def synthetic(config: TrainConfig, ctx: distributed.Context, model: nn.Module, class_names: list[str],
-              ) -> TrainingData:
-    """Random learnable images of the network's input size (``--limit`` of them, else 2,560, and
-    ``--val-limit``, else 512); the mean image is a flat 127.5."""
+def synthetic(config: TrainConfig, ctx: distributed.Context, model: nn.Module, class_names: list[str]) -> TrainingData:
+    """``--limit`` (else 2,560) and ``--val-limit`` (else 512) learnable random images; mean image 127.5."""
     train_size, val_size, size = config.limit or 2560, config.val_limit or 512, model.input_size
     train, val = (SyntheticImages(n, len(class_names), size, config.seed, split, ctx.device)
                   for n, split in ((train_size, "train"), (val_size, "val")))

@@ -1,12 +1,8 @@
-"""The training loop of paper section 5, with validation, metrics, checkpoints, resumption and DDP
-written plainly around it.
+"""The training loop of section 5, with validation, metrics, checkpoints, resumption and DDP around it.
 
-:func:`train` reads top to bottom: set up the process, the data, the network and the run
-(:func:`_start`, restoring a checkpoint when resuming); then for each epoch its steps
-(:func:`_train_epoch`, one :func:`_step` per batch) and its end (:func:`_end_epoch`: validation,
-one metrics line, the checkpoints). Inside a step nothing waits for the device: the loss and the
-top-1/top-5 counts accumulate in device tensors that are read only every ``log_every`` steps, at
-the end of the epoch and before a checkpoint. What a run prints and writes: docs/training.md.
+:func:`train`: set-up (:func:`_start`), then per epoch its steps (:func:`_train_epoch`, :func:`_step`)
+and its end (:func:`_end_epoch`). A step never waits for the device: the loss and error counts stay in
+device tensors, read every ``log_every`` steps, at the epoch's end and before a checkpoint.
 """
 
 from __future__ import annotations
@@ -27,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet import console, speed
-from alexnet.atomic import atomic_write_text, only_writer, write_error
+from alexnet.atomic import atomic_write_text, make_folder, only_writer, remove_temporaries, write_error
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train import distributed
-from alexnet.train.checkpoint import Run, StopRequest, Totals, make_run_folder, read_checkpoint, save, save_best
+from alexnet.train.checkpoint import Run, StopRequest, Totals, read_checkpoint, save, save_best
 from alexnet.train.config import TrainConfig, save_config
 from alexnet.train.data import dataset_classes, open_data
 
@@ -41,14 +37,10 @@ class NonFiniteLoss(UserError):
 
 
 def train(config: TrainConfig, resume: str | Path | None = None) -> int:
-    """Train as ``config`` says; returns the process exit status. ``resume``: the checkpoint to
-    continue from (``RUN_DIR/checkpoints/last.pt`` continues RUN_DIR's run).
-
-    Process-wide on the CPU, as the command: denormals flushed to zero and freed memory kept for
-    reuse (:func:`configure_backends`)."""
+    """Train as ``config`` says; returns the process exit status. ``resume``: the checkpoint to continue
+    from (``RUN_DIR/checkpoints/last.pt``). Sets process-wide backend options (:func:`configure_backends`)."""
     ctx = distributed.setup(config.device, config.model_parallel)
-    # One writer per run folder (issue 23): two runs into one folder mixed their metrics and deleted
-    # each other's temporaries. The main process holds it from before it looks for last.pt.
+    # One writer per run folder (issue 23), held from before the main process looks for last.pt.
     label = f"{'--resume' if resume else '--out'} {config.out}"
     try:
         with only_writer(Path(config.out), label) if ctx.main else contextlib.nullcontext():
@@ -69,8 +61,8 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> int:
 
 
 def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | None) -> Run:
-    """The process's settings and seeds, the data, the network on its device and the run (restored
-    from ``resume``); the main process makes the run folder, saves config.yaml and says what it does."""
+    """Settings and seeds, the data, the network and the run (restored from ``resume``); the main process
+    makes the run folder, saves config.yaml and says what it does."""
     run_dir = Path(config.out)
     if resume is None and (run_dir / "checkpoints" / "last.pt").exists():
         raise UserError(f"--out {run_dir} holds a run already: continue it with `alexnet train --resume "
@@ -92,16 +84,16 @@ def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | N
     if resume is not None:
         run.restore(read_checkpoint(resume))
     if ctx.main:
-        make_run_folder(run_dir)
+        make_folder(run_dir / "checkpoints", f"--out {run_dir}")
+        for folder in (run_dir, run_dir / "checkpoints"):  # what killed writes left there
+            remove_temporaries(folder)
         save_config(config, run_dir / "config.yaml")
         print(header(run, resume), file=sys.stderr)
     return run
 
 
 def _for_speed(model: nn.Module, config: TrainConfig, ctx: distributed.Context) -> nn.Module:
-    """The network as it trains: the same function, faster (docs/speed.md: in-place ReLUs,
-    channels-last, on the CPU conv1's weight gradient as a stride-1 convolution, which oneDNN runs
-    4-5x faster than the strided one), wrapped for DDP and torch.compile."""
+    """The network as it trains: the same function, faster (docs/speed.md), wrapped for DDP and compile."""
     model = speed.apply_speed_options(model, channels_last=channels_last(config, ctx.device),
                                       conv1_stride1_grad=ctx.device.type == "cpu" and not config.model_parallel)
     if ctx.distributed:
@@ -112,15 +104,15 @@ def _for_speed(model: nn.Module, config: TrainConfig, ctx: distributed.Context) 
 
 @dataclass
 class Clock:
-    """When this process began the epoch's training (or last saved its seconds) and last saved last.pt."""
+    """When this process began the epoch's training (or last saved its seconds), and last saved last.pt."""
 
     began: float = field(default_factory=time.monotonic)
     saved: float = field(default_factory=time.monotonic)
 
 
 def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest, clock: Clock) -> int | None:
-    """The epoch's steps from ``run.position``, saving last.pt every ``--checkpoint-minutes``; when a
-    stop was requested, the exit status (last.pt saved)."""
+    """The epoch's steps from ``run.position``, saving last.pt every ``--checkpoint-minutes``; on a stop
+    request, the exit status (last.pt saved)."""
     config, ctx, steps, per_step = run.config, run.ctx, run.data.steps, run.config.batch_size
     start_step = run.position // per_step
     bar = console.progress(total=steps * per_step, initial=start_step * per_step, unit="img",
@@ -170,7 +162,9 @@ def _step(run: Run, batch, global_step: int) -> None:
 
 
 def _input(run: Run, batch, train: bool) -> torch.Tensor:
-    x = run.data.to_input(batch, train=train)
+    """The float network input of a batch (PCA colour noise only in training)."""
+    run.data.transform.train(train)
+    x = run.data.transform(batch[0], batch[2])
     return x.contiguous(memory_format=torch.channels_last) if channels_last(run.config, run.ctx.device) else x
 
 
@@ -191,7 +185,7 @@ def _end_epoch(run: Run, waiting: DataWait, clock: Clock, log: MetricsLog | None
     improved = val_stats["top1_error"] < run.best_error or not (run.folder / "checkpoints" / "best.pt").exists()
     run.best_error = min(run.best_error, val_stats["top1_error"])
     run.epoch, run.position, run.seconds = run.epoch + 1, 0, 0.0
-    run.totals = Totals.zeros(run.ctx.device)
+    run.totals = Totals(run.ctx.device)
     if log is not None:
         log.epoch(record)
         print(format_record(record, run.config.epochs), file=sys.stderr)
@@ -205,7 +199,7 @@ def _end_epoch(run: Run, waiting: DataWait, clock: Clock, log: MetricsLog | None
 def validate(run: Run) -> dict[str, float]:
     """Validation loss and top-1/top-5 error on the centre crops, every image counted once."""
     run.model.eval()
-    totals = Totals.zeros(run.ctx.device)
+    totals = Totals(run.ctx.device)
     with torch.no_grad(), autocast(run.config, run.ctx.device):
         for batch in run.data.val_batches():
             logits = run.model(_input(run, batch, train=False)).float()
@@ -226,8 +220,6 @@ def check_finite(run: Run) -> None:
                             "or no --amp.")
 
 
-# --- process settings -------------------------------------------------------------------------------
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -235,16 +227,11 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_backends(config: TrainConfig, device: torch.device) -> None:
-    """Denormals, kept memory, deterministic kernels, cuDNN autotuning, TF32: speed settings that
-    compute the same function as the plain path (docs/speed.md)."""
-    # Denormal floats (below 1e-38, common with the paper's small initial weights) run many times
-    # slower on CPUs; flushing them to zero changes nothing measurable and speeds a CPU step ~1.8x.
+    """Denormals, kept memory, deterministic kernels, cuDNN autotuning, TF32 (docs/speed.md)."""
+    # Denormals (common with the paper's small initial weights) are slow on CPUs: flushed, a step is ~1.8x faster.
     torch.set_flush_denormal(True)
     if device.type == "cpu":
-        # Every step allocates and frees the same large activations; by default glibc returns
-        # them to the system and the next step faults their pages in again, which costs more
-        # than the arithmetic of a memory-bound layer: kept, the CPU step is about 1.2x faster
-        # (BENCHMARKS.md). The process keeps its peak memory, which every step reaches anyway.
+        # glibc would return each step's activations to the system, to fault them in again: ~1.2x faster kept.
         speed.keep_freed_memory()
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -258,8 +245,7 @@ def configure_backends(config: TrainConfig, device: torch.device) -> None:
 
 
 def channels_last(config: TrainConfig, device: torch.device) -> bool:
-    """Whether the run uses channels-last memory: as asked, else where it pays (oneDNN on the CPU,
-    cuDNN on CUDA; docs/speed.md). Speed only: the function computed is the same."""
+    """Whether the run uses channels-last memory: as asked, else where it pays (CPU, CUDA; docs/speed.md)."""
     return config.channels_last if config.channels_last is not None else device.type in ("cpu", "cuda")
 
 
@@ -269,12 +255,8 @@ def autocast(config: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
 
 
-# --- what a run writes and prints -------------------------------------------------------------------
-
 class DataWait:
-    """The batches of an iterable, counting the seconds spent waiting for each (``seconds``) since
-    ``started``. A share of the epoch's time above a few percent means the step waits for the
-    loader: give it more ``--workers``, or ``--decode device`` on a GPU (docs/training.md)."""
+    """The batches of an iterable, counting the ``seconds`` spent waiting for them since ``started``."""
 
     def __init__(self, batches):
         self.batches, self.seconds, self.started = batches, 0.0, time.monotonic()
@@ -291,9 +273,7 @@ class DataWait:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per epoch: ``epoch`` from 1, the training and validation
-    ``loss``, ``top1_error`` and ``top5_error`` in percent, ``lr``, ``images_per_s``,
-    ``data_wait_share``, ``seconds``) and TensorBoard events, written by the main process only."""
+    """metrics.jsonl (one JSON object per epoch, docs/architecture.md) and TensorBoard events."""
 
     def __init__(self, run: Run):
         self.path = run.folder / "metrics.jsonl"
@@ -330,8 +310,7 @@ class MetricsLog:
 
 
 def header(run: Run, resume: str | Path | None) -> str:
-    """What a run is about to do: its data and size, where a resumed run continues, or that it has
-    nothing left to train (the closing summary follows)."""
+    """What a run is about to do, where a resumed run continues, or that it has nothing left to train."""
     config, data, run_dir = run.config, run.data, run.folder
     if resume is not None and run.epoch >= config.epochs:
         return (f"{run_dir} is finished: all {console.plural(config.epochs, 'epoch')} trained "
@@ -361,7 +340,7 @@ def format_record(r: dict, epochs: int) -> str:
 
 
 def stopped(signum: int | None, step: int, run: Run) -> str:
-    """The line of a run stopped by a signal after ``step`` (from 1) of the epoch: how to resume."""
+    """The lines of a run stopped after ``step`` (from 1) of the epoch: how to resume."""
     name = signal.Signals(signum).name if signum else "a stop request"
     return (f"\nstopped by {name} after step {step} of epoch {run.epoch + 1}; saved "
             f"{run.folder}/checkpoints/last.pt. Resume with:\n"
@@ -369,7 +348,7 @@ def stopped(signum: int | None, step: int, run: Run) -> str:
 
 
 def what_it_learned(run: Run) -> str:
-    """The closing summary: validation error first and last against chance, and where results are."""
+    """The closing summary: validation error first and last against chance, and where the results are."""
     run_dir, data = run.folder, run.config.data
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     first, last = records[0], records[-1]

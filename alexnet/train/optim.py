@@ -1,24 +1,14 @@
-"""The paper's update rule (section 5): the optimizer, its fast and loss-scaled forms, the
-parameter groups, and the learning-rate schedules that set each group's rate before every step.
+"""The update rule of section 5, its parameter groups, and the learning-rate schedules.
 
-Section 5, with epsilon the learning rate and <dL/dw> the batch gradient:
+With epsilon the learning rate and <dL/dw> the batch gradient:
 
     v <- 0.9 * v - 0.0005 * epsilon * w - epsilon * <dL/dw>
     w <- w + v
 
-The velocity is kept in weight units, so a change of learning rate acts only on new
-gradients. ``torch.optim.SGD`` keeps it in gradient units (v <- 0.9 v + g + wd w;
-w <- w - lr v), which rescales the whole accumulated velocity the moment the rate
-changes. The two agree while the rate is constant. Every function here computes that rule
-(momentum and weight decay as given); they differ only in how many kernels they launch and
-whether the gradients arrive loss-scaled.
-
-The learning rate lives in one place, the schedule (``--lr`` is its base rate): before every
-step :meth:`Schedule.set` writes the rate into each parameter group (times the group's
-``lr_mult``). The paper's schedule is :class:`Plateau`: "We used an equal learning rate for all
-layers ... The heuristic which we followed was to divide the learning rate by 10 when the
-validation error rate stopped improving with the current learning rate. The learning rate was
-initialized at 0.01 and reduced three times prior to termination."
+The velocity is in weight units, so a new rate acts only on new gradients; ``torch.optim.SGD``
+keeps it in gradient units, rescaling the whole velocity when the rate changes (they agree while
+it is constant). The rate lives in the schedule alone: :meth:`Schedule.set` writes it into each
+group (times its ``lr_mult``) before every step.
 """
 
 from __future__ import annotations
@@ -32,11 +22,9 @@ from alexnet.train.config import TrainConfig
 
 
 @torch.no_grad()
-def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor],
-                    velocities: list[torch.Tensor], lr: float, momentum: float = 0.9,
-                    weight_decay: float = 0.0005) -> None:
-    """The update rule on all tensors at once, in place, with foreach kernels: the arithmetic, in
-    the order, of a per-tensor loop, without three kernel launches per parameter tensor."""
+def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor], velocities: list[torch.Tensor],
+                    lr: float, momentum: float = 0.9, weight_decay: float = 0.0005) -> None:
+    """The update rule on all tensors at once, in place, with foreach kernels (a per-tensor loop's arithmetic)."""
     torch._foreach_mul_(velocities, momentum)
     torch._foreach_add_(velocities, weights, alpha=-weight_decay * lr)
     torch._foreach_add_(velocities, grads, alpha=-lr)
@@ -44,13 +32,10 @@ def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor],
 
 
 class PaperSGD(torch.optim.Optimizer):
-    """Momentum SGD with weight decay exactly as paper section 5 writes it (the module docstring).
+    """Momentum SGD with weight decay exactly as section 5 writes it (the module docstring).
 
-    Under float16 loss scaling (``torch.amp.GradScaler``) the optimizer unscales the gradients and
-    skips a step with non-finite gradients itself, on the device (``_step_supports_amp_scaling``,
-    the protocol of PyTorch's fused optimizers): the scaler's default path reads its inf flag on
-    the host (``.item()``) before every step, which makes the host wait for the whole backward
-    pass. A skipped step leaves weights and velocities exactly as they were.
+    Under float16 loss scaling it unscales and skips non-finite steps itself, on the device (the fused
+    optimizers' ``_step_supports_amp_scaling``): GradScaler's default path reads its inf flag on the host.
     """
 
     _step_supports_amp_scaling = True  # GradScaler sets self.grad_scale and self.found_inf
@@ -82,9 +67,8 @@ class PaperSGD(torch.optim.Optimizer):
         return loss
 
     def _scaled_step_(self, weights, grads, velocities, group) -> None:
-        """:func:`paper_sgd_step_` on gradients multiplied by ``self.grad_scale`` (a device tensor set
-        by GradScaler.step, or None when the scaler has unscaled them already), tensor by tensor,
-        skipped where ``self.found_inf`` (a 0/1 device tensor) is set; no value is read on the host."""
+        """:func:`paper_sgd_step_` on gradients times ``self.grad_scale`` (None: unscaled already), skipped
+        where ``self.found_inf`` is set; no value is read on the host."""
         grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
         if grad_scale is not None:
@@ -103,9 +87,7 @@ class PaperSGD(torch.optim.Optimizer):
 
 def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0005,
              device: torch.device | str = "cpu") -> torch.optim.SGD:
-    """``torch.optim.SGD`` (``--optimizer torch-sgd``) with its fused kernel (one pass over all
-    parameters, CPU and CUDA), or the foreach kernels where fused is not supported; the update is
-    the same as the default's."""
+    """``torch.optim.SGD`` (``--optimizer torch-sgd``), fused where supported (CPU, CUDA), else foreach."""
     device = torch.device(device)
     try:
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -115,13 +97,8 @@ def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
 
 
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """The parameters in groups by learning-rate multiplier and weight decay.
-
-    The paper has one rate for all layers (one group). Options: the authors' code's bias rate and
-    bias decay (``bias_lr_mult``, ``bias_no_decay``), and ``fc8_lr_mult`` for the output layer (the
-    last ``nn.Linear``), which the quick preset needs with few classes (docs/training.md). Each
-    group carries ``lr_mult``: the schedule sets ``lr = base rate x lr_mult``.
-    """
+    """The parameters grouped by ``lr_mult`` (biases' and the last ``nn.Linear``'s) and weight decay; the
+    paper's settings make one group."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
     output_layer = {id(p) for m in last for p in m.parameters()}
     bias_decay = 0.0 if config.bias_no_decay else config.weight_decay
@@ -136,8 +113,7 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """``--optimizer``'s optimizer over :func:`parameter_groups`, at rate 0 until the schedule sets
-    each group's rate (:meth:`Schedule.set`), before the first step."""
+    """``--optimizer`` over :func:`parameter_groups`, at rate 0 until :meth:`Schedule.set`."""
     groups = parameter_groups(model, config)
     hyper = dict(lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
     if config.optimizer == "paper":
@@ -155,10 +131,11 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 class Schedule:
-    """A learning-rate schedule: ``lr(epoch, progress)`` (progress: the fraction of the epoch done
-    after the step), told ``end_epoch(val_error)``; its state round-trips through
-    ``state_dict``/``load_state_dict`` so that a resumed run continues the same schedule. This base
-    is a pure function of the epoch: nothing to remember."""
+    """A learning-rate schedule: ``lr(epoch, progress)`` (progress: the fraction of the epoch done after
+    the step), told ``end_epoch(val_error)``; the attributes in ``STATE`` round-trip through checkpoints.
+    This base is a constant rate."""
+
+    STATE: tuple[str, ...] = ()
 
     def __init__(self, base_lr: float):
         self.base_lr = base_lr
@@ -176,15 +153,18 @@ class Schedule:
         pass
 
     def state_dict(self) -> dict:
-        return {}
+        return {k: getattr(self, k) for k in self.STATE}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        for k in self.STATE:
+            setattr(self, k, state[k])
 
 
 class Plateau(Schedule):
-    """Divide by 10 when the validation error has not improved for ``patience`` epochs, at most
-    ``max_reductions`` times (the paper: three)."""
+    """The paper's: "divide the learning rate by 10 when the validation error rate stopped improving",
+    after ``patience`` epochs, at most ``max_reductions`` times ("reduced three times")."""
+
+    STATE = ("best", "bad_epochs", "reductions")
 
     def __init__(self, base_lr: float, patience: int, max_reductions: int = 3):
         super().__init__(base_lr)
@@ -202,12 +182,6 @@ class Plateau(Schedule):
         if self.bad_epochs >= self.patience and self.reductions < self.max_reductions:
             self.reductions += 1
             self.bad_epochs = 0  # the new rate gets its own chance to improve
-
-    def state_dict(self) -> dict:
-        return dict(best=self.best, bad_epochs=self.bad_epochs, reductions=self.reductions)
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best, self.bad_epochs, self.reductions = state["best"], state["bad_epochs"], state["reductions"]
 
 
 class Step(Schedule):
