@@ -14,6 +14,7 @@ import math
 import random
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,16 +34,14 @@ from alexnet.train.optim import Schedule, make_optimizer, make_schedule
 
 
 class Totals:
-    """The epoch's running sums on the device (a step reads nothing on the host): loss x images, top-1 and
-    top-5 misses, images; and the first global step with a non-finite loss (-1: none yet)."""
+    """The epoch's sums on the device (loss x images, top-1/top-5 misses, images), first non-finite step."""
 
     def __init__(self, device: torch.device, sums: torch.Tensor | None = None):
         self.sums = torch.zeros(4, dtype=torch.float64, device=device) if sums is None else sums.to(device)
         self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, step: int = -1) -> None:
-        k = min(5, logits.shape[1])
-        hits = logits.topk(k, dim=1).indices == labels[:, None]
+        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
         n = labels.shape[0]
         self.sums += torch.stack([loss.detach().double() * n, n - hits[:, 0].sum().double(),
                                   n - hits.any(dim=1).sum().double(),
@@ -59,8 +58,7 @@ class Totals:
 
 @dataclass
 class Run:
-    """Everything the loop changes, so that a checkpoint holds all of it: the network (as trained, wrapped
-    for DDP and compile), the data, section 5's update (optimizer, schedule, loss scaler) and progress."""
+    """Everything the loop changes (the network as trained, section 5's update, progress), for checkpoints."""
 
     config: TrainConfig
     ctx: distributed.Context
@@ -74,6 +72,8 @@ class Run:
     position: int = 0  # training samples done in the epoch, over all processes
     seconds: float = 0.0  # training time spent in the current epoch before this process
     best_error: float = math.inf
+    began: float = field(default_factory=time.monotonic)  # this process began the epoch's training, or saved
+    saved: float = field(default_factory=time.monotonic)  # this process last saved last.pt
 
     def __post_init__(self):
         self.optimizer = make_optimizer(self.plain_model, self.config)
@@ -99,19 +99,24 @@ class Run:
             "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict(),
         }
 
-    def checkpoint(self, ranks: list[dict] | None = None) -> dict:
-        """last.pt: the model file and what a resumed run continues from; ``ranks``: every process's
-        :meth:`own_state` in a distributed run."""
-        return self.model_file() | {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-            "position": self.position, "rng": rng_states(),
-            "progress": {"sums": self.totals.sums.cpu(), "seconds": self.seconds},
-        } | ({"ranks": ranks} if ranks else {})
+    def save(self) -> None:
+        """checkpoints/last.pt, by the main process: the model file, what a resume needs and, in a
+        distributed run, every process's random states (dropout) and running sums (issue 23)."""
+        own = {"rng": rng_states(), "sums": self.totals.sums.cpu()}
+        ranks = distributed.gather_to_main(self.ctx, own) if self.ctx.distributed else None
+        if self.ctx.main:
+            atomic_torch_save(self.model_file() | {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
+                "position": self.position, "rng": own["rng"],
+                "progress": {"sums": own["sums"], "seconds": self.seconds},
+            } | ({"ranks": ranks} if ranks else {}), self.folder / "checkpoints" / "last.pt")
+        self.saved = time.monotonic()
 
-    def own_state(self) -> dict:
-        """What differs between data-parallel processes: the random states (dropout) and running sums."""
-        return {"rng": rng_states(), "sums": self.totals.sums.cpu()}
+    def save_best(self) -> None:
+        """checkpoints/best.pt (no optimiser state), by the main process."""
+        if self.ctx.main:
+            atomic_torch_save(self.model_file(), self.folder / "checkpoints" / "best.pt")
 
     def restore(self, ck: dict) -> None:
         """Continue from checkpoint ``ck`` (:func:`read_checkpoint`)."""
@@ -123,33 +128,15 @@ class Run:
         self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.position, self.best_error = ck["epoch"], ck["position"], ck["best_error"]
         self.seconds = ck["progress"]["seconds"]
-        mine = _own_state(ck, self.ctx)
-        self.totals = Totals(self.ctx.device, mine["sums"])
-        if mine["rng"] is not None:
-            set_rng_states(mine["rng"])
-
-
-def _own_state(ck: dict, ctx: distributed.Context) -> dict:
-    """This process's random states and sums in ``ck``: its own when saved by as many processes (an exact
-    resume); else the main process counts all the sums and each keeps its fresh random states."""
-    ranks = ck.get("ranks") or [{"rng": ck["rng"], "sums": ck["progress"]["sums"]}]
-    if len(ranks) == ctx.world:
-        return ranks[ctx.rank]
-    sums = sum(r["sums"] for r in ranks) if ctx.main else torch.zeros_like(ranks[0]["sums"])
-    return {"rng": None, "sums": sums}
-
-
-def save(run: Run) -> None:
-    """checkpoints/last.pt, by the main process, with every process's own state (issue 23)."""
-    ranks = distributed.gather_to_main(run.ctx, run.own_state()) if run.ctx.distributed else None
-    if run.ctx.main:
-        atomic_torch_save(run.checkpoint(ranks), run.folder / "checkpoints" / "last.pt")
-
-
-def save_best(run: Run) -> None:
-    """checkpoints/best.pt (weights without the optimiser's state), by the main process."""
-    if run.ctx.main:
-        atomic_torch_save(run.model_file(), run.folder / "checkpoints" / "best.pt")
+        # Each process's own random states and sums when saved by as many processes (an exact resume); else
+        # the main process counts all the sums and each keeps its fresh random states.
+        ranks = ck.get("ranks") or [{"rng": ck["rng"], "sums": ck["progress"]["sums"]}]
+        if len(ranks) == self.ctx.world:
+            set_rng_states(ranks[self.ctx.rank]["rng"])
+            self.totals = Totals(self.ctx.device, ranks[self.ctx.rank]["sums"])
+        else:
+            sums = sum(r["sums"] for r in ranks) if self.ctx.main else torch.zeros_like(ranks[0]["sums"])
+            self.totals = Totals(self.ctx.device, sums)
 
 
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "position", "rng", "best_error", "progress")
@@ -193,8 +180,7 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class StopRequest:
-    """SIGINT and SIGTERM set a flag: the loop finishes its step, saves last.pt and exits; a second SIGINT
-    interrupts at once. Installed only in the main thread (signals reach no other)."""
+    """SIGINT and SIGTERM (main thread only) ask the loop to save and stop; a second SIGINT interrupts."""
 
     def __init__(self):
         self.signal: int | None = None

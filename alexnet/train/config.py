@@ -32,8 +32,7 @@ SCHEDULES = ("plateau", "step", "cosine", "krizhevsky2012")
 OPTIMIZERS = ("paper", "torch-sgd")
 AMP_MODES = ("bf16", "fp16")
 
-# Named presets: settings applied before the file and the command line, so both still win.
-# "auto" (the command line's default) is "quick" when the run's device is the CPU, else "full".
+# Settings applied before the file and the command line; "auto" (the default) is quick on a CPU, else full.
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},  # the paper's recipe
     # Learning on a 2-core CPU within about ten minutes (docs/training.md, "The quick preset", measures
@@ -54,8 +53,7 @@ MAX_IMAGES = 10**10  # images per epoch: far above any dataset
 
 @dataclass(frozen=True)
 class Allowed:
-    """The values a setting accepts beyond its type: inclusive ``low``/``high``, exclusive ``above``/``below``,
-    or ``choices``; ``note`` says what a special value means."""
+    """A setting's values beyond its type: bounds (``low``/``high`` inclusive), or ``choices``; ``note``."""
 
     low: float | None = None
     high: float | None = None
@@ -94,8 +92,7 @@ def setting(default, **allowed):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run, the paper's defaults unless a comment says otherwise; checked
-    (:func:`check`) whenever one is made."""
+    """Every knob of a training run: the paper's defaults unless a comment says otherwise; see :func:`check`."""
 
     data: str = "imagenette"  # prepared folder, a dataset name, or "synthetic"
     arch: str = "alexnet"
@@ -168,14 +165,6 @@ MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few lines; anything larger is
 MAX_CONFIG_DEPTH = 8
 
 
-def _deeper_than(value, depth: int) -> bool:
-    """Whether ``value`` nests mappings or lists more than ``depth`` levels."""
-    level = [value]
-    for _ in range(depth + 1):
-        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
-    return bool(level)
-
-
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The settings in a YAML (.yaml/.yml), JSON (.json) or TOML (.toml) file, as a dict."""
     path = Path(path)
@@ -197,7 +186,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(f"--config {path}: cannot parse: {parse_problem(err)}") from None
     except RecursionError:  # the parsers recurse once per level
         raise UserError(f"--config {path}: nested too deeply; is it a configuration file?") from None
-    if _deeper_than(values, MAX_CONFIG_DEPTH):
+    level = [values]
+    for _ in range(MAX_CONFIG_DEPTH + 1):  # what lies deeper than the limit, without recursion
+        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
+    if level:
         raise UserError(f"--config {path}: nested more than {MAX_CONFIG_DEPTH} levels deep; settings are flat "
                         "(model_options one level down)")
     if values is None:
@@ -326,8 +318,7 @@ def _is(value, kind: type) -> bool:
 
 
 def check(config: TrainConfig) -> None:
-    """Raise UserError for a setting of the wrong type or outside its :class:`Allowed` values, naming the
-    option and what it accepts; model options are typed strictly by :func:`alexnet.registry.checked_options`."""
+    """Raise UserError naming the option and what it accepts for a setting of the wrong type or value."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)

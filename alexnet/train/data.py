@@ -1,9 +1,6 @@
-"""What the training loop reads (``--data``): a prepared dataset or synthetic images, in batches on the
-device, and the device transform that makes them the network's input (sections 2 and 4.1).
-
-The order is a pure function of seed, epoch, rank and position (:mod:`alexnet.data.sampler`), so a
-resumed run sees exactly the batches it would have seen, and N processes together see the global
-batches one process would. Validation is split without padding: every image counts once.
+"""What the training loop reads (``--data``): a prepared dataset or synthetic images, batched on the device
+in an order that depends only on seed, epoch, rank and position (so a resume is exact), and the device
+transform of sections 2 and 4.1. Validation is split without padding: every image counts once.
 """
 
 from __future__ import annotations
@@ -112,8 +109,7 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, model: nn.Modul
 
 
 def default_workers_per_process(device: torch.device) -> int:
-    """Loader workers for one training process: its share of the machine's cores, less one on a GPU for
-    the process itself, which launches the kernels and stages the batches."""
+    """Loader workers for one process: its share of the cores, less one on a GPU to launch the kernels."""
     share = default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, share - (1 if device.type == "cuda" else 0))
 
@@ -136,20 +132,18 @@ def ignore_stop_signals(worker_id: int, trainer: int | None = None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # before the thread: it inherits the mask
-    # ``trainer``: the worker's parent is not always it (a forkserver, Python 3.14's default on Linux)
-    threading.Thread(target=_exit_on_sigterm_from, args=(trainer or os.getppid(),), daemon=True,
-                     name="alexnet-sigterm").start()
+    trainer = trainer or os.getppid()  # not always the parent (a forkserver, Python 3.14's default on Linux)
 
+    def exit_on_sigterm_from_trainer():
+        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != trainer:
+            pass
+        os._exit(128 + signal.SIGTERM)
 
-def _exit_on_sigterm_from(parent: int) -> None:
-    while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
-        pass
-    os._exit(128 + signal.SIGTERM)
+    threading.Thread(target=exit_on_sigterm_from_trainer, daemon=True, name="alexnet-sigterm").start()
 
 
 class SyntheticImages:
-    """``--data synthetic``: a pool of random uint8 images on the device, batched as prepared data; sample i
-    is pool[i % P]. Each class has its own mean colour (in both splits) plus noise: learnable, offline."""
+    """``--data synthetic``: pool[i % P] of random images on the device, a mean colour per class plus noise."""
 
     POOL = 256
 

@@ -1,8 +1,5 @@
-"""Data-parallel training (DDP) started by ``torchrun --nproc_per_node=N -m alexnet train ...``.
-
-``--batch-size`` is the global batch, split across the processes, so the rate and schedule mean the
-same for any number of GPUs. NCCL (CUDA) or gloo carries gradients; a gloo group carries the control
-messages (stop requests) so that they never wait for the GPU.
+"""Data-parallel training (DDP) started by ``torchrun --nproc_per_node=N -m alexnet train ...``; the
+global batch is split across the processes. A gloo group carries control messages, never waiting for a GPU.
 """
 
 from __future__ import annotations
@@ -34,8 +31,7 @@ class Context:
     control: object = None  # gloo process group for stop requests (None when alone)
 
     @property
-    def main(self) -> bool:
-        """The one process that prints, logs and writes checkpoints."""
+    def main(self) -> bool:  # the one process that prints, logs and writes checkpoints
         return self.rank == 0
 
     @property
@@ -44,8 +40,7 @@ class Context:
 
 
 def setup(device_name: str | None, model_parallel: bool = False) -> Context:
-    """Join the process group when started by torchrun, else run alone; with ``model_parallel`` each
-    process owns two GPUs (local rank r: cuda:2r and cuda:2r+1)."""
+    """Join torchrun's process group, else run alone; with ``model_parallel``, local rank r owns cuda:2r, 2r+1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(device_name)
     if world == 1:
@@ -76,8 +71,7 @@ def all_sum(ctx: Context, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def max_over_ranks(ctx: Context, *values: int) -> list[int]:
-    """The element-wise maximum of small integers over all processes, so that all decide alike (stop,
-    save, a non-finite loss); over the CPU control group."""
+    """The element-wise maximum of small integers over all processes, so that all decide alike."""
     if not ctx.distributed:
         return list(values)
     t = torch.tensor(values, dtype=torch.int64)
@@ -94,8 +88,7 @@ def gather_to_main(ctx: Context, value) -> list | None:
 
 @contextlib.contextmanager
 def local_leader_first(ctx: Context):
-    """Run the block on each machine's first process before the others (a download, say), so that they
-    find its result instead of racing to make it."""
+    """Run the block on each machine's first process before the others, which find its result (a download)."""
     if ctx.distributed and ctx.local_rank != 0:
         dist.barrier(group=ctx.control)
     yield

@@ -1,8 +1,7 @@
 """The training loop of section 5, with validation, metrics, checkpoints, resumption and DDP around it.
 
-:func:`train`: set-up (:func:`_start`), then per epoch its steps (:func:`_train_epoch`, :func:`_step`)
-and its end (:func:`_end_epoch`). A step never waits for the device: the loss and error counts stay in
-device tensors, read every ``log_every`` steps, at the epoch's end and before a checkpoint.
+A step never waits for the device: the loss and error counts stay in device tensors, read every
+``log_every`` steps, at the epoch's end and before a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from alexnet.atomic import atomic_write_text, make_folder, only_writer, remove_t
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train import distributed
-from alexnet.train.checkpoint import Run, StopRequest, Totals, read_checkpoint, save, save_best
+from alexnet.train.checkpoint import Run, StopRequest, Totals, read_checkpoint
 from alexnet.train.config import TrainConfig, save_config
 from alexnet.train.data import dataset_classes, open_data
 
@@ -37,22 +35,20 @@ class NonFiniteLoss(UserError):
 
 
 def train(config: TrainConfig, resume: str | Path | None = None) -> int:
-    """Train as ``config`` says; returns the process exit status. ``resume``: the checkpoint to continue
-    from (``RUN_DIR/checkpoints/last.pt``). Sets process-wide backend options (:func:`configure_backends`)."""
+    """Train as ``config`` says, from checkpoint ``resume``; the exit status. Sets process-wide backend options."""
     ctx = distributed.setup(config.device, config.model_parallel)
     # One writer per run folder (issue 23), held from before the main process looks for last.pt.
     label = f"{'--resume' if resume else '--out'} {config.out}"
     try:
         with only_writer(Path(config.out), label) if ctx.main else contextlib.nullcontext():
             run = _start(config, ctx, resume)
-            clock = Clock()
             with StopRequest() as stop, (MetricsLog(run) if ctx.main else contextlib.nullcontext()) as log:
                 while run.epoch < config.epochs:
                     waiting = DataWait(run.data.train_batches(run.epoch, run.position))
-                    status = _train_epoch(run, waiting, stop, clock)
+                    status = _train_epoch(run, waiting, stop)
                     if status is not None:
                         return status
-                    _end_epoch(run, waiting, clock, log)
+                    _end_epoch(run, waiting, log)
             if ctx.main:
                 print(what_it_learned(run), file=sys.stderr)
             return 0
@@ -61,8 +57,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> int:
 
 
 def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | None) -> Run:
-    """Settings and seeds, the data, the network and the run (restored from ``resume``); the main process
-    makes the run folder, saves config.yaml and says what it does."""
+    """Settings, seeds, data, network and run (restored from ``resume``); the run folder and config.yaml."""
     run_dir = Path(config.out)
     if resume is None and (run_dir / "checkpoints" / "last.pt").exists():
         raise UserError(f"--out {run_dir} holds a run already: continue it with `alexnet train --resume "
@@ -80,7 +75,13 @@ def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | N
         model = build_model(config.arch, **options).to(ctx.device)
     data = open_data(config, ctx, model, class_names)
     seed_everything(config.seed + 7919 * ctx.rank)  # dropout differs between processes
-    run = Run(config, ctx, _for_speed(model, config, ctx), data)
+    # The same function, faster (docs/speed.md), wrapped for DDP and compile.
+    model = speed.apply_speed_options(model, channels_last=channels_last(config, ctx.device),
+                                      conv1_stride1_grad=ctx.device.type == "cpu" and not config.model_parallel)
+    if ctx.distributed:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" and not config.model_parallel else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    run = Run(config, ctx, torch.compile(model) if config.compile else model, data)
     if resume is not None:
         run.restore(read_checkpoint(resume))
     if ctx.main:
@@ -92,32 +93,13 @@ def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | N
     return run
 
 
-def _for_speed(model: nn.Module, config: TrainConfig, ctx: distributed.Context) -> nn.Module:
-    """The network as it trains: the same function, faster (docs/speed.md), wrapped for DDP and compile."""
-    model = speed.apply_speed_options(model, channels_last=channels_last(config, ctx.device),
-                                      conv1_stride1_grad=ctx.device.type == "cpu" and not config.model_parallel)
-    if ctx.distributed:
-        ids = [ctx.device.index] if ctx.device.type == "cuda" and not config.model_parallel else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    return torch.compile(model) if config.compile else model
-
-
-@dataclass
-class Clock:
-    """When this process began the epoch's training (or last saved its seconds), and last saved last.pt."""
-
-    began: float = field(default_factory=time.monotonic)
-    saved: float = field(default_factory=time.monotonic)
-
-
-def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest, clock: Clock) -> int | None:
-    """The epoch's steps from ``run.position``, saving last.pt every ``--checkpoint-minutes``; on a stop
-    request, the exit status (last.pt saved)."""
+def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest) -> int | None:
+    """The epoch's steps from ``run.position``, saving last.pt as due; on a stop request, the exit status."""
     config, ctx, steps, per_step = run.config, run.ctx, run.data.steps, run.config.batch_size
     start_step = run.position // per_step
     bar = console.progress(total=steps * per_step, initial=start_step * per_step, unit="img",
                            desc=f"epoch {run.epoch + 1}/{config.epochs}", disable=not ctx.main, leave=False)
-    clock.began = time.monotonic()
+    run.began = time.monotonic()
     for step, batch in enumerate(waiting, start=start_step):
         lr = run.schedule.set(run.optimizer, run.epoch, (step + 1) / steps)
         _step(run, batch, run.epoch * steps + step)
@@ -128,17 +110,18 @@ def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest, clock: Clock) -
                             lr=f"{lr:.2g}")
         bar.update(per_step)
         stopping, due = map(bool, distributed.max_over_ranks(
-            ctx, stop.signal is not None, time.monotonic() - clock.saved >= 60 * config.checkpoint_minutes))
+            ctx, stop.signal is not None, time.monotonic() - run.saved >= 60 * config.checkpoint_minutes))
         if stopping or (due and step + 1 < steps):
             check_finite(run)
-            run.seconds += time.monotonic() - clock.began
-            clock.began = time.monotonic()
-            save(run)
-            clock.saved = time.monotonic()
+            run.seconds += time.monotonic() - run.began
+            run.began = time.monotonic()
+            run.save()
         if stopping:
             bar.close()
             if ctx.main:
-                print(stopped(stop.signal, step + 1, run), file=sys.stderr)
+                name = signal.Signals(stop.signal).name if stop.signal else "a stop request"
+                print(f"\nstopped by {name} after step {step + 1} of epoch {run.epoch + 1}; saved {run.folder}/"
+                      f"checkpoints/last.pt. Resume with:\n    alexnet train --resume {run.folder}", file=sys.stderr)
             return 128 + (stop.signal or signal.SIGTERM)
     bar.close()
     return None
@@ -168,11 +151,11 @@ def _input(run: Run, batch, train: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last(run.config, run.ctx.device) else x
 
 
-def _end_epoch(run: Run, waiting: DataWait, clock: Clock, log: MetricsLog | None) -> None:
+def _end_epoch(run: Run, waiting: DataWait, log: MetricsLog | None) -> None:
     """Validation, the metrics line, the schedule's epoch end, then best.pt and last.pt."""
     check_finite(run)
     train_stats = run.totals.summary(run.ctx)
-    train_seconds = run.seconds + time.monotonic() - clock.began
+    train_seconds = run.seconds + time.monotonic() - run.began
     wait_share = waiting.seconds / max(time.monotonic() - waiting.started, 1e-9)
     val_began = time.monotonic()
     val_stats = validate(run)
@@ -188,12 +171,10 @@ def _end_epoch(run: Run, waiting: DataWait, clock: Clock, log: MetricsLog | None
     run.totals = Totals(run.ctx.device)
     if log is not None:
         log.epoch(record)
-        print(format_record(record, run.config.epochs), file=sys.stderr)
     # best.pt first: once last.pt records this epoch as done, a resumed run never writes its best.pt
     if improved:
-        save_best(run)
-    save(run)
-    clock.saved = time.monotonic()
+        run.save_best()
+    run.save()
 
 
 def validate(run: Run) -> dict[str, float]:
@@ -236,9 +217,8 @@ def configure_backends(config: TrainConfig, device: torch.device) -> None:
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # autotune convolutions for the fixed input size
+    if config.deterministic or device.type == "cuda":  # autotune convolutions for the fixed input size
+        torch.backends.cudnn.benchmark = not config.deterministic
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
         torch.backends.cudnn.allow_tf32 = not config.deterministic
@@ -273,10 +253,10 @@ class DataWait:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per epoch, docs/architecture.md) and TensorBoard events."""
+    """metrics.jsonl (one JSON object per epoch, docs/architecture.md), TensorBoard events and the epoch's line."""
 
     def __init__(self, run: Run):
-        self.path = run.folder / "metrics.jsonl"
+        self.path, self.epochs = run.folder / "metrics.jsonl", run.config.epochs
         # Epochs after the checkpoint will be run again: drop their lines, and their events.
         if self.path.exists():
             kept = [line for line in self.path.read_text().splitlines()
@@ -292,21 +272,25 @@ class MetricsLog:
     def __exit__(self, *exc):
         self.tb.close()
 
-    def epoch(self, record: dict) -> None:
+    def epoch(self, r: dict) -> None:
         try:
             with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(r) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as err:
             raise write_error(self.path, err) from None
-        step = record["epoch"]
         for split in ("train", "val"):
             for key in ("loss", "top1_error", "top5_error"):
-                self.tb.add_scalar(f"{key}/{split}", record[f"{split}_{key}"], step)
+                self.tb.add_scalar(f"{key}/{split}", r[f"{split}_{key}"], r["epoch"])
         for key in ("lr", "images_per_s", "data_wait_share"):
-            self.tb.add_scalar(key, record[key], step)
+            self.tb.add_scalar(key, r[key], r["epoch"])
         self.tb.flush()
+        print(f"epoch {r['epoch']}/{self.epochs}: train loss {r['train_loss']:.4f} top-1 error "
+              f"{r['train_top1_error']:.2f}% top-5 {r['train_top5_error']:.2f}% | val loss {r['val_loss']:.4f} "
+              f"top-1 error {r['val_top1_error']:.2f}% top-5 {r['val_top5_error']:.2f}% | lr {r['lr']:.2g} | "
+              f"{r['images_per_s']:.0f} images/s, waiting for data {100 * r['data_wait_share']:.0f}% of the "
+              f"time | {r['seconds']:.0f} s", file=sys.stderr)
 
 
 def header(run: Run, resume: str | Path | None) -> str:
@@ -329,22 +313,6 @@ def header(run: Run, resume: str | Path | None) -> str:
                      + (f", {config.amp} arithmetic" if config.amp else "")
                      + ", to show learning within minutes; --preset full runs the paper's recipe")
     return "\n".join(lines)
-
-
-def format_record(r: dict, epochs: int) -> str:
-    return (f"epoch {r['epoch']}/{epochs}: train loss {r['train_loss']:.4f} top-1 error "
-            f"{r['train_top1_error']:.2f}% top-5 {r['train_top5_error']:.2f}% | val loss {r['val_loss']:.4f} "
-            f"top-1 error {r['val_top1_error']:.2f}% top-5 {r['val_top5_error']:.2f}% | lr {r['lr']:.2g} | "
-            f"{r['images_per_s']:.0f} images/s, waiting for data {100 * r['data_wait_share']:.0f}% of the "
-            f"time | {r['seconds']:.0f} s")
-
-
-def stopped(signum: int | None, step: int, run: Run) -> str:
-    """The lines of a run stopped after ``step`` (from 1) of the epoch: how to resume."""
-    name = signal.Signals(signum).name if signum else "a stop request"
-    return (f"\nstopped by {name} after step {step} of epoch {run.epoch + 1}; saved "
-            f"{run.folder}/checkpoints/last.pt. Resume with:\n"
-            f"    alexnet train --resume {run.folder}")
 
 
 def what_it_learned(run: Run) -> str:

@@ -32,11 +32,8 @@ def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor], velo
 
 
 class PaperSGD(torch.optim.Optimizer):
-    """Momentum SGD with weight decay exactly as section 5 writes it (the module docstring).
-
-    Under float16 loss scaling it unscales and skips non-finite steps itself, on the device (the fused
-    optimizers' ``_step_supports_amp_scaling``): GradScaler's default path reads its inf flag on the host.
-    """
+    """Momentum SGD with weight decay exactly as section 5 writes it (the module docstring). Under float16
+    loss scaling it unscales and skips non-finite steps on the device: GradScaler's path reads the host."""
 
     _step_supports_amp_scaling = True  # GradScaler sets self.grad_scale and self.found_inf
 
@@ -67,8 +64,7 @@ class PaperSGD(torch.optim.Optimizer):
         return loss
 
     def _scaled_step_(self, weights, grads, velocities, group) -> None:
-        """:func:`paper_sgd_step_` on gradients times ``self.grad_scale`` (None: unscaled already), skipped
-        where ``self.found_inf`` is set; no value is read on the host."""
+        """:func:`paper_sgd_step_` on gradients times ``grad_scale``, skipped where ``found_inf``, host-free."""
         grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
         if grad_scale is not None:
@@ -97,8 +93,7 @@ def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
 
 
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """The parameters grouped by ``lr_mult`` (biases' and the last ``nn.Linear``'s) and weight decay; the
-    paper's settings make one group."""
+    """The parameters grouped by ``lr_mult`` (biases', the last ``nn.Linear``'s) and weight decay."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
     output_layer = {id(p) for m in last for p in m.parameters()}
     bias_decay = 0.0 if config.bias_no_decay else config.weight_decay
@@ -131,9 +126,8 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 class Schedule:
-    """A learning-rate schedule: ``lr(epoch, progress)`` (progress: the fraction of the epoch done after
-    the step), told ``end_epoch(val_error)``; the attributes in ``STATE`` round-trip through checkpoints.
-    This base is a constant rate."""
+    """A learning-rate schedule (this base: constant): ``lr(epoch, progress)`` (the fraction of the epoch done
+    after the step), told ``end_epoch(val_error)``; the attributes in ``STATE`` go into checkpoints."""
 
     STATE: tuple[str, ...] = ()
 
