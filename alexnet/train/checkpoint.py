@@ -1,11 +1,8 @@
-"""A run's state (:class:`Run`), its folder, ``checkpoints/last.pt`` and ``best.pt`` written atomically,
-the random states that make a resume exact, and the stop signals that end a run with a checkpoint.
+"""A run's state (:class:`Run`), ``checkpoints/last.pt`` and ``best.pt`` written atomically, the random
+states that make a resume exact, and the stop signals that end a run with a checkpoint.
 
-A checkpoint loads with ``torch.load(path, weights_only=True)``: a model file's keys (``model`` in the
-one-device layout, ``arch``, ``options``, ``class_names``, ``mean``, ``epoch`` (in progress, from 0),
-``best_error``, ``config``: all of best.pt), then ``optimizer``, ``scheduler``, ``scaler``, ``position``
-(samples done in the epoch), ``rng``, ``progress`` (the epoch's running sums) and, from several
-processes, ``ranks`` (each one's ``rng`` and ``sums``).
+Checkpoints load with ``torch.load(path, weights_only=True)`` (keys: docs/architecture.md); last.pt also
+holds ``progress`` (the epoch's running sums) and, from several processes, ``ranks`` (each one's ``rng``, ``sums``).
 """
 
 from __future__ import annotations
@@ -31,6 +28,8 @@ from alexnet.train import distributed
 from alexnet.train.config import TrainConfig
 from alexnet.train.data import TrainingData
 from alexnet.train.optim import Schedule, make_optimizer, make_schedule
+
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "position", "rng", "best_error", "progress")
 
 
 class Totals:
@@ -139,9 +138,6 @@ class Run:
             self.totals = Totals(self.ctx.device, sums)
 
 
-RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "position", "rng", "best_error", "progress")
-
-
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint in ``path``, read as a model file is and checked to hold what a resume needs."""
     path = Path(path)
@@ -182,14 +178,11 @@ def set_rng_states(states: dict[str, Any]) -> None:
 class StopRequest:
     """SIGINT and SIGTERM (main thread only) ask the loop to save and stop; a second SIGINT interrupts."""
 
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous = {}
+    signal: int | None = None  # the first stop signal received
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
+        main = threading.current_thread() is threading.main_thread()
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM) if main}
         return self
 
     def _handle(self, signum, frame):

@@ -31,6 +31,7 @@ else:  # pragma: no cover
 SCHEDULES = ("plateau", "step", "cosine", "krizhevsky2012")
 OPTIMIZERS = ("paper", "torch-sgd")
 AMP_MODES = ("bf16", "fp16")
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
 
 # Settings applied before the file and the command line; "auto" (the default) is quick on a CPU, else full.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -45,8 +46,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's recipe as fast as a GPU runs it (docs/speed.md); only the arithmetic's precision departs.
     "fast": {"amp": "bf16", "channels_last": True, "compile": True},
 }
-
-
 MAX_EPOCHS = 100_000  # epochs x steps must count in int64 and a run end in this era
 MAX_IMAGES = 10**10  # images per epoch: far above any dataset
 
@@ -274,8 +273,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The configuration that ``args`` ask for (defaults < preset < file < command line)."""
     skip = {"config", "resume", "model_option", "command"}
     overrides = {k: v for k, v in vars(args).items() if k not in skip}
-    file_values: dict = {}
-    source = "command line"
+    file_values, source = {}, "command line"
     if args.resume:
         run_dir, _ = resume_paths(args.resume)
         saved = run_dir / "config.yaml"
@@ -289,9 +287,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         options.update(parse_model_options(args.model_option))
         file_values["model_options"] = options
     return resolve(file_values, overrides, source)
-
-
-_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
 
 
 def _shown(value) -> str:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from alexnet.data.dataset import PreparedDataset
+from alexnet.data.device_decode import check_device_decoding
 from alexnet.data.download import DownloadError
 from alexnet.data.loader import default_workers, make_loader
 from alexnet.data.prepare import ensure_prepared
@@ -83,8 +84,6 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, model: nn.Modul
     root = prepared_dir(config.data)
     train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
     if config.decode == "device":  # before the run folder is made
-        from alexnet.data.device_decode import check_device_decoding
-
         check_device_decoding(train)
     per_rank, size = config.batch_size // ctx.world, model.input_size
     workers = default_workers_per_process(ctx.device) if config.workers is None else config.workers
@@ -102,8 +101,7 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, model: nn.Modul
     def val_batches():
         return _on_device(make_loader(val, per_rank, train=False, limit=config.val_limit, **common), ctx.device)
 
-    train_size, val_size = (min(len(d), limit or len(d)) for d, limit in ((train, config.limit),
-                                                                           (val, config.val_limit)))
+    train_size, val_size = min(len(train), config.limit or len(train)), min(len(val), config.val_limit or len(val))
     return TrainingData(class_names, train_size, val_size, steps_per_epoch(train_size, config, ctx.world),
                         train_batches, val_batches, transform, mean=np.asarray(train.mean, dtype=np.float32))
 

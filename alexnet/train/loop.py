@@ -45,8 +45,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> int:
             with StopRequest() as stop, (MetricsLog(run) if ctx.main else contextlib.nullcontext()) as log:
                 while run.epoch < config.epochs:
                     waiting = DataWait(run.data.train_batches(run.epoch, run.position))
-                    status = _train_epoch(run, waiting, stop)
-                    if status is not None:
+                    if (status := _train_epoch(run, waiting, stop)) is not None:
                         return status
                     _end_epoch(run, waiting, log)
             if ctx.main:
@@ -124,7 +123,6 @@ def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest) -> int | None:
                       f"checkpoints/last.pt. Resume with:\n    alexnet train --resume {run.folder}", file=sys.stderr)
             return 128 + (stop.signal or signal.SIGTERM)
     bar.close()
-    return None
 
 
 def _step(run: Run, batch, global_step: int) -> None:

@@ -5,10 +5,8 @@ With epsilon the learning rate and <dL/dw> the batch gradient:
     v <- 0.9 * v - 0.0005 * epsilon * w - epsilon * <dL/dw>
     w <- w + v
 
-The velocity is in weight units, so a new rate acts only on new gradients; ``torch.optim.SGD``
-keeps it in gradient units, rescaling the whole velocity when the rate changes (they agree while
-it is constant). The rate lives in the schedule alone: :meth:`Schedule.set` writes it into each
-group (times its ``lr_mult``) before every step.
+The velocity is in weight units, so a new rate acts only on new gradients (``torch.optim.SGD`` rescales
+its whole velocity). The rate lives in the schedule: :meth:`Schedule.set` writes it before every step.
 """
 
 from __future__ import annotations
@@ -48,7 +46,7 @@ class PaperSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        scaled = getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None
+        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
         for group in self.param_groups:
             weights = [w for w in group["params"] if w.grad is not None]
             for w in weights:
@@ -57,37 +55,30 @@ class PaperSGD(torch.optim.Optimizer):
             if not weights:
                 continue
             grads, velocities = [w.grad for w in weights], [self.state[w]["velocity"] for w in weights]
-            if scaled:
-                self._scaled_step_(weights, grads, velocities, group)
-            else:  # all tensors at once (foreach), same arithmetic
-                paper_sgd_step_(weights, grads, velocities, group["lr"], group["momentum"], group["weight_decay"])
+            lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+            if grad_scale is None and found_inf is None:  # all tensors at once (foreach), same arithmetic
+                paper_sgd_step_(weights, grads, velocities, lr, momentum, weight_decay)
+                continue
+            # Loss-scaled: unscale in place as GradScaler.unscale_ does, and skip where found_inf, per tensor.
+            if grad_scale is not None:
+                inverse = grad_scale.double().reciprocal().float()
+                for g in grads:
+                    g.mul_(inverse.to(g.device))
+            skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
+            for w, g, v in zip(weights, grads, velocities):
+                skip_here = skip.to(w.device, non_blocking=True)
+                new = v.mul(momentum).add_(w, alpha=-weight_decay * lr).add_(g, alpha=-lr)
+                v.copy_(torch.where(skip_here, v, new))
+                w.add_(torch.where(skip_here, torch.zeros_like(v), v))
         return loss
-
-    def _scaled_step_(self, weights, grads, velocities, group) -> None:
-        """:func:`paper_sgd_step_` on gradients times ``grad_scale``, skipped where ``found_inf``, host-free."""
-        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
-        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
-        if grad_scale is not None:
-            inverse = grad_scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
-            for g in grads:  # in place, as GradScaler.unscale_ does
-                g.mul_(inverse.to(g.device))
-        skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
-        for w, g, v in zip(weights, grads, velocities):
-            skip_here = skip.to(w.device, non_blocking=True)
-            new = v.mul(momentum)
-            new.add_(w, alpha=-weight_decay * lr)
-            new.add_(g, alpha=-lr)
-            v.copy_(torch.where(skip_here, v, new))
-            w.add_(torch.where(skip_here, torch.zeros_like(v), v))
 
 
 def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0005,
              device: torch.device | str = "cpu") -> torch.optim.SGD:
     """``torch.optim.SGD`` (``--optimizer torch-sgd``), fused where supported (CPU, CUDA), else foreach."""
-    device = torch.device(device)
     try:
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               fused=device.type in ("cpu", "cuda"))
+                               fused=torch.device(device).type in ("cpu", "cuda"))
     except RuntimeError:  # fused unsupported for this device or dtype
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
 
@@ -119,12 +110,6 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return fast_sgd(groups, **hyper, device=devices.pop())
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Every group's rate: ``lr`` times the group's ``lr_mult``."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_mult", 1.0)
-
-
 class Schedule:
     """A learning-rate schedule (this base: constant): ``lr(epoch, progress)`` (the fraction of the epoch done
     after the step), told ``end_epoch(val_error)``; the attributes in ``STATE`` go into checkpoints."""
@@ -138,9 +123,10 @@ class Schedule:
         return self.base_lr
 
     def set(self, optimizer: torch.optim.Optimizer, epoch: int, progress: float) -> float:
-        """Set every group's rate for the step that ends at ``progress`` of ``epoch``; the rate."""
+        """Set every group's rate (times its ``lr_mult``) for the step that ends at ``progress`` of ``epoch``."""
         lr = self.lr(epoch, progress)
-        set_learning_rate(optimizer, lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
 
     def end_epoch(self, val_error: float) -> None:
