@@ -1,8 +1,7 @@
 """A run's state (:class:`Run`), ``checkpoints/last.pt`` and ``best.pt`` written atomically, the random
-states that make a resume exact, and the stop signals that end a run with a checkpoint.
-
-Checkpoints load with ``torch.load(path, weights_only=True)`` (keys: docs/architecture.md); last.pt also
-holds ``progress`` (the epoch's running sums) and, from several processes, ``ranks`` (each one's ``rng``, ``sums``).
+states that make a resume exact, and the stop signals that end a run with a checkpoint. Checkpoints load with
+``torch.load(path, weights_only=True)`` (keys: docs/architecture.md); last.pt also holds ``progress`` (the
+epoch's running sums) and, from several processes, ``ranks`` (each one's ``rng`` and ``sums``).
 """
 
 from __future__ import annotations
@@ -92,11 +91,9 @@ class Run:
 
     def model_file(self) -> dict:
         """best.pt: what alexnet.load_model needs, about half a checkpoint (no momentum)."""
-        mean = self.data.mean
+        mean = None if self.data.mean is None else torch.from_numpy(self.data.mean)
         return model_record(self.plain_model, self.data.class_names) | {
-            "mean": None if mean is None else torch.from_numpy(mean),
-            "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict(),
-        }
+            "mean": mean, "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict()}
 
     def save(self) -> None:
         """checkpoints/last.pt, by the main process: the model file, what a resume needs and, in a
@@ -105,11 +102,10 @@ class Run:
         ranks = distributed.gather_to_main(self.ctx, own) if self.ctx.distributed else None
         if self.ctx.main:
             atomic_torch_save(self.model_file() | {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-                "position": self.position, "rng": own["rng"],
-                "progress": {"sums": own["sums"], "seconds": self.seconds},
-            } | ({"ranks": ranks} if ranks else {}), self.folder / "checkpoints" / "last.pt")
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(), "position": self.position, "rng": own["rng"],
+                "progress": {"sums": own["sums"], "seconds": self.seconds}} | ({"ranks": ranks} if ranks else {}),
+                self.folder / "checkpoints" / "last.pt")
         self.saved = time.monotonic()
 
     def save_best(self) -> None:
@@ -118,7 +114,7 @@ class Run:
             atomic_torch_save(self.model_file(), self.folder / "checkpoints" / "best.pt")
 
     def restore(self, ck: dict) -> None:
-        """Continue from checkpoint ``ck`` (:func:`read_checkpoint`)."""
+        """Continue from checkpoint ``ck``, exactly when saved by as many processes (else fresh random states)."""
         model = self.plain_model
         two_devices = hasattr(model, "one_device_state_dict")
         model.load_state_dict(one_to_two_device_state(ck["model"]) if two_devices else ck["model"])
@@ -127,8 +123,6 @@ class Run:
         self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.position, self.best_error = ck["epoch"], ck["position"], ck["best_error"]
         self.seconds = ck["progress"]["seconds"]
-        # Each process's own random states and sums when saved by as many processes (an exact resume); else
-        # the main process counts all the sums and each keeps its fresh random states.
         ranks = ck.get("ranks") or [{"rng": ck["rng"], "sums": ck["progress"]["sums"]}]
         if len(ranks) == self.ctx.world:
             set_rng_states(ranks[self.ctx.rank]["rng"])
@@ -156,13 +150,11 @@ def rng_states() -> dict[str, Any]:
     """Every random-number state the run draws from, as weights_only-loadable values."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
-        "python": {"version": version, "internal": list(internal), "gauss": py_gauss},
-    }
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss,
+                      "gauss": gauss},
+            "python": {"version": version, "internal": list(internal), "gauss": py_gauss}}
 
 
 def set_rng_states(states: dict[str, Any]) -> None:

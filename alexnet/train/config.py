@@ -1,13 +1,12 @@
-"""One configuration object for a training run, with the paper's numbers as defaults (section 5).
-
-Defaults < preset < file (YAML, JSON or TOML) < command line (:func:`config_from_args`); a run saves
-the configuration it used as ``RUN_DIR/config.yaml``.
+"""One configuration object for a training run, with the paper's numbers as defaults (section 5): defaults <
+preset < file (YAML, JSON or TOML) < command line (:func:`config_from_args`), saved as ``RUN_DIR/config.yaml``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -144,11 +143,7 @@ class _YAMLLoader(yaml.SafeLoader):
 _YAMLLoader.add_implicit_resolver("tag:yaml.org,2002:float",
                                   re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
                                   list("-+0123456789"))
-
-
-def load_yaml(text: str):
-    """The plain data in a YAML text (never Python objects)."""
-    return yaml.load(text, Loader=_YAMLLoader)  # noqa: S506 - a SafeLoader
+load_yaml = functools.partial(yaml.load, Loader=_YAMLLoader)  # plain data, never Python objects: a SafeLoader
 
 
 def parse_problem(err: Exception) -> str:

@@ -89,8 +89,7 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, model: nn.Modul
     workers = default_workers_per_process(ctx.device) if config.workers is None else config.workers
     common = dict(crop_size=size, rank=ctx.rank, world_size=ctx.world, workers=workers, decode=config.decode)
     transform = DeviceTransform.for_dataset(train, size, normalization=model.normalization, seed=config.seed,
-                                            rank=ctx.rank, world_size=ctx.world,
-                                            pca_std=config.pca_std).to(ctx.device)
+                                            rank=ctx.rank, world_size=ctx.world, pca_std=config.pca_std).to(ctx.device)
 
     def train_batches(epoch: int, start: int):
         transform.set_epoch(epoch, start)
@@ -118,19 +117,15 @@ def _on_device(loader, device: torch.device):
     return loader.to(device)
 
 
-def ignore_stop_signals(worker_id: int, trainer: int | None = None) -> None:
-    """In loader workers: leave SIGINT, and SIGTERM from anyone but the training process, to it.
-
-    Ctrl-C and schedulers signal every process of a job; a dying worker would fail the step instead of
-    letting it save. SIGTERM from the trainer still ends a worker (multiprocessing stops workers so at
-    exit). Without ``sigwaitinfo`` (macOS) SIGTERM is ignored and the workers exit with the trainer.
-    """
+def ignore_stop_signals(worker_id: int, trainer: int) -> None:
+    """In loader workers: leave SIGINT, and SIGTERM from anyone but process ``trainer`` (not always the parent:
+    a forkserver), to the trainer, which finishes its step and saves. SIGTERM from the trainer (multiprocessing's
+    way to stop workers) still ends a worker; without ``sigwaitinfo`` (macOS) the workers exit with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not hasattr(signal, "sigwaitinfo"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # before the thread: it inherits the mask
-    trainer = trainer or os.getppid()  # not always the parent (a forkserver, Python 3.14's default on Linux)
 
     def exit_on_sigterm_from_trainer():
         while signal.sigwaitinfo({signal.SIGTERM}).si_pid != trainer:

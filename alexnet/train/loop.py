@@ -1,7 +1,5 @@
-"""The training loop of section 5, with validation, metrics, checkpoints, resumption and DDP around it.
-
-A step never waits for the device: the loss and error counts stay in device tensors, read every
-``log_every`` steps, at the epoch's end and before a checkpoint.
+"""The training loop of section 5, with validation, metrics, checkpoints, resumption and DDP around it. A step
+never waits for the device: its loss and error counts are read every ``log_every`` steps and at checkpoints.
 """
 
 from __future__ import annotations
@@ -162,7 +160,6 @@ def _end_epoch(run: Run, waiting: DataWait, log: MetricsLog | None) -> None:
               "images_per_s": run.data.steps * run.config.batch_size / max(train_seconds, 1e-9),
               "data_wait_share": wait_share, "seconds": train_seconds + time.monotonic() - val_began}
     run.schedule.end_epoch(val_stats["top1_error"])
-    # best.pt missing while last.pt records a best: lost to a run of before best.pt came first
     improved = val_stats["top1_error"] < run.best_error or not (run.folder / "checkpoints" / "best.pt").exists()
     run.best_error = min(run.best_error, val_stats["top1_error"])
     run.epoch, run.position, run.seconds = run.epoch + 1, 0, 0.0
@@ -194,9 +191,8 @@ def check_finite(run: Run) -> None:
         epoch, step = divmod(bad, run.data.steps)
         last = run.folder / "checkpoints" / "last.pt"
         kept = f"the last good checkpoint stays: {last}" if last.exists() else "no checkpoint was written yet"
-        raise NonFiniteLoss(f"the training loss became NaN or infinite at step {step + 1} of epoch "
-                            f"{epoch + 1} (global step {bad + 1}); stopping ({kept}). Try a lower --lr, "
-                            "or no --amp.")
+        raise NonFiniteLoss(f"the training loss became NaN or infinite at step {step + 1} of epoch {epoch + 1} "
+                            f"(global step {bad + 1}); stopping ({kept}). Try a lower --lr, or no --amp.")
 
 
 def seed_everything(seed: int) -> None:
@@ -207,11 +203,9 @@ def seed_everything(seed: int) -> None:
 
 def configure_backends(config: TrainConfig, device: torch.device) -> None:
     """Denormals, kept memory, deterministic kernels, cuDNN autotuning, TF32 (docs/speed.md)."""
-    # Denormals (common with the paper's small initial weights) are slow on CPUs: flushed, a step is ~1.8x faster.
-    torch.set_flush_denormal(True)
+    torch.set_flush_denormal(True)  # denormals (from the small initial weights) slow a CPU step ~1.8x
     if device.type == "cpu":
-        # glibc would return each step's activations to the system, to fault them in again: ~1.2x faster kept.
-        speed.keep_freed_memory()
+        speed.keep_freed_memory()  # else glibc returns each step's activations, to fault them in again: ~1.2x
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -297,10 +291,10 @@ def header(run: Run, resume: str | Path | None) -> str:
     if resume is not None and run.epoch >= config.epochs:
         return (f"{run_dir} is finished: all {console.plural(config.epochs, 'epoch')} trained "
                 f"(--epochs more than {config.epochs} trains on)")
-    lines = [f"training {run.plain_model.arch} on {config.data}: {data.train_size} training and "
-             f"{data.val_size} validation images, {len(data.class_names)} classes, "
-             f"{console.plural(config.epochs, 'epoch')} of {console.plural(data.steps, 'step')} at global "
-             f"batch {config.batch_size} on {run.ctx.world} x {run.ctx.device}; results in {run_dir}"]
+    lines = [f"training {run.plain_model.arch} on {config.data}: {data.train_size} training and {data.val_size} "
+             f"validation images, {len(data.class_names)} classes, {console.plural(config.epochs, 'epoch')} of "
+             f"{console.plural(data.steps, 'step')} at global batch {config.batch_size} on {run.ctx.world} x "
+             f"{run.ctx.device}; results in {run_dir}"]
     if resume is not None:
         lines.append(f"resuming from epoch {run.epoch + 1}, step {run.position // config.batch_size + 1} of "
                      f"{data.steps} ({resume})")

@@ -1,6 +1,5 @@
-"""The update rule of section 5, its parameter groups, and the learning-rate schedules.
-
-With epsilon the learning rate and <dL/dw> the batch gradient:
+"""The update rule of section 5, its parameter groups, and the learning-rate schedules. With epsilon the
+learning rate and <dL/dw> the batch gradient:
 
     v <- 0.9 * v - 0.0005 * epsilon * w - epsilon * <dL/dw>
     w <- w + v
@@ -191,8 +190,7 @@ class CosineWarmup(Schedule):
 
 
 class Krizhevsky2012(Schedule):
-    """The schedule recorded in the authors' ILSVRC-2012 run (layer-params-120-2012-full.cfg):
-    0.01 for epochs 1-23, 0.001 for epochs 24-49, 0.0001 after (scaled by ``base_lr / 0.01``)."""
+    """The authors' recorded 2012 run (layer-params-120-2012-full.cfg): x0.1 after epochs 23 and 49."""
 
     BOUNDARIES = (23, 49)
 
