@@ -270,10 +270,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {k: v for k, v in vars(args).items() if k not in skip}
     file_values, source = {}, "command line"
     if args.resume:
-        run_dir, _ = resume_paths(args.resume)
-        saved = run_dir / "config.yaml"
+        saved = resume_paths(args.resume)[0] / "config.yaml"
         file_values, source = read_config_file(saved), str(saved)
-        overrides["out"] = str(run_dir)
+        overrides["out"] = str(saved.parent)
     if args.config:
         file_values = {**file_values, **read_config_file(args.config)}
         source = args.config

@@ -62,13 +62,6 @@ def dataset_classes(config: TrainConfig, ctx: distributed.Context) -> list[str]:
         return list(PreparedDataset(prepared_dir(config.data), "train").class_names)
 
 
-def open_data(config: TrainConfig, ctx: distributed.Context, model: nn.Module, class_names: list[str]) -> TrainingData:
-    """The training and validation batches named by ``--data``, cropped to the network's input size."""
-    if config.data == "synthetic":
-        return synthetic(config, ctx, model, class_names)
-    return prepared_data(config, ctx, model, class_names)
-
-
 def prepared_dir(data: str) -> Path:
     """The prepared folder ``--data`` names; offline, a message that offers the alternatives."""
     try:
@@ -81,6 +74,7 @@ def prepared_dir(data: str) -> Path:
 
 def prepared_data(config: TrainConfig, ctx: distributed.Context, model: nn.Module,
                   class_names: list[str]) -> TrainingData:
+    """The prepared dataset ``--data`` names, cropped to the network's input size."""
     root = prepared_dir(config.data)
     train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
     if config.decode == "device":  # before the run folder is made

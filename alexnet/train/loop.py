@@ -25,7 +25,7 @@ from alexnet.registry import build_model
 from alexnet.train import distributed
 from alexnet.train.checkpoint import Run, StopRequest, Totals, read_checkpoint
 from alexnet.train.config import TrainConfig, save_config
-from alexnet.train.data import dataset_classes, open_data
+from alexnet.train.data import dataset_classes, prepared_data, synthetic
 
 
 class NonFiniteLoss(UserError):
@@ -70,7 +70,7 @@ def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | N
         model = build_model(config.arch, devices=distributed.model_parallel_devices(ctx), **options)
     else:
         model = build_model(config.arch, **options).to(ctx.device)
-    data = open_data(config, ctx, model, class_names)
+    data = (synthetic if config.data == "synthetic" else prepared_data)(config, ctx, model, class_names)
     seed_everything(config.seed + 7919 * ctx.rank)  # dropout differs between processes
     # The same function, faster (docs/speed.md), wrapped for DDP and compile.
     model = speed.apply_speed_options(model, channels_last=channels_last(config, ctx.device),
@@ -148,13 +148,21 @@ def _input(run: Run, batch, train: bool) -> torch.Tensor:
 
 
 def _end_epoch(run: Run, waiting: DataWait, log: MetricsLog | None) -> None:
-    """Validation, the metrics line, the schedule's epoch end, then best.pt and last.pt."""
+    """Validation (the centre crops, every image counted once), the metrics line, the schedule's epoch end,
+    then best.pt and last.pt."""
     check_finite(run)
     train_stats = run.totals.summary(run.ctx)
     train_seconds = run.seconds + time.monotonic() - run.began
     wait_share = waiting.seconds / max(time.monotonic() - waiting.started, 1e-9)
     val_began = time.monotonic()
-    val_stats = validate(run)
+    run.model.eval()
+    totals = Totals(run.ctx.device)
+    with torch.no_grad(), autocast(run.config, run.ctx.device):
+        for batch in run.data.val_batches():
+            logits = run.model(_input(run, batch, train=False)).float()
+            totals.add(F.cross_entropy(logits, batch[1]), logits, batch[1])
+    run.model.train()
+    val_stats = totals.summary(run.ctx)
     record = {"epoch": run.epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()},
               **{f"val_{k}": v for k, v in val_stats.items()}, "lr": run.schedule.lr(run.epoch, 1.0),
               "images_per_s": run.data.steps * run.config.batch_size / max(train_seconds, 1e-9),
@@ -170,18 +178,6 @@ def _end_epoch(run: Run, waiting: DataWait, log: MetricsLog | None) -> None:
     if improved:
         run.save_best()
     run.save()
-
-
-def validate(run: Run) -> dict[str, float]:
-    """Validation loss and top-1/top-5 error on the centre crops, every image counted once."""
-    run.model.eval()
-    totals = Totals(run.ctx.device)
-    with torch.no_grad(), autocast(run.config, run.ctx.device):
-        for batch in run.data.val_batches():
-            logits = run.model(_input(run, batch, train=False)).float()
-            totals.add(F.cross_entropy(logits, batch[1]), logits, batch[1])
-    run.model.train()
-    return totals.summary(run.ctx)
 
 
 def check_finite(run: Run) -> None:
