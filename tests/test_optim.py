@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from alexnet.train.config import TrainConfig
-from alexnet.train.optim import (PaperSGD, fast_sgd, make_optimizer, make_schedule, paper_sgd_step_,
-                                 parameter_groups, set_learning_rate)
+from alexnet.train.optim import (PaperSGD, Schedule, fast_sgd, make_optimizer, make_schedule, paper_sgd_step_,
+                                 parameter_groups)
 
 
 def _quadratic_grads(w: np.ndarray) -> np.ndarray:
@@ -22,7 +22,7 @@ def test_paper_sgd_follows_the_formula_step_by_step_across_a_rate_change():
     opt = PaperSGD([w], lr=0.01, momentum=0.9, weight_decay=0.0005)
     for step in range(12):
         eps = 0.01 if step < 6 else 0.001
-        set_learning_rate(opt, eps)
+        Schedule(eps).set(opt, epoch=0, progress=0.0)
         opt.zero_grad()
         (w ** 2 - w).sum().backward()
         opt.step()
@@ -65,7 +65,7 @@ def test_bias_groups_carry_the_authors_rate_multiplier_and_no_decay():
     assert [p.shape for p in biases["params"]] == [(4,), (2,)]
     assert biases["weight_decay"] == 0.0 and weights["weight_decay"] == 0.0005
     opt = make_optimizer(net, TrainConfig(bias_lr_mult=2.0, bias_no_decay=True))
-    set_learning_rate(opt, 0.003)
+    Schedule(0.003).set(opt, epoch=0, progress=0.0)
     assert [g["lr"] for g in opt.param_groups] == [0.003, 0.006]
 
 
@@ -101,7 +101,7 @@ def test_fc8_rate_multiplier_applies_to_the_output_layer_only_and_combines_with_
     make_schedule(config).set(opt, epoch=0, progress=0.1)
     lrs = {tuple(p.shape): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert lrs == {(4, 3): 0.01, (4,): 0.02, (2, 4): pytest.approx(0.0005), (2,): pytest.approx(0.001)}
-    set_learning_rate(opt, 0.001)  # a schedule's reduction keeps the multipliers
+    Schedule(0.001).set(opt, epoch=0, progress=0.0)  # a schedule's reduction keeps the multipliers
     lrs = {tuple(p.shape): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert lrs[(2, 4)] == pytest.approx(0.00005) and lrs[(4, 3)] == 0.001
 

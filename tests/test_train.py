@@ -391,15 +391,15 @@ def test_best_pt_survives_a_failure_while_it_is_written(tmp_path, monkeypatch):
     while writing best.pt leaves last.pt before that epoch's end, and the resumed run writes it."""
     import errno
 
-    real_save, failures = checkpoint.save_checkpoint, []
+    real_save, failures = checkpoint.atomic_torch_save, []
 
-    def save_failing_once(path, checkpoint):
+    def save_failing_once(checkpoint, path):
         if path.name == "best.pt" and not failures:
             failures.append(path)
             raise OSError(errno.EIO, "Input/output error")
-        real_save(path, checkpoint)
+        real_save(checkpoint, path)
 
-    monkeypatch.setattr(checkpoint, "save_checkpoint", save_failing_once)
+    monkeypatch.setattr(checkpoint, "atomic_torch_save", save_failing_once)
     config = tiny_config(tmp_path, epochs=2, checkpoint_minutes=0)
     with pytest.raises(OSError):
         loop.train(config)

@@ -1,17 +1,7 @@
-"""A run's state and its checkpoints: everything the loop changes (:class:`Run`), the run folder,
-``checkpoints/last.pt`` to resume from and ``checkpoints/best.pt`` to evaluate and predict with,
-written atomically, the random-number states that make a resume exact, and the stop signals that
-end a run with a checkpoint.
-
-A checkpoint is a plain dict of tensors and Python values, so it loads with
-``torch.load(path, weights_only=True)``: the keys of a model file (``model``, the state
-dict in the one-device layout; ``arch``, ``options``, ``class_names``; so that
-``alexnet.load_model`` reads it), then ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (the epoch in
-progress, from 0), ``position`` (training samples done in it), ``rng``, ``config``, and
-``progress`` (the epoch's running sums, so its metrics line comes out the same), and in a run of
-several processes ``ranks`` (each process's ``rng`` and running ``sums``: each draws its own dropout).
-A run's ``best.pt`` is a model file only (the first keys, with ``mean``, ``epoch``, ``best_error``
-and ``config``): half the size, since the optimiser's momentum is as large as the weights.
+"""A run's state (:class:`Run`), ``checkpoints/last.pt`` and ``best.pt`` written atomically, the random
+states that make a resume exact, and the stop signals that end a run with a checkpoint. Checkpoints load with
+``torch.load(path, weights_only=True)`` (keys: docs/architecture.md); last.pt also holds ``progress`` (the
+epoch's running sums) and, from several processes, ``ranks`` (each one's ``rng`` and ``sums``).
 """
 
 from __future__ import annotations
@@ -20,6 +10,7 @@ import math
 import random
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet.atomic import atomic_torch_save, make_folder, remove_temporaries
+from alexnet.atomic import atomic_torch_save
 from alexnet.errors import UserError
 from alexnet.model import one_to_two_device_state
 from alexnet.modelfile import model_record, read_model_file
@@ -37,23 +28,18 @@ from alexnet.train.config import TrainConfig
 from alexnet.train.data import TrainingData
 from alexnet.train.optim import Schedule, make_optimizer, make_schedule
 
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "position", "rng", "best_error", "progress")
+
 
 class Totals:
-    """The epoch's running numbers, kept on the device so that a step reads nothing on the host:
-    loss x images, top-1 and top-5 misses, images; and the first global step whose loss was not
-    finite (-1: none yet)."""
+    """The epoch's sums on the device (loss x images, top-1/top-5 misses, images), first non-finite step."""
 
-    def __init__(self, sums: torch.Tensor):
-        self.sums = sums
-        self.first_bad = torch.full((), -1, dtype=torch.int64, device=sums.device)
-
-    @classmethod
-    def zeros(cls, device) -> Totals:
-        return cls(torch.zeros(4, dtype=torch.float64, device=device))
+    def __init__(self, device: torch.device, sums: torch.Tensor | None = None):
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device) if sums is None else sums.to(device)
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, step: int = -1) -> None:
-        k = min(5, logits.shape[1])
-        hits = logits.topk(k, dim=1).indices == labels[:, None]
+        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
         n = labels.shape[0]
         self.sums += torch.stack([loss.detach().double() * n, n - hits[:, 0].sum().double(),
                                   n - hits.any(dim=1).sum().double(),
@@ -70,9 +56,7 @@ class Totals:
 
 @dataclass
 class Run:
-    """Everything the loop changes, in one place, so that a checkpoint can hold all of it: the
-    network (as trained: wrapped for DDP and compile), the data, and the update of section 5 made
-    for them (optimizer, schedule, loss scaler), then the progress."""
+    """Everything the loop changes (the network as trained, section 5's update, progress), for checkpoints."""
 
     config: TrainConfig
     ctx: distributed.Context
@@ -86,12 +70,14 @@ class Run:
     position: int = 0  # training samples done in the epoch, over all processes
     seconds: float = 0.0  # training time spent in the current epoch before this process
     best_error: float = math.inf
+    began: float = field(default_factory=time.monotonic)  # this process began the epoch's training, or saved
+    saved: float = field(default_factory=time.monotonic)  # this process last saved last.pt
 
     def __post_init__(self):
         self.optimizer = make_optimizer(self.plain_model, self.config)
         self.schedule = make_schedule(self.config)
         self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=self.config.amp == "fp16")
-        self.totals = Totals.zeros(self.ctx.device)
+        self.totals = Totals(self.ctx.device)
 
     @property
     def folder(self) -> Path:
@@ -100,35 +86,35 @@ class Run:
     @property
     def plain_model(self) -> nn.Module:
         """The network without its DDP or torch.compile wrapping."""
-        m = self.model
-        m = getattr(m, "module", m)
+        m = getattr(self.model, "module", self.model)
         return getattr(m, "_orig_mod", m)
 
     def model_file(self) -> dict:
-        """best.pt: what evaluating and predicting need (alexnet.load_model), about half a checkpoint."""
-        mean = self.data.mean
+        """best.pt: what alexnet.load_model needs, about half a checkpoint (no momentum)."""
+        mean = None if self.data.mean is None else torch.from_numpy(self.data.mean)
         return model_record(self.plain_model, self.data.class_names) | {
-            "mean": None if mean is None else torch.from_numpy(mean),
-            "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict(),
-        }
+            "mean": mean, "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict()}
 
-    def checkpoint(self, ranks: list[dict] | None = None) -> dict:
-        """last.pt: the model file and everything a resumed run continues from; ``ranks``: every
-        process's :meth:`own_state` in a distributed run (the main process's is also at the top)."""
-        return self.model_file() | {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-            "position": self.position, "rng": rng_states(),
-            "progress": {"sums": self.totals.sums.cpu(), "seconds": self.seconds},
-        } | ({"ranks": ranks} if ranks else {})
+    def save(self) -> None:
+        """checkpoints/last.pt, by the main process: the model file, what a resume needs and, in a
+        distributed run, every process's random states (dropout) and running sums (issue 23)."""
+        own = {"rng": rng_states(), "sums": self.totals.sums.cpu()}
+        ranks = distributed.gather_to_main(self.ctx, own) if self.ctx.distributed else None
+        if self.ctx.main:
+            atomic_torch_save(self.model_file() | {
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(), "position": self.position, "rng": own["rng"],
+                "progress": {"sums": own["sums"], "seconds": self.seconds}} | ({"ranks": ranks} if ranks else {}),
+                self.folder / "checkpoints" / "last.pt")
+        self.saved = time.monotonic()
 
-    def own_state(self) -> dict:
-        """What differs between data-parallel processes: the random states (each draws its own
-        dropout masks) and the epoch's running sums (each counts its own share of the batches)."""
-        return {"rng": rng_states(), "sums": self.totals.sums.cpu()}
+    def save_best(self) -> None:
+        """checkpoints/best.pt (no optimiser state), by the main process."""
+        if self.ctx.main:
+            atomic_torch_save(self.model_file(), self.folder / "checkpoints" / "best.pt")
 
     def restore(self, ck: dict) -> None:
-        """Continue from checkpoint ``ck`` (:func:`read_checkpoint`)."""
+        """Continue from checkpoint ``ck``, exactly when saved by as many processes (else fresh random states)."""
         model = self.plain_model
         two_devices = hasattr(model, "one_device_state_dict")
         model.load_state_dict(one_to_two_device_state(ck["model"]) if two_devices else ck["model"])
@@ -137,55 +123,17 @@ class Run:
         self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.position, self.best_error = ck["epoch"], ck["position"], ck["best_error"]
         self.seconds = ck["progress"]["seconds"]
-        mine = _own_state(ck, self.ctx)
-        self.totals = Totals(mine["sums"].to(self.ctx.device))
-        if mine["rng"] is not None:
-            set_rng_states(mine["rng"])
-
-
-def _own_state(ck: dict, ctx: distributed.Context) -> dict:
-    """This process's random states and running sums in ``ck``: its own when the checkpoint was
-    saved by as many processes (then the resumed run is exact); with another number of processes
-    the saved sums are counted once, by the main process, and each keeps its fresh random states."""
-    ranks = ck.get("ranks") or [{"rng": ck["rng"], "sums": ck["progress"]["sums"]}]
-    if len(ranks) == ctx.world:
-        return ranks[ctx.rank]
-    sums = sum(r["sums"] for r in ranks) if ctx.main else torch.zeros_like(ranks[0]["sums"])
-    return {"rng": None, "sums": sums}
-
-
-def make_run_folder(run_dir: Path) -> None:
-    """RUN_DIR and its checkpoints/, without what killed writes left there (half checkpoints)."""
-    make_folder(run_dir / "checkpoints", f"--out {run_dir}")
-    for folder in (run_dir, run_dir / "checkpoints"):
-        remove_temporaries(folder)
-
-
-def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    """Write atomically: a kill at any moment leaves the previous checkpoint whole."""
-    atomic_torch_save(checkpoint, path)
-
-
-def save(run: Run) -> None:
-    """checkpoints/last.pt, by the main process, with every process's own state: restoring the main
-    process's random states into all of them made a resumed distributed run differ (issue 23)."""
-    ranks = distributed.gather_to_main(run.ctx, run.own_state()) if run.ctx.distributed else None
-    if run.ctx.main:
-        save_checkpoint(run.folder / "checkpoints" / "last.pt", run.checkpoint(ranks))
-
-
-def save_best(run: Run) -> None:
-    """checkpoints/best.pt (weights without the optimiser's state), by the main process."""
-    if run.ctx.main:
-        save_checkpoint(run.folder / "checkpoints" / "best.pt", run.model_file())
-
-
-RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "position", "rng", "best_error", "progress")
+        ranks = ck.get("ranks") or [{"rng": ck["rng"], "sums": ck["progress"]["sums"]}]
+        if len(ranks) == self.ctx.world:
+            set_rng_states(ranks[self.ctx.rank]["rng"])
+            self.totals = Totals(self.ctx.device, ranks[self.ctx.rank]["sums"])
+        else:
+            sums = sum(r["sums"] for r in ranks) if self.ctx.main else torch.zeros_like(ranks[0]["sums"])
+            self.totals = Totals(self.ctx.device, sums)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint in ``path``, read as a model file is (never unpickling code) and checked to
-    hold what a resumed run needs; errors name the file and what is wrong."""
+    """The checkpoint in ``path``, read as a model file is and checked to hold what a resume needs."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no checkpoint there (a run writes checkpoints/last.pt after its first "
@@ -202,13 +150,11 @@ def rng_states() -> dict[str, Any]:
     """Every random-number state the run draws from, as weights_only-loadable values."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
-        "python": {"version": version, "internal": list(internal), "gauss": py_gauss},
-    }
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss,
+                      "gauss": gauss},
+            "python": {"version": version, "internal": list(internal), "gauss": py_gauss}}
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
@@ -222,19 +168,13 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class StopRequest:
-    """SIGINT and SIGTERM (a cluster's pre-emption) set a flag; the loop finishes its step, saves
-    last.pt and exits (docs/training.md). A second SIGINT interrupts at once (the last checkpoint
-    stays). Signals reach only the main thread: elsewhere (a notebook's worker thread) nothing is
-    installed."""
+    """SIGINT and SIGTERM (main thread only) ask the loop to save and stop; a second SIGINT interrupts."""
 
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous = {}
+    signal: int | None = None  # the first stop signal received
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
+        main = threading.current_thread() is threading.main_thread()
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM) if main}
         return self
 
     def _handle(self, signum, frame):

@@ -1,16 +1,12 @@
-"""One configuration object for a training run, with the paper's numbers as defaults.
-
-Paper section 5: batch 128, momentum 0.9, weight decay 0.0005, learning rate 0.01 divided
-by 10 when the validation error stops improving (three times), about 90 epochs. A file
-(YAML, JSON or TOML) overrides the defaults; command-line options override the file
-(:func:`config_from_args`, for ``alexnet train`` and ``alexnet experiment ablations``). The run
-saves the configuration it actually used as ``RUN_DIR/config.yaml``.
+"""One configuration object for a training run, with the paper's numbers as defaults (section 5): defaults <
+preset < file (YAML, JSON or TOML) < command line (:func:`config_from_args`), saved as ``RUN_DIR/config.yaml``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -34,37 +30,28 @@ else:  # pragma: no cover
 SCHEDULES = ("plateau", "step", "cosine", "krizhevsky2012")
 OPTIMIZERS = ("paper", "torch-sgd")
 AMP_MODES = ("bf16", "fp16")
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
 
-# Named presets: settings applied before the file and the command line, so both still win.
-# "auto" (the command line's default) is "quick" when the run's device is the CPU, else "full".
+# Settings applied before the file and the command line; "auto" (the default) is quick on a CPU, else full.
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},  # the paper's recipe
-    # A 2-core CPU shows learning within about ten minutes: 5 epochs of 2,560 images at batch 32, 500
-    # validation images (docs/training.md, "The quick preset", has the measurements behind each value).
-    # lr 0.0025: the paper's rate per image (0.01 at batch 128), scaled to batch 32; 0.01 at batch 32
-    # throws the loss up in the first steps with 10 classes. fc8 at 0.2 x that (its rate 0.0005, as
-    # before): the output layer is the least stable with few classes. cosine from that rate to 0:
-    # plateau never acts within 5 epochs, and a rate held at 0.01 let the synthetic run diverge in
-    # epoch 4. No dropout: a run that sees each image less than once has nothing to overfit, and
-    # dropout "roughly doubles the number of iterations required to converge" (section 4.2).
-    # bfloat16 autocast where the device computes it natively (resolve drops it elsewhere).
+    # Learning on a 2-core CPU within about ten minutes (docs/training.md, "The quick preset", measures
+    # each value): the paper's rate per image at batch 32; fc8, the least stable layer with few classes,
+    # at 0.2 x that; cosine, since plateau never acts within 5 epochs; no dropout, which "roughly doubles
+    # the number of iterations required to converge" (section 4.2); bf16 where native (resolve).
     "quick": {"epochs": 5, "limit": 2560, "val_limit": 500, "batch_size": 32, "checkpoint_minutes": 5.0,
               "lr": 0.0025, "fc8_lr_mult": 0.2, "schedule": "cosine", "warmup_epochs": 0.0,
               "model_options": {"dropout": 0.0}, "amp": "bf16"},
-    # The paper's recipe as fast as a GPU runs it (docs/speed.md): bfloat16 autocast (LRN stays
-    # float32), channels-last memory and torch.compile. Only the arithmetic's precision departs.
+    # The paper's recipe as fast as a GPU runs it (docs/speed.md); only the arithmetic's precision departs.
     "fast": {"amp": "bf16", "channels_last": True, "compile": True},
 }
-
-
 MAX_EPOCHS = 100_000  # epochs x steps must count in int64 and a run end in this era
 MAX_IMAGES = 10**10  # images per epoch: far above any dataset
 
 
 @dataclass(frozen=True)
 class Allowed:
-    """The values a setting accepts beyond its type: ``low``/``high`` inclusive bounds, ``above``/
-    ``below`` exclusive ones, or ``choices``; ``note`` says what a special value means."""
+    """A setting's values beyond its type: bounds (``low``/``high`` inclusive), or ``choices``; ``note``."""
 
     low: float | None = None
     high: float | None = None
@@ -103,42 +90,32 @@ def setting(default, **allowed):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run. Defaults are the paper's unless the comment says otherwise.
-
-    Each field's type and allowed range are checked whenever a configuration is made (from a file,
-    a preset, the command line or Python): :func:`check`."""
+    """Every knob of a training run: the paper's defaults unless a comment says otherwise; see :func:`check`."""
 
     data: str = "imagenette"  # prepared folder, a dataset name, or "synthetic"
     arch: str = "alexnet"
-    # passed to build_model
-    model_options: dict[str, Any] = field(default_factory=dict, metadata={"flag": "model-option"})
+    model_options: dict[str, Any] = field(default_factory=dict, metadata={"flag": "model-option"})  # build_model's
     out: str = "runs/alexnet"
     seed: int = setting(0, low=0, high=2**32 - 1)
     device: str | None = None  # None: cuda, else mps, else cpu
-    # loader processes per training process; None: the cores / local processes
-    workers: int | None = setting(None, low=0, high=1024, note="0: load in the training process")
-    # JPEGs decoded by the loader's workers, or on the device (nvJPEG on CUDA)
-    decode: str = setting("workers", choices=DECODERS)
+    workers: int | None = setting(None, low=0, high=1024, note="0: load in the training process")  # per process
+    decode: str = setting("workers", choices=DECODERS)  # JPEGs decoded by the loader's workers or on the device
     # Upper bounds keep every number to what can run (a step count fits int64; a batch, memory).
     epochs: int = setting(90, low=1, high=MAX_EPOCHS)  # "roughly 90 cycles through the training set"
     batch_size: int = setting(128, low=1, high=2**20)  # global batch, split across data-parallel ranks
     lr: float = setting(0.01, above=0)
     momentum: float = setting(0.9, low=0, below=1)
     weight_decay: float = setting(0.0005, low=0)
-    # "paper": section 5's update rule; "torch-sgd": torch.optim.SGD
-    optimizer: str = setting("paper", choices=OPTIMIZERS)
+    optimizer: str = setting("paper", choices=OPTIMIZERS)  # "paper": section 5's update rule
     schedule: str = setting("plateau", choices=SCHEDULES)
-    # epochs without improvement before a reduction (the paper gives no number)
-    patience: int = setting(5, low=1, high=MAX_EPOCHS)
+    patience: int = setting(5, low=1, high=MAX_EPOCHS)  # plateau; the paper gives no number
     max_reductions: int = setting(3, low=0, high=100)  # "reduced three times prior to termination"
     step_epochs: int = setting(30, low=1, high=MAX_EPOCHS)  # step schedule: divide by 10 every this many epochs
     warmup_epochs: float = setting(5.0, low=0, high=MAX_EPOCHS)  # cosine schedule: linear warm-up
     bias_lr_mult: float = setting(1.0, low=0)  # authors' code: 2 (epsB = 2 epsW); the paper: one rate
     bias_no_decay: bool = False  # authors' code: no weight decay on biases
-    # the output layer's rate multiplier; the paper: one rate for all layers
-    fc8_lr_mult: float = setting(1.0, above=0)
-    # PCA colour augmentation: alpha ~ N(0, pca_std) (section 4.1); 0: off
-    pca_std: float = setting(0.1, low=0, note="0: off")
+    fc8_lr_mult: float = setting(1.0, above=0)  # the output layer's; the paper: one rate for all layers
+    pca_std: float = setting(0.1, low=0, note="0: off")  # PCA colour augmentation, alpha ~ N(0, pca_std) (4.1)
     random_crop: bool = True  # random crops of the 256x256 images (section 4.1); False: the centre
     flip: bool = True  # horizontal reflections with probability 0.5 (section 4.1)
     limit: int | None = setting(None, low=1, high=MAX_IMAGES)  # training images per epoch (None: all)
@@ -147,11 +124,9 @@ class TrainConfig:
     channels_last: bool | None = None  # None: on where it pays (CPU, CUDA); speed only, same function
     compile: bool = False
     deterministic: bool = False
-    # also after every epoch; 0: after every step
     checkpoint_minutes: float = setting(30.0, low=0, high=10**6, note="0: after every step")
     model_parallel: bool = False  # section 3.2: the two towers on two devices
     log_every: int = setting(20, low=1, high=10**9)  # steps between reads of the running loss (the only host syncs)
-    # full: the settings above; quick: PRESETS["quick"] (see resolve)
     preset: str = setting("full", choices=tuple(PRESETS))
 
     def __post_init__(self):
@@ -160,29 +135,15 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "configuration") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(known))}")
-        return cls(**values)
-
 
 class _YAMLLoader(yaml.SafeLoader):
-    """safe_load's loader (plain data only, never Python objects) that also reads ``1e-3`` as a
-    number, as JSON and YAML 1.2 do; YAML 1.1 wants a dot (``1.0e-3``) and would give a string."""
+    """safe_load's loader that also reads ``1e-3`` as a number, as YAML 1.2 does (1.1 gives a string)."""
 
 
 _YAMLLoader.add_implicit_resolver("tag:yaml.org,2002:float",
                                   re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
                                   list("-+0123456789"))
-
-
-def load_yaml(text: str):
-    """The plain data in a YAML text (mappings, lists, strings, numbers, booleans, null)."""
-    return yaml.load(text, Loader=_YAMLLoader)  # noqa: S506 - a SafeLoader
+load_yaml = functools.partial(yaml.load, Loader=_YAMLLoader)  # plain data, never Python objects: a SafeLoader
 
 
 def parse_problem(err: Exception) -> str:
@@ -196,14 +157,6 @@ def parse_problem(err: Exception) -> str:
 CONFIG_READERS = {".yaml": load_yaml, ".yml": load_yaml, ".json": json.loads, ".toml": tomllib.loads}
 MAX_CONFIG_BYTES = 1 << 20  # a configuration is a few lines; anything larger is the wrong file
 MAX_CONFIG_DEPTH = 8
-
-
-def _deeper_than(value, depth: int) -> bool:
-    """Whether ``value`` nests mappings or lists more than ``depth`` levels (without recursion)."""
-    level = [value]
-    for _ in range(depth + 1):
-        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
-    return bool(level)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -227,7 +180,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(f"--config {path}: cannot parse: {parse_problem(err)}") from None
     except RecursionError:  # the parsers recurse once per level
         raise UserError(f"--config {path}: nested too deeply; is it a configuration file?") from None
-    if _deeper_than(values, MAX_CONFIG_DEPTH):
+    level = [values]
+    for _ in range(MAX_CONFIG_DEPTH + 1):  # what lies deeper than the limit, without recursion
+        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
+    if level:
         raise UserError(f"--config {path}: nested more than {MAX_CONFIG_DEPTH} levels deep; settings are flat "
                         "(model_options one level down)")
     if values is None:
@@ -241,22 +197,26 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def resolve(file_values: dict[str, Any], overrides: dict[str, Any], source: str) -> TrainConfig:
     """Defaults, then the preset, then the file, then the command line."""
     preset = overrides.get("preset") or file_values.get("preset") or "auto"
+    device = overrides.get("device") or file_values.get("device")
     if preset == "auto":
         from alexnet.devices import pick_device
 
-        device = overrides.get("device") or file_values.get("device")
         preset = "quick" if pick_device(device).type == "cpu" else "full"
     if preset not in PRESETS:
         raise UserError(f"--preset {preset}: unknown; known: auto, {', '.join(PRESETS)}")
     values: dict[str, Any] = {**PRESETS[preset], "preset": preset}
-    if preset == "quick" and not native_bf16(overrides.get("device") or file_values.get("device")):
+    if preset == "quick" and not native_bf16(device):
         del values["amp"]
     values.update(file_values)
     options = file_values.get("model_options")
     if options is None or isinstance(options, dict):  # anything else is refused by check, by name
         values["model_options"] = {**PRESETS[preset].get("model_options", {}), **(options or {})}
     values.update({k: v for k, v in overrides.items() if v is not None and k != "preset"})
-    return TrainConfig.from_dict(values, source)  # checked as it is made
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return TrainConfig(**values)  # checked as it is made
 
 
 def native_bf16(device: str | None) -> bool:
@@ -274,8 +234,7 @@ def native_bf16(device: str | None) -> bool:
 
 
 def parse_model_options(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` pairs (values read as YAML) as build_model options; errors name the pair.
-    Their types are checked against the architecture with the rest of the configuration."""
+    """``KEY=VALUE`` pairs (values read as YAML) as build_model options, typed later by :func:`check`."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -291,9 +250,8 @@ def parse_model_options(pairs: list[str]) -> dict:
 
 
 def resume_paths(resume: str) -> tuple[Path, Path]:
-    """The run folder and the checkpoint that ``--resume`` names: a run folder (its
-    checkpoints/last.pt), or a checkpoint file in a run folder's checkpoints/ (as pytorch/examples'
-    ``--resume PATH``); the run goes on in that folder, with its config.yaml."""
+    """The run folder and checkpoint that ``--resume`` names: a run folder (its checkpoints/last.pt), or a
+    checkpoint file in a run folder's checkpoints/ (pytorch/examples' ``--resume PATH``)."""
     path = Path(resume)
     if not path.is_file():
         if not (path / "config.yaml").is_file():
@@ -310,13 +268,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The configuration that ``args`` ask for (defaults < preset < file < command line)."""
     skip = {"config", "resume", "model_option", "command"}
     overrides = {k: v for k, v in vars(args).items() if k not in skip}
-    file_values: dict = {}
-    source = "command line"
+    file_values, source = {}, "command line"
     if args.resume:
-        run_dir, _ = resume_paths(args.resume)
-        saved = run_dir / "config.yaml"
+        saved = resume_paths(args.resume)[0] / "config.yaml"
         file_values, source = read_config_file(saved), str(saved)
-        overrides["out"] = str(run_dir)
+        overrides["out"] = str(saved.parent)
     if args.config:
         file_values = {**file_values, **read_config_file(args.config)}
         source = args.config
@@ -325,9 +281,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         options.update(parse_model_options(args.model_option))
         file_values["model_options"] = options
     return resolve(file_values, overrides, source)
-
-
-_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
 
 
 def _shown(value) -> str:
@@ -346,21 +299,15 @@ def _kind(hint) -> tuple[type, bool]:
 
 def _is(value, kind: type) -> bool:
     """Strictly: a bool is not a number, NaN and infinity are not numbers, "3" is not an integer."""
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(value, bool):
+        return kind is bool
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return isinstance(value, (int, float)) and math.isfinite(value)
     return isinstance(value, kind)
 
 
 def check(config: TrainConfig) -> None:
-    """Reject a setting of the wrong type or outside its field's :class:`Allowed` values, naming the
-    option and what it accepts. Model options are converted to the types the architecture declares,
-    strictly (:func:`alexnet.registry.checked_options`), and checked by building the network without
-    memory. Runs whenever a TrainConfig is made, so `alexnet train`, `alexnet experiment ablations`
-    and Python callers share every rule."""
+    """Raise UserError naming the option and what it accepts for a setting of the wrong type or value."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)

@@ -1,19 +1,6 @@
-"""What the training loop reads (``--data``): batches of a prepared dataset (``alexnet prepare``,
-or a named one prepared on first use) or of synthetic images, in a reproducible order, split
-across processes, and the device transform that makes them the network's input.
-
-The order of an epoch and each process's share of it come from :mod:`alexnet.data.sampler`
-(a pure function of seed, epoch, rank and position), so a run resumed at sample ``position``
-of an epoch sees exactly the batches it would have seen, and N data-parallel processes
-together see the global batches one process would. Validation is split without padding:
-every image counts exactly once.
-
-Prepared data: loader workers decode and crop (random windows and mirrors for training, the
-centre for validation, section 4.1), or with ``--decode device`` only read the JPEGs, which are
-decoded and cropped on the device; a thread stages each batch on the device ahead of its step.
-On the device, :class:`alexnet.data.transforms.DeviceTransform` subtracts the mean image at the
-same window and adds PCA colour noise in training (sections 2 and 4.1). The crop size is the
-network's input size, given once to :func:`open_data`.
+"""What the training loop reads (``--data``): a prepared dataset or synthetic images, batched on the device
+in an order that depends only on seed, epoch, rank and position (so a resume is exact), and the device
+transform of sections 2 and 4.1. Validation is split without padding: every image counts once.
 """
 
 from __future__ import annotations
@@ -31,6 +18,7 @@ import torch
 from torch import nn
 
 from alexnet.data.dataset import PreparedDataset
+from alexnet.data.device_decode import check_device_decoding
 from alexnet.data.download import DownloadError
 from alexnet.data.loader import default_workers, make_loader
 from alexnet.data.prepare import ensure_prepared
@@ -56,11 +44,6 @@ class TrainingData:
     transform: DeviceTransform
     mean: np.ndarray | None = None  # the training set's mean image (HxWx3, 0-255), kept in checkpoints
 
-    def to_input(self, batch: Batch, train: bool) -> torch.Tensor:
-        """The float network input of a batch (PCA colour noise only in training)."""
-        self.transform.train(train)
-        return self.transform(batch[0], batch[2])
-
 
 def steps_per_epoch(images: int, config: TrainConfig, world: int) -> int:
     """Optimiser steps per epoch: full global batches of the (padded) epoch, the same on every rank."""
@@ -72,22 +55,12 @@ def steps_per_epoch(images: int, config: TrainConfig, world: int) -> int:
 
 
 def dataset_classes(config: TrainConfig, ctx: distributed.Context) -> list[str]:
-    """The class names of ``--data`` (prepared on first use, once per machine); synthetic data has
-    ``num_classes`` (a model option, default 10)."""
+    """The class names of ``--data`` (prepared on first use, once per machine); synthetic: ``num_classes``."""
     if config.data == "synthetic":
         return [f"class{i}" for i in range(config.model_options.get("num_classes", 10))]
     with distributed.local_leader_first(ctx):
         return list(PreparedDataset(prepared_dir(config.data), "train").class_names)
 
-
-def open_data(config: TrainConfig, ctx: distributed.Context, model: nn.Module, class_names: list[str]) -> TrainingData:
-    """The training and validation batches named by ``--data``, cropped to the network's input size."""
-    if config.data == "synthetic":
-        return synthetic(config, ctx, model, class_names)
-    return prepared_data(config, ctx, model, class_names)
-
-
-# --- prepared datasets -----------------------------------------------------------------------------
 
 def prepared_dir(data: str) -> Path:
     """The prepared folder ``--data`` names; offline, a message that offers the alternatives."""
@@ -101,18 +74,16 @@ def prepared_dir(data: str) -> Path:
 
 def prepared_data(config: TrainConfig, ctx: distributed.Context, model: nn.Module,
                   class_names: list[str]) -> TrainingData:
+    """The prepared dataset ``--data`` names, cropped to the network's input size."""
     root = prepared_dir(config.data)
     train, val = PreparedDataset(root, "train"), PreparedDataset(root, "val")
     if config.decode == "device":  # before the run folder is made
-        from alexnet.data.device_decode import check_device_decoding
-
         check_device_decoding(train)
     per_rank, size = config.batch_size // ctx.world, model.input_size
     workers = default_workers_per_process(ctx.device) if config.workers is None else config.workers
     common = dict(crop_size=size, rank=ctx.rank, world_size=ctx.world, workers=workers, decode=config.decode)
     transform = DeviceTransform.for_dataset(train, size, normalization=model.normalization, seed=config.seed,
-                                            rank=ctx.rank, world_size=ctx.world,
-                                            pca_std=config.pca_std).to(ctx.device)
+                                            rank=ctx.rank, world_size=ctx.world, pca_std=config.pca_std).to(ctx.device)
 
     def train_batches(epoch: int, start: int):
         transform.set_epoch(epoch, start)
@@ -123,16 +94,13 @@ def prepared_data(config: TrainConfig, ctx: distributed.Context, model: nn.Modul
     def val_batches():
         return _on_device(make_loader(val, per_rank, train=False, limit=config.val_limit, **common), ctx.device)
 
-    train_size, val_size = (min(len(d), limit or len(d)) for d, limit in ((train, config.limit),
-                                                                           (val, config.val_limit)))
+    train_size, val_size = min(len(train), config.limit or len(train)), min(len(val), config.val_limit or len(val))
     return TrainingData(class_names, train_size, val_size, steps_per_epoch(train_size, config, ctx.world),
                         train_batches, val_batches, transform, mean=np.asarray(train.mean, dtype=np.float32))
 
 
 def default_workers_per_process(device: torch.device) -> int:
-    """Loader workers for one training process: the cores, shared among this machine's training
-    processes; on a GPU one core of each share is left to the process itself, which launches
-    the kernels and stages the batches (on a CPU the step's threads use every core anyway)."""
+    """Loader workers for one process: its share of the cores, less one on a GPU to launch the kernels."""
     share = default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, share - (1 if device.type == "cuda" else 0))
 
@@ -143,42 +111,26 @@ def _on_device(loader, device: torch.device):
     return loader.to(device)
 
 
-def ignore_stop_signals(worker_id: int, trainer: int | None = None) -> None:
-    """In loader workers: leave SIGINT, and SIGTERM from anyone but the training process, to it.
-
-    Ctrl-C and schedulers (SLURM) signal every process of a job; a worker dying of that would make
-    the trainer fail mid-step instead of finishing the step and saving. SIGTERM from the trainer
-    itself still ends a worker: multiprocessing stops workers that way at exit, and would wait
-    forever for one that ignored it. Where the sender cannot be known (no ``sigwaitinfo``, as on
-    macOS) SIGTERM is ignored, and the workers exit when the trainer does.
-    """
+def ignore_stop_signals(worker_id: int, trainer: int) -> None:
+    """In loader workers: leave SIGINT, and SIGTERM from anyone but process ``trainer`` (not always the parent:
+    a forkserver), to the trainer, which finishes its step and saves. SIGTERM from the trainer (multiprocessing's
+    way to stop workers) still ends a worker; without ``sigwaitinfo`` (macOS) the workers exit with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not hasattr(signal, "sigwaitinfo"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # before the thread: it inherits the mask
-    # ``trainer``: the training process's id, given by it; the worker's parent is not always it
-    # (a forkserver, Python 3.14's default start method on Linux, is the parent then).
-    threading.Thread(target=_exit_on_sigterm_from, args=(trainer or os.getppid(),), daemon=True,
-                     name="alexnet-sigterm").start()
 
+    def exit_on_sigterm_from_trainer():
+        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != trainer:
+            pass
+        os._exit(128 + signal.SIGTERM)
 
-def _exit_on_sigterm_from(parent: int) -> None:
-    while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
-        pass
-    os._exit(128 + signal.SIGTERM)
+    threading.Thread(target=exit_on_sigterm_from_trainer, daemon=True, name="alexnet-sigterm").start()
 
-
-# --- synthetic images ------------------------------------------------------------------------------
 
 class SyntheticImages:
-    """``--data synthetic``: a fixed pool of random uint8 images, kept on the training device, in
-    the batch contract of prepared data (uint8 ``[N, 3, S, S]``, int64 labels, int64 crop windows
-    ``[N, 3]``); sample i is pool[i % P]. Each class has its own random mean colour (the same in
-    both splits) plus per-pixel noise, so the classes are learnable and a trained network
-    generalises to the validation split: an offline check that training works, and a measure of
-    the network's speed without decoding.
-    """
+    """``--data synthetic``: pool[i % P] of random images on the device, a mean colour per class plus noise."""
 
     POOL = 256
 
@@ -191,10 +143,6 @@ class SyntheticImages:
         self.images = (colours[self.labels] + noise).clamp(0, 255).to(torch.uint8).to(device)
         self.labels = self.labels.to(device)
         self.windows = torch.zeros(pool, 3, dtype=torch.int64, device=device)
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
 
     def batch(self, indices: np.ndarray) -> Batch:
         i = torch.from_numpy(indices % len(self.labels)).to(self.images.device)
@@ -206,10 +154,8 @@ def in_batches(indices: np.ndarray, size: int, drop_last: bool) -> Iterable[np.n
     return (indices[i:i + size] for i in range(0, stop, size))
 
 
-def synthetic(config: TrainConfig, ctx: distributed.Context, model: nn.Module, class_names: list[str],
-              ) -> TrainingData:
-    """Random learnable images of the network's input size (``--limit`` of them, else 2,560, and
-    ``--val-limit``, else 512); the mean image is a flat 127.5."""
+def synthetic(config: TrainConfig, ctx: distributed.Context, model: nn.Module, class_names: list[str]) -> TrainingData:
+    """``--limit`` (else 2,560) and ``--val-limit`` (else 512) learnable random images; mean image 127.5."""
     train_size, val_size, size = config.limit or 2560, config.val_limit or 512, model.input_size
     train, val = (SyntheticImages(n, len(class_names), size, config.seed, split, ctx.device)
                   for n, split in ((train_size, "train"), (val_size, "val")))

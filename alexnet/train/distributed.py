@@ -1,11 +1,5 @@
-"""Data-parallel training with PyTorch's own engine (DDP), started by ``torchrun``.
-
-``torchrun --nproc_per_node=N -m alexnet train ...`` sets RANK, WORLD_SIZE and LOCAL_RANK;
-each process then trains on its share of every global batch. ``--batch-size`` is the
-global batch (the paper's 128), split evenly across the processes, so the learning rate
-and the schedule mean the same whatever the number of GPUs. NCCL carries gradients on
-CUDA, gloo on the CPU; a second, gloo group carries the tiny control messages (stop
-requests) so that they never wait for the GPU.
+"""Data-parallel training (DDP) started by ``torchrun --nproc_per_node=N -m alexnet train ...``; the
+global batch is split across the processes. A gloo group carries control messages, never waiting for a GPU.
 """
 
 from __future__ import annotations
@@ -23,6 +17,8 @@ import torch.distributed as dist
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 
 @dataclass
 class Context:
@@ -35,8 +31,7 @@ class Context:
     control: object = None  # gloo process group for stop requests (None when alone)
 
     @property
-    def main(self) -> bool:
-        """The one process that prints, logs and writes checkpoints."""
+    def main(self) -> bool:  # the one process that prints, logs and writes checkpoints
         return self.rank == 0
 
     @property
@@ -45,15 +40,13 @@ class Context:
 
 
 def setup(device_name: str | None, model_parallel: bool = False) -> Context:
-    """Join the process group when started by torchrun, else run alone.
-
-    With ``model_parallel`` each process owns two GPUs (local rank r: cuda:2r and cuda:2r+1).
-    """
+    """Join torchrun's process group, else run alone; with ``model_parallel``, local rank r owns cuda:2r, 2r+1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(device_name)
     if world == 1:
         return Context(device=device)
-    die_with_launcher()
+    if sys.platform.startswith("linux"):  # SIGKILL when torchrun dies: its processes are in their own sessions
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # (issue 23)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank * (2 if model_parallel else 1))
@@ -63,23 +56,6 @@ def setup(device_name: str | None, model_parallel: bool = False) -> Context:
         dist.init_process_group(backend)
     control = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
     return Context(rank=rank, world=world, local_rank=local_rank, device=device, control=control)
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def die_with_launcher() -> None:
-    """Have the kernel kill this process (SIGKILL) when its launcher dies, on Linux.
-
-    torchrun starts each process in a session of its own (``start_new_session``), so a kill of the
-    launcher's process group misses them, and a launcher killed with SIGKILL cannot stop them: they
-    trained on into the run folder while a resumed run wrote there too (issue 23). A launcher
-    stopped by SIGTERM or Ctrl-C passes SIGTERM on, and the processes save and stop as alone. A
-    launcher that died before this call leaves the process unable to join the group, so it never
-    trains either. Its loader workers exit when it does (PyTorch's workers watch their parent).
-    """
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def teardown(ctx: Context) -> None:
@@ -95,8 +71,7 @@ def all_sum(ctx: Context, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def max_over_ranks(ctx: Context, *values: int) -> list[int]:
-    """The element-wise maximum of small integers over all processes, so that all take the same
-    decision (stop, save, a non-finite loss); over the CPU control group, never waiting for a GPU."""
+    """The element-wise maximum of small integers over all processes, so that all decide alike."""
     if not ctx.distributed:
         return list(values)
     t = torch.tensor(values, dtype=torch.int64)
@@ -105,8 +80,7 @@ def max_over_ranks(ctx: Context, *values: int) -> list[int]:
 
 
 def gather_to_main(ctx: Context, value) -> list | None:
-    """``value`` of every process, in rank order, on the main process (None elsewhere); over the CPU
-    control group. For small per-process state (random states, running sums) a checkpoint holds."""
+    """``value`` of every process, in rank order, on the main process (None elsewhere); for small state."""
     values = [None] * ctx.world if ctx.main else None
     dist.gather_object(value, values, dst=0, group=ctx.control)
     return values
@@ -114,8 +88,7 @@ def gather_to_main(ctx: Context, value) -> list | None:
 
 @contextlib.contextmanager
 def local_leader_first(ctx: Context):
-    """Run the block on each machine's first process before the others (a download into the
-    machine's cache, say), so that they find its result instead of racing to make it."""
+    """Run the block on each machine's first process before the others, which find its result (a download)."""
     if ctx.distributed and ctx.local_rank != 0:
         dist.barrier(group=ctx.control)
     yield

@@ -1,12 +1,5 @@
-"""The training loop of paper section 5, with validation, metrics, checkpoints, resumption and DDP
-written plainly around it.
-
-:func:`train` reads top to bottom: set up the process, the data, the network and the run
-(:func:`_start`, restoring a checkpoint when resuming); then for each epoch its steps
-(:func:`_train_epoch`, one :func:`_step` per batch) and its end (:func:`_end_epoch`: validation,
-one metrics line, the checkpoints). Inside a step nothing waits for the device: the loss and the
-top-1/top-5 counts accumulate in device tensors that are read only every ``log_every`` steps, at
-the end of the epoch and before a checkpoint. What a run prints and writes: docs/training.md.
+"""The training loop of section 5, with validation, metrics, checkpoints, resumption and DDP around it. A step
+never waits for the device: its loss and error counts are read every ``log_every`` steps and at checkpoints.
 """
 
 from __future__ import annotations
@@ -18,7 +11,6 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet import console, speed
-from alexnet.atomic import atomic_write_text, only_writer, write_error
+from alexnet.atomic import atomic_write_text, make_folder, only_writer, remove_temporaries, write_error
 from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train import distributed
-from alexnet.train.checkpoint import Run, StopRequest, Totals, make_run_folder, read_checkpoint, save, save_best
+from alexnet.train.checkpoint import Run, StopRequest, Totals, read_checkpoint
 from alexnet.train.config import TrainConfig, save_config
-from alexnet.train.data import dataset_classes, open_data
+from alexnet.train.data import dataset_classes, prepared_data, synthetic
 
 
 class NonFiniteLoss(UserError):
@@ -41,26 +33,19 @@ class NonFiniteLoss(UserError):
 
 
 def train(config: TrainConfig, resume: str | Path | None = None) -> int:
-    """Train as ``config`` says; returns the process exit status. ``resume``: the checkpoint to
-    continue from (``RUN_DIR/checkpoints/last.pt`` continues RUN_DIR's run).
-
-    Process-wide on the CPU, as the command: denormals flushed to zero and freed memory kept for
-    reuse (:func:`configure_backends`)."""
+    """Train as ``config`` says, from checkpoint ``resume``; the exit status. Sets process-wide backend options."""
     ctx = distributed.setup(config.device, config.model_parallel)
-    # One writer per run folder (issue 23): two runs into one folder mixed their metrics and deleted
-    # each other's temporaries. The main process holds it from before it looks for last.pt.
+    # One writer per run folder (issue 23), held from before the main process looks for last.pt.
     label = f"{'--resume' if resume else '--out'} {config.out}"
     try:
         with only_writer(Path(config.out), label) if ctx.main else contextlib.nullcontext():
             run = _start(config, ctx, resume)
-            clock = Clock()
             with StopRequest() as stop, (MetricsLog(run) if ctx.main else contextlib.nullcontext()) as log:
                 while run.epoch < config.epochs:
                     waiting = DataWait(run.data.train_batches(run.epoch, run.position))
-                    status = _train_epoch(run, waiting, stop, clock)
-                    if status is not None:
+                    if (status := _train_epoch(run, waiting, stop)) is not None:
                         return status
-                    _end_epoch(run, waiting, clock, log)
+                    _end_epoch(run, waiting, log)
             if ctx.main:
                 print(what_it_learned(run), file=sys.stderr)
             return 0
@@ -69,8 +54,7 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> int:
 
 
 def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | None) -> Run:
-    """The process's settings and seeds, the data, the network on its device and the run (restored
-    from ``resume``); the main process makes the run folder, saves config.yaml and says what it does."""
+    """Settings, seeds, data, network and run (restored from ``resume``); the run folder and config.yaml."""
     run_dir = Path(config.out)
     if resume is None and (run_dir / "checkpoints" / "last.pt").exists():
         raise UserError(f"--out {run_dir} holds a run already: continue it with `alexnet train --resume "
@@ -86,46 +70,33 @@ def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | N
         model = build_model(config.arch, devices=distributed.model_parallel_devices(ctx), **options)
     else:
         model = build_model(config.arch, **options).to(ctx.device)
-    data = open_data(config, ctx, model, class_names)
+    data = (synthetic if config.data == "synthetic" else prepared_data)(config, ctx, model, class_names)
     seed_everything(config.seed + 7919 * ctx.rank)  # dropout differs between processes
-    run = Run(config, ctx, _for_speed(model, config, ctx), data)
-    if resume is not None:
-        run.restore(read_checkpoint(resume))
-    if ctx.main:
-        make_run_folder(run_dir)
-        save_config(config, run_dir / "config.yaml")
-        print(header(run, resume), file=sys.stderr)
-    return run
-
-
-def _for_speed(model: nn.Module, config: TrainConfig, ctx: distributed.Context) -> nn.Module:
-    """The network as it trains: the same function, faster (docs/speed.md: in-place ReLUs,
-    channels-last, on the CPU conv1's weight gradient as a stride-1 convolution, which oneDNN runs
-    4-5x faster than the strided one), wrapped for DDP and torch.compile."""
+    # The same function, faster (docs/speed.md), wrapped for DDP and compile.
     model = speed.apply_speed_options(model, channels_last=channels_last(config, ctx.device),
                                       conv1_stride1_grad=ctx.device.type == "cpu" and not config.model_parallel)
     if ctx.distributed:
         ids = [ctx.device.index] if ctx.device.type == "cuda" and not config.model_parallel else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    return torch.compile(model) if config.compile else model
+    run = Run(config, ctx, torch.compile(model) if config.compile else model, data)
+    if resume is not None:
+        run.restore(read_checkpoint(resume))
+    if ctx.main:
+        make_folder(run_dir / "checkpoints", f"--out {run_dir}")
+        for folder in (run_dir, run_dir / "checkpoints"):  # what killed writes left there
+            remove_temporaries(folder)
+        save_config(config, run_dir / "config.yaml")
+        print(header(run, resume), file=sys.stderr)
+    return run
 
 
-@dataclass
-class Clock:
-    """When this process began the epoch's training (or last saved its seconds) and last saved last.pt."""
-
-    began: float = field(default_factory=time.monotonic)
-    saved: float = field(default_factory=time.monotonic)
-
-
-def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest, clock: Clock) -> int | None:
-    """The epoch's steps from ``run.position``, saving last.pt every ``--checkpoint-minutes``; when a
-    stop was requested, the exit status (last.pt saved)."""
+def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest) -> int | None:
+    """The epoch's steps from ``run.position``, saving last.pt as due; on a stop request, the exit status."""
     config, ctx, steps, per_step = run.config, run.ctx, run.data.steps, run.config.batch_size
     start_step = run.position // per_step
     bar = console.progress(total=steps * per_step, initial=start_step * per_step, unit="img",
                            desc=f"epoch {run.epoch + 1}/{config.epochs}", disable=not ctx.main, leave=False)
-    clock.began = time.monotonic()
+    run.began = time.monotonic()
     for step, batch in enumerate(waiting, start=start_step):
         lr = run.schedule.set(run.optimizer, run.epoch, (step + 1) / steps)
         _step(run, batch, run.epoch * steps + step)
@@ -136,20 +107,20 @@ def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest, clock: Clock) -
                             lr=f"{lr:.2g}")
         bar.update(per_step)
         stopping, due = map(bool, distributed.max_over_ranks(
-            ctx, stop.signal is not None, time.monotonic() - clock.saved >= 60 * config.checkpoint_minutes))
+            ctx, stop.signal is not None, time.monotonic() - run.saved >= 60 * config.checkpoint_minutes))
         if stopping or (due and step + 1 < steps):
             check_finite(run)
-            run.seconds += time.monotonic() - clock.began
-            clock.began = time.monotonic()
-            save(run)
-            clock.saved = time.monotonic()
+            run.seconds += time.monotonic() - run.began
+            run.began = time.monotonic()
+            run.save()
         if stopping:
             bar.close()
             if ctx.main:
-                print(stopped(stop.signal, step + 1, run), file=sys.stderr)
+                name = signal.Signals(stop.signal).name if stop.signal else "a stop request"
+                print(f"\nstopped by {name} after step {step + 1} of epoch {run.epoch + 1}; saved {run.folder}/"
+                      f"checkpoints/last.pt. Resume with:\n    alexnet train --resume {run.folder}", file=sys.stderr)
             return 128 + (stop.signal or signal.SIGTERM)
     bar.close()
-    return None
 
 
 def _step(run: Run, batch, global_step: int) -> None:
@@ -170,48 +141,43 @@ def _step(run: Run, batch, global_step: int) -> None:
 
 
 def _input(run: Run, batch, train: bool) -> torch.Tensor:
-    x = run.data.to_input(batch, train=train)
+    """The float network input of a batch (PCA colour noise only in training)."""
+    run.data.transform.train(train)
+    x = run.data.transform(batch[0], batch[2])
     return x.contiguous(memory_format=torch.channels_last) if channels_last(run.config, run.ctx.device) else x
 
 
-def _end_epoch(run: Run, waiting: DataWait, clock: Clock, log: MetricsLog | None) -> None:
-    """Validation, the metrics line, the schedule's epoch end, then best.pt and last.pt."""
+def _end_epoch(run: Run, waiting: DataWait, log: MetricsLog | None) -> None:
+    """Validation (the centre crops, every image counted once), the metrics line, the schedule's epoch end,
+    then best.pt and last.pt."""
     check_finite(run)
     train_stats = run.totals.summary(run.ctx)
-    train_seconds = run.seconds + time.monotonic() - clock.began
+    train_seconds = run.seconds + time.monotonic() - run.began
     wait_share = waiting.seconds / max(time.monotonic() - waiting.started, 1e-9)
     val_began = time.monotonic()
-    val_stats = validate(run)
-    record = {"epoch": run.epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()},
-              **{f"val_{k}": v for k, v in val_stats.items()}, "lr": run.schedule.lr(run.epoch, 1.0),
-              "images_per_s": run.data.steps * run.config.batch_size / max(train_seconds, 1e-9),
-              "data_wait_share": wait_share, "seconds": train_seconds + time.monotonic() - val_began}
-    run.schedule.end_epoch(val_stats["top1_error"])
-    # best.pt missing while last.pt records a best: lost to a run of before best.pt came first
-    improved = val_stats["top1_error"] < run.best_error or not (run.folder / "checkpoints" / "best.pt").exists()
-    run.best_error = min(run.best_error, val_stats["top1_error"])
-    run.epoch, run.position, run.seconds = run.epoch + 1, 0, 0.0
-    run.totals = Totals.zeros(run.ctx.device)
-    if log is not None:
-        log.epoch(record)
-        print(format_record(record, run.config.epochs), file=sys.stderr)
-    # best.pt first: once last.pt records this epoch as done, a resumed run never writes its best.pt
-    if improved:
-        save_best(run)
-    save(run)
-    clock.saved = time.monotonic()
-
-
-def validate(run: Run) -> dict[str, float]:
-    """Validation loss and top-1/top-5 error on the centre crops, every image counted once."""
     run.model.eval()
-    totals = Totals.zeros(run.ctx.device)
+    totals = Totals(run.ctx.device)
     with torch.no_grad(), autocast(run.config, run.ctx.device):
         for batch in run.data.val_batches():
             logits = run.model(_input(run, batch, train=False)).float()
             totals.add(F.cross_entropy(logits, batch[1]), logits, batch[1])
     run.model.train()
-    return totals.summary(run.ctx)
+    val_stats = totals.summary(run.ctx)
+    record = {"epoch": run.epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()},
+              **{f"val_{k}": v for k, v in val_stats.items()}, "lr": run.schedule.lr(run.epoch, 1.0),
+              "images_per_s": run.data.steps * run.config.batch_size / max(train_seconds, 1e-9),
+              "data_wait_share": wait_share, "seconds": train_seconds + time.monotonic() - val_began}
+    run.schedule.end_epoch(val_stats["top1_error"])
+    improved = val_stats["top1_error"] < run.best_error or not (run.folder / "checkpoints" / "best.pt").exists()
+    run.best_error = min(run.best_error, val_stats["top1_error"])
+    run.epoch, run.position, run.seconds = run.epoch + 1, 0, 0.0
+    run.totals = Totals(run.ctx.device)
+    if log is not None:
+        log.epoch(record)
+    # best.pt first: once last.pt records this epoch as done, a resumed run never writes its best.pt
+    if improved:
+        run.save_best()
+    run.save()
 
 
 def check_finite(run: Run) -> None:
@@ -221,12 +187,9 @@ def check_finite(run: Run) -> None:
         epoch, step = divmod(bad, run.data.steps)
         last = run.folder / "checkpoints" / "last.pt"
         kept = f"the last good checkpoint stays: {last}" if last.exists() else "no checkpoint was written yet"
-        raise NonFiniteLoss(f"the training loss became NaN or infinite at step {step + 1} of epoch "
-                            f"{epoch + 1} (global step {bad + 1}); stopping ({kept}). Try a lower --lr, "
-                            "or no --amp.")
+        raise NonFiniteLoss(f"the training loss became NaN or infinite at step {step + 1} of epoch {epoch + 1} "
+                            f"(global step {bad + 1}); stopping ({kept}). Try a lower --lr, or no --amp.")
 
-
-# --- process settings -------------------------------------------------------------------------------
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -235,31 +198,22 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_backends(config: TrainConfig, device: torch.device) -> None:
-    """Denormals, kept memory, deterministic kernels, cuDNN autotuning, TF32: speed settings that
-    compute the same function as the plain path (docs/speed.md)."""
-    # Denormal floats (below 1e-38, common with the paper's small initial weights) run many times
-    # slower on CPUs; flushing them to zero changes nothing measurable and speeds a CPU step ~1.8x.
-    torch.set_flush_denormal(True)
+    """Denormals, kept memory, deterministic kernels, cuDNN autotuning, TF32 (docs/speed.md)."""
+    torch.set_flush_denormal(True)  # denormals (from the small initial weights) slow a CPU step ~1.8x
     if device.type == "cpu":
-        # Every step allocates and frees the same large activations; by default glibc returns
-        # them to the system and the next step faults their pages in again, which costs more
-        # than the arithmetic of a memory-bound layer: kept, the CPU step is about 1.2x faster
-        # (BENCHMARKS.md). The process keeps its peak memory, which every step reaches anyway.
-        speed.keep_freed_memory()
+        speed.keep_freed_memory()  # else glibc returns each step's activations, to fault them in again: ~1.2x
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # autotune convolutions for the fixed input size
+    if config.deterministic or device.type == "cuda":  # autotune convolutions for the fixed input size
+        torch.backends.cudnn.benchmark = not config.deterministic
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = not config.deterministic
         torch.backends.cudnn.allow_tf32 = not config.deterministic
 
 
 def channels_last(config: TrainConfig, device: torch.device) -> bool:
-    """Whether the run uses channels-last memory: as asked, else where it pays (oneDNN on the CPU,
-    cuDNN on CUDA; docs/speed.md). Speed only: the function computed is the same."""
+    """Whether the run uses channels-last memory: as asked, else where it pays (CPU, CUDA; docs/speed.md)."""
     return config.channels_last if config.channels_last is not None else device.type in ("cpu", "cuda")
 
 
@@ -269,12 +223,8 @@ def autocast(config: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
 
 
-# --- what a run writes and prints -------------------------------------------------------------------
-
 class DataWait:
-    """The batches of an iterable, counting the seconds spent waiting for each (``seconds``) since
-    ``started``. A share of the epoch's time above a few percent means the step waits for the
-    loader: give it more ``--workers``, or ``--decode device`` on a GPU (docs/training.md)."""
+    """The batches of an iterable, counting the ``seconds`` spent waiting for them since ``started``."""
 
     def __init__(self, batches):
         self.batches, self.seconds, self.started = batches, 0.0, time.monotonic()
@@ -291,12 +241,10 @@ class DataWait:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per epoch: ``epoch`` from 1, the training and validation
-    ``loss``, ``top1_error`` and ``top5_error`` in percent, ``lr``, ``images_per_s``,
-    ``data_wait_share``, ``seconds``) and TensorBoard events, written by the main process only."""
+    """metrics.jsonl (one JSON object per epoch, docs/architecture.md), TensorBoard events and the epoch's line."""
 
     def __init__(self, run: Run):
-        self.path = run.folder / "metrics.jsonl"
+        self.path, self.epochs = run.folder / "metrics.jsonl", run.config.epochs
         # Epochs after the checkpoint will be run again: drop their lines, and their events.
         if self.path.exists():
             kept = [line for line in self.path.read_text().splitlines()
@@ -312,34 +260,37 @@ class MetricsLog:
     def __exit__(self, *exc):
         self.tb.close()
 
-    def epoch(self, record: dict) -> None:
+    def epoch(self, r: dict) -> None:
         try:
             with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(r) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as err:
             raise write_error(self.path, err) from None
-        step = record["epoch"]
         for split in ("train", "val"):
             for key in ("loss", "top1_error", "top5_error"):
-                self.tb.add_scalar(f"{key}/{split}", record[f"{split}_{key}"], step)
+                self.tb.add_scalar(f"{key}/{split}", r[f"{split}_{key}"], r["epoch"])
         for key in ("lr", "images_per_s", "data_wait_share"):
-            self.tb.add_scalar(key, record[key], step)
+            self.tb.add_scalar(key, r[key], r["epoch"])
         self.tb.flush()
+        print(f"epoch {r['epoch']}/{self.epochs}: train loss {r['train_loss']:.4f} top-1 error "
+              f"{r['train_top1_error']:.2f}% top-5 {r['train_top5_error']:.2f}% | val loss {r['val_loss']:.4f} "
+              f"top-1 error {r['val_top1_error']:.2f}% top-5 {r['val_top5_error']:.2f}% | lr {r['lr']:.2g} | "
+              f"{r['images_per_s']:.0f} images/s, waiting for data {100 * r['data_wait_share']:.0f}% of the "
+              f"time | {r['seconds']:.0f} s", file=sys.stderr)
 
 
 def header(run: Run, resume: str | Path | None) -> str:
-    """What a run is about to do: its data and size, where a resumed run continues, or that it has
-    nothing left to train (the closing summary follows)."""
+    """What a run is about to do, where a resumed run continues, or that it has nothing left to train."""
     config, data, run_dir = run.config, run.data, run.folder
     if resume is not None and run.epoch >= config.epochs:
         return (f"{run_dir} is finished: all {console.plural(config.epochs, 'epoch')} trained "
                 f"(--epochs more than {config.epochs} trains on)")
-    lines = [f"training {run.plain_model.arch} on {config.data}: {data.train_size} training and "
-             f"{data.val_size} validation images, {len(data.class_names)} classes, "
-             f"{console.plural(config.epochs, 'epoch')} of {console.plural(data.steps, 'step')} at global "
-             f"batch {config.batch_size} on {run.ctx.world} x {run.ctx.device}; results in {run_dir}"]
+    lines = [f"training {run.plain_model.arch} on {config.data}: {data.train_size} training and {data.val_size} "
+             f"validation images, {len(data.class_names)} classes, {console.plural(config.epochs, 'epoch')} of "
+             f"{console.plural(data.steps, 'step')} at global batch {config.batch_size} on {run.ctx.world} x "
+             f"{run.ctx.device}; results in {run_dir}"]
     if resume is not None:
         lines.append(f"resuming from epoch {run.epoch + 1}, step {run.position // config.batch_size + 1} of "
                      f"{data.steps} ({resume})")
@@ -352,24 +303,8 @@ def header(run: Run, resume: str | Path | None) -> str:
     return "\n".join(lines)
 
 
-def format_record(r: dict, epochs: int) -> str:
-    return (f"epoch {r['epoch']}/{epochs}: train loss {r['train_loss']:.4f} top-1 error "
-            f"{r['train_top1_error']:.2f}% top-5 {r['train_top5_error']:.2f}% | val loss {r['val_loss']:.4f} "
-            f"top-1 error {r['val_top1_error']:.2f}% top-5 {r['val_top5_error']:.2f}% | lr {r['lr']:.2g} | "
-            f"{r['images_per_s']:.0f} images/s, waiting for data {100 * r['data_wait_share']:.0f}% of the "
-            f"time | {r['seconds']:.0f} s")
-
-
-def stopped(signum: int | None, step: int, run: Run) -> str:
-    """The line of a run stopped by a signal after ``step`` (from 1) of the epoch: how to resume."""
-    name = signal.Signals(signum).name if signum else "a stop request"
-    return (f"\nstopped by {name} after step {step} of epoch {run.epoch + 1}; saved "
-            f"{run.folder}/checkpoints/last.pt. Resume with:\n"
-            f"    alexnet train --resume {run.folder}")
-
-
 def what_it_learned(run: Run) -> str:
-    """The closing summary: validation error first and last against chance, and where results are."""
+    """The closing summary: validation error first and last against chance, and where the results are."""
     run_dir, data = run.folder, run.config.data
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     first, last = records[0], records[-1]

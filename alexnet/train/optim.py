@@ -1,24 +1,11 @@
-"""The paper's update rule (section 5): the optimizer, its fast and loss-scaled forms, the
-parameter groups, and the learning-rate schedules that set each group's rate before every step.
-
-Section 5, with epsilon the learning rate and <dL/dw> the batch gradient:
+"""The update rule of section 5, its parameter groups, and the learning-rate schedules. With epsilon the
+learning rate and <dL/dw> the batch gradient:
 
     v <- 0.9 * v - 0.0005 * epsilon * w - epsilon * <dL/dw>
     w <- w + v
 
-The velocity is kept in weight units, so a change of learning rate acts only on new
-gradients. ``torch.optim.SGD`` keeps it in gradient units (v <- 0.9 v + g + wd w;
-w <- w - lr v), which rescales the whole accumulated velocity the moment the rate
-changes. The two agree while the rate is constant. Every function here computes that rule
-(momentum and weight decay as given); they differ only in how many kernels they launch and
-whether the gradients arrive loss-scaled.
-
-The learning rate lives in one place, the schedule (``--lr`` is its base rate): before every
-step :meth:`Schedule.set` writes the rate into each parameter group (times the group's
-``lr_mult``). The paper's schedule is :class:`Plateau`: "We used an equal learning rate for all
-layers ... The heuristic which we followed was to divide the learning rate by 10 when the
-validation error rate stopped improving with the current learning rate. The learning rate was
-initialized at 0.01 and reduced three times prior to termination."
+The velocity is in weight units, so a new rate acts only on new gradients (``torch.optim.SGD`` rescales
+its whole velocity). The rate lives in the schedule: :meth:`Schedule.set` writes it before every step.
 """
 
 from __future__ import annotations
@@ -32,11 +19,9 @@ from alexnet.train.config import TrainConfig
 
 
 @torch.no_grad()
-def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor],
-                    velocities: list[torch.Tensor], lr: float, momentum: float = 0.9,
-                    weight_decay: float = 0.0005) -> None:
-    """The update rule on all tensors at once, in place, with foreach kernels: the arithmetic, in
-    the order, of a per-tensor loop, without three kernel launches per parameter tensor."""
+def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor], velocities: list[torch.Tensor],
+                    lr: float, momentum: float = 0.9, weight_decay: float = 0.0005) -> None:
+    """The update rule on all tensors at once, in place, with foreach kernels (a per-tensor loop's arithmetic)."""
     torch._foreach_mul_(velocities, momentum)
     torch._foreach_add_(velocities, weights, alpha=-weight_decay * lr)
     torch._foreach_add_(velocities, grads, alpha=-lr)
@@ -44,14 +29,8 @@ def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor],
 
 
 class PaperSGD(torch.optim.Optimizer):
-    """Momentum SGD with weight decay exactly as paper section 5 writes it (the module docstring).
-
-    Under float16 loss scaling (``torch.amp.GradScaler``) the optimizer unscales the gradients and
-    skips a step with non-finite gradients itself, on the device (``_step_supports_amp_scaling``,
-    the protocol of PyTorch's fused optimizers): the scaler's default path reads its inf flag on
-    the host (``.item()``) before every step, which makes the host wait for the whole backward
-    pass. A skipped step leaves weights and velocities exactly as they were.
-    """
+    """Momentum SGD with weight decay exactly as section 5 writes it (the module docstring). Under float16
+    loss scaling it unscales and skips non-finite steps on the device: GradScaler's path reads the host."""
 
     _step_supports_amp_scaling = True  # GradScaler sets self.grad_scale and self.found_inf
 
@@ -66,7 +45,7 @@ class PaperSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        scaled = getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None
+        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
         for group in self.param_groups:
             weights = [w for w in group["params"] if w.grad is not None]
             for w in weights:
@@ -75,53 +54,36 @@ class PaperSGD(torch.optim.Optimizer):
             if not weights:
                 continue
             grads, velocities = [w.grad for w in weights], [self.state[w]["velocity"] for w in weights]
-            if scaled:
-                self._scaled_step_(weights, grads, velocities, group)
-            else:  # all tensors at once (foreach), same arithmetic
-                paper_sgd_step_(weights, grads, velocities, group["lr"], group["momentum"], group["weight_decay"])
+            lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+            if grad_scale is None and found_inf is None:  # all tensors at once (foreach), same arithmetic
+                paper_sgd_step_(weights, grads, velocities, lr, momentum, weight_decay)
+                continue
+            # Loss-scaled: unscale in place as GradScaler.unscale_ does, and skip where found_inf, per tensor.
+            if grad_scale is not None:
+                inverse = grad_scale.double().reciprocal().float()
+                for g in grads:
+                    g.mul_(inverse.to(g.device))
+            skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
+            for w, g, v in zip(weights, grads, velocities):
+                skip_here = skip.to(w.device, non_blocking=True)
+                new = v.mul(momentum).add_(w, alpha=-weight_decay * lr).add_(g, alpha=-lr)
+                v.copy_(torch.where(skip_here, v, new))
+                w.add_(torch.where(skip_here, torch.zeros_like(v), v))
         return loss
-
-    def _scaled_step_(self, weights, grads, velocities, group) -> None:
-        """:func:`paper_sgd_step_` on gradients multiplied by ``self.grad_scale`` (a device tensor set
-        by GradScaler.step, or None when the scaler has unscaled them already), tensor by tensor,
-        skipped where ``self.found_inf`` (a 0/1 device tensor) is set; no value is read on the host."""
-        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
-        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
-        if grad_scale is not None:
-            inverse = grad_scale.double().reciprocal().float()  # as GradScaler.unscale_ computes it
-            for g in grads:  # in place, as GradScaler.unscale_ does
-                g.mul_(inverse.to(g.device))
-        skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
-        for w, g, v in zip(weights, grads, velocities):
-            skip_here = skip.to(w.device, non_blocking=True)
-            new = v.mul(momentum)
-            new.add_(w, alpha=-weight_decay * lr)
-            new.add_(g, alpha=-lr)
-            v.copy_(torch.where(skip_here, v, new))
-            w.add_(torch.where(skip_here, torch.zeros_like(v), v))
 
 
 def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0005,
              device: torch.device | str = "cpu") -> torch.optim.SGD:
-    """``torch.optim.SGD`` (``--optimizer torch-sgd``) with its fused kernel (one pass over all
-    parameters, CPU and CUDA), or the foreach kernels where fused is not supported; the update is
-    the same as the default's."""
-    device = torch.device(device)
+    """``torch.optim.SGD`` (``--optimizer torch-sgd``), fused where supported (CPU, CUDA), else foreach."""
     try:
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               fused=device.type in ("cpu", "cuda"))
+                               fused=torch.device(device).type in ("cpu", "cuda"))
     except RuntimeError:  # fused unsupported for this device or dtype
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
 
 
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
-    """The parameters in groups by learning-rate multiplier and weight decay.
-
-    The paper has one rate for all layers (one group). Options: the authors' code's bias rate and
-    bias decay (``bias_lr_mult``, ``bias_no_decay``), and ``fc8_lr_mult`` for the output layer (the
-    last ``nn.Linear``), which the quick preset needs with few classes (docs/training.md). Each
-    group carries ``lr_mult``: the schedule sets ``lr = base rate x lr_mult``.
-    """
+    """The parameters grouped by ``lr_mult`` (biases', the last ``nn.Linear``'s) and weight decay."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
     output_layer = {id(p) for m in last for p in m.parameters()}
     bias_decay = 0.0 if config.bias_no_decay else config.weight_decay
@@ -136,8 +98,7 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """``--optimizer``'s optimizer over :func:`parameter_groups`, at rate 0 until the schedule sets
-    each group's rate (:meth:`Schedule.set`), before the first step."""
+    """``--optimizer`` over :func:`parameter_groups`, at rate 0 until :meth:`Schedule.set`."""
     groups = parameter_groups(model, config)
     hyper = dict(lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
     if config.optimizer == "paper":
@@ -148,17 +109,11 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return fast_sgd(groups, **hyper, device=devices.pop())
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Every group's rate: ``lr`` times the group's ``lr_mult``."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_mult", 1.0)
-
-
 class Schedule:
-    """A learning-rate schedule: ``lr(epoch, progress)`` (progress: the fraction of the epoch done
-    after the step), told ``end_epoch(val_error)``; its state round-trips through
-    ``state_dict``/``load_state_dict`` so that a resumed run continues the same schedule. This base
-    is a pure function of the epoch: nothing to remember."""
+    """A learning-rate schedule (this base: constant): ``lr(epoch, progress)`` (the fraction of the epoch done
+    after the step), told ``end_epoch(val_error)``; the attributes in ``STATE`` go into checkpoints."""
+
+    STATE: tuple[str, ...] = ()
 
     def __init__(self, base_lr: float):
         self.base_lr = base_lr
@@ -167,24 +122,28 @@ class Schedule:
         return self.base_lr
 
     def set(self, optimizer: torch.optim.Optimizer, epoch: int, progress: float) -> float:
-        """Set every group's rate for the step that ends at ``progress`` of ``epoch``; the rate."""
+        """Set every group's rate (times its ``lr_mult``) for the step that ends at ``progress`` of ``epoch``."""
         lr = self.lr(epoch, progress)
-        set_learning_rate(optimizer, lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)
         return lr
 
     def end_epoch(self, val_error: float) -> None:
         pass
 
     def state_dict(self) -> dict:
-        return {}
+        return {k: getattr(self, k) for k in self.STATE}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        for k in self.STATE:
+            setattr(self, k, state[k])
 
 
 class Plateau(Schedule):
-    """Divide by 10 when the validation error has not improved for ``patience`` epochs, at most
-    ``max_reductions`` times (the paper: three)."""
+    """The paper's: "divide the learning rate by 10 when the validation error rate stopped improving",
+    after ``patience`` epochs, at most ``max_reductions`` times ("reduced three times")."""
+
+    STATE = ("best", "bad_epochs", "reductions")
 
     def __init__(self, base_lr: float, patience: int, max_reductions: int = 3):
         super().__init__(base_lr)
@@ -202,12 +161,6 @@ class Plateau(Schedule):
         if self.bad_epochs >= self.patience and self.reductions < self.max_reductions:
             self.reductions += 1
             self.bad_epochs = 0  # the new rate gets its own chance to improve
-
-    def state_dict(self) -> dict:
-        return dict(best=self.best, bad_epochs=self.bad_epochs, reductions=self.reductions)
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best, self.bad_epochs, self.reductions = state["best"], state["bad_epochs"], state["reductions"]
 
 
 class Step(Schedule):
@@ -237,8 +190,7 @@ class CosineWarmup(Schedule):
 
 
 class Krizhevsky2012(Schedule):
-    """The schedule recorded in the authors' ILSVRC-2012 run (layer-params-120-2012-full.cfg):
-    0.01 for epochs 1-23, 0.001 for epochs 24-49, 0.0001 after (scaled by ``base_lr / 0.01``)."""
+    """The authors' recorded 2012 run (layer-params-120-2012-full.cfg): x0.1 after epochs 23 and 49."""
 
     BOUNDARIES = (23, 49)
 
