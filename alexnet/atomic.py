@@ -2,8 +2,6 @@
 is removed by the next write of the file), and folders that one process writes at a time.
 """
 
-from __future__ import annotations
-
 import errno
 import fcntl
 import glob

@@ -6,8 +6,6 @@ BGR input: conv1's weights and the mean are permuted to RGB, so that the model t
 mean image like every other ``mean_image`` model. Shared by ``alexnet convert caffe|onnx``.
 """
 
-from __future__ import annotations
-
 import hashlib
 import os
 from pathlib import Path

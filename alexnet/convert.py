@@ -4,8 +4,6 @@
 ``alexnet-owt-7be5be79.pth`` is our ``alexnet-owt``, every key and shape checked.
 """
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
 

@@ -9,8 +9,6 @@ graph at 227 (docs/evaluation.md). The file's size is bounded, and a tensor stor
 holding other than its declared shape's bytes is refused before any tensor is read.
 """
 
-from __future__ import annotations
-
 import argparse
 import math
 from collections import namedtuple

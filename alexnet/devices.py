@@ -1,7 +1,5 @@
 """Which device a command runs on; every command with ``--device`` calls :func:`pick_device`."""
 
-from __future__ import annotations
-
 import torch
 
 from alexnet.errors import UserError

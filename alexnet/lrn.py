@@ -14,8 +14,6 @@ normalises within channel groups (``groups=2``: one per tower, as on the paper's
 computes in float32 under autocast, because sums of squared activations overflow float16.
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 from torch import nn

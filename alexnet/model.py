@@ -7,8 +7,6 @@ and the fully connected layers see both towers, and LRN normalises within each t
 paper's towers communicate: into conv3 and into the fully connected layers.
 """
 
-from __future__ import annotations
-
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace

@@ -1,8 +1,6 @@
 """Speed knobs shared by training and benchmarks, each computing the same function as the plain path
 (tests/test_speed.py); the optimizers' fast paths are in :mod:`alexnet.train.optim`."""
 
-from __future__ import annotations
-
 import ctypes
 import ctypes.util
 

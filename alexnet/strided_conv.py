@@ -12,8 +12,6 @@ with i = s*p + r, j = s*q + t. :class:`SpaceToDepthGradConv2d` runs the ordinary
 forward and the weight gradient through the rearranged one (equal up to summation order).
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -1,7 +1,5 @@
 """The paper's ablations: each variant an ordinary training run in ``OUT/<variant>``, beside the paper's difference."""
 
-from __future__ import annotations
-
 import dataclasses
 from pathlib import Path
 

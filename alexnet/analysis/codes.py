@@ -1,8 +1,6 @@
 """Section 6.1's proposal: an auto-encoder compresses fc7 "to short binary codes", packed 8 bits to a byte
 (32 bytes for 256 bits against fc7's 16,384) and searched by Hamming distance (docs/analysis.md)."""
 
-from __future__ import annotations
-
 import numpy as np
 import torch
 from torch import nn

@@ -7,8 +7,6 @@ tower 1's kernels are "largely colour-agnostic" and tower 2's "largely colour-sp
 noise level, :func:`random_kernel_specificity`), 1 for an opponent kernel whose channels sum to zero.
 """
 
-from __future__ import annotations
-
 import math
 
 import numpy as np

@@ -1,8 +1,6 @@
 """The paper's pictures, drawn with matplotlib's Agg backend: each function returns the figure and
 its :class:`Layout` (what was drawn), so that tests check a picture without looking at pixels."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -1,7 +1,5 @@
 """``alexnet experiment``: relu-vs-tanh (Figure 1), lrn (section 3.3) and the ablations, as commands."""
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import json

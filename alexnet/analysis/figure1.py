@@ -1,7 +1,5 @@
 """Figure 1 (section 3.1): ReLU against tanh on CIFAR-10 as its authors ran it (docs/analysis.md: relu-vs-tanh)."""
 
-from __future__ import annotations
-
 import math
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """What Figure 1's ratio depends on (``--sweep``): inputs x init, tanh at its own best rate and at ReLU's."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from alexnet.analysis.figure1 import error_axis, relu_vs_tanh, speedup

@@ -1,8 +1,6 @@
 """``alexnet figures RUN_DIR_OR_CHECKPOINT [--data PREPARED] --out DIR``: the paper's Figures 3 and 4 (section
 6.1) and a run's training curves; without ``--data`` only the kernels and curves (docs/analysis.md)."""
 
-from __future__ import annotations
-
 import argparse
 from pathlib import Path
 

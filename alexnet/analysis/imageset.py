@@ -1,7 +1,5 @@
 """Small image sets in memory as one uint8 tensor, for the CIFAR-10 experiments."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """Centre patches of prepared images as ``alexnet evaluate --crops center`` feeds them (sections 2 and 4.1)."""
 
-from __future__ import annotations
-
 import numpy as np
 import torch
 

@@ -4,8 +4,6 @@ lacks: filters and biases not shared between output positions p, one unfold and 
     y[n, o, p] = b[o, p] + sum_{c, i, j} w[p, o, (c, i, j)] * x_padded[n, c, row(p) + i, col(p) + j]
 """
 
-from __future__ import annotations
-
 import math
 
 import torch

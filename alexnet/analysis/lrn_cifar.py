@@ -1,7 +1,5 @@
 """Section 3.3 on CIFAR-10: test error without and with response normalisation, as the authors ran it."""
 
-from __future__ import annotations
-
 import hashlib
 import statistics
 from pathlib import Path

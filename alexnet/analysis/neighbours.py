@@ -2,8 +2,6 @@
 to a memory-mapped file and are read in chunks, each searched with one matrix product and a top-k in
 torch (``|q - b|^2 = |q|^2 - 2 q.b + |b|^2``), or with FAISS where installed (docs/analysis.md)."""
 
-from __future__ import annotations
-
 import contextlib
 from pathlib import Path
 

@@ -2,8 +2,6 @@
 the paper's Table 2 (docs/analysis.md). Each file is checked (:mod:`alexnet.analysis.report_schema`)
 before anything is drawn and all its text is escaped: no element or attribute comes from a file."""
 
-from __future__ import annotations
-
 import argparse
 import base64
 import io

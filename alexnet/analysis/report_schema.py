@@ -1,8 +1,6 @@
 """The shape of each file ``alexnet report`` reads: a missing field or a value of another type is one
 line naming the file and the field, never a traceback or text that reaches the page unchecked."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from alexnet.errors import UserError

@@ -2,8 +2,6 @@
 features (``fc7-*.npy``, reused without RUN_DIR_OR_CHECKPOINT) searched by Euclidean distance against
 learned binary codes by Hamming distance: precision at k, memory and speed in ``retrieval.json``."""
 
-from __future__ import annotations
-
 import argparse
 import time
 from pathlib import Path

@@ -1,7 +1,5 @@
 """Reading a run folder (``alexnet train --out RUN_DIR``): config.yaml, metrics.jsonl and checkpoints/."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

@@ -1,8 +1,6 @@
 """The one trainer and run store of the CIFAR-10 experiments, which keep only their protocols; the store's
 behaviour is in docs/analysis.md ("Run records: one trainer, one store")."""
 
-from __future__ import annotations
-
 import math
 import time
 from pathlib import Path

@@ -1,7 +1,5 @@
 """What the benchmarks share: the set-up, the clock, the record of the machine, the rows, the output."""
 
-from __future__ import annotations
-
 import contextlib
 import datetime
 import json

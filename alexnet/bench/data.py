@@ -3,8 +3,6 @@ the prepared samples) against the usual way (pytorch/examples' per-image transfo
 images, :class:`ExamplesImages`), with the same source images, workers and batch size; over the wall
 clock, and over the workers' CPU seconds (which a busy machine disturbs less)."""
 
-from __future__ import annotations
-
 import datetime
 import json
 import math

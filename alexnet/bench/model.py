@@ -3,8 +3,6 @@ against plain PyTorch (``plain``: ``nn.LocalResponseNorm``, NCHW, float32, eager
 process, from the same weights, on the same batch on the device; ``vs plain``: images/s over plain's,
 ``cpu vs plain``: the same for host CPU time per step."""
 
-from __future__ import annotations
-
 import copy
 import math
 from dataclasses import asdict

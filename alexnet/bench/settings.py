@@ -1,7 +1,5 @@
 """The speed settings ``alexnet bench`` measures and its defaults; light (no torch) for ``--help``."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, replace
 
 

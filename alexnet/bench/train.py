@@ -5,8 +5,6 @@ run (not the peer, which ``benchmarks/peer_examples.py`` runs): the source image
 ``DataLoader`` workers (:class:`~alexnet.bench.data.ExamplesImages`, RandomResizedCrop), the plain
 network with ``torch.optim.SGD``, main.py's per-step ``loss.item()`` and accuracy."""
 
-from __future__ import annotations
-
 import math
 import time
 from pathlib import Path

@@ -5,8 +5,6 @@ bvlc_alexnet (its computing layers, order and settings, and the weights of conv1
 :mod:`alexnet.bvlc` turns into our ``alexnet`` and its model file.
 """
 
-from __future__ import annotations
-
 import argparse
 import math
 from pathlib import Path

@@ -16,8 +16,6 @@ parsing message"; here every length is checked before it is read, floats are num
 file's bytes, and a damaged file gets a message saying what is wrong where.
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass, field
 from pathlib import Path

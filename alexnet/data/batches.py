@@ -2,8 +2,6 @@
 and cropped (:class:`CropBatches`) or JPEG bytes for the device to decode (:class:`EncodedBatches`).
 """
 
-from __future__ import annotations
-
 import re
 
 import numpy as np

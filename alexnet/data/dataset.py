@@ -2,8 +2,6 @@
 index memory-mapped (workers share it through the page cache), a missing or damaged file named.
 """
 
-from __future__ import annotations
-
 import json
 import os
 from contextlib import suppress

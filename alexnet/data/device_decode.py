@@ -4,8 +4,6 @@ For when CPU cores, not the GPU, limit training (BENCHMARKS.md); nvJPEG's pixels
 Pillow's by a level or two. Imports neither torch nor numpy (the options read :data:`DECODERS`).
 """
 
-from __future__ import annotations
-
 from alexnet.errors import UserError
 
 DECODERS = ("workers", "device")  # make_loader's decode=, `--decode` on the command line

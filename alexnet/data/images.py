@@ -2,8 +2,6 @@
 paper's 256x256 RGB patch (section 2: shorter side rescaled to 256, central patch), and storing it.
 """
 
-from __future__ import annotations
-
 import io
 
 import numpy as np

@@ -2,8 +2,6 @@
 :func:`make_loader`, a ``DataLoader`` whose workers each make whole batches in a ring of shared slots.
 """
 
-from __future__ import annotations
-
 from functools import partial
 
 import numpy as np

@@ -4,8 +4,6 @@ the consumer's stream waits on an event recorded after it, and each tensor is ma
 (``record_stream``) so the allocator does not reuse it too early.
 """
 
-from __future__ import annotations
-
 import queue
 import threading
 from contextlib import suppress

@@ -2,8 +2,6 @@
 function of ``(seed, epoch, rank, world_size, start)``, so a resumed run reads the rest of the epoch as
 the interrupted one would have. Position ``p`` goes to rank ``p % world_size``."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import numpy as np

@@ -2,8 +2,6 @@
 index as text, per sample), written whole or not at all, with the byte position of each sample.
 """
 
-from __future__ import annotations
-
 import hashlib
 import io
 import tarfile

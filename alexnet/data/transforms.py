@@ -4,8 +4,6 @@ for testing); :class:`DeviceTransform` does the float work batched on the device
 at each window (section 2) and PCA colour noise (:func:`pca_colour_augmentation`).
 """
 
-from __future__ import annotations
-
 import numpy as np
 import torch
 
@@ -143,7 +141,7 @@ class DeviceTransform(torch.nn.Module):
         self.register_buffer("channel_std", torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255)
 
     @classmethod
-    def for_dataset(cls, dataset, crop_size: int, **options) -> DeviceTransform:
+    def for_dataset(cls, dataset, crop_size: int, **options) -> "DeviceTransform":
         """The transform with ``dataset``'s mean image and PCA (a ``PreparedDataset``)."""
         return cls(dataset.mean, dataset.pca_eigvals, dataset.pca_eigvecs, crop_size, **options)
 

@@ -4,8 +4,6 @@ states that make a resume exact, and the stop signals that end a run with a chec
 epoch's running sums) and, from several processes, ``ranks`` (each one's ``rng`` and ``sums``).
 """
 
-from __future__ import annotations
-
 import math
 import random
 import signal

@@ -1,8 +1,6 @@
 """``alexnet train``: the paper's recipe (section 5) from the command line; options that depart from it
 say so in their help."""
 
-from __future__ import annotations
-
 import argparse
 
 from alexnet.train.config import (AMP_MODES, DECODERS, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, config_from_args,

@@ -2,8 +2,6 @@
 preset < file (YAML, JSON or TOML) < command line (:func:`config_from_args`), saved as ``RUN_DIR/config.yaml``.
 """
 
-from __future__ import annotations
-
 import argparse
 import dataclasses
 import functools

@@ -3,8 +3,6 @@ in an order that depends only on seed, epoch, rank and position (so a resume is 
 transform of sections 2 and 4.1. Validation is split without padding: every image counts once.
 """
 
-from __future__ import annotations
-
 import functools
 import os
 import signal

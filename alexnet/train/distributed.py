@@ -2,8 +2,6 @@
 global batch is split across the processes. A gloo group carries control messages, never waiting for a GPU.
 """
 
-from __future__ import annotations
-
 import contextlib
 import ctypes
 import os

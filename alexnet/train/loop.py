@@ -2,8 +2,6 @@
 never waits for the device: its loss and error counts are read every ``log_every`` steps and at checkpoints.
 """
 
-from __future__ import annotations
-
 import contextlib
 import json
 import os
@@ -90,7 +88,7 @@ def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | N
     return run
 
 
-def _train_epoch(run: Run, waiting: DataWait, stop: StopRequest) -> int | None:
+def _train_epoch(run: Run, waiting: "DataWait", stop: StopRequest) -> int | None:
     """The epoch's steps from ``run.position``, saving last.pt as due; on a stop request, the exit status."""
     config, ctx, steps, per_step = run.config, run.ctx, run.data.steps, run.config.batch_size
     start_step = run.position // per_step
@@ -147,7 +145,7 @@ def _input(run: Run, batch, train: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last(run.config, run.ctx.device) else x
 
 
-def _end_epoch(run: Run, waiting: DataWait, log: MetricsLog | None) -> None:
+def _end_epoch(run: Run, waiting: "DataWait", log: "MetricsLog | None") -> None:
     """Validation (the centre crops, every image counted once), the metrics line, the schedule's epoch end,
     then best.pt and last.pt."""
     check_finite(run)

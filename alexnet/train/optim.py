@@ -8,8 +8,6 @@ The velocity is in weight units, so a new rate acts only on new gradients (``tor
 its whole velocity). The rate lives in the schedule: :meth:`Schedule.set` writes it before every step.
 """
 
-from __future__ import annotations
-
 import math
 
 import torch
