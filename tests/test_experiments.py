@@ -5,9 +5,11 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from alexnet.analysis.ablations import table, variant_changes
 from alexnet.analysis import figure1
@@ -16,6 +18,7 @@ from alexnet.analysis.figure1_sweep import SETTINGS
 from alexnet.analysis.imageset import load_images
 from alexnet.analysis.figure1 import FourLayerCNN
 from alexnet.analysis.smalltrain import Inputs, RunStore
+from alexnet.errors import UserError
 from tests.kit import alexnet_command, colour, image_folder, make_prepared
 
 
@@ -160,6 +163,23 @@ def test_image_folder_loads_as_uint8_with_sorted_class_indices(tmp_path):
     data = load_images(str(make_image_folder(tmp_path, per_class=3)))
     assert data.images.shape == (6, 3, 32, 32) and data.images.dtype == torch.uint8
     assert data.classes == ["bright", "dark"] and data.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_an_image_folder_is_read_as_prepare_reads_it_squashed_whole_to_the_experiment_size(tmp_path):
+    root = make_image_folder(tmp_path, per_class=2) / "train"
+    first = sorted((root / "bright").iterdir())[0]
+    with Image.open(first) as image:  # the experiments' protocol: the whole image resized, no crop
+        expected = np.asarray(image.convert("RGB").resize((16, 16), Image.BOX)).transpose(2, 0, 1)
+    assert torch.equal(load_images(str(root), size=16).images[0], torch.from_numpy(expected))
+    Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save(root / "dark" / "z-clear.png")  # transparent: white
+    assert load_images(str(root)).images[-1].min() == 255
+    (root / "dark" / "z-clear.png").write_bytes(first.read_bytes()[:60])
+    with pytest.raises(UserError, match=r"z-clear\.png: not a readable image \(.*truncated"):
+        load_images(str(root))
+    (root / "dark" / "z-clear.png").unlink()
+    os.mkfifo(root / "dark" / "z-fifo.png")  # never opened for reading: that would wait for a writer
+    with pytest.raises(UserError, match=r"z-fifo\.png: not a readable image \(not a regular file \(a FIFO\)\)"):
+        load_images(str(root))
 
 
 def test_training_error_points_are_recorded_per_segment_with_growing_seconds(tmp_path):

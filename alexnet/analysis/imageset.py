@@ -9,7 +9,9 @@ from PIL import Image
 
 from alexnet import console
 from alexnet.analysis.inputs import sample_indices
-from alexnet.data.images import IMAGE_SUFFIXES
+from alexnet.data.images import FILE_BYTES_PER_PIXEL, IMAGE_SUFFIXES, BadImage, check_pixels, open_image, to_rgb
+from alexnet.data.source_files import class_files, read_regular, subdirs
+from alexnet.defaults import MAX_PIXELS
 from alexnet.errors import UserError
 
 
@@ -42,13 +44,21 @@ def _source(path: Path, split: str = "train", into_train: bool = True):
         return None
     if into_train and (path / "train").is_dir():
         path = path / "train"
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
-    files = [(f, c) for c, name in enumerate(classes) for f in sorted((path / name).iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]
+    classes = subdirs(path)
+    index = {name: i for i, name in enumerate(classes)}
+    files = [(file, index[name]) for name, _, file, skipped in class_files(path)
+             if skipped is None and file.suffix.lower() in IMAGE_SUFFIXES]
 
-    def read(i):
-        with Image.open(files[i][0]) as image:
-            return image.convert("RGB"), files[i][1]
+    def read(i):  # as `alexnet prepare` reads a source image: bounded, by content, any mode to RGB
+        file, label = files[i]
+        try:
+            image = open_image(read_regular(file, FILE_BYTES_PER_PIXEL * MAX_PIXELS))
+            check_pixels(image, MAX_PIXELS)
+            image = to_rgb(image)
+            image.load()
+        except (BadImage, OSError) as err:
+            raise UserError(f"{file}: not a readable image ({err})") from None
+        return image, label
 
     return (len(files), read, classes) if files else None
 
