@@ -145,41 +145,6 @@ def _check(cond: bool, source: str, node, what: str) -> None:
         raise UserError(f"{source}: not bvlc_alexnet: node {node.name or node.op_type} ({node.op_type}): {what}")
 
 
-def _check_conv(node, name, kernel, stride, pad, group, source):
-    a = _attrs(node)
-    _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
-    for key, want, default in (("kernel_shape", [kernel] * 2, [kernel] * 2), ("strides", [stride] * 2, [1, 1]),
-                               ("pads", [pad] * 4, [0] * 4), ("dilations", [1, 1], [1, 1])):
-        _check(list(a.get(key, default)) == want, source, node, f"{name} has {key} {want}, this one "
-               f"{list(a.get(key, default))}")
-    _check(a.get("group", 1) == group, source, node, f"{name} has {group} group(s), this one {a.get('group', 1)}")
-    _check(len(node.input) == 3, source, node, f"{name} has a bias (a third input)")
-
-
-def _check_lrn(node, name, source):
-    a = _attrs(node)
-    found = dict(size=a.get("size"), alpha=a.get("alpha", 1e-4), beta=a.get("beta", 0.75), k=a.get("bias", 1.0))
-    for key, want in CAFFE_LRN.items():
-        _check(found[key] is not None and math.isclose(found[key], want, rel_tol=1e-6), source, node,
-               f"{name}'s LRN has {'bias' if key == 'k' else key} {found[key]}, bvlc_alexnet's {want} "
-               f"(size 5, alpha 1e-4, beta 0.75, bias 1)")
-
-
-def _check_pool(node, name, source):
-    a = _attrs(node)
-    _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
-    _check(list(a.get("kernel_shape", [])) == [3, 3] and list(a.get("strides", [1, 1])) == [2, 2], source, node,
-           f"{name} is 3x3 max pooling at stride 2, this one {a.get('kernel_shape')} at {a.get('strides', [1, 1])}")
-    _check(list(a.get("dilations", [1, 1])) == [1, 1], source, node, f"dilations {a.get('dilations')}")
-    pads = list(a.get("pads", [0] * 4))
-    _check(len(pads) == 4, source, node, f"pads {pads} (four values for a 2-d pool)")
-    size, want = POOL_OUTPUTS[name]
-    rounding = math.ceil if a.get("ceil_mode", 0) else math.floor
-    outs = [rounding((size + pads[i] + pads[i + 2] - 3) / 2) + 1 for i in (0, 1)]
-    _check(pads[:2] == [0, 0] and outs == [want, want], source, node,
-           f"{name} maps {size}x{size} to {want}x{want} at 227, this one (pads {pads}) to {outs[0]}x{outs[1]}")
-
-
 def _flatten_batch(node, constants, width, source) -> int | None:
     """Reshape/Flatten before fc6 must flatten [N, C, 6, 6] to [N, C*36]; the batch it fixes, if any."""
     if node.op_type == "Flatten":
@@ -237,14 +202,38 @@ def bvlc_layers(model, source: str) -> tuple[dict, dict]:
     layers = {}
     for name, kernel, stride, pad, group in CONVS:
         node = by_name[name].nodes[0]
-        _check_conv(node, name, kernel, stride, pad, group, source)
+        a = _attrs(node)
+        _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
+        for key, want, default in (("kernel_shape", [kernel] * 2, [kernel] * 2), ("strides", [stride] * 2, [1, 1]),
+                                   ("pads", [pad] * 4, [0] * 4), ("dilations", [1, 1], [1, 1])):
+            _check(list(a.get(key, default)) == want, source, node, f"{name} has {key} {want}, this one "
+                   f"{list(a.get(key, default))}")
+        _check(a.get("group", 1) == group, source, node, f"{name} has {group} group(s), this one {a.get('group', 1)}")
+        _check(len(node.input) == 3, source, node, f"{name} has a bias (a third input)")
         _check(node.input[1] in constants and node.input[2] in constants, source, node,
                "its weight and bias are initializers (stored in the file)")
         layers[name] = (constants[node.input[1]], constants[node.input[2]])
     for name in ("norm1", "norm2"):
-        _check_lrn(by_name[name].nodes[0], name, source)
-    for name in POOL_OUTPUTS:
-        _check_pool(by_name[name].nodes[0], name, source)
+        node = by_name[name].nodes[0]
+        a = _attrs(node)
+        found = dict(size=a.get("size"), alpha=a.get("alpha", 1e-4), beta=a.get("beta", 0.75), k=a.get("bias", 1.0))
+        for key, want in CAFFE_LRN.items():
+            _check(found[key] is not None and math.isclose(found[key], want, rel_tol=1e-6), source, node,
+                   f"{name}'s LRN has {'bias' if key == 'k' else key} {found[key]}, bvlc_alexnet's {want} "
+                   f"(size 5, alpha 1e-4, beta 0.75, bias 1)")
+    for name, (size, want) in POOL_OUTPUTS.items():
+        node = by_name[name].nodes[0]
+        a = _attrs(node)
+        _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
+        _check(list(a.get("kernel_shape", [])) == [3, 3] and list(a.get("strides", [1, 1])) == [2, 2], source, node,
+               f"{name} is 3x3 max pooling at stride 2, this one {a.get('kernel_shape')} at {a.get('strides', [1, 1])}")
+        _check(list(a.get("dilations", [1, 1])) == [1, 1], source, node, f"dilations {a.get('dilations')}")
+        pads = list(a.get("pads", [0] * 4))
+        _check(len(pads) == 4, source, node, f"pads {pads} (four values for a 2-d pool)")
+        rounding = math.ceil if a.get("ceil_mode", 0) else math.floor
+        outs = [rounding((size + pads[i] + pads[i + 2] - 3) / 2) + 1 for i in (0, 1)]
+        _check(pads[:2] == [0, 0] and outs == [want, want], source, node,
+               f"{name} maps {size}x{size} to {want}x{want} at 227, this one (pads {pads}) to {outs[0]}x{outs[1]}")
     for name in ("fc6", "fc7", "fc8"):
         layers[name] = _fc_weights(by_name[name], constants, source)
     width = int(np.asarray(layers["conv5"][0]).shape[0]) * 36

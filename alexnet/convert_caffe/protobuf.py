@@ -16,7 +16,9 @@ parsing message"; here every length is checked before it is read, floats are num
 file's bytes, and a damaged file gets a message saying what is wrong where.
 """
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,19 +38,6 @@ VARINT, FIXED64, BYTES, FIXED32 = 0, 1, 2, 5  # protobuf wire types (3 and 4, gr
 
 class WireError(ValueError):
     """The bytes are not the protocol buffer they should be; the message says where."""
-
-
-class FieldBudget:
-    """The fields one file may still have (:data:`MAX_FIELDS`): millions of tiny fields would keep
-    this pure-Python reader busy for minutes."""
-
-    def __init__(self):
-        self.left = MAX_FIELDS
-
-    def spend(self) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise WireError(f"more than {MAX_FIELDS:,} fields, where Caffe writes about a thousand")
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
@@ -86,13 +75,16 @@ def _fixed32_run(buf: memoryview, pos: int, key: int) -> tuple[np.ndarray, int]:
     return records[:, 1:].copy().view("<f4").ravel(), pos + 5 * count
 
 
-def fields(buf: memoryview, budget: FieldBudget | None = None, runs: tuple[int, ...] = ()):
+def fields(buf: memoryview, budget: Iterator[int] | None = None, runs: tuple[int, ...] = ()):
     """``(field number, wire type, value)`` for each field of the message in ``buf``: an int, a memoryview or,
-    for the fields in ``runs`` sent unpacked as fixed32 a float32 array of the run; paid from ``budget``."""
-    budget = budget or FieldBudget()
+    for the fields in ``runs`` sent unpacked as fixed32 a float32 array of the run. ``budget`` counts the
+    file's fields (an ``itertools.count`` shared by its messages) up to :data:`MAX_FIELDS`: millions of tiny
+    fields would keep this pure-Python reader busy for minutes."""
+    budget = budget or itertools.count()
     pos, end = 0, len(buf)
     while pos < end:
-        budget.spend()
+        if next(budget) >= MAX_FIELDS:
+            raise WireError(f"more than {MAX_FIELDS:,} fields, where Caffe writes about a thousand")
         start = pos
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
@@ -147,7 +139,7 @@ def _signed(n: int) -> int:
     return n - (1 << 64) if n >= 1 << 63 else n
 
 
-def read_blob(buf: memoryview, what: str, budget: FieldBudget | None = None) -> np.ndarray:
+def read_blob(buf: memoryview, what: str, budget: Iterator[int] | None = None) -> np.ndarray:
     """A ``BlobProto`` as a float32 array of its shape (``shape``, else the legacy 4-d
     num/channels/height/width), its number of values checked against the shape."""
     # one view of the file's bytes when the data comes in one piece (Caffe writes it packed), else
@@ -206,7 +198,7 @@ class CaffeLayer:
     settings: dict[int, list] = field(default_factory=dict)
 
 
-def read_layer(buf: memoryview, v1: bool, index: int, budget: FieldBudget) -> CaffeLayer:
+def read_layer(buf: memoryview, v1: bool, index: int, budget: Iterator[int]) -> CaffeLayer:
     """A ``LayerParameter`` (or, with ``v1``, a ``V1LayerParameter``)."""
     name_field, type_field, blob_field = (4, 5, 6) if v1 else (1, 2, 7)
     name, kind, blobs, params = f"layer {index + 1}", None, [], {}
@@ -233,7 +225,7 @@ def read_layer(buf: memoryview, v1: bool, index: int, budget: FieldBudget) -> Ca
 
 def read_net(buf: memoryview) -> list[CaffeLayer]:
     """The layers of a ``NetParameter``, in the file's order (new ``layer`` or legacy ``layers``)."""
-    new, old, budget = [], [], FieldBudget()
+    new, old, budget = [], [], itertools.count()
     for number, wire, value in fields(buf, budget):
         if number == 100 and wire == BYTES:
             new.append(value)
@@ -252,7 +244,7 @@ def read_net(buf: memoryview) -> list[CaffeLayer]:
     return layers
 
 
-def settings(param: memoryview | None, budget: FieldBudget | None = None) -> dict[int, list]:
+def settings(param: memoryview | None, budget: Iterator[int] | None = None) -> dict[int, list]:
     """The fields of a settings message (``convolution_param``, ...): number -> values (ints, or
     floats for fixed32); None: no message. A length-prefixed field is read as packed integers where
     it can be, else passed over (a message or a string, ``weight_filler``: nothing here reads it)."""
@@ -262,12 +254,10 @@ def settings(param: memoryview | None, budget: FieldBudget | None = None) -> dic
     for number, wire, value in fields(param if param is not None else memoryview(b""), budget):
         if wire == FIXED32:
             found.setdefault(number, []).append(float(np.frombuffer(value, "<f4")[0]))
-        elif wire == VARINT:
-            found.setdefault(number, []).append(value)
-        elif wire == BYTES:
+        elif wire in (VARINT, BYTES):
             try:
                 numbers = _varints(value, wire)
-            except WireError:
+            except WireError:  # not packed integers: a message or a string, passed over
                 continue
             found.setdefault(number, []).extend(numbers)
     return found
