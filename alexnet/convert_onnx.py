@@ -111,16 +111,13 @@ def _steps(graph, source: str) -> list[Step]:
         if current is not None and (not node.input or node.input[0] != current):
             raise UserError(f"{source}: not bvlc_alexnet: node {node.name or node.op_type!r} ({node.op_type}) does "
                             f"not take the previous layer's output {current!r} (the network is one chain of layers)")
-        if node.op_type in ("Dropout", "Identity"):
-            current = node.output[0]
-            continue
+        current = node.output[0]
         if node.op_type == "Add" and steps and steps[-1].op == "matmul":
-            steps[-1] = Step("fc", steps[-1].nodes + [node], node.output[0])
-        else:
+            steps[-1] = Step("fc", steps[-1].nodes + [node], current)
+        elif node.op_type not in ("Dropout", "Identity"):
             op = {"Gemm": "fc", "MatMul": "matmul", "Reshape": "flatten", "Flatten": "flatten"}.get(
                 node.op_type, node.op_type)
-            steps.append(Step(op, [node], node.output[0]))
-        current = node.output[0]
+            steps.append(Step(op, [node], current))
     if steps and steps[-1].op == "Softmax":
         steps.pop()
     if len(steps) > 16 and [s.op for s in steps[14:16]] == ["MaxPool", "fc"]:  # Gemm on pool5 itself (old opsets)
@@ -171,13 +168,10 @@ def _fc_weights(step: Step, constants, source) -> tuple[np.ndarray, np.ndarray]:
         _check(a.get("transA", 0) == 0 and math.isclose(a.get("alpha", 1.0), 1) and
                math.isclose(a.get("beta", 1.0), 1), source, node, "a plain x W + b (transA 0, alpha 1, beta 1)")
         _check(len(node.input) == 3, source, node, "has a bias (a third input)")
-        weight = const(node.input[1], node)
+        weight, bias = const(node.input[1], node), const(node.input[2], node)
         weight = weight if a.get("transB", 0) else weight.T
-        bias = const(node.input[2], node)
     else:
-        add = step.nodes[1]
-        weight = const(node.input[1], node).T
-        bias = const(add.input[1], add)
+        weight, bias = const(node.input[1], node).T, const(step.nodes[1].input[1], step.nodes[1])
     return weight, bias.reshape(-1)
 
 

@@ -220,8 +220,7 @@ class _Tower(nn.Module):
         layers = OrderedDict()
         for name, m in net.features.named_children():
             if isinstance(m, nn.Conv2d):
-                in_ch = m.in_channels if m.groups == 1 else m.in_channels // 2
-                m = nn.Conv2d(in_ch, m.out_channels // 2, m.kernel_size, m.stride, m.padding)
+                m = nn.Conv2d(m.in_channels // m.groups, m.out_channels // 2, m.kernel_size, m.stride, m.padding)
             elif isinstance(m, LocalResponseNorm):
                 m = LocalResponseNorm(m.size, m.alpha, m.beta, m.k, m.scaling, groups=1)
             layers[name] = m

@@ -15,8 +15,6 @@ from alexnet.bvlc import BVLC_LAYERS, model_from_layers, save_bvlc_model
 from alexnet.convert_caffe.protobuf import MAX_FILE_BYTES, CaffeLayer, read_caffemodel, read_mean_binaryproto
 from alexnet.errors import UserError
 
-__all__ = ["convert_caffe", "read_caffemodel", "read_mean", "read_mean_binaryproto", "run"]
-
 # The computing layers of bvlc_alexnet's deploy.prototxt and their settings (caffe.proto's defaults
 # where a message leaves one out); weight layers are matched by name, the others by type. The kinds
 # in PASSED_OVER do not change what the network computes at test time; any other kind is refused.

@@ -246,8 +246,7 @@ def read_net(buf: memoryview) -> list[CaffeLayer]:
 
 def settings(param: memoryview | None, budget: Iterator[int] | None = None) -> dict[int, list]:
     """The fields of a settings message (``convolution_param``, ...): number -> values (ints, or
-    floats for fixed32); None: no message. A length-prefixed field is read as packed integers where
-    it can be, else passed over (a message or a string, ``weight_filler``: nothing here reads it)."""
+    floats for fixed32; a length-prefixed field as packed integers); None: no message."""
     found: dict[int, list] = {}
     if param is not None and len(param) > MAX_SETTINGS_BYTES:
         raise WireError(f"a layer's settings of {len(param):,} bytes")
@@ -257,7 +256,7 @@ def settings(param: memoryview | None, budget: Iterator[int] | None = None) -> d
         elif wire in (VARINT, BYTES):
             try:
                 numbers = _varints(value, wire)
-            except WireError:  # not packed integers: a message or a string, passed over
+            except WireError:  # not packed integers: a message or a string (weight_filler), which nothing reads
                 continue
             found.setdefault(number, []).extend(numbers)
     return found
