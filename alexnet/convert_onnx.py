@@ -122,18 +122,17 @@ def _steps(graph, source: str) -> list[Step]:
         steps.pop()
     if len(steps) > 16 and [s.op for s in steps[14:16]] == ["MaxPool", "fc"]:  # Gemm on pool5 itself (old opsets)
         steps.insert(15, Step("flatten", [], steps[14].output))
-    found = [s.op for s in steps]
-    for i, (got, want) in enumerate(zip(found, SEQUENCE)):
-        if got != want:
-            node = steps[i].nodes[0]
+    for i, (step, want) in enumerate(zip(steps, SEQUENCE)):
+        if step.op != want:
+            node = step.nodes[0]
             raise UserError(f"{source}: not bvlc_alexnet: layer {i + 1} (node {node.name or '?'}, "
                             f"{node.op_type}) where bvlc_alexnet has {STEP_NAMES[i]} ({want}); "
                             f"its op sequence is {' '.join(SEQUENCE)}")
-    if len(found) != len(SEQUENCE):
-        more = (f"{len(found) - len(SEQUENCE)} more after fc8: {steps[len(SEQUENCE)].nodes[0].op_type}"
-                if len(found) > len(SEQUENCE) else
-                f"it ends after {STEP_NAMES[len(found) - 1] if found else 'nothing'}")
-        raise UserError(f"{source}: not bvlc_alexnet: {len(found)} layers instead of {len(SEQUENCE)} ({more})")
+    if len(steps) != len(SEQUENCE):
+        more = (f"{len(steps) - len(SEQUENCE)} more after fc8: {steps[len(SEQUENCE)].nodes[0].op_type}"
+                if len(steps) > len(SEQUENCE) else
+                f"it ends after {STEP_NAMES[len(steps) - 1] if steps else 'nothing'}")
+        raise UserError(f"{source}: not bvlc_alexnet: {len(steps)} layers instead of {len(SEQUENCE)} ({more})")
     return steps
 
 

@@ -55,8 +55,8 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
 
 
 def _fixed32_run(buf: memoryview, pos: int, key: int) -> tuple[np.ndarray, int]:
-    """An unpacked repeated float from ``pos``: consecutive (one-byte key, 4-byte float) records as
-    one array (a Python loop over 61 million floats takes minutes), scanned in doubling chunks."""
+    """An unpacked repeated float from ``pos`` (its first record whole, as :func:`fields` checks): consecutive
+    (one-byte key, 4-byte float) records as one array (a Python loop over 61 million floats takes minutes)."""
     count, chunk = 0, 16
     while True:
         span = np.frombuffer(buf[pos + 5 * count: pos + 5 * (count + chunk)], np.uint8)
@@ -69,8 +69,6 @@ def _fixed32_run(buf: memoryview, pos: int, key: int) -> tuple[np.ndarray, int]:
         if len(records) < chunk:
             break
         chunk *= 2
-    if count == 0:
-        raise WireError(f"a float at byte {pos:,} runs past the end of the data")
     records = np.frombuffer(buf[pos: pos + 5 * count], np.uint8).reshape(-1, 5)
     return records[:, 1:].copy().view("<f4").ravel(), pos + 5 * count
 
