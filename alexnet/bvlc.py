@@ -33,24 +33,22 @@ CAFFE_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 IMAGE_SIZE = 256  # the mean image's side, and the project's images' (section 2)
 
 
-def _layer(layers: dict, name: str, source: str) -> tuple[np.ndarray, np.ndarray]:
-    if name not in layers:
-        raise UserError(f"{source}: not bvlc_alexnet: no layer {name} (its layers: {', '.join(layers) or 'none'})")
-    weight, bias = (np.asarray(a) for a in layers[name])
-    if not (np.issubdtype(weight.dtype, np.floating) and np.issubdtype(bias.dtype, np.floating)):
-        raise UserError(f"{source}: not bvlc_alexnet: {name}'s blobs are {weight.dtype}/{bias.dtype}, not floats")
-    if bias.ndim != 1 or weight.shape[:1] != bias.shape:
-        raise UserError(f"{source}: not bvlc_alexnet: {name} has weight {list(weight.shape)} and bias "
-                        f"{list(bias.shape)} (a bias of one value per output)")
-    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
-        raise UserError(f"{source}: {name} holds NaN or infinite weights")
-    return weight, bias
-
-
 def caffe_widths(layers: dict, source: str) -> dict:
     """The widths of a bvlc_alexnet layer list (conv kernels, fc width, classes), every shape checked
     against the architecture."""
-    w = {name: _layer(layers, name, source)[0] for name in BVLC_LAYERS}
+    w = {}
+    for name in BVLC_LAYERS:
+        if name not in layers:
+            raise UserError(f"{source}: not bvlc_alexnet: no layer {name} (its layers: {', '.join(layers) or 'none'})")
+        weight, bias = (np.asarray(a) for a in layers[name])
+        if not (np.issubdtype(weight.dtype, np.floating) and np.issubdtype(bias.dtype, np.floating)):
+            raise UserError(f"{source}: not bvlc_alexnet: {name}'s blobs are {weight.dtype}/{bias.dtype}, not floats")
+        if bias.ndim != 1 or weight.shape[:1] != bias.shape:
+            raise UserError(f"{source}: not bvlc_alexnet: {name} has weight {list(weight.shape)} and bias "
+                            f"{list(bias.shape)} (a bias of one value per output)")
+        if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+            raise UserError(f"{source}: {name} holds NaN or infinite weights")
+        w[name] = weight
     extra = sorted(set(layers) - set(BVLC_LAYERS))
     if extra:
         raise UserError(f"{source}: not bvlc_alexnet: layers with weights that it has not: {', '.join(extra)}")

@@ -111,73 +111,34 @@ def _steps(graph, source: str) -> list[Step]:
         if current is not None and (not node.input or node.input[0] != current):
             raise UserError(f"{source}: not bvlc_alexnet: node {node.name or node.op_type!r} ({node.op_type}) does "
                             f"not take the previous layer's output {current!r} (the network is one chain of layers)")
-        if node.op_type in ("Dropout", "Identity"):
-            current = node.output[0]
-            continue
+        current = node.output[0]
         if node.op_type == "Add" and steps and steps[-1].op == "matmul":
-            steps[-1] = Step("fc", steps[-1].nodes + [node], node.output[0])
-        else:
+            steps[-1] = Step("fc", steps[-1].nodes + [node], current)
+        elif node.op_type not in ("Dropout", "Identity"):
             op = {"Gemm": "fc", "MatMul": "matmul", "Reshape": "flatten", "Flatten": "flatten"}.get(
                 node.op_type, node.op_type)
-            steps.append(Step(op, [node], node.output[0]))
-        current = node.output[0]
+            steps.append(Step(op, [node], current))
     if steps and steps[-1].op == "Softmax":
         steps.pop()
     if len(steps) > 16 and [s.op for s in steps[14:16]] == ["MaxPool", "fc"]:  # Gemm on pool5 itself (old opsets)
         steps.insert(15, Step("flatten", [], steps[14].output))
-    found = [s.op for s in steps]
-    for i, (got, want) in enumerate(zip(found, SEQUENCE)):
-        if got != want:
-            node = steps[i].nodes[0]
+    for i, (step, want) in enumerate(zip(steps, SEQUENCE)):
+        if step.op != want:
+            node = step.nodes[0]
             raise UserError(f"{source}: not bvlc_alexnet: layer {i + 1} (node {node.name or '?'}, "
                             f"{node.op_type}) where bvlc_alexnet has {STEP_NAMES[i]} ({want}); "
                             f"its op sequence is {' '.join(SEQUENCE)}")
-    if len(found) != len(SEQUENCE):
-        more = (f"{len(found) - len(SEQUENCE)} more after fc8: {steps[len(SEQUENCE)].nodes[0].op_type}"
-                if len(found) > len(SEQUENCE) else
-                f"it ends after {STEP_NAMES[len(found) - 1] if found else 'nothing'}")
-        raise UserError(f"{source}: not bvlc_alexnet: {len(found)} layers instead of {len(SEQUENCE)} ({more})")
+    if len(steps) != len(SEQUENCE):
+        more = (f"{len(steps) - len(SEQUENCE)} more after fc8: {steps[len(SEQUENCE)].nodes[0].op_type}"
+                if len(steps) > len(SEQUENCE) else
+                f"it ends after {STEP_NAMES[len(steps) - 1] if steps else 'nothing'}")
+        raise UserError(f"{source}: not bvlc_alexnet: {len(steps)} layers instead of {len(SEQUENCE)} ({more})")
     return steps
 
 
 def _check(cond: bool, source: str, node, what: str) -> None:
     if not cond:
         raise UserError(f"{source}: not bvlc_alexnet: node {node.name or node.op_type} ({node.op_type}): {what}")
-
-
-def _check_conv(node, name, kernel, stride, pad, group, source):
-    a = _attrs(node)
-    _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
-    for key, want, default in (("kernel_shape", [kernel] * 2, [kernel] * 2), ("strides", [stride] * 2, [1, 1]),
-                               ("pads", [pad] * 4, [0] * 4), ("dilations", [1, 1], [1, 1])):
-        _check(list(a.get(key, default)) == want, source, node, f"{name} has {key} {want}, this one "
-               f"{list(a.get(key, default))}")
-    _check(a.get("group", 1) == group, source, node, f"{name} has {group} group(s), this one {a.get('group', 1)}")
-    _check(len(node.input) == 3, source, node, f"{name} has a bias (a third input)")
-
-
-def _check_lrn(node, name, source):
-    a = _attrs(node)
-    found = dict(size=a.get("size"), alpha=a.get("alpha", 1e-4), beta=a.get("beta", 0.75), k=a.get("bias", 1.0))
-    for key, want in CAFFE_LRN.items():
-        _check(found[key] is not None and math.isclose(found[key], want, rel_tol=1e-6), source, node,
-               f"{name}'s LRN has {'bias' if key == 'k' else key} {found[key]}, bvlc_alexnet's {want} "
-               f"(size 5, alpha 1e-4, beta 0.75, bias 1)")
-
-
-def _check_pool(node, name, source):
-    a = _attrs(node)
-    _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
-    _check(list(a.get("kernel_shape", [])) == [3, 3] and list(a.get("strides", [1, 1])) == [2, 2], source, node,
-           f"{name} is 3x3 max pooling at stride 2, this one {a.get('kernel_shape')} at {a.get('strides', [1, 1])}")
-    _check(list(a.get("dilations", [1, 1])) == [1, 1], source, node, f"dilations {a.get('dilations')}")
-    pads = list(a.get("pads", [0] * 4))
-    _check(len(pads) == 4, source, node, f"pads {pads} (four values for a 2-d pool)")
-    size, want = POOL_OUTPUTS[name]
-    rounding = math.ceil if a.get("ceil_mode", 0) else math.floor
-    outs = [rounding((size + pads[i] + pads[i + 2] - 3) / 2) + 1 for i in (0, 1)]
-    _check(pads[:2] == [0, 0] and outs == [want, want], source, node,
-           f"{name} maps {size}x{size} to {want}x{want} at 227, this one (pads {pads}) to {outs[0]}x{outs[1]}")
 
 
 def _flatten_batch(node, constants, width, source) -> int | None:
@@ -206,13 +167,10 @@ def _fc_weights(step: Step, constants, source) -> tuple[np.ndarray, np.ndarray]:
         _check(a.get("transA", 0) == 0 and math.isclose(a.get("alpha", 1.0), 1) and
                math.isclose(a.get("beta", 1.0), 1), source, node, "a plain x W + b (transA 0, alpha 1, beta 1)")
         _check(len(node.input) == 3, source, node, "has a bias (a third input)")
-        weight = const(node.input[1], node)
+        weight, bias = const(node.input[1], node), const(node.input[2], node)
         weight = weight if a.get("transB", 0) else weight.T
-        bias = const(node.input[2], node)
     else:
-        add = step.nodes[1]
-        weight = const(node.input[1], node).T
-        bias = const(add.input[1], add)
+        weight, bias = const(node.input[1], node).T, const(step.nodes[1].input[1], step.nodes[1])
     return weight, bias.reshape(-1)
 
 
@@ -237,14 +195,38 @@ def bvlc_layers(model, source: str) -> tuple[dict, dict]:
     layers = {}
     for name, kernel, stride, pad, group in CONVS:
         node = by_name[name].nodes[0]
-        _check_conv(node, name, kernel, stride, pad, group, source)
+        a = _attrs(node)
+        _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
+        for key, want, default in (("kernel_shape", [kernel] * 2, [kernel] * 2), ("strides", [stride] * 2, [1, 1]),
+                                   ("pads", [pad] * 4, [0] * 4), ("dilations", [1, 1], [1, 1])):
+            _check(list(a.get(key, default)) == want, source, node, f"{name} has {key} {want}, this one "
+                   f"{list(a.get(key, default))}")
+        _check(a.get("group", 1) == group, source, node, f"{name} has {group} group(s), this one {a.get('group', 1)}")
+        _check(len(node.input) == 3, source, node, f"{name} has a bias (a third input)")
         _check(node.input[1] in constants and node.input[2] in constants, source, node,
                "its weight and bias are initializers (stored in the file)")
         layers[name] = (constants[node.input[1]], constants[node.input[2]])
     for name in ("norm1", "norm2"):
-        _check_lrn(by_name[name].nodes[0], name, source)
-    for name in POOL_OUTPUTS:
-        _check_pool(by_name[name].nodes[0], name, source)
+        node = by_name[name].nodes[0]
+        a = _attrs(node)
+        found = dict(size=a.get("size"), alpha=a.get("alpha", 1e-4), beta=a.get("beta", 0.75), k=a.get("bias", 1.0))
+        for key, want in CAFFE_LRN.items():
+            _check(found[key] is not None and math.isclose(found[key], want, rel_tol=1e-6), source, node,
+                   f"{name}'s LRN has {'bias' if key == 'k' else key} {found[key]}, bvlc_alexnet's {want} "
+                   f"(size 5, alpha 1e-4, beta 0.75, bias 1)")
+    for name, (size, want) in POOL_OUTPUTS.items():
+        node = by_name[name].nodes[0]
+        a = _attrs(node)
+        _check(a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"), source, node, f"auto_pad {a.get('auto_pad')}")
+        _check(list(a.get("kernel_shape", [])) == [3, 3] and list(a.get("strides", [1, 1])) == [2, 2], source, node,
+               f"{name} is 3x3 max pooling at stride 2, this one {a.get('kernel_shape')} at {a.get('strides', [1, 1])}")
+        _check(list(a.get("dilations", [1, 1])) == [1, 1], source, node, f"dilations {a.get('dilations')}")
+        pads = list(a.get("pads", [0] * 4))
+        _check(len(pads) == 4, source, node, f"pads {pads} (four values for a 2-d pool)")
+        rounding = math.ceil if a.get("ceil_mode", 0) else math.floor
+        outs = [rounding((size + pads[i] + pads[i + 2] - 3) / 2) + 1 for i in (0, 1)]
+        _check(pads[:2] == [0, 0] and outs == [want, want], source, node,
+               f"{name} maps {size}x{size} to {want}x{want} at 227, this one (pads {pads}) to {outs[0]}x{outs[1]}")
     for name in ("fc6", "fc7", "fc8"):
         layers[name] = _fc_weights(by_name[name], constants, source)
     width = int(np.asarray(layers["conv5"][0]).shape[0]) * 36

@@ -66,17 +66,8 @@ class _LRNFunction(torch.autograd.Function):
 
 
 class LocalResponseNorm(nn.Module):
-    """Local response normalisation across channels, paper section 3.3 (formula in the module doc).
-
-    Args:
-        size: n, the number of adjacent channels summed over (5).
-        alpha: the paper's alpha (1e-4), multiplying the plain window sum.
-        beta: the exponent (0.75).
-        k: the additive constant (2).
-        scaling: ``"paper"`` (plain sum, as printed) or ``"code"`` (alpha divided by ``size``, as
-            in the authors' cuda-convnet code, Caffe and ``nn.LocalResponseNorm``).
-        groups: normalise each of ``groups`` equal channel groups on its own (2 = one per tower).
-    """
+    """Local response normalisation across channels, paper section 3.3 (formula and constants in the module
+    doc); ``scaling`` "paper" or "code" (alpha / size); ``groups`` channel groups each normalised on its own."""
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
                  scaling: str = "paper", groups: int = 1):

@@ -1,10 +1,8 @@
 """The paper's network (section 3.5, Figure 2), its ablations, and the two-device layout (section 3.2).
 
-``AlexNet()`` takes 227x227x3 (the paper's "224" is an erratum; see ``conv_rounding``). On one
-device the two towers are grouped convolutions: conv2, conv4 and conv5 have ``groups=2``, conv3
-and the fully connected layers see both towers, and LRN normalises within each tower.
-``TwoDeviceAlexNet`` puts each tower on a device of its own, moving activations only where the
-paper's towers communicate: into conv3 and into the fully connected layers.
+``AlexNet()`` takes 227x227x3 (the paper's "224" is an erratum; see ``conv_rounding``). On one device
+the towers are grouped convolutions (conv2, conv4, conv5: ``groups=2``) and LRN normalises within each
+tower; ``TwoDeviceAlexNet`` puts each tower on a device of its own.
 """
 
 import math
@@ -75,8 +73,7 @@ def _conv_specs(channels, drop_layer):
     if drop_layer is not None:
         if drop_layer not in ("conv3", "conv4", "conv5"):
             raise ValueError(f"drop_layer must be one of conv3, conv4, conv5 (section 7), not {drop_layer!r}")
-        dropped = next(s for s in specs if s.name == drop_layer)
-        specs.remove(dropped)
+        dropped = specs.pop(int(drop_layer[-1]) - 1)
         if dropped.pool:  # conv5's pooling stays, on whatever layer is now last
             specs[-1] = replace(specs[-1], pool=True)
     return specs
@@ -104,12 +101,11 @@ class AlexNet(nn.Module):
                  towers: int = 2, channels: tuple[int, ...] | None = None, fc_width: int = 4096,
                  fc_bias: float = 1.0, lrn_k: float = 2.0, lrn_across_towers: bool = False):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, not {activation!r}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, not {pooling!r}")
-        if conv_rounding not in CONV_ROUNDING:
-            raise ValueError(f"conv_rounding must be one of {CONV_ROUNDING}, not {conv_rounding!r}")
+        choices = (("activation", activation, sorted(ACTIVATIONS)), ("pooling", pooling, sorted(POOLINGS)),
+                   ("conv_rounding", conv_rounding, CONV_ROUNDING))
+        for name, value, allowed in choices:
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
         if towers not in (1, 2):
             raise ValueError(f"towers must be 1 or 2, not {towers!r}")
         if channels is not None and len(channels) != 5:
@@ -224,8 +220,7 @@ class _Tower(nn.Module):
         layers = OrderedDict()
         for name, m in net.features.named_children():
             if isinstance(m, nn.Conv2d):
-                in_ch = m.in_channels if m.groups == 1 else m.in_channels // 2
-                m = nn.Conv2d(in_ch, m.out_channels // 2, m.kernel_size, m.stride, m.padding)
+                m = nn.Conv2d(m.in_channels // m.groups, m.out_channels // 2, m.kernel_size, m.stride, m.padding)
             elif isinstance(m, LocalResponseNorm):
                 m = LocalResponseNorm(m.size, m.alpha, m.beta, m.k, m.scaling, groups=1)
             layers[name] = m
@@ -292,24 +287,22 @@ def one_to_two_device_state(state: dict[str, torch.Tensor]) -> dict[str, torch.T
     """One-device (grouped) weights to the two-device layout: split every layer by output maps."""
     out = {}
     for key, tensor in state.items():
-        section, layer, kind = key.split(".")
-        if section == "features" or layer in ("fc6", "fc7"):
-            suffix = key if section == "features" else f"{layer}.{kind}"
-            a, b = tensor.chunk(2, 0)
-            out[f"towers.0.{suffix}"], out[f"towers.1.{suffix}"] = a.clone(), b.clone()
-    for kind in ("weight", "bias"):
-        out[f"fc8.{kind}"] = state[f"classifier.fc8.{kind}"].clone()
+        suffix = key.removeprefix("classifier.")
+        if suffix.startswith("fc8."):
+            out[suffix] = tensor.clone()
+        else:
+            out[f"towers.0.{suffix}"], out[f"towers.1.{suffix}"] = (half.clone() for half in tensor.chunk(2, 0))
     return out
 
 
 def two_to_one_device_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse of :func:`one_to_two_device_state`."""
     out = {}
-    for key in state:
-        if key.startswith("towers.0."):
-            suffix = key[len("towers.0."):]
-            target = suffix if suffix.startswith("features.") else f"classifier.{suffix}"
-            out[target] = torch.cat([state[key], state[f"towers.1.{suffix}"]], 0)
-    for kind in ("weight", "bias"):
-        out[f"classifier.fc8.{kind}"] = state[f"fc8.{kind}"]
+    for key, tensor in state.items():
+        suffix = key.removeprefix("towers.0.")
+        target = suffix if suffix.startswith("features.") else f"classifier.{suffix}"
+        if key.startswith("fc8."):
+            out[target] = tensor
+        elif suffix != key:
+            out[target] = torch.cat([tensor, state[f"towers.1.{suffix}"]], 0)
     return out

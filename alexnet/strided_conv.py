@@ -47,9 +47,8 @@ class _SpaceToDepthGrad(torch.autograd.Function):
         kernel = -(-k // s) * s  # padded to a multiple of the stride
         size = (grad.shape[-1] - 1 + kernel // s) * s  # input rows the rearranged conv reads
         padded = F.pad(x, (p, p, p, p)) if p else x
-        channels_last = grad.is_contiguous(memory_format=torch.channels_last)
-        blocks = space_to_depth(padded, s, size).contiguous(
-            memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        fmt = torch.channels_last if grad.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        blocks = space_to_depth(padded, s, size).contiguous(memory_format=fmt)
         _, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad, blocks, space_to_depth(weight, s, kernel), [weight.shape[0]] if ctx.has_bias else None,
             [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, ctx.has_bias])

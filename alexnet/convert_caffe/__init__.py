@@ -15,8 +15,6 @@ from alexnet.bvlc import BVLC_LAYERS, model_from_layers, save_bvlc_model
 from alexnet.convert_caffe.protobuf import MAX_FILE_BYTES, CaffeLayer, read_caffemodel, read_mean_binaryproto
 from alexnet.errors import UserError
 
-__all__ = ["convert_caffe", "read_caffemodel", "read_mean", "read_mean_binaryproto", "run"]
-
 # The computing layers of bvlc_alexnet's deploy.prototxt and their settings (caffe.proto's defaults
 # where a message leaves one out); weight layers are matched by name, the others by type. The kinds
 # in PASSED_OVER do not change what the network computes at test time; any other kind is refused.
@@ -82,11 +80,7 @@ def check_bvlc_structure(layers: list[CaffeLayer]) -> None:
     if other is not None:
         raise UserError(f"not bvlc_alexnet: layer {other.name} ({other.type}) is of a kind bvlc_alexnet has not")
     computing = [layer for layer in layers if layer.type in COMPUTING]
-    for i, (name, kind, expected) in enumerate(BVLC_SEQUENCE):
-        if i >= len(computing):
-            raise UserError(f"not bvlc_alexnet: the network ends after {len(computing)} layers, before "
-                            f"its {name} ({kind})")
-        layer = computing[i]
+    for layer, (name, kind, expected) in zip(computing, BVLC_SEQUENCE):
         if layer.type != kind or (kind in (CONV, "InnerProduct") and layer.name != name):
             hint = (" (pooling before normalisation: CaffeNet's order, bvlc_reference_caffenet)"
                     if (layer.type, kind) == ("Pooling", "LRN") else "")
@@ -95,6 +89,10 @@ def check_bvlc_structure(layers: list[CaffeLayer]) -> None:
         wrong = _same(layer_settings(layer), expected)
         if wrong:
             raise UserError(f"not bvlc_alexnet: {layer.name} ({layer.type}) has {', '.join(wrong)}")
+    if len(computing) < len(BVLC_SEQUENCE):
+        name, kind, _ = BVLC_SEQUENCE[len(computing)]
+        raise UserError(f"not bvlc_alexnet: the network ends after {len(computing)} layers, before "
+                        f"its {name} ({kind})")
     if len(computing) > len(BVLC_SEQUENCE):
         extra = computing[len(BVLC_SEQUENCE)]
         raise UserError(f"not bvlc_alexnet: layer {extra.name} ({extra.type}) comes after fc8")

@@ -16,7 +16,9 @@ parsing message"; here every length is checked before it is read, floats are num
 file's bytes, and a damaged file gets a message saying what is wrong where.
 """
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,19 +40,6 @@ class WireError(ValueError):
     """The bytes are not the protocol buffer they should be; the message says where."""
 
 
-class FieldBudget:
-    """The fields one file may still have (:data:`MAX_FIELDS`): millions of tiny fields would keep
-    this pure-Python reader busy for minutes."""
-
-    def __init__(self):
-        self.left = MAX_FIELDS
-
-    def spend(self) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise WireError(f"more than {MAX_FIELDS:,} fields, where Caffe writes about a thousand")
-
-
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
     """(value, next position) of the base-128 varint at ``pos``: at most 10 bytes."""
     value = shift = 0
@@ -66,8 +55,8 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
 
 
 def _fixed32_run(buf: memoryview, pos: int, key: int) -> tuple[np.ndarray, int]:
-    """An unpacked repeated float from ``pos``: consecutive (one-byte key, 4-byte float) records as
-    one array (a Python loop over 61 million floats takes minutes), scanned in doubling chunks."""
+    """An unpacked repeated float from ``pos`` (its first record whole, as :func:`fields` checks): consecutive
+    (one-byte key, 4-byte float) records as one array (a Python loop over 61 million floats takes minutes)."""
     count, chunk = 0, 16
     while True:
         span = np.frombuffer(buf[pos + 5 * count: pos + 5 * (count + chunk)], np.uint8)
@@ -80,19 +69,20 @@ def _fixed32_run(buf: memoryview, pos: int, key: int) -> tuple[np.ndarray, int]:
         if len(records) < chunk:
             break
         chunk *= 2
-    if count == 0:
-        raise WireError(f"a float at byte {pos:,} runs past the end of the data")
     records = np.frombuffer(buf[pos: pos + 5 * count], np.uint8).reshape(-1, 5)
     return records[:, 1:].copy().view("<f4").ravel(), pos + 5 * count
 
 
-def fields(buf: memoryview, budget: FieldBudget | None = None, runs: tuple[int, ...] = ()):
+def fields(buf: memoryview, budget: Iterator[int] | None = None, runs: tuple[int, ...] = ()):
     """``(field number, wire type, value)`` for each field of the message in ``buf``: an int, a memoryview or,
-    for the fields in ``runs`` sent unpacked as fixed32 a float32 array of the run; paid from ``budget``."""
-    budget = budget or FieldBudget()
+    for the fields in ``runs`` sent unpacked as fixed32 a float32 array of the run. ``budget`` counts the
+    file's fields (an ``itertools.count`` shared by its messages) up to :data:`MAX_FIELDS`: millions of tiny
+    fields would keep this pure-Python reader busy for minutes."""
+    budget = budget or itertools.count()
     pos, end = 0, len(buf)
     while pos < end:
-        budget.spend()
+        if next(budget) >= MAX_FIELDS:
+            raise WireError(f"more than {MAX_FIELDS:,} fields, where Caffe writes about a thousand")
         start = pos
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
@@ -147,7 +137,7 @@ def _signed(n: int) -> int:
     return n - (1 << 64) if n >= 1 << 63 else n
 
 
-def read_blob(buf: memoryview, what: str, budget: FieldBudget | None = None) -> np.ndarray:
+def read_blob(buf: memoryview, what: str, budget: Iterator[int] | None = None) -> np.ndarray:
     """A ``BlobProto`` as a float32 array of its shape (``shape``, else the legacy 4-d
     num/channels/height/width), its number of values checked against the shape."""
     # one view of the file's bytes when the data comes in one piece (Caffe writes it packed), else
@@ -206,7 +196,7 @@ class CaffeLayer:
     settings: dict[int, list] = field(default_factory=dict)
 
 
-def read_layer(buf: memoryview, v1: bool, index: int, budget: FieldBudget) -> CaffeLayer:
+def read_layer(buf: memoryview, v1: bool, index: int, budget: Iterator[int]) -> CaffeLayer:
     """A ``LayerParameter`` (or, with ``v1``, a ``V1LayerParameter``)."""
     name_field, type_field, blob_field = (4, 5, 6) if v1 else (1, 2, 7)
     name, kind, blobs, params = f"layer {index + 1}", None, [], {}
@@ -233,7 +223,7 @@ def read_layer(buf: memoryview, v1: bool, index: int, budget: FieldBudget) -> Ca
 
 def read_net(buf: memoryview) -> list[CaffeLayer]:
     """The layers of a ``NetParameter``, in the file's order (new ``layer`` or legacy ``layers``)."""
-    new, old, budget = [], [], FieldBudget()
+    new, old, budget = [], [], itertools.count()
     for number, wire, value in fields(buf, budget):
         if number == 100 and wire == BYTES:
             new.append(value)
@@ -252,22 +242,19 @@ def read_net(buf: memoryview) -> list[CaffeLayer]:
     return layers
 
 
-def settings(param: memoryview | None, budget: FieldBudget | None = None) -> dict[int, list]:
+def settings(param: memoryview | None, budget: Iterator[int] | None = None) -> dict[int, list]:
     """The fields of a settings message (``convolution_param``, ...): number -> values (ints, or
-    floats for fixed32); None: no message. A length-prefixed field is read as packed integers where
-    it can be, else passed over (a message or a string, ``weight_filler``: nothing here reads it)."""
+    floats for fixed32; a length-prefixed field as packed integers); None: no message."""
     found: dict[int, list] = {}
     if param is not None and len(param) > MAX_SETTINGS_BYTES:
         raise WireError(f"a layer's settings of {len(param):,} bytes")
     for number, wire, value in fields(param if param is not None else memoryview(b""), budget):
         if wire == FIXED32:
             found.setdefault(number, []).append(float(np.frombuffer(value, "<f4")[0]))
-        elif wire == VARINT:
-            found.setdefault(number, []).append(value)
-        elif wire == BYTES:
+        elif wire in (VARINT, BYTES):
             try:
                 numbers = _varints(value, wire)
-            except WireError:
+            except WireError:  # not packed integers: a message or a string (weight_filler), which nothing reads
                 continue
             found.setdefault(number, []).extend(numbers)
     return found
