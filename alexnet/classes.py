@@ -17,8 +17,7 @@ def imagenet_classes() -> dict[str, str]:
 
 def imagenet_class_names() -> list[str]:
     """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids)."""
-    names = imagenet_classes()
-    return [names[wnid] for wnid in sorted(names)]
+    return [name for _, name in sorted(imagenet_classes().items())]
 
 
 def class_lists(dataset) -> tuple[list[str], list[str]]:

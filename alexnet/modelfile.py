@@ -17,6 +17,7 @@ from alexnet.classes import num_outputs
 from alexnet.model import TwoDeviceAlexNet
 from alexnet.registry import build_model, checked_options
 
+
 def model_record(model: nn.Module, class_names=None) -> dict:
     """What a model file holds of a model: weights (always in the one-device layout) and recipe."""
     state = model.one_device_state_dict() if hasattr(model, "one_device_state_dict") else model.state_dict()
@@ -120,7 +121,7 @@ def read_torch_file(path: str | os.PathLike, what: str):
     raise UserError(f"{path}: not a readable {what}: {reason}")
 
 
-def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
+def model_from_record(record: dict, path: str | os.PathLike, devices=None) -> nn.Module:
     """The network of a :func:`read_model_file` dict in eval mode, with ``class_names`` and ``mean``; its options,
     weight shapes and class names are checked first (a file that lies allocates nothing; ``path`` names it)."""
     try:
@@ -151,8 +152,6 @@ def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu",
         except ValueError as err:
             raise UserError(f"{path}: {err}") from None
         model.arch = record["arch"]
-    else:
-        model.to(map_location)
     model.class_names = names
     model.mean = record.get("mean")  # the training set's mean image, where the file holds it
     return model.eval()
