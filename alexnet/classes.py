@@ -1,5 +1,4 @@
-"""Which classes a model predicts, whether they are exactly a dataset's, in order (:func:`check_classes`), what
-guessing would score, and ImageNet's classes (the ILSVRC-2012 wnids and their names)."""
+"""Which classes a model predicts, whether they are a dataset's (:func:`check_classes`), chance, ImageNet's classes."""
 
 import functools
 import json
@@ -21,8 +20,7 @@ def imagenet_class_names() -> list[str]:
 
 
 def class_lists(dataset) -> tuple[list[str], list[str]]:
-    """The dataset's class names and class ids (ImageNet's wnids: two of its classes are named "crane");
-    without ids (``classes`` not ``{"index", "id", "name"}`` records), the names serve as both."""
+    """The dataset's class names and ids (ImageNet's wnids: two classes are named "crane"); else the names twice."""
     classes = list(dataset.classes)
     if classes and isinstance(classes[0], dict):
         return [c["name"] for c in classes], [c["id"] for c in classes]

@@ -1,6 +1,7 @@
 """Progress on standard error, the same for every command: a tqdm bar on a terminal; in a log, where a bar's
 frames are noise, a line every ``LOG_SECONDS`` (done/total, percent, rate, time left, readings) and at the end."""
 
+import contextlib
 import sys
 import time
 
@@ -19,7 +20,7 @@ def progress(iterable=None, *, stream=None, **options):
     return LogLines(iterable, stream, **options)
 
 
-class LogLines:
+class LogLines(contextlib.AbstractContextManager):  # whose __enter__ returns self
     """Progress as plain lines, for logs: see the module docstring."""
 
     def __init__(self, iterable, stream, total=None, desc="", unit="it", initial=0, leave=True, disable=False,
@@ -35,9 +36,6 @@ class LogLines:
         for item in self.iterable:
             yield item
             self.update(1)
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, *_) -> None:
         self.close()

@@ -116,8 +116,7 @@ def predictions(models: Sequence[nn.Module], dataset, crops: str = "ten", batch_
 
 def topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """Per image, whether the label is among the ``k`` most probable classes (all, if fewer than k)."""
-    k = min(k, probs.shape[1])
-    return (probs.topk(k, dim=1).indices == labels.view(-1, 1)).any(dim=1)
+    return (probs.topk(min(k, probs.shape[1]), dim=1).indices == labels.view(-1, 1)).any(dim=1)
 
 
 class ErrorCounter:
