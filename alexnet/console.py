@@ -12,8 +12,7 @@ LOG_UPDATES: int | None = None  # when set, a line every this many updates inste
 
 
 def progress(iterable=None, *, stream=None, **options):
-    """A tqdm bar (``options`` are tqdm's) on a terminal ``stream`` (default: standard error), else
-    :class:`LogLines`; both take ``update(n)``, ``set_postfix(**readings)``, ``write``, ``close()`` and ``with``."""
+    """A tqdm bar (``options`` are tqdm's) on a terminal ``stream`` (default: sys.stderr), else :class:`LogLines`."""
     stream = sys.stderr if stream is None else stream
     if getattr(stream, "isatty", None) and stream.isatty():
         return tqdm(iterable, dynamic_ncols=True, file=stream, **options)
@@ -44,8 +43,7 @@ class LogLines(contextlib.AbstractContextManager):  # whose __enter__ returns se
         self.n += n
         self.updates += 1
         now = time.monotonic()
-        due = self.updates % LOG_UPDATES == 0 if LOG_UPDATES else now - self.last_line >= LOG_SECONDS
-        if due:
+        if self.updates % LOG_UPDATES == 0 if LOG_UPDATES else now - self.last_line >= LOG_SECONDS:
             self._write(now)
 
     def set_postfix(self, refresh: bool = True, **readings) -> None:

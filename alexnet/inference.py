@@ -10,8 +10,11 @@ from PIL import Image
 from torch import nn
 
 from alexnet import console
-from alexnet.classes import check_classes, class_lists
+from alexnet.classes import check_classes, class_lists, num_outputs
+from alexnet.data.dataset import image_shape
+from alexnet.data.download import DATASETS, cache_root
 from alexnet.data.images import FILE_BYTES_PER_PIXEL, BadImage, centre_patch, check_pixels, open_image, to_rgb
+from alexnet.data.loader import make_loader
 from alexnet.data.source_files import read_regular
 from alexnet.data.transforms import DeviceTransform, cut_at_windows, view_windows
 from alexnet.defaults import CROPS, MAX_PIXELS
@@ -30,8 +33,6 @@ def load_model(path: str | Path, devices=None) -> nn.Module:
     model = model_from_record(record, path, devices)
     data = (record.get("config") or {}).get("data")
     if model.mean is None and getattr(model, "normalization", None) == "mean_image" and data:
-        from alexnet.data.download import DATASETS, cache_root
-
         for folder in [Path(data)] + ([cache_root() / data] if data in DATASETS else []):
             if (folder / "mean.npy").is_file():
                 model.mean = torch.from_numpy(np.load(folder / "mean.npy", allow_pickle=False))
@@ -91,9 +92,6 @@ def predictions(models: Sequence[nn.Module], dataset, crops: str = "ten", batch_
                 device: str | torch.device | None = None, workers: int | None = None,
                 names: Sequence[str] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches ``(probabilities [N, classes], labels [N])`` over ``dataset``, in order; ``names`` name the models."""
-    from alexnet.data.dataset import image_shape
-    from alexnet.data.loader import make_loader
-
     if not models:
         raise UserError("no model to evaluate")
     check_crops(crops)
@@ -198,7 +196,7 @@ def predict(model: nn.Module, paths: Sequence[str | Path], crops: str = "ten", t
     size = mean.shape[0] if mean is not None and len(mean.shape) == 3 else IMAGE_SIZE  # the training images' size
     transform = input_transform(model, mean, (size, size)).to(device)
     views = torch.from_numpy(view_windows((size, size), model.input_size, crops))  # as the loader cuts them
-    names = getattr(model, "class_names", None)
+    names = getattr(model, "class_names", None) or [f"class {c}" for c in range(num_outputs(model))]
     results = []
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
@@ -208,7 +206,6 @@ def predict(model: nn.Module, paths: Sequence[str | Path], crops: str = "ten", t
         probs = class_probabilities([model], [transform], images, windows).cpu()
         values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
         for path, p, i in zip(chunk, values.tolist(), indices.tolist()):
-            ranked = [{"class": names[c] if names else f"class {c}", "index": c, "probability": q}
-                      for q, c in zip(p, i)]
+            ranked = [{"class": names[c], "index": c, "probability": q} for q, c in zip(p, i)]
             results.append({"image": str(path), "predictions": ranked})
     return results

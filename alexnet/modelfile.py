@@ -58,14 +58,12 @@ def _not_a_torch_file(path: Path, hint: str) -> str | None:
     return f"it is neither a zip archive (torch.save's format) nor a pickle; {hint}"
 
 
-_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
-
-
 def _pickles_code(path: Path) -> bool:
     """Whether the first pickle in ``path`` refers to Python classes or functions (read, never executed)."""
+    code = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}  # opcodes that name or call it
     try:
         with open(path, "rb") as f:
-            return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(f))
+            return any(op.name in code for op, _, _ in pickletools.genops(f))
     except Exception:  # noqa: BLE001 - not a well-formed pickle: no code found in it
         return False
 
@@ -151,7 +149,6 @@ def model_from_record(record: dict, path: str | os.PathLike, devices=None) -> nn
             model = TwoDeviceAlexNet.from_one_device(model, devices)
         except ValueError as err:
             raise UserError(f"{path}: {err}") from None
-        model.arch = record["arch"]
-    model.class_names = names
+    model.arch, model.class_names = record["arch"], names
     model.mean = record.get("mean")  # the training set's mean image, where the file holds it
     return model.eval()

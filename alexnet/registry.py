@@ -1,6 +1,7 @@
 """Named architectures (as timm's registry): ``build_model(name, **options)`` and ``alexnet models``."""
 
 import inspect
+import json
 import math
 import typing
 from typing import Callable, NamedTuple
@@ -43,7 +44,6 @@ def model_options(name: str) -> list[str]:
     return list(inspect.signature(model_entry(name).builder).parameters)
 
 
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _BAD = object()
 
 
@@ -55,7 +55,7 @@ def _typed(value, hint):
         (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
     if hint is bool:
         text = str(value).lower() if isinstance(value, (bool, int, str)) else None
-        return True if text in _TRUE else False if text in _FALSE else _BAD
+        return True if text in ("true", "yes", "on", "1") else False if text in ("false", "no", "off", "0") else _BAD
     if hint in (int, float, str):
         if hint is not str and isinstance(value, str):
             try:
@@ -153,8 +153,6 @@ register_model("alexnet-owt", AlexNetOWT,
 
 
 def run(args) -> int:
-    import json
-
     rows = [{"name": name, "description": e.description, "options": model_options(name), "defaults": e.defaults}
             for name, e in _REGISTRY.items()]  # json writes the tuples among the defaults as lists
     print(json.dumps(rows, indent=2) if args.json else "\n".join(f"{r['name']:18s} {r['description']}" for r in rows))

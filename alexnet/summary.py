@@ -10,7 +10,6 @@ from alexnet import registry
 from alexnet.lrn import LocalResponseNorm
 
 SHOWN = (nn.Conv2d, nn.Linear, LocalResponseNorm, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
-# Section 3.5 prints 253,440 neurons for conv1; its own 55x55x96 feature maps make 290,400.
 ERRATA = {("alexnet", "conv1"): "the paper prints 253,440 neurons: an erratum for 55x55x96 = 290,400"}
 
 
