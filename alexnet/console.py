@@ -1,5 +1,4 @@
-"""Progress on standard error, the same for every command: a tqdm bar on a terminal; in a log, where a bar's
-frames are noise, a line every ``LOG_SECONDS`` (done/total, percent, rate, time left, readings) and at the end."""
+"""Progress on stderr, for every command: a tqdm bar on a terminal; in a log, a line every ``LOG_SECONDS``."""
 
 import contextlib
 import sys
@@ -20,7 +19,7 @@ def progress(iterable=None, *, stream=None, **options):
 
 
 class LogLines(contextlib.AbstractContextManager):  # whose __enter__ returns self
-    """Progress as plain lines, for logs: see the module docstring."""
+    """Progress lines for logs, where a bar's frames are noise: done/total, percent, rate, time left, readings."""
 
     def __init__(self, iterable, stream, total=None, desc="", unit="it", initial=0, leave=True, disable=False,
                  unit_scale=False, **_):  # the bar's other options (smoothing) mean nothing in a log

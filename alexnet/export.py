@@ -1,5 +1,4 @@
-"""`alexnet export MODEL OUT.onnx`: a trained network as ONNX (``images`` in, ``logits`` out), written only once
-onnxruntime's logits agree with PyTorch's (:data:`alexnet.convert_onnx.TOLERANCE`), or said unverified without it."""
+"""`alexnet export MODEL OUT.onnx`: a network as ONNX, written only once onnxruntime's logits agree with PyTorch's."""
 
 import argparse
 import io

@@ -1,5 +1,4 @@
-"""Model files: the weights with what rebuilds the network (architecture name, options, class names), read
-without executing pickled code (``weights_only=True``); training checkpoints carry the same keys."""
+"""Model files and checkpoints: weights, architecture, options, class names; read without running pickled code."""
 
 import os
 import pickle
