@@ -1,5 +1,4 @@
-"""Which classes a model predicts, whether they are exactly a dataset's, in order (:func:`check_classes`), what
-guessing would score, and ImageNet's classes (the ILSVRC-2012 wnids and their names)."""
+"""Which classes a model predicts, whether they are a dataset's (:func:`check_classes`), chance, ImageNet's classes."""
 
 import functools
 import json
@@ -17,13 +16,11 @@ def imagenet_classes() -> dict[str, str]:
 
 def imagenet_class_names() -> list[str]:
     """The names of the 1000 ILSVRC-2012 classes in the standard order (sorted wnids)."""
-    names = imagenet_classes()
-    return [names[wnid] for wnid in sorted(names)]
+    return [name for _, name in sorted(imagenet_classes().items())]
 
 
 def class_lists(dataset) -> tuple[list[str], list[str]]:
-    """The dataset's class names and class ids (ImageNet's wnids: two of its classes are named "crane");
-    without ids (``classes`` not ``{"index", "id", "name"}`` records), the names serve as both."""
+    """The dataset's class names and ids (ImageNet's wnids: two classes are named "crane"); else the names twice."""
     classes = list(dataset.classes)
     if classes and isinstance(classes[0], dict):
         return [c["name"] for c in classes], [c["id"] for c in classes]

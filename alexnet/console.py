@@ -1,6 +1,6 @@
-"""Progress on standard error, the same for every command: a tqdm bar on a terminal; in a log, where a bar's
-frames are noise, a line every ``LOG_SECONDS`` (done/total, percent, rate, time left, readings) and at the end."""
+"""Progress on stderr, for every command: a tqdm bar on a terminal; in a log, a line every ``LOG_SECONDS``."""
 
+import contextlib
 import sys
 import time
 
@@ -11,16 +11,15 @@ LOG_UPDATES: int | None = None  # when set, a line every this many updates inste
 
 
 def progress(iterable=None, *, stream=None, **options):
-    """A tqdm bar (``options`` are tqdm's) on a terminal ``stream`` (default: standard error), else
-    :class:`LogLines`; both take ``update(n)``, ``set_postfix(**readings)``, ``write``, ``close()`` and ``with``."""
+    """A tqdm bar (``options`` are tqdm's) on a terminal ``stream`` (default: sys.stderr), else :class:`LogLines`."""
     stream = sys.stderr if stream is None else stream
     if getattr(stream, "isatty", None) and stream.isatty():
         return tqdm(iterable, dynamic_ncols=True, file=stream, **options)
     return LogLines(iterable, stream, **options)
 
 
-class LogLines:
-    """Progress as plain lines, for logs: see the module docstring."""
+class LogLines(contextlib.AbstractContextManager):  # whose __enter__ returns self
+    """Progress lines for logs, where a bar's frames are noise: done/total, percent, rate, time left, readings."""
 
     def __init__(self, iterable, stream, total=None, desc="", unit="it", initial=0, leave=True, disable=False,
                  unit_scale=False, **_):  # the bar's other options (smoothing) mean nothing in a log
@@ -36,9 +35,6 @@ class LogLines:
             yield item
             self.update(1)
 
-    def __enter__(self):
-        return self
-
     def __exit__(self, *_) -> None:
         self.close()
 
@@ -46,8 +42,7 @@ class LogLines:
         self.n += n
         self.updates += 1
         now = time.monotonic()
-        due = self.updates % LOG_UPDATES == 0 if LOG_UPDATES else now - self.last_line >= LOG_SECONDS
-        if due:
+        if self.updates % LOG_UPDATES == 0 if LOG_UPDATES else now - self.last_line >= LOG_SECONDS:
             self._write(now)
 
     def set_postfix(self, refresh: bool = True, **readings) -> None:

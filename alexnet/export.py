@@ -1,6 +1,4 @@
-"""`alexnet export MODEL OUT.onnx`: a trained network as ONNX (input ``images`` ``[batch, 3, S, S]`` prepared as
-``alexnet predict`` prepares it, output ``logits``), written whole only once onnxruntime's logits agree with
-PyTorch's (:data:`alexnet.convert_onnx.TOLERANCE`), or said unverified without onnxruntime."""
+"""`alexnet export MODEL OUT.onnx`: a network as ONNX, written only once onnxruntime's logits agree with PyTorch's."""
 
 import argparse
 import io

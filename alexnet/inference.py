@@ -1,5 +1,4 @@
-"""Running a trained network (sections 2, 4.1 and 6): its file and mean image, its test-time inputs, softmax
-outputs averaged over ten crops and an ensemble, top-1/top-5 error, and the classes of image files."""
+"""Running a trained network: its test-time inputs (section 2), ten crops (4.1), ensembles (6), top-1/top-5 error."""
 
 import warnings
 from collections.abc import Iterator, Sequence
@@ -11,8 +10,11 @@ from PIL import Image
 from torch import nn
 
 from alexnet import console
-from alexnet.classes import check_classes, class_lists
+from alexnet.classes import check_classes, class_lists, num_outputs
+from alexnet.data.dataset import image_shape
+from alexnet.data.download import DATASETS, cache_root
 from alexnet.data.images import FILE_BYTES_PER_PIXEL, BadImage, centre_patch, check_pixels, open_image, to_rgb
+from alexnet.data.loader import make_loader
 from alexnet.data.source_files import read_regular
 from alexnet.data.transforms import DeviceTransform, cut_at_windows, view_windows
 from alexnet.defaults import CROPS, MAX_PIXELS
@@ -24,15 +26,13 @@ IMAGE_SIZE = 256  # section 2: shorter side to 256, then the central 256x256 pat
 BATCH = 32  # image files per forward pass (x10 with ten crops)
 
 
-def load_model(path: str | Path, map_location="cpu", devices=None) -> nn.Module:
+def load_model(path: str | Path, devices=None) -> nn.Module:
     """The network in a model file, checkpoint or run folder, checked first (UserError), with its ``mean`` (float32
     ``[256, 256, 3]``, 0-255): the file's, else its training data's ``mean.npy`` if still here, else None."""
     record = read_model_file(path)
-    model = model_from_record(record, path, map_location, devices)
+    model = model_from_record(record, path, devices)
     data = (record.get("config") or {}).get("data")
     if model.mean is None and getattr(model, "normalization", None) == "mean_image" and data:
-        from alexnet.data.download import DATASETS, cache_root
-
         for folder in [Path(data)] + ([cache_root() / data] if data in DATASETS else []):
             if (folder / "mean.npy").is_file():
                 model.mean = torch.from_numpy(np.load(folder / "mean.npy", allow_pickle=False))
@@ -77,8 +77,7 @@ def check_crops(crops: str) -> None:
 @torch.inference_mode()
 def class_probabilities(models: Sequence[nn.Module], transforms: Sequence[DeviceTransform],
                         images: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-    """Softmax outputs ``[N, classes]`` averaged over the crops (uint8 ``[N, (V,) 3, S, S]`` at ``windows``) of
-    each image (section 4.1) and over the models (section 6), ``transforms[i]`` making the input of ``models[i]``."""
+    """Softmax outputs ``[N, classes]`` averaged over each image's crops (section 4.1) and the models (section 6)."""
     total = None
     for model, transform in zip(models, transforms, strict=True):
         device = next(model.parameters()).device
@@ -92,11 +91,7 @@ def class_probabilities(models: Sequence[nn.Module], transforms: Sequence[Device
 def predictions(models: Sequence[nn.Module], dataset, crops: str = "ten", batch_size: int = 128,
                 device: str | torch.device | None = None, workers: int | None = None,
                 names: Sequence[str] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches ``(probabilities [N, classes], labels [N])`` over ``dataset`` once, in order, averaged over the crops
-    (``"ten"``, section 4.1, or ``"center"``) and the models (one input size; ``names`` name them in errors)."""
-    from alexnet.data.dataset import image_shape
-    from alexnet.data.loader import make_loader
-
+    """Batches ``(probabilities [N, classes], labels [N])`` over ``dataset``, in order; ``names`` name the models."""
     if not models:
         raise UserError("no model to evaluate")
     check_crops(crops)
@@ -119,8 +114,7 @@ def predictions(models: Sequence[nn.Module], dataset, crops: str = "ten", batch_
 
 def topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """Per image, whether the label is among the ``k`` most probable classes (all, if fewer than k)."""
-    k = min(k, probs.shape[1])
-    return (probs.topk(k, dim=1).indices == labels.view(-1, 1)).any(dim=1)
+    return (probs.topk(min(k, probs.shape[1]), dim=1).indices == labels.view(-1, 1)).any(dim=1)
 
 
 class ErrorCounter:
@@ -166,15 +160,6 @@ def evaluate(models: nn.Module | Sequence[nn.Module], dataset, crops: str = "ten
     return {**counter.result(class_ids), "crops": crops, "models": len(models)}
 
 
-def torchvision_patch(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
-    """The central patch as torchvision's ``Resize(size)`` (bilinear) and ``CenterCrop`` cut it, to the pixel."""
-    w, h = image.size
-    new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
-    image = to_rgb(image).resize(new, Image.Resampling.BILINEAR)
-    left, top = round((new[0] - size) / 2), round((new[1] - size) / 2)
-    return np.asarray(image.crop((left, top, left + size, top + size)))
-
-
 def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMAGE_SIZE,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """The central ``size`` x ``size`` RGB patch of any image PIL reads, cut as the training images were (section
@@ -183,10 +168,14 @@ def load_image(path: str | Path, model: nn.Module | None = None, size: int = IMA
         with warnings.catch_warnings():  # PIL's own bomb warning: the budget below is what holds
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = open_image(read_regular(Path(path), FILE_BYTES_PER_PIXEL * max_pixels))
-        if getattr(model, "normalization", None) == "imagenet":
-            check_pixels(image, max_pixels)
-            return torchvision_patch(image, size)
-        return centre_patch(image, size, max_pixels)
+        if getattr(model, "normalization", None) != "imagenet":
+            return centre_patch(image, size, max_pixels)
+        check_pixels(image, max_pixels)  # then torchvision's Resize(size) (bilinear) and CenterCrop, to the pixel
+        w, h = image.size
+        new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        image = to_rgb(image).resize(new, Image.Resampling.BILINEAR)
+        left, top = round((new[0] - size) / 2), round((new[1] - size) / 2)
+        return np.asarray(image.crop((left, top, left + size, top + size)))
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file") from None
     except BadImage as err:
@@ -207,7 +196,7 @@ def predict(model: nn.Module, paths: Sequence[str | Path], crops: str = "ten", t
     size = mean.shape[0] if mean is not None and len(mean.shape) == 3 else IMAGE_SIZE  # the training images' size
     transform = input_transform(model, mean, (size, size)).to(device)
     views = torch.from_numpy(view_windows((size, size), model.input_size, crops))  # as the loader cuts them
-    names = getattr(model, "class_names", None)
+    names = getattr(model, "class_names", None) or [f"class {c}" for c in range(num_outputs(model))]
     results = []
     for start in range(0, len(paths), BATCH):
         chunk = paths[start : start + BATCH]
@@ -217,7 +206,6 @@ def predict(model: nn.Module, paths: Sequence[str | Path], crops: str = "ten", t
         probs = class_probabilities([model], [transform], images, windows).cpu()
         values, indices = probs.topk(min(top, probs.shape[1]), dim=1)
         for path, p, i in zip(chunk, values.tolist(), indices.tolist()):
-            ranked = [{"class": names[c] if names else f"class {c}", "index": c, "probability": q}
-                      for q, c in zip(p, i)]
+            ranked = [{"class": names[c], "index": c, "probability": q} for q, c in zip(p, i)]
             results.append({"image": str(path), "predictions": ranked})
     return results

@@ -1,5 +1,4 @@
-"""Model files: the weights with what rebuilds the network (architecture name, options, class names), read
-without executing pickled code (``weights_only=True``); training checkpoints carry the same keys."""
+"""Model files and checkpoints: weights, architecture, options, class names; read without running pickled code."""
 
 import os
 import pickle
@@ -16,6 +15,7 @@ from alexnet.atomic import atomic_torch_save
 from alexnet.classes import num_outputs
 from alexnet.model import TwoDeviceAlexNet
 from alexnet.registry import build_model, checked_options
+
 
 def model_record(model: nn.Module, class_names=None) -> dict:
     """What a model file holds of a model: weights (always in the one-device layout) and recipe."""
@@ -57,14 +57,12 @@ def _not_a_torch_file(path: Path, hint: str) -> str | None:
     return f"it is neither a zip archive (torch.save's format) nor a pickle; {hint}"
 
 
-_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
-
-
 def _pickles_code(path: Path) -> bool:
     """Whether the first pickle in ``path`` refers to Python classes or functions (read, never executed)."""
+    code = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}  # opcodes that name or call it
     try:
         with open(path, "rb") as f:
-            return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(f))
+            return any(op.name in code for op, _, _ in pickletools.genops(f))
     except Exception:  # noqa: BLE001 - not a well-formed pickle: no code found in it
         return False
 
@@ -120,7 +118,7 @@ def read_torch_file(path: str | os.PathLike, what: str):
     raise UserError(f"{path}: not a readable {what}: {reason}")
 
 
-def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu", devices=None) -> nn.Module:
+def model_from_record(record: dict, path: str | os.PathLike, devices=None) -> nn.Module:
     """The network of a :func:`read_model_file` dict in eval mode, with ``class_names`` and ``mean``; its options,
     weight shapes and class names are checked first (a file that lies allocates nothing; ``path`` names it)."""
     try:
@@ -150,9 +148,6 @@ def model_from_record(record: dict, path: str | os.PathLike, map_location="cpu",
             model = TwoDeviceAlexNet.from_one_device(model, devices)
         except ValueError as err:
             raise UserError(f"{path}: {err}") from None
-        model.arch = record["arch"]
-    else:
-        model.to(map_location)
-    model.class_names = names
+    model.arch, model.class_names = record["arch"], names
     model.mean = record.get("mean")  # the training set's mean image, where the file holds it
     return model.eval()

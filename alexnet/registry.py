@@ -1,6 +1,7 @@
 """Named architectures (as timm's registry): ``build_model(name, **options)`` and ``alexnet models``."""
 
 import inspect
+import json
 import math
 import typing
 from typing import Callable, NamedTuple
@@ -43,7 +44,6 @@ def model_options(name: str) -> list[str]:
     return list(inspect.signature(model_entry(name).builder).parameters)
 
 
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _BAD = object()
 
 
@@ -55,7 +55,7 @@ def _typed(value, hint):
         (hint,) = (a for a in typing.get_args(hint) if a is not type(None))
     if hint is bool:
         text = str(value).lower() if isinstance(value, (bool, int, str)) else None
-        return True if text in _TRUE else False if text in _FALSE else _BAD
+        return True if text in ("true", "yes", "on", "1") else False if text in ("false", "no", "off", "0") else _BAD
     if hint in (int, float, str):
         if hint is not str and isinstance(value, str):
             try:
@@ -86,11 +86,6 @@ SIZES = {"num_classes": 100_000, "input_size": 1024, "fc_width": 16_384, "channe
 MAX_PARAMETERS = 2**31
 
 
-def _out_of_range(key: str, value) -> bool:
-    values = value if isinstance(value, list) else [value]
-    return key in SIZES and any(v is not None and not 1 <= v <= SIZES[key] for v in values)
-
-
 def option_values(name: str, options: dict, flag: str = "--model-option") -> dict:
     """``options`` of ``name`` as the types its builder declares (``lrn="no"`` is False), sizes within :data:`SIZES`;
     else a UserError naming the option (as ``flag``) and what it takes."""
@@ -107,7 +102,8 @@ def option_values(name: str, options: dict, flag: str = "--model-option") -> dic
     typed = {}
     for key, value in options.items():
         typed[key] = _typed(value, parameters[key].annotation)
-        if typed[key] is _BAD or _out_of_range(key, typed[key]):
+        sizes = typed[key] if isinstance(typed[key], list) else [typed[key]]
+        if typed[key] is _BAD or key in SIZES and any(v is not None and not 1 <= v <= SIZES[key] for v in sizes):
             each = "each " if isinstance(typed[key], list) else ""
             bound = f" ({each}from 1 to {SIZES[key]:,})" if key in SIZES else ""
             raise UserError(f"{flag} {key}={value}: expected {_expected(parameters[key].annotation)}{bound}")
@@ -157,14 +153,7 @@ register_model("alexnet-owt", AlexNetOWT,
 
 
 def run(args) -> int:
-    import json
-
-    rows = [{"name": name, "description": e.description, "options": model_options(name),
-             "defaults": {k: list(v) if isinstance(v, tuple) else v for k, v in e.defaults.items()}}
-            for name, e in _REGISTRY.items()]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for row in rows:
-            print(f"{row['name']:18s} {row['description']}")
+    rows = [{"name": name, "description": e.description, "options": model_options(name), "defaults": e.defaults}
+            for name, e in _REGISTRY.items()]  # json writes the tuples among the defaults as lists
+    print(json.dumps(rows, indent=2) if args.json else "\n".join(f"{r['name']:18s} {r['description']}" for r in rows))
     return 0

@@ -1,6 +1,5 @@
-"""`alexnet summary`: one row per layer with output shape, neurons, parameters and multiply-adds; for the paper's
-network, section 3.5's maps (55x55x96, 27x27x256, 13x13x384, 13x13x384, 13x13x256, 6x6x256), neurons per layer
-and 60,965,224 parameters."""
+"""`alexnet summary`: per layer its output shape, neurons, parameters and multiply-adds; for the paper's network,
+section 3.5's maps (55x55x96 ... 6x6x256), neurons per layer and 60,965,224 parameters."""
 
 import json
 
@@ -11,17 +10,7 @@ from alexnet import registry
 from alexnet.lrn import LocalResponseNorm
 
 SHOWN = (nn.Conv2d, nn.Linear, LocalResponseNorm, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
-# Section 3.5 prints 253,440 neurons for conv1; its own 55x55x96 feature maps make 290,400.
 ERRATA = {("alexnet", "conv1"): "the paper prints 253,440 neurons: an erratum for 55x55x96 = 290,400"}
-
-
-def _multiply_adds(module: nn.Module, out: torch.Tensor) -> int:
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return out.numel() * (module.in_channels // module.groups) * kh * kw
-    if isinstance(module, nn.Linear):
-        return module.in_features * module.out_features
-    return 0
 
 
 def summarize(model: nn.Module, input_size: int | None = None) -> dict:
@@ -35,13 +24,14 @@ def summarize(model: nn.Module, input_size: int | None = None) -> dict:
 
     def record(module, inputs, out):
         shape = list(out.shape[1:])
+        neurons = out[0].numel() if isinstance(module, (nn.Conv2d, nn.Linear)) else 0
         rows.append({
             "layer": labels[module], "type": type(module).__name__,
             # the paper's notation: height x width x maps
             "output": "x".join(map(str, shape[1:] + shape[:1])) if len(shape) == 3 else str(shape[0]),
-            "neurons": out[0].numel() if isinstance(module, (nn.Conv2d, nn.Linear)) else 0,
+            "neurons": neurons,
             "parameters": sum(p.numel() for p in module.parameters()),
-            "multiply_adds": _multiply_adds(module, out[0]),
+            "multiply_adds": neurons * module.weight[0].numel() if neurons else 0,  # one per weight of its filter
             "note": ERRATA.get((getattr(model, "arch", None), labels[module]), ""),
         })
 
