@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet import console
-from alexnet.atomic import holding_lock, make_folder
+from alexnet.atomic import holding_lock, make_folder, remove_temporaries
 from alexnet.cores import available_cores
 from alexnet.data import download
 from alexnet.defaults import ENCODINGS, MAX_PIXELS, SHARD_SIZE
@@ -284,13 +284,15 @@ def clear_partial(out: Path) -> None:
 
 def discard_results(out: Path) -> None:
     """Remove what `alexnet prepare` writes in ``out`` outside ``.partial``, and nothing else."""
-    for name in ("meta.json", "meta.json.tmp", "mean.npy", "mean.npy.tmp"):
+    for name in ("meta.json", "mean.npy"):
         (out / name).unlink(missing_ok=True)
-    patterns = ("shard-*.tar", "shard-*.tar.tmp", "index.npy", "labels.npy", "crc32.npy", "*.npy.tmp")
+    remove_temporaries(out)  # a killed write's, which no other process makes here while this run holds the lock
     for folder in [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]:
-        ours = [path for pattern in patterns for path in folder.glob(pattern)]
+        ours = [path for pattern in ("shard-*.tar", "index.npy", "labels.npy", "crc32.npy")
+                for path in folder.glob(pattern)]
         for path in ours:
             path.unlink()
+        ours += remove_temporaries(folder)
         if ours and not any(folder.iterdir()):
             folder.rmdir()
 
