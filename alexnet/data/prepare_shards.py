@@ -61,17 +61,17 @@ def write_shards(out, plan, in_stats, options, strict, workers, progress) -> Non
                           smoothing=0.05) as bar:
         try:
             with prepared_chunks([t[3] for t in tasks], min(workers, len(tasks))) as results:
-                shard = ShardBuffer(options["size"])
+                shard = []
                 for (split, number, last, _), result in zip(tasks, results):
                     for shown, reason in result[-1]:
                         if strict:
                             raise UserError(f"{shown}: {reason} (--strict stops at the first bad file)")
                         bar.write(f"skipped {shown}: {reason}")
-                    shard.add(result)
+                    shard.append(result)
                     bar.update(len(result[0]) + len(result[-1]))
                     if last:
-                        shard.save(out, split, number, ENCODINGS[options["encoding"]])
-                        shard = ShardBuffer(options["size"])
+                        save_shard(out, split, number, ENCODINGS[options["encoding"]], shard)
+                        shard = []
         except KeyboardInterrupt:
             bar.write("stopped; run the same command again to resume (finished shards are kept)")
             raise
@@ -200,34 +200,22 @@ def _serve(pipe) -> None:
             pipe.send((number, result))
 
 
-class ShardBuffer:
-    """The prepared images and summed statistics of one shard, until it is written."""
-
-    def __init__(self, size: int):
-        self.records, self.skipped, self.count = [], [], 0
-        self.sum_image, self.products = np.zeros((size, size, 3), np.int64), np.zeros((3, 3), np.int64)
-
-    def add(self, result) -> None:
-        records, sum_image, products, count, skipped = result
-        self.records += records
-        self.skipped += skipped
-        self.sum_image += sum_image
-        self.products += products
-        self.count += count
-
-    def save(self, out: Path, split: str, number: int, extension: str) -> None:
-        path = out / split / shard_name(number)
-        with space_for(path, sum(len(r[2]) + 2 * BLOCK + 512 for r in self.records)):  # data, headers, .cls
-            positions = write_shard(path, self.records, extension)
-        arrays = {"positions": np.array(positions, np.int64).reshape(-1, 2),
-                  "labels": np.array([r[1] for r in self.records], np.int64),
-                  "crc32": np.array([sample_checksum(r[2]) for r in self.records], np.uint32),
-                  "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: in the page cache
-                  "sum_image": self.sum_image, "products": self.products,
-                  "count": np.int64(self.count), "skipped": np.array(json.dumps(self.skipped))}
-        partial = partial_file(out, split, number)
-        with space_for(partial, sum(a.nbytes for a in arrays.values())):
-            write_atomically(partial, lambda f: np.savez(f, **arrays))
+def save_shard(out: Path, split: str, number: int, extension: str, results: list) -> None:
+    """Write the shard of these :func:`prepare_chunk` results, then its index and summed statistics."""
+    path = out / split / shard_name(number)
+    records = [record for result in results for record in result[0]]
+    with space_for(path, sum(len(r[2]) + 2 * BLOCK + 512 for r in records)):  # data, headers, .cls
+        positions = write_shard(path, records, extension)
+    arrays = {"positions": np.array(positions, np.int64).reshape(-1, 2),
+              "labels": np.array([r[1] for r in records], np.int64),
+              "crc32": np.array([sample_checksum(r[2]) for r in records], np.uint32),
+              "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: in the page cache
+              "sum_image": sum(r[1].astype(np.int64) for r in results), "products": sum(r[2] for r in results),
+              "count": np.int64(sum(r[3] for r in results)),
+              "skipped": np.array(json.dumps([s for r in results for s in r[4]]))}
+    partial = partial_file(out, split, number)
+    with space_for(partial, sum(a.nbytes for a in arrays.values())):
+        write_atomically(partial, lambda f: np.savez(f, **arrays))
 
 
 @contextlib.contextmanager
