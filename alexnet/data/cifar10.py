@@ -1,9 +1,7 @@
-"""CIFAR-10's python version (``cifar-10-batches-py/``) as a source of `alexnet prepare`; the test
-batch becomes the validation split.
-
-The batches are pickles, which may call any function (``os.system``) under ``pickle.load``: here the
-unpickler builds nothing but the format's dicts, lists, bytes, numbers and numpy arrays, then checks
-that they are a batch: uint8 ``data`` of N rows x 3072, N ``labels`` that are class numbers."""
+"""CIFAR-10's python version (``cifar-10-batches-py/``) as a source of `alexnet prepare`; the test batch becomes
+the validation split. The batches are pickles, which may call any function (``os.system``): here the unpickler
+builds nothing but the format's dicts, lists, bytes, numbers and numpy arrays, then checks that they are a
+batch: uint8 ``data`` of N rows x 3072, N ``labels`` that are class numbers."""
 
 import functools
 import io

@@ -1,7 +1,6 @@
-"""Named datasets downloaded on request: checksum-verified, resumable, with a clear message offline.
-
-A download goes to ``<file>.part``, continued where it stopped (HTTP Range) when run again; only a
-file whose checksum matches the published one gets its final name, and a file found there is checked too."""
+"""Named datasets downloaded on request: checksum-verified, resumable, with a clear message offline. A download
+goes to ``<file>.part``, continued where it stopped (HTTP Range) when run again; only a file whose checksum
+matches the published one gets its final name, and a file found there is checked too."""
 
 import os
 import urllib.error

@@ -1,10 +1,8 @@
-"""What `alexnet prepare` can read, found from what SOURCE holds: an image folder (``train/`` and
-``val/`` of class folders, or class folders alone), ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`), CIFAR-10
-(:mod:`alexnet.data.cifar10`), or any of these in a ``.tar.gz``/``.tgz``, extracted first.
-
-Every source becomes a :class:`Source`: the classes in index order, and per split items ``(key,
-label, locator, shown)``: the sample's name in the shards (the file's path in its split without
-extension), a picklable tuple that a worker reads (:func:`read_item`), how messages name the file."""
+"""What `alexnet prepare` can read: an image folder (``train/`` and ``val/`` of class folders, or class folders
+alone), ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`), CIFAR-10 (:mod:`alexnet.data.cifar10`), or any of these in a
+``.tar.gz``/``.tgz``, extracted first. Each becomes a :class:`Source`: the classes in index order, and per split
+items ``(key, label, locator, shown)``: the sample's name in the shards (its path in the split without extension),
+a picklable tuple that a worker reads (:func:`read_item`), how messages name the file."""
 
 import errno
 import os
@@ -99,8 +97,7 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         tmp.rename(dest)
         (dest / ".extracted").touch()
     entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
-    # One top folder is a wrapper (imagenette2-320/) unless it is itself a part of a layout
-    # (a .tar.gz of an image folder whose only split is train/).
+    # One top folder is a wrapper (imagenette2-320/) unless a part of a layout (a .tar.gz of train/ alone).
     wrapper = len(entries) == 1 and entries[0].is_dir() and entries[0].name not in LAYOUT_PARTS
     return entries[0] if wrapper else dest
 
