@@ -25,8 +25,7 @@ from alexnet.data.shards import DIGEST, file_digest, shard_name, write_atomicall
 from alexnet.data.sources import Source, open_source
 from alexnet.errors import UserError
 
-# --size: at 1024 a shard's exact pixel sums take 25 MB; at 100000 they would take 224 GiB.
-MIN_SIZE, MAX_SIZE = 8, 1024
+MIN_SIZE, MAX_SIZE = 8, 1024  # --size: at 1024 a shard's exact pixel sums take 25 MB; at 100000, 224 GiB
 FORMAT_VERSION = 2  # 2: checksums (crc32.npy per split, SHA-256 of each file in meta.json)
 HOLD_OUT = 20  # a source without validation images: 1 in 20 of each class's training images become them
 
@@ -239,8 +238,7 @@ def finished(out: Path, source: str, options: dict) -> bool:
     if meta.get("options") != options or given != source:
         raise UserError(f"{out} already holds a dataset prepared from {given} with other options or from "
                         f"another source ({meta.get('options')}); choose another OUT, or add --restart to replace it")
-    missing = [name for name in listed_files(meta) if not (out / name).is_file()]
-    if missing:
+    if missing := [name for name in listed_files(meta) if not (out / name).is_file()]:
         raise UserError(f"{out / missing[0]} is missing ({len(missing)} files of {out} are); "
                         f"{prepare_again(out, meta)}")
     shutil.rmtree(out / ".partial", ignore_errors=True)

@@ -225,10 +225,10 @@ def space_for(path: Path, needed: int):
 
 
 def prepare_chunk(task):
-    """In a worker: decode, crop and encode a chunk of images, and sum their pixel statistics. Returns
-    ``(records, sum_image, products, count, skipped)``: ``records`` are ``(key, label, encoded)``;
-    ``sum_image`` (uint16: at most CHUNK <= 257 images of 255) and ``products`` (3x3 sums of R,G,B
-    products) cover the images chosen for statistics, exactly; ``skipped`` is ``[(file, reason)]``."""
+    """In a worker: decode, crop and encode a chunk of images, and sum their pixel statistics. Returns ``(records,
+    sum_image, products, count, skipped)``: ``records`` are ``(key, label, encoded)``; ``sum_image`` (uint16: CHUNK
+    <= 257 images of 255) and ``products`` (3x3 sums of R,G,B products) sum the images chosen for statistics,
+    exactly; ``skipped`` is ``[(file, reason)]``."""
     items, in_stats, size, encoding, quality, max_pixels = task
     records, skipped, count = [], [], 0
     sum_image = np.zeros((size, size, 3), np.uint16)

@@ -31,18 +31,18 @@ EXPECTED = ("expected one of: an image folder (SOURCE/train/<class>/<image>, SOU
 def read_item(locator: tuple, max_bytes: int) -> bytes | np.ndarray:
     """The encoded file, or for CIFAR-10 the HxWx3 pixels, that ``locator`` points at; BadImage if it
     is not a regular file or holds more than ``max_bytes`` (then it is not read)."""
-    kind = locator[0]
-    if kind == "file":
-        return read_regular(Path(locator[1]), max_bytes)
-    if kind == "tar":  # (tar path, byte offset of the member's data, size)
-        if locator[3] > max_bytes:
-            raise BadImage(too_large(locator[3], max_bytes))
-        with open(locator[1], "rb", buffering=0) as f:
-            return os.pread(f.fileno(), locator[3], locator[2])
-    if kind == "cifar":  # (batch file, row)
-        return cifar_pixels(locator[1])[locator[2]]
-    if kind == "skip":  # (reason): an entry found while walking the source that holds no image
-        raise BadImage(locator[1])
+    match locator:
+        case ("file", path):
+            return read_regular(Path(path), max_bytes)
+        case ("tar", path, offset, size):
+            if size > max_bytes:
+                raise BadImage(too_large(size, max_bytes))
+            with open(path, "rb", buffering=0) as f:
+                return os.pread(f.fileno(), size, offset)
+        case ("cifar", batch_file, row):
+            return cifar_pixels(batch_file)[row]
+        case ("skip", reason):  # an entry found while walking the source that holds no image
+            raise BadImage(reason)
     raise ValueError(f"unknown locator {locator!r}")
 
 
