@@ -1,6 +1,5 @@
-"""The parallel pass of `alexnet prepare`: worker processes decode, crop and encode the images; each shard
-is written whole, then its index and exact pixel sums (sections 2, 4.1) in ``OUT/.partial``: a killed run
-resumes at its first unfinished shard."""
+"""The parallel pass of `alexnet prepare`: worker processes decode, crop and encode the images; each shard is
+written whole, then its index and exact pixel sums (sections 2, 4.1) in ``OUT/.partial``, where a run resumes."""
 
 import contextlib
 import errno
@@ -156,9 +155,8 @@ def _start_workers(count: int) -> list:
     imported once) that inherits single-threaded BLAS (one busy process per core) and this process's import
     path (else it would put the current folder first, where a clone's parent sees its ``alexnet``)."""
     saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "PYTHONPATH", "PYTHONSAFEPATH")}
-    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
-    os.environ.update(PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in sys.path if isinstance(p, str)),
-                      PYTHONSAFEPATH="1")
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"), PYTHONSAFEPATH="1",
+                      PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in sys.path if isinstance(p, str)))
     # Started with Ctrl-C ignored, the server and its children leave Ctrl-C to this process.
     in_main_thread = threading.current_thread() is threading.main_thread()
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None

@@ -145,9 +145,6 @@ def subdirs(folder: Path) -> list[str]:
 
 def class_files(split_dir: Path) -> list[tuple[str, str, Path, str | None]]:
     """``(class folder, key, path, reason)`` of the files in ``split_dir``'s class folders (:func:`files_under`)."""
-    found = []
-    for path, reason in files_under(split_dir):
-        rel = path.relative_to(split_dir).as_posix()
-        if "/" in rel or reason is not None:
-            found.append((rel.split("/", 1)[0], make_key(rel), path, reason))
-    return found
+    found = [(path.relative_to(split_dir).as_posix(), path, reason) for path, reason in files_under(split_dir)]
+    return [(rel.split("/", 1)[0], make_key(rel), path, reason)
+            for rel, path, reason in found if "/" in rel or reason is not None]
