@@ -214,6 +214,16 @@ def test_restart_removes_only_what_prepare_wrote_and_only_once_the_source_opened
         "crc32.npy", "index.npy", "labels.npy", "mine.txt", "shard-000000.tar"]
 
 
+def test_restart_removes_the_temporaries_of_a_killed_run(tmp_path, capsys):
+    out = prepared(capsys, tmp_path)
+    killed = ".{}.4242@another-host.abcdef01.tmp"  # a killed writer's, on a host whose processes are not checked
+    kit.write(out / killed.format("meta.json"), b"half a meta.json")
+    kit.write(out / "train" / killed.format("shard-000009.tar"), b"half a shard")
+    status, _, err = prepare(capsys, tmp_path / "src", out, "--size", 16, "--restart")
+    assert status == 0, err
+    assert not list(out.rglob("*.tmp"))
+
+
 def test_restart_touches_nothing_in_a_folder_that_is_another_programs(tmp_path, capsys):
     kit.image_folder(tmp_path / "src")
     kit.write(tmp_path / "out" / "meta.json", b'{"format": "something else"}')

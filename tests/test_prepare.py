@@ -326,19 +326,19 @@ def test_random_access_by_index_equals_sequential_tar_reading(tmp_path):
 def test_interrupted_run_resumes_to_the_same_result_without_redoing_shards(tmp_path, monkeypatch):
     source = _noisy_folder(tmp_path / "src", 12)
     whole = kit.run_prepare(source, tmp_path / "whole", shard_size=2)
-    save = prepare_shards.ShardBuffer.save
+    save = prepare_shards.save_shard
     calls = []
 
-    def interrupted_save(self, out, split, number, extension):
+    def interrupted_save(out, split, number, extension, results):
         if len(calls) == 3:
             raise KeyboardInterrupt  # the user's Ctrl-C, after three shards were written
         calls.append(number)
-        save(self, out, split, number, extension)
+        save(out, split, number, extension, results)
 
-    monkeypatch.setattr(prepare_shards.ShardBuffer, "save", interrupted_save)
+    monkeypatch.setattr(prepare_shards, "save_shard", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
         kit.run_prepare(source, tmp_path / "resumed", shard_size=2)
-    monkeypatch.setattr(prepare_shards.ShardBuffer, "save", save)
+    monkeypatch.setattr(prepare_shards, "save_shard", save)
     resumed = tmp_path / "resumed"
     assert not (resumed / "meta.json").exists()
     finished = {n: (resumed / "train" / f"shard-{n:06d}.tar").stat().st_mtime_ns for n in calls}

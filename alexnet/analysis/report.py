@@ -169,14 +169,12 @@ def table2(runs: list[dict]) -> str:
 
 def render_run(run: dict) -> str:
     parts = [f"<h2>{escape(run['name'])}</h2>", _p(run["path"], "meta")]
-    config = run["config"]
-    if config:
+    if config := run["config"]:
         summary = ", ".join(f"{k}: {config[k]}" for k in ("data", "arch", "epochs", "batch_size", "lr", "schedule")
                             if k in config and not isinstance(config[k], (dict, list)))  # aliases nest them deep
         parts.append(f"{_p(summary)}<details><summary>configuration (config.yaml)</summary>"
                      f"<pre>{escape(yaml.safe_dump(config, sort_keys=False))}</pre></details>")
-    errors = final_errors(run)
-    if errors:
+    if errors := final_errors(run):
         labels = {"last": "last epoch (centre crop)", "best": "best epoch (centre crop)",
                   "centre": "evaluation, centre crop", "ten": "evaluation, ten crops (section 4.1)"}
         rows = [[labels[k], v[0] if v[0] is not None else "–", _pct(v[1]), _pct(v[2]), chance(run["classes"])]

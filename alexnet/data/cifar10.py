@@ -1,9 +1,7 @@
-"""CIFAR-10's python version (``cifar-10-batches-py/``) as a source of `alexnet prepare`; the test
-batch becomes the validation split.
-
-The batches are pickles, which may call any function (``os.system``) under ``pickle.load``: here the
-unpickler builds nothing but the format's dicts, lists, bytes, numbers and numpy arrays, then checks
-that they are a batch: uint8 ``data`` of N rows x 3072, N ``labels`` that are class numbers."""
+"""CIFAR-10's python version (``cifar-10-batches-py/``) as a source of `alexnet prepare`; the test batch becomes
+the validation split. The batches are pickles, which may call any function (``os.system``): here the unpickler
+builds nothing but the format's dicts, lists, bytes, numbers and numpy arrays, then checks that they are a
+batch: uint8 ``data`` of N rows x 3072, N ``labels`` that are class numbers."""
 
 import functools
 import io
@@ -70,13 +68,11 @@ def unpickle(path: Path):
 
 
 class _ArrayType:
-    """What a pickle gets for ``numpy.ndarray``: only ``_reconstruct`` takes it, so that a pickle
-    cannot call ``ndarray((2**40,))`` itself and have a terabyte allocated."""
+    """What a pickle gets for ``numpy.ndarray``: only ``_reconstruct`` takes it (not ``ndarray((2**40,))``)."""
 
 
 def _empty_array(subtype, shape, dtype):
-    """numpy's ``_reconstruct`` as numpy's own pickles call it: an empty array, which the pickle's
-    state then fills with exactly the bytes it holds (numpy checks that they fit the shape)."""
+    """numpy's ``_reconstruct`` as its pickles call it: an empty array, filled by the bytes the pickle holds."""
     if subtype is not _ArrayType or tuple(shape) != (0,):
         raise pickle.UnpicklingError(f"it builds an array {subtype!r} of shape {shape!r}, unlike numpy's pickles")
     return np.zeros(1).__reduce__()[0](np.ndarray, (0,), dtype)  # numpy's own, under whichever module name it has

@@ -1,7 +1,6 @@
-"""Named datasets downloaded on request: checksum-verified, resumable, with a clear message offline.
-
-A download goes to ``<file>.part``, continued where it stopped (HTTP Range) when run again; only a
-file whose checksum matches the published one gets its final name, and a file found there is checked too."""
+"""Named datasets downloaded on request: checksum-verified, resumable, with a clear message offline. A download
+goes to ``<file>.part``, continued where it stopped (HTTP Range) when run again; only a file whose checksum
+matches the published one gets its final name, and a file found there is checked too."""
 
 import os
 import urllib.error
@@ -43,8 +42,7 @@ def fetch(name: str, cache_dir=None) -> Path:
     dest = cache_root(cache_dir) / "downloads" / remote.url.rsplit("/", 1)[-1]
     if not dest.is_file():
         return download(remote.url, dest, remote.md5)
-    got = file_digest(dest, "md5")
-    if got != remote.md5:
+    if (got := file_digest(dest, "md5")) != remote.md5:
         raise DownloadError(f"{dest}: {_mismatch(remote.md5, got)}; it is not the file of {remote.url}: "
                             "delete it (or put the right file there) and run again")
     return dest
@@ -84,8 +82,7 @@ def download(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
                  else "or run again once online")
         raise DownloadError(f"cannot download {url} ({reason}). Without network, fetch it by other means "
                             f"and put it at {dest} (its MD5 is checked), {again}") from None
-    got = file_digest(part, "md5")
-    if got != md5:
+    if (got := file_digest(part, "md5")) != md5:
         part.unlink()
         raise DownloadError(f"{url}: {_mismatch(md5, got)}; the download was deleted, run again to fetch it afresh")
     os.replace(part, dest)

@@ -1,7 +1,6 @@
-"""The official ILSVRC-2012 files as a source of `alexnet prepare`, as torchvision's ImageNet
-expects them: the train tar (1000 per-class tars, read in place), the val tar (50,000 flat images),
-the devkit (validation labels); their extracted forms (``train/<wnid>/``, a flat ``val/``, the
-devkit folder); Kaggle's layout (``ILSVRC/Data/CLS-LOC/{train,val}`` with ``LOC_val_solution.csv``)."""
+"""The official ILSVRC-2012 files as a source of `alexnet prepare`, as torchvision's ImageNet expects them: the
+train tar (1000 per-class tars, read in place), the val tar, the devkit (validation labels); their extracted forms
+(``train/<wnid>/``, a flat ``val/``, the devkit folder); Kaggle's ``ILSVRC/Data/CLS-LOC/`` and its csv."""
 
 import csv
 import io
@@ -69,8 +68,7 @@ def _train_from_folder(path: Path) -> dict[str, list[tuple]]:
 
 def _val_images(path: Path) -> list[tuple[str, tuple, str]]:
     """``(file name, locator, shown)`` of the flat validation images, from the tar or a folder."""
-    if (path / VAL_TAR).is_file():
-        tar = path / VAL_TAR
+    if (tar := path / VAL_TAR).is_file():
         return [(Path(n).name, ("tar", str(tar), o, s), f"{tar}:{n}") for n, o, s in sorted(_tar_files(tar))]
     for folder in (path / "val", path / KAGGLE_DIR / "val"):
         if folder.is_dir():
@@ -79,11 +77,9 @@ def _val_images(path: Path) -> list[tuple[str, tuple, str]]:
 
 
 def _devkit_labels(path: Path) -> dict[str, str] | None:
-    """Validation image stem -> wnid, from the devkit (tar.gz or extracted), or None if absent: the
-    ground truth gives each image's ILSVRC2012_ID, which meta.mat maps to a wnid (the IDs are not in
-    sorted-wnid order: never class indices). Each file is read only if at most DEVKIT_MAX_BYTES."""
-    if (path / DEVKIT_TAR).is_file():
-        devkit = path / DEVKIT_TAR
+    """Validation image stem -> wnid from the devkit (tar.gz or extracted; None if absent): the ground truth's
+    ILSVRC2012_IDs (never class indices), mapped by meta.mat; each file read only if at most DEVKIT_MAX_BYTES."""
+    if (devkit := path / DEVKIT_TAR).is_file():
         try:
             with tarfile.open(devkit) as tar:
                 files = {Path(m.name).as_posix().split("/", 1)[-1]: m for m in tar if m.isfile()}
@@ -95,8 +91,7 @@ def _devkit_labels(path: Path) -> dict[str, str] | None:
                 truth, meta = (tar.extractfile(files[name]).read() for name in (GROUND_TRUTH, META_MAT))
         except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
             raise UserError(f"SOURCE {devkit}: not a readable .tar.gz: {err}") from None
-    elif (path / DEVKIT_DIR).is_dir():
-        devkit = path / DEVKIT_DIR
+    elif (devkit := path / DEVKIT_DIR).is_dir():
         truth, meta = (read_source_file(devkit / name, DEVKIT_MAX_BYTES) for name in (GROUND_TRUTH, META_MAT))
     else:
         return None
@@ -135,9 +130,8 @@ def _meta_mat_wnids(data: bytes, shown: str) -> dict[int, str]:
 
 
 def _check_mat_sizes(data: bytes) -> None:
-    """ValueError unless ``data`` is a MATLAB 5 file whose array headers declare at most MAT_MAX_ELEMENTS
-    elements in all, its compressed variables inflating to at most DEVKIT_MAX_BYTES (scipy allocates
-    the declared size before reading: 300 bytes declaring 10^8 synsets would cost gigabytes)."""
+    """ValueError unless ``data`` is a MATLAB 5 file declaring at most MAT_MAX_ELEMENTS array elements, inflating
+    to at most DEVKIT_MAX_BYTES (scipy allocates the declared size: 300 bytes could cost gigabytes)."""
     if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
         raise ValueError("not a MATLAB 5 file")
     order = "<" if data[126:128] == b"IM" else ">"

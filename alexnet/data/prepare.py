@@ -1,12 +1,11 @@
 """`alexnet prepare SOURCE OUT`: turn raw images into a prepared dataset, once (paper section 2).
 
-Every image is decoded once, its shorter side rescaled to 256 and its central 256x256 patch kept;
-the same pass sums the training set's mean image (section 2) and RGB covariance (for the PCA colour
-augmentation of section 4.1) exactly, in integers. OUT holds WebDataset shards ``<split>/shard-NNNNNN.tar``
-with each split's ``index.npy`` (shard, byte offset, byte size of each sample), ``labels.npy`` and
-``crc32.npy`` (checked on every read), ``mean.npy``, and ``meta.json``, written last, with the SHA-256
-of every other file (``--verify``). ``OUT/.partial`` holds the job (source and options), its lock and
-each finished shard's index and statistics: a killed run of the same job resumes there."""
+Each image's shorter side is rescaled to 256 and its central 256x256 patch kept; the same pass sums the
+training set's mean image (section 2) and RGB covariance (the PCA of section 4.1) exactly, in integers.
+OUT holds WebDataset shards ``<split>/shard-NNNNNN.tar``, each split's ``index.npy`` (shard, byte offset,
+byte size of each sample), ``labels.npy`` and ``crc32.npy``, ``mean.npy``, and ``meta.json`` (written last,
+with the SHA-256 of every other file). ``OUT/.partial`` holds the job, its lock and each finished shard's
+index and statistics: a killed run of the same job resumes there."""
 
 import json
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet import console
-from alexnet.atomic import holding_lock, make_folder
+from alexnet.atomic import holding_lock, make_folder, remove_temporaries
 from alexnet.cores import available_cores
 from alexnet.data import download
 from alexnet.defaults import ENCODINGS, MAX_PIXELS, SHARD_SIZE
@@ -26,8 +25,7 @@ from alexnet.data.shards import DIGEST, file_digest, shard_name, write_atomicall
 from alexnet.data.sources import Source, open_source
 from alexnet.errors import UserError
 
-# --size: at 1024 a shard's exact pixel sums take 25 MB; at 100000 they would take 224 GiB.
-MIN_SIZE, MAX_SIZE = 8, 1024
+MIN_SIZE, MAX_SIZE = 8, 1024  # --size: at 1024 a shard's exact pixel sums take 25 MB; at 100000, 224 GiB
 FORMAT_VERSION = 2  # 2: checksums (crc32.npy per split, SHA-256 of each file in meta.json)
 HOLD_OUT = 20  # a source without validation images: 1 in 20 of each class's training images become them
 
@@ -63,9 +61,8 @@ def prepare(source, out, *, size: int = 256, encoding: str = "jpeg", quality: in
             workers: int | None = None, shard_size: int = SHARD_SIZE, stats_sample: int | None = None,
             strict: bool = False, cache_dir=None, progress: bool = True, restart: bool = False,
             max_pixels: int = MAX_PIXELS) -> Path:
-    """Prepare ``source`` into ``out`` (see the module docstring); returns ``out``. Safe to interrupt
-    and run again: finished shards are kept, a finished ``out`` is left as it is. ``restart`` first
-    discards what an earlier run left; an image decoding to over ``max_pixels`` pixels is skipped."""
+    """Prepare ``source`` into ``out`` and return ``out``; run again after an interruption, it keeps the finished
+    shards. ``restart`` first discards what an earlier run left; an image of over ``max_pixels`` is skipped."""
     out = Path(out)
     if encoding not in ENCODINGS:
         raise UserError(f"--format {encoding}: expected one of {', '.join(sorted(ENCODINGS))}")
@@ -159,9 +156,8 @@ def pca(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gather_split(out: Path, split: str, shards: list, digests: dict) -> tuple[dict, dict]:
-    """Write the split's index, labels and checksums from its shards' partial files, and add each
-    file's digest to ``digests``; its meta.json entry and its summed statistics."""
-    positions, labels, crcs, shard_of, skipped = [], [], [], [], []
+    """Write the split's index, labels and checksums (their digests added to ``digests``); its meta.json entry, sums."""
+    positions, labels, crcs, skipped = [], [], [], []
     totals = {"sum_image": 0, "products": 0, "count": 0}
     for number in range(len(shards)):
         with np.load(partial_file(out, split, number)) as part:
@@ -169,10 +165,9 @@ def _gather_split(out: Path, split: str, shards: list, digests: dict) -> tuple[d
             labels.append(part["labels"])
             crcs.append(part["crc32"])
             digests[f"{split}/{shard_name(number)}"] = str(part["digest"])
-            shard_of.append(np.full(len(part["labels"]), number, np.int64))
             skipped += [{"path": p, "reason": r} for p, r in json.loads(str(part["skipped"]))]
             totals = {name: totals[name] + part[name] for name in totals}
-    index = np.column_stack([np.concatenate(shard_of), np.concatenate(positions)])
+    index = np.column_stack([np.repeat(np.arange(len(shards)), list(map(len, labels))), np.concatenate(positions)])
     info = {"samples": len(index), "shards": [f"{split}/{shard_name(n)}" for n in range(len(shards))],
             "index": f"{split}/index.npy", "labels": f"{split}/labels.npy", "crc32": f"{split}/crc32.npy",
             "skipped": skipped}
@@ -205,8 +200,7 @@ def finish(out: Path, src: Source, plan: dict, options: dict, source: str) -> No
         if split == "train":
             stats = _statistics(out, totals, options["size"], source, digests)
             stats["exact"] = options["stats_sample"] is None or options["stats_sample"] >= len(src.splits["train"])
-    # The source folder, for the benchmarks that read the original images; not an archive's
-    # extracted copy, deleted with OUT/.partial below.
+    # The source folder, for the benchmarks that read the originals; not an archive's copy, deleted below.
     path = Path(src.path).resolve()
     meta = {"format": "alexnet-prepared-dataset", "version": FORMAT_VERSION,
             "source": {"kind": src.kind, "given": source,
@@ -244,8 +238,7 @@ def finished(out: Path, source: str, options: dict) -> bool:
     if meta.get("options") != options or given != source:
         raise UserError(f"{out} already holds a dataset prepared from {given} with other options or from "
                         f"another source ({meta.get('options')}); choose another OUT, or add --restart to replace it")
-    missing = [name for name in listed_files(meta) if not (out / name).is_file()]
-    if missing:
+    if missing := [name for name in listed_files(meta) if not (out / name).is_file()]:
         raise UserError(f"{out / missing[0]} is missing ({len(missing)} files of {out} are); "
                         f"{prepare_again(out, meta)}")
     shutil.rmtree(out / ".partial", ignore_errors=True)
@@ -284,13 +277,15 @@ def clear_partial(out: Path) -> None:
 
 def discard_results(out: Path) -> None:
     """Remove what `alexnet prepare` writes in ``out`` outside ``.partial``, and nothing else."""
-    for name in ("meta.json", "meta.json.tmp", "mean.npy", "mean.npy.tmp"):
+    for name in ("meta.json", "mean.npy"):
         (out / name).unlink(missing_ok=True)
-    patterns = ("shard-*.tar", "shard-*.tar.tmp", "index.npy", "labels.npy", "crc32.npy", "*.npy.tmp")
+    remove_temporaries(out)  # a killed write's, which no other process makes here while this run holds the lock
     for folder in [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]:
-        ours = [path for pattern in patterns for path in folder.glob(pattern)]
+        ours = [path for pattern in ("shard-*.tar", "index.npy", "labels.npy", "crc32.npy")
+                for path in folder.glob(pattern)]
         for path in ours:
             path.unlink()
+        ours += remove_temporaries(folder)
         if ours and not any(folder.iterdir()):
             folder.rmdir()
 
@@ -311,8 +306,7 @@ def verify_command(out) -> int:
     damaged or missing file and exit status 1, or one line saying all is whole."""
     folder = Path(out)
     meta = read_meta(folder)
-    checksums = meta.get("checksums")
-    if not checksums:
+    if not (checksums := meta.get("checksums")):
         print(f"{out} has no checksums (prepared by a version that did not record them): nothing verified; "
               f"to have them, {prepare_again(out, meta)}")
         return 0

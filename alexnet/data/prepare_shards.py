@@ -1,6 +1,5 @@
-"""The parallel pass of `alexnet prepare`: worker processes decode, crop and encode the images; each
-shard is written whole, its index and exact pixel sums (the mean image of section 2, the RGB
-covariance of section 4.1) in ``OUT/.partial``, so that a killed run resumes at its first unfinished shard."""
+"""The parallel pass of `alexnet prepare`: worker processes decode, crop and encode the images; each shard is
+written whole, then its index and exact pixel sums (sections 2, 4.1) in ``OUT/.partial``, where a run resumes."""
 
 import contextlib
 import errno
@@ -39,7 +38,6 @@ def write_shards(out, plan, in_stats, options, strict, workers, progress) -> Non
     tasks, done_images = [], 0  # the chunks to do: (split, shard, last chunk?, worker task)
     for split, shards in plan.items():
         (out / split).mkdir(exist_ok=True)
-        first = 0  # position of the shard's first item in the split
         for number, items in enumerate(shards):
             # done only once both the shard and its statistics were renamed into place
             if (out / split / shard_name(number)).is_file() and partial_file(out, split, number).is_file():
@@ -47,11 +45,11 @@ def write_shards(out, plan, in_stats, options, strict, workers, progress) -> Non
             else:
                 for start in range(0, len(items), CHUNK):
                     chunk = items[start:start + CHUNK]
-                    counted = in_stats[first + start:][:len(chunk)] if split == "train" else [False] * len(chunk)
+                    first = number * options["shard_size"] + start  # the chunk's position in the split
+                    counted = in_stats[first:][:len(chunk)] if split == "train" else [False] * len(chunk)
                     task = (chunk, list(counted), options["size"], options["encoding"], options["quality"],
                             options.get("max_pixels", MAX_PIXELS))
                     tasks.append((split, number, start + CHUNK >= len(items), task))
-            first += len(items)
     total = sum(len(items) for shards in plan.values() for items in shards)
     if not tasks:
         return
@@ -61,17 +59,17 @@ def write_shards(out, plan, in_stats, options, strict, workers, progress) -> Non
                           smoothing=0.05) as bar:
         try:
             with prepared_chunks([t[3] for t in tasks], min(workers, len(tasks))) as results:
-                shard = ShardBuffer(options["size"])
+                shard = []
                 for (split, number, last, _), result in zip(tasks, results):
                     for shown, reason in result[-1]:
                         if strict:
                             raise UserError(f"{shown}: {reason} (--strict stops at the first bad file)")
                         bar.write(f"skipped {shown}: {reason}")
-                    shard.add(result)
+                    shard.append(result)
                     bar.update(len(result[0]) + len(result[-1]))
                     if last:
-                        shard.save(out, split, number, ENCODINGS[options["encoding"]])
-                        shard = ShardBuffer(options["size"])
+                        save_shard(out, split, number, ENCODINGS[options["encoding"]], shard)
+                        shard = []
         except KeyboardInterrupt:
             bar.write("stopped; run the same command again to resume (finished shards are kept)")
             raise
@@ -79,11 +77,9 @@ def write_shards(out, plan, in_stats, options, strict, workers, progress) -> Non
 
 @contextlib.contextmanager
 def prepared_chunks(tasks: list, workers: int):
-    """``prepare_chunk`` of each task, in order, computed by ``workers`` processes (0: in this one).
-
-    Unlike a ``multiprocessing.Pool``, which waits forever for the chunk a dead worker held, a worker
-    that dies (killed, out of memory, failing to start) ends the run at once with one line saying
-    how. The workers end with the run and with this process (the only other end of their pipes)."""
+    """``prepare_chunk`` of each task, in order, computed by ``workers`` processes (0: in this one). Unlike a
+    ``multiprocessing.Pool``, which waits forever for a dead worker's chunk, a worker that dies ends the run at
+    once with one line saying how. The workers end with the run and with this process (their pipes' other end)."""
     if workers == 0:
         yield map(prepare_chunk, tasks)
         return
@@ -115,9 +111,8 @@ def _in_order(count: int, received: queue.SimpleQueue):
 
 
 def _exchange(tasks, count: int, started: list, received: queue.SimpleQueue) -> None:
-    """In a thread, so that the workers go on while the main thread writes shards: give each worker
-    two tasks at a time (it never waits for the next), pass on what they send, until all ``count``
-    came back or a worker ended (then pass on how)."""
+    """In a thread, so that workers go on while shards are written: give each worker two tasks at a time (it never
+    waits for the next), pass on what they send until all ``count`` came back or a worker ended (then how)."""
     def give(pipe) -> None:
         with contextlib.suppress(OSError):  # it died: its sentinel says how
             for number_task in itertools.islice(tasks, 1):
@@ -156,14 +151,12 @@ def _death(process) -> str:
 
 
 def _start_workers(count: int) -> list:
-    """``count`` worker processes with their pipes, each with single-threaded BLAS (one busy process per
-    core), forked from a clean fork server (no threads, this module imported once: milliseconds each)
-    that inherits the settings made here: the BLAS threads, and this process's import path (else it
-    would put the current folder first, and a clone's folder ``alexnet`` seen from its parent there)."""
+    """``count`` worker processes with their pipes, forked from a clean fork server (no threads, this module
+    imported once) that inherits single-threaded BLAS (one busy process per core) and this process's import
+    path (else it would put the current folder first, where a clone's parent sees its ``alexnet``)."""
     saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, "PYTHONPATH", "PYTHONSAFEPATH")}
-    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
-    os.environ.update(PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in sys.path if isinstance(p, str)),
-                      PYTHONSAFEPATH="1")
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"), PYTHONSAFEPATH="1",
+                      PYTHONPATH=os.pathsep.join(os.path.abspath(p) for p in sys.path if isinstance(p, str)))
     # Started with Ctrl-C ignored, the server and its children leave Ctrl-C to this process.
     in_main_thread = threading.current_thread() is threading.main_thread()
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
@@ -187,9 +180,8 @@ def _start_workers(count: int) -> list:
 
 
 def _serve(pipe) -> None:
-    """A worker: prepare each chunk it is sent and send back the result, until the main process ends.
-    Ctrl-C reaches the whole process group: only the main process handles it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """A worker: prepare each chunk it is sent and send back the result, until the main process ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the main process handles it
     with contextlib.suppress(EOFError, BrokenPipeError):
         while True:
             number, task = pipe.recv()
@@ -200,34 +192,22 @@ def _serve(pipe) -> None:
             pipe.send((number, result))
 
 
-class ShardBuffer:
-    """The prepared images and summed statistics of one shard, until it is written."""
-
-    def __init__(self, size: int):
-        self.records, self.skipped, self.count = [], [], 0
-        self.sum_image, self.products = np.zeros((size, size, 3), np.int64), np.zeros((3, 3), np.int64)
-
-    def add(self, result) -> None:
-        records, sum_image, products, count, skipped = result
-        self.records += records
-        self.skipped += skipped
-        self.sum_image += sum_image
-        self.products += products
-        self.count += count
-
-    def save(self, out: Path, split: str, number: int, extension: str) -> None:
-        path = out / split / shard_name(number)
-        with space_for(path, sum(len(r[2]) + 2 * BLOCK + 512 for r in self.records)):  # data, headers, .cls
-            positions = write_shard(path, self.records, extension)
-        arrays = {"positions": np.array(positions, np.int64).reshape(-1, 2),
-                  "labels": np.array([r[1] for r in self.records], np.int64),
-                  "crc32": np.array([sample_checksum(r[2]) for r in self.records], np.uint32),
-                  "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: in the page cache
-                  "sum_image": self.sum_image, "products": self.products,
-                  "count": np.int64(self.count), "skipped": np.array(json.dumps(self.skipped))}
-        partial = partial_file(out, split, number)
-        with space_for(partial, sum(a.nbytes for a in arrays.values())):
-            write_atomically(partial, lambda f: np.savez(f, **arrays))
+def save_shard(out: Path, split: str, number: int, extension: str, results: list) -> None:
+    """Write the shard of these :func:`prepare_chunk` results, then its index and summed statistics."""
+    path = out / split / shard_name(number)
+    records = [record for result in results for record in result[0]]
+    with space_for(path, sum(len(r[2]) + 2 * BLOCK + 512 for r in records)):  # data, headers, .cls
+        positions = write_shard(path, records, extension)
+    arrays = {"positions": np.array(positions, np.int64).reshape(-1, 2),
+              "labels": np.array([r[1] for r in records], np.int64),
+              "crc32": np.array([sample_checksum(r[2]) for r in records], np.uint32),
+              "digest": np.array(file_digest(path, DIGEST)),  # of the file just written: in the page cache
+              "sum_image": sum(r[1].astype(np.int64) for r in results), "products": sum(r[2] for r in results),
+              "count": np.int64(sum(r[3] for r in results)),
+              "skipped": np.array(json.dumps([s for r in results for s in r[4]]))}
+    partial = partial_file(out, split, number)
+    with space_for(partial, sum(a.nbytes for a in arrays.values())):
+        write_atomically(partial, lambda f: np.savez(f, **arrays))
 
 
 @contextlib.contextmanager
@@ -243,11 +223,10 @@ def space_for(path: Path, needed: int):
 
 
 def prepare_chunk(task):
-    """In a worker: decode, crop and encode a chunk of images, and sum their pixel statistics.
-
-    Returns ``(records, sum_image, products, count, skipped)``: ``records`` are ``(key, label, encoded)``;
-    ``sum_image`` (uint16: at most CHUNK <= 257 images of 255) and ``products`` (3x3 sums of R,G,B
-    products) cover the images chosen for statistics, exactly; ``skipped`` is ``[(file, reason)]``."""
+    """In a worker: decode, crop and encode a chunk of images, and sum their pixel statistics. Returns ``(records,
+    sum_image, products, count, skipped)``: ``records`` are ``(key, label, encoded)``; ``sum_image`` (uint16: CHUNK
+    <= 257 images of 255) and ``products`` (3x3 sums of R,G,B products) sum the images chosen for statistics,
+    exactly; ``skipped`` is ``[(file, reason)]``."""
     items, in_stats, size, encoding, quality, max_pixels = task
     records, skipped, count = [], [], 0
     sum_image = np.zeros((size, size, 3), np.uint16)

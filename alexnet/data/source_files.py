@@ -73,9 +73,8 @@ def class_ids(names: list[str]) -> list[str]:
 
 
 def distinct(names: list[str]) -> list[str]:
-    """``names`` with each repeat made ``<name>-N``, N the first from 2 that no other name has: sample
-    keys must be unique (a WebDataset reader takes one key's members for one sample), yet ``dup.JPEG``
-    and ``dup.png``, ``x.y.JPEG`` and ``x_y.JPEG`` or a CIFAR batch's names can make one key."""
+    """``names`` with each repeat made ``<name>-N``, N the first from 2 that no other name has: sample keys must
+    be unique, yet ``dup.JPEG`` and ``dup.png``, ``x.y.JPEG`` and ``x_y.JPEG`` or a CIFAR batch's can make one."""
     taken, seen, following, result = set(names), set(), {}, []
     for name in names:
         if name in seen:
@@ -91,9 +90,8 @@ def distinct(names: list[str]) -> list[str]:
 
 
 def files_under(folder: Path) -> list[tuple[Path, str | None]]:
-    """The files below ``folder`` as ``(path, None)``, sorted, hidden ones left out. Symlinks are
-    followed, but no folder is read twice: a link back up (``a/loop -> ..``), a second link to a folder
-    already read or a folder that cannot be listed comes as ``(path, reason)``, a skipped file."""
+    """The files below ``folder`` as ``(path, None)``, sorted, hidden ones left out; symlinks followed, but a link
+    to a folder read already (``a/loop -> ..``) or a folder that cannot be listed comes as ``(path, reason)``."""
     found: list[tuple[Path, str | None]] = []
     seen = {_identity(folder): folder}
 
@@ -146,11 +144,7 @@ def subdirs(folder: Path) -> list[str]:
 
 
 def class_files(split_dir: Path) -> list[tuple[str, str, Path, str | None]]:
-    """``(class folder, key, path, reason)`` of the files in the class folders of ``split_dir``
-    (:func:`files_under`; files beside the class folders are left out)."""
-    found = []
-    for path, reason in files_under(split_dir):
-        rel = path.relative_to(split_dir).as_posix()
-        if "/" in rel or reason is not None:
-            found.append((rel.split("/", 1)[0], make_key(rel), path, reason))
-    return found
+    """``(class folder, key, path, reason)`` of the files in ``split_dir``'s class folders (:func:`files_under`)."""
+    found = [(path.relative_to(split_dir).as_posix(), path, reason) for path, reason in files_under(split_dir)]
+    return [(rel.split("/", 1)[0], make_key(rel), path, reason)
+            for rel, path, reason in found if "/" in rel or reason is not None]

@@ -1,10 +1,8 @@
-"""What `alexnet prepare` can read, found from what SOURCE holds: an image folder (``train/`` and
-``val/`` of class folders, or class folders alone), ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`), CIFAR-10
-(:mod:`alexnet.data.cifar10`), or any of these in a ``.tar.gz``/``.tgz``, extracted first.
-
-Every source becomes a :class:`Source`: the classes in index order, and per split items ``(key,
-label, locator, shown)``: the sample's name in the shards (the file's path in its split without
-extension), a picklable tuple that a worker reads (:func:`read_item`), how messages name the file."""
+"""What `alexnet prepare` can read: an image folder (``train/`` and ``val/`` of class folders, or class folders
+alone), ILSVRC-2012 (:mod:`alexnet.data.ilsvrc`), CIFAR-10 (:mod:`alexnet.data.cifar10`), or any of these in a
+``.tar.gz``/``.tgz``, extracted first. Each becomes a :class:`Source`: the classes in index order, and per split
+items ``(key, label, locator, shown)``: the sample's name in the shards (its path in the split without extension),
+a picklable tuple that a worker reads (:func:`read_item`), how messages name the file."""
 
 import errno
 import os
@@ -33,18 +31,18 @@ EXPECTED = ("expected one of: an image folder (SOURCE/train/<class>/<image>, SOU
 def read_item(locator: tuple, max_bytes: int) -> bytes | np.ndarray:
     """The encoded file, or for CIFAR-10 the HxWx3 pixels, that ``locator`` points at; BadImage if it
     is not a regular file or holds more than ``max_bytes`` (then it is not read)."""
-    kind = locator[0]
-    if kind == "file":
-        return read_regular(Path(locator[1]), max_bytes)
-    if kind == "tar":  # (tar path, byte offset of the member's data, size)
-        if locator[3] > max_bytes:
-            raise BadImage(too_large(locator[3], max_bytes))
-        with open(locator[1], "rb", buffering=0) as f:
-            return os.pread(f.fileno(), locator[3], locator[2])
-    if kind == "cifar":  # (batch file, row)
-        return cifar_pixels(locator[1])[locator[2]]
-    if kind == "skip":  # (reason): an entry found while walking the source that holds no image
-        raise BadImage(locator[1])
+    match locator:
+        case ("file", path):
+            return read_regular(Path(path), max_bytes)
+        case ("tar", path, offset, size):
+            if size > max_bytes:
+                raise BadImage(too_large(size, max_bytes))
+            with open(path, "rb", buffering=0) as f:
+                return os.pread(f.fileno(), size, offset)
+        case ("cifar", batch_file, row):
+            return cifar_pixels(batch_file)[row]
+        case ("skip", reason):  # an entry found while walking the source that holds no image
+            raise BadImage(reason)
     raise ValueError(f"unknown locator {locator!r}")
 
 
@@ -99,8 +97,7 @@ def extract_archive(archive: Path, dest: Path) -> Path:
         tmp.rename(dest)
         (dest / ".extracted").touch()
     entries = [p for p in dest.iterdir() if not p.name.startswith(".")]
-    # One top folder is a wrapper (imagenette2-320/) unless it is itself a part of a layout
-    # (a .tar.gz of an image folder whose only split is train/).
+    # One top folder is a wrapper (imagenette2-320/) unless a part of a layout (a .tar.gz of train/ alone).
     wrapper = len(entries) == 1 and entries[0].is_dir() and entries[0].name not in LAYOUT_PARTS
     return entries[0] if wrapper else dest
 
