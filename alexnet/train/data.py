@@ -1,7 +1,6 @@
-"""What the training loop reads (``--data``): a prepared dataset or synthetic images, batched on the device
-in an order that depends only on seed, epoch, rank and position (so a resume is exact), and the device
-transform of sections 2 and 4.1. Validation is split without padding: every image counts once.
-"""
+"""What the training loop reads (``--data``): a prepared dataset or synthetic images, batched on the device in an
+order that depends only on seed, epoch, rank and position (so a resume is exact), and the device transform of
+sections 2 and 4.1. Validation is split without padding: every image counts once."""
 
 import functools
 import os

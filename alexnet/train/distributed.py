@@ -15,8 +15,6 @@ import torch.distributed as dist
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
 
 @dataclass
 class Context:
@@ -44,7 +42,7 @@ def setup(device_name: str | None, model_parallel: bool = False) -> Context:
     if world == 1:
         return Context(device=device)
     if sys.platform.startswith("linux"):  # SIGKILL when torchrun dies: its processes are in their own sessions
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # (issue 23)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG (issue 23)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank * (2 if model_parallel else 1))

@@ -27,8 +27,7 @@ def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor], velo
 
 
 class PaperSGD(torch.optim.Optimizer):
-    """Momentum SGD with weight decay exactly as section 5 writes it (the module docstring). Under float16
-    loss scaling it unscales and skips non-finite steps on the device: GradScaler's path reads the host."""
+    """Section 5's update rule (module docstring); under float16 loss scaling, skips non-finite steps on the device."""
 
     _step_supports_amp_scaling = True  # GradScaler sets self.grad_scale and self.found_inf
 
