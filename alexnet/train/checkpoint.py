@@ -38,8 +38,7 @@ class Totals:
         hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
         n = labels.shape[0]
         self.sums += torch.stack([loss.detach().double() * n, n - hits[:, 0].sum().double(),
-                                  n - hits.any(dim=1).sum().double(),
-                                  torch.full((), n, dtype=torch.float64, device=loss.device)])
+                                  n - hits.any(dim=1).sum().double(), loss.new_full((), n, dtype=torch.float64)])
         if step >= 0:
             bad = (self.first_bad < 0) & ~torch.isfinite(loss.detach())
             self.first_bad.copy_(torch.where(bad, step, self.first_bad))
@@ -133,8 +132,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: no checkpoint there (a run writes checkpoints/last.pt after its first "
                         "epoch or --checkpoint-minutes)")
     record = read_model_file(path)
-    missing = [key for key in RESUME_KEYS if key not in record]
-    if missing:
+    if missing := [key for key in RESUME_KEYS if key not in record]:
         raise UserError(f"{path}: a model file, not a training checkpoint (no {', '.join(missing)}): a run "
                         "resumes from its checkpoints/last.pt")
     return record

@@ -1,6 +1,5 @@
 """One configuration object for a training run, with the paper's numbers as defaults (section 5): defaults <
-preset < file (YAML, JSON or TOML) < command line (:func:`config_from_args`), saved as ``RUN_DIR/config.yaml``.
-"""
+preset < file (YAML, JSON or TOML) < command line (:func:`config_from_args`), saved as ``RUN_DIR/config.yaml``."""
 
 import argparse
 import dataclasses
@@ -73,10 +72,8 @@ class Allowed:
         high = f"{self.high}]" if self.high is not None else f"{self.below})" if self.below is not None else ""
         if low and high:
             bounds = f" in {low}, {high}"
-        elif low:
-            bounds = f" {'>=' if low[0] == '[' else '>'} {low[1:]}"
-        else:
-            bounds = f" {'<=' if high[-1] == ']' else '<'} {high[:-1]}" if high else ""
+        else:  # no setting has an upper bound alone
+            bounds = f" {'>=' if low[0] == '[' else '>'} {low[1:]}" if low else ""
         return f"{kind}{bounds}" + (f" ({self.note})" if self.note else "")
 
 
@@ -210,8 +207,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], source: str)
         values["model_options"] = {**PRESETS[preset].get("model_options", {}), **(options or {})}
     values.update({k: v for k, v in overrides.items() if v is not None and k != "preset"})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
+    if unknown := sorted(set(values) - known):
         raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return TrainConfig(**values)  # checked as it is made
 

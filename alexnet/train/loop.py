@@ -1,6 +1,5 @@
 """The training loop of section 5, with validation, metrics, checkpoints, resumption and DDP around it. A step
-never waits for the device: its loss and error counts are read every ``log_every`` steps and at checkpoints.
-"""
+never waits for the device: its loss and error counts are read every ``log_every`` steps and at checkpoints."""
 
 import contextlib
 import json
@@ -33,10 +32,9 @@ class NonFiniteLoss(UserError):
 
 def train(config: TrainConfig, resume: str | Path | None = None) -> int:
     """Train as ``config`` says, from checkpoint ``resume``; the exit status. Sets process-wide backend options."""
-    ctx = distributed.setup(config.device, config.model_parallel)
     # One writer per run folder (issue 23), held from before the main process looks for last.pt.
     label = f"{'--resume' if resume else '--out'} {config.out}"
-    try:
+    with distributed.session(config.device, config.model_parallel) as ctx:
         with only_writer(Path(config.out), label) if ctx.main else contextlib.nullcontext():
             run = _start(config, ctx, resume)
             with StopRequest() as stop, (MetricsLog(run) if ctx.main else contextlib.nullcontext()) as log:
@@ -48,8 +46,6 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> int:
             if ctx.main:
                 print(what_it_learned(run), file=sys.stderr)
             return 0
-    finally:
-        distributed.teardown(ctx)
 
 
 def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | None) -> Run:
@@ -141,7 +137,8 @@ def _forward(run: Run, batch, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     run.data.transform.train(train)
     x = run.data.transform(batch[0], batch[2])
     x = x.contiguous(memory_format=torch.channels_last) if channels_last(run.config, run.ctx.device) else x
-    with autocast(run.config, run.ctx.device):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(run.config.amp)
+    with torch.autocast(run.ctx.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
         logits = run.model(x).float()
     return F.cross_entropy(logits, batch[1]), logits
 
@@ -212,12 +209,6 @@ def configure_backends(config: TrainConfig, device: torch.device) -> None:
 def channels_last(config: TrainConfig, device: torch.device) -> bool:
     """Whether the run uses channels-last memory: as asked, else where it pays (CPU, CUDA; docs/speed.md)."""
     return config.channels_last if config.channels_last is not None else device.type in ("cpu", "cuda")
-
-
-def autocast(config: TrainConfig, device: torch.device):
-    if config.amp is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
 
 
 class DataWait:
