@@ -1,8 +1,6 @@
-"""A run's state (:class:`Run`), ``checkpoints/last.pt`` and ``best.pt`` written atomically, the random
-states that make a resume exact, and the stop signals that end a run with a checkpoint. Checkpoints load with
-``torch.load(path, weights_only=True)`` (keys: docs/architecture.md); last.pt also holds ``progress`` (the
-epoch's running sums) and, from several processes, ``ranks`` (each one's ``rng`` and ``sums``).
-"""
+"""A run's state (:class:`Run`), its checkpoints (``weights_only`` loadable, keys: docs/architecture.md; last.pt
+also holds ``progress``, the epoch's running sums, and from several processes ``ranks``, each one's ``rng`` and
+``sums``), the random states that make a resume exact, and the stop signals that end a run with a checkpoint."""
 
 import math
 import random
@@ -40,8 +38,7 @@ class Totals:
         hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
         n = labels.shape[0]
         self.sums += torch.stack([loss.detach().double() * n, n - hits[:, 0].sum().double(),
-                                  n - hits.any(dim=1).sum().double(),
-                                  torch.full((), n, dtype=torch.float64, device=loss.device)])
+                                  n - hits.any(dim=1).sum().double(), loss.new_full((), n, dtype=torch.float64)])
         if step >= 0:
             bad = (self.first_bad < 0) & ~torch.isfinite(loss.detach())
             self.first_bad.copy_(torch.where(bad, step, self.first_bad))
@@ -94,8 +91,7 @@ class Run:
             "mean": mean, "epoch": self.epoch, "best_error": self.best_error, "config": self.config.to_dict()}
 
     def save(self) -> None:
-        """checkpoints/last.pt, by the main process: the model file, what a resume needs and, in a
-        distributed run, every process's random states (dropout) and running sums (issue 23)."""
+        """checkpoints/last.pt, by the main process: the model file, what a resume needs, each process's rng, sums."""
         own = {"rng": rng_states(), "sums": self.totals.sums.cpu()}
         ranks = distributed.gather_to_main(self.ctx, own) if self.ctx.distributed else None
         if self.ctx.main:
@@ -113,9 +109,8 @@ class Run:
 
     def restore(self, ck: dict) -> None:
         """Continue from checkpoint ``ck``, exactly when saved by as many processes (else fresh random states)."""
-        model = self.plain_model
-        two_devices = hasattr(model, "one_device_state_dict")
-        model.load_state_dict(one_to_two_device_state(ck["model"]) if two_devices else ck["model"])
+        two_devices = hasattr(self.plain_model, "one_device_state_dict")
+        self.plain_model.load_state_dict(one_to_two_device_state(ck["model"]) if two_devices else ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.schedule.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
@@ -137,8 +132,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: no checkpoint there (a run writes checkpoints/last.pt after its first "
                         "epoch or --checkpoint-minutes)")
     record = read_model_file(path)
-    missing = [key for key in RESUME_KEYS if key not in record]
-    if missing:
+    if missing := [key for key in RESUME_KEYS if key not in record]:
         raise UserError(f"{path}: a model file, not a training checkpoint (no {', '.join(missing)}): a run "
                         "resumes from its checkpoints/last.pt")
     return record

@@ -1,6 +1,5 @@
 """One configuration object for a training run, with the paper's numbers as defaults (section 5): defaults <
-preset < file (YAML, JSON or TOML) < command line (:func:`config_from_args`), saved as ``RUN_DIR/config.yaml``.
-"""
+preset < file (YAML, JSON or TOML) < command line (:func:`config_from_args`), saved as ``RUN_DIR/config.yaml``."""
 
 import argparse
 import dataclasses
@@ -9,6 +8,7 @@ import json
 import math
 import re
 import sys
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +33,8 @@ _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a s
 # Settings applied before the file and the command line; "auto" (the default) is quick on a CPU, else full.
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},  # the paper's recipe
-    # Learning on a 2-core CPU within about ten minutes (docs/training.md, "The quick preset", measures
-    # each value): the paper's rate per image at batch 32; fc8, the least stable layer with few classes,
-    # at 0.2 x that; cosine, since plateau never acts within 5 epochs; no dropout, which "roughly doubles
-    # the number of iterations required to converge" (section 4.2); bf16 where native (resolve).
+    # Learning on a 2-core CPU within about ten minutes; docs/training.md ("The quick preset") measures each
+    # departure. amp only where bfloat16 is native (resolve).
     "quick": {"epochs": 5, "limit": 2560, "val_limit": 500, "batch_size": 32, "checkpoint_minutes": 5.0,
               "lr": 0.0025, "fc8_lr_mult": 0.2, "schedule": "cosine", "warmup_epochs": 0.0,
               "model_options": {"dropout": 0.0}, "amp": "bf16"},
@@ -74,10 +72,8 @@ class Allowed:
         high = f"{self.high}]" if self.high is not None else f"{self.below})" if self.below is not None else ""
         if low and high:
             bounds = f" in {low}, {high}"
-        elif low:
-            bounds = f" {'>=' if low[0] == '[' else '>'} {low[1:]}"
-        else:
-            bounds = f" {'<=' if high[-1] == ']' else '<'} {high[:-1]}" if high else ""
+        else:  # no setting has an upper bound alone
+            bounds = f" {'>=' if low[0] == '[' else '>'} {low[1:]}" if low else ""
         return f"{kind}{bounds}" + (f" ({self.note})" if self.note else "")
 
 
@@ -211,8 +207,7 @@ def resolve(file_values: dict[str, Any], overrides: dict[str, Any], source: str)
         values["model_options"] = {**PRESETS[preset].get("model_options", {}), **(options or {})}
     values.update({k: v for k, v in overrides.items() if v is not None and k != "preset"})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
+    if unknown := sorted(set(values) - known):
         raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return TrainConfig(**values)  # checked as it is made
 
@@ -248,8 +243,7 @@ def parse_model_options(pairs: list[str]) -> dict:
 
 
 def resume_paths(resume: str) -> tuple[Path, Path]:
-    """The run folder and checkpoint that ``--resume`` names: a run folder (its checkpoints/last.pt), or a
-    checkpoint file in a run folder's checkpoints/ (pytorch/examples' ``--resume PATH``)."""
+    """The run folder and checkpoint that ``--resume`` names: a run folder, or a file in its checkpoints/."""
     path = Path(resume)
     if not path.is_file():
         if not (path / "config.yaml").is_file():
@@ -286,15 +280,6 @@ def _shown(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _kind(hint) -> tuple[type, bool]:
-    """The type a field's annotation asks for, and whether it also takes None."""
-    args = typing.get_args(hint)
-    if type(None) in args:
-        (kind,) = (a for a in args if a is not type(None))
-        return kind, True
-    return typing.get_origin(hint) or hint, False
-
-
 def _is(value, kind: type) -> bool:
     """Strictly: a bool is not a number, NaN and infinity are not numbers, "3" is not an integer."""
     if isinstance(value, bool):
@@ -308,20 +293,15 @@ def check(config: TrainConfig) -> None:
     """Raise UserError naming the option and what it accepts for a setting of the wrong type or value."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        kind, optional = _kind(hints[f.name])
+        value, hint = getattr(config, f.name), hints[f.name]
+        # The types it takes: (int, NoneType) for ``int | None``; (dict,) for ``dict[str, Any]``.
+        kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (typing.get_origin(hint) or hint,)
         allowed = f.metadata.get("allowed", Allowed())
-        if not ((value is None and optional) or _is(value, kind)) or not allowed.admits(value):
+        if not any(_is(value, kind) for kind in kinds) or not allowed.admits(value):
             flag = f.metadata.get("flag", f.name.replace("_", "-"))
-            raise UserError(f"--{flag} {_shown(value)}: expected {allowed.describe(_KINDS[kind])}")
+            raise UserError(f"--{flag} {_shown(value)}: expected {allowed.describe(_KINDS[kinds[0]])}")
     # The defaults need no registry, so that making them imports no torch (``--help`` stays quick).
     if config.model_options or config.arch != TrainConfig.arch:
         from alexnet.registry import checked_options
 
         config.model_options = checked_options(config.arch, config.model_options)
-
-
-def save_config(config: TrainConfig, path: Path) -> None:
-    from alexnet.atomic import atomic_write_text
-
-    atomic_write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), path)

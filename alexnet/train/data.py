@@ -1,7 +1,6 @@
-"""What the training loop reads (``--data``): a prepared dataset or synthetic images, batched on the device
-in an order that depends only on seed, epoch, rank and position (so a resume is exact), and the device
-transform of sections 2 and 4.1. Validation is split without padding: every image counts once.
-"""
+"""What the training loop reads (``--data``): a prepared dataset or synthetic images, batched on the device in an
+order that depends only on seed, epoch, rank and position (so a resume is exact), and the device transform of
+sections 2 and 4.1. Validation is split without padding: every image counts once."""
 
 import functools
 import os
@@ -110,9 +109,8 @@ def _on_device(loader, device: torch.device):
 
 
 def ignore_stop_signals(worker_id: int, trainer: int) -> None:
-    """In loader workers: leave SIGINT, and SIGTERM from anyone but process ``trainer`` (not always the parent:
-    a forkserver), to the trainer, which finishes its step and saves. SIGTERM from the trainer (multiprocessing's
-    way to stop workers) still ends a worker; without ``sigwaitinfo`` (macOS) the workers exit with it."""
+    """In loader workers: leave SIGINT, and SIGTERM from any but process ``trainer`` (not always the parent), to the
+    trainer, which saves; SIGTERM from the trainer still ends a worker (without ``sigwaitinfo``, macOS: it exits)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not hasattr(signal, "sigwaitinfo"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

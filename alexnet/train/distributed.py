@@ -1,6 +1,5 @@
 """Data-parallel training (DDP) started by ``torchrun --nproc_per_node=N -m alexnet train ...``; the
-global batch is split across the processes. A gloo group carries control messages, never waiting for a GPU.
-"""
+global batch is split across the processes. A gloo group carries control messages, never waiting for a GPU."""
 
 import contextlib
 import ctypes
@@ -14,8 +13,6 @@ import torch.distributed as dist
 
 from alexnet.devices import pick_device
 from alexnet.errors import UserError
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -37,14 +34,16 @@ class Context:
         return self.world > 1
 
 
-def setup(device_name: str | None, model_parallel: bool = False) -> Context:
-    """Join torchrun's process group, else run alone; with ``model_parallel``, local rank r owns cuda:2r, 2r+1."""
+@contextlib.contextmanager
+def session(device_name: str | None, model_parallel: bool = False):
+    """The block in torchrun's process group, else alone; with ``model_parallel``, local rank r owns cuda:2r, 2r+1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(device_name)
     if world == 1:
-        return Context(device=device)
+        yield Context(device=device)
+        return
     if sys.platform.startswith("linux"):  # SIGKILL when torchrun dies: its processes are in their own sessions
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # (issue 23)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG (issue 23)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank * (2 if model_parallel else 1))
@@ -53,11 +52,9 @@ def setup(device_name: str | None, model_parallel: bool = False) -> Context:
     if not dist.is_initialized():
         dist.init_process_group(backend)
     control = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
-    return Context(rank=rank, world=world, local_rank=local_rank, device=device, control=control)
-
-
-def teardown(ctx: Context) -> None:
-    if ctx.distributed and dist.is_initialized():
+    try:
+        yield Context(rank=rank, world=world, local_rank=local_rank, device=device, control=control)
+    finally:
         dist.destroy_process_group()
 
 

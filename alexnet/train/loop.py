@@ -1,6 +1,5 @@
 """The training loop of section 5, with validation, metrics, checkpoints, resumption and DDP around it. A step
-never waits for the device: its loss and error counts are read every ``log_every`` steps and at checkpoints.
-"""
+never waits for the device: its loss and error counts are read every ``log_every`` steps and at checkpoints."""
 
 import contextlib
 import json
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from alexnet import console, speed
@@ -22,7 +22,7 @@ from alexnet.errors import UserError
 from alexnet.registry import build_model
 from alexnet.train import distributed
 from alexnet.train.checkpoint import Run, StopRequest, Totals, read_checkpoint
-from alexnet.train.config import TrainConfig, save_config
+from alexnet.train.config import TrainConfig
 from alexnet.train.data import dataset_classes, prepared_data, synthetic
 
 
@@ -32,10 +32,9 @@ class NonFiniteLoss(UserError):
 
 def train(config: TrainConfig, resume: str | Path | None = None) -> int:
     """Train as ``config`` says, from checkpoint ``resume``; the exit status. Sets process-wide backend options."""
-    ctx = distributed.setup(config.device, config.model_parallel)
     # One writer per run folder (issue 23), held from before the main process looks for last.pt.
     label = f"{'--resume' if resume else '--out'} {config.out}"
-    try:
+    with distributed.session(config.device, config.model_parallel) as ctx:
         with only_writer(Path(config.out), label) if ctx.main else contextlib.nullcontext():
             run = _start(config, ctx, resume)
             with StopRequest() as stop, (MetricsLog(run) if ctx.main else contextlib.nullcontext()) as log:
@@ -47,8 +46,6 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> int:
             if ctx.main:
                 print(what_it_learned(run), file=sys.stderr)
             return 0
-    finally:
-        distributed.teardown(ctx)
 
 
 def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | None) -> Run:
@@ -83,7 +80,7 @@ def _start(config: TrainConfig, ctx: distributed.Context, resume: str | Path | N
         make_folder(run_dir / "checkpoints", f"--out {run_dir}")
         for folder in (run_dir, run_dir / "checkpoints"):  # what killed writes left there
             remove_temporaries(folder)
-        save_config(config, run_dir / "config.yaml")
+        atomic_write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), run_dir / "config.yaml")
         print(header(run, resume), file=sys.stderr)
     return run
 
@@ -123,10 +120,7 @@ def _train_epoch(run: Run, waiting: "DataWait", stop: StopRequest) -> int | None
 
 def _step(run: Run, batch, global_step: int) -> None:
     """One update of section 5 on one batch; the loss and top-1/top-5 counts stay on the device."""
-    x = _input(run, batch, train=True)
-    with autocast(run.config, run.ctx.device):
-        logits = run.model(x).float()
-    loss = F.cross_entropy(logits, batch[1])
+    loss, logits = _forward(run, batch, train=True)
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler.is_enabled():  # --amp fp16: loss scaling; the optimizer skips non-finite steps
         run.scaler.scale(loss).backward()
@@ -138,16 +132,19 @@ def _step(run: Run, batch, global_step: int) -> None:
     run.totals.add(loss, logits, batch[1], global_step)
 
 
-def _input(run: Run, batch, train: bool) -> torch.Tensor:
-    """The float network input of a batch (PCA colour noise only in training)."""
+def _forward(run: Run, batch, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and float logits of a batch (PCA colour noise only in training)."""
     run.data.transform.train(train)
     x = run.data.transform(batch[0], batch[2])
-    return x.contiguous(memory_format=torch.channels_last) if channels_last(run.config, run.ctx.device) else x
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last(run.config, run.ctx.device) else x
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(run.config.amp)
+    with torch.autocast(run.ctx.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+        logits = run.model(x).float()
+    return F.cross_entropy(logits, batch[1]), logits
 
 
 def _end_epoch(run: Run, waiting: "DataWait", log: "MetricsLog | None") -> None:
-    """Validation (the centre crops, every image counted once), the metrics line, the schedule's epoch end,
-    then best.pt and last.pt."""
+    """Validation (centre crops, every image once), the metrics line, the schedule's epoch end, best.pt, last.pt."""
     check_finite(run)
     train_stats = run.totals.summary(run.ctx)
     train_seconds = run.seconds + time.monotonic() - run.began
@@ -155,10 +152,9 @@ def _end_epoch(run: Run, waiting: "DataWait", log: "MetricsLog | None") -> None:
     val_began = time.monotonic()
     run.model.eval()
     totals = Totals(run.ctx.device)
-    with torch.no_grad(), autocast(run.config, run.ctx.device):
+    with torch.no_grad():
         for batch in run.data.val_batches():
-            logits = run.model(_input(run, batch, train=False)).float()
-            totals.add(F.cross_entropy(logits, batch[1]), logits, batch[1])
+            totals.add(*_forward(run, batch, train=False), batch[1])
     run.model.train()
     val_stats = totals.summary(run.ctx)
     record = {"epoch": run.epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()},
@@ -215,12 +211,6 @@ def channels_last(config: TrainConfig, device: torch.device) -> bool:
     return config.channels_last if config.channels_last is not None else device.type in ("cpu", "cuda")
 
 
-def autocast(config: TrainConfig, device: torch.device):
-    if config.amp is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if config.amp == "bf16" else torch.float16)
-
-
 class DataWait:
     """The batches of an iterable, counting the ``seconds`` spent waiting for them since ``started``."""
 
@@ -228,17 +218,15 @@ class DataWait:
         self.batches, self.seconds, self.started = batches, 0.0, time.monotonic()
 
     def __iter__(self):
-        it = iter(self.batches)
-        while True:
-            before = time.monotonic()
-            batch = next(it, None)
+        before = time.monotonic()
+        for batch in self.batches:
             self.seconds += time.monotonic() - before
-            if batch is None:
-                return
             yield batch
+            before = time.monotonic()
+        self.seconds += time.monotonic() - before
 
 
-class MetricsLog:
+class MetricsLog(contextlib.AbstractContextManager):
     """metrics.jsonl (one JSON object per epoch, docs/architecture.md), TensorBoard events and the epoch's line."""
 
     def __init__(self, run: Run):
@@ -251,9 +239,6 @@ class MetricsLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(run.folder / "tensorboard"), purge_step=run.epoch + 1)
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, *exc):
         self.tb.close()

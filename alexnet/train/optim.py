@@ -5,8 +5,7 @@ learning rate and <dL/dw> the batch gradient:
     w <- w + v
 
 The velocity is in weight units, so a new rate acts only on new gradients (``torch.optim.SGD`` rescales
-its whole velocity). The rate lives in the schedule: :meth:`Schedule.set` writes it before every step.
-"""
+its whole velocity). The rate lives in the schedule: :meth:`Schedule.set` writes it before every step."""
 
 import math
 
@@ -27,8 +26,7 @@ def paper_sgd_step_(weights: list[torch.Tensor], grads: list[torch.Tensor], velo
 
 
 class PaperSGD(torch.optim.Optimizer):
-    """Momentum SGD with weight decay exactly as section 5 writes it (the module docstring). Under float16
-    loss scaling it unscales and skips non-finite steps on the device: GradScaler's path reads the host."""
+    """Section 5's update rule (module docstring); under float16 loss scaling, skips non-finite steps on the device."""
 
     _step_supports_amp_scaling = True  # GradScaler sets self.grad_scale and self.found_inf
 
@@ -57,12 +55,11 @@ class PaperSGD(torch.optim.Optimizer):
                 paper_sgd_step_(weights, grads, velocities, lr, momentum, weight_decay)
                 continue
             # Loss-scaled: unscale in place as GradScaler.unscale_ does, and skip where found_inf, per tensor.
-            if grad_scale is not None:
-                inverse = grad_scale.double().reciprocal().float()
-                for g in grads:
-                    g.mul_(inverse.to(g.device))
+            inverse = None if grad_scale is None else grad_scale.double().reciprocal().float()
             skip = torch.zeros((), dtype=torch.bool) if found_inf is None else found_inf.bool()
             for w, g, v in zip(weights, grads, velocities):
+                if inverse is not None:
+                    g.mul_(inverse.to(g.device))
                 skip_here = skip.to(w.device, non_blocking=True)
                 new = v.mul(momentum).add_(w, alpha=-weight_decay * lr).add_(g, alpha=-lr)
                 v.copy_(torch.where(skip_here, v, new))
@@ -198,10 +195,8 @@ class Krizhevsky2012(Schedule):
 
 def make_schedule(config: TrainConfig) -> Schedule:
     """``--schedule`` from ``--lr``: the one place the learning rate is read."""
-    if config.schedule == "plateau":
-        return Plateau(config.lr, config.patience, config.max_reductions)
-    if config.schedule == "step":
-        return Step(config.lr, config.step_epochs)
-    if config.schedule == "cosine":
-        return CosineWarmup(config.lr, config.warmup_epochs, config.epochs)
-    return Krizhevsky2012(config.lr)
+    schedules = {"plateau": lambda: Plateau(config.lr, config.patience, config.max_reductions),
+                 "step": lambda: Step(config.lr, config.step_epochs),
+                 "cosine": lambda: CosineWarmup(config.lr, config.warmup_epochs, config.epochs),
+                 "krizhevsky2012": lambda: Krizhevsky2012(config.lr)}
+    return schedules[config.schedule]()
