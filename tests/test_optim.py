@@ -186,6 +186,21 @@ def test_paper_sgd_foreach_step_is_the_papers_update_rule():
         torch.testing.assert_close(got, want)
 
 
+def test_fast_sgd_falls_back_to_foreach_with_every_parameter_of_a_generator(monkeypatch):
+    plain = torch.optim.SGD
+
+    def no_fused(params, fused=None, **kw):
+        if fused:
+            next(iter(params))  # fails after reading, as torch does when it checks the first tensor
+            raise RuntimeError("fused not supported")
+        return plain(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "SGD", no_fused)
+    model = nn.Linear(4, 2)
+    opt = fast_sgd(model.parameters(), lr=0.1)
+    assert opt.defaults["foreach"] and sum(len(g["params"]) for g in opt.param_groups) == 2
+
+
 def test_fast_sgd_takes_the_same_steps_as_default_sgd():
     torch.manual_seed(3)
     start = [torch.randn(6, 4), torch.randn(4)]

@@ -70,6 +70,7 @@ class PaperSGD(torch.optim.Optimizer):
 def fast_sgd(params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0005,
              device: torch.device | str = "cpu") -> torch.optim.SGD:
     """``torch.optim.SGD`` (``--optimizer torch-sgd``), fused where supported (CPU, CUDA), else foreach."""
+    params = list(params)  # a generator would be used up by the first try
     try:
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                fused=torch.device(device).type in ("cpu", "cuda"))
