@@ -169,7 +169,7 @@ def test_an_image_folder_is_read_as_prepare_reads_it_squashed_whole_to_the_exper
     root = make_image_folder(tmp_path, per_class=2) / "train"
     first = sorted((root / "bright").iterdir())[0]
     with Image.open(first) as image:  # the experiments' protocol: the whole image resized, no crop
-        expected = np.asarray(image.convert("RGB").resize((16, 16), Image.BOX)).transpose(2, 0, 1)
+        expected = np.asarray(image.convert("RGB").resize((16, 16), Image.BOX)).transpose(2, 0, 1).copy()
     assert torch.equal(load_images(str(root), size=16).images[0], torch.from_numpy(expected))
     Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save(root / "dark" / "z-clear.png")  # transparent: white
     assert load_images(str(root)).images[-1].min() == 255
