@@ -1,3 +1,7 @@
+import os
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +10,7 @@ from alexnet.data.dataset import PreparedDataset
 from alexnet.data.images import decode
 from alexnet.data.batches import CropBatches
 from alexnet.data.loader import make_loader
+from alexnet.data.prefetch import join_ended
 from alexnet.data.prepare import prepare
 from alexnet.data.sampler import rank_indices
 from alexnet.data.transforms import random_windows, ten_crop_windows
@@ -49,6 +54,29 @@ def test_workers_give_the_same_batches_as_the_main_process(stand_in):
     here = collect(make_loader(stand_in, 3, workers=0, **options))
     there = collect(make_loader(stand_in, 3, workers=2, **options))
     assert all(torch.equal(a, b) for a, b in zip(here, there))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads Linux's list of this process's threads")
+def test_an_epoch_on_the_device_leaves_no_thread_ending_when_the_next_loader_forks(stand_in):
+    """A thread still ending can hold a lock that a child forked then waits on forever (CPython
+    gh-112275, before 3.12): validation's workers hung after a training epoch. Once an epoch's
+    batches are out, its prefetch thread and its queues' feeder threads are gone from the kernel too."""
+    def epoch():
+        return collect(make_loader(stand_in, 3, train=True, crop_size=40, workers=2).to("cpu"))
+
+    epoch()  # threads that live on once started (torch's own) start here
+    before = set(os.listdir("/proc/self/task"))
+    epoch()
+    assert set(os.listdir("/proc/self/task")) <= before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads Linux's list of this process's threads")
+def test_join_ended_returns_once_the_kernel_has_ended_the_threads():
+    threads = [threading.Thread(target=time.sleep, args=(0.01 * i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    join_ended(threads)
+    assert not {str(t.native_id) for t in threads} & set(os.listdir("/proc/self/task"))
 
 
 def test_jpeg_samples_are_decoded_then_cropped():

@@ -11,7 +11,7 @@ import torch.utils.data
 from alexnet.cores import available_cores
 from alexnet.data.batches import CropBatches, EncodedBatches, as_is
 from alexnet.data.device_decode import DECODERS
-from alexnet.data.prefetch import DevicePrefetcher
+from alexnet.data.prefetch import DevicePrefetcher, join_ended
 from alexnet.data.sampler import BatchSampler, EpochSampler
 from alexnet.errors import UserError
 
@@ -41,6 +41,8 @@ class BatchLoader(torch.utils.data.DataLoader):
         finally:
             if hasattr(workers, "_shutdown_workers"):  # absent without workers
                 workers._shutdown_workers()
+                # its queues' feeder threads end in the background: not while the next loader forks
+                join_ended([q._thread for q in getattr(workers, "_index_queues", ()) if q._thread is not None])
 
     def _copied_out(self, slots):
         batches: CropBatches = self.dataset

@@ -4,8 +4,10 @@ the consumer's stream waits on an event recorded after it, and each tensor is ma
 (``record_stream``) so the allocator does not reuse it too early.
 """
 
+import os
 import queue
 import threading
+import time
 from contextlib import suppress
 from typing import Callable, Iterable, Iterator
 
@@ -25,6 +27,25 @@ def _tensors(batch) -> Iterator[torch.Tensor]:
             yield t
         elif isinstance(t, (tuple, list)):
             yield from _tensors(t)
+
+
+def join_ended(threads, timeout: float = 5.0) -> None:
+    """Join ``threads`` and wait (at most ``timeout`` seconds) until the kernel has ended them too.
+
+    A thread still ending in CPython before 3.12 can hold a lock that a child forked then waits on
+    forever (CPython gh-112275): the next loader's workers hung at the start of validation. A joined
+    thread has left Python but not yet the kernel: on Linux its task is gone from /proc/self/task."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    ids = {str(t.native_id) for t in threads if t.native_id is not None and not t.is_alive()}
+    while ids and time.monotonic() < deadline:
+        try:
+            ids &= set(os.listdir("/proc/self/task"))
+        except OSError:  # not Linux: nothing more to wait for
+            return
+        if ids:
+            time.sleep(0.001)
 
 
 class DevicePrefetcher:
@@ -106,5 +127,6 @@ class DevicePrefetcher:
         with suppress(queue.Empty):
             while True:
                 self._queue.get_nowait()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join()
+            join_ended([self._thread])
