@@ -378,6 +378,21 @@ def test_killed_process_resumes_to_the_same_result(tmp_path):
     assert tree(out) == tree(whole)
 
 
+def test_a_worker_whose_main_process_was_killed_ends_without_a_traceback():
+    """A main process killed with a result still unread in its pipe resets the connection: the
+    worker's next read raises ConnectionResetError (not EOFError), which printed a traceback."""
+    import multiprocessing
+
+    main, worker = multiprocessing.Pipe()
+    worker.send((0, "a result the main process never read"))
+    main.close()
+    interrupt = signal.getsignal(signal.SIGINT)
+    try:
+        prepare_shards._serve(worker)  # returns: nothing raised, nothing printed
+    finally:
+        signal.signal(signal.SIGINT, interrupt)  # a worker ignores Ctrl-C; this test process must not
+
+
 def test_rerun_on_a_finished_dataset_changes_nothing_and_says_so(tmp_path, capsys):
     out = kit.run_prepare(kit.image_folder(tmp_path / "src"), tmp_path / "out")
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}

@@ -182,7 +182,7 @@ def _start_workers(count: int) -> list:
 def _serve(pipe) -> None:
     """A worker: prepare each chunk it is sent and send back the result, until the main process ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the main process handles it
-    with contextlib.suppress(EOFError, BrokenPipeError):
+    with contextlib.suppress(EOFError, ConnectionError):
         while True:
             number, task = pipe.recv()
             try:
